@@ -1,0 +1,471 @@
+"""Apply deletion commands to a :class:`~freemem.Context` safely, in one pass.
+
+Semantics (DESIGN.md §3), for every command on the *same* snapshot of the text:
+
+1. the prefix must occur exactly once in editable text — exact match first, then whitespace-insensitive;
+2. the span ends at the first occurrence of the suffix after the prefix, both anchors included;
+3. a span that touches protected text, or whose anchors are ambiguous or absent, is *rejected* with a reason;
+4. accepted spans that overlap (or touch) merge; a span that crosses message boundaries is cut per message
+   and the headers between stay;
+5. every piece becomes a marker (``<Del>`` for plain text, ``[freemem: N tokens freed]`` for messages, or
+   whatever ``marker`` says);
+6. a round that would free more than ``max_freed_share`` of the editable characters is refused whole.
+
+Nothing here raises on bad cleaner output: the :class:`Outcome` lists what was applied and what was
+rejected, and why.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from freemem.commands import Command
+from freemem.context import Context, Region
+from freemem.errors import ConfigError
+
+__all__ = [
+    "DEFAULT_MESSAGE_MARKER",
+    "DEFAULT_TEXT_MARKER",
+    "AppliedSpan",
+    "Outcome",
+    "Rejection",
+    "apply_commands",
+]
+
+DEFAULT_TEXT_MARKER = "<Del>"
+DEFAULT_MESSAGE_MARKER = "[freemem: {tokens} tokens freed]"
+
+RejectReason = Literal[
+    "empty_prefix",
+    "prefix_not_found",
+    "ambiguous_prefix",
+    "suffix_not_found",
+    "protected",
+    "round_refused",
+]
+
+#: A marker is a string (``{tokens}`` is replaced by the piece's token count) or a function of
+#: ``(original_text, tokens)``.
+Marker = str | Callable[[str, int], str]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A command that was not applied, and why."""
+
+    command_index: int
+    command: Command
+    reason: RejectReason
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"command_index": self.command_index, "prefix": self.command.prefix,
+                "suffix": self.command.suffix, "reason": self.reason, "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedSpan:
+    """One removed piece: its original text, where it was, and the marker that replaced it.
+
+    ``start``/``end`` are offsets in the original :attr:`Context.text`; ``field_start`` is the offset in the
+    original text of its field (a message's ``content``, ``content[i]``, ``reasoning_content``; ``"text"``
+    for plain text) and ``pruned_start`` the marker's offset in the pruned field. With those the original is
+    rebuilt exactly (:func:`freemem.archive.restore_text` / :func:`~freemem.archive.restore_messages`).
+    """
+
+    command_indexes: tuple[int, ...]
+    start: int
+    end: int
+    original: str
+    marker: str
+    tokens: int
+    field: str
+    field_start: int
+    pruned_start: int
+    message_index: int | None = None
+    message_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["command_indexes"] = list(self.command_indexes)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AppliedSpan:
+        data = dict(data)
+        data["command_indexes"] = tuple(data.get("command_indexes", ()))
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+@dataclass
+class Outcome:
+    """The result of :func:`apply_commands`."""
+
+    context: Context
+    text: str
+    applied: list[AppliedSpan] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    #: Why the whole round was refused (then nothing is applied), else None.
+    refused: str | None = None
+    #: ``(message_index, field) -> new field text`` for messages; ``(None, "text")`` for plain text.
+    field_edits: dict[tuple[int | None, str], str] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.applied)
+
+    @property
+    def tokens_removed(self) -> int:
+        """Tokens of original text taken out (markers not subtracted)."""
+        return sum(s.tokens for s in self.applied)
+
+    @property
+    def chars_freed(self) -> int:
+        return sum(len(s.original) - len(s.marker) for s in self.applied)
+
+    @property
+    def messages(self) -> list[Any]:
+        """The pruned messages: edited ones are copies, the rest the same objects. Ids never change."""
+        if self.context.kind != "messages" or self.context.messages is None:
+            raise ConfigError("this outcome is for plain text: use .text")
+        return edit_messages(self.context.messages, self.field_edits)
+
+    def summary(self) -> dict[str, Any]:
+        reasons: dict[str, int] = {}
+        for r in self.rejected:
+            reasons[r.reason] = reasons.get(r.reason, 0) + 1
+        return {"applied": len(self.applied), "rejected": len(self.rejected), "rejected_by_reason": reasons,
+                "refused": self.refused, "tokens_removed": self.tokens_removed, "chars_freed": self.chars_freed}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# finding anchors
+
+
+def _ws_pattern(anchor: str) -> re.Pattern[str] | None:
+    words = anchor.split()
+    if not words:
+        return None
+    return re.compile(r"\s+".join(re.escape(w) for w in words))
+
+
+class _Finder:
+    """Anchor search on one snapshot: exact first, then whitespace-insensitive."""
+
+    def __init__(self, context: Context) -> None:
+        self.ctx = context
+        self.text = context.text
+
+    def _editable(self, start: int, end: int) -> tuple[bool, Region | None]:
+        """(inside one editable region?, the first protected region touched)."""
+        region = self.ctx.region_at(start)
+        if region is not None and region.editable and end <= region.end:
+            return True, None
+        for r in self.ctx.regions_in(start, end):
+            if not r.editable:
+                return False, r
+        return False, None  # spans two editable regions of different fields: not one anchor
+
+    def find_prefix(self, prefix: str) -> tuple[int, int] | RejectReason | tuple[RejectReason, str]:
+        text = self.text
+        hits: list[tuple[int, int]] = []
+        protected: Region | None = None
+        pos = text.find(prefix)
+        while pos >= 0:
+            ok, prot = self._editable(pos, pos + len(prefix))
+            if ok:
+                hits.append((pos, pos + len(prefix)))
+                if len(hits) > 1:
+                    break
+            elif prot is not None and protected is None:
+                protected = prot
+            pos = text.find(prefix, pos + 1)
+        if not hits:
+            pattern = _ws_pattern(prefix)
+            if pattern is not None and (pattern.pattern != re.escape(prefix)):
+                for m in pattern.finditer(text):
+                    ok, prot = self._editable(m.start(), m.end())
+                    if ok:
+                        hits.append((m.start(), m.end()))
+                        if len(hits) > 1:
+                            break
+                    elif prot is not None and protected is None:
+                        protected = prot
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            return "ambiguous_prefix"
+        if protected is not None:
+            return ("protected", f"prefix only occurs in protected text ({protected.reason})")
+        return "prefix_not_found"
+
+    def find_suffix(self, suffix: str, after: int) -> tuple[int, int] | None:
+        pos = self.text.find(suffix, after)
+        pattern = _ws_pattern(suffix)
+        if pattern is not None and pattern.pattern != re.escape(suffix):
+            m = pattern.search(self.text, after)
+            if m is not None and (pos < 0 or m.start() < pos):
+                return m.start(), m.end()
+        if pos < 0:
+            return None
+        return pos, pos + len(suffix)
+
+
+def _locate(finder: _Finder, index: int, cmd: Command) -> tuple[int, int] | Rejection:
+    if not cmd.prefix.strip():
+        return Rejection(index, cmd, "empty_prefix", "prefix is empty")
+    found = finder.find_prefix(cmd.prefix)
+    if isinstance(found, str):
+        return Rejection(index, cmd, found, "")  # type: ignore[arg-type]
+    if isinstance(found[0], str):
+        return Rejection(index, cmd, found[0], found[1])  # type: ignore[arg-type]
+    start, end = found  # type: ignore[misc]
+    if cmd.suffix.strip():
+        suffix = finder.find_suffix(cmd.suffix, end)
+        if suffix is None:
+            return Rejection(index, cmd, "suffix_not_found", "no suffix occurrence after the prefix")
+        end = suffix[1]
+    for r in finder.ctx.regions_in(start, end):
+        if not r.editable and r.kind != "header":
+            return Rejection(index, cmd, "protected", f"span touches protected text ({r.reason})")
+    return start, end
+
+
+# ---------------------------------------------------------------------------------------------------------
+# applying
+
+
+def _marker_fn(marker: Marker | None, kind: str) -> Callable[[str, int], str]:
+    if marker is None:
+        marker = DEFAULT_TEXT_MARKER if kind == "text" else DEFAULT_MESSAGE_MARKER
+    if callable(marker):
+        return marker
+    template = marker
+    if "{tokens}" in template:
+        return lambda _original, tokens: template.replace("{tokens}", str(tokens))
+    return lambda _original, _tokens: template
+
+
+def _count(counter: Any, texts: list[str]) -> list[int]:
+    if counter is None:
+        from freemem.tokens import ApproxCounter
+
+        counter = ApproxCounter()
+    many = getattr(counter, "count_many", None)
+    if many is not None:
+        return list(many(texts))
+    return [counter.count(t) for t in texts]
+
+
+def apply_commands(
+    context: Context,
+    commands: Sequence[Command | dict[str, Any]],
+    *,
+    marker: Marker | None = None,
+    max_freed_share: float = 0.9,
+    counter: Any = None,
+) -> Outcome:
+    """Apply ``commands`` to ``context`` and return the :class:`Outcome`. Never raises on bad commands.
+
+    ``counter`` (a :class:`~freemem.tokens.TokenCounter`) measures the removed pieces for markers and the
+    ledger; the fast approximate counter is used when none is given. ``max_freed_share`` bounds the share of
+    editable characters one round may remove.
+    """
+    if not 0 < max_freed_share <= 1:
+        raise ConfigError("max_freed_share must be in (0, 1]")
+    finder = _Finder(context)
+    rejected: list[Rejection] = []
+    spans: list[tuple[int, int, int]] = []  # (start, end, command index)
+    for i, raw in enumerate(commands):
+        try:
+            cmd = raw if isinstance(raw, Command) else Command.model_validate(raw)
+        except (ValueError, TypeError) as exc:
+            rejected.append(Rejection(i, Command(prefix="", suffix=""), "empty_prefix", f"invalid command: {exc}"))
+            continue
+        located = _locate(finder, i, cmd)
+        if isinstance(located, Rejection):
+            rejected.append(located)
+        else:
+            spans.append((located[0], located[1], i))
+
+    # Merge overlapping or touching spans.
+    spans.sort()
+    merged: list[list[Any]] = []
+    for start, end, i in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+            merged[-1][2].append(i)
+        else:
+            merged.append([start, end, [i]])
+
+    # Cut per editable region (i.e. per message field); headers between pieces stay.
+    pieces: list[tuple[int, int, Region, tuple[int, ...]]] = []
+    for start, end, idxs in merged:
+        for r in context.regions_in(start, end):
+            if not r.editable:
+                continue
+            s, e = max(start, r.start), min(end, r.end)
+            if pieces and pieces[-1][1] == s and pieces[-1][2].field == r.field and (
+                pieces[-1][2].message_index == r.message_index
+            ):
+                prev = pieces[-1]
+                pieces[-1] = (prev[0], e, prev[2], prev[3])
+            else:
+                pieces.append((s, e, r, tuple(idxs)))
+
+    text = context.text
+    freed = sum(e - s for s, e, _, _ in pieces)
+    editable = context.editable_chars
+    if pieces and freed > max_freed_share * editable:
+        reason = (f"round would free {freed} of {editable} editable characters "
+                  f"(> max_freed_share={max_freed_share})")
+        seen = {i for _, _, _, idxs in pieces for i in idxs}
+        for i in sorted(seen):
+            raw = commands[i]
+            cmd = raw if isinstance(raw, Command) else Command.model_validate(raw)
+            rejected.append(Rejection(i, cmd, "round_refused", reason))
+        rejected.sort(key=lambda r: r.command_index)
+        return Outcome(context=context, text=text, rejected=rejected, refused=reason)
+
+    originals = [text[s:e] for s, e, _, _ in pieces]
+    tokens = _count(counter, originals) if originals else []
+    make_marker = _marker_fn(marker, context.kind)
+
+    out: list[str] = []
+    applied: list[AppliedSpan] = []
+    at = 0
+    # Per field: running shift between original and pruned field offsets, and the field's pieces.
+    shift: dict[tuple[int | None, str], int] = {}
+    field_pieces: dict[tuple[int | None, str], list[tuple[int, int, str]]] = {}
+    views = context.views
+    for (s, e, region, idxs), original, n_tokens in zip(pieces, originals, tokens):
+        mark = make_marker(original, n_tokens)
+        out.append(text[at:s])
+        out.append(mark)
+        at = e
+        key = (region.message_index, region.field or "text")
+        field_start = region.field_offset + (s - region.start)
+        delta = shift.get(key, 0)
+        pruned_start = field_start + delta
+        shift[key] = delta + len(mark) - (e - s)
+        field_pieces.setdefault(key, []).append((field_start, field_start + (e - s), mark))
+        message_id = views[region.message_index].id if views is not None and region.message_index is not None else None
+        applied.append(AppliedSpan(idxs, s, e, original, mark, n_tokens, key[1], field_start, pruned_start,
+                                   region.message_index, message_id))
+    out.append(text[at:])
+
+    field_edits: dict[tuple[int | None, str], str] = {}
+    for key, plist in field_pieces.items():
+        source = _field_text(context, key)
+        buf: list[str] = []
+        pos = 0
+        for fs, fe, mark in plist:
+            buf.append(source[pos:fs])
+            buf.append(mark)
+            pos = fe
+        buf.append(source[pos:])
+        field_edits[key] = "".join(buf)
+
+    rejected.sort(key=lambda r: r.command_index)
+    return Outcome(context=context, text="".join(out), applied=applied, rejected=rejected,
+                   field_edits=field_edits)
+
+
+def _field_text(context: Context, key: tuple[int | None, str]) -> str:
+    index, fname = key
+    if index is None:
+        return context.text
+    assert context.views is not None
+    for name, value in context.views[index].fields:
+        if name == fname:
+            return value
+    if fname.startswith("tool_calls["):
+        call_id = fname[len("tool_calls["):fname.index("]")]
+        for cid, _name, args in context.views[index].tool_calls:
+            if cid == call_id:
+                return args
+    raise KeyError(key)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# writing field edits back into messages
+
+_PART = re.compile(r"content\[(\d+)\]")
+
+
+def edit_messages(messages: Sequence[Any], field_edits: dict[tuple[int | None, str], str]) -> list[Any]:
+    """Return ``messages`` with the edited fields replaced. Edited messages are copies; others are shared."""
+    by_index: dict[int, dict[str, str]] = {}
+    for (index, fname), value in field_edits.items():
+        if index is None:
+            raise ConfigError("plain-text edits cannot be written into messages")
+        by_index.setdefault(index, {})[fname] = value
+    out = list(messages)
+    for index, edits in by_index.items():
+        msg = messages[index]
+        out[index] = _edit_dict(msg, edits) if isinstance(msg, dict) else _edit_langchain(msg, edits)
+    return out
+
+
+def _new_content(content: Any, edits: dict[str, str]) -> Any:
+    if "content" in edits:
+        return edits["content"]
+    parts = [(int(m.group(1)), v) for k, v in edits.items() if (m := _PART.fullmatch(k))]
+    if not parts:
+        return content
+    content = copy.copy(content)
+    for i, value in parts:
+        part = content[i]
+        if isinstance(part, str):
+            content[i] = value
+        else:
+            part = dict(part)
+            key = "text" if part.get("type") == "text" else ("reasoning" if "reasoning" in part else "thinking")
+            part[key] = value
+            content[i] = part
+    return content
+
+
+def _new_tool_calls(calls: list[Any], edits: dict[str, str], *, langchain: bool) -> list[Any] | None:
+    arg_edits = {k[len("tool_calls["):k.index("]")]: v for k, v in edits.items() if k.startswith("tool_calls[")}
+    if not arg_edits:
+        return None
+    out = []
+    for call in calls:
+        call = copy.deepcopy(call)
+        cid = str(call.get("id") or "")
+        if cid in arg_edits:
+            if langchain or "function" not in call:
+                call["args"] = {"_freemem_pruned": arg_edits[cid]}
+            else:
+                call["function"]["arguments"] = arg_edits[cid]
+        out.append(call)
+    return out
+
+
+def _edit_dict(msg: dict[str, Any], edits: dict[str, str]) -> dict[str, Any]:
+    new = dict(msg)
+    new["content"] = _new_content(msg.get("content"), edits)
+    for key in ("reasoning_content", "reasoning"):
+        if key in edits:
+            new[key] = edits[key]
+    calls = _new_tool_calls(msg.get("tool_calls") or [], edits, langchain=False)
+    if calls is not None:
+        new["tool_calls"] = calls
+    return new
+
+
+def _edit_langchain(msg: Any, edits: dict[str, str]) -> Any:
+    update: dict[str, Any] = {"content": _new_content(msg.content, edits)}
+    if "reasoning_content" in edits:
+        kwargs = dict(msg.additional_kwargs)
+        kwargs["reasoning_content"] = edits["reasoning_content"]
+        update["additional_kwargs"] = kwargs
+    calls = _new_tool_calls(list(getattr(msg, "tool_calls", None) or []), edits, langchain=True)
+    if calls is not None:
+        update["tool_calls"] = calls
+    return msg.model_copy(update=update)

@@ -1,0 +1,50 @@
+"""The cleaner protocol: look at a :class:`~freemem.Context`, propose deletion commands.
+
+Cleaners only *propose*; :func:`freemem.apply_commands` decides what is safe. A cleaner that cannot answer
+raises :class:`~freemem.errors.CleanerError`; callers skip the round (fail open for the agent, closed for
+the edit).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from freemem.commands import Command
+    from freemem.context import Context
+
+__all__ = ["Cleaner", "Proposal"]
+
+
+@dataclass
+class Proposal:
+    """Commands plus what it cost to get them (for the ledger)."""
+
+    commands: list[Command]
+    cleaner: str
+    latency_s: float = 0.0
+    usage: dict[str, int] = field(default_factory=dict)  # prompt_tokens, completion_tokens, ...
+    raw: str | None = None  # the model's raw answer, when there is one
+    note: str | None = None  # e.g. a parse problem that left no commands
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Cleaner(ABC):
+    """Base class of cleaners. Subclasses implement :meth:`propose` and, when they do I/O, :meth:`apropose`."""
+
+    #: Short name recorded in ledger events.
+    name: str = "cleaner"
+
+    @abstractmethod
+    def propose(self, context: Context) -> Proposal:
+        """Return the commands this cleaner would apply to ``context``."""
+
+    async def apropose(self, context: Context) -> Proposal:
+        """Async twin of :meth:`propose`. The default runs :meth:`propose` in a worker thread."""
+        return await asyncio.to_thread(self.propose, context)
+
+    def __repr__(self) -> str:  # pragma: no cover - cosmetic
+        return f"{type(self).__name__}(name={self.name!r})"

@@ -1,0 +1,420 @@
+"""What a cleaner sees: one text plus a map of editable and protected regions.
+
+A :class:`Context` is built from plain reasoning text (:meth:`Context.from_text`) or from a list of chat
+messages (:meth:`Context.from_messages`: OpenAI-format dicts or LangChain ``BaseMessage`` objects). Messages
+are rendered with short role headers (``[tool read_file #call_3]``); headers, separators and every other
+protected piece are listed as protected regions, so :func:`freemem.apply_commands` can refuse edits that touch
+them and cut spans that cross message boundaries.
+
+The core stays free of LangGraph, LangChain, Redis and HTTP imports: LangChain messages are read through
+duck-typed attributes and written back in :mod:`freemem.lc` behind a lazy import.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from freemem.errors import FormatError
+
+__all__ = [
+    "Context",
+    "MessageView",
+    "Protection",
+    "Region",
+    "message_views",
+]
+
+RegionKind = Literal["header", "text", "content", "reasoning", "arguments", "part"]
+
+#: Lines that state a final answer; protected wherever they appear.
+ANSWER_LINE = re.compile(
+    r"^[^\n]*(?:\\boxed\{|\bfinal answer\b|^\s*\**answer\**\s*[:：])[^\n]*$", re.IGNORECASE | re.MULTILINE
+)
+
+_HUMAN_ROLES = frozenset({"user", "human"})
+_SYSTEM_ROLES = frozenset({"system", "developer"})
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    """A half-open range ``[start, end)`` of :attr:`Context.text`.
+
+    ``field`` names where an editable region's text lives in its message (``"content"``, ``"content[2]"``
+    for a text part, ``"reasoning_content"``), or ``"text"`` for plain text; ``field_offset`` is the offset
+    of ``start`` inside that field's text. ``reason`` says why a protected region is protected.
+    """
+
+    start: int
+    end: int
+    editable: bool
+    kind: RegionKind
+    message_index: int | None = None
+    field: str | None = None
+    field_offset: int = 0
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class Protection:
+    """Which parts of a context a cleaner may never touch. All on by default (DESIGN.md §3)."""
+
+    system: bool = True
+    first_human: bool = True
+    last_human: bool = True
+    #: The last assistant message and everything after it (its tool results, a newer human message).
+    recent_turn: bool = True
+    #: Tool-call arguments are JSON a provider must accept: protected unless this is False.
+    tool_arguments: bool = True
+    #: ``\\boxed{...}`` and "final answer" lines, in any text.
+    answer_lines: bool = True
+    #: Message ids (or indexes as ``"#3"``) the caller pins, in addition to messages that pin themselves
+    #: (dict key ``"pinned": True``; LangChain ``additional_kwargs`` or ``response_metadata`` key
+    #: ``"freemem_pinned"``).
+    pinned_ids: frozenset[str] = frozenset()
+    #: Plain text: the last ``recent_chars`` characters (snapped to a line start) stay, since the model
+    #: continues from there.
+    recent_chars: int = 2000
+
+    def is_pinned(self, view: MessageView) -> bool:
+        return view.pinned or (view.id is not None and view.id in self.pinned_ids) or (
+            f"#{view.index}" in self.pinned_ids
+        )
+
+
+@dataclass
+class MessageView:
+    """A chat message reduced to what rendering needs, whatever its original type."""
+
+    index: int
+    role: str
+    id: str | None = None
+    name: str | None = None
+    #: Text fields in render order: ``("reasoning_content", text)``, ``("content", text)`` or one
+    #: ``("content[i]", text)`` per text part. Non-text parts appear as ``("part", placeholder)``.
+    fields: list[tuple[str, str]] = field(default_factory=list)
+    #: ``(call_id, tool_name, arguments_text)`` of an assistant message's tool calls.
+    tool_calls: list[tuple[str, str, str]] = field(default_factory=list)
+    tool_call_id: str | None = None
+    pinned: bool = False
+
+
+def _dict_view(index: int, msg: dict[str, Any]) -> MessageView:
+    if not isinstance(msg, dict):
+        raise FormatError(f"message {index} is a {type(msg).__name__}, expected a dict or a LangChain message")
+    role = msg.get("role")
+    if not isinstance(role, str):
+        raise FormatError(f"message {index} has no 'role'")
+    view = MessageView(
+        index=index,
+        role=role,
+        id=_str_or_none(msg.get("id")),
+        name=_str_or_none(msg.get("name")),
+        tool_call_id=_str_or_none(msg.get("tool_call_id")),
+        pinned=bool(msg.get("pinned")) or bool(_meta(msg).get("freemem_pinned")),
+    )
+    reasoning = msg.get("reasoning_content") or msg.get("reasoning")
+    if isinstance(reasoning, str) and reasoning:
+        key = "reasoning_content" if msg.get("reasoning_content") else "reasoning"
+        view.fields.append((key, reasoning))
+    _content_fields(view, msg.get("content"))
+    for call in msg.get("tool_calls") or []:
+        if not isinstance(call, dict):
+            raise FormatError(f"message {index}: a tool call is not an object")
+        fn = call.get("function") or {}
+        name = fn.get("name") if isinstance(fn, dict) else None
+        args = fn.get("arguments") if isinstance(fn, dict) else None
+        if name is None:  # LangChain-style dicts: {"name", "args", "id"}
+            name, args = call.get("name"), call.get("args")
+        if not isinstance(args, str):
+            args = json.dumps(args, ensure_ascii=False, sort_keys=True) if args is not None else ""
+        view.tool_calls.append((str(call.get("id") or ""), str(name or "?"), args))
+    return view
+
+
+def _meta(msg: dict[str, Any]) -> dict[str, Any]:
+    meta = msg.get("metadata")
+    return meta if isinstance(meta, dict) else {}
+
+
+def _lc_view(index: int, msg: Any) -> MessageView:
+    # Duck-typed on langchain_core.messages.BaseMessage so the core never imports LangChain.
+    role = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool", "developer": "developer"}.get(
+        msg.type, msg.type
+    )
+    kwargs = getattr(msg, "additional_kwargs", None) or {}
+    meta = getattr(msg, "response_metadata", None) or {}
+    view = MessageView(
+        index=index,
+        role=role,
+        id=_str_or_none(getattr(msg, "id", None)),
+        name=_str_or_none(getattr(msg, "name", None)),
+        tool_call_id=_str_or_none(getattr(msg, "tool_call_id", None)),
+        pinned=bool(kwargs.get("freemem_pinned") or meta.get("freemem_pinned")),
+    )
+    reasoning = kwargs.get("reasoning_content")
+    if isinstance(reasoning, str) and reasoning:
+        view.fields.append(("reasoning_content", reasoning))
+    _content_fields(view, msg.content)
+    for call in getattr(msg, "tool_calls", None) or []:
+        args = json.dumps(call.get("args"), ensure_ascii=False, sort_keys=True)
+        view.tool_calls.append((str(call.get("id") or ""), str(call.get("name") or "?"), args))
+    return view
+
+
+def _content_fields(view: MessageView, content: Any) -> None:
+    if content is None:
+        return
+    if isinstance(content, str):
+        view.fields.append(("content", content))
+        return
+    if isinstance(content, list):
+        for i, part in enumerate(content):
+            if isinstance(part, str):
+                view.fields.append((f"content[{i}]", part))
+            elif isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                view.fields.append((f"content[{i}]", part["text"]))
+            elif isinstance(part, dict) and part.get("type") in ("reasoning", "thinking"):
+                key = "reasoning" if "reasoning" in part else "thinking"
+                if isinstance(part.get(key), str):
+                    view.fields.append((f"content[{i}]", part[key]))
+                else:
+                    view.fields.append(("part", f"[{part.get('type')} part]"))
+            else:
+                kind = part.get("type", "non-text") if isinstance(part, dict) else type(part).__name__
+                view.fields.append(("part", f"[{kind} part]"))
+        return
+    raise FormatError(f"message {view.index}: content of type {type(content).__name__} is not supported")
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def message_views(messages: Sequence[Any]) -> list[MessageView]:
+    """Read OpenAI-format dicts or LangChain messages into :class:`MessageView` objects."""
+    views = []
+    for i, msg in enumerate(messages):
+        if isinstance(msg, dict):
+            views.append(_dict_view(i, msg))
+        elif hasattr(msg, "type") and hasattr(msg, "content"):
+            views.append(_lc_view(i, msg))
+        else:
+            raise FormatError(f"message {i} is a {type(msg).__name__}, expected a dict or a LangChain message")
+    # Tool results name their tool through the call that produced them.
+    names: dict[str, str] = {}
+    for view in views:
+        for call_id, name, _ in view.tool_calls:
+            names[call_id] = name
+        if view.role == "tool" and view.name is None and view.tool_call_id in names:
+            view.name = names[view.tool_call_id]
+    return views
+
+
+def _protected_messages(views: list[MessageView], protection: Protection) -> dict[int, str]:
+    """Index → reason, for messages protected whole."""
+    reasons: dict[int, str] = {}
+    human = [v.index for v in views if v.role in _HUMAN_ROLES]
+    if protection.first_human and human:
+        reasons.setdefault(human[0], "first human message")
+    if protection.last_human and human:
+        reasons.setdefault(human[-1], "latest human message")
+    if protection.recent_turn:
+        assistants = [v.index for v in views if v.role == "assistant"]
+        if assistants:
+            for i in range(assistants[-1], len(views)):
+                reasons.setdefault(i, "most recent turn")
+    for view in views:
+        if protection.system and view.role in _SYSTEM_ROLES:
+            reasons.setdefault(view.index, f"{view.role} message")
+        if protection.is_pinned(view):
+            reasons.setdefault(view.index, "pinned message")
+    return reasons
+
+
+class _Builder:
+    """Accumulates text pieces and their regions."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.regions: list[Region] = []
+        self.pos = 0
+
+    def add(self, text: str, *, editable: bool, kind: RegionKind, message_index: int | None = None,
+            field: str | None = None, field_offset: int = 0, reason: str | None = None) -> None:
+        if not text:
+            return
+        self.parts.append(text)
+        self.regions.append(Region(self.pos, self.pos + len(text), editable, kind, message_index, field,
+                                   field_offset, reason))
+        self.pos += len(text)
+
+    def add_field_text(self, text: str, *, kind: RegionKind, message_index: int | None, field: str,
+                       protected: list[tuple[int, int, str]]) -> None:
+        """Add an editable field, carving out protected sub-ranges (sorted, non-overlapping)."""
+        at = 0
+        for start, end, reason in protected:
+            if start > at:
+                self.add(text[at:start], editable=True, kind=kind, message_index=message_index, field=field,
+                         field_offset=at)
+            self.add(text[max(start, at):end], editable=False, kind=kind, message_index=message_index,
+                     field=field, field_offset=max(start, at), reason=reason)
+            at = max(at, end)
+        if at < len(text):
+            self.add(text[at:], editable=True, kind=kind, message_index=message_index, field=field,
+                     field_offset=at)
+
+
+def _answer_ranges(text: str) -> list[tuple[int, int, str]]:
+    return [(m.start(), m.end(), "answer line") for m in ANSWER_LINE.finditer(text)]
+
+
+def _merge_ranges(ranges: Iterable[tuple[int, int, str]]) -> list[tuple[int, int, str]]:
+    out: list[tuple[int, int, str]] = []
+    for start, end, reason in sorted(ranges):
+        if end <= start:
+            continue
+        if out and start <= out[-1][1]:
+            prev = out[-1]
+            out[-1] = (prev[0], max(prev[1], end), prev[2])
+        else:
+            out.append((start, end, reason))
+    return out
+
+
+class Context:
+    """A rendered text with its region map. Build with :meth:`from_text` or :meth:`from_messages`."""
+
+    kind: Literal["text", "messages"]
+
+    def __init__(self, text: str, regions: list[Region], *, kind: Literal["text", "messages"],
+                 messages: Sequence[Any] | None = None, views: list[MessageView] | None = None,
+                 protection: Protection | None = None) -> None:
+        self.text = text
+        self.regions = regions
+        self.kind = kind
+        self.messages = list(messages) if messages is not None else None
+        self.views = views
+        self.protection = protection or Protection()
+        self._starts = [r.start for r in regions]
+
+    # -- construction -----------------------------------------------------------------------------------
+    @classmethod
+    def from_text(cls, text: str, *, question: str | None = None, protection: Protection | None = None,
+                  protect: Iterable[tuple[int, int]] = ()) -> Context:
+        """Plain reasoning text. Protected: ``question`` where the text starts with it (or wherever it occurs
+        first), the recency window at the end, answer lines, and any ``protect`` ranges."""
+        if not isinstance(text, str):
+            raise FormatError(f"expected text, got {type(text).__name__}")
+        protection = protection or Protection()
+        ranges: list[tuple[int, int, str]] = [(s, e, "caller") for s, e in protect]
+        if question:
+            at = text.find(question)
+            if at >= 0:
+                ranges.append((at, at + len(question), "question"))
+        if protection.recent_chars > 0 and text:
+            cut = max(0, len(text) - protection.recent_chars)
+            line = text.rfind("\n", max(0, cut - 500), cut)  # snap to a line start when one is near
+            if line >= 0:
+                cut = line + 1
+            ranges.append((cut, len(text), "recency window"))
+        if protection.answer_lines:
+            ranges.extend(_answer_ranges(text))
+        b = _Builder()
+        b.add_field_text(text, kind="text", message_index=None, field="text", protected=_merge_ranges(ranges))
+        return cls(text, b.regions, kind="text", protection=protection)
+
+    @classmethod
+    def from_messages(cls, messages: Sequence[Any], *, protection: Protection | None = None) -> Context:
+        """Chat messages (OpenAI-format dicts or LangChain messages), rendered with protected headers::
+
+            [assistant #msg_7]
+            Let me look at the file.
+            [call read_file #call_3] {"path": "a.py"}
+
+            [tool read_file #call_3]
+            ...file contents...
+        """
+        protection = protection or Protection()
+        views = message_views(messages)
+        whole = _protected_messages(views, protection)
+        b = _Builder()
+        for view in views:
+            reason = whole.get(view.index)
+            if view.index:
+                b.add("\n\n", editable=False, kind="header", message_index=view.index, reason="separator")
+            b.add(_header(view), editable=False, kind="header", message_index=view.index, reason="header")
+            first = True
+            for fname, ftext in view.fields:
+                if not first:
+                    b.add("\n", editable=False, kind="header", message_index=view.index, reason="separator")
+                first = False
+                if fname == "part":
+                    b.add(ftext, editable=False, kind="part", message_index=view.index, reason="non-text part")
+                    continue
+                kind: RegionKind = "reasoning" if fname.startswith("reasoning") else "content"
+                if fname.startswith("reasoning"):
+                    b.add("<think>\n", editable=False, kind="header", message_index=view.index, reason="header")
+                if reason is not None:
+                    b.add(ftext, editable=False, kind=kind, message_index=view.index, field=fname, reason=reason)
+                else:
+                    sub = _answer_ranges(ftext) if protection.answer_lines else []
+                    b.add_field_text(ftext, kind=kind, message_index=view.index, field=fname, protected=sub)
+                if fname.startswith("reasoning"):
+                    b.add("\n</think>", editable=False, kind="header", message_index=view.index, reason="header")
+            for call_id, name, args in view.tool_calls:
+                b.add(f"\n[call {name} #{call_id}] ", editable=False, kind="header", message_index=view.index,
+                      reason="tool call id and name")
+                if protection.tool_arguments or reason is not None:
+                    b.add(args, editable=False, kind="arguments", message_index=view.index,
+                          reason=reason or "tool-call arguments")
+                else:
+                    b.add_field_text(args, kind="arguments", message_index=view.index,
+                                     field=f"tool_calls[{call_id}].arguments", protected=[])
+        return cls("".join(b.parts), b.regions, kind="messages", messages=messages, views=views,
+                   protection=protection)
+
+    # -- queries ----------------------------------------------------------------------------------------
+    def regions_in(self, start: int, end: int) -> list[Region]:
+        """Regions overlapping ``[start, end)``, in order."""
+        i = bisect.bisect_right(self._starts, start) - 1
+        i = max(i, 0)
+        out = []
+        regions = self.regions
+        while i < len(regions) and regions[i].start < end:
+            if regions[i].end > start:
+                out.append(regions[i])
+            i += 1
+        return out
+
+    def region_at(self, pos: int) -> Region | None:
+        i = bisect.bisect_right(self._starts, pos) - 1
+        if 0 <= i < len(self.regions) and self.regions[i].start <= pos < self.regions[i].end:
+            return self.regions[i]
+        return None
+
+    @property
+    def editable_chars(self) -> int:
+        return sum(r.end - r.start for r in self.regions if r.editable)
+
+    def __len__(self) -> int:
+        return len(self.text)
+
+    def __repr__(self) -> str:
+        n = len(self.views) if self.views is not None else 0
+        return (f"Context(kind={self.kind!r}, chars={len(self.text)}, editable={self.editable_chars}, "
+                f"messages={n})")
+
+
+def _header(view: MessageView) -> str:
+    bits = [view.role]
+    if view.name:
+        bits.append(view.name)
+    ref = view.tool_call_id if view.role == "tool" else view.id
+    if ref:
+        bits.append(f"#{ref}")
+    return "[" + " ".join(bits) + "]\n"
