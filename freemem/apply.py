@@ -161,14 +161,19 @@ class _Finder:
         self.text = context.text
 
     def _editable(self, start: int, end: int) -> tuple[bool, Region | None]:
-        """(inside one editable region?, the first protected region touched)."""
+        """(may this occurrence anchor a span?, the first protected region it touches).
+
+        An anchor lies in editable text, or runs from a structural header into editable text (headers such
+        as ``[tool read_file #call_3]`` make anchors unique; they stay when the span is cut). It may not
+        touch protected content.
+        """
         region = self.ctx.region_at(start)
         if region is not None and region.editable and end <= region.end:
             return True, None
         for r in self.ctx.regions_in(start, end):
-            if not r.editable:
+            if not r.editable and r.kind != "header":
                 return False, r
-        return False, None  # spans two editable regions of different fields: not one anchor
+        return True, None
 
     def find_prefix(self, prefix: str) -> tuple[int, int] | RejectReason | tuple[RejectReason, str]:
         text = self.text
@@ -204,15 +209,16 @@ class _Finder:
         return "prefix_not_found"
 
     def find_suffix(self, suffix: str, after: int) -> tuple[int, int] | None:
+        """First occurrence at or after ``after``: exact first, whitespace-insensitive only when none."""
         pos = self.text.find(suffix, after)
+        if pos >= 0:
+            return pos, pos + len(suffix)
         pattern = _ws_pattern(suffix)
-        if pattern is not None and pattern.pattern != re.escape(suffix):
+        if pattern is not None:
             m = pattern.search(self.text, after)
-            if m is not None and (pos < 0 or m.start() < pos):
+            if m is not None:
                 return m.start(), m.end()
-        if pos < 0:
-            return None
-        return pos, pos + len(suffix)
+        return None
 
 
 def _locate(finder: _Finder, index: int, cmd: Command) -> tuple[int, int] | Rejection:
@@ -229,9 +235,14 @@ def _locate(finder: _Finder, index: int, cmd: Command) -> tuple[int, int] | Reje
         if suffix is None:
             return Rejection(index, cmd, "suffix_not_found", "no suffix occurrence after the prefix")
         end = suffix[1]
+    editable = False
     for r in finder.ctx.regions_in(start, end):
-        if not r.editable and r.kind != "header":
+        if r.editable:
+            editable = True
+        elif r.kind != "header":
             return Rejection(index, cmd, "protected", f"span touches protected text ({r.reason})")
+    if not editable:
+        return Rejection(index, cmd, "protected", "span holds only message headers")
     return start, end
 
 

@@ -1,0 +1,423 @@
+"""HeuristicCleaner: no model, CPU only, deterministic — the embedded default.
+
+It targets what the Free()LM paper found behind most context-limit failures, repetition, plus the bulk that
+tool-using agents pile up:
+
+* **loops** — a unit (line, paragraph, sentence, or any run of characters) repeated verbatim or
+  near-verbatim (case and whitespace aside) three or more times in a row: all editable copies but the last go;
+* **duplicated blocks** — a long paragraph that appears again later: the earlier copies go;
+* **superseded tool results** — a tool called again later with the same arguments: the older result goes;
+* **stale bulky tool output** — large results of older tool calls (outside the recency window) shrink to an
+  excerpt: their first lines plus the lines holding strings the agent later quoted or acted on;
+* **over a token budget** — it goes further, stalest and bulkiest first (old tool output, then old
+  assistant text, then older reasoning), with ever shorter excerpts, until the context fits wherever the
+  protected part fits.
+
+It emits ordinary :class:`~freemem.Command` objects with anchors verified against the context
+(:class:`~freemem.anchors.AnchorMaker`), so :func:`~freemem.apply_commands` accepts them as they are.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from freemem.anchors import AnchorMaker
+from freemem.cleaners.base import Cleaner, Proposal
+from freemem.commands import Command
+from freemem.context import Context, Region
+
+__all__ = ["HeuristicCleaner"]
+
+_WS = re.compile(r"\s+")
+_SENTENCE = re.compile(r"(?<=[.!?;])\s+")
+_IDENT = re.compile(r"[A-Za-z0-9_][\w./:\-]{7,}")
+# A unit of 6..400 characters repeated at least 4 times in a row, inside one line.
+_CHAR_LOOP = re.compile(r"(.{6,400}?)\1{3,}", re.DOTALL)
+
+
+@dataclass
+class _Field:
+    """One editable text field of the context: where it sits and what it says."""
+
+    message_index: int | None
+    name: str
+    role: str
+    start: int  # offset of the field's first character in context.text
+    text: str
+    regions: list[Region]
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.text)
+
+
+@dataclass
+class _Span:
+    start: int
+    end: int
+    why: str
+    back_off: int = 0
+
+
+def _key(unit: str) -> str:
+    return _WS.sub(" ", unit).strip().lower().rstrip(".,;:!?")
+
+
+def _units(text: str) -> list[tuple[int, int]]:
+    """Lines (blank lines folded into the line before), long lines split into sentences."""
+    units: list[tuple[int, int]] = []
+    pos = 0
+    for line in text.splitlines(keepends=True):
+        start, end = pos, pos + len(line)
+        pos = end
+        if not line.strip() and units:
+            units[-1] = (units[-1][0], end)
+            continue
+        if len(line) > 400:
+            at = start
+            for m in _SENTENCE.finditer(line):
+                cut = start + m.end()
+                if cut - at >= 20:
+                    units.append((at, cut))
+                    at = cut
+            units.append((at, end))
+        else:
+            units.append((start, end))
+    return units
+
+
+def _loop_runs(keys: list[str], min_repeats: int, max_period: int = 64) -> list[tuple[int, int, int]]:
+    """Runs of units repeating with some period: ``(first_unit, end_unit, period)``, longest first."""
+    n = len(keys)
+    runs: list[tuple[int, int, int]] = []
+    for q in range(1, max_period + 1):
+        i = 0
+        while i + q < n:
+            if keys[i] and keys[i] == keys[i + q]:
+                j = i
+                while j + q < n and keys[j] == keys[j + q]:
+                    j += 1
+                length = j - i + q  # units covered by the run
+                if length >= q * min_repeats:
+                    runs.append((i, i + length, q))
+                i = j + 1
+            else:
+                i += 1
+    runs.sort(key=lambda r: (-(r[1] - r[0]), r[2]))
+    chosen: list[tuple[int, int, int]] = []
+    taken: list[tuple[int, int]] = []
+    for a, b, q in runs:
+        if all(b <= x or a >= y for x, y in taken):
+            chosen.append((a, b, q))
+            taken.append((a, b))
+    return chosen
+
+
+class HeuristicCleaner(Cleaner):
+    """Rule-based cleaner. See the module docstring for what it removes.
+
+    Args:
+        budget: token budget of the whole context; over it the cleaner prunes further. None: no budget.
+        target: when over budget, prune down to ``budget * target`` so the next rounds have room.
+        counter: token counter for budget estimates (the approximate counter when None).
+        min_repeats: copies in a row that make a loop.
+        keep_recent_tools: the newest N tool results are never stale.
+        bulky_tokens: a stale tool result over this many tokens is excerpted even under budget.
+        excerpt_head_lines: lines kept at the top of an excerpted tool result.
+        duplicate_min_chars: a repeated paragraph at least this long counts as a duplicated block.
+    """
+
+    name = "heuristic"
+
+    def __init__(self, *, budget: int | None = None, target: float = 0.8, counter: Any = None,
+                 min_repeats: int = 3, keep_recent_tools: int = 3, bulky_tokens: int = 2000,
+                 excerpt_head_lines: int = 4, duplicate_min_chars: int = 200) -> None:
+        self.budget = budget
+        self.target = target
+        self.counter = counter
+        self.min_repeats = min_repeats
+        self.keep_recent_tools = keep_recent_tools
+        self.bulky_tokens = bulky_tokens
+        self.excerpt_head_lines = excerpt_head_lines
+        self.duplicate_min_chars = duplicate_min_chars
+
+    # -- public -----------------------------------------------------------------------------------------
+    def propose(self, context: Context) -> Proposal:
+        t0 = time.perf_counter()
+        fields = _editable_fields(context)
+        spans: list[_Span] = []
+        for f in fields:
+            spans.extend(self._loops(f))
+        spans.extend(self._duplicates(fields))
+        if context.kind == "messages":
+            spans.extend(self._superseded(context, fields))
+            spans.extend(self._stale_bulky(context, fields))
+        if self.budget is not None:
+            spans.extend(self._fit_budget(context, fields, spans))
+        commands = self._commands(context, spans)
+        return Proposal(commands=commands, cleaner=self.name, latency_s=time.perf_counter() - t0,
+                        extra={"spans": len(spans)})
+
+    # -- token estimates --------------------------------------------------------------------------------
+    def _counter(self) -> Any:
+        if self.counter is None:
+            from freemem.tokens import ApproxCounter
+
+            self.counter = ApproxCounter()
+        return self.counter
+
+    # -- rules ------------------------------------------------------------------------------------------
+    def _loops(self, f: _Field) -> list[_Span]:
+        text = f.text
+        if len(text) < 60:
+            return []
+        units = _units(text)
+        keys = [_key(text[a:b]) for a, b in units]
+        protected = [(r.start - f.start, r.end - f.start) for r in f.regions if not r.editable]
+        out: list[_Span] = []
+        covered: list[tuple[int, int]] = []
+        for a, b, q in _loop_runs(keys, self.min_repeats):
+            covered.append((units[a][0], units[b - 1][1]))
+            # Copies wholly in editable text; those past a protected range stay (and count as kept).
+            copies = (b - a) // q
+            editable = 0
+            for c in range(copies):
+                c_start, c_end = units[a + c * q][0], units[a + c * q + q - 1][1]
+                if any(x < c_end and c_start < y for x, y in protected):
+                    break
+                editable += 1
+            keep_one = editable == copies  # no protected copy after them: keep the last editable one
+            drop = editable - 1 if keep_one else editable
+            if drop < 1:
+                continue
+            s = units[a][0]
+            e = units[a + drop * q - 1][1]
+            if e - s >= 40:
+                out.append(_Span(f.start + s, f.start + e, "loop", back_off=2))
+        # Loops inside one long line (a unit repeated without line breaks).
+        for a, b in units:
+            if b - a < 400 or any(x <= a < y for x, y in covered):
+                continue
+            for m in _CHAR_LOOP.finditer(text, a, b):
+                unit = len(m.group(1))
+                s, e = m.start(), m.end() - unit
+                if e - s >= 40 and not any(x < e and s < y for x, y in protected):
+                    out.append(_Span(f.start + s, f.start + e, "loop", back_off=1))
+        return out
+
+    def _duplicates(self, fields: list[_Field]) -> list[_Span]:
+        """Long paragraphs that appear again later: drop the earlier copies."""
+        last: dict[str, tuple[int, int]] = {}
+        seen: list[tuple[str, int, int]] = []
+        for f in fields:
+            pos = 0
+            for para in re.split(r"(\n\s*\n)", f.text):
+                start, pos = pos, pos + len(para)
+                if len(para) < self.duplicate_min_chars or not para.strip():
+                    continue
+                key = _key(para)
+                seen.append((key, f.start + start, f.start + pos))
+                last[key] = (f.start + start, f.start + pos)
+        return [_Span(s, e, "duplicate") for key, s, e in seen if last[key][0] != s]
+
+    def _superseded(self, context: Context, fields: list[_Field]) -> list[_Span]:
+        """Results of a tool call repeated later with the same name and arguments."""
+        assert context.views is not None
+        latest: dict[tuple[str, str], str] = {}
+        call_of: dict[str, tuple[str, str]] = {}
+        for view in context.views:
+            for call_id, name, args in view.tool_calls:
+                key = (name, _WS.sub("", args))
+                latest[key] = call_id
+                call_of[call_id] = key
+        out = []
+        for f in fields:
+            view = context.views[f.message_index] if f.message_index is not None else None
+            if view is None or view.role != "tool" or view.tool_call_id not in call_of:
+                continue
+            if latest[call_of[view.tool_call_id]] != view.tool_call_id and len(f.text) > 80:
+                out.append(self._whole_field(context, f, "superseded"))
+        return out
+
+    def _stale_bulky(self, context: Context, fields: list[_Field]) -> list[_Span]:
+        tools = [f for f in fields if f.role == "tool"]
+        stale = tools[: max(0, len(tools) - self.keep_recent_tools)]
+        counter = self._counter()
+        out: list[_Span] = []
+        refs = _later_references(context)
+        for f in stale:
+            if counter.count(f.text) > self.bulky_tokens:
+                out.extend(self._excerpt(context, f, refs, self.excerpt_head_lines,
+                                         max_ref_lines=12))
+        return out
+
+    def _fit_budget(self, context: Context, fields: list[_Field], planned: list[_Span]) -> list[_Span]:
+        """Over budget: excerpt then clear fields, stalest and bulkiest first, until the estimate fits."""
+        assert self.budget is not None
+        counter = self._counter()
+        field_tokens = {id(f): counter.count(f.text) for f in fields}
+        editable_chars = sum(len(f.text) for f in fields)
+        # The rest: whole protected messages (a CachedCounter makes these repeats free) and headers (~4
+        # characters a token).
+        rest = _protected_texts(context)
+        header_chars = len(context.text) - editable_chars - sum(len(t) for t in rest)
+        total = sum(field_tokens.values()) + sum(counter.count_many(rest)) + header_chars // 4
+        if total <= self.budget:
+            return []
+        goal = self.budget * self.target
+        planned_by_field: dict[int, int] = {}
+
+        def freed_in(f: _Field, spans: Iterable[_Span]) -> int:
+            chars = sum(max(0, min(s.end, f.end) - max(s.start, f.start)) for s in spans)
+            return int(field_tokens[id(f)] * chars / max(1, len(f.text)))
+
+        estimate = total
+        for f in fields:
+            planned_by_field[id(f)] = freed_in(f, planned)
+            estimate -= planned_by_field[id(f)]
+        if estimate <= goal:
+            return []
+        refs = _later_references(context)
+        n = len(fields)
+        order = {"tool": 0, "assistant": 1}
+
+        def rank(pair: tuple[int, _Field]) -> tuple[int, float]:
+            i, f = pair
+            # Stalest and bulkiest first: tool output before assistant text, older and larger first.
+            age = 1.0 - i / max(1, n)
+            return order.get(f.role, 2), -(age * field_tokens[id(f)])
+
+        out: list[_Span] = []
+        for level in (0, 1, 2):
+            for _, f in sorted(enumerate(fields), key=rank):
+                if estimate <= goal:
+                    return out
+                if field_tokens[id(f)] < 40:
+                    continue
+                already = planned_by_field[id(f)]
+                if level == 0:
+                    new = self._excerpt(context, f, refs, 2, max_ref_lines=8)
+                elif level == 1:
+                    new = self._excerpt(context, f, refs, 1, max_ref_lines=2)
+                else:
+                    new = [self._whole_field(context, f, "budget")]
+                gain = freed_in(f, new)
+                if gain <= already:
+                    continue
+                out.extend(new)
+                estimate -= gain - already
+                planned_by_field[id(f)] = gain
+        return out
+
+    # -- span shapes ------------------------------------------------------------------------------------
+    def _whole_field(self, context: Context, f: _Field, why: str) -> _Span:
+        # Start at the message header (unique thanks to its call id) so identical outputs can be told apart.
+        start = f.start
+        for r in context.regions_in(max(0, f.start - 1), f.start):
+            if r.kind == "header" and r.reason == "header":
+                start = r.start
+        return _Span(start, f.end, why)
+
+    def _excerpt(self, context: Context, f: _Field, refs: dict[str, int], head: int, max_ref_lines: int) -> list[_Span]:
+        """Keep the first ``head`` lines and up to ``max_ref_lines`` lines holding later-used strings."""
+        lines = f.text.splitlines(keepends=True)
+        keep = [False] * len(lines)
+        for i in range(min(head, len(lines))):
+            keep[i] = True
+        if refs:
+            me = f.message_index if f.message_index is not None else -1
+            found = 0
+            for i, line in enumerate(lines):
+                if found >= max_ref_lines:
+                    break
+                if not keep[i] and len(line) < 400 and any(refs.get(t, -1) > me for t in _IDENT.findall(line)):
+                    keep[i] = True
+                    found += 1
+        spans: list[_Span] = []
+        pos = 0
+        gap_start: int | None = None
+        for line, k in zip(lines, keep):
+            if not k and gap_start is None:
+                gap_start = pos
+            elif k and gap_start is not None:
+                spans.append(_Span(f.start + gap_start, f.start + pos, "excerpt"))
+                gap_start = None
+            pos += len(line)
+        if gap_start is not None:
+            spans.append(_Span(f.start + gap_start, f.start + pos, "excerpt"))
+        # Tiny gaps cost more in markers than they free.
+        return [s for s in spans if s.end - s.start > 80]
+
+    # -- commands ---------------------------------------------------------------------------------------
+    def _commands(self, context: Context, spans: list[_Span]) -> list[Command]:
+        if not spans:
+            return []
+        maker = AnchorMaker(context)
+        spans.sort(key=lambda s: (s.start, -s.end))
+        commands: list[Command] = []
+        covered_to = -1
+        for span in spans:
+            if span.end <= covered_to:
+                continue  # inside a span already emitted
+            start = max(span.start, covered_to)
+            cmd = maker.command(start, span.end, back_off=span.back_off)
+            if cmd is None and start != span.start:
+                cmd = maker.command(span.start, span.end, back_off=span.back_off)
+            if cmd is None:
+                continue
+            commands.append(cmd)
+            covered_to = max(covered_to, span.end)
+        return commands
+
+
+def _editable_fields(context: Context) -> list[_Field]:
+    """Fields holding at least some editable text, in context order."""
+    by_key: dict[tuple[int | None, str], list[Region]] = {}
+    order: list[tuple[int | None, str]] = []
+    for r in context.regions:
+        if r.field is None or r.kind == "header":
+            continue
+        key = (r.message_index, r.field)
+        if key not in by_key:
+            by_key[key] = []
+            order.append(key)
+        by_key[key].append(r)
+    out = []
+    for key in order:
+        regions = by_key[key]
+        if not any(r.editable for r in regions):
+            continue
+        start, end = regions[0].start, regions[-1].end
+        role = context.views[key[0]].role if context.views is not None and key[0] is not None else "text"
+        out.append(_Field(key[0], key[1], role, start, context.text[start:end], regions))
+    return out
+
+
+def _protected_texts(context: Context) -> list[str]:
+    """Text of fields with no editable part (whole protected messages), one string per field."""
+    if context.views is None:
+        return []
+    editable = {(r.message_index, r.field) for r in context.regions if r.editable}
+    return [text for v in context.views for name, text in v.fields
+            if name != "part" and (v.index, name) not in editable]
+
+
+def _later_references(context: Context) -> dict[str, int]:
+    """Identifier-like strings (8+ characters) assistant messages used, each with the last message index
+    that used it: a line of message ``i`` was later quoted or acted on when one of its strings maps above i."""
+    out: dict[str, int] = {}
+    if context.views is None:
+        return out
+    for view in context.views:
+        if view.role == "assistant":
+            for _name, text in view.fields:
+                for tok in _IDENT.findall(text):
+                    out[tok] = view.index
+            for _cid, _name, args in view.tool_calls:
+                for tok in _IDENT.findall(args):
+                    out[tok] = view.index
+    return out
