@@ -62,9 +62,11 @@ class Rejection:
     reason: RejectReason
     detail: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"command_index": self.command_index, "prefix": self.command.prefix,
-                "suffix": self.command.suffix, "reason": self.reason, "detail": self.detail}
+    def to_dict(self, *, brief: bool = False) -> dict[str, Any]:
+        """JSON-plain; ``brief`` cuts the anchors to 80 characters (for ledgers)."""
+        n = 80 if brief else None
+        return {"command_index": self.command_index, "prefix": self.command.prefix[:n],
+                "suffix": self.command.suffix[:n], "reason": self.reason, "detail": self.detail}
 
 
 @dataclass(frozen=True, slots=True)

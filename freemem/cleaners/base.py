@@ -37,6 +37,8 @@ class Cleaner(ABC):
 
     #: Short name recorded in ledger events.
     name: str = "cleaner"
+    #: Largest share of editable text one round of this cleaner may remove (see ``apply_commands``).
+    max_freed_share: float = 0.9
 
     @abstractmethod
     def propose(self, context: Context) -> Proposal:

@@ -29,14 +29,12 @@ from freemem.anchors import AnchorMaker
 from freemem.cleaners.base import Cleaner, Proposal
 from freemem.commands import Command
 from freemem.context import Context, Region
+from freemem.loops import CHAR_LOOP, loop_runs, unit_key, units
 
 __all__ = ["HeuristicCleaner"]
 
 _WS = re.compile(r"\s+")
-_SENTENCE = re.compile(r"(?<=[.!?;])\s+")
 _IDENT = re.compile(r"[A-Za-z0-9_][\w./:\-]{7,}")
-# A unit of 6..400 characters repeated at least 4 times in a row, inside one line.
-_CHAR_LOOP = re.compile(r"(.{6,400}?)\1{3,}", re.DOTALL)
 
 
 @dataclass
@@ -63,60 +61,6 @@ class _Span:
     back_off: int = 0
 
 
-def _key(unit: str) -> str:
-    return _WS.sub(" ", unit).strip().lower().rstrip(".,;:!?")
-
-
-def _units(text: str) -> list[tuple[int, int]]:
-    """Lines (blank lines folded into the line before), long lines split into sentences."""
-    units: list[tuple[int, int]] = []
-    pos = 0
-    for line in text.splitlines(keepends=True):
-        start, end = pos, pos + len(line)
-        pos = end
-        if not line.strip() and units:
-            units[-1] = (units[-1][0], end)
-            continue
-        if len(line) > 400:
-            at = start
-            for m in _SENTENCE.finditer(line):
-                cut = start + m.end()
-                if cut - at >= 20:
-                    units.append((at, cut))
-                    at = cut
-            units.append((at, end))
-        else:
-            units.append((start, end))
-    return units
-
-
-def _loop_runs(keys: list[str], min_repeats: int, max_period: int = 64) -> list[tuple[int, int, int]]:
-    """Runs of units repeating with some period: ``(first_unit, end_unit, period)``, longest first."""
-    n = len(keys)
-    runs: list[tuple[int, int, int]] = []
-    for q in range(1, max_period + 1):
-        i = 0
-        while i + q < n:
-            if keys[i] and keys[i] == keys[i + q]:
-                j = i
-                while j + q < n and keys[j] == keys[j + q]:
-                    j += 1
-                length = j - i + q  # units covered by the run
-                if length >= q * min_repeats:
-                    runs.append((i, i + length, q))
-                i = j + 1
-            else:
-                i += 1
-    runs.sort(key=lambda r: (-(r[1] - r[0]), r[2]))
-    chosen: list[tuple[int, int, int]] = []
-    taken: list[tuple[int, int]] = []
-    for a, b, q in runs:
-        if all(b <= x or a >= y for x, y in taken):
-            chosen.append((a, b, q))
-            taken.append((a, b))
-    return chosen
-
-
 class HeuristicCleaner(Cleaner):
     """Rule-based cleaner. See the module docstring for what it removes.
 
@@ -132,6 +76,9 @@ class HeuristicCleaner(Cleaner):
     """
 
     name = "heuristic"
+    #: Its commands are verified against the context, so a round may remove all editable text (a trace that
+    #: is 95% loop should lose the loop).
+    max_freed_share = 1.0
 
     def __init__(self, *, budget: int | None = None, target: float = 0.8, counter: Any = None,
                  min_repeats: int = 3, keep_recent_tools: int = 3, bulky_tokens: int = 2000,
@@ -175,18 +122,18 @@ class HeuristicCleaner(Cleaner):
         text = f.text
         if len(text) < 60:
             return []
-        units = _units(text)
-        keys = [_key(text[a:b]) for a, b in units]
+        parts = units(text)
+        keys = [unit_key(text[a:b]) for a, b in parts]
         protected = [(r.start - f.start, r.end - f.start) for r in f.regions if not r.editable]
         out: list[_Span] = []
         covered: list[tuple[int, int]] = []
-        for a, b, q in _loop_runs(keys, self.min_repeats):
-            covered.append((units[a][0], units[b - 1][1]))
+        for a, b, q in loop_runs(keys, self.min_repeats):
+            covered.append((parts[a][0], parts[b - 1][1]))
             # Copies wholly in editable text; those past a protected range stay (and count as kept).
             copies = (b - a) // q
             editable = 0
             for c in range(copies):
-                c_start, c_end = units[a + c * q][0], units[a + c * q + q - 1][1]
+                c_start, c_end = parts[a + c * q][0], parts[a + c * q + q - 1][1]
                 if any(x < c_end and c_start < y for x, y in protected):
                     break
                 editable += 1
@@ -194,15 +141,15 @@ class HeuristicCleaner(Cleaner):
             drop = editable - 1 if keep_one else editable
             if drop < 1:
                 continue
-            s = units[a][0]
-            e = units[a + drop * q - 1][1]
+            s = parts[a][0]
+            e = parts[a + drop * q - 1][1]
             if e - s >= 40:
                 out.append(_Span(f.start + s, f.start + e, "loop", back_off=2))
         # Loops inside one long line (a unit repeated without line breaks).
-        for a, b in units:
+        for a, b in parts:
             if b - a < 400 or any(x <= a < y for x, y in covered):
                 continue
-            for m in _CHAR_LOOP.finditer(text, a, b):
+            for m in CHAR_LOOP.finditer(text, a, b):
                 unit = len(m.group(1))
                 s, e = m.start(), m.end() - unit
                 if e - s >= 40 and not any(x < e and s < y for x, y in protected):
@@ -219,7 +166,7 @@ class HeuristicCleaner(Cleaner):
                 start, pos = pos, pos + len(para)
                 if len(para) < self.duplicate_min_chars or not para.strip():
                     continue
-                key = _key(para)
+                key = unit_key(para)
                 seen.append((key, f.start + start, f.start + pos))
                 last[key] = (f.start + start, f.start + pos)
         return [_Span(s, e, "duplicate") for key, s, e in seen if last[key][0] != s]

@@ -1,0 +1,79 @@
+"""freemem — a ``free()`` for LLM agents.
+
+The core (this package's top level) works on plain text and plain message lists and imports no LangGraph,
+Redis or HTTP code. Integrations live in subpackages: ``freemem.langgraph``, ``freemem.redis``,
+``freemem.serving``.
+"""
+
+from freemem.anchors import AnchorMaker
+from freemem.apply import AppliedSpan, Outcome, Rejection, apply_commands
+from freemem.archive import ArchiveMismatch, restore_messages, restore_rounds, restore_text
+from freemem.cleaners.base import Cleaner, Proposal
+from freemem.cleaners.heuristic import HeuristicCleaner
+from freemem.commands import COMMANDS_JSON_SCHEMA, Command, ParseResult, parse_commands
+from freemem.context import Context, Protection, Region
+from freemem.errors import (
+    CleanerError,
+    CleanerTimeout,
+    CleanerUnavailable,
+    ConfigError,
+    FormatError,
+    FreememError,
+    ServeError,
+    StoreConnectionError,
+    StoreError,
+    TokenizerError,
+)
+from freemem.ledger import CleanEvent
+from freemem.memory import CleanResult, FreeMemory
+from freemem.pairing import pairing_violations
+from freemem.policies.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger
+from freemem.tokens import ApproxCounter, CachedCounter, Qwen3Counter, TiktokenCounter, TokenCounter, get_counter
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AnchorMaker",
+    "AppliedSpan",
+    "ApproxCounter",
+    "ArchiveMismatch",
+    "COMMANDS_JSON_SCHEMA",
+    "CachedCounter",
+    "CleanEvent",
+    "CleanResult",
+    "Cleaner",
+    "CleanerError",
+    "CleanerTimeout",
+    "CleanerUnavailable",
+    "Command",
+    "ConfigError",
+    "Context",
+    "EveryNTokens",
+    "FormatError",
+    "FreeMemory",
+    "FreememError",
+    "HeuristicCleaner",
+    "LoopDetected",
+    "Outcome",
+    "OverBudget",
+    "ParseResult",
+    "Proposal",
+    "Protection",
+    "Qwen3Counter",
+    "Region",
+    "Rejection",
+    "ServeError",
+    "StoreConnectionError",
+    "StoreError",
+    "TiktokenCounter",
+    "TokenCounter",
+    "TokenizerError",
+    "Trigger",
+    "apply_commands",
+    "get_counter",
+    "pairing_violations",
+    "parse_commands",
+    "restore_messages",
+    "restore_rounds",
+    "restore_text",
+]

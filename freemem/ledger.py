@@ -1,0 +1,80 @@
+"""Ledger events: one JSON-plain record per cleaning round.
+
+Events live in graph state (summaries, no removed text) and in the archive (with the removed spans, so a
+thread can be shown, audited and restored).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from freemem.apply import AppliedSpan, Outcome
+
+__all__ = ["CleanEvent"]
+
+
+@dataclass
+class CleanEvent:
+    """What one cleaning round did."""
+
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    created_at: float = field(default_factory=time.time)
+    trigger: str = "manual"
+    cleaner: str = ""
+    tokens_before: int = 0
+    tokens_after: int = 0
+    applied: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    refused: str | None = None
+    error: str | None = None
+    note: str | None = None
+    latency_s: float = 0.0  # the whole round
+    cleaner_latency_s: float = 0.0  # the cleaner's share (model time for model cleaners)
+    usage: dict[str, int] = field(default_factory=dict)
+    #: The removed spans, one list per round (a later round's offsets refer to the earlier round's output).
+    rounds: list[list[AppliedSpan]] = field(default_factory=list)
+
+    @property
+    def tokens_freed(self) -> int:
+        return self.tokens_before - self.tokens_after
+
+    def add_outcome(self, outcome: Outcome) -> None:
+        """Fold one round's outcome into the event (several rounds may make one event)."""
+        self.applied += len(outcome.applied)
+        if outcome.applied:
+            self.rounds.append(list(outcome.applied))
+        self.refused = outcome.refused or self.refused
+        self.rejected.extend(r.to_dict(brief=True) for r in outcome.rejected)
+
+    def to_dict(self, *, spans: bool = False) -> dict[str, Any]:
+        """JSON-plain dict; ``spans=True`` includes the removed text (for the archive, not for state)."""
+        d: dict[str, Any] = {
+            "id": self.id,
+            "created_at": self.created_at,
+            "trigger": self.trigger,
+            "cleaner": self.cleaner,
+            "tokens_before": self.tokens_before,
+            "tokens_after": self.tokens_after,
+            "tokens_freed": self.tokens_freed,
+            "applied": self.applied,
+            "rejected": self.rejected,
+            "refused": self.refused,
+            "error": self.error,
+            "note": self.note,
+            "latency_s": round(self.latency_s, 6),
+            "cleaner_latency_s": round(self.cleaner_latency_s, 6),
+            "usage": dict(self.usage),
+        }
+        if spans:
+            d["rounds"] = [[s.to_dict() for s in spans_] for spans_ in self.rounds]
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CleanEvent:
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "rounds"}
+        event = cls(**known)
+        event.rounds = [[AppliedSpan.from_dict(s) for s in r] for r in data.get("rounds", [])]
+        return event

@@ -1,0 +1,264 @@
+"""FreeMemory: the one engine behind every surface — step → measure → maybe clean → persist.
+
+It holds the configuration (cleaner, token counter, triggers, protections, marker, share cap) and runs one
+cleaning round on a message list or a text: measure, ask the cleaner, apply the commands safely, measure
+again, and describe the round in a :class:`~freemem.ledger.CleanEvent`. Persisting is the caller's job (the
+LangGraph middleware writes the pruned messages into graph state; an archive keeps the removed spans).
+
+A cleaner that fails costs one skipped round, a warning and a counted error — never the caller's turn
+(fail open for the agent, fail closed for the edit).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from freemem.apply import Marker, Outcome, apply_commands
+from freemem.cleaners.base import Cleaner, Proposal
+from freemem.context import Context, Protection, message_views
+from freemem.errors import ConfigError
+from freemem.ledger import CleanEvent
+from freemem.policies.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger, TriggerState
+from freemem.tokens import CachedCounter, TokenCounter, get_counter
+
+__all__ = ["CleanResult", "FreeMemory", "MESSAGE_OVERHEAD_TOKENS"]
+
+logger = logging.getLogger("freemem")
+
+#: Tokens a chat template adds around each message (role markers, separators); OpenAI documents ~3-4.
+MESSAGE_OVERHEAD_TOKENS = 4
+
+
+@dataclass
+class CleanResult:
+    """One round's result: the (maybe) pruned messages or text, and the ledger event."""
+
+    messages: list[Any] | None
+    text: str | None
+    event: CleanEvent
+    outcome: Outcome | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.event.applied > 0
+
+
+@dataclass
+class _Stats:
+    rounds: int = 0
+    skipped: int = 0
+    errors: int = 0
+    tokens_freed: int = 0
+    last_error: str | None = None
+    by_trigger: dict[str, int] = field(default_factory=dict)
+
+
+class FreeMemory:
+    """The user-facing configuration of freemem, and the engine that runs cleaning rounds.
+
+    Args:
+        cleaner: who proposes deletions; the deterministic :class:`HeuristicCleaner` by default.
+        counter: a :class:`TokenCounter` or a name for :func:`get_counter` ("auto", "qwen3",
+            "o200k_base", "cl100k_base", "approx"). Counts are cached per text.
+        budget: token budget of the context. Over it a round is triggered, and the default heuristic
+            cleaner prunes until the context fits.
+        every_tokens: clean after this many new tokens since the last clean (None: off). Default 5,000.
+        on_loop: clean when the newest output holds a repetition loop.
+        triggers: replaces the three above with your own list of :class:`Trigger` objects.
+        protection: what may never be edited (:class:`Protection`).
+        marker: what replaces a removed span (see :func:`apply_commands`).
+        max_freed_share: cap on the share of editable text one round may remove; None uses the cleaner's
+            own (1.0 for the verified heuristic, 0.9 for model cleaners).
+        max_rounds: rounds per clean while still over budget and still making progress.
+        archive: optional store with ``record(thread_id, event_dict)`` (and ``arecord``) that keeps the
+            removed spans, e.g. ``freemem.redis.RedisArchive``.
+    """
+
+    def __init__(
+        self,
+        cleaner: Cleaner | None = None,
+        *,
+        counter: TokenCounter | str = "auto",
+        budget: int | None = None,
+        every_tokens: int | None = 5000,
+        on_loop: bool = True,
+        triggers: Sequence[Trigger] | None = None,
+        protection: Protection | None = None,
+        marker: Marker | None = None,
+        max_freed_share: float | None = None,
+        max_rounds: int = 2,
+        archive: Any = None,
+    ) -> None:
+        if budget is not None and budget <= 0:
+            raise ConfigError("budget must be a positive number of tokens")
+        if max_rounds < 1:
+            raise ConfigError("max_rounds must be at least 1")
+        base = get_counter(counter) if isinstance(counter, str) else counter
+        self.counter: CachedCounter = base if isinstance(base, CachedCounter) else CachedCounter(base)
+        if cleaner is None:
+            from freemem.cleaners.heuristic import HeuristicCleaner
+
+            cleaner = HeuristicCleaner(budget=budget, counter=self.counter)
+        self.cleaner = cleaner
+        self.budget = budget
+        if triggers is None:
+            built: list[Trigger] = []
+            if every_tokens:
+                built.append(EveryNTokens(every_tokens))
+            if budget is not None:
+                built.append(OverBudget(budget))
+            if on_loop:
+                built.append(LoopDetected())
+            triggers = built
+        self.triggers = list(triggers)
+        self.protection = protection or Protection()
+        self.marker = marker
+        self.max_freed_share = max_freed_share
+        self.max_rounds = max_rounds
+        self.archive = archive
+        self.stats = _Stats()
+
+    # -- measuring --------------------------------------------------------------------------------------
+    def count_messages(self, messages: Sequence[Any]) -> int:
+        """Tokens of a message list: each text field, tool-call arguments and names, plus a per-message
+        overhead. Cached per text, so a new turn costs O(new tokens)."""
+        texts: list[str] = []
+        for view in message_views(messages):
+            texts.extend(text for _name, text in view.fields)
+            for call_id, name, args in view.tool_calls:
+                texts.append(args)
+                texts.append(name)
+        return self.counter.count_texts(texts) + MESSAGE_OVERHEAD_TOKENS * len(messages)
+
+    def count_text(self, text: str) -> int:
+        return self.counter.count(text)
+
+    def check(self, tokens: int, tokens_at_last_clean: int, newest_text: str = "") -> str | None:
+        """The first trigger that fires, as a reason, or None."""
+        state = TriggerState(tokens=tokens, tokens_at_last_clean=tokens_at_last_clean, newest_text=newest_text)
+        for trigger in self.triggers:
+            reason = trigger.check(state)
+            if reason:
+                return reason
+        return None
+
+    def _share(self) -> float:
+        if self.max_freed_share is not None:
+            return self.max_freed_share
+        return float(getattr(self.cleaner, "max_freed_share", 0.9))
+
+    # -- cleaning ---------------------------------------------------------------------------------------
+    def clean(self, messages: Sequence[Any], *, trigger: str = "manual", tokens: int | None = None) -> CleanResult:
+        """Run cleaning rounds on ``messages`` (OpenAI dicts or LangChain messages)."""
+        return self._run(messages, None, trigger, tokens, None)
+
+    async def aclean(self, messages: Sequence[Any], *, trigger: str = "manual",
+                     tokens: int | None = None) -> CleanResult:
+        """Async twin of :meth:`clean` (the cleaner's ``apropose`` does the I/O)."""
+        return await self._arun(messages, None, trigger, tokens)
+
+    def clean_text(self, text: str, *, question: str | None = None, trigger: str = "manual") -> CleanResult:
+        """Run cleaning rounds on plain reasoning text."""
+        return self._run(None, text, trigger, None, question)
+
+    async def aclean_text(self, text: str, *, question: str | None = None, trigger: str = "manual") -> CleanResult:
+        return await self._arun(None, text, trigger, None, question)
+
+    def maybe_clean(self, messages: Sequence[Any], *, tokens_at_last_clean: int = 0) -> CleanResult | None:
+        """Clean when a trigger fires; None otherwise."""
+        tokens = self.count_messages(messages)
+        reason = self.check(tokens, tokens_at_last_clean, _newest_text(messages))
+        return None if reason is None else self.clean(messages, trigger=reason, tokens=tokens)
+
+    # The round loop is written once as a generator that yields "ask the cleaner" requests, so the sync
+    # and async entry points share every line but the call itself.
+    def _rounds(self, messages: Sequence[Any] | None, text: str | None, trigger: str, tokens: int | None,
+                question: str | None):  # noqa: ANN202 - generator protocol
+        t0 = time.perf_counter()
+        event = CleanEvent(trigger=trigger, cleaner=getattr(self.cleaner, "name", type(self.cleaner).__name__))
+        measure = (lambda m, t: self.count_messages(m)) if messages is not None else (lambda m, t: self.count_text(t))
+        before = tokens if tokens is not None else measure(messages, text)
+        event.tokens_before = before
+        current_messages, current_text = (list(messages) if messages is not None else None), text
+        current = before
+        last_outcome: Outcome | None = None
+        for _ in range(self.max_rounds):
+            context = (Context.from_messages(current_messages, protection=self.protection)
+                       if current_messages is not None
+                       else Context.from_text(current_text or "", question=question, protection=self.protection))
+            proposal: Proposal | BaseException = yield context
+            if isinstance(proposal, BaseException):
+                event.error = f"{type(proposal).__name__}: {proposal}"
+                self.stats.errors += 1
+                self.stats.last_error = event.error
+                warnings.warn(f"freemem: cleaner {event.cleaner} failed, round skipped ({event.error})",
+                              RuntimeWarning, stacklevel=4)
+                logger.warning("cleaner %s failed, round skipped: %s", event.cleaner, event.error)
+                break
+            event.cleaner_latency_s += proposal.latency_s
+            for key, value in proposal.usage.items():
+                event.usage[key] = event.usage.get(key, 0) + int(value)
+            if proposal.note:
+                event.note = proposal.note
+            outcome = apply_commands(context, proposal.commands, marker=self.marker,
+                                     max_freed_share=self._share(), counter=self.counter)
+            event.add_outcome(outcome)
+            last_outcome = outcome
+            if not outcome.applied:
+                break
+            if current_messages is not None:
+                current_messages = outcome.messages
+            else:
+                current_text = outcome.text
+            current = measure(current_messages, current_text)
+            if self.budget is None or current <= self.budget:
+                break
+        event.tokens_after = current
+        event.latency_s = time.perf_counter() - t0
+        self.stats.rounds += 1
+        self.stats.tokens_freed += max(0, before - current)
+        self.stats.by_trigger[trigger] = self.stats.by_trigger.get(trigger, 0) + 1
+        return CleanResult(messages=current_messages, text=current_text, event=event, outcome=last_outcome)
+
+    def _run(self, messages: Any, text: str | None, trigger: str, tokens: int | None,
+             question: str | None) -> CleanResult:
+        gen = self._rounds(messages, text, trigger, tokens, question)
+        try:
+            context = next(gen)
+            while True:
+                try:
+                    answer: Any = self.cleaner.propose(context)
+                except Exception as exc:  # noqa: BLE001 - fail open: any cleaner failure skips the round
+                    answer = exc
+                context = gen.send(answer)
+        except StopIteration as stop:
+            return stop.value
+
+    async def _arun(self, messages: Any, text: str | None, trigger: str, tokens: int | None,
+                    question: str | None = None) -> CleanResult:
+        gen = self._rounds(messages, text, trigger, tokens, question)
+        try:
+            context = next(gen)
+            while True:
+                try:
+                    answer: Any = await self.cleaner.apropose(context)
+                except Exception as exc:  # noqa: BLE001
+                    answer = exc
+                context = gen.send(answer)
+        except StopIteration as stop:
+            return stop.value
+
+
+def _newest_text(messages: Sequence[Any]) -> str:
+    """The newest assistant output (content and reasoning), where loops show first."""
+    if not messages:
+        return ""
+    for view in reversed(message_views(messages[-4:])):
+        if view.role == "assistant":
+            return "\n".join(text for _name, text in view.fields)
+    return ""
