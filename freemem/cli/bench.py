@@ -1,0 +1,50 @@
+"""``freemem bench NAME``: each benchmark is a module ``freemem.bench.NAME`` with ``add_arguments(parser)`` and
+``run(args) -> dict``; this mounts them and writes ``--json`` (and the markdown table) when asked."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["BENCHMARKS", "add_arguments", "run"]
+
+BENCHMARKS: dict[str, str] = {
+    "transcripts": "what pruning keeps and frees on recorded tool-use trajectories",
+    "reasoning": "loops and important steps in long chains of thought",
+    "store": "checkpointer throughput, latency and bytes per thread",
+    "overhead": "per-turn middleware cost at 8k/32k/128k-token contexts",
+    "gated": "gated memory (GRU-Mem) calls and peak context on HotpotQA with an oracle agent",
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    sub = p.add_subparsers(dest="bench", metavar="NAME")
+    for name, help_text in BENCHMARKS.items():
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        try:
+            module = importlib.import_module(f"freemem.bench.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("freemem.bench"):
+                sp.set_defaults(_missing=name)
+                continue
+            raise
+        module.add_arguments(sp)
+        sp.set_defaults(_bench=module)
+
+
+def run(args: argparse.Namespace) -> int:
+    from freemem.errors import ConfigError
+
+    if getattr(args, "_missing", None):
+        raise ConfigError(f"benchmark {args._missing!r} is not available in this build")
+    module = getattr(args, "_bench", None)
+    if module is None:
+        raise ConfigError(f"name a benchmark: {', '.join(BENCHMARKS)}")
+    result: Any = module.run(args)
+    out = getattr(args, "json", None)
+    if out and isinstance(result, dict) and not getattr(args, "_json_written", False):
+        Path(out).write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    return 0
