@@ -396,11 +396,6 @@ def _field_text(context: Context, key: tuple[int | None, str]) -> str:
     for name, value in context.views[index].fields:
         if name == fname:
             return value
-    if fname.startswith("tool_calls["):
-        call_id = fname[len("tool_calls["):fname.index("]")]
-        for cid, _name, args in context.views[index].tool_calls:
-            if cid == call_id:
-                return args
     raise KeyError(key)
 
 
@@ -443,32 +438,12 @@ def _new_content(content: Any, edits: dict[str, str]) -> Any:
     return content
 
 
-def _new_tool_calls(calls: list[Any], edits: dict[str, str], *, langchain: bool) -> list[Any] | None:
-    arg_edits = {k[len("tool_calls["):k.index("]")]: v for k, v in edits.items() if k.startswith("tool_calls[")}
-    if not arg_edits:
-        return None
-    out = []
-    for call in calls:
-        call = copy.deepcopy(call)
-        cid = str(call.get("id") or "")
-        if cid in arg_edits:
-            if langchain or "function" not in call:
-                call["args"] = {"_freemem_pruned": arg_edits[cid]}
-            else:
-                call["function"]["arguments"] = arg_edits[cid]
-        out.append(call)
-    return out
-
-
 def _edit_dict(msg: dict[str, Any], edits: dict[str, str]) -> dict[str, Any]:
     new = dict(msg)
     new["content"] = _new_content(msg.get("content"), edits)
     for key in ("reasoning_content", "reasoning"):
         if key in edits:
             new[key] = edits[key]
-    calls = _new_tool_calls(msg.get("tool_calls") or [], edits, langchain=False)
-    if calls is not None:
-        new["tool_calls"] = calls
     return new
 
 
@@ -478,7 +453,4 @@ def _edit_langchain(msg: Any, edits: dict[str, str]) -> Any:
         kwargs = dict(msg.additional_kwargs)
         kwargs["reasoning_content"] = edits["reasoning_content"]
         update["additional_kwargs"] = kwargs
-    calls = _new_tool_calls(list(getattr(msg, "tool_calls", None) or []), edits, langchain=True)
-    if calls is not None:
-        update["tool_calls"] = calls
     return msg.model_copy(update=update)

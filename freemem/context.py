@@ -68,8 +68,6 @@ class Protection:
     last_human: bool = True
     #: The last assistant message and everything after it (its tool results, a newer human message).
     recent_turn: bool = True
-    #: Tool-call arguments are JSON a provider must accept: protected unless this is False.
-    tool_arguments: bool = True
     #: ``\\boxed{...}`` and "final answer" lines, in any text.
     answer_lines: bool = True
     #: Message ids (or indexes as ``"#3"``) the caller pins, in addition to messages that pin themselves
@@ -369,12 +367,9 @@ class Context:
             for call_id, name, args in view.tool_calls:
                 b.add(f"\n[call {name} #{call_id}] ", editable=False, kind="header", message_index=view.index,
                       reason="tool call id and name")
-                if protection.tool_arguments or reason is not None:
-                    b.add(args, editable=False, kind="arguments", message_index=view.index,
-                          reason=reason or "tool-call arguments")
-                else:
-                    b.add_field_text(args, kind="arguments", message_index=view.index,
-                                     field=f"tool_calls[{call_id}].arguments", protected=[])
+                # Arguments are JSON a provider must parse: always protected.
+                b.add(args, editable=False, kind="arguments", message_index=view.index,
+                      reason=reason or "tool-call arguments")
         return cls("".join(b.parts), b.regions, kind="messages", messages=messages, views=views,
                    protection=protection)
 
