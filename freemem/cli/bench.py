@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "store": "checkpointer throughput, latency and bytes per thread",
     "overhead": "per-turn middleware cost at 8k/32k/128k-token contexts",
     "gated": "gated memory (GRU-Mem) calls and peak context on HotpotQA with an oracle agent",
+    "core": "the core's own costs: apply 50 commands and count a new message on a 128k-token context",
 }
 
 
