@@ -1,0 +1,45 @@
+"""freemem for LangGraph and LangChain agents.
+
+* :class:`FreeMemoryMiddleware` — for ``langchain.agents.create_agent``: cleans before every model call, so
+  long tool-use loops are cleaned inside a turn; persists the pruned messages in graph state.
+* :func:`wrap` — for any compiled graph with a ``messages`` channel: an outer graph ``freemem → agent`` that
+  cleans between turns of multi-turn chat.
+* :func:`free_node` and :func:`route_to_clean` / :func:`should_clean` — for hand-built graphs.
+* :func:`pre_model_hook` — for the legacy ``langgraph.prebuilt.create_react_agent``.
+
+Every surface writes edited messages back under their own ids (``add_messages`` replaces them), keeps a bounded
+JSON-plain ledger in state (``freemem_ledger``; see :class:`FreeMemoryFields`), records removed spans in
+``FreeMemory.archive`` when one is set, and fails open: a cleaner error costs one skipped round and a warning.
+"""
+
+from freemem.langgraph._core import (
+    LEDGER_KEY,
+    LEDGER_MAX_EVENTS,
+    TOKENS_KEY,
+    CleanStep,
+    FreeMemoryFields,
+    StepStats,
+    bounded_ledger,
+)
+from freemem.langgraph.middleware import FreeMemoryAgentState, FreeMemoryMiddleware
+from freemem.langgraph.node import FreeNode, free_node, pre_model_hook, route_to_clean, should_clean
+from freemem.langgraph.wrap import messages_update, wrap
+
+__all__ = [
+    "LEDGER_KEY",
+    "LEDGER_MAX_EVENTS",
+    "TOKENS_KEY",
+    "CleanStep",
+    "FreeMemoryAgentState",
+    "FreeMemoryFields",
+    "FreeMemoryMiddleware",
+    "FreeNode",
+    "StepStats",
+    "bounded_ledger",
+    "free_node",
+    "messages_update",
+    "pre_model_hook",
+    "route_to_clean",
+    "should_clean",
+    "wrap",
+]

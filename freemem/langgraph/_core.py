@@ -1,0 +1,343 @@
+"""The one cleaning step every LangGraph surface shares: measure → maybe clean → state update.
+
+:class:`CleanStep` runs a trigger check on a message list and, when a trigger fires, a cleaning round, and turns
+the result into a LangGraph state update that *persists* the pruned messages: edited messages are returned
+with their original ids, so the ``add_messages`` reducer replaces them in place. FreeMemory never removes a
+message, so no ``RemoveMessage`` is needed — except in the rare case where some messages in state have no id
+(a custom reducer that does not assign them): then the update rewrites the list whole
+(``RemoveMessage(REMOVE_ALL_MESSAGES)`` followed by every message, now with ids).
+
+Any failure inside a step — a cleaner that raises (FreeMemory already turns that into ``event.error``), an
+unreadable message, a broken archive — is fail-open: a warning, a counted error, no edit, and the agent's turn
+goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+import warnings
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from langchain_core.messages import AnyMessage, BaseMessage, RemoveMessage
+from langgraph.graph.message import REMOVE_ALL_MESSAGES
+from typing_extensions import NotRequired, TypedDict
+
+from freemem.context import message_views
+from freemem.ledger import CleanEvent
+from freemem.memory import CleanResult, FreeMemory
+
+__all__ = [
+    "LEDGER_KEY",
+    "LEDGER_MAX_EVENTS",
+    "TOKENS_KEY",
+    "CleanStep",
+    "FreeMemoryFields",
+    "StepStats",
+    "bounded_ledger",
+    "thread_id_of",
+]
+
+logger = logging.getLogger("freemem.langgraph")
+
+#: State key holding the ledger: JSON-plain event summaries (no removed text), newest last.
+LEDGER_KEY = "freemem_ledger"
+#: State key holding the context size (tokens) right after the last clean, for the every-N-tokens trigger.
+TOKENS_KEY = "freemem_tokens_at_last_clean"
+#: How many ledger events graph state keeps (older ones live in the archive, when there is one).
+LEDGER_MAX_EVENTS = 100
+
+
+def bounded_ledger(left: list[dict[str, Any]] | None, right: list[dict[str, Any]] | dict[str, Any] | None
+                   ) -> list[dict[str, Any]]:
+    """Reducer for :data:`LEDGER_KEY`: append the new events, keep the newest :data:`LEDGER_MAX_EVENTS`.
+
+    An update of ``None`` leaves the ledger as is; a single dict is appended as one event.
+    """
+    out = list(left or [])
+    if right is None:
+        return out
+    if isinstance(right, dict):
+        out.append(right)
+    else:
+        out.extend(right)
+    return out[-LEDGER_MAX_EVENTS:]
+
+
+def _last_value(left: int | None, right: int | None) -> int:
+    """Reducer for :data:`TOKENS_KEY`: the newest value wins (several writers in one step are fine)."""
+    return int(right if right is not None else (left or 0))
+
+
+class FreeMemoryFields(TypedDict, total=False):
+    """The state fields freemem writes, to mix into your own state schema::
+
+        class State(MessagesState, FreeMemoryFields):
+            ...
+
+    Both are JSON-plain, so any checkpointer stores them; the ledger is bounded.
+    """
+
+    freemem_ledger: NotRequired[Annotated[list[dict[str, Any]], bounded_ledger]]
+    freemem_tokens_at_last_clean: NotRequired[Annotated[int, _last_value]]
+
+
+@dataclass
+class StepStats:
+    """What a surface's steps cost and did, since it was built (process-local counters).
+
+    ``time_s`` is the wall time spent inside freemem (counting, trigger checks, cleaning, building the
+    update, archiving), i.e. the overhead a step adds to the agent, excluding model calls.
+    """
+
+    steps: int = 0
+    cleans: int = 0
+    changed: int = 0
+    errors: int = 0
+    tokens_freed: int = 0
+    time_s: float = 0.0
+    last_step_s: float = 0.0
+    last_tokens: int = 0
+    last_error: str | None = None
+    step_times_s: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "steps": self.steps,
+            "cleans": self.cleans,
+            "changed": self.changed,
+            "errors": self.errors,
+            "tokens_freed": self.tokens_freed,
+            "time_s": round(self.time_s, 6),
+            "mean_step_ms": round(1000 * self.time_s / self.steps, 4) if self.steps else 0.0,
+            "last_error": self.last_error,
+        }
+
+
+def thread_id_of(config: Any = None, runtime: Any = None) -> str | None:
+    """The thread id of the running graph: from the runtime's execution info, the given config, or the
+    config of the current LangGraph task (None outside a graph or without a thread)."""
+    info = getattr(runtime, "execution_info", None)
+    tid = getattr(info, "thread_id", None)
+    if tid:
+        return str(tid)
+    if config is None:
+        try:
+            from langgraph.config import get_config
+
+            config = get_config()
+        except Exception:  # noqa: BLE001 - outside a runnable context
+            return None
+    tid = ((config or {}).get("configurable") or {}).get("thread_id")
+    return None if tid is None else str(tid)
+
+
+def newest_text(messages: Sequence[Any]) -> str:
+    """The newest assistant output (content and reasoning), where repetition loops show first."""
+    if not messages:
+        return ""
+    for view in reversed(message_views(list(messages[-4:]))):
+        if view.role == "assistant":
+            return "\n".join(text for _name, text in view.fields)
+    return ""
+
+
+def _with_ids(messages: Sequence[Any]) -> tuple[list[Any], bool]:
+    """The messages, each with an id (copies get fresh ones); True when some had none."""
+    missing = False
+    out: list[Any] = []
+    for msg in messages:
+        if isinstance(msg, BaseMessage):
+            if msg.id is None:
+                missing = True
+                msg = msg.model_copy(update={"id": str(uuid.uuid4())})
+        elif isinstance(msg, dict):
+            if msg.get("id") is None:
+                missing = True
+                msg = {**msg, "id": str(uuid.uuid4())}
+        out.append(msg)
+    return out, missing
+
+
+@dataclass
+class _Plan:
+    """A step between measuring and cleaning."""
+
+    messages: list[Any]
+    rewrite: bool
+    tokens: int
+    reason: str | None
+    t0: float
+
+
+class _ThreadMarks:
+    """Process-local ``tokens at last clean`` per thread, for surfaces that cannot keep it in graph state."""
+
+    def __init__(self, max_threads: int = 10_000) -> None:
+        self._marks: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
+        self._max = max_threads
+
+    def get(self, thread: str | None) -> int:
+        with self._lock:
+            return self._marks.get(thread or "", 0)
+
+    def set(self, thread: str | None, tokens: int) -> None:
+        with self._lock:
+            self._marks[thread or ""] = tokens
+            self._marks.move_to_end(thread or "")
+            while len(self._marks) > self._max:
+                self._marks.popitem(last=False)
+
+
+class CleanStep:
+    """Measure a state's messages, maybe clean them, and build the state update (sync and async).
+
+    Args:
+        memory: the engine (cleaner, counter, triggers, archive).
+        state_fields: write :data:`LEDGER_KEY` / :data:`TOKENS_KEY` into the update (the graph's state schema
+            must have them, e.g. via :class:`FreeMemoryFields`). When False, the tokens-at-last-clean mark is
+            kept in process memory per thread instead, and no ledger is written to state.
+        messages_key: the state key holding the message list.
+    """
+
+    def __init__(self, memory: FreeMemory, *, state_fields: bool = True, messages_key: str = "messages") -> None:
+        self.memory = memory
+        self.state_fields = state_fields
+        self.messages_key = messages_key
+        self.stats = StepStats()
+        self._marks = _ThreadMarks()
+
+    # -- the two halves shared by sync and async --------------------------------------------------------
+    def _plan(self, state: Any, thread: str | None) -> _Plan | None:
+        t0 = time.perf_counter()
+        messages = _get(state, self.messages_key) or []
+        if not messages:
+            return None
+        msgs, rewrite = _with_ids(messages)
+        tokens = self.memory.count_messages(msgs)
+        if self.state_fields:
+            last = int(_get(state, TOKENS_KEY) or 0)
+        else:
+            last = self._marks.get(thread)
+        reason = self.memory.check(tokens, last, newest_text(msgs))
+        return _Plan(msgs, rewrite, tokens, reason, t0)
+
+    def _update(self, plan: _Plan, result: CleanResult, thread: str | None) -> dict[str, Any]:
+        event = result.event
+        update: dict[str, Any] = {}
+        if result.changed and result.messages is not None:
+            if plan.rewrite:
+                update[self.messages_key] = [RemoveMessage(id=REMOVE_ALL_MESSAGES), *result.messages]
+            else:
+                update[self.messages_key] = [new for old, new in zip(plan.messages, result.messages)
+                                             if new is not old]
+        if self.state_fields:
+            update[LEDGER_KEY] = [event.to_dict(spans=False)]
+            update[TOKENS_KEY] = event.tokens_after
+        else:
+            self._marks.set(thread, event.tokens_after)
+        self.stats.cleans += 1
+        if result.changed:
+            self.stats.changed += 1
+            self.stats.tokens_freed += max(0, event.tokens_freed)
+        if event.error:
+            self._count_error(event.error)
+        return update
+
+    def _finish(self, plan: _Plan | None, t_start: float) -> None:
+        elapsed = time.perf_counter() - t_start
+        self.stats.steps += 1
+        self.stats.time_s += elapsed
+        self.stats.last_step_s = elapsed
+        if len(self.stats.step_times_s) < 100_000:
+            self.stats.step_times_s.append(elapsed)
+        if plan is not None:
+            self.stats.last_tokens = plan.tokens
+
+    def _count_error(self, error: str) -> None:
+        self.stats.errors += 1
+        self.stats.last_error = error
+
+    def _fail(self, exc: BaseException) -> None:
+        message = f"{type(exc).__name__}: {exc}"
+        self._count_error(message)
+        warnings.warn(f"freemem: cleaning step skipped ({message})", RuntimeWarning, stacklevel=3)
+        logger.warning("cleaning step skipped: %s", message, exc_info=exc)
+
+    # -- sync -------------------------------------------------------------------------------------------
+    def run(self, state: Any, *, thread: str | None = None) -> dict[str, Any] | None:
+        """One step: None when no trigger fires (or on failure), else the state update."""
+        t_start = time.perf_counter()
+        plan = None
+        try:
+            plan = self._plan(state, thread)
+            if plan is None or plan.reason is None:
+                return None
+            result = self.memory.clean(plan.messages, trigger=plan.reason, tokens=plan.tokens)
+            update = self._update(plan, result, thread)
+            self._archive(result.event, thread)
+            return update
+        except Exception as exc:  # noqa: BLE001 - fail open: the agent's turn goes on
+            self._fail(exc)
+            return None
+        finally:
+            self._finish(plan, t_start)
+
+    def _archive(self, event: CleanEvent, thread: str | None) -> None:
+        archive = self.memory.archive
+        if archive is None or not event.applied:
+            return
+        try:
+            archive.record(thread or "default", event.to_dict(spans=True))
+        except Exception as exc:  # noqa: BLE001 - the archive never breaks a turn
+            self._fail(exc)
+
+    # -- async ------------------------------------------------------------------------------------------
+    async def arun(self, state: Any, *, thread: str | None = None) -> dict[str, Any] | None:
+        """Async twin of :meth:`run` (the cleaner's ``apropose`` and the archive's ``arecord`` do the I/O)."""
+        t_start = time.perf_counter()
+        plan = None
+        try:
+            plan = self._plan(state, thread)
+            if plan is None or plan.reason is None:
+                return None
+            result = await self.memory.aclean(plan.messages, trigger=plan.reason, tokens=plan.tokens)
+            update = self._update(plan, result, thread)
+            await self._aarchive(result.event, thread)
+            return update
+        except Exception as exc:  # noqa: BLE001
+            self._fail(exc)
+            return None
+        finally:
+            self._finish(plan, t_start)
+
+    async def _aarchive(self, event: CleanEvent, thread: str | None) -> None:
+        archive = self.memory.archive
+        if archive is None or not event.applied:
+            return
+        try:
+            payload = event.to_dict(spans=True)
+            if hasattr(archive, "arecord"):
+                await archive.arecord(thread or "default", payload)
+            else:
+                await asyncio.to_thread(archive.record, thread or "default", payload)
+        except Exception as exc:  # noqa: BLE001
+            self._fail(exc)
+
+
+def _get(state: Any, key: str) -> Any:
+    if isinstance(state, dict):
+        return state.get(key)
+    return getattr(state, key, None)
+
+
+def messages_of(state: Any, key: str = "messages") -> list[AnyMessage]:
+    """The message list of a state (dict or object), or an empty list."""
+    return list(_get(state, key) or [])

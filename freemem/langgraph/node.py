@@ -1,0 +1,149 @@
+"""freemem as a node of a hand-built graph, a routing helper, and the ``pre_model_hook`` of the legacy
+``langgraph.prebuilt.create_react_agent``.
+
+A hand-built graph::
+
+    from langgraph.graph import START, MessagesState, StateGraph
+    from freemem.langgraph import FreeMemoryFields, free_node, route_to_clean
+
+    class State(MessagesState, FreeMemoryFields):
+        pass
+
+    memory = FreeMemory(budget=16_000)
+    builder = StateGraph(State)
+    builder.add_node("freemem", free_node(memory))
+    builder.add_node("agent", call_model)
+    builder.add_node("tools", ToolNode(tools))
+    builder.add_edge(START, "freemem")
+    builder.add_edge("freemem", "agent")
+    builder.add_conditional_edges("agent", tools_condition)
+    # after tools: go through freemem only when a trigger fires
+    builder.add_conditional_edges("tools", route_to_clean(memory, clean="freemem", otherwise="agent"))
+
+The node needs the ``messages`` channel to use the ``add_messages`` reducer (as ``MessagesState`` does): the
+pruned messages are written back by id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+from langchain_core.runnables import RunnableConfig, RunnableLambda
+
+from freemem.langgraph._core import TOKENS_KEY, CleanStep, messages_of, newest_text, thread_id_of
+from freemem.memory import FreeMemory
+
+__all__ = ["FreeNode", "free_node", "pre_model_hook", "route_to_clean", "should_clean"]
+
+
+class FreeNode(RunnableLambda):
+    """A LangGraph node (a ``RunnableLambda`` with a sync and an async function) that cleans the state's
+    messages when a trigger fires.
+
+    Build it with :func:`free_node`. ``stats`` holds its process-local counters.
+    """
+
+    def __init__(self, step: CleanStep, *, name: str, output: Literal["messages", "llm_input_messages"]) -> None:
+        self.step = step
+        self.output = output
+        super().__init__(self._invoke, afunc=self._ainvoke, name=name)
+
+    @property
+    def memory(self) -> FreeMemory:
+        return self.step.memory
+
+    @property
+    def stats(self) -> Any:
+        return self.step.stats
+
+    def _invoke(self, state: Any, config: RunnableConfig) -> dict[str, Any]:
+        update = self.step.run(state, thread=thread_id_of(config))
+        return self._shape(state, update)
+
+    async def _ainvoke(self, state: Any, config: RunnableConfig) -> dict[str, Any]:
+        update = await self.step.arun(state, thread=thread_id_of(config))
+        return self._shape(state, update)
+
+    def _shape(self, state: Any, update: dict[str, Any] | None) -> dict[str, Any]:
+        if self.output == "messages":
+            return update or {}
+        # llm_input_messages: the pruned list goes to the model only; state keeps the originals. The key is
+        # a plain channel that keeps its last value, so it is written on every call.
+        messages = messages_of(state, self.step.messages_key)
+        edited = {m.id: m for m in (update or {}).get(self.step.messages_key, []) if getattr(m, "id", None)}
+        out = {k: v for k, v in (update or {}).items() if k != self.step.messages_key}
+        out["llm_input_messages"] = [edited.get(getattr(m, "id", None), m) for m in messages]
+        return out
+
+
+def free_node(memory: FreeMemory | None = None, *, name: str = "freemem", state_fields: bool = True,
+              messages_key: str = "messages") -> FreeNode:
+    """A node that cleans ``state[messages_key]`` when one of ``memory``'s triggers fires.
+
+    Args:
+        memory: the engine; ``FreeMemory()`` by default.
+        name: the node's run name.
+        state_fields: write ``freemem_ledger`` and ``freemem_tokens_at_last_clean`` into state; the graph's
+            state schema must declare them (mix in :class:`~freemem.langgraph.FreeMemoryFields`). When False
+            the tokens-at-last-clean mark is kept in process memory per thread.
+        messages_key: the state key of the message list (an ``add_messages`` channel).
+
+    Returns:
+        A :class:`FreeNode` (a ``RunnableLambda`` with a sync and an async function): no update when no
+        trigger fires, else the edited messages (same ids) plus the ledger fields.
+    """
+    memory = memory if memory is not None else FreeMemory()
+    return FreeNode(CleanStep(memory, state_fields=state_fields, messages_key=messages_key), name=name,
+                    output="messages")
+
+
+def should_clean(memory: FreeMemory, state: Any, *, messages_key: str = "messages") -> str | None:
+    """The reason one of ``memory``'s triggers fires on ``state``, or None.
+
+    Uses ``freemem_tokens_at_last_clean`` from the state when present (counting is cached per text, so the
+    node that runs next does not count again).
+    """
+    messages = messages_of(state, messages_key)
+    if not messages:
+        return None
+    tokens = memory.count_messages(messages)
+    last = state.get(TOKENS_KEY, 0) if isinstance(state, dict) else getattr(state, TOKENS_KEY, 0)
+    return memory.check(tokens, int(last or 0), newest_text(messages))
+
+
+def route_to_clean(memory: FreeMemory, *, clean: str = "freemem", otherwise: str = "agent",
+                   messages_key: str = "messages") -> Callable[[Any], str]:
+    """A routing function for ``add_conditional_edges``: to ``clean`` when a trigger fires, else ``otherwise``.
+
+    Example: ``builder.add_conditional_edges("tools", route_to_clean(memory, clean="freemem",
+    otherwise="agent"))`` with an edge ``freemem → agent``.
+    """
+
+    def route(state: Any) -> str:
+        try:
+            return clean if should_clean(memory, state, messages_key=messages_key) else otherwise
+        except Exception:  # noqa: BLE001 - routing never breaks the turn; the node reports the problem
+            return clean
+
+    route.__name__ = f"route_to_{clean}_or_{otherwise}"
+    return route
+
+
+def pre_model_hook(memory: FreeMemory | None = None, *,
+                   output: Literal["messages", "llm_input_messages"] = "messages",
+                   state_fields: bool = False, name: str = "freemem") -> FreeNode:
+    """A ``pre_model_hook`` for ``langgraph.prebuilt.create_react_agent``.
+
+    Args:
+        memory: the engine; ``FreeMemory()`` by default.
+        output: ``"messages"`` (default) persists the pruned messages in state (edited messages replace the
+            originals by id); ``"llm_input_messages"`` sends the pruned list to the model only and leaves
+            state unpruned (every call then cleans the full history again).
+        state_fields: also write ``freemem_ledger`` / ``freemem_tokens_at_last_clean``; pass a
+            ``state_schema`` that declares them (e.g. ``class S(AgentState, FreeMemoryFields)``). By default
+            the prebuilt state has no such keys, and the mark is kept in process memory per thread.
+        name: the node's run name.
+    """
+    memory = memory if memory is not None else FreeMemory()
+    return FreeNode(CleanStep(memory, state_fields=state_fields), name=name, output=output)
