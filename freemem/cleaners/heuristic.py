@@ -11,7 +11,8 @@ tool-using agents pile up:
   excerpt: their first lines plus the lines holding strings the agent later quoted or acted on;
 * **over a token budget** — it goes further, stalest and bulkiest first (old tool output, then old
   assistant text, then older reasoning), with ever shorter excerpts, until the context fits wherever the
-  protected part fits.
+  protected part fits; in plain reasoning text the oldest editable lines go first, so the question, the
+  answer lines and the most recent reasoning stay.
 
 It emits ordinary :class:`~freemem.Command` objects with anchors verified against the context
 (:class:`~freemem.anchors.AnchorMaker`), so :func:`~freemem.apply_commands` accepts them as they are.
@@ -91,6 +92,7 @@ class HeuristicCleaner(Cleaner):
         self.bulky_tokens = bulky_tokens
         self.excerpt_head_lines = excerpt_head_lines
         self.duplicate_min_chars = duplicate_min_chars
+        self._loop_cache: dict[tuple[str, tuple[tuple[int, int], ...]], list[tuple[int, int, int]]] = {}
 
     # -- public -----------------------------------------------------------------------------------------
     def propose(self, context: Context) -> Proposal:
@@ -119,13 +121,25 @@ class HeuristicCleaner(Cleaner):
 
     # -- rules ------------------------------------------------------------------------------------------
     def _loops(self, f: _Field) -> list[_Span]:
-        text = f.text
-        if len(text) < 60:
+        """Loop spans of one field. A stateful caller shows the same fields round after round (an agent's
+        history only grows), so results are cached by the field's text and protected ranges."""
+        if len(f.text) < 60:
             return []
+        protected = tuple((r.start - f.start, r.end - f.start) for r in f.regions if not r.editable)
+        key = (f.text, protected)
+        hit = self._loop_cache.get(key)
+        if hit is None:
+            hit = self._field_loops(f.text, list(protected))
+            if len(self._loop_cache) >= 1024:
+                self._loop_cache.clear()
+            self._loop_cache[key] = hit
+        return [_Span(f.start + s, f.start + e, "loop", back_off=b) for s, e, b in hit]
+
+    def _field_loops(self, text: str, protected: list[tuple[int, int]]) -> list[tuple[int, int, int]]:
+        """``(start, end, back_off)`` of loop spans in ``text`` (offsets in the text), avoiding ``protected``."""
         parts = units(text)
         keys = [unit_key(text[a:b]) for a, b in parts]
-        protected = [(r.start - f.start, r.end - f.start) for r in f.regions if not r.editable]
-        out: list[_Span] = []
+        out: list[tuple[int, int, int]] = []
         covered: list[tuple[int, int]] = []
         for a, b, q in loop_runs(keys, self.min_repeats):
             covered.append((parts[a][0], parts[b - 1][1]))
@@ -144,7 +158,7 @@ class HeuristicCleaner(Cleaner):
             s = parts[a][0]
             e = parts[a + drop * q - 1][1]
             if e - s >= 40:
-                out.append(_Span(f.start + s, f.start + e, "loop", back_off=2))
+                out.append((s, e, 2))
         # Loops inside one long line (a unit repeated without line breaks).
         for a, b in parts:
             if b - a < 400 or any(x <= a < y for x, y in covered):
@@ -153,7 +167,7 @@ class HeuristicCleaner(Cleaner):
                 unit = len(m.group(1))
                 s, e = m.start(), m.end() - unit
                 if e - s >= 40 and not any(x < e and s < y for x, y in protected):
-                    out.append(_Span(f.start + s, f.start + e, "loop", back_off=1))
+                    out.append((s, e, 1))
         return out
 
     def _duplicates(self, fields: list[_Field]) -> list[_Span]:
@@ -228,6 +242,8 @@ class HeuristicCleaner(Cleaner):
             estimate -= planned_by_field[id(f)]
         if estimate <= goal:
             return []
+        if context.kind == "text":
+            return self._fit_text(context, fields, planned, estimate - goal, field_tokens)
         refs = _later_references(context)
         n = len(fields)
         order = {"tool": 0, "assistant": 1}
@@ -258,6 +274,37 @@ class HeuristicCleaner(Cleaner):
                 out.extend(new)
                 estimate -= gain - already
                 planned_by_field[id(f)] = gain
+        return out
+
+    def _fit_text(self, context: Context, fields: list[_Field], planned: list[_Span], need: float,
+                  field_tokens: dict[int, int]) -> list[_Span]:
+        """Plain reasoning text over budget: the oldest editable lines go first, whole lines, until ``need``
+        tokens are freed. The question, answer lines and the recency window are protected regions, so what
+        stays is the question, the answers and the most recent reasoning — the model continues from there.
+        (Excerpting the whole field, as for tool output, would leave one span that runs into the recency
+        window, which apply rightly refuses.)"""
+        text = context.text
+        taken = sorted((s.start, s.end) for s in planned)
+
+        def planned_overlap(a: int, b: int) -> int:
+            return sum(max(0, min(b, y) - max(a, x)) for x, y in taken if x < b and a < y)
+
+        out: list[_Span] = []
+        for f in fields:
+            per_char = field_tokens[id(f)] / max(1, len(f.text))
+            for r in f.regions:
+                if not r.editable:
+                    continue
+                cut = r.start
+                while cut < r.end and need > 0:
+                    nl = text.find("\n", cut, r.end)
+                    nxt = r.end if nl < 0 else nl + 1
+                    need -= (nxt - cut - planned_overlap(cut, nxt)) * per_char
+                    cut = nxt
+                if cut - r.start > 40:
+                    out.append(_Span(r.start, cut, "budget", back_off=1))
+                if need <= 0:
+                    return out
         return out
 
     # -- span shapes ------------------------------------------------------------------------------------
