@@ -106,7 +106,11 @@ class HeuristicCleaner(Cleaner):
             spans.extend(self._superseded(context, fields))
             spans.extend(self._stale_bulky(context, fields))
         if self.budget is not None:
-            spans.extend(self._fit_budget(context, fields, spans))
+            # Budget fitting counts on what the rules above free: only spans that can be anchored (text
+            # repeated elsewhere, e.g. an identical tool output, may give no unique anchor).
+            emitted: list[_Span] = []
+            self._commands(context, list(spans), emitted=emitted)
+            spans = emitted + self._fit_budget(context, fields, emitted)
         commands = self._commands(context, spans)
         return Proposal(commands=commands, cleaner=self.name, latency_s=time.perf_counter() - t0,
                         extra={"spans": len(spans)})
@@ -347,7 +351,8 @@ class HeuristicCleaner(Cleaner):
         return [s for s in spans if s.end - s.start > 80]
 
     # -- commands ---------------------------------------------------------------------------------------
-    def _commands(self, context: Context, spans: list[_Span]) -> list[Command]:
+    def _commands(self, context: Context, spans: list[_Span], emitted: list[_Span] | None = None) -> list[Command]:
+        """Anchored commands for ``spans`` (overlaps merged); ``emitted`` collects the ranges they cover."""
         if not spans:
             return []
         maker = AnchorMaker(context)
@@ -357,14 +362,17 @@ class HeuristicCleaner(Cleaner):
         for span in spans:
             if span.end <= covered_to:
                 continue  # inside a span already emitted
-            start = max(span.start, covered_to)
-            cmd = maker.command(start, span.end, back_off=span.back_off)
+            start, end = max(span.start, covered_to), span.end
+            cmd = maker.command(start, end, back_off=span.back_off)
             if cmd is None and start != span.start:
-                cmd = maker.command(span.start, span.end, back_off=span.back_off)
+                start = span.start
+                cmd = maker.command(start, end, back_off=span.back_off)
             if cmd is None:
                 continue
             commands.append(cmd)
-            covered_to = max(covered_to, span.end)
+            if emitted is not None:
+                emitted.append(_Span(start, end, span.why, span.back_off))
+            covered_to = max(covered_to, end)
         return commands
 
 
