@@ -1,0 +1,140 @@
+"""``freemem thread list|show|restore --redis URL THREAD``: what freemem freed in a Redis-persisted thread.
+
+* ``list``: the thread's archived cleaning events (id, time, tokens before/after, spans, restored or not);
+* ``show``: the thread's pruned context next to the original rebuilt from the archive (``--event ID``: that
+  event's removed spans in full);
+* ``restore``: put one event's spans (``--event ID``) or every unrestored event's back into the thread, as a
+  new checkpoint the next ``invoke`` continues from (``--dry-run``: compute, write nothing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime, timezone
+from typing import Any
+
+from freemem.errors import ConfigError, StoreError
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=("list", "show", "restore"), help="what to do with the thread")
+    p.add_argument("thread", help="thread id (config['configurable']['thread_id'])")
+    p.add_argument("--redis", required=True, metavar="URL", help="redis:// or rediss:// URL (user:password@ allowed)")
+    p.add_argument("--key-prefix", default="freemem", help="key prefix of the saver and archive (default freemem)")
+    p.add_argument("--cluster", action="store_true", help="the URL names a node of a Redis Cluster")
+    p.add_argument("--channel", default="messages", help="state channel holding the messages (default messages)")
+    p.add_argument("--ns", default="", help="checkpoint namespace (default: the root graph)")
+    p.add_argument("--event", help="one event id (show: print its spans; restore: undo only it)")
+    p.add_argument("--dry-run", action="store_true", help="restore: compute the result, write nothing")
+    p.add_argument("--ca-cert", help="CA bundle for rediss:// URLs")
+    p.add_argument("--json", dest="json_out", action="store_true", help="print JSON instead of tables")
+
+
+def _when(ts: Any) -> str:
+    if isinstance(ts, (int, float)):
+        return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    return str(ts or "")
+
+
+def _text_of(message: Any) -> str:
+    from freemem.context import message_views
+
+    (view,) = message_views([message])
+    return "\n".join(text for _name, text in view.fields)
+
+
+def _plain(message: Any) -> Any:
+    if isinstance(message, dict):
+        return message
+    dump = getattr(message, "model_dump", None)
+    return dump() if dump else repr(message)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from freemem.redis import RedisArchive, RedisSaver, restore_thread, show_thread
+
+    if not args.redis.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"--redis must be a redis://, rediss:// or unix:// URL, got {args.redis!r}")
+    kwargs: dict[str, Any] = {"ssl_ca_certs": args.ca_cert} if args.ca_cert else {}
+    console = Console()
+    out: dict[str, Any]
+    with RedisSaver.from_url(args.redis, key_prefix=args.key_prefix, cluster=args.cluster, **kwargs) as saver, \
+            RedisArchive.from_url(args.redis, key_prefix=args.key_prefix, cluster=args.cluster, **kwargs) as archive:
+        if args.action == "list":
+            events = archive.list_events(args.thread)
+            if args.json_out:
+                print(json.dumps({"thread": args.thread, "events": events}, indent=2, default=str))
+                return 0
+            table = Table(title=f"thread {args.thread}: {len(events)} archived cleaning events")
+            table.add_column("event", no_wrap=True)
+            for col in ("time (UTC)", "trigger", "tokens before → after", "spans", "restored"):
+                table.add_column(col)
+            for ev in events:
+                table.add_row(str(ev["id"]), _when(ev.get("created_at")), str(ev.get("trigger", "")),
+                              f"{ev.get('tokens_before', 0):,} → {ev.get('tokens_after', 0):,}",
+                              f"{ev.get('n_spans', 0)} ({ev.get('span_tokens', 0):,} tok)",
+                              _when(ev["restored_at"]) if ev.get("restored_at") else "no")
+            console.print(table)
+            return 0
+        if args.action == "show":
+            if args.event:
+                try:
+                    event = archive.get_event(args.thread, args.event)
+                except KeyError as exc:
+                    raise StoreError(str(exc.args[0])) from None
+                if args.json_out:
+                    print(json.dumps(event, indent=2, default=str))
+                    return 0
+                table = Table(title=f"event {args.event} of thread {args.thread}")
+                for col in ("round", "message", "field", "tokens", "original text"):
+                    table.add_column(col)
+                for i, spans in enumerate(event.get("rounds") or []):
+                    for span in spans:
+                        table.add_row(str(i + 1), str(span.get("message_id") or span.get("message_index")),
+                                      str(span.get("field")), str(span.get("tokens")), str(span.get("original")))
+                console.print(table)
+                return 0
+            view = show_thread(saver, archive, args.thread, channel=args.channel, checkpoint_ns=args.ns)
+            if view.checkpoint_id is None:
+                raise StoreError(f"thread {args.thread!r} has no checkpoints under key prefix {args.key_prefix!r}")
+            if args.json_out:
+                out = {"thread": args.thread, "checkpoint_id": view.checkpoint_id, "events": view.events,
+                       "pruned": [_plain(m) for m in view.pruned], "original": [_plain(m) for m in view.original]}
+                print(json.dumps(out, indent=2, default=str))
+                return 0
+            table = Table(title=f"thread {args.thread} @ {view.checkpoint_id}: pruned vs original")
+            for col in ("#", "pruned chars", "original chars", "pruned text (start)"):
+                table.add_column(col)
+            changed = 0
+            for i, (p, o) in enumerate(zip(view.pruned, view.original, strict=True)):
+                pt, ot = _text_of(p), _text_of(o)
+                if pt != ot:
+                    changed += 1
+                    table.add_row(str(i), f"{len(pt):,}", f"{len(ot):,}", pt[:80].replace("\n", " "))
+            console.print(table)
+            console.print(f"{changed} of {len(view.pruned)} messages pruned; "
+                          f"{sum(1 for e in view.events if not e.get('restored_at'))} events restorable")
+            return 0
+        try:
+            result = restore_thread(saver, archive, args.thread, args.event, channel=args.channel,
+                                    checkpoint_ns=args.ns, dry_run=args.dry_run)
+        except KeyError as exc:
+            raise StoreError(str(exc.args[0])) from None
+        out = {"thread": args.thread, "restored_events": result.event_ids, "tokens_restored": result.tokens_restored,
+               "dry_run": bool(args.dry_run)}
+        if args.json_out:
+            print(json.dumps(out, indent=2))
+        elif not result.event_ids:
+            print(f"thread {args.thread}: nothing to restore", file=sys.stderr)
+        else:
+            verb = "would restore" if args.dry_run else "restored"
+            console.print(f"thread {args.thread}: {verb} {len(result.event_ids)} event(s), "
+                          f"{result.tokens_restored:,} tokens: {', '.join(result.event_ids)}")
+    return 0

@@ -1,0 +1,31 @@
+"""Redis persistence for freemem: a LangGraph checkpointer and the archive of freed spans.
+
+Core Redis commands only (Redis >= 7.0, no JSON/Search modules), standalone or Redis Cluster: all keys of a
+thread share one hash tag, so every multi-key write is a single atomic script on one slot. ``redis://`` and
+``rediss://`` URLs with credentials, a key prefix per tenant, TTL and retention to bound storage per thread.
+
+Modules: :mod:`~freemem.redis.keys` (key layout), :mod:`~freemem.redis.codec` (serialization),
+:mod:`~freemem.redis.scripts` (Lua), :mod:`~freemem.redis.plans` (command plans, shared by sync and async),
+:mod:`~freemem.redis.saver` / :mod:`~freemem.redis.aio` (thin shells), :mod:`~freemem.redis.archive`,
+:mod:`~freemem.redis.threads` (a thread's pruned vs original context, restore into a new checkpoint).
+"""
+
+from freemem.redis.aio import AsyncRedisSaver
+from freemem.redis.archive import AsyncRedisArchive, RedisArchive, Restored
+from freemem.redis.keys import KeyLayout
+from freemem.redis.plans import StoragePolicy
+from freemem.redis.saver import RedisSaver
+from freemem.redis.threads import ThreadView, restore_thread, show_thread
+
+__all__ = [
+    "AsyncRedisArchive",
+    "AsyncRedisSaver",
+    "KeyLayout",
+    "RedisArchive",
+    "RedisSaver",
+    "Restored",
+    "StoragePolicy",
+    "ThreadView",
+    "restore_thread",
+    "show_thread",
+]

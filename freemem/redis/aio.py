@@ -1,0 +1,261 @@
+"""``AsyncRedisSaver``: the asyncio LangGraph checkpointer — a thin shell that runs :mod:`~freemem.redis.plans`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any, TypeVar
+
+import redis.asyncio
+import redis.asyncio.cluster
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata, CheckpointTuple
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from freemem.redis import plans
+from freemem.redis._base import RedisSaverBase
+from freemem.redis._drivers import AsyncDriver
+from freemem.redis.connection import async_client, describe, describe_url
+
+__all__ = ["AsyncRedisSaver"]
+
+T = TypeVar("T")
+
+
+class AsyncRedisSaver(RedisSaverBase):
+    """Asyncio LangGraph checkpointer on core Redis commands; same storage as :class:`RedisSaver`.
+
+    Args:
+        client: ``redis.asyncio.Redis`` or ``redis.asyncio.cluster.RedisCluster`` (``decode_responses=False``).
+        key_prefix, ttl, refresh_on_read, keep_last, serde, owns_client: see
+            :class:`~freemem.redis._base.RedisSaverBase`.
+
+    Example::
+
+        async with AsyncRedisSaver.from_url("rediss://user:pw@redis:6380/0", keep_last=20) as saver:
+            graph = builder.compile(checkpointer=saver)
+            await graph.ainvoke(inputs, {"configurable": {"thread_id": "t1"}})
+
+    The sync methods work from other threads (they are scheduled on the saver's event loop, as
+    ``AsyncSqliteSaver`` does) and raise ``asyncio.InvalidStateError`` if called on that loop's thread.
+    """
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster,
+        *,
+        key_prefix: str = "freemem",
+        ttl: float | None = None,
+        refresh_on_read: bool = False,
+        keep_last: int | None = None,
+        serde: SerializerProtocol | None = None,
+        owns_client: bool = False,
+    ) -> None:
+        super().__init__(
+            client,
+            key_prefix=key_prefix,
+            ttl=ttl,
+            refresh_on_read=refresh_on_read,
+            keep_last=keep_last,
+            serde=serde,
+            owns_client=owns_client,
+        )
+        self._driver = AsyncDriver(client, describe(client))
+        try:
+            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            self.loop = None
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        key_prefix: str = "freemem",
+        ttl: float | None = None,
+        refresh_on_read: bool = False,
+        keep_last: int | None = None,
+        serde: SerializerProtocol | None = None,
+        cluster: bool = False,
+        **client_kwargs: Any,
+    ) -> AsyncRedisSaver:
+        """A saver that owns a new asyncio client for ``url`` (connects lazily; see ``RedisSaver.from_url``)."""
+        saver = cls(
+            async_client(url, cluster=cluster, **client_kwargs),
+            key_prefix=key_prefix,
+            ttl=ttl,
+            refresh_on_read=refresh_on_read,
+            keep_last=keep_last,
+            serde=serde,
+            owns_client=True,
+        )
+        saver._driver.where = describe_url(url)
+        return saver
+
+    @classmethod
+    @asynccontextmanager
+    async def from_conn_string(cls, url: str, **kwargs: Any) -> AsyncIterator[AsyncRedisSaver]:
+        """Async context-manager twin of :meth:`from_url`."""
+        saver = cls.from_url(url, **kwargs)
+        try:
+            yield saver
+        finally:
+            await saver.aclose()
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    async def asetup(self) -> None:
+        """Nothing to create: keys appear on first write."""
+
+    def setup(self) -> None:
+        """Nothing to create: keys appear on first write."""
+
+    async def aclose(self) -> None:
+        """Close the client if this saver created it."""
+        if self.owns_client:
+            await self.client.aclose()
+
+    async def __aenter__(self) -> AsyncRedisSaver:
+        self.loop = asyncio.get_running_loop()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def _bind_loop(self) -> None:
+        if self.loop is None:
+            self.loop = asyncio.get_running_loop()
+
+    # -- BaseCheckpointSaver (async) -------------------------------------------------------------------------
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        self._bind_loop()
+        return await self._driver.run(plans.get_tuple(self.context, self.serde, config))
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        self._bind_loop()
+        plan = plans.list_checkpoints(self.context, self.serde, config, filter=filter, before=before, limit=limit)
+        async for item in self._driver.iterate(plan):
+            yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        self._bind_loop()
+        return await self._driver.run(plans.put(self.context, self.serde, config, checkpoint, metadata, new_versions))
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        self._bind_loop()
+        await self._driver.run(plans.put_writes(self.context, self.serde, config, writes, task_id, task_path))
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self._driver.run(plans.delete_thread(self.context, thread_id))
+
+    async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
+        await self._driver.run(plans.delete_for_runs(self.context, run_ids))
+
+    async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        await self._driver.run(plans.copy_thread(self.context, source_thread_id, target_thread_id))
+
+    async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        await self._driver.run(plans.prune(self.context, thread_ids, strategy))
+
+    # -- freemem extras --------------------------------------------------------------------------------------
+    async def atouch(self, thread_id: str) -> bool:
+        """Re-arm a thread's TTL without writing; ``False`` if the thread has no checkpoints."""
+        return await self._driver.run(plans.touch(self.context, thread_id))
+
+    async def athread_keys(self, thread_id: str) -> list[str]:
+        """Every Redis key holding the thread's checkpoints."""
+        return await self._driver.run(plans.thread_keys(self.context, thread_id))
+
+    async def amemory_usage(self, thread_id: str) -> int:
+        """Bytes Redis uses for the thread's checkpoints (``MEMORY USAGE`` summed over its keys)."""
+        return await self._driver.run(plans.memory_usage(self.context, thread_id))
+
+    # -- sync twins (scheduled on the saver's loop from another thread) -------------------------------------
+    def _sync(self, coro: Coroutine[Any, Any, T]) -> T:
+        loop = self.loop
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or loop.is_closed() or not loop.is_running():
+            coro.close()
+            raise asyncio.InvalidStateError(
+                "AsyncRedisSaver's sync methods need its event loop running in another thread; "
+                "use the async methods (ainvoke, aget_state...) or RedisSaver for sync code"
+            )
+        if running is loop:
+            coro.close()
+            raise asyncio.InvalidStateError(
+                "Synchronous calls to AsyncRedisSaver are only allowed from a different thread. From the main "
+                "thread, use the async interface. For example, use `checkpointer.alist(...)` or "
+                "`await graph.ainvoke(...)`."
+            )
+        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return self._sync(self.aget_tuple(config))
+
+    def list(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> Iterator[CheckpointTuple]:
+        async def collect() -> list[CheckpointTuple]:
+            return [t async for t in self.alist(config, filter=filter, before=before, limit=limit)]
+
+        yield from self._sync(collect())
+
+    def put(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return self._sync(self.aput(config, checkpoint, metadata, new_versions))
+
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        self._sync(self.aput_writes(config, writes, task_id, task_path))
+
+    def delete_thread(self, thread_id: str) -> None:
+        self._sync(self.adelete_thread(thread_id))
+
+    def delete_for_runs(self, run_ids: Sequence[str]) -> None:
+        self._sync(self.adelete_for_runs(run_ids))
+
+    def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
+        self._sync(self.acopy_thread(source_thread_id, target_thread_id))
+
+    def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
+        self._sync(self.aprune(thread_ids, strategy=strategy))

@@ -1,0 +1,455 @@
+"""The archive of freed spans: every cleaning event with the original text it removed, per thread.
+
+Events are JSON-plain dicts as :meth:`freemem.ledger.CleanEvent.to_dict` writes them with ``spans=True``:
+``id``, ``created_at``, ``tokens_before``, ``tokens_after``, ... and ``rounds``, one list of removed spans per
+cleaning round (``{message_id, field, original, tokens, marker, pruned_start, ...}``). They live under the
+thread's hash tag next to its checkpoints (see :mod:`freemem.redis.keys`), ordered by ``created_at``; each
+write is one atomic script. Summaries (the event without its spans) are stored apart, so listing a long
+thread's history never moves the removed text.
+
+Restoring is the core's :func:`freemem.archive.restore_rounds` over the archived spans: :meth:`RedisArchive.restore`
+undoes one event or every event not yet restored (newest first) and marks them restored;
+:meth:`RedisArchive.original` rebuilds the unpruned messages without marking anything.
+
+:class:`RedisArchive` and :class:`AsyncRedisArchive` are thin shells over the plans below, like the savers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Any
+
+import redis
+import redis.asyncio
+import redis.asyncio.cluster
+
+from freemem.archive import ArchiveMismatch, restore_rounds
+from freemem.errors import ConfigError, FormatError, StoreError
+from freemem.redis import scripts
+from freemem.redis._drivers import AsyncDriver, SyncDriver
+from freemem.redis.connection import async_client, describe, describe_url, ensure_binary, sync_client
+from freemem.redis.keys import KeyLayout
+from freemem.redis.protocol import Batch, Eval, Plan
+
+__all__ = ["ArchiveContext", "AsyncRedisArchive", "RedisArchive", "Restored", "event_spans", "summarize"]
+
+
+class ArchiveContext:
+    """Key layout and TTL policy of an archive (what its plans need)."""
+
+    __slots__ = ("layout", "refresh_on_read", "ttl")
+
+    def __init__(self, key_prefix: str = "freemem", ttl: float | None = None, refresh_on_read: bool = False) -> None:
+        if ttl is not None and not ttl > 0:
+            raise ConfigError(f"ttl must be a positive number of seconds or None, got {ttl!r}")
+        self.layout = KeyLayout(key_prefix)
+        self.ttl = ttl
+        self.refresh_on_read = refresh_on_read
+
+    @property
+    def ttl_ms(self) -> int:
+        return 0 if self.ttl is None else max(1, math.ceil(self.ttl * 1000))
+
+
+@dataclass
+class Restored:
+    """What a restore produced: the messages with the spans put back, and which events were undone."""
+
+    messages: list[Any]
+    event_ids: list[str] = field(default_factory=list)
+    tokens_restored: int = 0
+
+
+# -- pure helpers ----------------------------------------------------------------------------------------------
+
+
+def event_spans(event: Mapping[str, Any]) -> list[list[dict[str, Any]]]:
+    """An event's removed spans, one list per round (``rounds``; a flat ``spans`` list is one round)."""
+    rounds = event.get("rounds")
+    if rounds is None and event.get("spans") is not None:
+        rounds = [event["spans"]]
+    if rounds is None:
+        return []
+    if not isinstance(rounds, list) or not all(isinstance(r, list) for r in rounds):
+        raise FormatError(f"event {event.get('id')!r}: 'rounds' must be a list of span lists")
+    return rounds
+
+
+def summarize(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The event without its removed text, plus ``n_spans`` and ``span_tokens``."""
+    summary = {k: v for k, v in event.items() if k not in ("rounds", "spans")}
+    spans = [s for r in event_spans(event) for s in r]
+    summary["n_spans"] = len(spans)
+    summary["span_tokens"] = sum(int(s.get("tokens", 0) or 0) for s in spans if isinstance(s, Mapping))
+    return summary
+
+
+def _score_ms(created_at: Any) -> int:
+    """Milliseconds since the epoch of ``created_at`` (epoch seconds or an ISO 8601 string)."""
+    if isinstance(created_at, bool):
+        raise FormatError(f"created_at must be epoch seconds or ISO 8601, got {created_at!r}")
+    if isinstance(created_at, (int, float)):
+        return int(round(created_at * 1000))
+    if isinstance(created_at, str):
+        try:
+            moment = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise FormatError(f"created_at is not ISO 8601: {created_at!r}") from exc
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return int(round(moment.timestamp() * 1000))
+    raise FormatError(f"created_at must be epoch seconds or ISO 8601, got {created_at!r}")
+
+
+def _dumps(value: Any) -> bytes:
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
+    except (TypeError, ValueError) as exc:
+        raise FormatError(f"archive events must be JSON-plain: {exc}") from exc
+
+
+def _loads(raw: bytes | str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise StoreError(f"corrupt archive record: {exc}") from exc
+
+
+def _with_mark(record: dict[str, Any], mark: bytes | None) -> dict[str, Any]:
+    record["restored_at"] = _loads(mark)["restored_at"] if mark else None
+    return record
+
+
+def _refresh(ctx: ArchiveContext, keys: Sequence[str]) -> list[tuple[Any, ...]]:
+    if not (ctx.refresh_on_read and ctx.ttl_ms):
+        return []
+    return [("PEXPIRE", key, ctx.ttl_ms) for key in keys]
+
+
+def _undo(messages: Sequence[Any], events: Sequence[Mapping[str, Any]], thread_id: str) -> Restored:
+    """Undo ``events`` (oldest first) on ``messages``, newest event first."""
+    current: list[Any] = list(messages)
+    done: list[str] = []
+    tokens = 0
+    for event in reversed(list(events)):
+        try:
+            current = restore_rounds(current, event_spans(event))
+        except ArchiveMismatch as exc:
+            raise ArchiveMismatch(
+                f"thread {thread_id!r}, event {event.get('id')!r}: {exc} (a newer event edited the same text; "
+                "restore the newer events first, or restore all)"
+            ) from exc
+        done.append(str(event["id"]))
+        tokens += sum(int(s.get("tokens", 0) or 0) for r in event_spans(event) for s in r)
+    return Restored(messages=current, event_ids=done, tokens_restored=tokens)
+
+
+# -- plans -----------------------------------------------------------------------------------------------------
+
+
+def record_plan(ctx: ArchiveContext, thread_id: str, event: Mapping[str, Any]) -> Plan[str]:
+    """Store one event (atomically, idempotent per id); returns its id."""
+    if not isinstance(event, Mapping):
+        raise FormatError(f"an archive event is a dict, got {type(event).__name__}")
+    stored = dict(event)
+    event_id = str(stored.get("id") or uuid.uuid4().hex)
+    stored["id"] = event_id
+    if stored.get("created_at") is None:
+        stored["created_at"] = time.time()
+    score = _score_ms(stored["created_at"])
+    summary = summarize(stored)
+    yield Batch(
+        Eval(
+            scripts.ARCHIVE_RECORD,
+            ctx.layout.archive_keys(str(thread_id)),
+            (event_id, score, _dumps(stored), _dumps(summary), ctx.ttl_ms),
+        )
+    )
+    return event_id
+
+
+def list_plan(
+    ctx: ArchiveContext, thread_id: str, *, newest_first: bool = False, limit: int | None = None
+) -> Plan[list[dict[str, Any]]]:
+    """Event summaries in time order, each with ``restored_at`` (``None`` until restored)."""
+    if limit is not None and limit <= 0:
+        return []
+    by_time, _, summaries, marks = keys = ctx.layout.archive_keys(str(thread_id))
+    stop = -1 if limit is None else limit - 1
+    order = ("ZRANGE", by_time, 0, stop, "REV") if newest_first else ("ZRANGE", by_time, 0, stop)
+    replies = yield Batch(order, *_refresh(ctx, keys))
+    ids = replies[0]
+    if not ids:
+        return []
+    values, restored = yield Batch(("HMGET", summaries, *ids), ("HMGET", marks, *ids))
+    return [_with_mark(_loads(v), m) for v, m in zip(values, restored, strict=True) if v is not None]
+
+
+def get_plan(ctx: ArchiveContext, thread_id: str, event_id: str) -> Plan[dict[str, Any]]:
+    """The full event with its spans; ``KeyError`` when the thread has no such event."""
+    _, events, _, marks = keys = ctx.layout.archive_keys(str(thread_id))
+    value, mark, *_ = yield Batch(("HGET", events, event_id), ("HGET", marks, event_id), *_refresh(ctx, keys))
+    if value is None:
+        raise KeyError(f"no archived event {event_id!r} in thread {thread_id!r}")
+    return _with_mark(_loads(value), mark)
+
+
+def events_plan(
+    ctx: ArchiveContext, thread_id: str, event_id: str | None = None, *, include_restored: bool = False
+) -> Plan[list[dict[str, Any]]]:
+    """Full events, oldest first: the one named (``KeyError`` if absent), else every one not yet restored."""
+    if event_id is not None:
+        event = yield from get_plan(ctx, thread_id, event_id)
+        return [event]
+    by_time, events, _, marks = keys = ctx.layout.archive_keys(str(thread_id))
+    ids, *_ = yield Batch(("ZRANGE", by_time, 0, -1), *_refresh(ctx, keys))
+    if not ids:
+        return []
+    values, restored = yield Batch(("HMGET", events, *ids), ("HMGET", marks, *ids))
+    out = [_with_mark(_loads(v), m) for v, m in zip(values, restored, strict=True) if v is not None]
+    return out if include_restored else [e for e in out if e["restored_at"] is None]
+
+
+def mark_plan(ctx: ArchiveContext, thread_id: str, event_ids: Sequence[str], restored_at: float | None = None) -> Plan[None]:
+    """Record that events' spans were put back; ``KeyError`` when one of them does not exist."""
+    mark = _dumps({"restored_at": time.time() if restored_at is None else restored_at})
+    keys = ctx.layout.archive_keys(str(thread_id))
+    if not event_ids:
+        return
+    found = yield Batch(*(Eval(scripts.ARCHIVE_MARK, keys, (eid, mark, ctx.ttl_ms)) for eid in event_ids))
+    missing = [eid for eid, ok in zip(event_ids, found, strict=True) if not ok]
+    if missing:
+        raise KeyError(f"no archived event {missing[0]!r} in thread {thread_id!r}")
+
+
+def restore_plan(
+    ctx: ArchiveContext, thread_id: str, messages: Sequence[Any], event_id: str | None = None, *, mark: bool = True
+) -> Plan[Restored]:
+    """Undo one event (or every event not restored yet) on ``messages``; mark them restored when ``mark``."""
+    events = yield from events_plan(ctx, thread_id, event_id)
+    if event_id is not None and events[0]["restored_at"] is not None:
+        return Restored(messages=list(messages))
+    result = _undo(messages, events, str(thread_id))
+    if mark:
+        yield from mark_plan(ctx, thread_id, result.event_ids)
+    return result
+
+
+def delete_plan(ctx: ArchiveContext, thread_id: str) -> Plan[bool]:
+    """Delete a thread's archive; ``True`` if it had one."""
+    (deleted,) = yield Batch(("DEL", *ctx.layout.archive_keys(str(thread_id))))
+    return bool(deleted)
+
+
+# -- shells ----------------------------------------------------------------------------------------------------
+
+
+class RedisArchive:
+    """Synchronous archive of freed spans; pass it as ``FreeMemory(archive=...)``.
+
+    Args:
+        client: ``redis.Redis`` or ``redis.RedisCluster`` (``decode_responses=False``).
+        key_prefix: Same prefix as the thread's checkpointer, so a thread's data shares one hash tag.
+        ttl: Seconds the archive of a thread lives after its last write (``None``: forever). A checkpointer
+            with a TTL on the same prefix also extends archive keys that have one.
+        refresh_on_read: Re-arm the TTL on reads too.
+        owns_client: Close the client on :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis | redis.RedisCluster,
+        *,
+        key_prefix: str = "freemem",
+        ttl: float | None = None,
+        refresh_on_read: bool = False,
+        owns_client: bool = False,
+    ) -> None:
+        ensure_binary(client)
+        self.client = client
+        self.owns_client = owns_client
+        self.context = ArchiveContext(key_prefix, ttl, refresh_on_read)
+        self._driver = SyncDriver(client, describe(client))
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        key_prefix: str = "freemem",
+        ttl: float | None = None,
+        refresh_on_read: bool = False,
+        cluster: bool = False,
+        **client_kwargs: Any,
+    ) -> RedisArchive:
+        """An archive owning a new client for ``url`` (``redis://`` or ``rediss://``, credentials in the URL)."""
+        archive = cls(
+            sync_client(url, cluster=cluster, **client_kwargs),
+            key_prefix=key_prefix,
+            ttl=ttl,
+            refresh_on_read=refresh_on_read,
+            owns_client=True,
+        )
+        archive._driver.where = describe_url(url)
+        return archive
+
+    def close(self) -> None:
+        """Close the client if this archive created it."""
+        if self.owns_client:
+            self.client.close()
+
+    def __enter__(self) -> RedisArchive:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def record(self, thread_id: str, event: Mapping[str, Any]) -> str:
+        """Store an event (its ``"id"``, or a new uuid); returns the id. Re-recording an id overwrites it."""
+        return self._driver.run(record_plan(self.context, thread_id, event))
+
+    async def arecord(self, thread_id: str, event: Mapping[str, Any]) -> str:
+        """:meth:`record` in a worker thread (for async callers holding a sync archive)."""
+        return await asyncio.to_thread(self.record, thread_id, event)
+
+    def list_events(self, thread_id: str, *, newest_first: bool = False, limit: int | None = None) -> list[dict[str, Any]]:
+        """Summaries (events without spans, with ``n_spans``, ``span_tokens``, ``restored_at``) in time order."""
+        return self._driver.run(list_plan(self.context, thread_id, newest_first=newest_first, limit=limit))
+
+    def get_event(self, thread_id: str, event_id: str) -> dict[str, Any]:
+        """The full event, spans included; raises ``KeyError`` if absent."""
+        return self._driver.run(get_plan(self.context, thread_id, event_id))
+
+    def events(self, thread_id: str, *, include_restored: bool = False) -> list[dict[str, Any]]:
+        """Full events oldest first (by default only those not restored yet)."""
+        return self._driver.run(events_plan(self.context, thread_id, include_restored=include_restored))
+
+    def mark_restored(self, thread_id: str, event_id: str, *, restored_at: float | None = None) -> None:
+        """Mark an event as restored (now, or at ``restored_at`` epoch seconds); ``KeyError`` if absent."""
+        self._driver.run(mark_plan(self.context, thread_id, [event_id], restored_at))
+
+    def original(self, thread_id: str, messages: Sequence[Any]) -> list[Any]:
+        """``messages`` (the thread's pruned context) with every unrestored event undone; marks nothing."""
+        return self._driver.run(restore_plan(self.context, thread_id, messages, mark=False)).messages
+
+    def restore(
+        self, thread_id: str, messages: Sequence[Any], event_id: str | None = None, *, mark: bool = True
+    ) -> Restored:
+        """Undo one event (or all not restored yet) on ``messages`` and, when ``mark``, mark them restored.
+
+        Raises ``KeyError`` for an unknown event and :class:`~freemem.archive.ArchiveMismatch` when the
+        messages no longer hold an event's markers where the archive says (e.g. a newer event edited them).
+        """
+        return self._driver.run(restore_plan(self.context, thread_id, messages, event_id, mark=mark))
+
+    def mark_all_restored(self, thread_id: str, event_ids: Sequence[str]) -> None:
+        """Mark several events restored in one round trip; ``KeyError`` if one is absent."""
+        self._driver.run(mark_plan(self.context, thread_id, list(event_ids)))
+
+    def delete_thread(self, thread_id: str) -> bool:
+        """Delete the thread's archive; ``True`` if there was one."""
+        return self._driver.run(delete_plan(self.context, thread_id))
+
+
+class AsyncRedisArchive:
+    """Asyncio twin of :class:`RedisArchive` (same arguments, ``redis.asyncio`` clients, ``a``-prefixed methods)."""
+
+    def __init__(
+        self,
+        client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster,
+        *,
+        key_prefix: str = "freemem",
+        ttl: float | None = None,
+        refresh_on_read: bool = False,
+        owns_client: bool = False,
+    ) -> None:
+        ensure_binary(client)
+        self.client = client
+        self.owns_client = owns_client
+        self.context = ArchiveContext(key_prefix, ttl, refresh_on_read)
+        self._driver = AsyncDriver(client, describe(client))
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        key_prefix: str = "freemem",
+        ttl: float | None = None,
+        refresh_on_read: bool = False,
+        cluster: bool = False,
+        **client_kwargs: Any,
+    ) -> AsyncRedisArchive:
+        """An archive owning a new asyncio client for ``url``."""
+        archive = cls(
+            async_client(url, cluster=cluster, **client_kwargs),
+            key_prefix=key_prefix,
+            ttl=ttl,
+            refresh_on_read=refresh_on_read,
+            owns_client=True,
+        )
+        archive._driver.where = describe_url(url)
+        return archive
+
+    async def aclose(self) -> None:
+        """Close the client if this archive created it."""
+        if self.owns_client:
+            await self.client.aclose()
+
+    async def __aenter__(self) -> AsyncRedisArchive:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def record(self, thread_id: str, event: Mapping[str, Any]) -> str:
+        """Not available: an asyncio client cannot serve sync callers. Use :class:`RedisArchive` there."""
+        raise StoreError(
+            "AsyncRedisArchive is for async code (arecord); give sync agents a RedisArchive instead"
+        )
+
+    async def arecord(self, thread_id: str, event: Mapping[str, Any]) -> str:
+        """Store an event (its ``"id"``, or a new uuid); returns the id."""
+        return await self._driver.run(record_plan(self.context, thread_id, event))
+
+    async def alist_events(
+        self, thread_id: str, *, newest_first: bool = False, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Summaries in time order (see :meth:`RedisArchive.list_events`)."""
+        return await self._driver.run(list_plan(self.context, thread_id, newest_first=newest_first, limit=limit))
+
+    async def aget_event(self, thread_id: str, event_id: str) -> dict[str, Any]:
+        """The full event, spans included; raises ``KeyError`` if absent."""
+        return await self._driver.run(get_plan(self.context, thread_id, event_id))
+
+    async def aevents(self, thread_id: str, *, include_restored: bool = False) -> list[dict[str, Any]]:
+        """Full events oldest first (by default only those not restored yet)."""
+        return await self._driver.run(events_plan(self.context, thread_id, include_restored=include_restored))
+
+    async def amark_restored(self, thread_id: str, event_id: str, *, restored_at: float | None = None) -> None:
+        """Mark an event as restored; ``KeyError`` if absent."""
+        await self._driver.run(mark_plan(self.context, thread_id, [event_id], restored_at))
+
+    async def aoriginal(self, thread_id: str, messages: Sequence[Any]) -> list[Any]:
+        """See :meth:`RedisArchive.original`."""
+        return (await self._driver.run(restore_plan(self.context, thread_id, messages, mark=False))).messages
+
+    async def arestore(
+        self, thread_id: str, messages: Sequence[Any], event_id: str | None = None, *, mark: bool = True
+    ) -> Restored:
+        """See :meth:`RedisArchive.restore`."""
+        return await self._driver.run(restore_plan(self.context, thread_id, messages, event_id, mark=mark))
+
+    async def adelete_thread(self, thread_id: str) -> bool:
+        """Delete the thread's archive; ``True`` if there was one."""
+        return await self._driver.run(delete_plan(self.context, thread_id))

@@ -1,0 +1,548 @@
+"""Command plans of the checkpointer: which keys to read and write for each operation, and how replies become
+LangGraph objects. One implementation, executed by both :class:`~freemem.redis.RedisSaver` and
+:class:`~freemem.redis.AsyncRedisSaver` (see :mod:`freemem.redis.protocol`).
+
+Round trips: ``get_tuple`` 1 (a script returns the checkpoint, its writes and its channel values),
+``put`` 1 (a script, plus the run index in the same pipeline), ``put_writes`` 1, ``list`` 2 per page of
+checkpoints (+1 per page of metadata when filtering, +1 for the namespaces when none is given).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+    get_checkpoint_id,
+    get_checkpoint_metadata,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+
+from freemem.errors import ConfigError, StoreError
+from freemem.redis import codec, scripts
+from freemem.redis.keys import KeyLayout, escape, unescape
+from freemem.redis.protocol import Batch, Emit, Eval, Plan, Scan
+
+__all__ = [
+    "PlanContext",
+    "StoragePolicy",
+    "copy_thread",
+    "delete_for_runs",
+    "delete_thread",
+    "get_tuple",
+    "list_checkpoints",
+    "memory_usage",
+    "prune",
+    "put",
+    "put_writes",
+    "thread_keys",
+    "touch",
+]
+
+ID_PAGE = 64
+"""Checkpoints loaded per round trip when listing."""
+METADATA_PAGE = 256
+"""Metadata records fetched per round trip when listing with a filter."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoragePolicy:
+    """How long threads live and how much history they keep.
+
+    Attributes:
+        ttl: Seconds a thread lives after its last write (``None``: forever). Every key of the thread expires
+            between ``ttl`` and ``ttl * 1.1`` after the last write (the 10% slack bounds how often a write
+            re-arms the TTL of every key of the thread).
+        refresh_on_read: Whether reading a checkpoint re-arms the TTL too.
+        keep_last: Keep only the newest N checkpoints per (thread, namespace), with their writes and the
+            channel values they reference (``None``: keep all).
+    """
+
+    ttl: float | None = None
+    refresh_on_read: bool = False
+    keep_last: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.ttl is not None and not self.ttl > 0:
+            raise ConfigError(f"ttl must be a positive number of seconds or None, got {self.ttl!r}")
+        if self.keep_last is not None and (not isinstance(self.keep_last, int) or self.keep_last < 1):
+            raise ConfigError(f"keep_last must be a positive int or None, got {self.keep_last!r}")
+
+    @property
+    def ttl_ms(self) -> int:
+        return 0 if self.ttl is None else max(1, math.ceil(self.ttl * 1000))
+
+    @property
+    def slack_ms(self) -> int:
+        return 0 if self.ttl is None else max(1, self.ttl_ms // 10)
+
+    @property
+    def expire_ms(self) -> int:
+        """The lifetime given to keys on a write (``ttl + slack``)."""
+        return self.ttl_ms + self.slack_ms
+
+
+@dataclass(frozen=True, slots=True)
+class PlanContext:
+    """Everything a plan needs besides the serializer: where keys live and the storage policy."""
+
+    layout: KeyLayout = field(default_factory=KeyLayout)
+    policy: StoragePolicy = field(default_factory=StoragePolicy)
+
+
+# -- helpers ---------------------------------------------------------------------------------------------------
+
+
+def _thread_id(config: RunnableConfig) -> str:
+    try:
+        return str(config["configurable"]["thread_id"])
+    except KeyError:
+        raise ConfigError("config['configurable'] needs a 'thread_id'") from None
+
+
+def _namespace(config: RunnableConfig) -> str:
+    return str(config["configurable"].get("checkpoint_ns") or "")
+
+
+def _config(thread_id: str, checkpoint_ns: str, checkpoint_id: str) -> RunnableConfig:
+    return {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns, "checkpoint_id": checkpoint_id}}
+
+
+def _as_hash(reply: Any) -> dict[bytes, bytes]:
+    if isinstance(reply, dict):
+        return reply
+    items = iter(reply)
+    return dict(zip(items, items, strict=True))
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _load_call(ctx: PlanContext, thread_id: str, checkpoint_ns: str, ids: Sequence[str]) -> Eval:
+    """Load checkpoints by id (the newest when ``ids`` is empty) with writes and channel values."""
+    layout, policy = ctx.layout, ctx.policy
+    ttl = policy.ttl_ms if policy.refresh_on_read else 0
+    return Eval(
+        scripts.LOAD,
+        (
+            layout.index(thread_id, checkpoint_ns),
+            layout.blobs(thread_id, checkpoint_ns),
+            layout.registry(thread_id),
+            layout.refresh_marker(thread_id),
+        ),
+        (layout.checkpoint_base(thread_id, checkpoint_ns), ttl, policy.slack_ms, *ids),
+    )
+
+
+def _to_tuple(serde: SerializerProtocol, thread_id: str, checkpoint_ns: str, entry: Sequence[Any]) -> CheckpointTuple:
+    """Build a CheckpointTuple from one entry returned by the LOAD script."""
+    raw_id, raw_hash, values = entry
+    checkpoint_id = _text(raw_id)
+    fields = _as_hash(raw_hash)
+    try:
+        checkpoint: Checkpoint = codec.decode_typed(serde, fields[b"cp"])
+        metadata: CheckpointMetadata = codec.decode_typed(serde, fields[b"md"])
+        refs = codec.refs_from_json(fields[b"r"])
+    except KeyError as exc:
+        raise StoreError(f"checkpoint {checkpoint_id!r} of thread {thread_id!r} is missing field {exc}") from exc
+    channel_values: dict[str, Any] = {}
+    for ref, raw in zip(refs, values or (), strict=False):
+        if not codec.is_empty_blob(raw):
+            channel_values[ref.rpartition("\x1f")[0]] = codec.decode_typed(serde, raw)
+    checkpoint["channel_values"] = channel_values
+    parent = _text(fields.get(b"p", b""))
+    return CheckpointTuple(
+        config=_config(thread_id, checkpoint_ns, checkpoint_id),
+        checkpoint=checkpoint,
+        metadata=metadata,
+        parent_config=_config(thread_id, checkpoint_ns, parent) if parent else None,
+        pending_writes=codec.decode_writes(serde, fields),
+    )
+
+
+def _matches(metadata: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    return all(metadata.get(key) == value for key, value in wanted.items())
+
+
+# -- reads -----------------------------------------------------------------------------------------------------
+
+
+def get_tuple(ctx: PlanContext, serde: SerializerProtocol, config: RunnableConfig) -> Plan[CheckpointTuple | None]:
+    """The checkpoint named by ``config`` (its ``checkpoint_id``, else the newest) — one round trip."""
+    thread_id, checkpoint_ns = _thread_id(config), _namespace(config)
+    checkpoint_id = get_checkpoint_id(config)
+    (entries,) = yield Batch(_load_call(ctx, thread_id, checkpoint_ns, [checkpoint_id] if checkpoint_id else []))
+    if not entries:
+        return None
+    return _to_tuple(serde, thread_id, checkpoint_ns, entries[0])
+
+
+def _emit_page(
+    ctx: PlanContext,
+    serde: SerializerProtocol,
+    thread_id: str,
+    candidates: list[tuple[str, str]],
+    filter: Mapping[str, Any] | None,
+    remaining: int | None,
+) -> Plan[int | None]:
+    """Filter ``(namespace, id)`` candidates by metadata, load the survivors, emit them in order."""
+    layout = ctx.layout
+    if filter:
+        kept: list[tuple[str, str]] = []
+        for start in range(0, len(candidates), METADATA_PAGE):
+            chunk = candidates[start : start + METADATA_PAGE]
+            replies = yield Batch(*(("HGET", layout.checkpoint(thread_id, ns, cid), "md") for ns, cid in chunk))
+            kept.extend(
+                c for c, md in zip(chunk, replies, strict=True) if md is not None and _matches(codec.decode_typed(serde, md), filter)
+            )
+            if remaining is not None and len(kept) >= remaining:
+                break
+        candidates = kept
+    if remaining is not None:
+        candidates = candidates[:remaining]
+    for start in range(0, len(candidates), ID_PAGE):
+        chunk = candidates[start : start + ID_PAGE]
+        by_ns: dict[str, list[str]] = {}
+        for ns, cid in chunk:
+            by_ns.setdefault(ns, []).append(cid)
+        namespaces = list(by_ns)
+        replies = yield Batch(*(_load_call(ctx, thread_id, ns, by_ns[ns]) for ns in namespaces))
+        loaded = {(ns, _text(e[0])): e for ns, entries in zip(namespaces, replies, strict=True) for e in entries}
+        for ns, cid in chunk:
+            entry = loaded.get((ns, cid))
+            if entry is None:  # deleted between the index read and the load
+                continue
+            yield Emit(_to_tuple(serde, thread_id, ns, entry))
+            if remaining is not None:
+                remaining -= 1
+    return remaining
+
+
+def _list_thread(
+    ctx: PlanContext,
+    serde: SerializerProtocol,
+    thread_id: str,
+    checkpoint_ns: str | None,
+    checkpoint_id: str | None,
+    before_id: str | None,
+    filter: Mapping[str, Any] | None,
+    remaining: int | None,
+) -> Plan[int | None]:
+    layout = ctx.layout
+    if checkpoint_ns is not None:
+        namespaces = [checkpoint_ns]
+    else:
+        (members,) = yield Batch(("SMEMBERS", layout.namespaces(thread_id)))
+        namespaces = sorted(unescape(_text(m)) for m in members)
+    if not namespaces:
+        return remaining
+    upper = f"({before_id}" if before_id else "+"
+    if checkpoint_id is not None:
+        if before_id is not None and checkpoint_id >= before_id:
+            return remaining
+        return (yield from _emit_page(ctx, serde, thread_id, [(ns, checkpoint_id) for ns in namespaces], filter, remaining))
+    if len(namespaces) == 1:
+        ns = namespaces[0]
+        index = layout.index(thread_id, ns)
+        while remaining is None or remaining > 0:
+            size = METADATA_PAGE if filter else min(ID_PAGE, remaining or ID_PAGE)
+            (ids,) = yield Batch(("ZRANGE", index, upper, "-", "BYLEX", "REV", "LIMIT", 0, size))
+            if not ids:
+                break
+            page = [(ns, _text(i)) for i in ids]
+            remaining = yield from _emit_page(ctx, serde, thread_id, page, filter, remaining)
+            if len(ids) < size:
+                break
+            upper = "(" + page[-1][1]
+        return remaining
+    # Several namespaces: merge their ids, newest first (ids are time-ordered across namespaces too).
+    replies = yield Batch(*(("ZRANGE", layout.index(thread_id, ns), upper, "-", "BYLEX", "REV") for ns in namespaces))
+    merged = sorted(
+        ((_text(i), ns) for ns, ids in zip(namespaces, replies, strict=True) for i in ids),
+        key=lambda item: (item[0], item[1]),
+        reverse=True,
+    )
+    page_size = METADATA_PAGE if filter else ID_PAGE
+    for start in range(0, len(merged), page_size):
+        page = [(ns, cid) for cid, ns in merged[start : start + page_size]]
+        remaining = yield from _emit_page(ctx, serde, thread_id, page, filter, remaining)
+        if remaining is not None and remaining <= 0:
+            break
+    return remaining
+
+
+def list_checkpoints(
+    ctx: PlanContext,
+    serde: SerializerProtocol,
+    config: RunnableConfig | None,
+    *,
+    filter: Mapping[str, Any] | None = None,
+    before: RunnableConfig | None = None,
+    limit: int | None = None,
+) -> Plan[None]:
+    """Emit matching checkpoints newest first, stopping as soon as ``limit`` are emitted.
+
+    ``config`` selects a thread (and a namespace when it has ``checkpoint_ns``, a checkpoint when it has
+    ``checkpoint_id``); ``None`` lists every thread of the key prefix (found with SCAN, for admin use).
+    """
+    if limit is not None and limit <= 0:
+        return
+    before_id = get_checkpoint_id(before) if before else None
+    if config is None:
+        keys = yield Scan(ctx.layout.all_namespace_sets_pattern())
+        threads = sorted({ctx.layout.thread_of(_text(k)) for k in keys})
+        checkpoint_ns: str | None = None
+        checkpoint_id: str | None = None
+    else:
+        threads = [_thread_id(config)]
+        ns_value = config["configurable"].get("checkpoint_ns")
+        checkpoint_ns = None if ns_value is None else str(ns_value)
+        checkpoint_id = get_checkpoint_id(config)
+    remaining = limit
+    for thread_id in threads:
+        remaining = yield from _list_thread(ctx, serde, thread_id, checkpoint_ns, checkpoint_id, before_id, filter, remaining)
+        if remaining is not None and remaining <= 0:
+            return
+
+
+# -- writes ----------------------------------------------------------------------------------------------------
+
+
+def put(
+    ctx: PlanContext,
+    serde: SerializerProtocol,
+    config: RunnableConfig,
+    checkpoint: Checkpoint,
+    metadata: CheckpointMetadata,
+    new_versions: ChannelVersions,
+) -> Plan[RunnableConfig]:
+    """Store a checkpoint, the channel values it changed, and apply retention — one script, one round trip.
+
+    Channel values are stored per (channel, version), so a checkpoint only writes the channels in
+    ``new_versions`` and shares the others with its ancestors. Retrying the same put rewrites the same bytes.
+    """
+    layout, policy = ctx.layout, ctx.policy
+    thread_id, checkpoint_ns = _thread_id(config), _namespace(config)
+    parent_id = config["configurable"].get("checkpoint_id") or ""
+    record = dict(checkpoint)
+    values: dict[str, Any] = record.pop("channel_values", None) or {}  # type: ignore[assignment]
+    blob_args: list[Any] = []
+    for channel, version in new_versions.items():
+        blob_args.append(codec.blob_field(channel, version))
+        blob_args.append(codec.encode_typed(serde, values[channel]) if channel in values else codec.EMPTY_BLOB)
+    _, refs = codec.blob_refs(checkpoint["channel_versions"])
+    stored_metadata = get_checkpoint_metadata(config, metadata)
+    run_id = stored_metadata.get("run_id")
+    run = "" if run_id is None else str(run_id)
+    checkpoint_id = checkpoint["id"]
+    call = Eval(
+        scripts.PUT,
+        (
+            layout.registry(thread_id),
+            layout.namespaces(thread_id),
+            layout.index(thread_id, checkpoint_ns),
+            layout.blobs(thread_id, checkpoint_ns),
+            layout.checkpoint(thread_id, checkpoint_ns, checkpoint_id),
+            layout.refresh_marker(thread_id),
+        ),
+        (
+            escape(checkpoint_ns),
+            checkpoint_id,
+            policy.ttl_ms,
+            policy.slack_ms,
+            policy.keep_last or 0,
+            layout.checkpoint_base(thread_id, checkpoint_ns),
+            codec.encode_typed(serde, record),
+            codec.encode_typed(serde, stored_metadata),
+            parent_id,
+            codec.refs_json(refs),
+            run,
+            *blob_args,
+        ),
+    )
+    if run:
+        # The run index lives in its own slot, so it cannot join the script; it is written first, making it
+        # a superset of the truth (delete_for_runs tolerates stale entries).
+        run_key = layout.run_threads(run)
+        commands: list[Any] = [("SADD", run_key, escape(thread_id))]
+        if policy.ttl_ms:
+            commands.append(("PEXPIRE", run_key, policy.expire_ms))
+        yield Batch(*commands, call)
+    else:
+        yield Batch(call)
+    return _config(thread_id, checkpoint_ns, checkpoint_id)
+
+
+def put_writes(
+    ctx: PlanContext,
+    serde: SerializerProtocol,
+    config: RunnableConfig,
+    writes: Sequence[tuple[str, Any]],
+    task_id: str,
+    task_path: str = "",
+) -> Plan[None]:
+    """Store a task's pending writes on a checkpoint; idempotent per ``(task_id, idx)`` like InMemorySaver."""
+    layout, policy = ctx.layout, ctx.policy
+    thread_id, checkpoint_ns = _thread_id(config), _namespace(config)
+    checkpoint_id = config["configurable"].get("checkpoint_id")
+    if not checkpoint_id:
+        raise ConfigError("put_writes needs config['configurable']['checkpoint_id']")
+    if not writes:
+        return
+    args: list[Any] = []
+    for idx, (channel, value) in enumerate(writes):
+        write_idx = WRITES_IDX_MAP.get(channel, idx)
+        args.append(codec.write_field(task_id, write_idx))
+        args.append(codec.encode_write(serde, task_id, write_idx, channel, value, task_path))
+        args.append(b"1" if write_idx < 0 else b"0")
+    yield Batch(
+        Eval(
+            scripts.PUT_WRITES,
+            (
+                layout.registry(thread_id),
+                layout.namespaces(thread_id),
+                layout.checkpoint(thread_id, checkpoint_ns, checkpoint_id),
+                layout.refresh_marker(thread_id),
+            ),
+            (escape(checkpoint_ns), policy.ttl_ms, policy.slack_ms, *args),
+        )
+    )
+
+
+def _delete_call(layout: KeyLayout, thread_id: str) -> Eval:
+    return Eval(
+        scripts.DELETE_THREAD,
+        (layout.registry(thread_id), layout.refresh_marker(thread_id), layout.namespaces(thread_id)),
+        (layout.thread_base(thread_id),),
+    )
+
+
+def _forget_runs(layout: KeyLayout, thread_ids: Sequence[str], replies: Sequence[Any]) -> Batch:
+    """Remove deleted threads from the run index (each run set is its own slot)."""
+    commands = [
+        ("SREM", layout.run_threads(_text(run)), escape(thread_id))
+        for thread_id, runs in zip(thread_ids, replies, strict=True)
+        for run in runs or ()
+    ]
+    return Batch(*commands)
+
+
+def _drop_keys(layout: KeyLayout, thread_id: str) -> tuple[str, str, str]:
+    return (layout.registry(thread_id), layout.namespaces(thread_id), layout.refresh_marker(thread_id))
+
+
+def delete_thread(ctx: PlanContext, thread_id: str) -> Plan[None]:
+    """Delete every checkpoint, write and channel value of a thread (its archive is left alone)."""
+    thread_id = str(thread_id)
+    (runs,) = yield Batch(_delete_call(ctx.layout, thread_id))
+    yield _forget_runs(ctx.layout, [thread_id], [runs])
+
+
+def prune(ctx: PlanContext, thread_ids: Sequence[str], strategy: str = "keep_latest") -> Plan[None]:
+    """``keep_latest``: keep only the newest checkpoint per namespace; ``delete``: delete the threads."""
+    threads = [str(t) for t in thread_ids]
+    if strategy not in ("keep_latest", "delete"):
+        raise ConfigError(f"unknown prune strategy {strategy!r}; use 'keep_latest' or 'delete'")
+    if not threads:
+        return
+    layout = ctx.layout
+    if strategy == "delete":
+        replies = yield Batch(*(_delete_call(layout, t) for t in threads))
+        yield _forget_runs(layout, threads, replies)
+        return
+    yield Batch(
+        *(
+            Eval(scripts.DROP, _drop_keys(layout, t), (layout.thread_base(t), "keep_latest"))
+            for t in threads
+        )
+    )
+
+
+def delete_for_runs(ctx: PlanContext, run_ids: Sequence[str]) -> Plan[None]:
+    """Delete the checkpoints (and writes) whose metadata ``run_id`` is one of ``run_ids``, in every thread."""
+    runs = sorted({str(r) for r in run_ids})
+    if not runs:
+        return
+    layout = ctx.layout
+    members = yield Batch(*(("SMEMBERS", layout.run_threads(r)) for r in runs))
+    threads = sorted({unescape(_text(m)) for group in members for m in group})
+    if threads:
+        yield Batch(
+            *(
+                Eval(scripts.DROP, _drop_keys(layout, t), (layout.thread_base(t), "runs", *runs))
+                for t in threads
+            )
+        )
+    yield Batch(*(("DEL", layout.run_threads(r)) for r in runs))
+
+
+def copy_thread(ctx: PlanContext, source_thread_id: str, target_thread_id: str) -> Plan[None]:
+    """Copy every checkpoint, write and channel value of one thread into another (merging with its data)."""
+    layout, policy = ctx.layout, ctx.policy
+    source, target = str(source_thread_id), str(target_thread_id)
+    if source == target:
+        return
+    (exported,) = yield Batch(Eval(scripts.EXPORT, (layout.registry(source),), ()))
+    if not exported:
+        return
+    args: list[Any] = [policy.ttl_ms, policy.slack_ms]
+    runs: set[str] = set()
+    checkpoint_prefix = layout.thread_base(source) + "c:"
+    for raw_key, raw_kind, items in exported:
+        key = _text(raw_key)
+        args.extend((layout.rebase(key, source, target), raw_kind, len(items), *items))
+        if key.startswith(checkpoint_prefix):
+            run = _as_hash(items).get(b"run")
+            if run:
+                runs.add(_text(run))
+    commands: list[Any] = []
+    for run in sorted(runs):
+        run_key = layout.run_threads(run)
+        commands.append(("SADD", run_key, escape(target)))
+        if policy.ttl_ms:
+            commands.append(("PEXPIRE", run_key, policy.expire_ms))
+    commands.append(Eval(scripts.IMPORT, (layout.registry(target), layout.refresh_marker(target)), tuple(args)))
+    yield Batch(*commands)
+
+
+# -- maintenance -----------------------------------------------------------------------------------------------
+
+
+def touch(ctx: PlanContext, thread_id: str) -> Plan[bool]:
+    """Re-arm a thread's TTL without writing; ``False`` when the thread does not exist."""
+    layout, policy = ctx.layout, ctx.policy
+    thread_id = str(thread_id)
+    (exists,) = yield Batch(
+        Eval(scripts.REFRESH, (layout.registry(thread_id), layout.refresh_marker(thread_id)), (policy.ttl_ms, policy.slack_ms))
+    )
+    return bool(exists)
+
+
+def thread_keys(ctx: PlanContext, thread_id: str) -> Plan[list[str]]:
+    """Every key that stores the thread's checkpoints (the registry's members, itself and the TTL marker)."""
+    layout = ctx.layout
+    thread_id = str(thread_id)
+    registry, marker = layout.registry(thread_id), layout.refresh_marker(thread_id)
+    members, registry_exists, marker_exists = yield Batch(("SMEMBERS", registry), ("EXISTS", registry), ("EXISTS", marker))
+    keys = sorted(_text(m) for m in members)
+    keys += [k for k, present in ((registry, registry_exists), (marker, marker_exists)) if present]
+    return keys
+
+
+def memory_usage(ctx: PlanContext, thread_id: str, extra_keys: Iterable[str] = ()) -> Plan[int]:
+    """Bytes Redis uses for a thread's checkpoints (``MEMORY USAGE ... SAMPLES 0`` summed over its keys)."""
+    keys = yield from thread_keys(ctx, thread_id)
+    keys = [*keys, *extra_keys]
+    if not keys:
+        return 0
+    sizes = yield Batch(*(("MEMORY", "USAGE", key, "SAMPLES", 0) for key in keys))
+    return sum(int(s or 0) for s in sizes)

@@ -1,0 +1,309 @@
+"""Lua scripts: the multi-key steps that must be atomic, each one round trip.
+
+Every script touches the keys of exactly one thread (one hash tag, so one cluster slot). The first key passed
+is always one of that thread's keys, which is what Redis Cluster routes the call by; keys derived inside a
+script (a checkpoint key from its id) share the hash tag, hence the slot.
+
+TTL handling (``refresh``) keeps a whole thread alive for at least ``ttl`` after its last write, without
+touching every key on every write: a write re-arms the keys it touched and the registry; every other key is
+re-armed by a *full refresh* at most once per ``slack`` (a marker key with a ``slack`` lifetime says one ran
+recently). Every key therefore expires between ``ttl`` and ``ttl + slack`` after the thread's last write
+(or read, with ``refresh_on_read``), and the registry, re-armed on every write, always outlives the keys it
+lists. Archive keys that already have a TTL are extended (``GT``) by a full refresh as well.
+"""
+
+from __future__ import annotations
+
+from freemem.redis.protocol import Script
+
+__all__ = [
+    "ARCHIVE_MARK",
+    "ARCHIVE_RECORD",
+    "DELETE_THREAD",
+    "DROP",
+    "EXPORT",
+    "IMPORT",
+    "LOAD",
+    "PUT",
+    "PUT_WRITES",
+    "REFRESH",
+]
+
+_PRELUDE = r"""
+local function refresh(reg, marker, ttl, slack, touched)
+  if ttl <= 0 then return end
+  local exp = ttl + slack
+  for i = 1, #touched do redis.call('PEXPIRE', touched[i], exp) end
+  if redis.call('EXISTS', marker) == 1 then return end
+  local members = redis.call('SMEMBERS', reg)
+  for i = 1, #members do redis.call('PEXPIRE', members[i], exp) end
+  redis.call('PEXPIRE', reg, exp)
+  local base = string.sub(reg, 1, -4)
+  for _, suffix in ipairs({'a:ev', 'a:e', 'a:s', 'a:r'}) do
+    redis.call('PEXPIRE', base .. suffix, exp, 'GT')
+  end
+  redis.call('SET', marker, '1', 'PX', slack)
+end
+
+local function hmget_all(key, fields)
+  local out = {}
+  for i = 1, #fields, 500 do
+    local part = redis.call('HMGET', key, unpack(fields, i, math.min(i + 499, #fields)))
+    for j = 1, #part do out[#out + 1] = part[j] end
+  end
+  return out
+end
+
+local function drop_checkpoints(reg, idx, blobs, prefix, victims, kept)
+  local keep = {}
+  for i = 1, #kept do
+    local r = redis.call('HGET', prefix .. kept[i], 'r')
+    if r then for _, f in ipairs(cjson.decode(r)) do keep[f] = true end end
+  end
+  local drop, seen = {}, {}
+  for i = 1, #victims do
+    local key = prefix .. victims[i]
+    local r = redis.call('HGET', key, 'r')
+    if r then
+      for _, f in ipairs(cjson.decode(r)) do
+        if not keep[f] and not seen[f] then seen[f] = true; drop[#drop + 1] = f end
+      end
+    end
+    redis.call('DEL', key)
+    redis.call('SREM', reg, key)
+    redis.call('ZREM', idx, victims[i])
+  end
+  for i = 1, #drop, 500 do
+    redis.call('HDEL', blobs, unpack(drop, i, math.min(i + 499, #drop)))
+  end
+  return #victims
+end
+"""
+
+PUT = Script(
+    "put",
+    _PRELUDE
+    + r"""
+-- KEYS: reg, namespaces, index, blobs, checkpoint, marker
+-- ARGV: ns, id, ttl, slack, keep_last, checkpoint prefix, cp, md, parent, refs, run, [blob field, value]...
+for i = 12, #ARGV, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', KEYS[5], 'cp', ARGV[7], 'md', ARGV[8], 'p', ARGV[9], 'r', ARGV[10], 'run', ARGV[11])
+redis.call('ZADD', KEYS[3], 0, ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+local keep = tonumber(ARGV[5])
+local dropped = 0
+if keep > 0 then
+  local total = redis.call('ZCARD', KEYS[3])
+  if total > keep then
+    local victims = redis.call('ZRANGE', KEYS[3], 0, total - keep - 1)
+    local kept = redis.call('ZRANGE', KEYS[3], total - keep, -1)
+    dropped = drop_checkpoints(KEYS[1], KEYS[3], KEYS[4], ARGV[6], victims, kept)
+  end
+end
+refresh(KEYS[1], KEYS[6], tonumber(ARGV[3]), tonumber(ARGV[4]), {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]})
+return dropped
+""",
+)
+
+PUT_WRITES = Script(
+    "put_writes",
+    _PRELUDE
+    + r"""
+-- KEYS: reg, namespaces, checkpoint, marker
+-- ARGV: ns, ttl, slack, [field, value, overwrite]...
+-- Regular writes keep the first value stored for (task, idx) (HSETNX); special channels (negative idx:
+-- ERROR, INTERRUPT, ...) are overwritten, as InMemorySaver does.
+for i = 4, #ARGV, 3 do
+  if ARGV[i + 2] == '1' then
+    redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])
+  else
+    redis.call('HSETNX', KEYS[3], ARGV[i], ARGV[i + 1])
+  end
+end
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[1], KEYS[2], KEYS[3])
+refresh(KEYS[1], KEYS[4], tonumber(ARGV[2]), tonumber(ARGV[3]), {KEYS[1], KEYS[2], KEYS[3]})
+return 1
+""",
+)
+
+LOAD = Script(
+    "load",
+    _PRELUDE
+    + r"""
+-- KEYS: index, blobs, reg, marker
+-- ARGV: checkpoint prefix, ttl (0: no refresh on read), slack, id... (no id: the latest)
+-- Returns {{id, flat checkpoint hash, blob values in the order of its refs}...} for ids that exist.
+local ids = {}
+if #ARGV < 4 then
+  ids = redis.call('ZRANGE', KEYS[1], 0, 0, 'REV')
+else
+  for i = 4, #ARGV do ids[#ids + 1] = ARGV[i] end
+end
+local out = {}
+for i = 1, #ids do
+  local h = redis.call('HGETALL', ARGV[1] .. ids[i])
+  local refs = nil
+  for j = 1, #h, 2 do
+    if h[j] == 'r' then refs = h[j + 1]; break end
+  end
+  if refs then
+    local fields = cjson.decode(refs)
+    local values = {}
+    if #fields > 0 then values = hmget_all(KEYS[2], fields) end
+    out[#out + 1] = {ids[i], h, values}
+  end
+end
+if #out > 0 then refresh(KEYS[3], KEYS[4], tonumber(ARGV[2]), tonumber(ARGV[3]), {}) end
+return out
+""",
+)
+
+DELETE_THREAD = Script(
+    "delete_thread",
+    r"""
+-- KEYS: reg, marker, namespaces.  ARGV: thread base ("P:{T}:")
+-- Deletes every checkpoint key of the thread; returns the run ids its checkpoints belonged to.
+local base = ARGV[1]
+local members = redis.call('SMEMBERS', KEYS[1])
+local runs, seen = {}, {}
+for i = 1, #members do
+  local m = members[i]
+  if string.sub(m, #base + 1, #base + 2) == 'c:' then
+    local run = redis.call('HGET', m, 'run')
+    if run and run ~= '' and not seen[run] then seen[run] = true; runs[#runs + 1] = run end
+  end
+end
+for i = 1, #members, 500 do
+  redis.call('DEL', unpack(members, i, math.min(i + 499, #members)))
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+return runs
+""",
+)
+
+DROP = Script(
+    "drop",
+    _PRELUDE
+    + r"""
+-- KEYS: reg, namespaces, marker.  ARGV: thread base, mode ('keep_latest' | 'runs'), run id...
+-- Drops checkpoints per namespace (all but the newest, or those of the given runs) with their writes,
+-- and every channel value no surviving checkpoint of that namespace references.
+local base, mode = ARGV[1], ARGV[2]
+local runs = {}
+for i = 3, #ARGV do runs[ARGV[i]] = true end
+local dropped = 0
+for _, ns in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local idx, blobs, prefix = base .. 'i:' .. ns, base .. 'b:' .. ns, base .. 'c:' .. ns .. ':'
+  local ids = redis.call('ZRANGE', idx, 0, -1)
+  local victims, kept = {}, {}
+  if mode == 'keep_latest' then
+    for i = 1, #ids - 1 do victims[#victims + 1] = ids[i] end
+    if #ids > 0 then kept[1] = ids[#ids] end
+  else
+    for i = 1, #ids do
+      local run = redis.call('HGET', prefix .. ids[i], 'run')
+      if run and runs[run] then victims[#victims + 1] = ids[i] else kept[#kept + 1] = ids[i] end
+    end
+  end
+  if #victims > 0 then dropped = dropped + drop_checkpoints(KEYS[1], idx, blobs, prefix, victims, kept) end
+  if #kept == 0 then
+    redis.call('DEL', blobs)
+    redis.call('SREM', KEYS[2], ns)
+  end
+end
+if redis.call('SCARD', KEYS[2]) == 0 then
+  -- No checkpoint left: remove what remains of the thread (registry, marker, stray writes).
+  local members = redis.call('SMEMBERS', KEYS[1])
+  for i = 1, #members, 500 do
+    redis.call('DEL', unpack(members, i, math.min(i + 499, #members)))
+  end
+  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
+end
+return dropped
+""",
+)
+
+EXPORT = Script(
+    "export",
+    r"""
+-- KEYS: reg.  Returns {{key, type, flat contents}...} for every key of the thread's checkpoints.
+local members = redis.call('SMEMBERS', KEYS[1])
+table.sort(members)
+local out = {}
+for i = 1, #members do
+  local m = members[i]
+  local kind = redis.call('TYPE', m)['ok']
+  if kind == 'hash' then
+    out[#out + 1] = {m, kind, redis.call('HGETALL', m)}
+  elseif kind == 'zset' then
+    out[#out + 1] = {m, kind, redis.call('ZRANGE', m, 0, -1, 'WITHSCORES')}
+  elseif kind == 'set' then
+    out[#out + 1] = {m, kind, redis.call('SMEMBERS', m)}
+  end
+end
+return out
+""",
+)
+
+IMPORT = Script(
+    "import",
+    _PRELUDE
+    + r"""
+-- KEYS: reg, marker.  ARGV: ttl, slack, then groups of key, type, n, n items (as EXPORT returns them).
+-- Merges into whatever the target thread holds (HSET, ZADD, SADD), so it is safe to retry.
+local i, touched = 3, {KEYS[1]}
+while i <= #ARGV do
+  local key, kind, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  i = i + 3
+  if kind == 'hash' then
+    for j = i, i + n - 1, 2 do redis.call('HSET', key, ARGV[j], ARGV[j + 1]) end
+  elseif kind == 'zset' then
+    for j = i, i + n - 1, 2 do redis.call('ZADD', key, ARGV[j + 1], ARGV[j]) end
+  else
+    for j = i, i + n - 1 do redis.call('SADD', key, ARGV[j]) end
+  end
+  i = i + n
+  redis.call('SADD', KEYS[1], key)
+  touched[#touched + 1] = key
+end
+refresh(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), touched)
+return #touched - 1
+""",
+)
+
+REFRESH = Script(
+    "refresh",
+    _PRELUDE
+    + r"""
+-- KEYS: reg, marker.  ARGV: ttl, slack.  Re-arms the thread's TTL (an explicit touch).
+refresh(KEYS[1], KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), {KEYS[1]})
+return redis.call('EXISTS', KEYS[1])
+""",
+)
+
+ARCHIVE_RECORD = Script(
+    "archive_record",
+    r"""
+-- KEYS: events-by-time, events, summaries, restore marks.  ARGV: id, score, event, summary, ttl (ms, 0: none)
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
+local ttl = tonumber(ARGV[5])
+if ttl > 0 then for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ttl) end end
+return 1
+""",
+)
+
+ARCHIVE_MARK = Script(
+    "archive_mark",
+    r"""
+-- KEYS: events-by-time, events, summaries, restore marks.  ARGV: id, mark, ttl (ms, 0: none)
+if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ttl) end end
+return 1
+""",
+)

@@ -1,0 +1,123 @@
+"""A persisted thread seen whole: its latest messages (from the checkpointer) next to what freemem freed
+(from the archive), and restoring freed spans back into the thread as a new checkpoint.
+
+Restoring writes a checkpoint the way ``graph.update_state`` does (``source: "update"``, the next step, the
+previous checkpoint as parent), with only the messages channel replaced, so the next ``invoke`` on the thread
+continues from the restored context and the pruned one stays in history.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
+from langgraph.checkpoint.base.id import uuid6
+
+from freemem.errors import StoreError
+from freemem.redis.archive import RedisArchive, Restored
+
+__all__ = ["ThreadView", "load_messages", "restore_thread", "show_thread", "write_messages"]
+
+
+@dataclass
+class ThreadView:
+    """A thread's pruned context, the original rebuilt from the archive, and its archived events."""
+
+    thread_id: str
+    checkpoint_id: str | None
+    pruned: list[Any]
+    original: list[Any]
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _config(thread_id: str, checkpoint_ns: str) -> RunnableConfig:
+    return {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns}}
+
+
+def load_messages(
+    saver: BaseCheckpointSaver[Any], thread_id: str, *, channel: str = "messages", checkpoint_ns: str = ""
+) -> tuple[CheckpointTuple | None, list[Any]]:
+    """The thread's latest checkpoint and the message list in its ``channel`` (empty if none)."""
+    tup = saver.get_tuple(_config(thread_id, checkpoint_ns))
+    if tup is None:
+        return None, []
+    value = tup.checkpoint["channel_values"].get(channel)
+    if value is None:
+        return tup, []
+    if not isinstance(value, list):
+        raise StoreError(f"thread {thread_id!r}: channel {channel!r} holds a {type(value).__name__}, not messages")
+    return tup, list(value)
+
+
+def write_messages(
+    saver: BaseCheckpointSaver[Any],
+    parent: CheckpointTuple,
+    messages: Sequence[Any],
+    *,
+    channel: str = "messages",
+    note: dict[str, Any] | None = None,
+) -> RunnableConfig:
+    """Store a child of ``parent`` whose ``channel`` holds ``messages`` (everything else unchanged)."""
+    checkpoint = copy.deepcopy(parent.checkpoint)
+    checkpoint["id"] = str(uuid6(clock_seq=-1))
+    checkpoint["ts"] = datetime.now(timezone.utc).isoformat()
+    checkpoint["channel_values"][channel] = list(messages)
+    version = saver.get_next_version(checkpoint["channel_versions"].get(channel), None)
+    checkpoint["channel_versions"][channel] = version
+    step = parent.metadata.get("step", -1) if parent.metadata else -1
+    metadata: dict[str, Any] = {"source": "update", "step": int(step) + 1, "parents": {}}
+    if note:
+        metadata.update(note)
+    return saver.put(parent.config, checkpoint, metadata, {channel: version})  # type: ignore[arg-type]
+
+
+def show_thread(
+    saver: BaseCheckpointSaver[Any],
+    archive: RedisArchive,
+    thread_id: str,
+    *,
+    channel: str = "messages",
+    checkpoint_ns: str = "",
+) -> ThreadView:
+    """The thread's pruned messages, the original rebuilt from its unrestored events, and all its events."""
+    tup, pruned = load_messages(saver, thread_id, channel=channel, checkpoint_ns=checkpoint_ns)
+    events = archive.list_events(thread_id)
+    original = archive.original(thread_id, pruned) if pruned else []
+    return ThreadView(
+        thread_id=thread_id,
+        checkpoint_id=None if tup is None else tup.config["configurable"]["checkpoint_id"],
+        pruned=pruned,
+        original=original,
+        events=events,
+    )
+
+
+def restore_thread(
+    saver: BaseCheckpointSaver[Any],
+    archive: RedisArchive,
+    thread_id: str,
+    event_id: str | None = None,
+    *,
+    channel: str = "messages",
+    checkpoint_ns: str = "",
+    dry_run: bool = False,
+) -> Restored:
+    """Undo one event (or every unrestored one) in the thread's latest messages and store the result.
+
+    The archive marks events restored only after the new checkpoint is stored, so a failure in between
+    leaves the events restorable (a retry rebuilds the same messages from the same pruned checkpoint).
+    """
+    tup, pruned = load_messages(saver, thread_id, channel=channel, checkpoint_ns=checkpoint_ns)
+    if tup is None:
+        raise StoreError(f"thread {thread_id!r} has no checkpoints under this key prefix")
+    result = archive.restore(thread_id, pruned, event_id, mark=False)
+    if dry_run or not result.event_ids:
+        return result
+    write_messages(saver, tup, result.messages, channel=channel, note={"freemem_restored": result.event_ids})
+    archive.mark_all_restored(thread_id, result.event_ids)
+    return result

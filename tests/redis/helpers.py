@@ -1,0 +1,72 @@
+"""Small builders shared by the Redis tests."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import Checkpoint, CheckpointMetadata
+from langgraph.checkpoint.base.id import uuid6
+from langgraph.checkpoint.conformance.test_utils import generate_checkpoint
+
+from freemem.redis._drivers import SyncDriver
+from freemem.redis.protocol import Batch
+
+
+def config(thread_id: str, checkpoint_ns: str = "", checkpoint_id: str | None = None) -> RunnableConfig:
+    conf: dict[str, Any] = {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns}
+    if checkpoint_id is not None:
+        conf["checkpoint_id"] = checkpoint_id
+    return {"configurable": conf}
+
+
+def checkpoint(values: dict[str, Any] | None = None, versions: dict[str, Any] | None = None) -> Checkpoint:
+    values = values or {}
+    return generate_checkpoint(
+        checkpoint_id=str(uuid6(clock_seq=-1)),
+        channel_values=values,
+        channel_versions=versions if versions is not None else {k: 1 for k in values},
+    )
+
+
+def metadata(step: int = 0, source: str = "loop", **extra: Any) -> CheckpointMetadata:
+    return {"source": source, "step": step, "parents": {}, **extra}  # type: ignore[typeddict-item]
+
+
+def put_chain(
+    saver: Any,
+    thread_id: str,
+    n: int,
+    *,
+    checkpoint_ns: str = "",
+    channel: str = "v",
+    run_id: str | None = None,
+) -> list[RunnableConfig]:
+    """n checkpoints in a parent chain; checkpoint i stores ``{channel: i}`` at version i + 1."""
+    stored: list[RunnableConfig] = []
+    parent: RunnableConfig = config(thread_id, checkpoint_ns)
+    for i in range(n):
+        cp = checkpoint({channel: i}, {channel: i + 1})
+        extra = {"run_id": run_id} if run_id else {}
+        parent = saver.put(parent, cp, metadata(step=i, **extra), {channel: i + 1})
+        stored.append(parent)
+    return stored
+
+
+def new_thread() -> str:
+    return f"thread-{uuid.uuid4().hex[:8]}"
+
+
+class CountingDriver(SyncDriver):
+    """A SyncDriver that counts round trips (batches) and commands."""
+
+    def __init__(self, client: Any, where: str) -> None:
+        super().__init__(client, where)
+        self.round_trips = 0
+        self.commands = 0
+
+    def execute(self, batch: Batch) -> list[Any]:
+        self.round_trips += 1
+        self.commands += len(batch.commands)
+        return super().execute(batch)
