@@ -55,6 +55,17 @@ class AnchorMaker:
                 return suffix
         return None
 
+    def _header_chain_start(self, start: int) -> int | None:
+        """Start of the run of header regions ending right at ``start`` (None when there is none)."""
+        at = start
+        head = None
+        while at > 0:
+            r = self.context.region_at(at - 1)
+            if r is None or r.kind != "header":
+                break
+            head = at = r.start
+        return head
+
     def command(self, start: int, end: int, *, back_off: int = 0) -> Command | None:
         """A command deleting exactly ``[start, end)``, or None when no unique anchors exist.
 
@@ -80,6 +91,11 @@ class AnchorMaker:
             candidates.append(at)
             if at == 0:
                 break
+        # Text repeated elsewhere (an identical tool output, a file body passed twice) is unique only
+        # together with the structural headers right before it, which apply keeps when it cuts the span.
+        head = self._header_chain_start(start)
+        if head is not None and head not in candidates:
+            candidates.append(head)
         for s in candidates:
             prefix = self._unique_prefix(s, end)
             if prefix is None:

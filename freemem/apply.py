@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from freemem.commands import Command
-from freemem.context import Context, Region
+from freemem.context import Context, Region, arg_strings, encode_like, parse_arg_field
 from freemem.errors import ConfigError
 
 __all__ = [
@@ -393,9 +393,14 @@ def _field_text(context: Context, key: tuple[int | None, str]) -> str:
     if index is None:
         return context.text
     assert context.views is not None
-    for name, value in context.views[index].fields:
+    view = context.views[index]
+    for name, value in view.fields:
         if name == fname:
             return value
+    if parse_arg_field(fname) is not None:
+        for name, value in view.arg_fields(min_chars=0):
+            if name == fname:
+                return value
     raise KeyError(key)
 
 
@@ -419,6 +424,46 @@ def edit_messages(messages: Sequence[Any], field_edits: dict[tuple[int | None, s
     return out
 
 
+def _split_arg_edits(edits: dict[str, str]) -> tuple[dict[str, str], dict[int, dict[str, str]]]:
+    """Text-field edits, and argument-string edits grouped by tool-call index."""
+    text: dict[str, str] = {}
+    args: dict[int, dict[str, str]] = {}
+    for name, value in edits.items():
+        parsed = parse_arg_field(name)
+        if parsed is None:
+            text[name] = value
+        else:
+            args.setdefault(parsed[0], {})[parsed[1]] = value
+    return text, args
+
+
+def _splice_args(raw: str, values: dict[str, str]) -> str:
+    """``raw`` JSON with the named top-level string values replaced, everything else byte-identical."""
+    found = {a.key: a for a in arg_strings(raw, min_chars=0)}
+    missing = set(values) - set(found)
+    if missing:
+        raise ConfigError(f"tool-call arguments have no string value {sorted(missing)}")
+    for key in sorted(values, key=lambda k: -found[k].start):
+        a = found[key]
+        raw = raw[:a.start] + encode_like(values[key], raw[a.start:a.end]) + raw[a.end:]
+    return raw
+
+
+def _edit_dict_calls(calls: list[Any], arg_edits: dict[int, dict[str, str]]) -> list[Any]:
+    calls = list(calls)
+    for k, values in arg_edits.items():
+        call = dict(calls[k])
+        fn = call.get("function")
+        if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+            call["function"] = {**fn, "arguments": _splice_args(fn["arguments"], values)}
+        elif isinstance(call.get("args"), dict):
+            call["args"] = {**call["args"], **values}
+        else:
+            raise ConfigError(f"tool call {k} has no editable arguments")
+        calls[k] = call
+    return calls
+
+
 def _new_content(content: Any, edits: dict[str, str]) -> Any:
     if "content" in edits:
         return edits["content"]
@@ -439,7 +484,12 @@ def _new_content(content: Any, edits: dict[str, str]) -> Any:
 
 
 def _edit_dict(msg: dict[str, Any], edits: dict[str, str]) -> dict[str, Any]:
+    edits, arg_edits = _split_arg_edits(edits)
     new = dict(msg)
+    if arg_edits:
+        new["tool_calls"] = _edit_dict_calls(msg.get("tool_calls") or [], arg_edits)
+    if not edits:
+        return new
     new["content"] = _new_content(msg.get("content"), edits)
     for key in ("reasoning_content", "reasoning"):
         if key in edits:
@@ -448,9 +498,28 @@ def _edit_dict(msg: dict[str, Any], edits: dict[str, str]) -> dict[str, Any]:
 
 
 def _edit_langchain(msg: Any, edits: dict[str, str]) -> Any:
+    edits, arg_edits = _split_arg_edits(edits)
     update: dict[str, Any] = {"content": _new_content(msg.content, edits)}
+    if arg_edits:
+        calls = list(msg.tool_calls)
+        raw_calls = list((msg.additional_kwargs or {}).get("tool_calls") or [])
+        for k, values in arg_edits.items():
+            call = dict(calls[k])
+            call["args"] = {**call["args"], **values}
+            calls[k] = call
+            # The provider's raw form, when the message keeps one, follows (same call id).
+            for j, raw in enumerate(raw_calls):
+                fn = raw.get("function") if isinstance(raw, dict) else None
+                if raw.get("id") == call.get("id") and isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+                    try:
+                        raw_calls[j] = {**raw, "function": {**fn, "arguments": _splice_args(fn["arguments"], values)}}
+                    except ConfigError:
+                        pass
+        update["tool_calls"] = calls
+        if raw_calls:
+            update["additional_kwargs"] = {**msg.additional_kwargs, "tool_calls": raw_calls}
     if "reasoning_content" in edits:
-        kwargs = dict(msg.additional_kwargs)
+        kwargs = dict(update.get("additional_kwargs", msg.additional_kwargs))
         kwargs["reasoning_content"] = edits["reasoning_content"]
         update["additional_kwargs"] = kwargs
     return msg.model_copy(update=update)

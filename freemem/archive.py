@@ -63,7 +63,7 @@ def restore_messages(messages: Sequence[Any], spans: Iterable[AppliedSpan | dict
         groups.setdefault((view.index, span.field), []).append(span)
     edits: dict[tuple[int | None, str], str] = {}
     for (index, fname), group in groups.items():
-        fields = dict(views[index].fields)
+        fields = views[index].all_fields()
         if fname not in fields:
             raise ArchiveMismatch(f"message {index} has no field {fname!r}")
         edits[(index, fname)] = _restore_field(fields[fname], group)

@@ -26,7 +26,15 @@ __all__ = [
     "MessageView",
     "Protection",
     "Region",
+    "ARG_FIELD_MIN_CHARS",
+    "MESSAGE_OVERHEAD_TOKENS",
+    "counted_texts",
+    "ArgString",
     "answer_line_ranges",
+    "arg_field_name",
+    "arg_strings",
+    "encode_like",
+    "parse_arg_field",
     "message_views",
 ]
 
@@ -39,6 +47,12 @@ ANSWER_LINE = re.compile(
 
 _HUMAN_ROLES = frozenset({"user", "human"})
 _SYSTEM_ROLES = frozenset({"system", "developer"})
+
+#: Tokens a chat template adds around each message (role markers, separators); OpenAI documents ~3-4.
+MESSAGE_OVERHEAD_TOKENS = 4
+
+#: String values of tool-call arguments this long or longer can be edited (see ``Protection.tool_arguments``).
+ARG_FIELD_MIN_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +92,11 @@ class Protection:
     #: Plain text: the last ``recent_chars`` characters (snapped to a line start) stay, since the model
     #: continues from there.
     recent_chars: int = 2000
+    #: Tool-call arguments whole. When False (the default), long string values (``ARG_FIELD_MIN_CHARS`` and
+    #: more: a file body in ``new_str``, a script in ``code``) of calls outside protected messages are
+    #: editable as decoded text and written back re-encoded, so the arguments stay valid JSON; the JSON
+    #: structure, keys and short values stay protected either way.
+    tool_arguments: bool = False
 
     def is_pinned(self, view: MessageView) -> bool:
         return view.pinned or (view.id is not None and view.id in self.pinned_ids) or (
@@ -100,6 +119,100 @@ class MessageView:
     tool_calls: list[tuple[str, str, str]] = field(default_factory=list)
     tool_call_id: str | None = None
     pinned: bool = False
+
+    def arg_strings(self, k: int, min_chars: int = ARG_FIELD_MIN_CHARS) -> list[ArgString]:
+        """Top-level string values (``min_chars`` and longer) of the ``k``-th tool call's arguments."""
+        return arg_strings(self.tool_calls[k][2], min_chars)
+
+    def arg_fields(self, min_chars: int = ARG_FIELD_MIN_CHARS) -> list[tuple[str, str]]:
+        """``(field name, decoded value)`` of the string values in this message's tool calls."""
+        return [(arg_field_name(k, a.key), a.value) for k in range(len(self.tool_calls))
+                for a in self.arg_strings(k, min_chars)]
+
+    def all_fields(self) -> dict[str, str]:
+        """Text fields and every argument string field (any length: a pruned value is short) by name."""
+        out = dict(self.fields)
+        out.update(self.arg_fields(min_chars=0))
+        return out
+
+
+_ARG_FIELD = re.compile(r"tool_calls\[(\d+)\]\.(.*)", re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class ArgString:
+    """A top-level string value of a JSON object: its key, decoded value, and the ``[start, end)`` of its
+    encoded form (quotes included) in the JSON text."""
+
+    key: str
+    value: str
+    start: int
+    end: int
+
+
+def arg_field_name(k: int, key: str) -> str:
+    return f"tool_calls[{k}].{key}"
+
+
+def parse_arg_field(name: str) -> tuple[int, str] | None:
+    """``(call index, key)`` of an argument field name, or None for other fields."""
+    m = _ARG_FIELD.fullmatch(name)
+    return (int(m.group(1)), m.group(2)) if m else None
+
+
+_DECODER = json.JSONDecoder()
+_WS_CHARS = " \t\n\r"
+
+
+def arg_strings(raw: str, min_chars: int = ARG_FIELD_MIN_CHARS) -> list[ArgString]:
+    """Long top-level string values of the JSON object ``raw`` with their exact positions (empty when
+    ``raw`` is not a JSON object)."""
+    if len(raw) < min_chars or not raw.lstrip(_WS_CHARS).startswith("{"):
+        return []
+    scan = json.decoder.scanstring
+    out: list[ArgString] = []
+    try:
+        i = raw.index("{") + 1
+        n = len(raw)
+        while True:
+            while i < n and raw[i] in _WS_CHARS:
+                i += 1
+            if raw[i] == "}":
+                break
+            if raw[i] != '"':
+                return []
+            key, i = scan(raw, i + 1)
+            while raw[i] in _WS_CHARS:
+                i += 1
+            if raw[i] != ":":
+                return []
+            i += 1
+            while raw[i] in _WS_CHARS:
+                i += 1
+            if raw[i] == '"':
+                value, end = scan(raw, i + 1)
+                if len(value) >= min_chars:
+                    out.append(ArgString(key, value, i, end))
+            else:
+                _, end = _DECODER.raw_decode(raw, i)
+            i = end
+            while raw[i] in _WS_CHARS:
+                i += 1
+            if raw[i] == ",":
+                i += 1
+            elif raw[i] == "}":
+                break
+            else:
+                return []
+    except (ValueError, IndexError):
+        return []
+    return out
+
+
+def encode_like(value: str, original: str) -> str:
+    """JSON-encode ``value`` the way ``original`` (an encoded string) was: ASCII escapes or not."""
+    ascii_only = original.isascii() and "\\u" in original
+    return json.dumps(value, ensure_ascii=ascii_only)
 
 
 def _dict_view(index: int, msg: dict[str, Any]) -> MessageView:
@@ -192,6 +305,18 @@ def _content_fields(view: MessageView, content: Any) -> None:
 
 def _str_or_none(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def counted_texts(views: Sequence[MessageView]) -> list[str]:
+    """The texts a message list's token count is made of: every text field, each tool call's arguments (as
+    sent: JSON) and name. Add :data:`MESSAGE_OVERHEAD_TOKENS` per message."""
+    texts: list[str] = []
+    for view in views:
+        texts.extend(text for _name, text in view.fields)
+        for _call_id, name, args in view.tool_calls:
+            texts.append(args)
+            texts.append(name)
+    return texts
 
 
 def message_views(messages: Sequence[Any]) -> list[MessageView]:
@@ -405,12 +530,24 @@ class Context:
                     b.add_field_text(ftext, kind=kind, message_index=view.index, field=fname, protected=sub)
                 if fname.startswith("reasoning"):
                     b.add("\n</think>", editable=False, kind="header", message_index=view.index, reason="header")
-            for call_id, name, args in view.tool_calls:
+            for k, (call_id, name, args) in enumerate(view.tool_calls):
                 b.add(f"\n[call {name} #{call_id}] ", editable=False, kind="header", message_index=view.index,
                       reason="tool call id and name")
-                # Arguments are JSON a provider must parse: always protected.
-                b.add(args, editable=False, kind="arguments", message_index=view.index,
-                      reason=reason or "tool-call arguments")
+                # Arguments are JSON a provider must parse: the structure is protected; long string values
+                # of calls outside protected messages are editable as decoded text.
+                strings = view.arg_strings(k) if reason is None and not protection.tool_arguments else []
+                at = 0
+                for a in strings:
+                    # The JSON around an editable value is structure, like a header: kept when a span is
+                    # cut, and (with the call header before it) it makes anchors unique.
+                    b.add(args[at:a.start + 1], editable=False, kind="header", message_index=view.index,
+                          reason="tool-call arguments")
+                    sub = _answer_ranges(a.value) if protection.answer_lines else []
+                    b.add_field_text(a.value, kind="arguments", message_index=view.index,
+                                     field=arg_field_name(k, a.key), protected=sub)
+                    at = a.end - 1
+                b.add(args[at:], editable=False, kind="header" if strings else "arguments",
+                      message_index=view.index, reason=reason or "tool-call arguments")
         return cls("".join(b.parts), b.regions, kind="messages", messages=messages, views=views,
                    protection=protection)
 

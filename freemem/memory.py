@@ -20,7 +20,7 @@ from typing import Any
 
 from freemem.apply import Marker, Outcome, apply_commands
 from freemem.cleaners.base import Cleaner, Proposal
-from freemem.context import Context, Protection, message_views
+from freemem.context import MESSAGE_OVERHEAD_TOKENS, Context, Protection, counted_texts, message_views
 from freemem.errors import ConfigError
 from freemem.ledger import CleanEvent
 from freemem.policies.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger, TriggerState
@@ -30,8 +30,6 @@ __all__ = ["CleanResult", "FreeMemory", "MESSAGE_OVERHEAD_TOKENS"]
 
 logger = logging.getLogger("freemem")
 
-#: Tokens a chat template adds around each message (role markers, separators); OpenAI documents ~3-4.
-MESSAGE_OVERHEAD_TOKENS = 4
 
 
 @dataclass
@@ -91,7 +89,7 @@ class FreeMemory:
         protection: Protection | None = None,
         marker: Marker | None = None,
         max_freed_share: float | None = None,
-        max_rounds: int = 2,
+        max_rounds: int = 3,
         archive: Any = None,
     ) -> None:
         if budget is not None and budget <= 0:
@@ -127,12 +125,7 @@ class FreeMemory:
     def count_messages(self, messages: Sequence[Any]) -> int:
         """Tokens of a message list: each text field, tool-call arguments and names, plus a per-message
         overhead. Cached per text, so a new turn costs O(new tokens)."""
-        texts: list[str] = []
-        for view in message_views(messages):
-            texts.extend(text for _name, text in view.fields)
-            for call_id, name, args in view.tool_calls:
-                texts.append(args)
-                texts.append(name)
+        texts = counted_texts(message_views(messages))
         return self.counter.count_texts(texts) + MESSAGE_OVERHEAD_TOKENS * len(messages)
 
     def count_text(self, text: str) -> int:

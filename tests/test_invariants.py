@@ -48,7 +48,10 @@ def transcripts(draw):
                 call += 1
                 msg["tool_calls"].append({"id": f"call_{call}", "type": "function", "function": {
                     "name": draw(st.sampled_from(["ls", "read", "grep"])),
-                    "arguments": json.dumps({"q": draw(st.sampled_from(WORDS))})}})
+                    "arguments": json.dumps({"q": draw(st.sampled_from(WORDS)),
+                                             # a long string value: editable in calls outside the recent turn
+                                             **({"body": draw(text_st) * 3} if draw(st.booleans()) else {})},
+                                            ensure_ascii=draw(st.booleans()))}})
         if draw(st.booleans()):
             msg["content"] = [{"type": "text", "text": draw(text_st)}, {"type": "image_url", "image_url": {"url": "x"}}]
         msgs.append(msg)

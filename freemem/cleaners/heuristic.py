@@ -20,6 +20,7 @@ It emits ordinary :class:`~freemem.Command` objects with anchors verified agains
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterable
@@ -29,7 +30,7 @@ from typing import Any
 from freemem.anchors import AnchorMaker
 from freemem.cleaners.base import Cleaner, Proposal
 from freemem.commands import Command
-from freemem.context import Context, Region
+from freemem.context import MESSAGE_OVERHEAD_TOKENS, Context, Region, counted_texts, parse_arg_field
 from freemem.loops import CHAR_LOOP, loop_runs, unit_key, units
 
 __all__ = ["HeuristicCleaner"]
@@ -224,13 +225,18 @@ class HeuristicCleaner(Cleaner):
         """Over budget: excerpt then clear fields, stalest and bulkiest first, until the estimate fits."""
         assert self.budget is not None
         counter = self._counter()
-        field_tokens = {id(f): counter.count(f.text) for f in fields}
-        editable_chars = sum(len(f.text) for f in fields)
-        # The rest: whole protected messages (a CachedCounter makes these repeats free) and headers (~4
-        # characters a token).
-        rest = _protected_texts(context)
-        header_chars = len(context.text) - editable_chars - sum(len(t) for t in rest)
-        total = sum(field_tokens.values()) + sum(counter.count_many(rest)) + header_chars // 4
+        # Argument strings cost what their JSON encoding costs (escapes included).
+        field_tokens = {id(f): counter.count(_encoded(f.text) if parse_arg_field(f.name) else f.text)
+                        for f in fields}
+        if context.kind == "messages" and context.views is not None:
+            # What FreeMemory.count_messages counts (a CachedCounter makes the repeats free).
+            texts = counted_texts(context.views)
+            total = sum(counter.count_many(texts)) + MESSAGE_OVERHEAD_TOKENS * len(context.views)
+        else:
+            editable_chars = sum(len(f.text) for f in fields)
+            rest = _protected_texts(context)
+            header_chars = len(context.text) - editable_chars - sum(len(t) for t in rest)
+            total = sum(field_tokens.values()) + sum(counter.count_many(rest)) + header_chars // 4
         if total <= self.budget:
             return []
         goal = self.budget * self.target
@@ -249,6 +255,7 @@ class HeuristicCleaner(Cleaner):
         if context.kind == "text":
             return self._fit_text(context, fields, planned, estimate - goal, field_tokens)
         refs = _later_references(context)
+        maker = AnchorMaker(context)
         n = len(fields)
         order = {"tool": 0, "assistant": 1}
 
@@ -259,12 +266,18 @@ class HeuristicCleaner(Cleaner):
             return order.get(f.role, 2), -(age * field_tokens[id(f)])
 
         out: list[_Span] = []
-        for level in (0, 1, 2):
+        # Levels: short excerpt, shorter excerpt, whole field; fields whose excerpt could not be anchored
+        # this round (their text repeats in a copy that may go now: anchorable next round) are cleared
+        # whole only as the last resort.
+        blocked: set[int] = set()
+        for level in (0, 1, 2, 3):
             for _, f in sorted(enumerate(fields), key=rank):
                 if estimate <= goal:
                     return out
-                if field_tokens[id(f)] < 40:
+                if field_tokens[id(f)] < 40 or (level == 2 and id(f) in blocked):
                     continue
+                if level == 3 and (id(f) not in blocked or out or planned):
+                    continue  # other deletions this round may unblock it: the next round excerpts it
                 already = planned_by_field[id(f)]
                 if level == 0:
                     new = self._excerpt(context, f, refs, 2, max_ref_lines=8)
@@ -272,10 +285,14 @@ class HeuristicCleaner(Cleaner):
                     new = self._excerpt(context, f, refs, 1, max_ref_lines=2)
                 else:
                     new = [self._whole_field(context, f, "budget")]
-                gain = freed_in(f, new)
+                # Count only what can be anchored (text repeated elsewhere may offer no unique anchor).
+                anchored = [sp for sp in new if maker.command(sp.start, sp.end, back_off=sp.back_off) is not None]
+                if level < 2 and len(anchored) < len(new):
+                    blocked.add(id(f))
+                gain = freed_in(f, anchored)
                 if gain <= already:
                     continue
-                out.extend(new)
+                out.extend(anchored)
                 estimate -= gain - already
                 planned_by_field[id(f)] = gain
         return out
@@ -397,6 +414,10 @@ def _editable_fields(context: Context) -> list[_Field]:
         role = context.views[key[0]].role if context.views is not None and key[0] is not None else "text"
         out.append(_Field(key[0], key[1], role, start, context.text[start:end], regions))
     return out
+
+
+def _encoded(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)[1:-1]
 
 
 def _protected_texts(context: Context) -> list[str]:
