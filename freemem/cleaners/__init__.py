@@ -1,0 +1,28 @@
+"""Cleaners: who proposes deletions.
+
+* :class:`HeuristicCleaner` — deterministic, CPU only, the default.
+* :class:`FreeModuleCleaner` — the Free-Module LoRA over OpenAI-compatible HTTP (SGLang, vLLM, llama.cpp).
+* :class:`PromptedCleaner` — the same protocol by instructions to any LangChain chat model.
+
+The HTTP cleaners are imported on first use, so importing freemem never pulls the ``openai`` client in.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from freemem.cleaners.base import Cleaner, Proposal
+from freemem.cleaners.heuristic import HeuristicCleaner
+
+_LAZY = {"FreeModuleCleaner": "free_module", "Endpoint": "free_module", "CircuitBreaker": "free_module",
+         "PromptedCleaner": "prompted"}
+
+__all__ = ["Cleaner", "HeuristicCleaner", "Proposal", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'freemem.cleaners' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"freemem.cleaners.{module}"), name)

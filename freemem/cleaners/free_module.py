@@ -1,0 +1,600 @@
+"""The Free-Module cleaner: a LoRA adapter (or any model) behind an OpenAI-compatible endpoint.
+
+SGLang is the first target (``--enable-lora --lora-paths free=<adapter>``; the adapter is chosen per request),
+vLLM (``--enable-lora --lora-modules free=<adapter>``) and llama.cpp servers work the same way. The cleaner
+renders a versioned prompt template around the context, asks for JSON commands (schema-constrained when the
+server supports it), and parses the answer with :func:`freemem.commands.parse_commands`.
+
+Failure semantics: an answer that holds no usable commands is *not* an error — it gives a :class:`Proposal`
+with no commands and ``note`` saying why. A server that cannot be reached, times out or keeps failing raises a
+:class:`~freemem.errors.CleanerError` subclass after bounded retries across the configured endpoints; a
+per-endpoint circuit breaker makes later calls fail at once (:class:`~freemem.errors.CleanerUnavailable`)
+while every endpoint is known to be down. Skipping the round is the caller's job (fail open).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import threading
+import time
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
+
+import openai
+
+from freemem.cleaners.base import Cleaner, Proposal
+from freemem.commands import COMMANDS_JSON_SCHEMA, parse_commands
+from freemem.errors import CleanerError, CleanerTimeout, CleanerUnavailable, ConfigError
+from freemem.prompts import PromptTemplate, load_template
+
+if TYPE_CHECKING:
+    from freemem.context import Context
+
+__all__ = [
+    "AdapterMode",
+    "CircuitBreaker",
+    "Endpoint",
+    "FreeModuleCleaner",
+    "StructuredOutput",
+    "commands_schema",
+]
+
+#: How the adapter is named in a request.
+#: ``model_suffix``: ``model="<base>:<adapter>"`` (SGLang's OpenAI API; ``freemem serve --backend llamacpp`` aliases);
+#: ``lora_path``: ``model="<base>"`` plus ``"lora_path": "<adapter>"`` in the body (SGLang);
+#: ``model``: ``model="<adapter>"`` (vLLM serves each LoRA module under its own name);
+#: ``none``: ``model="<base>"`` only (a merged model, or no adapter at all).
+AdapterMode = Literal["model_suffix", "lora_path", "model", "none"]
+
+#: How output is constrained. ``json_schema``: OpenAI's ``{"type": "json_schema", ...}`` (SGLang, vLLM, llama.cpp's
+#: own llama-server); ``json_object``: ``{"type": "json_object", "schema": ...}`` (llama-cpp-python's server, which
+#: rejects ``json_schema``); ``none``: free text, parsed forgivingly.
+StructuredOutput = Literal["json_schema", "json_object", "none"]
+
+Api = Literal["chat", "completions"]
+
+_ADAPTER_MODES = ("model_suffix", "lora_path", "model", "none")
+_STRUCTURED = ("json_schema", "json_object", "none")
+
+
+def commands_schema(
+    *, max_commands: int | None = None, min_commands: int = 0, max_anchor_chars: int | None = None
+) -> dict[str, Any]:
+    """:data:`~freemem.commands.COMMANDS_JSON_SCHEMA`, optionally bounded.
+
+    Bounds keep grammar-constrained output finite: a weak model can otherwise fill ``max_tokens`` with one
+    endless anchor and leave truncated JSON.
+    """
+    schema = copy.deepcopy(COMMANDS_JSON_SCHEMA)
+    commands = schema["properties"]["commands"]
+    if min_commands:
+        commands["minItems"] = min_commands
+    if max_commands is not None:
+        commands["maxItems"] = max_commands
+    if max_anchor_chars is not None:
+        for prop in commands["items"]["properties"].values():
+            prop["maxLength"] = max_anchor_chars
+    return schema
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One OpenAI-compatible server. ``base_url`` without a path gets ``/v1`` appended."""
+
+    base_url: str
+    api_key: str | None = None
+    #: Overrides the cleaner's ``model`` for this endpoint (servers may name the base model differently).
+    model: str | None = None
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"endpoint base_url must be an http(s) URL, got {self.base_url!r}")
+        url = self.base_url.rstrip("/")
+        if parts.path in ("", "/"):
+            url += "/v1"
+        object.__setattr__(self, "base_url", url)
+
+
+class CircuitBreaker:
+    """Stops calling an endpoint that keeps failing.
+
+    Closed: calls go through. After ``threshold`` consecutive failures it opens for ``cooldown_s`` seconds:
+    calls are refused. Then it is half-open: one trial call goes through; success closes it, failure opens it
+    again for another cooldown. Thread-safe.
+    """
+
+    def __init__(self, threshold: int = 3, cooldown_s: float = 30.0, *, clock: Callable[[], float] = time.monotonic) -> None:
+        if threshold < 1:
+            raise ConfigError("circuit breaker threshold must be >= 1")
+        if cooldown_s < 0:
+            raise ConfigError("circuit breaker cooldown must be >= 0")
+        self.threshold = threshold
+        self.cooldown_s = cooldown_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._trial_in_flight = False
+
+    @property
+    def state(self) -> Literal["closed", "open", "half_open"]:
+        with self._lock:
+            return self._state_locked()
+
+    def _state_locked(self) -> Literal["closed", "open", "half_open"]:
+        if self._opened_at is None:
+            return "closed"
+        if self._clock() - self._opened_at < self.cooldown_s:
+            return "open"
+        return "half_open"
+
+    @property
+    def consecutive_failures(self) -> int:
+        return self._failures
+
+    def retry_after(self) -> float:
+        """Seconds until an open breaker lets a trial call through (0 when not open)."""
+        with self._lock:
+            if self._opened_at is None:
+                return 0.0
+            return max(0.0, self.cooldown_s - (self._clock() - self._opened_at))
+
+    def allow(self) -> bool:
+        """Whether a call may go out now. In half-open state only one trial call is let through at a time."""
+        with self._lock:
+            state = self._state_locked()
+            if state == "closed":
+                return True
+            if state == "open" or self._trial_in_flight:
+                return False
+            self._trial_in_flight = True
+            return True
+
+    def record_success(self) -> None:
+        with self._lock:
+            self._failures = 0
+            self._opened_at = None
+            self._trial_in_flight = False
+
+    def record_failure(self) -> None:
+        with self._lock:
+            self._failures += 1
+            if self._trial_in_flight or self._failures >= self.threshold:
+                self._opened_at = self._clock()
+            self._trial_in_flight = False
+
+    def release(self) -> None:
+        """Give back a call that :meth:`allow` let through but that was never made (no outcome to record)."""
+        with self._lock:
+            self._trial_in_flight = False
+
+    def reset(self) -> None:
+        """Close the breaker and forget past failures."""
+        self.record_success()
+
+
+class _EndpointState:
+    """An endpoint with its breaker and lazily created clients."""
+
+    def __init__(self, endpoint: Endpoint, breaker: CircuitBreaker) -> None:
+        self.endpoint = endpoint
+        self.breaker = breaker
+        self._sync: openai.OpenAI | None = None
+        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._lock = threading.Lock()
+
+    def _kwargs(self, default_key: str, timeout: float) -> dict[str, Any]:
+        # Never fall back to OPENAI_API_KEY from the environment: it must not leak to a local model server.
+        return {"base_url": self.endpoint.base_url, "api_key": self.endpoint.api_key or default_key,
+                "max_retries": 0, "timeout": timeout}
+
+    def sync_client(self, default_key: str, timeout: float) -> openai.OpenAI:
+        with self._lock:
+            if self._sync is None:
+                self._sync = openai.OpenAI(**self._kwargs(default_key, timeout))
+            return self._sync
+
+    def async_client(self, default_key: str, timeout: float) -> openai.AsyncOpenAI:
+        # An async HTTP pool belongs to the event loop it was created on: keep one per loop.
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            client = self._async.get(loop)
+            if client is None:
+                client = openai.AsyncOpenAI(**self._kwargs(default_key, timeout))
+                self._async[loop] = client
+            return client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._sync is not None:
+                self._sync.close()
+                self._sync = None
+
+    async def aclose(self) -> None:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            client = self._async.pop(loop, None)
+        if client is not None:
+            await client.close()
+
+
+# Errors worth another attempt (possibly on another endpoint) and that count against an endpoint's breaker.
+_TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
+        return True
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code in _TRANSIENT_STATUS or exc.status_code >= 500
+    return False
+
+
+class _Attempts:
+    """One call's attempt plan: round-robin start, failover, bounded retries with backoff, breakers.
+
+    Shared by the sync and async shells, which only differ in how they sleep and send.
+    """
+
+    def __init__(self, cleaner: FreeModuleCleaner) -> None:
+        self._cleaner = cleaner
+        states = cleaner._states
+        start = next(cleaner._rr) % len(states)
+        self._order = states[start:] + states[:start]
+        self._budget = cleaner.max_retries + 1
+        self._tried: dict[int, int] = {}
+        self._cursor = 0
+        self.attempts = 0
+        self.errors: list[tuple[str, BaseException]] = []
+        self._deadline = (time.monotonic() + cleaner.total_timeout) if cleaner.total_timeout else None
+
+    def next(self) -> tuple[_EndpointState, float, float] | None:
+        """The next endpoint, the delay to wait before calling it, and the request timeout; None when done."""
+        if self.attempts >= self._budget:
+            return None
+        n = len(self._order)
+        for _ in range(n):
+            state = self._order[self._cursor % n]
+            self._cursor += 1
+            if not state.breaker.allow():
+                continue
+            previous = self._tried.get(id(state), 0)
+            delay = self._cleaner._backoff(previous) if previous else 0.0
+            timeout = self._cleaner.timeout
+            if self._deadline is not None:
+                remaining = self._deadline - time.monotonic() - delay
+                if remaining <= 0:
+                    state.breaker.release()
+                    return None
+                timeout = min(timeout, remaining)
+            self._tried[id(state)] = previous + 1
+            self.attempts += 1
+            return state, delay, timeout
+        return None
+
+    def failed(self, state: _EndpointState, exc: BaseException) -> None:
+        state.breaker.record_failure()
+        self.errors.append((state.endpoint.base_url, exc))
+
+    def error(self) -> CleanerError:
+        """The exception to raise once the plan is exhausted."""
+        if not self.errors:
+            waits = [s.breaker.retry_after() for s in self._order]
+            return CleanerUnavailable(
+                f"{self._cleaner.name}: circuit open for every endpoint "
+                f"({len(self._order)}); next trial in {min(waits):.1f}s"
+            )
+        detail = "; ".join(f"{url}: {type(e).__name__}: {_short(e)}" for url, e in self.errors[-3:])
+        msg = f"{self._cleaner.name}: no answer after {self.attempts} attempt(s): {detail}"
+        if all(isinstance(e, (openai.APITimeoutError, TimeoutError)) for _, e in self.errors):
+            return CleanerTimeout(msg)
+        return CleanerUnavailable(msg)
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _fatal(cleaner_name: str, state: _EndpointState, exc: openai.OpenAIError) -> CleanerError:
+    if isinstance(exc, openai.APIStatusError):
+        body = exc.body if exc.body is not None else exc.message
+        return CleanerError(f"{cleaner_name}: {state.endpoint.base_url} refused the request "
+                            f"(HTTP {exc.status_code}): {_short(Exception(body), 500)}")
+    return CleanerError(f"{cleaner_name}: unusable answer from {state.endpoint.base_url}: {exc}")
+
+
+def _context_text(context: Context | str) -> str:
+    return context if isinstance(context, str) else context.text
+
+
+class FreeModuleCleaner(Cleaner):
+    """Ask a served Free-Module (LoRA adapter) for deletion commands over an OpenAI-compatible API.
+
+    >>> cleaner = FreeModuleCleaner("http://127.0.0.1:30000", model="Qwen/Qwen3-8B", adapter="free")
+    >>> cleaner.request_for("...")["model"]  # SGLang's per-request adapter naming
+    'Qwen/Qwen3-8B:free'
+
+    vLLM: ``adapter_mode="model"``; llama-cpp-python's server: ``structured_output="json_object"``.
+
+    Args:
+        endpoints: one base URL, an :class:`Endpoint`, or several (calls are spread round robin; a failing
+            endpoint is skipped and the next one tried).
+        model: the served base model's name (SGLang: the ``--model-path`` or ``--served-model-name``).
+        adapter: the adapter's served name (``free`` in ``--lora-paths free=...``); ``None`` for no adapter.
+        adapter_mode: how the adapter is named in the request, see :data:`AdapterMode`.
+        template: a :class:`~freemem.prompts.PromptTemplate`, a built-in name or a template file path.
+        structured_output: how output is constrained, see :data:`StructuredOutput`.
+        json_schema: the schema for constrained output (default :data:`~freemem.commands.COMMANDS_JSON_SCHEMA`;
+            :func:`commands_schema` builds bounded variants).
+        api: ``chat`` (chat template applied by the server) or ``completions`` (the template rendered as one
+            raw prompt: for adapters trained on raw prompt/completion pairs).
+        temperature, max_tokens, seed, stop: sampling settings.
+        timeout: seconds per request. ``total_timeout``: optional bound for a whole call, retries included.
+        max_retries: further attempts after the first (on the next endpoints, then again with backoff).
+        backoff_s, backoff_max_s: exponential backoff before re-trying an endpoint already tried in this call.
+        breaker_threshold, breaker_cooldown_s: per endpoint, open the circuit after that many consecutive
+            failures, for that many seconds.
+        extra_body: extra JSON fields sent with every request (e.g. ``{"chat_template_kwargs":
+            {"enable_thinking": False}}`` for Qwen3 on SGLang/vLLM).
+        api_key: default key for endpoints without their own (local servers ignore it).
+    """
+
+    name = "free-module"
+
+    def __init__(
+        self,
+        endpoints: str | Endpoint | Sequence[str | Endpoint],
+        *,
+        model: str,
+        adapter: str | None = "free",
+        adapter_mode: AdapterMode = "model_suffix",
+        template: PromptTemplate | str | Path = "free_module_v1",
+        structured_output: StructuredOutput = "json_schema",
+        json_schema: Mapping[str, Any] | None = None,
+        api: Api = "chat",
+        temperature: float = 0.0,
+        max_tokens: int = 1024,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
+        timeout: float = 60.0,
+        total_timeout: float | None = None,
+        max_retries: int = 2,
+        backoff_s: float = 0.5,
+        backoff_max_s: float = 8.0,
+        breaker_threshold: int = 3,
+        breaker_cooldown_s: float = 30.0,
+        extra_body: Mapping[str, Any] | None = None,
+        api_key: str = "EMPTY",
+        name: str | None = None,
+    ) -> None:
+        if isinstance(endpoints, (str, Endpoint)):
+            endpoints = [endpoints]
+        eps = [e if isinstance(e, Endpoint) else Endpoint(e) for e in endpoints]
+        if not eps:
+            raise ConfigError("FreeModuleCleaner needs at least one endpoint")
+        if adapter_mode not in _ADAPTER_MODES:
+            raise ConfigError(f"adapter_mode must be one of {_ADAPTER_MODES}, got {adapter_mode!r}")
+        if structured_output not in _STRUCTURED:
+            raise ConfigError(f"structured_output must be one of {_STRUCTURED}, got {structured_output!r}")
+        if api not in ("chat", "completions"):
+            raise ConfigError(f"api must be 'chat' or 'completions', got {api!r}")
+        if adapter_mode in ("model_suffix", "lora_path", "model") and not adapter:
+            adapter_mode = "none"
+        if max_tokens < 1 or timeout <= 0 or max_retries < 0 or backoff_s < 0 or backoff_max_s < 0:
+            raise ConfigError("max_tokens >= 1, timeout > 0, max_retries >= 0 and backoffs >= 0 are required")
+        if total_timeout is not None and total_timeout <= 0:
+            raise ConfigError("total_timeout must be > 0")
+        self.endpoints: tuple[Endpoint, ...] = tuple(eps)
+        self.model = model
+        self.adapter = adapter
+        self.adapter_mode: AdapterMode = adapter_mode
+        self.template = load_template(template)
+        self.structured_output: StructuredOutput = structured_output
+        self.json_schema: dict[str, Any] = dict(json_schema) if json_schema is not None else COMMANDS_JSON_SCHEMA
+        self.api: Api = api
+        self.temperature = temperature
+        self.max_tokens = max_tokens
+        self.seed = seed
+        self.stop = list(stop) if stop else None
+        self.timeout = timeout
+        self.total_timeout = total_timeout
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.backoff_max_s = backoff_max_s
+        self.extra_body: dict[str, Any] = dict(extra_body or {})
+        self.api_key = api_key
+        if name:
+            self.name = name
+        self._states = [_EndpointState(e, CircuitBreaker(breaker_threshold, breaker_cooldown_s)) for e in eps]
+        self._rr = itertools.count()
+
+    # -- request building and answer parsing (pure; shared by sync and async) ----------------------------
+
+    @property
+    def breakers(self) -> dict[str, CircuitBreaker]:
+        """Each endpoint's circuit breaker, by base URL."""
+        return {s.endpoint.base_url: s.breaker for s in self._states}
+
+    def _backoff(self, previous_tries: int) -> float:
+        return min(self.backoff_max_s, self.backoff_s * 2.0 ** (previous_tries - 1))
+
+    def request_for(self, text: str, endpoint: Endpoint | None = None) -> dict[str, Any]:
+        """The keyword arguments sent to ``chat.completions.create`` (or ``completions.create``) for ``text``."""
+        model = (endpoint.model if endpoint and endpoint.model else None) or self.model
+        body = dict(self.extra_body)
+        if self.adapter_mode == "model_suffix":
+            model = f"{model}:{self.adapter}"
+        elif self.adapter_mode == "lora_path":
+            body["lora_path"] = self.adapter
+        elif self.adapter_mode == "model":
+            model = str(self.adapter)
+        kwargs: dict[str, Any] = {"model": model, "temperature": self.temperature, "max_tokens": self.max_tokens}
+        if self.api == "chat":
+            kwargs["messages"] = self.template.render(text)
+        else:
+            kwargs["prompt"] = self.template.render_prompt(text)
+        if self.seed is not None:
+            kwargs["seed"] = self.seed
+        if self.stop:
+            kwargs["stop"] = self.stop
+        response_format: dict[str, Any] | None = None
+        if self.structured_output == "json_schema":
+            response_format = {"type": "json_schema",
+                               "json_schema": {"name": "commands", "schema": self.json_schema, "strict": True}}
+        elif self.structured_output == "json_object":
+            response_format = {"type": "json_object", "schema": self.json_schema}
+        if response_format is not None:
+            if self.api == "chat":
+                kwargs["response_format"] = response_format
+            else:  # the completions signature has no response_format; servers that support it read the body
+                body["response_format"] = response_format
+        if body:
+            kwargs["extra_body"] = body
+        return kwargs
+
+    def _proposal(self, response: Any, request: dict[str, Any], state: _EndpointState, plan: _Attempts,
+                  started: float, request_s: float) -> Proposal:
+        choices = getattr(response, "choices", None) or []
+        raw: str | None = None
+        finish_reason: str | None = None
+        if choices:
+            choice = choices[0]
+            finish_reason = getattr(choice, "finish_reason", None)
+            if self.api == "chat":
+                message = getattr(choice, "message", None)
+                raw = getattr(message, "content", None) if message is not None else None
+            else:
+                raw = getattr(choice, "text", None)
+        usage: dict[str, int] = {}
+        u = getattr(response, "usage", None)
+        if u is not None:
+            for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+                value = getattr(u, key, None)
+                if isinstance(value, int):
+                    usage[key] = value
+        parsed = parse_commands(raw)
+        note = None
+        if not choices:
+            note = "the server returned no choices"
+        elif parsed.error:
+            note = parsed.error
+            if finish_reason == "length":
+                note += f" (output cut at max_tokens={self.max_tokens})"
+        return Proposal(
+            commands=parsed.commands,
+            cleaner=self.name,
+            latency_s=time.perf_counter() - started,
+            usage=usage,
+            raw=raw,
+            note=note,
+            extra={
+                "endpoint": state.endpoint.base_url,
+                "model": request["model"],
+                "adapter": self.adapter if self.adapter_mode != "none" else None,
+                "template": self.template.version,
+                "finish_reason": finish_reason,
+                "attempts": plan.attempts,
+                "request_s": request_s,
+                "skipped": parsed.skipped,
+            },
+        )
+
+    # -- sync and async shells ----------------------------------------------------------------------------
+
+    def propose(self, context: Context | str) -> Proposal:
+        """Ask the Free-Module for commands. Raises :class:`CleanerError` subclasses when no server answers."""
+        started = time.perf_counter()
+        text = _context_text(context)
+        plan = _Attempts(self)
+        while (step := plan.next()) is not None:
+            state, delay, timeout = step
+            if delay:
+                time.sleep(delay)
+            request = self.request_for(text, state.endpoint)
+            client = state.sync_client(self.api_key, self.timeout)
+            t0 = time.perf_counter()
+            try:
+                if self.api == "chat":
+                    response = client.chat.completions.create(**request, timeout=timeout)
+                else:
+                    response = client.completions.create(**request, timeout=timeout)
+            except openai.OpenAIError as exc:
+                if _is_transient(exc):
+                    plan.failed(state, exc)
+                    continue
+                state.breaker.record_success()  # the server is up; the request is what is wrong
+                raise _fatal(self.name, state, exc) from exc
+            except BaseException:
+                state.breaker.release()  # cancelled or a bug: no verdict on the endpoint
+                raise
+            state.breaker.record_success()
+            return self._proposal(response, request, state, plan, started, time.perf_counter() - t0)
+        raise plan.error()
+
+    async def apropose(self, context: Context | str) -> Proposal:
+        """Async twin of :meth:`propose`."""
+        started = time.perf_counter()
+        text = _context_text(context)
+        plan = _Attempts(self)
+        while (step := plan.next()) is not None:
+            state, delay, timeout = step
+            if delay:
+                await asyncio.sleep(delay)
+            request = self.request_for(text, state.endpoint)
+            client = state.async_client(self.api_key, self.timeout)
+            t0 = time.perf_counter()
+            try:
+                if self.api == "chat":
+                    response = await client.chat.completions.create(**request, timeout=timeout)
+                else:
+                    response = await client.completions.create(**request, timeout=timeout)
+            except openai.OpenAIError as exc:
+                if _is_transient(exc):
+                    plan.failed(state, exc)
+                    continue
+                state.breaker.record_success()
+                raise _fatal(self.name, state, exc) from exc
+            except BaseException:
+                state.breaker.release()  # cancelled or a bug: no verdict on the endpoint
+                raise
+            state.breaker.record_success()
+            return self._proposal(response, request, state, plan, started, time.perf_counter() - t0)
+        raise plan.error()
+
+    def close(self) -> None:
+        """Close the sync HTTP clients (async ones: :meth:`aclose`, on their loop)."""
+        for state in self._states:
+            state.close()
+
+    async def aclose(self) -> None:
+        """Close the async HTTP clients created on the running event loop."""
+        for state in self._states:
+            await state.aclose()
+
+    def __enter__(self) -> FreeModuleCleaner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> FreeModuleCleaner:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+        self.close()
+
+    def __repr__(self) -> str:
+        urls = ", ".join(e.base_url for e in self.endpoints)
+        return (f"FreeModuleCleaner(endpoints=[{urls}], model={self.model!r}, adapter={self.adapter!r}, "
+                f"adapter_mode={self.adapter_mode!r}, template={self.template.version!r})")

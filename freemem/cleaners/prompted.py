@@ -1,0 +1,145 @@
+"""PromptedCleaner: the cleaner protocol through in-context instructions to any LangChain chat model.
+
+No adapter and no special server: the prompt (a versioned :class:`~freemem.prompts.PromptTemplate`, by default
+``prompted_v1``) tells a general model what to delete and how to answer; the answer is parsed with the same
+forgiving :func:`~freemem.commands.parse_commands` as the Free-Module's. The Free()LM paper found such prompting
+weaker than the trained adapter (it tends to cut anchors the reasoning still needs), which is why
+:func:`freemem.apply_commands` checks every command anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from freemem.cleaners.base import Cleaner, Proposal
+from freemem.commands import parse_commands
+from freemem.errors import CleanerError, CleanerTimeout, ConfigError
+from freemem.prompts import PromptTemplate, load_template
+
+if TYPE_CHECKING:
+    from langchain_core.language_models import BaseChatModel
+    from langchain_core.messages import BaseMessage
+
+    from freemem.context import Context
+
+__all__ = ["PromptedCleaner"]
+
+
+def _message_text(message: Any) -> str:
+    """Text of a chat model's answer, whatever shape its content has (str, or a list of content blocks)."""
+    content = getattr(message, "content", message)
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts: list[str] = []
+        for block in content:
+            if isinstance(block, str):
+                parts.append(block)
+            elif isinstance(block, Mapping) and block.get("type") == "text" and isinstance(block.get("text"), str):
+                parts.append(block["text"])
+        return "".join(parts)
+    return "" if content is None else str(content)
+
+
+def _usage(message: Any) -> dict[str, int]:
+    """Token usage in the ledger's names (OpenAI's), from LangChain's ``usage_metadata``."""
+    meta = getattr(message, "usage_metadata", None) or {}
+    usage: dict[str, int] = {}
+    for ours, theirs in (("prompt_tokens", "input_tokens"), ("completion_tokens", "output_tokens"),
+                         ("total_tokens", "total_tokens")):
+        value = meta.get(theirs) if isinstance(meta, Mapping) else None
+        if isinstance(value, int):
+            usage[ours] = value
+    return usage
+
+
+class PromptedCleaner(Cleaner):
+    """Ask a LangChain chat model, by instructions alone, for deletion commands.
+
+    Args:
+        model: any ``BaseChatModel`` (``ChatOpenAI``, ``ChatAnthropic``, a local model...). Its own settings
+            (temperature, max tokens, retries, timeout) apply; pass a configured instance.
+        template: a :class:`~freemem.prompts.PromptTemplate`, a built-in name or a template file path.
+        timeout: seconds :meth:`apropose` waits before raising :class:`~freemem.errors.CleanerTimeout`. The sync
+            :meth:`propose` cannot interrupt a blocking call: give the model its own timeout for that path.
+        invoke_kwargs: extra keyword arguments for ``invoke``/``ainvoke`` (e.g. ``{"config": {...}}``).
+        name: the name recorded in ledger events (default ``"prompted"``).
+
+    Any exception from the model becomes a :class:`~freemem.errors.CleanerError` (timeouts a
+    :class:`~freemem.errors.CleanerTimeout`); an answer without usable commands gives a :class:`Proposal`
+    with no commands and a ``note``.
+    """
+
+    name = "prompted"
+
+    def __init__(
+        self,
+        model: BaseChatModel,
+        *,
+        template: PromptTemplate | str | Path = "prompted_v1",
+        timeout: float | None = None,
+        invoke_kwargs: Mapping[str, Any] | None = None,
+        name: str | None = None,
+    ) -> None:
+        if not (hasattr(model, "invoke") and hasattr(model, "ainvoke")):
+            raise ConfigError("PromptedCleaner needs a LangChain chat model (with invoke and ainvoke)")
+        if timeout is not None and timeout <= 0:
+            raise ConfigError("timeout must be > 0")
+        self.model = model
+        self.template = load_template(template)
+        self.timeout = timeout
+        self.invoke_kwargs: dict[str, Any] = dict(invoke_kwargs or {})
+        if name:
+            self.name = name
+
+    def messages_for(self, text: str) -> list[BaseMessage]:
+        """The LangChain messages sent for ``text``."""
+        from langchain_core.messages import HumanMessage, SystemMessage
+
+        return [SystemMessage(content=m["content"]) if m["role"] == "system" else HumanMessage(content=m["content"])
+                for m in self.template.render(text)]
+
+    def _proposal(self, answer: Any, started: float) -> Proposal:
+        raw = _message_text(answer)
+        parsed = parse_commands(raw)
+        return Proposal(
+            commands=parsed.commands,
+            cleaner=self.name,
+            latency_s=time.perf_counter() - started,
+            usage=_usage(answer),
+            raw=raw,
+            note=parsed.error,
+            extra={"template": self.template.version, "skipped": parsed.skipped,
+                   "model": getattr(self.model, "model_name", None) or getattr(self.model, "model", None)
+                   or type(self.model).__name__},
+        )
+
+    def _error(self, exc: BaseException) -> CleanerError:
+        if isinstance(exc, CleanerError):
+            return exc
+        if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) or "timeout" in type(exc).__name__.lower():
+            return CleanerTimeout(f"{self.name}: the chat model timed out: {exc}")
+        return CleanerError(f"{self.name}: the chat model failed: {type(exc).__name__}: {exc}")
+
+    def propose(self, context: Context | str) -> Proposal:
+        started = time.perf_counter()
+        text = context if isinstance(context, str) else context.text
+        try:
+            answer = self.model.invoke(self.messages_for(text), **self.invoke_kwargs)
+        except Exception as exc:
+            raise self._error(exc) from exc
+        return self._proposal(answer, started)
+
+    async def apropose(self, context: Context | str) -> Proposal:
+        started = time.perf_counter()
+        text = context if isinstance(context, str) else context.text
+        try:
+            call = self.model.ainvoke(self.messages_for(text), **self.invoke_kwargs)
+            answer = await (asyncio.wait_for(call, self.timeout) if self.timeout else call)
+        except Exception as exc:
+            raise self._error(exc) from exc
+        return self._proposal(answer, started)

@@ -1,0 +1,151 @@
+"""Versioned, replaceable prompt templates for the model cleaners.
+
+A template is a system part and a user part; ``{context}`` in either is replaced by the text the cleaner must
+look at (nothing else is interpolated, so braces in the context or the template are safe). Templates ship as
+files in this package (``free_module_v1``, ``prompted_v1``) and can be replaced by a user's own file — a
+released Free-Module adapter answers best in the format it was trained on, which freemem cannot know.
+
+File format (``.txt``)::
+
+    # comment lines before the first section are ignored
+    version: my_adapter_v3
+    description: what this template is for
+    === system ===
+    You are ...
+    === user ===
+    ... {context} ...
+
+A ``.json`` file with the keys ``version``, ``user`` and optionally ``system`` and ``description`` works too.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import ClassVar
+
+from freemem.errors import ConfigError
+
+__all__ = ["PromptTemplate", "builtin_templates", "load_template"]
+
+_SECTION = re.compile(r"^===\s*(system|user)\s*===\s*$", re.MULTILINE)
+_HEADER_FIELD = re.compile(r"^(version|description)\s*:\s*(.*?)\s*$")
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """A cleaner prompt: an optional system message and a user message holding ``{context}``."""
+
+    PLACEHOLDER: ClassVar[str] = "{context}"
+
+    version: str
+    user: str
+    system: str | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.version.strip():
+            raise ConfigError("a prompt template needs a non-empty version")
+        if self.PLACEHOLDER not in self.user and self.PLACEHOLDER not in (self.system or ""):
+            raise ConfigError(f"prompt template {self.version!r} has no {self.PLACEHOLDER} placeholder")
+
+    def _fill(self, part: str, context_text: str) -> str:
+        return part.replace(self.PLACEHOLDER, context_text)
+
+    def render(self, context_text: str) -> list[dict[str, str]]:
+        """OpenAI-style chat messages with the context inserted."""
+        messages: list[dict[str, str]] = []
+        if self.system:
+            messages.append({"role": "system", "content": self._fill(self.system, context_text)})
+        messages.append({"role": "user", "content": self._fill(self.user, context_text)})
+        return messages
+
+    def render_prompt(self, context_text: str) -> str:
+        """One raw prompt string (for a completions API): the system part, a blank line, the user part."""
+        parts = [self._fill(p, context_text) for p in (self.system, self.user) if p]
+        return "\n\n".join(parts)
+
+    def dumps(self) -> str:
+        """The template in the ``.txt`` file format (round-trips through :meth:`loads`)."""
+        lines = [f"version: {self.version}"]
+        if self.description:
+            lines.append(f"description: {self.description}")
+        if self.system is not None:
+            lines += ["=== system ===", self.system]
+        lines += ["=== user ===", self.user]
+        return "\n".join(lines) + "\n"
+
+    @classmethod
+    def loads(cls, text: str, *, default_version: str | None = None) -> PromptTemplate:
+        """Parse the ``.txt`` format. The section bodies keep their text except the final newline."""
+        matches = list(_SECTION.finditer(text))
+        if not matches:
+            raise ConfigError("prompt template has no '=== user ===' section")
+        fields: dict[str, str] = {}
+        for line in text[: matches[0].start()].splitlines():
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            m = _HEADER_FIELD.match(line.strip())
+            if m is None:
+                raise ConfigError(f"unexpected line in prompt template header: {line!r}")
+            fields[m.group(1)] = m.group(2)
+        sections: dict[str, str] = {}
+        for i, m in enumerate(matches):
+            end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
+            body = text[m.end() + 1 : end]  # skip the newline after the section line
+            if body.endswith("\n"):
+                body = body[:-1]
+            if m.group(1) in sections:
+                raise ConfigError(f"prompt template has two '{m.group(1)}' sections")
+            sections[m.group(1)] = body
+        if "user" not in sections:
+            raise ConfigError("prompt template has no '=== user ===' section")
+        version = fields.get("version") or default_version
+        if not version:
+            raise ConfigError("prompt template has no 'version:' line")
+        return cls(version=version, user=sections["user"], system=sections.get("system"),
+                   description=fields.get("description", ""))
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> PromptTemplate:
+        """Load a ``.txt`` (sectioned) or ``.json`` template; the version defaults to the file's stem."""
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read prompt template {p}: {exc}") from exc
+        if p.suffix.lower() == ".json":
+            try:
+                data = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ConfigError(f"prompt template {p} is not valid JSON: {exc}") from exc
+            if not isinstance(data, dict) or not isinstance(data.get("user"), str):
+                raise ConfigError(f"prompt template {p} needs a string 'user' field")
+            return cls(version=str(data.get("version") or p.stem), user=data["user"], system=data.get("system"),
+                       description=str(data.get("description", "")))
+        return cls.loads(text, default_version=p.stem)
+
+
+def builtin_templates() -> list[str]:
+    """Names of the templates shipped with freemem."""
+    return sorted(
+        entry.name[: -len(".txt")]
+        for entry in resources.files(__name__).iterdir()
+        if entry.name.endswith(".txt")
+    )
+
+
+def load_template(spec: str | Path | PromptTemplate) -> PromptTemplate:
+    """A template from a built-in name (``"free_module_v1"``), a file path, or a template (returned as is)."""
+    if isinstance(spec, PromptTemplate):
+        return spec
+    name = str(spec)
+    if isinstance(spec, str) and "/" not in name and "\\" not in name and not name.endswith((".txt", ".json")):
+        resource = resources.files(__name__) / f"{name}.txt"
+        if not resource.is_file():
+            raise ConfigError(f"unknown prompt template {name!r}; built-in ones: {', '.join(builtin_templates())}")
+        return PromptTemplate.loads(resource.read_text(encoding="utf-8"), default_version=name)
+    return PromptTemplate.from_file(spec)

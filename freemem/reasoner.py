@@ -1,0 +1,534 @@
+"""FreeReasoner: the Free()LM loop for raw reasoning models, as a LangGraph graph.
+
+The loop of the Free()LM paper: the base reasoning model thinks for up to ``L`` new tokens (5,000 by default);
+the Free-Module (the same model plus a LoRA adapter, usually on the same server) names obsolete spans of the
+thinking; freemem deletes them safely; the model continues from the pruned text. It stops when the model ends
+its output (an answer), when a total budget of generated tokens is spent, when the round limit is reached, or
+when the context window is full::
+
+    START -> generate --(running)--> clean -> generate -> ... --(answer | budget | rounds | context)--> END
+
+Generation is a *completion-style continuation*: each request sends the rendered prompt plus the (pruned)
+thinking so far as one raw prompt, so the server's prefix cache (SGLang's radix cache, llama.cpp's prompt
+cache) reuses everything up to the first deletion. The state (question, thinking, counters, ledger) is plain
+JSON, so any LangGraph checkpointer persists it; with one, an interrupted run resumes with :meth:`resume`.
+
+One server is enough: SGLang serving ``--model-path M --enable-lora --lora-paths free=A`` answers generation
+requests for ``M`` (no adapter) and cleaning requests for ``M:free``::
+
+    reasoner = FreeReasoner("http://127.0.0.1:30000/v1", model="Qwen/Qwen3-8B", adapter="free")
+    result = reasoner.invoke("How many primes are there below 100?")
+    result.answer, result.status, result.ledger
+
+The cleaner is a :class:`~freemem.cleaners.free_module.FreeModuleCleaner` by default; pass ``memory=`` to use
+any :class:`~freemem.FreeMemory` (another cleaner, a token counter, an archive, markers). Cleaning fails open: a
+cleaner that is down costs one skipped round (a warning and a ledger entry with the error), never the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypedDict
+
+import openai
+
+from freemem.cleaners.free_module import CircuitBreaker, Endpoint, FreeModuleCleaner, _EndpointState, _is_transient
+from freemem.errors import ConfigError, ServeError
+from freemem.ledger import CleanEvent
+from freemem.memory import CleanResult, FreeMemory
+
+__all__ = [
+    "QWEN3_THINKING_PROMPT",
+    "FreeReasoner",
+    "ReasonerResult",
+    "ReasonerState",
+    "Status",
+]
+
+#: The raw prompt of a Qwen3-style thinking model (ChatML), opened inside the assistant's ``<think>`` block.
+QWEN3_THINKING_PROMPT = "<|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n<think>\n"
+
+#: ``running`` while the loop goes on; then why it stopped: the model ended its output after ``</think>``
+#: (``answer``) or without it (``stopped``), the total token budget (``budget``), the round limit (``rounds``),
+#: or the context window (``context``).
+Status = Literal["running", "answer", "stopped", "budget", "rounds", "context"]
+
+
+class ReasonerState(TypedDict, total=False):
+    """The graph's state: plain JSON, so any checkpointer can persist it."""
+
+    question: str
+    #: The generated text so far (thinking, then ``</think>`` and the answer), pruned by every clean.
+    text: str
+    status: Status
+    rounds: int  # generation requests made
+    generated_tokens: int  # new tokens generated, all rounds together (what the budget counts)
+    context_tokens: int  # estimate of prompt + text in tokens, as the server counts them
+    finish_reason: str | None
+    #: One entry per round: ``{"round", "generate": {...}, "clean": CleanEvent dict | None}``.
+    ledger: list[dict[str, Any]]
+
+
+@dataclass
+class ReasonerResult:
+    """What a run ended with."""
+
+    question: str
+    text: str
+    status: Status
+    rounds: int
+    generated_tokens: int
+    context_tokens: int
+    ledger: list[dict[str, Any]] = field(default_factory=list)
+    thread_id: str | None = None
+    think_end: str = "</think>"
+
+    @property
+    def thinking(self) -> str:
+        """The (pruned) thinking: the text before ``</think>``, or all of it while the model is still thinking."""
+        head, sep, _ = self.text.partition(self.think_end)
+        return head if sep else self.text
+
+    @property
+    def answer(self) -> str | None:
+        """The text after ``</think>``, stripped; None when the model never closed its thinking."""
+        _, sep, tail = self.text.partition(self.think_end)
+        return tail.strip() if sep else None
+
+    @property
+    def tokens_freed(self) -> int:
+        """Tokens the cleans removed, all rounds together."""
+        return sum((entry.get("clean") or {}).get("tokens_freed", 0) for entry in self.ledger)
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], *, thread_id: str | None = None,
+                   think_end: str = "</think>") -> ReasonerResult:
+        return cls(question=state.get("question", ""), text=state.get("text", ""),
+                   status=state.get("status", "running"), rounds=state.get("rounds", 0),
+                   generated_tokens=state.get("generated_tokens", 0),
+                   context_tokens=state.get("context_tokens", 0), ledger=list(state.get("ledger", [])),
+                   thread_id=thread_id, think_end=think_end)
+
+
+@dataclass
+class _Generation:
+    """One completion request's answer."""
+
+    text: str
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int | None
+    latency_s: float
+    attempts: int
+
+
+class FreeReasoner:
+    """The Free()LM reasoning loop (generate L tokens → clean with the Free-Module → continue) as a graph.
+
+    Args:
+        base_url: the OpenAI-compatible server of the base reasoning model (``/v1`` is appended to a bare
+            host). The default cleaner uses the same server with the adapter.
+        model: the base model's request name (no adapter: generation is the raw reasoning model).
+        memory: the cleaning engine; default ``FreeMemory(FreeModuleCleaner(base_url, model=model,
+            adapter=adapter, **cleaner_options))``. Its protections apply: the question and the recency window
+            at the end (the model continues from there) are never deleted.
+        adapter: the Free-Module's served adapter name, for the default cleaner.
+        cleaner_options: more keyword arguments for the default :class:`FreeModuleCleaner`
+            (``structured_output="json_object"`` for llama-cpp-python, ``template=...``, timeouts...).
+        chunk_tokens: ``L``, new thinking tokens per round before a clean (the paper's 5,000).
+        max_total_tokens: budget of generated tokens over the whole run.
+        max_rounds: the most generation requests in one run.
+        context_length: the server's context window; a round asks for no more tokens than fit, and the run
+            stops with status ``context`` when nothing fits. None: not checked.
+        prompt: the raw prompt around the question: a string with ``{question}`` (default
+            :data:`QWEN3_THINKING_PROMPT`) or a callable ``question -> prompt``. It must open the thinking block.
+        think_end: the marker that closes the thinking; after it the model writes its answer and no further
+            clean happens.
+        temperature, top_p, seed, stop: sampling settings of the generation requests.
+        timeout: seconds per generation request; ``max_retries``: further attempts on connection errors,
+            timeouts and 5xx answers (with exponential backoff from ``backoff_s``).
+        extra_body: extra JSON fields of every generation request (e.g. SGLang's ``{"top_k": 20}``).
+        checkpointer: any LangGraph checkpointer (``InMemorySaver``, SQLite, freemem's Redis saver...).
+        api_key: sent to the server (local servers ignore it; ``OPENAI_API_KEY`` is never read).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str,
+        memory: FreeMemory | None = None,
+        adapter: str | None = "free",
+        cleaner_options: Mapping[str, Any] | None = None,
+        chunk_tokens: int = 5000,
+        max_total_tokens: int = 32768,
+        max_rounds: int = 32,
+        context_length: int | None = None,
+        prompt: str | Callable[[str], str] = QWEN3_THINKING_PROMPT,
+        think_end: str = "</think>",
+        temperature: float = 0.6,
+        top_p: float | None = 0.95,
+        seed: int | None = None,
+        stop: Sequence[str] | None = ("<|im_end|>", "<|endoftext|>"),
+        timeout: float = 600.0,
+        max_retries: int = 2,
+        backoff_s: float = 0.5,
+        extra_body: Mapping[str, Any] | None = None,
+        checkpointer: Any = None,
+        api_key: str = "EMPTY",
+    ) -> None:
+        if chunk_tokens < 1 or max_total_tokens < 1 or max_rounds < 1:
+            raise ConfigError("chunk_tokens, max_total_tokens and max_rounds must be >= 1")
+        if context_length is not None and context_length < 1:
+            raise ConfigError("context_length must be >= 1")
+        if timeout <= 0 or max_retries < 0 or backoff_s < 0:
+            raise ConfigError("timeout > 0, max_retries >= 0 and backoff_s >= 0 are required")
+        if isinstance(prompt, str) and "{question}" not in prompt:
+            raise ConfigError("the prompt template needs a {question} placeholder")
+        if not think_end:
+            raise ConfigError("think_end must be a non-empty marker")
+        self.endpoint = Endpoint(base_url)
+        self.model = model
+        if memory is None:
+            cleaner = FreeModuleCleaner(self.endpoint, model=model, adapter=adapter, **dict(cleaner_options or {}))
+            # Rounds come from this loop (every chunk), not from FreeMemory's own triggers.
+            memory = FreeMemory(cleaner, every_tokens=None, on_loop=False)
+        elif cleaner_options:
+            raise ConfigError("cleaner_options only apply to the default cleaner; configure memory's cleaner instead")
+        self.memory = memory
+        self.chunk_tokens = chunk_tokens
+        self.max_total_tokens = max_total_tokens
+        self.max_rounds = max_rounds
+        self.context_length = context_length
+        self.prompt = prompt
+        self.think_end = think_end
+        self.temperature = temperature
+        self.top_p = top_p
+        self.seed = seed
+        self.stop = list(stop) if stop else None
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.extra_body: dict[str, Any] = dict(extra_body or {})
+        self.api_key = api_key
+        self.checkpointer = checkpointer
+        # The breaker of the shared client holder is not used for generation: a reasoning run has one server.
+        self._client = _EndpointState(self.endpoint, CircuitBreaker())
+        self.graph = self._build_graph()
+
+    # -- pure pieces (shared by sync and async) ----------------------------------------------------------
+
+    def render_prompt(self, question: str) -> str:
+        """The raw prompt that opens the thinking for ``question``."""
+        if callable(self.prompt):
+            return self.prompt(question)
+        return self.prompt.replace("{question}", question)
+
+    def request_for(self, state: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The ``completions.create`` arguments of the next round, or None when nothing may be generated."""
+        budget_left = self.max_total_tokens - state.get("generated_tokens", 0)
+        max_tokens = min(self.chunk_tokens, budget_left)
+        if self.context_length is not None and state.get("context_tokens"):
+            max_tokens = min(max_tokens, self.context_length - state["context_tokens"])
+        if max_tokens < 1:
+            return None
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "prompt": self.render_prompt(state["question"]) + state.get("text", ""),
+            "max_tokens": max_tokens,
+            "temperature": self.temperature,
+        }
+        if self.top_p is not None:
+            kwargs["top_p"] = self.top_p
+        if self.seed is not None:
+            kwargs["seed"] = self.seed
+        if self.stop:
+            kwargs["stop"] = self.stop
+        if self.extra_body:
+            kwargs["extra_body"] = dict(self.extra_body)
+        return kwargs
+
+    def _out_of_room(self, state: Mapping[str, Any]) -> Status:
+        if state.get("generated_tokens", 0) >= self.max_total_tokens:
+            return "budget"
+        return "context"
+
+    def _after_generation(self, state: Mapping[str, Any], request: Mapping[str, Any], gen: _Generation) -> dict[str, Any]:
+        text = state.get("text", "") + gen.text
+        rounds = state.get("rounds", 0) + 1
+        generated = state.get("generated_tokens", 0) + gen.completion_tokens
+        context_tokens = gen.prompt_tokens + gen.completion_tokens
+        status: Status = "running"
+        if gen.finish_reason == "stop":
+            status = "answer" if self.think_end in text else "stopped"
+        elif generated >= self.max_total_tokens:
+            status = "budget"
+        elif rounds >= self.max_rounds:
+            status = "rounds"
+        elif self.context_length is not None and context_tokens >= self.context_length:
+            status = "context"
+        entry = {
+            "round": rounds,
+            "generate": {
+                "max_tokens": request["max_tokens"],
+                "prompt_tokens": gen.prompt_tokens,
+                "completion_tokens": gen.completion_tokens,
+                "cached_tokens": gen.cached_tokens,
+                "finish_reason": gen.finish_reason,
+                "latency_s": round(gen.latency_s, 6),
+                "attempts": gen.attempts,
+            },
+            "clean": None,
+        }
+        return {"text": text, "rounds": rounds, "generated_tokens": generated, "context_tokens": context_tokens,
+                "finish_reason": gen.finish_reason, "status": status,
+                "ledger": [*state.get("ledger", []), entry]}
+
+    def _clean_input(self, state: Mapping[str, Any]) -> tuple[str, str] | None:
+        """``(head, text)`` for the cleaner: the question as a protected head, then the thinking. None once the
+        thinking is closed (the answer is never cleaned)."""
+        thinking = state.get("text", "")
+        if not thinking or self.think_end in thinking:
+            return None
+        head = f"{state['question']}\n\n"
+        return head, head + thinking
+
+    def _after_clean(self, state: Mapping[str, Any], head: str, result: CleanResult | None,
+                     error: BaseException | None = None) -> dict[str, Any]:
+        ledger = [dict(entry) for entry in state.get("ledger", [])]
+        if result is None:  # the engine itself failed (not the cleaner: FreeMemory already fails open there)
+            event = CleanEvent(trigger="every_chunk", error=f"{type(error).__name__}: {error}")
+            update: dict[str, Any] = {}
+        else:
+            event = result.event
+            update = {}
+            new_text = result.text or ""
+            if result.changed and new_text.startswith(head):
+                update["text"] = new_text[len(head):]
+                freed = max(0, event.tokens_before - event.tokens_after)
+                update["context_tokens"] = max(0, state.get("context_tokens", 0) - freed)
+            elif result.changed:  # cannot happen while the question is protected; never lose the thinking
+                event.note = "cleaned text lost its question head; round discarded"
+        if ledger:
+            ledger[-1]["clean"] = event.to_dict()
+        update["ledger"] = ledger
+        return update
+
+    # -- nodes -------------------------------------------------------------------------------------------
+
+    def _generate(self, state: ReasonerState) -> dict[str, Any]:
+        request = self.request_for(state)
+        if request is None:
+            return {"status": self._out_of_room(state)}
+        return self._after_generation(state, request, self._complete(request))
+
+    async def _agenerate(self, state: ReasonerState) -> dict[str, Any]:
+        request = self.request_for(state)
+        if request is None:
+            return {"status": self._out_of_room(state)}
+        return self._after_generation(state, request, await self._acomplete(request))
+
+    def _clean(self, state: ReasonerState, config: Any) -> dict[str, Any]:
+        prepared = self._clean_input(state)
+        if prepared is None:
+            return {}
+        head, text = prepared
+        try:
+            result = self.memory.clean_text(text, question=head, trigger="every_chunk")
+        except Exception as exc:  # noqa: BLE001 - fail open: the reasoning goes on unpruned
+            return self._after_clean(state, head, None, exc)
+        self._archive(result, config)
+        return self._after_clean(state, head, result)
+
+    async def _aclean(self, state: ReasonerState, config: Any) -> dict[str, Any]:
+        prepared = self._clean_input(state)
+        if prepared is None:
+            return {}
+        head, text = prepared
+        try:
+            result = await self.memory.aclean_text(text, question=head, trigger="every_chunk")
+        except Exception as exc:  # noqa: BLE001
+            return self._after_clean(state, head, None, exc)
+        archive = self.memory.archive
+        if archive is not None and result.event.applied:
+            try:
+                record = getattr(archive, "arecord", None)
+                if record is not None:
+                    await record(_thread_of(config), result.event.to_dict(spans=True))
+                else:
+                    await asyncio.to_thread(archive.record, _thread_of(config), result.event.to_dict(spans=True))
+            except Exception:  # noqa: BLE001 - the archive never breaks a run
+                self.memory.stats.errors += 1
+        return self._after_clean(state, head, result)
+
+    def _archive(self, result: CleanResult, config: Any) -> None:
+        archive = self.memory.archive
+        if archive is None or not result.event.applied:
+            return
+        try:
+            archive.record(_thread_of(config), result.event.to_dict(spans=True))
+        except Exception:  # noqa: BLE001 - the archive never breaks a run
+            self.memory.stats.errors += 1
+
+    @staticmethod
+    def _route(state: ReasonerState) -> str:
+        return "clean" if state.get("status") == "running" else "__end__"
+
+    def _build_graph(self) -> Any:
+        from langchain_core.runnables import RunnableLambda
+        from langgraph.graph import END, START, StateGraph
+
+        builder = StateGraph(ReasonerState)
+        builder.add_node("generate", RunnableLambda(self._generate, afunc=self._agenerate, name="generate"))
+        builder.add_node("clean", RunnableLambda(self._clean, afunc=self._aclean, name="clean"))
+        builder.add_edge(START, "generate")
+        builder.add_conditional_edges("generate", self._route, {"clean": "clean", "__end__": END})
+        builder.add_edge("clean", "generate")
+        return builder.compile(checkpointer=self.checkpointer)
+
+    # -- HTTP --------------------------------------------------------------------------------------------
+
+    def _generation(self, response: Any, started: float, attempts: int) -> _Generation:
+        choices = getattr(response, "choices", None) or []
+        if not choices:
+            raise ServeError(f"{self.endpoint.base_url} returned no choices for a generation request")
+        choice = choices[0]
+        usage = getattr(response, "usage", None)
+        prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+        completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        details = getattr(usage, "prompt_tokens_details", None)
+        cached = getattr(details, "cached_tokens", None) if details is not None else None
+        text = getattr(choice, "text", None) or ""
+        if not completion_tokens and text:
+            completion_tokens = self.memory.count_text(text)  # a server without usage: estimate
+        return _Generation(text=text, finish_reason=getattr(choice, "finish_reason", None),
+                           prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                           cached_tokens=int(cached) if isinstance(cached, int) else None,
+                           latency_s=time.perf_counter() - started, attempts=attempts)
+
+    def _give_up(self, exc: openai.OpenAIError, attempts: int) -> ServeError:
+        return ServeError(f"generation at {self.endpoint.base_url} failed after {attempts} attempt(s): "
+                          f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
+
+    def _complete(self, request: Mapping[str, Any]) -> _Generation:
+        client = self._client.sync_client(self.api_key, self.timeout)
+        started = time.perf_counter()
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = client.completions.create(**request, timeout=self.timeout)
+            except openai.OpenAIError as exc:
+                if not _is_transient(exc) or attempt == self.max_retries:
+                    raise self._give_up(exc, attempt + 1) from exc
+                time.sleep(self.backoff_s * 2**attempt)
+                continue
+            return self._generation(response, started, attempt + 1)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _acomplete(self, request: Mapping[str, Any]) -> _Generation:
+        client = self._client.async_client(self.api_key, self.timeout)
+        started = time.perf_counter()
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = await client.completions.create(**request, timeout=self.timeout)
+            except openai.OpenAIError as exc:
+                if not _is_transient(exc) or attempt == self.max_retries:
+                    raise self._give_up(exc, attempt + 1) from exc
+                await asyncio.sleep(self.backoff_s * 2**attempt)
+                continue
+            return self._generation(response, started, attempt + 1)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- public API --------------------------------------------------------------------------------------
+
+    def _config(self, thread_id: str | None, config: Mapping[str, Any] | None) -> tuple[dict[str, Any], str | None]:
+        cfg: dict[str, Any] = dict(config or {})
+        configurable = dict(cfg.get("configurable", {}))
+        thread = thread_id or configurable.get("thread_id")
+        if thread is None and self.checkpointer is not None:
+            thread = uuid.uuid4().hex
+        if thread is not None:
+            configurable["thread_id"] = thread
+        cfg["configurable"] = configurable
+        cfg.setdefault("recursion_limit", 2 * self.max_rounds + 8)
+        return cfg, thread
+
+    def initial_state(self, question: str) -> ReasonerState:
+        """The state a new run starts from."""
+        if not isinstance(question, str) or not question.strip():
+            raise ConfigError("the question must be a non-empty string")
+        return ReasonerState(question=question, text="", status="running", rounds=0, generated_tokens=0,
+                             context_tokens=0, finish_reason=None, ledger=[])
+
+    def invoke(self, question: str, *, thread_id: str | None = None,
+               config: Mapping[str, Any] | None = None) -> ReasonerResult:
+        """Reason about ``question`` until an answer or a limit. With a checkpointer every step is persisted
+        under ``thread_id`` (a new id when None; see :attr:`ReasonerResult.thread_id`)."""
+        cfg, thread = self._config(thread_id, config)
+        state = self.graph.invoke(self.initial_state(question), cfg)
+        return ReasonerResult.from_state(state, thread_id=thread, think_end=self.think_end)
+
+    async def ainvoke(self, question: str, *, thread_id: str | None = None,
+                      config: Mapping[str, Any] | None = None) -> ReasonerResult:
+        """Async twin of :meth:`invoke`."""
+        cfg, thread = self._config(thread_id, config)
+        state = await self.graph.ainvoke(self.initial_state(question), cfg)
+        return ReasonerResult.from_state(state, thread_id=thread, think_end=self.think_end)
+
+    def _require_thread(self, thread_id: str) -> dict[str, Any]:
+        if self.checkpointer is None:
+            raise ConfigError("resuming needs a checkpointer (FreeReasoner(checkpointer=...))")
+        cfg, _ = self._config(thread_id, None)
+        return cfg
+
+    def resume(self, thread_id: str) -> ReasonerResult:
+        """Continue an interrupted run from its last checkpoint (a finished run is returned as it is)."""
+        cfg = self._require_thread(thread_id)
+        snapshot = self.graph.get_state(cfg)
+        if not snapshot.values:
+            raise ConfigError(f"no FreeReasoner run is stored under thread {thread_id!r}")
+        state = self.graph.invoke(None, cfg) if snapshot.next else snapshot.values
+        return ReasonerResult.from_state(state, thread_id=thread_id, think_end=self.think_end)
+
+    async def aresume(self, thread_id: str) -> ReasonerResult:
+        """Async twin of :meth:`resume`."""
+        cfg = self._require_thread(thread_id)
+        snapshot = await self.graph.aget_state(cfg)
+        if not snapshot.values:
+            raise ConfigError(f"no FreeReasoner run is stored under thread {thread_id!r}")
+        state = await self.graph.ainvoke(None, cfg) if snapshot.next else snapshot.values
+        return ReasonerResult.from_state(state, thread_id=thread_id, think_end=self.think_end)
+
+    def get_state(self, thread_id: str) -> ReasonerResult | None:
+        """The stored state of a thread as a result (status ``running`` while unfinished); None if unknown."""
+        cfg = self._require_thread(thread_id)
+        values = self.graph.get_state(cfg).values
+        return ReasonerResult.from_state(values, thread_id=thread_id, think_end=self.think_end) if values else None
+
+    def close(self) -> None:
+        """Close the sync HTTP client of generation (and of the default cleaner)."""
+        self._client.close()
+        close = getattr(self.memory.cleaner, "close", None)
+        if callable(close):
+            close()
+
+    async def aclose(self) -> None:
+        """Close the async HTTP clients created on the running loop."""
+        await self._client.aclose()
+        aclose = getattr(self.memory.cleaner, "aclose", None)
+        if callable(aclose):
+            await aclose()
+
+    def __repr__(self) -> str:
+        return (f"FreeReasoner(base_url={self.endpoint.base_url!r}, model={self.model!r}, "
+                f"chunk_tokens={self.chunk_tokens}, max_total_tokens={self.max_total_tokens}, "
+                f"cleaner={self.memory.cleaner!r})")
+
+
+def _thread_of(config: Any) -> str:
+    configurable = (config or {}).get("configurable", {}) if isinstance(config, Mapping) else {}
+    return str(configurable.get("thread_id") or "default")

@@ -1,0 +1,37 @@
+"""Serving the Free-Module: the ``freemem serve`` launcher and the client side (re-exported).
+
+``freemem.serving.launch`` builds and runs the server commands (SGLang, vLLM, llama.cpp);
+:class:`~freemem.cleaners.free_module.FreeModuleCleaner` talks to them over OpenAI-compatible HTTP.
+``freemem.serving.profile`` measures a cleaning round's latency split against a running server.
+Names are imported lazily, so ``python -m freemem.serving.launch`` runs cleanly.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "CircuitBreaker": "freemem.cleaners.free_module",
+    "Endpoint": "freemem.cleaners.free_module",
+    "FreeModuleCleaner": "freemem.cleaners.free_module",
+    "commands_schema": "freemem.cleaners.free_module",
+    "AdapterSpec": "freemem.serving.launch",
+    "LaunchPlan": "freemem.serving.launch",
+    "ServeSpec": "freemem.serving.launch",
+    "build_plan": "freemem.serving.launch",
+    "wait_for_health": "freemem.serving.launch",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)
