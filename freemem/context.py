@@ -13,6 +13,7 @@ duck-typed attributes and written back in :mod:`freemem.lc` behind a lazy import
 from __future__ import annotations
 
 import bisect
+import copy
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -319,6 +320,42 @@ def counted_texts(views: Sequence[MessageView]) -> list[str]:
     return texts
 
 
+class _LcViewCache:
+    """Views of LangChain messages by value: an agent's history is re-read at every model call, and a
+    checkpointer hands back new objects with the same values each time. A view is reused when the message's
+    type, id and text content are equal and its tool calls, kwargs, metadata, name and call id compare equal.
+    Bounded: cleared when full."""
+
+    LIMIT = 20_000
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[Any, ...], tuple[tuple[Any, ...], MessageView]] = {}
+
+    def view(self, index: int, msg: Any) -> MessageView:
+        d = getattr(msg, "__dict__", None)
+        content = d.get("content") if d is not None else None
+        if not isinstance(content, str):
+            return _lc_view(index, msg)
+        key = (d.get("type"), d.get("id"), content)
+        rest = (d.get("tool_calls"), d.get("additional_kwargs"), d.get("response_metadata"), d.get("name"),
+                d.get("tool_call_id"))
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] == rest:
+            c = hit[1]
+            return MessageView(index=index, role=c.role, id=c.id, name=c.name, fields=list(c.fields),
+                               tool_calls=list(c.tool_calls), tool_call_id=c.tool_call_id, pinned=c.pinned)
+        view = _lc_view(index, msg)
+        if len(self._entries) >= self.LIMIT:
+            self._entries.clear()
+        self._entries[key] = (copy.deepcopy(rest), MessageView(
+            index=index, role=view.role, id=view.id, name=view.name, fields=list(view.fields),
+            tool_calls=list(view.tool_calls), tool_call_id=view.tool_call_id, pinned=view.pinned))
+        return view
+
+
+_LC_VIEWS = _LcViewCache()
+
+
 def message_views(messages: Sequence[Any]) -> list[MessageView]:
     """Read OpenAI-format dicts or LangChain messages into :class:`MessageView` objects."""
     views = []
@@ -326,7 +363,7 @@ def message_views(messages: Sequence[Any]) -> list[MessageView]:
         if isinstance(msg, dict):
             views.append(_dict_view(i, msg))
         elif hasattr(msg, "type") and hasattr(msg, "content"):
-            views.append(_lc_view(i, msg))
+            views.append(_LC_VIEWS.view(i, msg))
         else:
             raise FormatError(f"message {i} is a {type(msg).__name__}, expected a dict or a LangChain message")
     # Tool results name their tool through the call that produced them.

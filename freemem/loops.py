@@ -82,4 +82,7 @@ def has_loop(text: str, min_repeats: int = 3, *, tail_chars: int = 20000) -> boo
     for a, b, q in loop_runs(keys, min_repeats):
         if parts[b - 1][1] - parts[a][0] >= 120:
             return True
-    return any(len(m.group(0)) >= 120 for m in CHAR_LOOP.finditer(tail[-4000:]))
+    # Loops inside one line (no sentence breaks to split on): only long lines can hold one worth cleaning,
+    # and the backtracking pattern is costly, so it runs on those alone.
+    return any(len(m.group(0)) >= 120 for line in tail[-4000:].splitlines() if len(line) >= 400
+               for m in CHAR_LOOP.finditer(line))

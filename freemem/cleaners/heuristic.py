@@ -93,6 +93,7 @@ class HeuristicCleaner(Cleaner):
         self.bulky_tokens = bulky_tokens
         self.excerpt_head_lines = excerpt_head_lines
         self.duplicate_min_chars = duplicate_min_chars
+        self._para_cache: dict[str, list[tuple[str, int, int]]] = {}
         self._loop_cache: dict[tuple[str, tuple[tuple[int, int], ...]], list[tuple[int, int, int]]] = {}
 
     # -- public -----------------------------------------------------------------------------------------
@@ -180,15 +181,28 @@ class HeuristicCleaner(Cleaner):
         last: dict[str, tuple[int, int]] = {}
         seen: list[tuple[str, int, int]] = []
         for f in fields:
-            pos = 0
-            for para in re.split(r"(\n\s*\n)", f.text):
-                start, pos = pos, pos + len(para)
-                if len(para) < self.duplicate_min_chars or not para.strip():
-                    continue
-                key = unit_key(para)
-                seen.append((key, f.start + start, f.start + pos))
-                last[key] = (f.start + start, f.start + pos)
+            for key, start, end in self._paragraphs(f.text):
+                seen.append((key, f.start + start, f.start + end))
+                last[key] = (f.start + start, f.start + end)
         return [_Span(s, e, "duplicate") for key, s, e in seen if last[key][0] != s]
+
+    def _paragraphs(self, text: str) -> list[tuple[str, int, int]]:
+        """``(key, start, end)`` of the long paragraphs of a field, cached by its text (a history is
+        re-read round after round)."""
+        hit = self._para_cache.get(text)
+        if hit is not None:
+            return hit
+        out: list[tuple[str, int, int]] = []
+        pos = 0
+        for para in _PARA_SPLIT.split(text):
+            start, pos = pos, pos + len(para)
+            if len(para) < self.duplicate_min_chars or not para.strip():
+                continue
+            out.append((unit_key(para), start, pos))
+        if len(self._para_cache) >= 4096:
+            self._para_cache.clear()
+        self._para_cache[text] = out
+        return out
 
     def _superseded(self, context: Context, fields: list[_Field]) -> list[_Span]:
         """Results of a tool call repeated later with the same name and arguments."""
@@ -414,6 +428,9 @@ def _editable_fields(context: Context) -> list[_Field]:
         role = context.views[key[0]].role if context.views is not None and key[0] is not None else "text"
         out.append(_Field(key[0], key[1], role, start, context.text[start:end], regions))
     return out
+
+
+_PARA_SPLIT = re.compile(r"(\n\s*\n)")
 
 
 def _encoded(text: str) -> str:
