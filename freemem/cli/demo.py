@@ -154,18 +154,19 @@ def _tools(outputs: dict[str, str]) -> list[Any]:
 
 
 # -- checkpointers ----------------------------------------------------------------------------------------
+#: Key prefix of the demo's threads and archive in Redis (``freemem thread list --key-prefix freemem-demo``).
+REDIS_PREFIX = "freemem-demo"
+
+
 @contextlib.contextmanager
-def _checkpointer(args: argparse.Namespace) -> Iterator[tuple[Any, str]]:
+def _checkpointer(args: argparse.Namespace) -> Iterator[tuple[Any, str, Any]]:
+    """(checkpointer, where, archive or None)."""
     if args.redis:
-        try:
-            from freemem.redis import RedisSaver
-        except ImportError as exc:  # pragma: no cover - the redis package is a core dependency
-            raise ConfigError(f"--redis needs freemem.redis: {exc}") from None
-        saver = RedisSaver.from_url(args.redis, key_prefix="freemem-demo")
-        try:
-            yield saver, f"Redis {args.redis}"
-        finally:
-            saver.close()
+        from freemem.redis import RedisArchive, RedisSaver
+
+        with RedisSaver.from_url(args.redis, key_prefix=REDIS_PREFIX) as saver, \
+                RedisArchive.from_url(args.redis, key_prefix=REDIS_PREFIX) as archive:
+            yield saver, f"Redis {args.redis}", archive
         return
     from langgraph.checkpoint.sqlite import SqliteSaver
 
@@ -175,7 +176,7 @@ def _checkpointer(args: argparse.Namespace) -> Iterator[tuple[Any, str]]:
         else:
             path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="freemem-demo-"))) / "demo.sqlite"
         saver = stack.enter_context(SqliteSaver.from_conn_string(str(path)))
-        yield saver, f"SQLite {path if args.db else '(temporary file)'}"
+        yield saver, f"SQLite {path if args.db else '(temporary file)'}", None
 
 
 # -- the run ----------------------------------------------------------------------------------------------
@@ -217,7 +218,8 @@ def run_demo(args: argparse.Namespace, *, on_call: Any = None) -> DemoResult:
     model = _replay_model(replies, on_request)
     middleware = FreeMemoryMiddleware(memory)
     t0 = time.perf_counter()
-    with _checkpointer(args) as (saver, where):
+    with _checkpointer(args) as (saver, where, archive):
+        memory.archive = archive  # with Redis, what was freed is kept: `freemem thread show/restore`
         agent = create_agent(model, _tools(outputs), system_prompt=session.get("system") or None,
                              middleware=[middleware], checkpointer=saver)
         thread = f"demo-{int(time.time() * 1000)}"
@@ -240,6 +242,7 @@ def run_demo(args: argparse.Namespace, *, on_call: Any = None) -> DemoResult:
         "budget": args.budget,
         "counter": memory.counter.name,
         "checkpointer": where,
+        "thread_id": thread,
         "peak_context_without": max(result.without),
         "peak_context_with": max(result.with_freemem),
         "calls_over_budget_without": sum(t > args.budget for t in result.without),
@@ -374,6 +377,9 @@ def run(args: argparse.Namespace) -> int:
         f"final answers {'kept' if s['final_answers_kept'] else 'CHANGED'}; freemem cost "
         f"{s['freemem_ms_per_call']} ms per call; thread persisted in {s['checkpointer']} "
         f"(counter {s['counter']}, {s['seconds']} s).")
+    if args.redis:
+        console.print(f"inspect or undo what was freed: freemem thread show {s['thread_id']} --redis {args.redis} "
+                      f"--key-prefix {REDIS_PREFIX}")
     if args.plot:
         _plot(result, args.budget, args.plot)
         console.print(f"chart written to {args.plot}")
