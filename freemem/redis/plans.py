@@ -2,8 +2,10 @@
 LangGraph objects. One implementation, executed by both :class:`~freemem.redis.RedisSaver` and
 :class:`~freemem.redis.AsyncRedisSaver` (see :mod:`freemem.redis.protocol`).
 
-Round trips: ``get_tuple`` 1 (a script returns the checkpoint, its writes and its channel values),
-``put`` 1 (a script, plus the run index in the same pipeline), ``put_writes`` 1, ``list`` 2 per page of
+Round trips: ``get_tuple`` 1 (plain HGETALL + HMGET in MULTI/EXEC when this saver knows the checkpoint's
+blob refs, else a script returns the checkpoint, its writes and its channel values), ``put`` 1 (MULTI/EXEC:
+a plain HSET of the channel values and a script for the rest; the run index joins it on a standalone server),
+``put_writes`` 1 (MULTI/EXEC: HSETNX/HSET and a small script), ``list`` 2 per page of
 checkpoints (+1 per page of metadata when filtering, +1 for the namespaces when none is given).
 """
 
@@ -33,6 +35,7 @@ from freemem.redis.protocol import Batch, Emit, Eval, Plan, Scan
 
 __all__ = [
     "PlanContext",
+    "RefCache",
     "StoragePolicy",
     "copy_thread",
     "delete_for_runs",
@@ -90,12 +93,59 @@ class StoragePolicy:
         return self.ttl_ms + self.slack_ms
 
 
+class RefCache:
+    """What this saver knows about checkpoints it wrote or read: the newest id per (thread, namespace) and each
+    checkpoint's ``r`` field (its blob refs, immutable once written).
+
+    It only lets ``get_tuple`` fetch a checkpoint and its channel values with plain commands in one MULTI/EXEC
+    instead of a Lua script (large values cost far more through Lua). Every hit is verified in the same
+    transaction -- the index still names that id first, the checkpoint still has those refs -- and a miss or a
+    stale entry falls back to the LOAD script, so other writers, deletes and retention never make it wrong.
+    Bounded (oldest entries go first); safe to share between threads.
+    """
+
+    __slots__ = ("latest", "max_entries", "refs")
+
+    def __init__(self, max_entries: int = 8192) -> None:
+        self.max_entries = max_entries
+        self.latest: dict[tuple[str, str], str] = {}
+        self.refs: dict[tuple[str, str, str], bytes] = {}
+
+    @staticmethod
+    def _trim(table: dict[Any, Any], limit: int) -> None:
+        while len(table) > limit:
+            try:
+                table.pop(next(iter(table)), None)
+            except (RuntimeError, StopIteration):  # changed by another thread meanwhile: good enough
+                return
+
+    def remember(self, thread_id: str, checkpoint_ns: str, checkpoint_id: str, refs: bytes, *, newest: bool) -> None:
+        self.refs[(thread_id, checkpoint_ns, checkpoint_id)] = refs
+        self._trim(self.refs, self.max_entries)
+        if newest:
+            key = (thread_id, checkpoint_ns)
+            current = self.latest.get(key)
+            if current is None or checkpoint_id >= current:
+                self.latest[key] = checkpoint_id
+                self._trim(self.latest, self.max_entries)
+
+    def lookup(self, thread_id: str, checkpoint_ns: str, checkpoint_id: str | None) -> tuple[str, bytes] | None:
+        if checkpoint_id is None:
+            checkpoint_id = self.latest.get((thread_id, checkpoint_ns))
+            if checkpoint_id is None:
+                return None
+        refs = self.refs.get((thread_id, checkpoint_ns, checkpoint_id))
+        return None if refs is None else (checkpoint_id, refs)
+
+
 @dataclass(frozen=True, slots=True)
 class PlanContext:
-    """Everything a plan needs besides the serializer: where keys live and the storage policy."""
+    """Everything a plan needs besides the serializer: where keys live, the storage policy, and the
+    (verified-on-use) :class:`RefCache` of this saver."""
 
     layout: KeyLayout = field(default_factory=KeyLayout)
     policy: StoragePolicy = field(default_factory=StoragePolicy)
+    cache: RefCache = field(default_factory=RefCache)
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------
@@ -146,8 +196,17 @@ def _load_call(ctx: PlanContext, thread_id: str, checkpoint_ns: str, ids: Sequen
 def _to_tuple(serde: SerializerProtocol, thread_id: str, checkpoint_ns: str, entry: Sequence[Any]) -> CheckpointTuple:
     """Build a CheckpointTuple from one entry returned by the LOAD script."""
     raw_id, raw_hash, values = entry
-    checkpoint_id = _text(raw_id)
-    fields = _as_hash(raw_hash)
+    return _build_tuple(serde, thread_id, checkpoint_ns, _text(raw_id), _as_hash(raw_hash), values)
+
+
+def _build_tuple(
+    serde: SerializerProtocol,
+    thread_id: str,
+    checkpoint_ns: str,
+    checkpoint_id: str,
+    fields: Mapping[bytes, bytes],
+    values: Sequence[Any] | None,
+) -> CheckpointTuple:
     try:
         checkpoint: Checkpoint = codec.decode_typed(serde, fields[b"cp"])
         metadata: CheckpointMetadata = codec.decode_typed(serde, fields[b"md"])
@@ -180,10 +239,32 @@ def get_tuple(ctx: PlanContext, serde: SerializerProtocol, config: RunnableConfi
     """The checkpoint named by ``config`` (its ``checkpoint_id``, else the newest) — one round trip."""
     thread_id, checkpoint_ns = _thread_id(config), _namespace(config)
     checkpoint_id = get_checkpoint_id(config)
+    known = None if ctx.policy.refresh_on_read else ctx.cache.lookup(thread_id, checkpoint_ns, checkpoint_id)
+    if known is not None:
+        # Plain commands in one MULTI/EXEC; used only if the index and the checkpoint still match the cache.
+        cid, refs_raw = known
+        layout = ctx.layout
+        fields_wanted = codec.refs_from_json(refs_raw)
+        commands: list[Any] = [("HGETALL", layout.checkpoint(thread_id, checkpoint_ns, cid))]
+        if fields_wanted:
+            commands.append(("HMGET", layout.blobs(thread_id, checkpoint_ns), *fields_wanted))
+        if checkpoint_id is None:
+            commands.append(("ZRANGE", layout.index(thread_id, checkpoint_ns), 0, 0, "REV"))
+        replies = yield Batch(*commands, atomic=True)
+        fields = _as_hash(replies[0])
+        newest_ok = checkpoint_id is not None or [_text(i) for i in replies[-1]] == [cid]
+        if newest_ok and fields.get(b"r") == refs_raw:
+            values = replies[1] if fields_wanted else []
+            return _build_tuple(serde, thread_id, checkpoint_ns, cid, fields, values)
     (entries,) = yield Batch(_load_call(ctx, thread_id, checkpoint_ns, [checkpoint_id] if checkpoint_id else []))
     if not entries:
         return None
-    return _to_tuple(serde, thread_id, checkpoint_ns, entries[0])
+    entry = entries[0]
+    fields = _as_hash(entry[1])
+    found_id = _text(entry[0])
+    if b"r" in fields:
+        ctx.cache.remember(thread_id, checkpoint_ns, found_id, fields[b"r"], newest=checkpoint_id is None)
+    return _build_tuple(serde, thread_id, checkpoint_ns, found_id, fields, entry[2])
 
 
 def _emit_page(
@@ -340,6 +421,7 @@ def put(
         blob_args.append(codec.blob_field(channel, version))
         blob_args.append(codec.encode_typed(serde, values[channel]) if channel in values else codec.EMPTY_BLOB)
     _, refs = codec.blob_refs(checkpoint["channel_versions"])
+    refs_raw = codec.refs_json(refs)
     stored_metadata = get_checkpoint_metadata(config, metadata)
     run_id = stored_metadata.get("run_id")
     run = "" if run_id is None else str(run_id)
@@ -364,21 +446,23 @@ def put(
             codec.encode_typed(serde, record),
             codec.encode_typed(serde, stored_metadata),
             parent_id,
-            codec.refs_json(refs),
+            refs_raw,
             run,
-            *blob_args,
         ),
     )
+    # Channel values go in a plain HSET (never through Lua), atomically with the script: MULTI/EXEC.
+    commands: list[Any] = [("HSET", layout.blobs(thread_id, checkpoint_ns), *blob_args)] if blob_args else []
+    commands.append(call)
+    before: list[Any] = []
     if run:
-        # The run index lives in its own slot, so it cannot join the script; it is written first, making it
-        # a superset of the truth (delete_for_runs tolerates stale entries).
+        # The run index lives in its own slot, so it cannot join the transaction on a cluster; it is written
+        # first, making it a superset of the truth (delete_for_runs tolerates stale entries).
         run_key = layout.run_threads(run)
-        commands: list[Any] = [("SADD", run_key, escape(thread_id))]
+        before.append(("SADD", run_key, escape(thread_id)))
         if policy.ttl_ms:
-            commands.append(("PEXPIRE", run_key, policy.expire_ms))
-        yield Batch(*commands, call)
-    else:
-        yield Batch(call)
+            before.append(("PEXPIRE", run_key, policy.expire_ms))
+    yield Batch(*commands, atomic=True, before=tuple(before))
+    ctx.cache.remember(thread_id, checkpoint_ns, checkpoint_id, refs_raw, newest=True)
     return _config(thread_id, checkpoint_ns, checkpoint_id)
 
 
@@ -398,24 +482,26 @@ def put_writes(
         raise ConfigError("put_writes needs config['configurable']['checkpoint_id']")
     if not writes:
         return
-    args: list[Any] = []
+    key = layout.checkpoint(thread_id, checkpoint_ns, checkpoint_id)
+    keep_first: list[Any] = []
+    overwrite: list[Any] = []
     for idx, (channel, value) in enumerate(writes):
         write_idx = WRITES_IDX_MAP.get(channel, idx)
-        args.append(codec.write_field(task_id, write_idx))
-        args.append(codec.encode_write(serde, task_id, write_idx, channel, value, task_path))
-        args.append(b"1" if write_idx < 0 else b"0")
-    yield Batch(
+        pair = (codec.write_field(task_id, write_idx), codec.encode_write(serde, task_id, write_idx, channel, value, task_path))
+        (overwrite if write_idx < 0 else keep_first).append(pair)
+    # Regular writes keep the first value stored for (task_id, idx) (HSETNX); special channels (negative idx)
+    # are overwritten. Plain commands so values never pass through Lua; MULTI/EXEC with the registration.
+    commands: list[Any] = [("HSETNX", key, f, v) for f, v in keep_first]
+    if overwrite:
+        commands.append(("HSET", key, *(x for pair in overwrite for x in pair)))
+    commands.append(
         Eval(
             scripts.PUT_WRITES,
-            (
-                layout.registry(thread_id),
-                layout.namespaces(thread_id),
-                layout.checkpoint(thread_id, checkpoint_ns, checkpoint_id),
-                layout.refresh_marker(thread_id),
-            ),
-            (escape(checkpoint_ns), policy.ttl_ms, policy.slack_ms, *args),
+            (layout.registry(thread_id), layout.namespaces(thread_id), key, layout.refresh_marker(thread_id)),
+            (escape(checkpoint_ns), policy.ttl_ms, policy.slack_ms),
         )
     )
+    yield Batch(*commands, atomic=True)
 
 
 def _delete_call(layout: KeyLayout, thread_id: str) -> Eval:

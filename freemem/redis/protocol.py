@@ -55,12 +55,22 @@ Command: TypeAlias = "tuple[Any, ...] | Eval"
 
 @dataclass(frozen=True, slots=True)
 class Batch:
-    """Commands sent in one round trip (a non-transactional pipeline); each reply in order."""
+    """Commands sent in one round trip; each reply in order.
+
+    By default a non-transactional pipeline. ``atomic=True`` runs ``commands`` in MULTI/EXEC; they must then
+    share one cluster slot (one thread's keys). ``before`` holds commands of *other* slots (the run index) that
+    must run first: on a standalone server they join the same transaction (one round trip), on a cluster they
+    go ahead as their own pipeline. Replies: ``before``'s, then ``commands``'.
+    """
 
     commands: tuple[Command, ...]
+    atomic: bool
+    before: tuple[Command, ...]
 
-    def __init__(self, *commands: Command) -> None:
+    def __init__(self, *commands: Command, atomic: bool = False, before: tuple[Command, ...] = ()) -> None:
         object.__setattr__(self, "commands", tuple(commands))
+        object.__setattr__(self, "atomic", atomic)
+        object.__setattr__(self, "before", tuple(before))
 
 
 @dataclass(frozen=True, slots=True)

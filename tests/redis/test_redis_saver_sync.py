@@ -252,3 +252,42 @@ def test_missing_thread_id_is_a_config_error(saver: RedisSaver) -> None:
         saver.get_tuple({"configurable": {}})
     with pytest.raises(ConfigError, match="checkpoint_id"):
         saver.put_writes(config(new_thread()), [("a", 1)], task_id="t")
+
+
+def test_get_tuple_cache_is_verified_against_other_writers(redis_server: RedisServerProcess, prefix: str) -> None:
+    """``get_tuple`` reads checkpoints this saver knows with plain commands in MULTI/EXEC; whatever another
+    saver (another process) writes, deletes or prunes meanwhile, the answer is the server's, never the cache's."""
+    with RedisSaver.from_url(redis_server.url, key_prefix=prefix) as a, \
+            RedisSaver.from_url(redis_server.url, key_prefix=prefix) as b:
+        thread = new_thread()
+        first = put_chain(a, thread, 2)
+        got = a.get_tuple(config(thread))
+        assert got is not None and got.checkpoint["channel_values"] == {"v": 1}  # cache hit (a wrote it)
+        a.put_writes(first[-1], [("v", 99)], task_id="t1")
+        got = a.get_tuple(config(thread))
+        assert got is not None and got.pending_writes == [("t1", "v", 99)]  # writes are read from the server
+        newer = b.put(first[-1], checkpoint({"v": 7}, {"v": 3}), metadata(step=2), {"v": 3})
+        got = a.get_tuple(config(thread))  # a's cache names an older checkpoint: it must not be returned
+        assert got is not None and got.config == newer and got.checkpoint["channel_values"] == {"v": 7}
+        b.delete_thread(thread)
+        assert a.get_tuple(config(thread)) is None
+        assert a.get_tuple(first[0]) is None
+
+        pruned = new_thread()
+        kept = put_chain(a, pruned, 3)
+        assert a.get_tuple(kept[0]) is not None
+        b.prune([pruned], strategy="keep_latest")
+        assert a.get_tuple(kept[0]) is None
+        latest = a.get_tuple(config(pruned))
+        assert latest is not None and latest.config == kept[-1] and latest.checkpoint["channel_values"] == {"v": 2}
+
+
+def test_large_values_round_trip(saver: RedisSaver) -> None:
+    """Values of ~1 MB go through plain HSET/HSETNX/HMGET (not Lua) and come back intact."""
+    thread = new_thread()
+    big = "x" * 1_000_000
+    stored = saver.put(config(thread), checkpoint({"v": big}, {"v": 1}), metadata(), {"v": 1})
+    saver.put_writes(stored, [("v", big + "w"), ("__interrupt__", big + "i")], task_id="t")
+    got = saver.get_tuple(config(thread))
+    assert got is not None and got.checkpoint["channel_values"] == {"v": big}
+    assert sorted(w[2] for w in got.pending_writes) == [big + "i", big + "w"]
