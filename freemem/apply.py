@@ -274,6 +274,35 @@ def _count(counter: Any, texts: list[str]) -> list[int]:
     return [counter.count(t) for t in texts]
 
 
+def _span_tokens(context: Context, counter: Any, pieces: list[tuple[int, int, Region, tuple[int, ...]]],
+                 originals: list[str]) -> list[int]:
+    """Tokens of each removed piece. A piece of a field whose count a :class:`CachedCounter` already holds
+    (the message was counted when the context was measured) is estimated in proportion to its share of the
+    field's characters — re-tokenizing large removed spans would dominate a round; others are counted."""
+    cached = getattr(counter, "cached", None)
+    out: list[int | None] = [None] * len(pieces)
+    if cached is not None:
+        fields: dict[tuple[int | None, str], tuple[str, int | None]] = {}
+        for i, (s, e, region, _) in enumerate(pieces):
+            if region.field is None or region.message_index is None:
+                continue
+            key = (region.message_index, region.field)
+            if key not in fields:
+                try:
+                    ftext = _field_text(context, key)
+                except KeyError:
+                    continue
+                fields[key] = (ftext, cached(ftext))
+            ftext, n = fields[key]
+            if n is not None and ftext:
+                out[i] = max(1, round(n * (e - s) / len(ftext)))
+    missing = [i for i, n in enumerate(out) if n is None]
+    if missing:
+        for i, n in zip(missing, _count(counter, [originals[i] for i in missing])):
+            out[i] = n
+    return [int(n or 0) for n in out]
+
+
 def apply_commands(
     context: Context,
     commands: Sequence[Command | dict[str, Any]],
@@ -345,7 +374,7 @@ def apply_commands(
         return Outcome(context=context, text=text, rejected=rejected, refused=reason)
 
     originals = [text[s:e] for s, e, _, _ in pieces]
-    tokens = _count(counter, originals) if originals else []
+    tokens = _span_tokens(context, counter, pieces, originals) if originals else []
     make_marker = _marker_fn(marker, context.kind)
 
     out: list[str] = []

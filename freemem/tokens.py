@@ -651,6 +651,11 @@ class CachedCounter(TokenCounter):
         if len(self._cache) > self.max_entries:
             self._cache.popitem(last=False)
 
+    def cached(self, text: str) -> int | None:
+        """The count of ``text`` when it is already cached (no counting, no recency update), else None."""
+        with self._lock:
+            return self._cache.get(text)
+
     def count(self, text: str) -> int:
         """Return the count of ``text``, from the cache when it was seen before."""
         with self._lock:

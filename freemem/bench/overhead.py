@@ -27,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calls", type=int, default=60, help="model calls measured per size (default 60)")
     p.add_argument("--new-tokens", type=int, default=1500, help="tokens of each new tool result (default 1,500)")
     p.add_argument("--counter", default="auto", help="token counter (default auto: Qwen3 when available)")
+    p.add_argument("--repeat", type=int, default=3,
+                   help="runs per size; each figure is the median over runs (timings on a shared machine vary)")
     p.add_argument("--json", help="write the figures as JSON")
 
 
@@ -128,10 +130,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("measuring", total=len(sizes))
         for size in sizes:
-            rows.append(_measure(size, args, counter))
+            runs = [_measure(size, args, counter) for _ in range(max(1, args.repeat))]
+            row = dict(runs[0])
+            for key in ("median_step_no_round_ms", "mean_step_ms", "p95_step_ms", "mean_round_ms"):
+                row[key] = round(statistics.median(r[key] for r in runs), 3)
+            row["runs"] = [{k: r[k] for k in ("median_step_no_round_ms", "mean_step_ms", "p95_step_ms",
+                                              "mean_round_ms")} for r in runs]
+            rows.append(row)
             progress.advance(task)
     table = Table(title=f"freemem bench overhead — FreeMemoryMiddleware per model call ({counter.name} counter, "
-                        f"{args.new_tokens:,} new tokens per call)")
+                        f"{args.new_tokens:,} new tokens per call, median of {args.repeat} runs)")
     for col in ("context", "calls", "rounds", "median step, no round (ms)", "mean step (ms)", "p95 (ms)",
                 "mean round (ms)"):
         table.add_column(col, justify="right")
