@@ -9,7 +9,7 @@ from typing import Any
 
 HELP = """No model endpoint configured.
 
-These examples talk to any OpenAI-compatible server. Pass one:
+error: no endpoint configured. These examples talk to any OpenAI-compatible server. Pass one:
 
     python {script} --base-url http://127.0.0.1:8000/v1 --model Qwen/Qwen3-8B
 
@@ -19,7 +19,9 @@ OpenAI itself (--base-url https://api.openai.com/v1 --model gpt-4o-mini).
 """
 
 
-def add_endpoint_arguments(p: argparse.ArgumentParser) -> None:
+def add_endpoint_arguments(p: argparse.ArgumentParser, *, budget: bool = True, timeout: float = 120.0) -> None:
+    """``--base-url``, ``--model``, ``--api-key``, ``--temperature``, ``--timeout`` and, with ``budget``,
+    ``--budget`` (the token budget of a FreeMemory)."""
     p.add_argument("--base-url", default=os.environ.get("OPENAI_BASE_URL"),
                    help="OpenAI-compatible base URL (env OPENAI_BASE_URL)")
     p.add_argument("--model", default=os.environ.get("FREEMEM_MODEL") or os.environ.get("OPENAI_MODEL"),
@@ -27,7 +29,9 @@ def add_endpoint_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY", "EMPTY"),
                    help="API key (env OPENAI_API_KEY; local servers take any)")
     p.add_argument("--temperature", type=float, default=0.2)
-    p.add_argument("--budget", type=int, default=16_000, help="token budget of the context (default 16,000)")
+    p.add_argument("--timeout", type=float, default=timeout, help=f"seconds per model request (default {timeout:g})")
+    if budget:
+        p.add_argument("--budget", type=int, default=16_000, help="token budget of the context (default 16,000)")
 
 
 def chat_model(args: argparse.Namespace, script: str) -> Any:
@@ -41,4 +45,4 @@ def chat_model(args: argparse.Namespace, script: str) -> Any:
         print("The examples need langchain-openai: pip install 'freemem[examples]'", file=sys.stderr)
         raise SystemExit(2) from None
     return ChatOpenAI(base_url=args.base_url, model=args.model, api_key=args.api_key,
-                      temperature=args.temperature, timeout=120, max_retries=2)
+                      temperature=args.temperature, timeout=args.timeout, max_retries=2)

@@ -5,22 +5,20 @@
 
 Without ``--file`` it reads a generated needle-in-a-haystack document. The model reads the document chunk by
 chunk (``--chunk-tokens``) into a bounded memory (``--memory-tokens``), deciding each step whether to update
-the memory and whether to stop; ``--no-exit-gate`` reads everything. Uses ``langchain-openai`` when installed,
-else the ``openai`` client (see ``examples/summarize_reasoner.py``, whose adapter this reuses).
+the memory and whether to stop; ``--no-exit-gate`` reads everything. Needs ``pip install 'freemem[examples]'``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from summarize_reasoner import chat_model  # noqa: E402 - the shared OpenAI-compatible adapter
+from _endpoint import add_endpoint_arguments, chat_model  # noqa: E402 - shared by the examples
 
 from freemem.policies.gated import GatedReader  # noqa: E402
 
@@ -37,23 +35,16 @@ def haystack(n_paragraphs: int = 400, seed: int = 0) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--base-url", default=os.environ.get("OPENAI_BASE_URL"), help="OpenAI-compatible /v1 URL")
-    p.add_argument("--model", default=os.environ.get("FREEMEM_MODEL"), help="model name on that server")
-    p.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY", "EMPTY"))
+    add_endpoint_arguments(p, budget=False, timeout=600.0)
     p.add_argument("--file", type=Path, help="the long document (default: a generated haystack)")
     p.add_argument("--question", default="What is the launch code of project Heron, and where does it launch from?")
     p.add_argument("--chunk-tokens", type=int, default=5000)
     p.add_argument("--memory-tokens", type=int, default=1024)
     p.add_argument("--no-exit-gate", action="store_true", help="read every chunk (ignore the exit gate)")
     p.add_argument("--counter", default="auto", help="token counter: qwen3, o200k_base, approx, auto")
-    p.add_argument("--timeout", type=float, default=600.0)
     args = p.parse_args(argv)
-    if not args.base_url or not args.model:
-        print("error: no endpoint configured. Pass --base-url and --model (or set OPENAI_BASE_URL and "
-              "FREEMEM_MODEL), e.g. --base-url http://localhost:30000/v1 --model Qwen/Qwen3-8B", file=sys.stderr)
-        return 2
     document = args.file.read_text(encoding="utf-8") if args.file else haystack()
-    reader = GatedReader(chat_model(args.base_url, args.model, args.api_key, args.timeout),
+    reader = GatedReader(chat_model(args, "examples/gated_reader.py"),
                          chunk_tokens=args.chunk_tokens, memory_tokens=args.memory_tokens,
                          use_exit_gate=not args.no_exit_gate, counter=args.counter)
     try:

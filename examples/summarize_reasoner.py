@@ -4,95 +4,34 @@
         --question "How many positive divisors does 2024 have?" --segment-tokens 4096
 
 Each round the model reasons for at most ``--segment-tokens`` tokens and ends with a <summary>; the next round
-sees only the question and that summary. Uses ``langchain-openai`` when it is installed, else the ``openai``
-client through a small LangChain adapter. ``--base-url``/``--model`` default to $OPENAI_BASE_URL/$FREEMEM_MODEL.
+sees only the question and that summary. Needs ``pip install 'freemem[examples]'`` (langchain-openai);
+``--base-url``/``--model`` default to $OPENAI_BASE_URL/$FREEMEM_MODEL.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from typing import Any
+from pathlib import Path
 
-from freemem.policies.summarize import InftyThinker
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _endpoint import add_endpoint_arguments, chat_model  # noqa: E402 - shared by the examples
 
-def chat_model(base_url: str, model: str, api_key: str, timeout: float) -> Any:
-    """A LangChain chat model for an OpenAI-compatible endpoint."""
-    try:
-        from langchain_openai import ChatOpenAI
-
-        return ChatOpenAI(base_url=base_url, model=model, api_key=api_key, timeout=timeout)
-    except ImportError:
-        pass
-    from langchain_core.language_models.chat_models import BaseChatModel
-    from langchain_core.messages import AIMessage, BaseMessage
-    from langchain_core.outputs import ChatGeneration, ChatResult
-    from openai import AsyncOpenAI, OpenAI
-
-    roles = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool"}
-
-    class OpenAIChat(BaseChatModel):
-        """The ``openai`` client as a LangChain chat model (text in, text out; reasoning kept)."""
-
-        def _request(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> dict[str, Any]:
-            body = {"model": model, "messages": [{"role": roles.get(m.type, m.type), "content": m.content}
-                                                 for m in messages]}
-            if kwargs.get("max_tokens"):
-                body["max_tokens"] = kwargs["max_tokens"]
-            return body
-
-        @staticmethod
-        def _result(response: Any) -> ChatResult:
-            choice = response.choices[0]
-            extra = {}
-            reasoning = getattr(choice.message, "reasoning_content", None)
-            if reasoning:
-                extra["reasoning_content"] = reasoning
-            usage = response.usage
-            message = AIMessage(content=choice.message.content or "", additional_kwargs=extra,
-                                response_metadata={"finish_reason": choice.finish_reason},
-                                usage_metadata={"input_tokens": usage.prompt_tokens,
-                                                "output_tokens": usage.completion_tokens,
-                                                "total_tokens": usage.total_tokens} if usage else None)
-            return ChatResult(generations=[ChatGeneration(message=message)])
-
-        def _generate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None,
-                      **kwargs: Any) -> ChatResult:
-            client = OpenAI(base_url=base_url, api_key=api_key, timeout=timeout)
-            return self._result(client.chat.completions.create(**self._request(messages, kwargs)))
-
-        async def _agenerate(self, messages: list[BaseMessage], stop: Any = None, run_manager: Any = None,
-                             **kwargs: Any) -> ChatResult:
-            client = AsyncOpenAI(base_url=base_url, api_key=api_key, timeout=timeout)
-            return self._result(await client.chat.completions.create(**self._request(messages, kwargs)))
-
-        @property
-        def _llm_type(self) -> str:
-            return "openai-compatible"
-
-    return OpenAIChat()
+from freemem.policies.summarize import InftyThinker  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--base-url", default=os.environ.get("OPENAI_BASE_URL"), help="OpenAI-compatible /v1 URL")
-    p.add_argument("--model", default=os.environ.get("FREEMEM_MODEL"), help="model name on that server")
-    p.add_argument("--api-key", default=os.environ.get("OPENAI_API_KEY", "EMPTY"))
+    add_endpoint_arguments(p, budget=False, timeout=600.0)
     p.add_argument("--question", default="How many positive divisors does 2024 have? Put the answer in \\boxed{}.")
     p.add_argument("--segment-tokens", type=int, default=4096)
     p.add_argument("--summary-tokens", type=int, default=1024)
     p.add_argument("--max-rounds", type=int, default=8)
     p.add_argument("--counter", default="auto", help="token counter: qwen3, o200k_base, approx, auto")
-    p.add_argument("--timeout", type=float, default=600.0)
     args = p.parse_args(argv)
-    if not args.base_url or not args.model:
-        print("error: no endpoint configured. Pass --base-url and --model (or set OPENAI_BASE_URL and "
-              "FREEMEM_MODEL), e.g. --base-url http://localhost:30000/v1 --model Qwen/Qwen3-8B", file=sys.stderr)
-        return 2
-    thinker = InftyThinker(chat_model(args.base_url, args.model, args.api_key, args.timeout),
+    thinker = InftyThinker(chat_model(args, "examples/summarize_reasoner.py"),
                            segment_tokens=args.segment_tokens, summary_tokens=args.summary_tokens,
                            max_rounds=args.max_rounds, counter=args.counter)
     try:
