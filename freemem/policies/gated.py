@@ -31,15 +31,18 @@ from __future__ import annotations
 import operator
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, TypedDict
 
 from freemem.errors import ConfigError
 from freemem.ledger import CleanEvent
 from freemem.policies.summarize import (
+    CallMetrics,
     CallRecord,
+    adrive,
     bind_max_tokens,
+    drive,
     message_text,
     model_usage,
     prompt_tokens,
@@ -239,7 +242,7 @@ class ReaderState(TypedDict, total=False):
 
 
 @dataclass
-class ReadResult:
+class ReadResult(CallMetrics):
     """What a :class:`GatedReader` run produced, with the same metrics as the other policies."""
 
     answer: str | None
@@ -251,16 +254,6 @@ class ReadResult:
     steps: list[StepRecord]
     calls: list[CallRecord]
     events: list[CleanEvent]
-
-    @property
-    def peak_context(self) -> int:
-        """The largest context (prompt + output tokens) of any call."""
-        return max((c.context_tokens for c in self.calls), default=0)
-
-    @property
-    def total_tokens(self) -> int:
-        """Prompt plus output tokens over all calls."""
-        return sum(c.context_tokens for c in self.calls)
 
     @property
     def memory_sizes(self) -> list[int]:
@@ -413,16 +406,17 @@ class GatedReader:
             update["exit_position"] = i
         return update
 
-    def _read(self, state: ReaderState) -> dict[str, Any]:
+    def _read_steps(self, state: ReaderState) -> Generator[Any, Any, dict[str, Any]]:
+        """One reading step, written once: yields each prompt (a retry re-asks with the problems stated),
+        receives the model's response; returns the state update."""
         t0 = time.perf_counter()
-        model = bind_max_tokens(self.model, self.max_tokens_param, self.memory_tokens + self.think_tokens)
         calls: list[dict[str, Any]] = []
         problems: list[str] = []
         decision = GateDecision(None, None, None, ("not asked",))
         for attempt in range(1, self.step_retries + 2):
             prompt = self._step_prompt(state, problems)
             c0 = time.perf_counter()
-            response = model.invoke(prompt)
+            response = yield prompt
             decision, record = self._parse_call(state, prompt, response, c0)
             calls.append(record)
             if decision.ok:
@@ -433,25 +427,14 @@ class GatedReader:
         update["calls"] = calls
         return update
 
+    def _memory_model(self) -> Any:
+        return bind_max_tokens(self.model, self.max_tokens_param, self.memory_tokens + self.think_tokens)
+
+    def _read(self, state: ReaderState) -> dict[str, Any]:
+        return drive(self._read_steps(state), self._memory_model().invoke)
+
     async def _aread(self, state: ReaderState) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        model = bind_max_tokens(self.model, self.max_tokens_param, self.memory_tokens + self.think_tokens)
-        calls: list[dict[str, Any]] = []
-        problems: list[str] = []
-        decision = GateDecision(None, None, None, ("not asked",))
-        for attempt in range(1, self.step_retries + 2):
-            prompt = self._step_prompt(state, problems)
-            c0 = time.perf_counter()
-            response = await model.ainvoke(prompt)
-            decision, record = self._parse_call(state, prompt, response, c0)
-            calls.append(record)
-            if decision.ok:
-                break
-            problems = list(decision.problems)
-        update = self._decide(state, decision, attempt, sum(c["prompt_tokens"] for c in calls),
-                              sum(c["output_tokens"] for c in calls), t0)
-        update["calls"] = calls
-        return update
+        return await adrive(self._read_steps(state), self._memory_model().ainvoke)
 
     def _parse_call(self, state: ReaderState, prompt: list[tuple[str, str]], response: Any,
                     c0: float) -> tuple[GateDecision, dict[str, Any]]:

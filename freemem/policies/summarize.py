@@ -25,7 +25,7 @@ from __future__ import annotations
 import operator
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal, TypedDict
 
@@ -36,12 +36,15 @@ from freemem.memory import MESSAGE_OVERHEAD_TOKENS
 from freemem.tokens import CachedCounter, TokenCounter, get_counter
 
 __all__ = [
+    "CallMetrics",
     "CallRecord",
     "FoldResult",
     "InftyThinker",
     "Segment",
     "SummarizeMemory",
     "ThinkResult",
+    "adrive",
+    "drive",
     "fallback_summary",
     "parse_segment",
 ]
@@ -297,17 +300,10 @@ class ThinkState(TypedDict, total=False):
     ledger: Annotated[list[dict[str, Any]], operator.add]
 
 
-@dataclass
-class ThinkResult:
-    """What an :class:`InftyThinker` run produced, with the metrics the ``free`` policy also records."""
+class CallMetrics:
+    """Metrics every policy result derives from its ``calls`` (a list of :class:`CallRecord`)."""
 
-    answer: str | None
-    status: Literal["answered", "round_cap", "running"]
-    rounds: int
-    summary: str
-    summaries: list[str]
     calls: list[CallRecord]
-    events: list[CleanEvent]
 
     @property
     def peak_context(self) -> int:
@@ -318,6 +314,56 @@ class ThinkResult:
     def total_tokens(self) -> int:
         """Prompt plus output tokens over all calls."""
         return sum(c.context_tokens for c in self.calls)
+
+
+def drive(steps: Generator[Any, Any, Any], call: Callable[[Any], Any], *, fail_open: bool = False) -> Any:
+    """Run a step generator that yields prompts and receives the model's responses; return its value.
+
+    The sync and async twins of a policy step share the generator and differ only in this driver. With
+    ``fail_open`` a call that raises sends the exception into the generator instead of propagating it.
+    """
+    try:
+        prompt = next(steps)
+        while True:
+            try:
+                response = call(prompt)
+            except Exception as exc:  # noqa: BLE001 - the generator decides (fail_open only)
+                if not fail_open:
+                    raise
+                response = exc
+            prompt = steps.send(response)
+    except StopIteration as stop:
+        return stop.value
+
+
+async def adrive(steps: Generator[Any, Any, Any], call: Callable[[Any], Awaitable[Any]], *,
+                 fail_open: bool = False) -> Any:
+    """Async twin of :func:`drive`: ``call`` is awaited."""
+    try:
+        prompt = next(steps)
+        while True:
+            try:
+                response = await call(prompt)
+            except Exception as exc:  # noqa: BLE001
+                if not fail_open:
+                    raise
+                response = exc
+            prompt = steps.send(response)
+    except StopIteration as stop:
+        return stop.value
+
+
+@dataclass
+class ThinkResult(CallMetrics):
+    """What an :class:`InftyThinker` run produced, with the metrics the ``free`` policy also records."""
+
+    answer: str | None
+    status: Literal["answered", "round_cap", "running"]
+    rounds: int
+    summary: str
+    summaries: list[str]
+    calls: list[CallRecord]
+    events: list[CleanEvent]
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> ThinkResult:
@@ -753,8 +799,9 @@ class SummarizeMemory:
             return f"{tokens} tokens > budget {self.budget}"
         return "manual" if force else None
 
-    def fold(self, messages: Sequence[Any], *, force: bool = False, thread_id: str | None = None) -> FoldResult:
-        """Fold when over budget (or always with ``force``); an unchanged result otherwise."""
+    def _fold_steps(self, messages: Sequence[Any], force: bool) -> Generator[Any, Any, FoldResult]:
+        """The fold, written once: yields the summarizer prompt, receives its response (or the exception it
+        raised: the fold then falls back to an extractive summary); returns the result."""
         t0 = time.perf_counter()
         trigger = self._trigger(messages, force)
         span = self.plan(messages) if trigger else (0, 0)
@@ -765,39 +812,32 @@ class SummarizeMemory:
         if self.summarizer is not None:
             prompt = self._prompt(messages[span[0]:span[1]])
             c0 = time.perf_counter()
+            response = yield prompt
             try:
-                response = bind_max_tokens(self.summarizer, self.max_tokens_param, self.summary_tokens).invoke(prompt)
+                if isinstance(response, Exception):
+                    raise response
                 text = message_text(response)
                 call = CallRecord("fold", 0, prompt_tokens(self.counter, prompt), self.counter.count(text),
                                   time.perf_counter() - c0, model_usage(response))
             except Exception as exc:  # noqa: BLE001 - fail open: extractive summary instead
                 note = f"summarizer failed ({type(exc).__name__}: {exc}); extractive summary"
-        result = self._build(messages, span, text, note, call, trigger or "manual", t0)
+        return self._build(messages, span, text, note, call, trigger or "manual", t0)
+
+    def _summarizer(self) -> Any:
+        return bind_max_tokens(self.summarizer, self.max_tokens_param, self.summary_tokens)
+
+    def fold(self, messages: Sequence[Any], *, force: bool = False, thread_id: str | None = None) -> FoldResult:
+        """Fold when over budget (or always with ``force``); an unchanged result otherwise."""
+        result = drive(self._fold_steps(messages, force), lambda prompt: self._summarizer().invoke(prompt),
+                       fail_open=True)
         self._archive(result, thread_id)
         return result
 
     async def afold(self, messages: Sequence[Any], *, force: bool = False,
                     thread_id: str | None = None) -> FoldResult:
         """Async twin of :meth:`fold`."""
-        t0 = time.perf_counter()
-        trigger = self._trigger(messages, force)
-        span = self.plan(messages) if trigger else (0, 0)
-        if span[0] == span[1]:
-            return FoldResult(list(messages), [], "", CleanEvent(trigger=trigger or "none", cleaner="summarize",
-                                                                  note="nothing to fold"))
-        text, note, call = None, None, None
-        if self.summarizer is not None:
-            prompt = self._prompt(messages[span[0]:span[1]])
-            c0 = time.perf_counter()
-            try:
-                model = bind_max_tokens(self.summarizer, self.max_tokens_param, self.summary_tokens)
-                response = await model.ainvoke(prompt)
-                text = message_text(response)
-                call = CallRecord("fold", 0, prompt_tokens(self.counter, prompt), self.counter.count(text),
-                                  time.perf_counter() - c0, model_usage(response))
-            except Exception as exc:  # noqa: BLE001
-                note = f"summarizer failed ({type(exc).__name__}: {exc}); extractive summary"
-        result = self._build(messages, span, text, note, call, trigger or "manual", t0)
+        result = await adrive(self._fold_steps(messages, force), lambda prompt: self._summarizer().ainvoke(prompt),
+                              fail_open=True)
         if self.archive is not None and result.changed and hasattr(self.archive, "arecord"):
             await self.archive.arecord(thread_id, archive_record(result))
         else:
