@@ -24,6 +24,9 @@ class AnchorMaker:
         self.context = context
         self.text = context.text
         self._finder = _Finder(context)
+        # The snapshot never changes, so a span's command never does: a cleaner may ask twice (once to see
+        # what it can anchor, once to emit).
+        self._made: dict[tuple[int, int, int], Command | None] = {}
 
     def _unique_prefix(self, start: int, limit: int) -> str | None:
         """Shortest prefix at ``start`` (at most up to ``limit``) that apply resolves to ``start``.
@@ -72,6 +75,12 @@ class AnchorMaker:
         With ``back_off`` > 0 the span may start up to that many line starts earlier when ``start`` itself
         cannot be anchored (periodic text such as a verbatim loop is unique only at its edge).
         """
+        key = (start, end, back_off)
+        if key not in self._made:
+            self._made[key] = self._command(start, end, back_off)
+        return self._made[key]
+
+    def _command(self, start: int, end: int, back_off: int) -> Command | None:
         if end <= start:
             return None
         candidates = [start]

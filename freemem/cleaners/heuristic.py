@@ -107,13 +107,14 @@ class HeuristicCleaner(Cleaner):
         if context.kind == "messages":
             spans.extend(self._superseded(context, fields))
             spans.extend(self._stale_bulky(context, fields))
+        maker = AnchorMaker(context)  # one per snapshot: it remembers the anchors it made
         if self.budget is not None:
             # Budget fitting counts on what the rules above free: only spans that can be anchored (text
             # repeated elsewhere, e.g. an identical tool output, may give no unique anchor).
             emitted: list[_Span] = []
-            self._commands(context, list(spans), emitted=emitted)
-            spans = emitted + self._fit_budget(context, fields, emitted)
-        commands = self._commands(context, spans)
+            self._commands(maker, list(spans), emitted=emitted)
+            spans = emitted + self._fit_budget(context, fields, emitted, maker)
+        commands = self._commands(maker, spans)
         return Proposal(commands=commands, cleaner=self.name, latency_s=time.perf_counter() - t0,
                         extra={"spans": len(spans)})
 
@@ -235,7 +236,8 @@ class HeuristicCleaner(Cleaner):
                                          max_ref_lines=12))
         return out
 
-    def _fit_budget(self, context: Context, fields: list[_Field], planned: list[_Span]) -> list[_Span]:
+    def _fit_budget(self, context: Context, fields: list[_Field], planned: list[_Span],
+                    maker: AnchorMaker) -> list[_Span]:
         """Over budget: excerpt then clear fields, stalest and bulkiest first, until the estimate fits."""
         assert self.budget is not None
         counter = self._counter()
@@ -269,7 +271,6 @@ class HeuristicCleaner(Cleaner):
         if context.kind == "text":
             return self._fit_text(context, fields, planned, estimate - goal, field_tokens)
         refs = _later_references(context)
-        maker = AnchorMaker(context)
         n = len(fields)
         order = {"tool": 0, "assistant": 1}
 
@@ -382,11 +383,10 @@ class HeuristicCleaner(Cleaner):
         return [s for s in spans if s.end - s.start > 80]
 
     # -- commands ---------------------------------------------------------------------------------------
-    def _commands(self, context: Context, spans: list[_Span], emitted: list[_Span] | None = None) -> list[Command]:
+    def _commands(self, maker: AnchorMaker, spans: list[_Span], emitted: list[_Span] | None = None) -> list[Command]:
         """Anchored commands for ``spans`` (overlaps merged); ``emitted`` collects the ranges they cover."""
         if not spans:
             return []
-        maker = AnchorMaker(context)
         spans.sort(key=lambda s: (s.start, -s.end))
         commands: list[Command] = []
         covered_to = -1
