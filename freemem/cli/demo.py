@@ -252,8 +252,8 @@ def run_demo(args: argparse.Namespace, *, on_call: Any = None) -> DemoResult:
         "tokens_saved": sent_without - sent_with,
         "saved_share": round(1 - sent_with / sent_without, 4) if sent_without else 0.0,
         "cleaning_rounds": stats.cleans,
-        "commands_applied": sum(_count(e.get("applied")) for e in ledger),
-        "commands_rejected": sum(_count(e.get("rejected")) for e in ledger),
+        "commands_applied": sum(e["applied"] for e in ledger),
+        "commands_rejected": sum(len(e["rejected"]) for e in ledger),
         "cleaner_errors": stats.errors,
         "pairing_violations": violations,
         "freemem_ms_per_call": round(1000 * stats.time_s / max(1, stats.steps), 2),
@@ -263,13 +263,6 @@ def run_demo(args: argparse.Namespace, *, on_call: Any = None) -> DemoResult:
         "seconds": round(elapsed, 2),
     }
     return result
-
-
-def _count(value: Any) -> int:
-    """A ledger count: an int, or a list of items."""
-    if isinstance(value, list):
-        return len(value)
-    return int(value or 0)
 
 
 # -- display ----------------------------------------------------------------------------------------------
