@@ -95,24 +95,24 @@ def _measure(size: int, args: argparse.Namespace, counter: Any) -> dict[str, Any
     config = {"configurable": {"thread_id": f"overhead-{size}"}, "recursion_limit": 10_000}
     agent.invoke({"messages": history}, config)
 
-    steps = middleware.stats.step_times_s[1:]  # the first step counts the whole prefilled thread once
-    cleaned = {i for i, e in enumerate(agent.get_state(config).values.get("freemem_ledger", []))}
-    # Which steps ran a round: the ledger holds one event per round, in order; the stats count them.
-    rounds = middleware.stats.cleans
-    quiet = sorted(steps)[: max(1, len(steps) - rounds)]
-    heavy = sorted(steps)[len(steps) - rounds:] if rounds else []
+    stats = middleware.stats
+    # The first step counts the whole prefilled thread once; the rest are the calls measured.
+    steps = stats.step_times_s[1:]
+    cleaned = stats.step_cleaned[1:]
+    quiet = [t for t, c in zip(steps, cleaned) if not c]
+    heavy = [t for t, c in zip(steps, cleaned) if c]
+    rounds = len(heavy)
     ms = [1000 * s for s in steps]
     return {
         "context_tokens": size,
         "calls": len(steps),
         "new_tokens_per_call": args.new_tokens,
         "rounds": rounds,
-        "median_step_no_round_ms": round(1000 * statistics.median(quiet), 3),
+        "median_step_no_round_ms": round(1000 * statistics.median(quiet), 3) if quiet else 0.0,
         "mean_step_ms": round(statistics.fmean(ms), 3),
         "p95_step_ms": round(sorted(ms)[max(0, int(len(ms) * 0.95) - 1)], 3),
         "mean_round_ms": round(1000 * statistics.fmean(heavy), 3) if heavy else 0.0,
-        "ledger_events": len(cleaned),
-        "max_context_sent": middleware.stats.last_tokens,
+        "last_context_tokens": stats.last_tokens,
     }
 
 

@@ -106,6 +106,8 @@ class StepStats:
     last_tokens: int = 0
     last_error: str | None = None
     step_times_s: list[float] = field(default_factory=list)
+    #: Parallel to ``step_times_s``: whether that step ran a cleaning round.
+    step_cleaned: list[bool] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -258,6 +260,7 @@ class CleanStep:
         self.stats.last_step_s = elapsed
         if len(self.stats.step_times_s) < 100_000:
             self.stats.step_times_s.append(elapsed)
+            self.stats.step_cleaned.append(plan is not None and plan.reason is not None)
         if plan is not None:
             self.stats.last_tokens = plan.tokens
 
