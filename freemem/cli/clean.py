@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from freemem.context import ANSWER_LINE
+from freemem.context import answer_line_ranges
 from freemem.errors import ConfigError
 from freemem.io import FORMATS, read_document, write_document
 from freemem.pairing import pairing_violations
@@ -31,8 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _answer_line(text: str) -> str | None:
-    found = list(ANSWER_LINE.finditer(text))
-    return found[-1].group(0) if found else None
+    found = answer_line_ranges(text)
+    return text[found[-1][0]:found[-1][1]] if found else None
 
 
 def clean_file(path: str | Path, *, format: str = "auto", field: str | None = None, budget: int | None = None,
