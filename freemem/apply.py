@@ -18,6 +18,7 @@ rejected, and why.
 from __future__ import annotations
 
 import copy
+import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -34,10 +35,12 @@ __all__ = [
     "Outcome",
     "Rejection",
     "apply_commands",
+    "span_ref",
 ]
 
 DEFAULT_TEXT_MARKER = "<Del>"
-DEFAULT_MESSAGE_MARKER = "[freemem: {tokens} tokens freed]"
+#: ``{ref}`` names the removed text (:func:`span_ref`): the ``recall`` tool pages it back in by that id.
+DEFAULT_MESSAGE_MARKER = "[freemem: #{ref} {tokens} tokens freed]"
 
 RejectReason = Literal[
     "empty_prefix",
@@ -252,14 +255,21 @@ def _locate(finder: _Finder, index: int, cmd: Command) -> tuple[int, int] | Reje
 # applying
 
 
+def span_ref(original: str) -> str:
+    """The short id a marker names for the text it replaced: 8 hex digits of the text's SHA-1, so the same
+    text always gets the same id and an archive can find it again (the ``recall`` tool)."""
+    return hashlib.sha1(original.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+
 def _marker_fn(marker: Marker | None, kind: str) -> Callable[[str, int], str]:
     if marker is None:
         marker = DEFAULT_TEXT_MARKER if kind == "text" else DEFAULT_MESSAGE_MARKER
     if callable(marker):
         return marker
     template = marker
-    if "{tokens}" in template:
-        return lambda _original, tokens: template.replace("{tokens}", str(tokens))
+    if "{tokens}" in template or "{ref}" in template:
+        return lambda original, tokens: template.replace("{tokens}", str(tokens)).replace(
+            "{ref}", span_ref(original) if "{ref}" in template else "")
     return lambda _original, _tokens: template
 
 

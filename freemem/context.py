@@ -28,6 +28,7 @@ __all__ = [
     "Protection",
     "Region",
     "ARG_FIELD_MIN_CHARS",
+    "FOLD_KEY",
     "MESSAGE_OVERHEAD_TOKENS",
     "counted_texts",
     "ArgString",
@@ -37,6 +38,7 @@ __all__ = [
     "encode_like",
     "parse_arg_field",
     "message_views",
+    "protected_messages",
 ]
 
 RegionKind = Literal["header", "text", "content", "reasoning", "arguments", "part"]
@@ -51,6 +53,10 @@ _SYSTEM_ROLES = frozenset({"system", "developer"})
 
 #: Tokens a chat template adds around each message (role markers, separators); OpenAI documents ~3-4.
 MESSAGE_OVERHEAD_TOKENS = 4
+
+#: Where a fold message carries its handle: the dict message's ``metadata`` key, or a LangChain message's
+#: ``additional_kwargs`` key (see :mod:`freemem.folding`).
+FOLD_KEY = "freemem_fold"
 
 #: String values of tool-call arguments this long or longer can be edited (see ``Protection.tool_arguments``).
 ARG_FIELD_MIN_CHARS = 200
@@ -120,6 +126,8 @@ class MessageView:
     tool_calls: list[tuple[str, str, str]] = field(default_factory=list)
     tool_call_id: str | None = None
     pinned: bool = False
+    #: The handle of a fold message (one freemem wrote in place of folded messages), else None.
+    fold: str | None = None
 
     def arg_strings(self, k: int, min_chars: int = ARG_FIELD_MIN_CHARS) -> list[ArgString]:
         """Top-level string values (``min_chars`` and longer) of the ``k``-th tool call's arguments."""
@@ -229,6 +237,7 @@ def _dict_view(index: int, msg: dict[str, Any]) -> MessageView:
         name=_str_or_none(msg.get("name")),
         tool_call_id=_str_or_none(msg.get("tool_call_id")),
         pinned=bool(msg.get("pinned")) or bool(_meta(msg).get("freemem_pinned")),
+        fold=_fold_handle(_meta(msg).get(FOLD_KEY)),
     )
     reasoning = msg.get("reasoning_content") or msg.get("reasoning")
     if isinstance(reasoning, str) and reasoning:
@@ -268,6 +277,7 @@ def _lc_view(index: int, msg: Any) -> MessageView:
         name=_str_or_none(getattr(msg, "name", None)),
         tool_call_id=_str_or_none(getattr(msg, "tool_call_id", None)),
         pinned=bool(kwargs.get("freemem_pinned") or meta.get("freemem_pinned")),
+        fold=_fold_handle(kwargs.get(FOLD_KEY)),
     )
     reasoning = kwargs.get("reasoning_content")
     if isinstance(reasoning, str) and reasoning:
@@ -302,6 +312,13 @@ def _content_fields(view: MessageView, content: Any) -> None:
                 view.fields.append(("part", f"[{kind} part]"))
         return
     raise FormatError(f"message {view.index}: content of type {type(content).__name__} is not supported")
+
+
+def _fold_handle(value: Any) -> str | None:
+    """The handle a fold message carries (``{"handle": ...}`` or the handle itself), else None."""
+    if isinstance(value, dict):
+        value = value.get("handle")
+    return value if isinstance(value, str) and value else None
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -343,13 +360,15 @@ class _LcViewCache:
         if hit is not None and hit[0] == rest:
             c = hit[1]
             return MessageView(index=index, role=c.role, id=c.id, name=c.name, fields=list(c.fields),
-                               tool_calls=list(c.tool_calls), tool_call_id=c.tool_call_id, pinned=c.pinned)
+                               tool_calls=list(c.tool_calls), tool_call_id=c.tool_call_id, pinned=c.pinned,
+                               fold=c.fold)
         view = _lc_view(index, msg)
         if len(self._entries) >= self.LIMIT:
             self._entries.clear()
         self._entries[key] = (copy.deepcopy(rest), MessageView(
             index=index, role=view.role, id=view.id, name=view.name, fields=list(view.fields),
-            tool_calls=list(view.tool_calls), tool_call_id=view.tool_call_id, pinned=view.pinned))
+            tool_calls=list(view.tool_calls), tool_call_id=view.tool_call_id, pinned=view.pinned,
+            fold=view.fold))
         return view
 
 
@@ -376,10 +395,21 @@ def message_views(messages: Sequence[Any]) -> list[MessageView]:
     return views
 
 
+def protected_messages(views: list[MessageView], protection: Protection) -> dict[int, str]:
+    """Index → reason, for the messages ``protection`` protects whole (system, first and latest human
+    message, the most recent turn, pinned and fold messages)."""
+    return _protected_messages(views, protection)
+
+
 def _protected_messages(views: list[MessageView], protection: Protection) -> dict[int, str]:
     """Index → reason, for messages protected whole."""
     reasons: dict[int, str] = {}
-    human = [v.index for v in views if v.role in _HUMAN_ROLES]
+    # A fold message is freemem's own digest of folded messages: never edited (a later fold merges it
+    # whole), and not the user's first or latest message.
+    for view in views:
+        if view.fold is not None:
+            reasons[view.index] = "fold message"
+    human = [v.index for v in views if v.role in _HUMAN_ROLES and v.fold is None]
     if protection.first_human and human:
         reasons.setdefault(human[0], "first human message")
     if protection.last_human and human:

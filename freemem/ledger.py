@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from freemem.apply import AppliedSpan, Outcome
+from freemem.folding import FoldRecord
 
 __all__ = ["CleanEvent"]
 
@@ -36,6 +37,8 @@ class CleanEvent:
     usage: dict[str, int] = field(default_factory=dict)
     #: The removed spans, one list per round (a later round's offsets refer to the earlier round's output).
     rounds: list[list[AppliedSpan]] = field(default_factory=list)
+    #: Folds made after the rounds (whole messages replaced by one fold message), oldest first.
+    folds: list[FoldRecord] = field(default_factory=list)
 
     @property
     def tokens_freed(self) -> int:
@@ -68,13 +71,16 @@ class CleanEvent:
             "cleaner_latency_s": round(self.cleaner_latency_s, 6),
             "usage": dict(self.usage),
         }
+        if self.folds:
+            d["folds"] = [f.to_dict(full=spans) for f in self.folds]
         if spans:
             d["rounds"] = [[s.to_dict() for s in spans_] for spans_ in self.rounds]
         return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CleanEvent:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "rounds"}
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k not in ("rounds", "folds")}
         event = cls(**known)
         event.rounds = [[AppliedSpan.from_dict(s) for s in r] for r in data.get("rounds", [])]
+        event.folds = [FoldRecord.from_dict(f) for f in data.get("folds", []) if "messages" in f]
         return event

@@ -20,8 +20,9 @@ from typing import Any
 
 from freemem.apply import Marker, Outcome, apply_commands
 from freemem.cleaners.base import Cleaner, Proposal
-from freemem.context import MESSAGE_OVERHEAD_TOKENS, Context, Protection, counted_texts, message_views
+from freemem.context import MESSAGE_OVERHEAD_TOKENS, Context, MessageView, Protection, counted_texts, message_views
 from freemem.errors import ConfigError
+from freemem.folding import FoldRecord, fold_units, make_fold
 from freemem.ledger import CleanEvent
 from freemem.policies.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger, TriggerState
 from freemem.tokens import CachedCounter, TokenCounter, get_counter
@@ -43,7 +44,12 @@ class CleanResult:
 
     @property
     def changed(self) -> bool:
-        return self.event.applied > 0
+        return self.event.applied > 0 or bool(self.event.folds)
+
+    @property
+    def folded(self) -> bool:
+        """Messages left the list (a fold): persisting needs more than replacing edited messages by id."""
+        return bool(self.event.folds)
 
 
 @dataclass
@@ -74,7 +80,18 @@ class FreeMemory:
             own (1.0 for the verified heuristic, 0.9 for model cleaners).
         max_rounds: rounds per clean while still over budget and still making progress.
         archive: optional store with ``record(thread_id, event_dict)`` (and ``arecord``) that keeps the
-            removed spans, e.g. ``freemem.redis.RedisArchive``.
+            removed spans and folded messages, e.g. :class:`freemem.archive.InMemoryArchive` or
+            ``freemem.redis.RedisArchive``. With an archive, an edit is persisted only once its record is
+            stored (fail closed for the edit).
+        fold: fold whole units of old messages into one fold message (:mod:`freemem.folding`) when
+            deletions cannot meet the budget, or when what deletions left of old messages (headers, markers,
+            excerpts, protected arguments) passes ``fold_share`` of the budget. Needs a ``budget``.
+        fold_share: see ``fold``; a fold then goes on until that residue is under half of it.
+        fold_target: a fold brings the context down to this share of the budget (room for the next steps,
+            so folds are rare).
+        fold_keep_units: the newest units (human messages; assistant messages with their tool results)
+            that never fold.
+        digest_tokens: the bound on a fold message's digest.
     """
 
     def __init__(
@@ -91,11 +108,20 @@ class FreeMemory:
         max_freed_share: float | None = None,
         max_rounds: int = 3,
         archive: Any = None,
+        fold: bool = True,
+        fold_share: float = 0.3,
+        fold_target: float = 0.7,
+        fold_keep_units: int = 4,
+        digest_tokens: int = 400,
     ) -> None:
         if budget is not None and budget <= 0:
             raise ConfigError("budget must be a positive number of tokens")
         if max_rounds < 1:
             raise ConfigError("max_rounds must be at least 1")
+        if not 0 < fold_share <= 1 or not 0 < fold_target <= 1:
+            raise ConfigError("fold_share and fold_target must be in (0, 1]")
+        if fold_keep_units < 0 or digest_tokens < 16:
+            raise ConfigError("fold_keep_units must be >= 0 and digest_tokens >= 16")
         base = get_counter(counter) if isinstance(counter, str) else counter
         self.counter: CachedCounter = base if isinstance(base, CachedCounter) else CachedCounter(base)
         if cleaner is None:
@@ -119,6 +145,11 @@ class FreeMemory:
         self.max_freed_share = max_freed_share
         self.max_rounds = max_rounds
         self.archive = archive
+        self.fold = fold
+        self.fold_share = fold_share
+        self.fold_target = fold_target
+        self.fold_keep_units = fold_keep_units
+        self.digest_tokens = digest_tokens
         self.stats = _Stats()
 
     # -- measuring --------------------------------------------------------------------------------------
@@ -127,6 +158,15 @@ class FreeMemory:
         overhead. Cached per text, so a new turn costs O(new tokens)."""
         texts = counted_texts(message_views(messages))
         return self.counter.count_texts(texts) + MESSAGE_OVERHEAD_TOKENS * len(messages)
+
+    #: The policy protocol's name for :meth:`count_messages` (see :class:`freemem.policy.MemoryPolicy`).
+    def count(self, messages: Sequence[Any]) -> int:
+        return self.count_messages(messages)
+
+    def _view_tokens(self, views: Sequence[MessageView]) -> list[int]:
+        """Tokens of each message, as :meth:`count_messages` counts them (cached per text)."""
+        count = self.counter.count
+        return [sum(count(t) for t in counted_texts([v])) + MESSAGE_OVERHEAD_TOKENS for v in views]
 
     def count_text(self, text: str) -> int:
         return self.counter.count(text)
@@ -211,12 +251,62 @@ class FreeMemory:
             current = measure(current_messages, current_text)
             if self.budget is None or current <= self.budget:
                 break
+        if current_messages is not None and self.fold and self.budget is not None and event.error is None:
+            folded = self._fold_pass(current_messages, current)
+            if folded is not None:
+                current_messages, record, current = folded
+                event.folds.append(record)
         event.tokens_after = current
         event.latency_s = time.perf_counter() - t0
         self.stats.rounds += 1
         self.stats.tokens_freed += max(0, before - current)
         self.stats.by_trigger[trigger] = self.stats.by_trigger.get(trigger, 0) + 1
         return CleanResult(messages=current_messages, text=current_text, event=event, outcome=last_outcome)
+
+    def _fold_pass(self, messages: list[Any], tokens: int) -> tuple[list[Any], FoldRecord, int] | None:
+        """Fold the oldest units when over budget, or when the residue of pruned old messages passes
+        ``fold_share`` of the budget; None when no fold is due or possible."""
+        assert self.budget is not None
+        views = message_views(messages)
+        plan = fold_units(views, self.protection, keep_units=self.fold_keep_units)
+        if not plan.units:
+            return None
+        sizes = self._view_tokens(views)
+        probe = self._marker_probe()
+        pruned = [probe is not None and any(probe in t for _n, t in v.fields) for v in views]
+        residue = sum(sizes[i] for u in plan.units for i in range(u.start, u.end) if pruned[i] or u.fold)
+        share_limit = self.fold_share * self.budget
+        if tokens <= self.budget and residue <= share_limit:
+            return None
+        goal, residue_goal = self.budget * self.fold_target, share_limit / 2
+        digest_cost = self.digest_tokens + MESSAGE_OVERHEAD_TOKENS
+        freed, count = 0, 0
+        for unit in plan.units:
+            if count and tokens - freed + digest_cost <= goal and residue <= residue_goal:
+                break
+            unit_tokens = sum(sizes[unit.start:unit.end])
+            freed += unit_tokens
+            if unit.fold or any(pruned[unit.start:unit.end]):
+                residue -= unit_tokens
+            count += 1
+        if count == 1 and plan.units[0].fold:
+            return None  # only the previous fold message: nothing new to fold
+        new, record = make_fold(messages, views, plan, count, counter=self.counter,
+                                digest_tokens=self.digest_tokens, sizes=sizes)
+        after = self.count_messages(new)
+        if after >= tokens:
+            return None  # the digest would cost what the fold frees
+        return new, record, after
+
+    def _marker_probe(self) -> str | None:
+        """A string every marker of this configuration starts with (to tell pruned messages), if any."""
+        from freemem.apply import DEFAULT_MESSAGE_MARKER
+
+        marker = self.marker if self.marker is not None else DEFAULT_MESSAGE_MARKER
+        if callable(marker):
+            return None
+        head = marker.split("{", 1)[0]
+        return head if len(head) >= 4 else None
 
     def _run(self, messages: Any, text: str | None, trigger: str, tokens: int | None,
              question: str | None) -> CleanResult:

@@ -2,19 +2,22 @@
 
 :class:`CleanStep` runs a trigger check on a message list and, when a trigger fires, a cleaning round, and turns
 the result into a LangGraph state update that *persists* the pruned messages: edited messages are returned
-with their original ids, so the ``add_messages`` reducer replaces them in place. FreeMemory never removes a
-message, so no ``RemoveMessage`` is needed — except in the rare case where some messages in state have no id
-(a custom reducer that does not assign them): then the update rewrites the list whole
-(``RemoveMessage(REMOVE_ALL_MESSAGES)`` followed by every message, now with ids).
+with their original ids, so the ``add_messages`` reducer replaces them in place. Deletion rounds never remove a
+message; a *fold* does (:mod:`freemem.folding`): then, and when some messages in state have no id (a custom
+reducer that does not assign them), the update rewrites the list whole (``RemoveMessage(REMOVE_ALL_MESSAGES)``
+followed by every message, ids unchanged): ``add_messages`` would append the fold message's new id at the end
+instead of where the folded messages were.
+
+With an archive, the round's record is stored *before* the update is returned; when the archive fails, the
+update carries no edit (fail closed: no pruning persisted without its record), the ledger event says why, and
+a warning is issued.
 
 Any failure inside a step — a cleaner that raises (FreeMemory already turns that into ``event.error``), an
-unreadable message, a broken archive — is fail-open: a warning, a counted error, no edit, and the agent's turn
-goes on.
+unreadable message, a broken archive — is fail-open for the turn: a warning, a counted error, no edit.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -29,8 +32,9 @@ from langchain_core.messages import AnyMessage, BaseMessage, RemoveMessage
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
 from typing_extensions import NotRequired, TypedDict
 
+import freemem.lc  # noqa: F401 - registers the LangChain reviver: folds in graph state restore exactly
+from freemem.archive import arecord_event, record_event
 from freemem.context import message_views
-from freemem.ledger import CleanEvent
 from freemem.memory import CleanResult, FreeMemory
 
 __all__ = [
@@ -235,7 +239,9 @@ class CleanStep:
         event = result.event
         update: dict[str, Any] = {}
         if result.changed and result.messages is not None:
-            if plan.rewrite:
+            if plan.rewrite or result.folded:
+                # A fold removes messages and puts its fold message where they were; add_messages would
+                # append a new id at the end, so the list is written whole (ids unchanged but the fold's).
                 update[self.messages_key] = [RemoveMessage(id=REMOVE_ALL_MESSAGES), *result.messages]
             else:
                 update[self.messages_key] = [new for old, new in zip(plan.messages, result.messages)
@@ -246,7 +252,7 @@ class CleanStep:
         else:
             self._marks.set(thread, event.tokens_after)
         self.stats.cleans += 1
-        if result.changed:
+        if result.changed and result.messages is not None:
             self.stats.changed += 1
             self.stats.tokens_freed += max(0, event.tokens_freed)
         if event.error:
@@ -284,23 +290,28 @@ class CleanStep:
             if plan is None or plan.reason is None:
                 return None
             result = self.memory.clean(plan.messages, trigger=plan.reason, tokens=plan.tokens)
-            update = self._update(plan, result, thread)
-            self._archive(result.event, thread)
-            return update
+            if result.changed and self.memory.archive is not None:
+                try:
+                    record_event(self.memory.archive, thread or "default", result.event)
+                except Exception as exc:  # noqa: BLE001 - fail closed for the edit, open for the turn
+                    result = self._unpersisted(plan, result, exc)
+            return self._update(plan, result, thread)
         except Exception as exc:  # noqa: BLE001 - fail open: the agent's turn goes on
             self._fail(exc)
             return None
         finally:
             self._finish(plan, t_start)
 
-    def _archive(self, event: CleanEvent, thread: str | None) -> None:
-        archive = self.memory.archive
-        if archive is None or not event.applied:
-            return
-        try:
-            archive.record(thread or "default", event.to_dict(spans=True))
-        except Exception as exc:  # noqa: BLE001 - the archive never breaks a turn
-            self._fail(exc)
+    def _unpersisted(self, plan: _Plan, result: CleanResult, exc: BaseException) -> CleanResult:
+        """The archive could not take the round's record: nothing is persisted (the removed text would be
+        stored nowhere), the event says why, and the agent's turn goes on with the unpruned messages."""
+        message = f"archive failed ({type(exc).__name__}: {exc}); the edit was not persisted"
+        event = result.event
+        event.error = message
+        event.tokens_after = plan.tokens
+        warnings.warn(f"freemem: {message}", RuntimeWarning, stacklevel=3)
+        logger.warning("%s", message, exc_info=exc)
+        return CleanResult(messages=None, text=None, event=event, outcome=None)
 
     # -- async ------------------------------------------------------------------------------------------
     async def arun(self, state: Any, *, thread: str | None = None) -> dict[str, Any] | None:
@@ -312,27 +323,17 @@ class CleanStep:
             if plan is None or plan.reason is None:
                 return None
             result = await self.memory.aclean(plan.messages, trigger=plan.reason, tokens=plan.tokens)
-            update = self._update(plan, result, thread)
-            await self._aarchive(result.event, thread)
-            return update
+            if result.changed and self.memory.archive is not None:
+                try:
+                    await arecord_event(self.memory.archive, thread or "default", result.event)
+                except Exception as exc:  # noqa: BLE001
+                    result = self._unpersisted(plan, result, exc)
+            return self._update(plan, result, thread)
         except Exception as exc:  # noqa: BLE001
             self._fail(exc)
             return None
         finally:
             self._finish(plan, t_start)
-
-    async def _aarchive(self, event: CleanEvent, thread: str | None) -> None:
-        archive = self.memory.archive
-        if archive is None or not event.applied:
-            return
-        try:
-            payload = event.to_dict(spans=True)
-            if hasattr(archive, "arecord"):
-                await archive.arecord(thread or "default", payload)
-            else:
-                await asyncio.to_thread(archive.record, thread or "default", payload)
-        except Exception as exc:  # noqa: BLE001
-            self._fail(exc)
 
 
 def _get(state: Any, key: str) -> Any:

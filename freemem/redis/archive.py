@@ -7,7 +7,7 @@ thread's hash tag next to its checkpoints (see :mod:`freemem.redis.keys`), order
 write is one atomic script. Summaries (the event without its spans) are stored apart, so listing a long
 thread's history never moves the removed text.
 
-Restoring is the core's :func:`freemem.archive.restore_rounds` over the archived spans: :meth:`RedisArchive.restore`
+Restoring is the core's :func:`freemem.archive.restore_event` over the archived spans and folds: :meth:`RedisArchive.restore`
 undoes one event or every event not yet restored (newest first) and marks them restored;
 :meth:`RedisArchive.original` rebuilds the unpruned messages without marking anything.
 
@@ -31,7 +31,9 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 
-from freemem.archive import ArchiveMismatch, restore_rounds
+import freemem.lc  # noqa: F401 - registers the LangChain reviver for folded messages
+from freemem.archive import ArchiveMismatch, find_refs, restore_event
+from freemem.lc import revive_message
 from freemem.errors import ConfigError, FormatError, StoreError
 from freemem.redis import scripts
 from freemem.redis._drivers import AsyncDriver, SyncDriver
@@ -85,7 +87,12 @@ def event_spans(event: Mapping[str, Any]) -> list[list[dict[str, Any]]]:
 
 def summarize(event: Mapping[str, Any]) -> dict[str, Any]:
     """The event without its removed text, plus ``n_spans`` and ``span_tokens``."""
-    summary = {k: v for k, v in event.items() if k not in ("rounds", "spans")}
+    summary = {k: v for k, v in event.items() if k not in ("rounds", "spans", "folds")}
+    folds = [f for f in event.get("folds") or [] if isinstance(f, Mapping)]
+    if folds:
+        summary["folds"] = [{k: v for k, v in f.items() if k not in ("messages", "message_ids", "digest")}
+                            for f in folds]
+    summary["n_folds"] = len(folds)
     spans = [s for r in event_spans(event) for s in r]
     summary["n_spans"] = len(spans)
     summary["span_tokens"] = sum(int(s.get("tokens", 0) or 0) for s in spans if isinstance(s, Mapping))
@@ -141,7 +148,7 @@ def _undo(messages: Sequence[Any], events: Sequence[Mapping[str, Any]], thread_i
     tokens = 0
     for event in reversed(list(events)):
         try:
-            current = restore_rounds(current, event_spans(event))
+            current = restore_event(current, event, revive=revive_message)
         except ArchiveMismatch as exc:
             raise ArchiveMismatch(
                 f"thread {thread_id!r}, event {event.get('id')!r}: {exc} (a newer event edited the same text; "
@@ -149,6 +156,7 @@ def _undo(messages: Sequence[Any], events: Sequence[Mapping[str, Any]], thread_i
             ) from exc
         done.append(str(event["id"]))
         tokens += sum(int(s.get("tokens", 0) or 0) for r in event_spans(event) for s in r)
+        tokens += sum(int(f.get("tokens", 0) or 0) for f in event.get("folds") or [] if isinstance(f, Mapping))
     return Restored(messages=current, event_ids=done, tokens_restored=tokens)
 
 
@@ -354,6 +362,10 @@ class RedisArchive:
         """Mark several events restored in one round trip; ``KeyError`` if one is absent."""
         self._driver.run(mark_plan(self.context, thread_id, list(event_ids)))
 
+    def find(self, thread_id: str, ref: str) -> list[str]:
+        """The archived texts a marker's or fold message's id names (the ``recall`` tool's lookup)."""
+        return find_refs(self.events(thread_id, include_restored=True), ref)
+
     def delete_thread(self, thread_id: str) -> bool:
         """Delete the thread's archive; ``True`` if there was one."""
         return self._driver.run(delete_plan(self.context, thread_id))
@@ -449,6 +461,10 @@ class AsyncRedisArchive:
     ) -> Restored:
         """See :meth:`RedisArchive.restore`."""
         return await self._driver.run(restore_plan(self.context, thread_id, messages, event_id, mark=mark))
+
+    async def afind(self, thread_id: str, ref: str) -> list[str]:
+        """Async twin of :meth:`RedisArchive.find`."""
+        return find_refs(await self.aevents(thread_id, include_restored=True), ref)
 
     async def adelete_thread(self, thread_id: str) -> bool:
         """Delete the thread's archive; ``True`` if there was one."""
