@@ -8,8 +8,9 @@ regions and replaces it with one short message: a digest and a handle.
 * A **unit** is a human message, or an assistant message together with every tool result that answers its
   calls (they follow it). Folding whole units keeps every tool call with its result by construction.
 * The run starts right after the head (leading system messages and the first human message, which stay) and
-  stops before the first protected message (the latest human message, the most recent turn, a pinned
-  message) and before the newest ``keep_units`` units.
+  stops before the most recent turn and the newest ``keep_units`` units. Protected messages inside the run
+  (the latest human message, a pinned one) stay where they are, after the fold message: a long current
+  turn folds too.
 * A previous fold message at the start of the run is folded into the new one, so a thread holds at most one
   fold message however long it runs, and its digest stays within ``digest_tokens``.
 * The **digest** is extractive (no model): which tools ran on what (names, short argument values), what the
@@ -54,7 +55,8 @@ __all__ = [
 #: Id of a fold message: this prefix and the fold's handle.
 FOLD_ID_PREFIX = "freemem-fold-"
 
-_IDENT = re.compile(r"[A-Za-z0-9_][\w./:\-]{7,}")
+#: Identifier-like strings (paths, ids, names): 8+ characters, not ending in punctuation ("id-42." is "id-42").
+_IDENT = re.compile(r"[A-Za-z0-9_][\w./:\-]{6,}[\w/]")
 _WS = re.compile(r"\s+")
 #: freemem's own markers and fold headers: never evidence that a line was used later.
 _OWN = re.compile(r"\[freemem[: ][^\]\n]{0,120}\]")
@@ -101,10 +103,14 @@ class FoldRecord:
     #: The handle of the previous fold message folded into this one, if any.
     merged: str | None = None
     digest: str = ""
+    #: Where each folded message was in the list before the fold (protected messages between folded units
+    #: stayed in place; undoing folds newest first, these indexes are exact).
+    positions: list[int] = field(default_factory=list)
 
     def to_dict(self, *, full: bool = True) -> dict[str, Any]:
         d: dict[str, Any] = {"handle": self.handle, "index": self.index, "message_id": self.message_id,
-                             "n_messages": len(self.messages), "tokens": self.tokens,
+                             "n_messages": len(self.messages), "positions": list(self.positions),
+                             "tokens": self.tokens,
                              "digest_tokens": self.digest_tokens, "merged": self.merged}
         if full:
             d["message_ids"] = list(self.message_ids)
@@ -117,15 +123,18 @@ class FoldRecord:
         return cls(handle=str(data["handle"]), index=int(data["index"]), message_id=str(data["message_id"]),
                    messages=list(data.get("messages") or []), message_ids=list(data.get("message_ids") or []),
                    tokens=int(data.get("tokens") or 0), digest_tokens=int(data.get("digest_tokens") or 0),
-                   merged=data.get("merged"), digest=str(data.get("digest") or ""))
+                   merged=data.get("merged"), digest=str(data.get("digest") or ""),
+                   positions=[int(p) for p in data.get("positions") or []])
 
 
 # ------------------------------------------------------------------------------------------------ planning
 
 
 def fold_units(views: Sequence[MessageView], protection: Protection, *, keep_units: int = 4) -> FoldPlan:
-    """The units that may fold, oldest first: after the head, before the first protected message, never the
-    newest ``keep_units`` units, and only units whose tool calls all have their results inside the unit."""
+    """The units that may fold, oldest first: after the head, never the newest ``keep_units`` units, and only
+    units whose tool calls all have their results inside the unit. Protected messages between them (the
+    latest human message, a pinned one) are not units: they stay where they are and a fold goes around them,
+    so a long current turn can fold too. Previous fold messages are units (they merge into the new fold)."""
     n = len(views)
     whole = protected_messages(list(views), protection)
     i = 0
@@ -136,13 +145,14 @@ def fold_units(views: Sequence[MessageView], protection: Protection, *, keep_uni
     while i < n:
         view = views[i]
         if view.fold is not None:
-            if units:  # a fold message further in (user pinned around it): stop, fold what came before
-                break
             units.append(Unit(i, i + 1, fold=True))
             i += 1
             continue
         if i in whole:
-            break
+            if whole[i] == "most recent turn":
+                break  # the rest of the list is the recent turn
+            i += 1  # a protected message stays in place; folding goes on after it
+            continue
         j = i + 1
         if view.role == "assistant":
             while j < n and views[j].role == "tool":
@@ -191,7 +201,9 @@ def _call_line(name: str, args: str, limit: int = 160) -> str:
 def _later_idents(views: Sequence[MessageView]) -> set[str]:
     out: set[str] = set()
     for view in views:
-        if view.role in ("system", "developer") or view.fold is not None:
+        # What the conversation quoted or acted on: assistant and user text and call arguments (a tool's
+        # output mentioning a string is not the agent using it).
+        if view.role in ("system", "developer", "tool") or view.fold is not None:
             continue
         for _name, text in view.fields:
             out.update(_IDENT.findall(_OWN.sub(" ", text)))
@@ -315,22 +327,32 @@ def fold_message(like: Any, handle: str, text: str, n: int) -> Any:
 
 def make_fold(messages: Sequence[Any], views: Sequence[MessageView], plan: FoldPlan, count: int, *,
               counter: Any, digest_tokens: int, sizes: Sequence[int],
-              digest: str | None = None, handle: str | None = None) -> tuple[list[Any], FoldRecord]:
+              digest: str | None = None, handle: str | None = None,
+              recall: bool = False, before: dict[str, MessageView] | None = None) -> tuple[list[Any], FoldRecord]:
     """Fold the first ``count`` units of ``plan``: returns the new message list and the record.
 
-    ``digest`` replaces the extractive digest (a model summary); its first line is freemem's header either way.
+    The fold message takes the place of the first folded unit; protected messages between folded units stay,
+    in order, after it. ``digest`` replaces the extractive digest (a model summary); its first line is
+    freemem's header either way, and names the ``recall`` tool when ``recall`` (the agent has it). ``before``
+    maps message ids to their views before this round's deletions: the digest reads those (lines a deletion
+    took this round still make the digest).
     """
     units = plan.units[:count]
+    positions = [k for u in units for k in range(u.start, u.end)]
+    chosen = set(positions)
     start, end = units[0].start, units[-1].end
     handle = handle or new_handle()
-    folded_views = list(views[start:end])
+    folded_views = [views[k] for k in positions]
     n_folded = sum(1 for v in folded_views if v.fold is None)
     merged = next((v.fold for v in folded_views if v.fold is not None), None)
-    previous = sum(int(_fold_count(messages[v.index])) for v in folded_views if v.fold is not None)
+    previous = sum(_fold_count(messages[v.index]) for v in folded_views if v.fold is not None)
     total = n_folded + previous
-    header = (f"[freemem: {total} earlier messages folded; recall(\"{handle}\") pages them back in]")
+    how = f'recall("{handle}") pages them back in' if recall else f"fold {handle}, kept in freemem's archive"
+    header = f"[freemem: {total} earlier messages folded; {how}]"
     if digest is None:
-        text, tokens = extractive_digest(folded_views, views[end:], header=header, counter=counter,
+        later = [v for v in views[start:] if v.index not in chosen]
+        source = [before.get(v.id, v) if before and v.id is not None else v for v in folded_views]
+        text, tokens = extractive_digest(source, later, header=header, counter=counter,
                                          cap_tokens=digest_tokens)
     else:
         text = header + "\n" + counter.truncate(digest.strip(), max(1, digest_tokens - counter.count(header)))
@@ -340,10 +362,12 @@ def make_fold(messages: Sequence[Any], views: Sequence[MessageView], plan: FoldP
         like = messages[0]
     new_msg = fold_message(like, handle, text, total)
     record = FoldRecord(handle=handle, index=start, message_id=FOLD_ID_PREFIX + handle,
-                        messages=[plain_message(m) for m in messages[start:end]],
-                        message_ids=[v.id for v in folded_views], tokens=sum(sizes[start:end]),
-                        digest_tokens=tokens, merged=merged, digest=text)
-    return [*messages[:start], new_msg, *messages[end:]], record
+                        messages=[plain_message(messages[k]) for k in positions],
+                        message_ids=[v.id for v in folded_views], tokens=sum(sizes[k] for k in positions),
+                        digest_tokens=tokens, merged=merged, digest=text, positions=positions)
+    rest = [messages[k] for k in range(start, len(messages)) if k not in chosen]
+    del end
+    return [*messages[:start], new_msg, *rest], record
 
 
 def _fold_count(message: Any) -> int:
@@ -364,4 +388,12 @@ def unfold(messages: Sequence[Any], record: FoldRecord | dict[str, Any], *,
     if at is None:
         raise FoldMismatch(f"fold {rec.handle}: its message {rec.message_id!r} is not in the messages")
     originals = [_revive(m, revive) for m in rec.messages]
-    return [*messages[:at], *originals, *messages[at + 1:]]
+    positions = rec.positions or list(range(at, at + len(originals)))
+    if len(positions) != len(originals) or positions[0] != at:
+        raise FoldMismatch(f"fold {rec.handle}: its record does not match the messages")
+    out = [*messages[:at], *messages[at + 1:]]
+    for pos, original in zip(positions, originals):
+        if pos > len(out):
+            raise FoldMismatch(f"fold {rec.handle}: position {pos} is past the end of the messages")
+        out.insert(pos, original)
+    return out

@@ -150,6 +150,8 @@ class FreeMemory:
         self.fold_target = fold_target
         self.fold_keep_units = fold_keep_units
         self.digest_tokens = digest_tokens
+        #: Fold messages name the ``recall`` tool (set when a surface offers it to the agent).
+        self.recall_hint = False
         self.stats = _Stats()
 
     # -- measuring --------------------------------------------------------------------------------------
@@ -252,7 +254,8 @@ class FreeMemory:
             if self.budget is None or current <= self.budget:
                 break
         if current_messages is not None and self.fold and self.budget is not None and event.error is None:
-            folded = self._fold_pass(current_messages, current)
+            before_views = {v.id: v for v in message_views(messages) if v.id is not None} if messages else {}
+            folded = self._fold_pass(current_messages, current, before_views)
             if folded is not None:
                 current_messages, record, current = folded
                 event.folds.append(record)
@@ -263,23 +266,36 @@ class FreeMemory:
         self.stats.by_trigger[trigger] = self.stats.by_trigger.get(trigger, 0) + 1
         return CleanResult(messages=current_messages, text=current_text, event=event, outcome=last_outcome)
 
-    def _fold_pass(self, messages: list[Any], tokens: int) -> tuple[list[Any], FoldRecord, int] | None:
+    def _fold_pass(self, messages: list[Any], tokens: int, before: dict[str, MessageView] | None = None
+                   ) -> tuple[list[Any], FoldRecord, int] | None:
         """Fold the oldest units when over budget, or when the residue of pruned old messages passes
-        ``fold_share`` of the budget; None when no fold is due or possible."""
+        ``fold_share`` of the budget; None when no fold is due or possible.
+
+        The newest ``fold_keep_units`` units stay unless the budget cannot be met without them (the budget
+        is the hard bound; the kept units are a preference)."""
         assert self.budget is not None
         views = message_views(messages)
         plan = fold_units(views, self.protection, keep_units=self.fold_keep_units)
-        if not plan.units:
-            return None
         sizes = self._view_tokens(views)
         probe = self._marker_probe()
         pruned = [probe is not None and any(probe in t for _n, t in v.fields) for v in views]
-        residue = sum(sizes[i] for u in plan.units for i in range(u.start, u.end) if pruned[i] or u.fold)
+
+        def residue_of(units: Sequence[Any]) -> int:
+            return sum(sizes[i] for u in units for i in range(u.start, u.end) if pruned[i] or u.fold)
+
+        residue = residue_of(plan.units)
         share_limit = self.fold_share * self.budget
         if tokens <= self.budget and residue <= share_limit:
             return None
-        goal, residue_goal = self.budget * self.fold_target, share_limit / 2
         digest_cost = self.digest_tokens + MESSAGE_OVERHEAD_TOKENS
+        if tokens > self.budget and self.fold_keep_units:
+            reachable = tokens - sum(sizes[i] for u in plan.units for i in range(u.start, u.end)) + digest_cost
+            if reachable > self.budget:
+                plan = fold_units(views, self.protection, keep_units=0)
+                residue = residue_of(plan.units)
+        if not plan.units:
+            return None
+        goal, residue_goal = self.budget * self.fold_target, share_limit / 2
         freed, count = 0, 0
         for unit in plan.units:
             if count and tokens - freed + digest_cost <= goal and residue <= residue_goal:
@@ -292,7 +308,8 @@ class FreeMemory:
         if count == 1 and plan.units[0].fold:
             return None  # only the previous fold message: nothing new to fold
         new, record = make_fold(messages, views, plan, count, counter=self.counter,
-                                digest_tokens=self.digest_tokens, sizes=sizes)
+                                digest_tokens=self.digest_tokens, sizes=sizes, recall=self.recall_hint,
+                                before=before)
         after = self.count_messages(new)
         if after >= tokens:
             return None  # the digest would cost what the fold frees

@@ -22,10 +22,13 @@ from freemem.langgraph._core import (
     bounded_ledger,
 )
 from freemem.langgraph.middleware import FreeMemoryAgentState, FreeMemoryMiddleware
+from freemem.langgraph.recall import RECALL_TOOL_NAME, recall_tool
 from freemem.langgraph.node import FreeNode, free_node, pre_model_hook, route_to_clean, should_clean
 from freemem.langgraph.wrap import messages_update, wrap
 
 __all__ = [
+    "RECALL_TOOL_NAME",
+    "recall_tool",
     "LEDGER_KEY",
     "LEDGER_MAX_EVENTS",
     "TOKENS_KEY",

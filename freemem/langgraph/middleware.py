@@ -19,6 +19,7 @@ for them.
 
 from __future__ import annotations
 
+import warnings
 from typing import Annotated, Any
 
 from langchain.agents.middleware.types import AgentMiddleware, AgentState, OmitFromInput
@@ -26,6 +27,7 @@ from langgraph.runtime import Runtime
 from typing_extensions import NotRequired
 
 from freemem.langgraph._core import CleanStep, StepStats, _last_value, bounded_ledger, thread_id_of
+from freemem.langgraph.recall import recall_tool
 from freemem.memory import FreeMemory
 
 __all__ = ["FreeMemoryAgentState", "FreeMemoryMiddleware"]
@@ -49,6 +51,10 @@ class FreeMemoryMiddleware(AgentMiddleware[FreeMemoryAgentState, Any, Any]):
         memory: the engine; ``FreeMemory()`` (heuristic cleaner, every 5,000 new tokens, loops) by default.
             Give it a ``budget`` to keep every model request under that many tokens of messages.
         name: the middleware's node name prefix (must be unique among an agent's middleware).
+        recall: offer the agent the ``recall`` tool (:mod:`freemem.langgraph.recall`), which pages freed
+            text and folded messages back in by the id their marker or fold message names. Needs
+            ``memory.archive``; without one the tool is not offered (a warning says so).
+        recall_page_chars: the most characters one ``recall`` call returns.
 
     Attributes:
         stats: process-local counters of what the steps did and how long they took (:class:`StepStats`).
@@ -56,12 +62,20 @@ class FreeMemoryMiddleware(AgentMiddleware[FreeMemoryAgentState, Any, Any]):
 
     state_schema = FreeMemoryAgentState
 
-    def __init__(self, memory: FreeMemory | None = None, *, name: str | None = None) -> None:
+    def __init__(self, memory: FreeMemory | None = None, *, name: str | None = None, recall: bool = False,
+                 recall_page_chars: int = 4000) -> None:
         super().__init__()
         self.memory = memory if memory is not None else FreeMemory()
         self._name = name
         self._step = CleanStep(self.memory, state_fields=True)
         self.tools = []
+        if recall:
+            if getattr(self.memory, "archive", None) is None:
+                warnings.warn("freemem: recall=True without an archive: there is nothing to page back in, so "
+                              "the recall tool is not offered (pass FreeMemory(archive=...))", RuntimeWarning,
+                              stacklevel=2)
+            else:
+                self.tools = [recall_tool(self.memory, page_chars=recall_page_chars)]
 
     @property
     def name(self) -> str:
