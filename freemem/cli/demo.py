@@ -203,7 +203,11 @@ def run_demo(args: argparse.Namespace, *, on_call: Any = None) -> DemoResult:
         raise ConfigError("--budget must be at least 1,000 tokens")
     session = load_session(args.session)
     replies, outputs, baselines = _scripted(session)
-    memory = FreeMemory(counter=args.counter, budget=args.budget)
+    # The budget is of what the model is sent: the system prompt create_agent adds comes out of it.
+    system = session.get("system") or None
+    reserve = FreeMemory(counter=args.counter, fold=False).count_messages(
+        [{"role": "system", "content": system}]) if system else 0
+    memory = FreeMemory(counter=args.counter, budget=args.budget - reserve if args.budget else None)
     result = DemoResult()
     violations = 0
 
@@ -220,7 +224,7 @@ def run_demo(args: argparse.Namespace, *, on_call: Any = None) -> DemoResult:
     t0 = time.perf_counter()
     with _checkpointer(args) as (saver, where, archive):
         memory.archive = archive  # with Redis, what was freed is kept: `freemem thread show/restore`
-        agent = create_agent(model, _tools(outputs), system_prompt=session.get("system") or None,
+        agent = create_agent(model, _tools(outputs), system_prompt=system,
                              middleware=[middleware], checkpointer=saver)
         thread = f"demo-{int(time.time() * 1000)}"
         config = {"configurable": {"thread_id": thread}, "recursion_limit": 10_000}

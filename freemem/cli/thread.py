@@ -74,12 +74,14 @@ def run(args: argparse.Namespace) -> int:
                 return 0
             table = Table(title=f"thread {args.thread}: {len(events)} archived cleaning events")
             table.add_column("event", no_wrap=True)
-            for col in ("time (UTC)", "trigger", "tokens before → after", "spans", "restored"):
+            for col in ("time (UTC)", "trigger", "tokens before → after", "spans", "folds", "restored"):
                 table.add_column(col)
             for ev in events:
                 table.add_row(str(ev["id"]), _when(ev.get("created_at")), str(ev.get("trigger", "")),
                               f"{ev.get('tokens_before', 0):,} → {ev.get('tokens_after', 0):,}",
                               f"{ev.get('n_spans', 0)} ({ev.get('span_tokens', 0):,} tok)",
+                              str(sum(int(f.get("n_messages", 0)) for f in ev.get("folds") or [])) + " msgs"
+                              if ev.get("folds") else "-",
                               _when(ev["restored_at"]) if ev.get("restored_at") else "no")
             console.print(table)
             return 0
@@ -112,14 +114,26 @@ def run(args: argparse.Namespace) -> int:
             table = Table(title=f"thread {args.thread} @ {view.checkpoint_id}: pruned vs original")
             for col in ("#", "pruned chars", "original chars", "pruned text (start)"):
                 table.add_column(col)
-            changed = 0
-            for i, (p, o) in enumerate(zip(view.pruned, view.original, strict=True)):
-                pt, ot = _text_of(p), _text_of(o)
+            # Folds take messages out: pair pruned and original messages by id (a fold message stands for
+            # the folded ones and has no original of its own).
+            original_by_id = {getattr(o, "id", None) or (o.get("id") if isinstance(o, dict) else None): o
+                              for o in view.original}
+            changed = folds = 0
+            for i, p in enumerate(view.pruned):
+                pid = getattr(p, "id", None) or (p.get("id") if isinstance(p, dict) else None)
+                pt = _text_of(p)
+                o = original_by_id.get(pid)
+                if o is None:
+                    folds += 1
+                    table.add_row(str(i), f"{len(pt):,}", "fold", pt[:80].replace("\n", " "))
+                    continue
+                ot = _text_of(o)
                 if pt != ot:
                     changed += 1
                     table.add_row(str(i), f"{len(pt):,}", f"{len(ot):,}", pt[:80].replace("\n", " "))
             console.print(table)
-            console.print(f"{changed} of {len(view.pruned)} messages pruned; "
+            console.print(f"{changed} of {len(view.pruned)} messages pruned, {folds} fold message(s) standing for "
+                          f"{len(view.original) - len(view.pruned) + folds} folded; "
                           f"{sum(1 for e in view.events if not e.get('restored_at'))} events restorable")
             return 0
         try:
