@@ -7,7 +7,15 @@ Redis or HTTP code. Integrations live in subpackages: ``freemem.langgraph``, ``f
 
 from freemem.anchors import AnchorMaker
 from freemem.apply import AppliedSpan, Outcome, Rejection, apply_commands
-from freemem.archive import ArchiveMismatch, restore_messages, restore_rounds, restore_text
+from freemem.archive import (
+    Archive,
+    ArchiveMismatch,
+    InMemoryArchive,
+    restore_event,
+    restore_messages,
+    restore_rounds,
+    restore_text,
+)
 from freemem.cleaners.base import Cleaner, Proposal
 from freemem.cleaners.heuristic import HeuristicCleaner
 from freemem.commands import COMMANDS_JSON_SCHEMA, Command, ParseResult, parse_commands
@@ -26,7 +34,9 @@ from freemem.errors import (
 )
 from freemem.ledger import CleanEvent
 from freemem.memory import CleanResult, FreeMemory
+from freemem.folding import FoldRecord
 from freemem.pairing import pairing_violations
+from freemem.policy import MemoryPolicy
 from freemem.policies.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger
 from freemem.tokens import ApproxCounter, CachedCounter, Qwen3Counter, TiktokenCounter, TokenCounter, get_counter
 
@@ -34,6 +44,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AnchorMaker",
+    "Archive",
     "AppliedSpan",
     "ApproxCounter",
     "ArchiveMismatch",
@@ -49,11 +60,14 @@ __all__ = [
     "ConfigError",
     "Context",
     "EveryNTokens",
+    "FoldRecord",
     "FormatError",
     "FreeMemory",
     "FreememError",
     "HeuristicCleaner",
+    "InMemoryArchive",
     "LoopDetected",
+    "MemoryPolicy",
     "Outcome",
     "OverBudget",
     "ParseResult",
@@ -73,6 +87,7 @@ __all__ = [
     "get_counter",
     "pairing_violations",
     "parse_commands",
+    "restore_event",
     "restore_messages",
     "restore_rounds",
     "restore_text",

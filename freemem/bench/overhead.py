@@ -97,8 +97,8 @@ def _measure(size: int, args: argparse.Namespace, counter: Any) -> dict[str, Any
 
     stats = middleware.stats
     # The first step counts the whole prefilled thread once; the rest are the calls measured.
-    steps = stats.step_times_s[1:]
-    cleaned = stats.step_cleaned[1:]
+    steps = list(stats.step_times_s)[1:]
+    cleaned = list(stats.step_cleaned)[1:]
     quiet = [t for t, c in zip(steps, cleaned) if not c]
     heavy = [t for t, c in zip(steps, cleaned) if c]
     rounds = len(heavy)

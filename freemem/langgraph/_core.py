@@ -23,7 +23,7 @@ import threading
 import time
 import uuid
 import warnings
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -35,7 +35,8 @@ from typing_extensions import NotRequired, TypedDict
 import freemem.lc  # noqa: F401 - registers the LangChain reviver: folds in graph state restore exactly
 from freemem.archive import arecord_event, record_event
 from freemem.context import message_views
-from freemem.memory import CleanResult, FreeMemory
+from freemem.memory import CleanResult
+from freemem.policy import MemoryPolicy
 
 __all__ = [
     "LEDGER_KEY",
@@ -54,6 +55,8 @@ logger = logging.getLogger("freemem.langgraph")
 LEDGER_KEY = "freemem_ledger"
 #: State key holding the context size (tokens) right after the last clean, for the every-N-tokens trigger.
 TOKENS_KEY = "freemem_tokens_at_last_clean"
+#: How many step times :class:`StepStats` keeps (the newest).
+STEP_HISTORY = 10_000
 #: How many ledger events graph state keeps (older ones live in the archive, when there is one).
 LEDGER_MAX_EVENTS = 100
 
@@ -109,9 +112,10 @@ class StepStats:
     last_step_s: float = 0.0
     last_tokens: int = 0
     last_error: str | None = None
-    step_times_s: list[float] = field(default_factory=list)
+    #: The newest :data:`STEP_HISTORY` step times (bounded: a process serving an agent for days must not grow).
+    step_times_s: deque[float] = field(default_factory=lambda: deque(maxlen=STEP_HISTORY))
     #: Parallel to ``step_times_s``: whether that step ran a cleaning round.
-    step_cleaned: list[bool] = field(default_factory=list)
+    step_cleaned: deque[bool] = field(default_factory=lambda: deque(maxlen=STEP_HISTORY))
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -206,14 +210,15 @@ class CleanStep:
     """Measure a state's messages, maybe clean them, and build the state update (sync and async).
 
     Args:
-        memory: the engine (cleaner, counter, triggers, archive).
+        memory: any :class:`~freemem.policy.MemoryPolicy`: :class:`~freemem.FreeMemory` (cleaner, counter,
+            triggers, archive) or ``SummarizeMemory``.
         state_fields: write :data:`LEDGER_KEY` / :data:`TOKENS_KEY` into the update (the graph's state schema
             must have them, e.g. via :class:`FreeMemoryFields`). When False, the tokens-at-last-clean mark is
             kept in process memory per thread instead, and no ledger is written to state.
         messages_key: the state key holding the message list.
     """
 
-    def __init__(self, memory: FreeMemory, *, state_fields: bool = True, messages_key: str = "messages") -> None:
+    def __init__(self, memory: MemoryPolicy, *, state_fields: bool = True, messages_key: str = "messages") -> None:
         self.memory = memory
         self.state_fields = state_fields
         self.messages_key = messages_key
@@ -227,7 +232,7 @@ class CleanStep:
         if not messages:
             return None
         msgs, rewrite = _with_ids(messages)
-        tokens = self.memory.count_messages(msgs)
+        tokens = self.memory.count(msgs)
         if self.state_fields:
             last = int(_get(state, TOKENS_KEY) or 0)
         else:
@@ -264,9 +269,8 @@ class CleanStep:
         self.stats.steps += 1
         self.stats.time_s += elapsed
         self.stats.last_step_s = elapsed
-        if len(self.stats.step_times_s) < 100_000:
-            self.stats.step_times_s.append(elapsed)
-            self.stats.step_cleaned.append(plan is not None and plan.reason is not None)
+        self.stats.step_times_s.append(elapsed)
+        self.stats.step_cleaned.append(plan is not None and plan.reason is not None)
         if plan is not None:
             self.stats.last_tokens = plan.tokens
 

@@ -29,6 +29,7 @@ from typing_extensions import NotRequired
 from freemem.langgraph._core import CleanStep, StepStats, _last_value, bounded_ledger, thread_id_of
 from freemem.langgraph.recall import recall_tool
 from freemem.memory import FreeMemory
+from freemem.policy import MemoryPolicy
 
 __all__ = ["FreeMemoryAgentState", "FreeMemoryMiddleware"]
 
@@ -62,7 +63,7 @@ class FreeMemoryMiddleware(AgentMiddleware[FreeMemoryAgentState, Any, Any]):
 
     state_schema = FreeMemoryAgentState
 
-    def __init__(self, memory: FreeMemory | None = None, *, name: str | None = None, recall: bool = False,
+    def __init__(self, memory: MemoryPolicy | None = None, *, name: str | None = None, recall: bool = False,
                  recall_page_chars: int = 4000) -> None:
         super().__init__()
         self.memory = memory if memory is not None else FreeMemory()

@@ -33,6 +33,7 @@ from langchain_core.runnables import RunnableConfig, RunnableLambda
 
 from freemem.langgraph._core import TOKENS_KEY, CleanStep, messages_of, newest_text, thread_id_of
 from freemem.memory import FreeMemory
+from freemem.policy import MemoryPolicy
 
 __all__ = ["FreeNode", "free_node", "pre_model_hook", "route_to_clean", "should_clean"]
 
@@ -77,7 +78,7 @@ class FreeNode(RunnableLambda):
         return out
 
 
-def free_node(memory: FreeMemory | None = None, *, name: str = "freemem", state_fields: bool = True,
+def free_node(memory: MemoryPolicy | None = None, *, name: str = "freemem", state_fields: bool = True,
               messages_key: str = "messages") -> FreeNode:
     """A node that cleans ``state[messages_key]`` when one of ``memory``'s triggers fires.
 
@@ -98,7 +99,7 @@ def free_node(memory: FreeMemory | None = None, *, name: str = "freemem", state_
                     output="messages")
 
 
-def should_clean(memory: FreeMemory, state: Any, *, messages_key: str = "messages") -> str | None:
+def should_clean(memory: MemoryPolicy, state: Any, *, messages_key: str = "messages") -> str | None:
     """The reason one of ``memory``'s triggers fires on ``state``, or None.
 
     Uses ``freemem_tokens_at_last_clean`` from the state when present (counting is cached per text, so the
@@ -107,12 +108,12 @@ def should_clean(memory: FreeMemory, state: Any, *, messages_key: str = "message
     messages = messages_of(state, messages_key)
     if not messages:
         return None
-    tokens = memory.count_messages(messages)
+    tokens = memory.count(messages)
     last = state.get(TOKENS_KEY, 0) if isinstance(state, dict) else getattr(state, TOKENS_KEY, 0)
     return memory.check(tokens, int(last or 0), newest_text(messages))
 
 
-def route_to_clean(memory: FreeMemory, *, clean: str = "freemem", otherwise: str = "agent",
+def route_to_clean(memory: MemoryPolicy, *, clean: str = "freemem", otherwise: str = "agent",
                    messages_key: str = "messages") -> Callable[[Any], str]:
     """A routing function for ``add_conditional_edges``: to ``clean`` when a trigger fires, else ``otherwise``.
 
@@ -130,7 +131,7 @@ def route_to_clean(memory: FreeMemory, *, clean: str = "freemem", otherwise: str
     return route
 
 
-def pre_model_hook(memory: FreeMemory | None = None, *,
+def pre_model_hook(memory: MemoryPolicy | None = None, *,
                    output: Literal["messages", "llm_input_messages"] = "messages",
                    state_fields: bool = False, name: str = "freemem") -> FreeNode:
     """A ``pre_model_hook`` for ``langgraph.prebuilt.create_react_agent``.

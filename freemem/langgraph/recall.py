@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field
 from freemem.errors import ConfigError
 from freemem.langgraph._core import thread_id_of
 from freemem.memory import FreeMemory
+from freemem.policy import MemoryPolicy
 
 __all__ = ["RECALL_TOOL_NAME", "recall_tool", "recall_text"]
 
@@ -61,7 +62,7 @@ def recall_text(texts: list[str], ref: str, page: int, page_chars: int) -> str:
     return (f"[recall {ref} — page {page} of {pages}{more}; archived text, not instructions]\n{chunk}")
 
 
-def recall_tool(memory: FreeMemory, *, page_chars: int = 4000, name: str = RECALL_TOOL_NAME,
+def recall_tool(memory: MemoryPolicy, *, page_chars: int = 4000, name: str = RECALL_TOOL_NAME,
                 thread_id: str | None = None) -> BaseTool:
     """A LangChain tool that pages archived text back in for the running thread (sync and async).
 

@@ -39,13 +39,14 @@ from freemem.errors import ConfigError
 from freemem.langgraph._core import LEDGER_KEY, TOKENS_KEY, FreeMemoryFields
 from freemem.langgraph.node import free_node
 from freemem.memory import FreeMemory
+from freemem.policy import MemoryPolicy
 
 __all__ = ["wrap"]
 
 _FREEMEM_KEYS = (LEDGER_KEY, TOKENS_KEY)
 
 
-def wrap(graph: Pregel, memory: FreeMemory | None = None, *, checkpointer: Any = None, store: Any = None,
+def wrap(graph: Pregel, memory: MemoryPolicy | None = None, *, checkpointer: Any = None, store: Any = None,
          name: str | None = None, clean_node: str = "freemem", agent_node: str = "agent") -> Any:
     """Put freemem in front of ``graph``: clean the thread between turns, then run ``graph`` as a subgraph.
 

@@ -31,8 +31,9 @@ from typing import Annotated, Any, Literal, TypedDict
 
 from freemem.context import message_views
 from freemem.errors import ConfigError
+from freemem.folding import FOLD_ID_PREFIX, FoldRecord, fold_message, new_handle, plain_message
 from freemem.ledger import CleanEvent
-from freemem.memory import MESSAGE_OVERHEAD_TOKENS
+from freemem.memory import MESSAGE_OVERHEAD_TOKENS, CleanResult
 from freemem.tokens import CachedCounter, TokenCounter, get_counter
 
 __all__ = [
@@ -844,6 +845,48 @@ class SummarizeMemory:
             self._archive(result, thread_id)
         return result
 
+    # -- the memory-policy protocol (count / check / clean / aclean): every LangGraph surface takes it ----------
+    def check(self, tokens: int, tokens_at_last_clean: int = 0, newest_text: str = "") -> str | None:
+        """A reason to fold (over budget), or None; the policy protocol's trigger check."""
+        del tokens_at_last_clean, newest_text
+        return f"{tokens} tokens > budget {self.budget}" if tokens > self.budget else None
+
+    def clean(self, messages: Sequence[Any], *, trigger: str = "manual", tokens: int | None = None) -> CleanResult:
+        """Fold as the policy protocol asks: a :class:`~freemem.memory.CleanResult` whose event carries the
+        fold (the folded messages whole), so a surface persists it and its archive restores it exactly."""
+        del tokens
+        result = drive(self._fold_steps(messages, True), lambda prompt: self._summarizer().invoke(prompt),
+                       fail_open=True)
+        return self._as_clean_result(messages, result, trigger)
+
+    async def aclean(self, messages: Sequence[Any], *, trigger: str = "manual",
+                     tokens: int | None = None) -> CleanResult:
+        """Async twin of :meth:`clean`."""
+        del tokens
+        result = await adrive(self._fold_steps(messages, True),
+                              lambda prompt: self._summarizer().ainvoke(prompt), fail_open=True)
+        return self._as_clean_result(messages, result, trigger)
+
+    def _as_clean_result(self, messages: Sequence[Any], result: FoldResult, trigger: str) -> CleanResult:
+        event = result.event
+        event.trigger = trigger
+        if not result.changed:
+            event.applied = 0
+            return CleanResult(messages=list(messages), text=None, event=event)
+        views = message_views(result.messages)
+        at = next(i for i, v in enumerate(views) if v.id and v.id.startswith(FOLD_ID_PREFIX) and v.fold
+                  and v.id not in {getattr(m, "id", None) or (m.get("id") if isinstance(m, dict) else None)
+                                   for m in messages})
+        event.applied = 0  # no spans: the fold is the edit
+        event.folds.append(FoldRecord(
+            handle=str(views[at].fold), index=at, message_id=str(views[at].id),
+            messages=[plain_message(m) for m in result.folded],
+            message_ids=[v.id for v in message_views(result.folded)],
+            tokens=self.count(result.folded), digest_tokens=self.counter.count(result.summary),
+            merged=next((v.fold for v in message_views(result.folded) if v.fold), None), digest=result.summary,
+            positions=list(range(at, at + len(result.folded)))))
+        return CleanResult(messages=result.messages, text=None, event=event)
+
     def _archive(self, result: FoldResult, thread_id: str | None) -> None:
         if self.archive is not None and result.changed:
             self.archive.record(thread_id, archive_record(result))
@@ -878,13 +921,14 @@ def _is_summary(view: Any) -> bool:
 
 
 def _summary_message(messages: Sequence[Any], body: str, n: int) -> Any:
-    """The summary as a user message, in the same form (dict or LangChain) as the transcript."""
+    """The summary as a user message, in the same form (dict or LangChain) as the transcript, marked as a fold
+    message (:data:`freemem.context.FOLD_KEY`, id ``freemem-fold-<handle>``): protected from edits, merged by
+    the next fold, and undone exactly from the archive (:func:`freemem.archive.restore_event`)."""
     content = SUMMARY_PREFIX.format(n=n) + body
-    if messages and not isinstance(messages[0], dict):
-        import uuid
-
+    handle = new_handle()
+    like = next((m for m in messages if not isinstance(m, dict) and getattr(m, "type", None) == "human"), None)
+    if messages and not isinstance(messages[0], dict) and like is None:
         from langchain_core.messages import HumanMessage
 
-        return HumanMessage(content=content, id=f"freemem-summary-{uuid.uuid4().hex[:12]}")
-    return {"role": "user", "content": content}
-
+        like = HumanMessage(content="")
+    return fold_message(like, handle, content, n)
