@@ -109,7 +109,7 @@ class FreeMemory:
         max_rounds: int = 3,
         archive: Any = None,
         fold: bool = True,
-        fold_share: float = 0.3,
+        fold_share: float = 0.15,
         fold_target: float = 0.7,
         fold_keep_units: int = 4,
         digest_tokens: int = 400,
