@@ -18,6 +18,7 @@ BENCHMARKS: dict[str, str] = {
     "overhead": "per-turn middleware cost at 8k/32k/128k-token contexts",
     "gated": "gated memory (GRU-Mem) calls and peak context on HotpotQA with an oracle agent",
     "core": "the core's own costs: apply 50 commands and count a new message on a 128k-token context",
+    "long": "bounded at any length: 10,000-call tool sessions and 2,000-turn chats, early vs late step time",
 }
 
 

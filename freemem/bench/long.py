@@ -1,0 +1,502 @@
+"""``freemem bench long``: is the context bounded at any length, and does each step stay O(new tokens)?
+
+Each session (:mod:`freemem.bench.sessions`: a synthetic tool-use session of thousands of calls, a synthetic
+chat of thousands of short turns, MemoryBank's users as one chat, the OpenHands trajectories concatenated) is
+replayed the way :class:`~freemem.langgraph.FreeMemoryMiddleware` runs, without a graph: at every step the
+new messages are added to the state with LangGraph's own ``add_messages`` reducer, then
+``CleanStep(memory, state_fields=True).run(state)`` — the middleware's step — measures, maybe cleans, and
+returns an update, which is applied with the state's real reducers (``add_messages`` for the messages, so
+``RemoveMessage`` and ``REMOVE_ALL_MESSAGES`` work; ``bounded_ledger`` for the ledger; the newest value for
+the tokens mark and for any other key). The memory is what a user builds, ``FreeMemory(budget=...)`` with the
+named counter, so the bench measures whatever the engine does (delete inside messages, fold whole units, ...)
+without knowing how.
+
+Reported per session:
+
+* steps, **steps over budget** (the messages in state after the step count more than the budget), final
+  and peak context tokens, final message count; counted with a separate counter of the same tokenizer, so
+  measuring never warms freemem's own cache;
+* **time per step** spent in ``CleanStep.run`` only (``time.perf_counter`` around the call): the mean over
+  steps 100-300 and over the last 200 steps, and their ratio (flat, i.e. O(new tokens), means close to 1),
+  the p99, and the cleans and folds counted from the ledger events of the updates (a fold: an event with a
+  truthy ``folds``/``folded`` entry);
+* **process RSS** before and after the replay (every session message is built before the first reading, and
+  the reference index adds no copy of the text, so the growth is the engine's state and caches);
+* **reference retention** against ``trim_messages`` at the same budget, with the definition of
+  ``freemem bench transcripts`` (:func:`~freemem.bench.transcripts.reference_strings`): at sampled steps
+  (every k-th, or the first after it whose next reply re-uses anything), the strings the next assistant
+  message re-uses from the unpruned context before it, and the share of them present in freemem's context
+  and in ``trim_messages``' output. The synthetic sessions keep their own phrasing out of it (the tool
+  session's stock phrases are in its system prompt, the chat's replies are facts or a word), so what counts
+  is identifiers and facts;
+* for MemoryBank, per probing question, whether the key strings of the fact it asks about are still in the
+  final context, for freemem and for ``trim_messages``.
+
+A session stops early when it has run ``--max-seconds`` (the result says so): an unbounded context makes each
+step slower than the last, and a benchmark that never ends reports nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import gc
+import os
+import resource
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from freemem.bench._common import (
+    add_common_arguments,
+    bench_counter,
+    default_data,
+    ensure_positive,
+    finish,
+    machine_info,
+    make_console,
+    markdown_table,
+    mean,
+    percentile,
+    print_table,
+    progress_bar,
+    pyplot,
+    save_figure,
+)
+from freemem.bench.sessions import (
+    Session,
+    TextIndex,
+    chat_session,
+    memorybank_session,
+    openhands_session,
+    tool_session,
+)
+from freemem.bench.transcripts import MIN_REFERENCE_CHARS, TrimPolicy, message_pieces, reference_strings
+from freemem.errors import ConfigError
+from freemem.memory import FreeMemory
+from freemem.tokens import get_counter
+
+__all__ = ["SESSIONS", "add_arguments", "apply_update", "fold_count", "replay", "run", "trim_input"]
+
+SESSIONS: tuple[str, ...] = ("tools", "chat", "memorybank", "openhands")
+MEMORYBANK = "memorybank_chat_en"
+OPENHANDS = "openhands_swebench_verified_claude35/trajectories.jsonl"
+#: Steps of the early timing window (0-based, end excluded) and the length of the late one.
+EARLY = (100, 300)
+LATE = 200
+_SEP = "\x00"  # joins message pieces: no shared substring can span two pieces
+#: trim_messages gets the system message, the first human message and a tail of this many budgets' worth of
+#: messages (see trim_input).
+TRIM_TAIL_BUDGETS = 4
+
+
+# --------------------------------------------------------------------------------------------- state
+
+
+def _last_value(left: Any, right: Any) -> Any:
+    """LangGraph's default channel rule (and freemem's tokens reducer): the newest value wins."""
+    return left if right is None else right
+
+
+def apply_update(state: dict[str, Any], update: dict[str, Any] | None) -> None:
+    """Apply a step's update to ``state`` with the reducers a ``FreeMemoryAgentState`` graph uses."""
+    from langgraph.graph.message import add_messages
+
+    from freemem.langgraph import LEDGER_KEY, bounded_ledger
+
+    for key, value in (update or {}).items():
+        if key == "messages":
+            state[key] = add_messages(state.get(key) or [], value)
+        elif key == LEDGER_KEY:
+            state[key] = bounded_ledger(state.get(key), value)
+        else:
+            state[key] = _last_value(state.get(key), value)
+
+
+def fold_count(event: dict[str, Any]) -> int:
+    """How many folds a ledger event reports (0 for a round that only deleted inside messages)."""
+    value = event.get("folds") or event.get("folded")
+    if not value:
+        return 0
+    if isinstance(value, bool):
+        return 1
+    if isinstance(value, int):
+        return value
+    if isinstance(value, (list, tuple, dict)):
+        return len(value)
+    return 1
+
+
+def _rss_mb() -> float:
+    """Resident set size of this process, in MB (``/proc/self/statm``; peak RSS where there is no /proc)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            pages = int(f.read().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -------------------------------------------------------------------------------------------- replay
+
+
+class _Pieces:
+    """What the model reads of each message (``message_pieces`` joined), computed once per original message;
+    edited or new messages of the state are read again at each sample (and only the current state's are
+    kept, so this never holds more than the session and one state)."""
+
+    def __init__(self, session: Session) -> None:
+        self.original: dict[int, tuple[Any, str]] = {}
+        for msg in [*session.head, *(m for step in session.steps for m in step)]:
+            self.original[id(msg)] = (msg, _SEP.join(message_pieces(msg)))
+        self._other: dict[int, tuple[Any, str]] = {}
+
+    def of(self, msg: Any) -> str:
+        hit = self.original.get(id(msg))
+        if hit is not None and hit[0] is msg:
+            return hit[1]
+        return _SEP.join(message_pieces(msg))
+
+    def context(self, messages: Sequence[Any]) -> str:
+        other: dict[int, tuple[Any, str]] = {}
+        parts = []
+        for msg in messages:
+            hit = self.original.get(id(msg))
+            if hit is None or hit[0] is not msg:
+                hit = self._other.get(id(msg))
+                if hit is None or hit[0] is not msg:
+                    hit = (msg, _SEP.join(message_pieces(msg)))
+                other[id(msg)] = hit
+            parts.append(hit[1])
+        self._other = other
+        return _SEP.join(parts)
+
+
+def trim_input(full: list[Any], prefix_tokens: list[int], budget: int) -> list[Any]:
+    """The messages to give ``trim_messages``: its ``"last"`` strategy keeps the system message plus the
+    newest messages that fit the budget, so anything more than a budget's worth of tokens from the end can
+    never be kept. Passing the system message, the first human message and a tail of TRIM_TAIL_BUDGETS
+    budgets' worth of messages gives the same output as the whole history, without an O(n) call per sample
+    (O(n^2) over a long session)."""
+    total = prefix_tokens[-1]
+    start = bisect.bisect_right(prefix_tokens, total - TRIM_TAIL_BUDGETS * budget)
+    head_end = next((i + 1 for i, m in enumerate(full) if getattr(m, "type", "") == "human"), 1)
+    if start <= head_end:
+        return list(full)
+    head = [m for m in full[:head_end] if getattr(m, "type", "") in ("system", "human")]
+    return [*head, *full[start:]]
+
+
+def replay(session: Session, *, budget: int, counter: str, samples: int, max_seconds: float | None,
+           min_ref_chars: int = MIN_REFERENCE_CHARS, on_step: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Replay ``session`` through freemem as the middleware runs it; the figures described in the module
+    docstring."""
+    from freemem.langgraph import CleanStep
+
+    # What a user builds: FreeMemory(budget=...) with a counter by name (FreeMemory adds its own cache).
+    memory = FreeMemory(counter=get_counter(counter), budget=budget)
+    step = CleanStep(memory, state_fields=True)
+    measure = FreeMemory(counter=bench_counter(counter), every_tokens=None, on_loop=False).count_messages
+    trim = TrimPolicy(budget, measure)
+    pieces = _Pieces(session)
+    system_text = _SEP.join(pieces.of(m) for m in session.head if getattr(m, "type", "") == "system")
+    # The unpruned history's text, whole (built before the RSS reading), and where each step ends in it.
+    texts = [pieces.of(m) for m in session.head]
+    ends: list[int] = []
+    length = sum(len(t) for t in texts) + max(0, len(texts) - 1)
+    for batch in session.steps:
+        for msg in batch:
+            texts.append(pieces.of(msg))
+            length += len(texts[-1]) + (1 if len(texts) > 1 else 0)
+        ends.append(length)
+    joined = _SEP.join(texts)
+    bits = 1 << 16
+    while bits < 8 * len(joined) and bits < 1 << 27:  # ~8 bits per window: few false "maybe"s
+        bits <<= 1
+    index = TextIndex(joined, min_len=min_ref_chars, bits=bits)
+    del texts, joined
+    every = max(1, len(session.steps) // max(1, samples))
+
+    full: list[Any] = list(session.head)
+    prefix_tokens: list[int] = []
+    running = 0
+    for msg in full:
+        running += measure([msg])
+        prefix_tokens.append(running)
+    state: dict[str, Any] = {"messages": [], "freemem_ledger": [], "freemem_tokens_at_last_clean": 0}
+    apply_update(state, {"messages": list(session.head)})
+    thread = f"long-{session.name}"
+
+    gc.collect()
+    rss_before = _rss_mb()
+    tokens: list[int] = []
+    seconds: list[float] = []
+    cleans = folds = 0
+    refs_total = kept_freemem = kept_trim = 0
+    retention_samples: list[dict[str, Any]] = []
+    stopped: str | None = None
+    pending = False
+    t_start = time.perf_counter()
+    for s, batch in enumerate(session.steps):
+        apply_update(state, {"messages": batch})
+        t0 = time.perf_counter()
+        update = step.run(state, thread=thread)
+        seconds.append(time.perf_counter() - t0)
+        if update:
+            for event in update.get("freemem_ledger") or []:
+                cleans += 1
+                folds += fold_count(event)
+        apply_update(state, update)
+        context = state["messages"]
+        tokens.append(measure(context))
+        for msg in batch:
+            full.append(msg)
+            running += measure([msg])
+            prefix_tokens.append(running)
+        index.reveal(ends[s])
+        nxt = session.steps[s + 1] if s + 1 < len(session.steps) else []
+        reply = next((m for m in nxt if getattr(m, "type", "") == "ai"), None)
+        if s % every == every - 1:
+            pending = True
+        if pending and reply is not None:
+            # A sample is taken at every k-th step, or at the first step after it whose next reply re-uses
+            # something (most chat replies re-use nothing: the samples go to those that do).
+            refs = reference_strings(index, reply, system_text, min_ref_chars)  # type: ignore[arg-type]
+            if refs:
+                pending = False
+                fm_text = pieces.context(context)
+                trimmed = trim.prune([], trim_input(full, prefix_tokens, budget))
+                tr_text = _SEP.join(pieces.of(m) for m in trimmed)
+                k_fm = sum(1 for r in refs if r in fm_text)
+                k_tr = sum(1 for r in refs if r in tr_text)
+                refs_total += len(refs)
+                kept_freemem += k_fm
+                kept_trim += k_tr
+                retention_samples.append({"step": s, "references": len(refs), "freemem": k_fm, "trim": k_tr})
+        if on_step is not None:
+            on_step()
+        if max_seconds and time.perf_counter() - t_start > max_seconds and s + 1 < len(session.steps):
+            stopped = f"time limit: {max_seconds:g} s after {s + 1:,} of {len(session.steps):,} steps"
+            break
+    wall = time.perf_counter() - t_start
+    gc.collect()
+    rss_after = _rss_mb()
+
+    probes = _probes(session, state["messages"], full, prefix_tokens, budget, trim, pieces)
+    ms = [1000 * x for x in seconds]
+    early = ms[EARLY[0]:EARLY[1]]
+    # The last LATE steps, never overlapping the early window (shorter sessions get a shorter late window).
+    late_start = max(EARLY[1], len(ms) - LATE)
+    late = ms[late_start:]
+    early_mean, late_mean = mean(early), mean(late)
+    ratio = late_mean / early_mean if early_mean and late_mean is not None else None
+    return {
+        "session": session.name,
+        "note": session.note,
+        "budget": budget,
+        "steps_planned": len(session.steps),
+        "steps": len(seconds),
+        "stopped": stopped,
+        "messages_replayed": len(full),
+        "steps_over_budget": sum(1 for t in tokens if t > budget),
+        "final_tokens": tokens[-1] if tokens else 0,
+        "peak_tokens": max(tokens, default=0),
+        "final_messages": len(state["messages"]),
+        "cleans": cleans,
+        "folds": folds,
+        "time": {
+            "mean_ms": mean(ms),
+            "early_window": list(EARLY),
+            "early_steps": len(early),
+            "mean_ms_early": early_mean,
+            "late_window": [late_start, len(ms)],
+            "late_steps": len(late),
+            "mean_ms_late": late_mean,
+            "late_over_early": ratio,
+            "flat": None if ratio is None else ratio <= 1.5,
+            "p99_ms": percentile(ms, 99),
+            "max_ms": max(ms, default=None),
+            "freemem_s": sum(seconds),
+            "wall_s": wall,
+        },
+        "rss_mb": {"before": rss_before, "after": rss_after, "growth": rss_after - rss_before},
+        "retention": {
+            "every": every,
+            "samples": len(retention_samples),
+            "references": refs_total,
+            "freemem_kept": kept_freemem,
+            "trim_kept": kept_trim,
+            "freemem": kept_freemem / refs_total if refs_total else None,
+            "trim": kept_trim / refs_total if refs_total else None,
+            "per_sample": retention_samples,
+        },
+        "probes": probes,
+        "tokens_per_step": tokens,
+        "ms_per_step": [round(x, 3) for x in ms],
+    }
+
+
+def _probes(session: Session, context: Sequence[Any], full: list[Any], prefix_tokens: list[int], budget: int,
+            trim: TrimPolicy, pieces: _Pieces) -> dict[str, Any] | None:
+    """Whether each probing question's key strings are in the final context (freemem and trim_messages)."""
+    if not session.probes:
+        return None
+    fm_text = pieces.context(context)
+    tr_text = _SEP.join(pieces.of(m) for m in trim.prune([], trim_input(full, prefix_tokens, budget)))
+    rows = []
+    for p in session.probes:
+        fm = [k for k in p.keys if k in fm_text]
+        tr = [k for k in p.keys if k in tr_text]
+        rows.append({"user": p.user, "question": p.question, "evidence_date": p.evidence_date, "keys": p.keys,
+                     "key_kind": p.key_kind,
+                     "freemem_keys_kept": len(fm), "trim_keys_kept": len(tr),
+                     "freemem_all_kept": len(fm) == len(p.keys), "trim_all_kept": len(tr) == len(p.keys)})
+    n = len(rows)
+    keys = sum(len(r["keys"]) for r in rows)
+    return {
+        "method": "key strings of the turn that best matches each question (content words, the named day); "
+                  "MemoryBank gives no answers, so this is a heuristic",
+        "questions": n,
+        "questions_with_named_keys": sum(1 for r in rows if r["key_kind"] == "names"),
+        "freemem_all_kept": sum(r["freemem_all_kept"] for r in rows),
+        "trim_all_kept": sum(r["trim_all_kept"] for r in rows),
+        "freemem_key_share": sum(r["freemem_keys_kept"] for r in rows) / keys if keys else None,
+        "trim_key_share": sum(r["trim_keys_kept"] for r in rows) / keys if keys else None,
+        "per_question": rows,
+    }
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_common_arguments(p, default_relative="", what=f"the data folder holding {MEMORYBANK}/ and {OPENHANDS}")
+    p.add_argument("--sessions", default=",".join(SESSIONS),
+                   help=f"comma-separated list from {','.join(SESSIONS)} (default: all)")
+    p.add_argument("--tool-calls", type=int, default=10_000, help="tool calls of the synthetic tool session")
+    p.add_argument("--chat-turns", type=int, default=2_000, help="turns of the synthetic chat")
+    p.add_argument("--budget", type=int, default=16_000, help="budget of the tool-use sessions (default 16000)")
+    p.add_argument("--chat-budget", type=int, default=4_000, help="budget of the chat sessions (default 4000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic sessions")
+    p.add_argument("--samples", type=int, default=200, help="retention samples per session (default 200)")
+    p.add_argument("--max-seconds", type=float, default=300.0,
+                   help="stop a session after this many seconds (0: never; default 300)")
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes (400 tool calls, 400 chat turns, 2 users / 2 trajectories, 20 samples)")
+
+
+def _sessions(args: argparse.Namespace) -> tuple[list[tuple[Session, int]], list[str]]:
+    names = [n.strip() for n in str(args.sessions).split(",") if n.strip()]
+    unknown = [n for n in names if n not in SESSIONS]
+    if unknown or not names:
+        raise ConfigError(f"--sessions: choose from {', '.join(SESSIONS)}")
+    root = Path(args.data) if args.data else None
+    if root is not None and not root.is_dir():
+        raise ConfigError(f"--data {args.data}: no such directory")
+    limit = args.limit or (2 if args.quick else None)
+    out: list[tuple[Session, int]] = []
+    notes: list[str] = []
+    for name in names:
+        if name == "tools":
+            out.append((tool_session(args.tool_calls, seed=args.seed), args.budget))
+        elif name == "chat":
+            out.append((chat_session(args.chat_turns, seed=args.seed), args.chat_budget))
+        else:
+            relative = MEMORYBANK if name == "memorybank" else OPENHANDS
+            path = root / relative if root is not None else default_data(relative)
+            if path is None or not path.exists():
+                notes.append(f"{name}: skipped, {relative} not found"
+                             + (f" under {root}" if root is not None else " (give --data DIR)"))
+                continue
+            if name == "memorybank":
+                out.append((memorybank_session(path, users=limit), args.chat_budget))
+            else:
+                out.append((openhands_session(path, limit=limit), args.budget))
+    return out, notes
+
+
+TABLE_COLUMNS = ("session", "steps", "over budget", "final tok", "peak tok", "msgs", "cleans", "folds",
+                 "ms 100-300", "ms last 200", "late/early", "p99 ms", "RSS +MB", "ret. freemem", "ret. trim")
+
+
+def _row(r: dict[str, Any]) -> list[str]:
+    t, ret = r["time"], r["retention"]
+
+    def f(x: float | None, spec: str) -> str:
+        return "–" if x is None else format(x, spec)
+
+    steps = f"{r['steps']:,}" + ("" if r["stopped"] is None else f"/{r['steps_planned']:,}")
+    return [
+        f"{r['session']} @{r['budget']:,}", steps, f"{r['steps_over_budget']:,}", f"{r['final_tokens']:,}",
+        f"{r['peak_tokens']:,}", f"{r['final_messages']:,}", f"{r['cleans']:,}", f"{r['folds']:,}",
+        f(t["mean_ms_early"], ".2f"), f(t["mean_ms_late"], ".2f"),
+        f(t["late_over_early"], ".2f") + ("x" if t["late_over_early"] is not None else ""),
+        f(t["p99_ms"], ".1f"), f(r["rss_mb"]["growth"], "+.1f"), f(ret["freemem"], ".3f"), f(ret["trim"], ".3f"),
+    ]
+
+
+def plot(results: Sequence[dict[str, Any]], path: str) -> None:
+    """Context tokens per step for each session (budget line), and freemem's time per step below."""
+    plt = pyplot()
+    n = len(results)
+    fig, axes = plt.subplots(2, n, figsize=(4.6 * n, 6.4), squeeze=False)
+    for k, r in enumerate(results):
+        top, bottom = axes[0][k], axes[1][k]
+        steps = range(1, len(r["tokens_per_step"]) + 1)
+        top.plot(steps, r["tokens_per_step"], color="tab:green", linewidth=0.8, label="freemem")
+        top.axhline(r["budget"], color="red", linewidth=0.8, linestyle=":", label=f"budget {r['budget']:,}")
+        top.set_title(f"{r['session']}: context tokens per step", fontsize=9)
+        top.set_xlabel("step")
+        top.legend(fontsize=7)
+        bottom.plot(steps, r["ms_per_step"], color="tab:blue", linewidth=0.5)
+        bottom.set_yscale("log")
+        bottom.set_title(f"{r['session']}: freemem ms per step", fontsize=9)
+        bottom.set_xlabel("step")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    if args.quick:
+        args.tool_calls = min(args.tool_calls, 400)
+        args.chat_turns = min(args.chat_turns, 400)
+        args.samples = min(args.samples, 20)
+    for name in ("--tool-calls", "--chat-turns", "--budget", "--chat-budget", "--samples", "--limit"):
+        ensure_positive(name, getattr(args, name[2:].replace("-", "_")))
+    if args.max_seconds is not None and args.max_seconds < 0:
+        raise ConfigError("--max-seconds must be 0 (no limit) or positive")
+    console = make_console(args.quiet or args.json == "-")
+    t0 = time.perf_counter()
+    sessions, notes = _sessions(args)
+    for note in notes:
+        console.print(f"[yellow]{note}[/yellow]")
+    results: list[dict[str, Any]] = []
+    with progress_bar(console, not args.quiet) as bar:
+        for session, budget in sessions:
+            task = bar.add_task(session.name, total=len(session.steps)) if bar is not None else None
+            advance = (lambda t=task: bar.advance(t)) if bar is not None else None
+            results.append(replay(session, budget=budget, counter=args.counter, samples=args.samples,
+                                  max_seconds=args.max_seconds or None, on_step=advance))
+    seconds = time.perf_counter() - t0
+    rows = [_row(r) for r in results]
+    title = f"freemem bench long — {args.counter} counter, time per step in CleanStep.run"
+    print_table(console, title, TABLE_COLUMNS, rows)
+    for r in results:
+        if r["stopped"]:
+            console.print(f"[yellow]{r['session']}: {r['stopped']}[/yellow]")
+        if r["probes"]:
+            p = r["probes"]
+            console.print(f"{r['session']} probing questions: all key strings kept in the final context for "
+                          f"{p['freemem_all_kept']}/{p['questions']} (freemem) vs {p['trim_all_kept']}/"
+                          f"{p['questions']} (trim_messages)")
+    console.print(f"{seconds:.0f} s in all")
+    result: dict[str, Any] = {
+        "benchmark": "long", "counter": args.counter, "seed": args.seed, "quick": bool(args.quick),
+        "max_seconds": args.max_seconds or None, "seconds": round(seconds, 2), "machine": machine_info(),
+        "skipped": notes, "sessions": results, "table": markdown_table(TABLE_COLUMNS, rows),
+    }
+    if getattr(args, "png", None):
+        plot(results, args.png)
+        console.print(f"wrote {args.png}")
+    return finish(args, result)

@@ -1,0 +1,253 @@
+"""freemem bench long: the sessions it builds, the reference index, the reducers it applies, and the JSON of a
+``--quick`` run on the synthetic sessions (structure and sanity, not figures that depend on folding)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage, SystemMessage, ToolMessage, trim_messages
+from langgraph.graph.message import REMOVE_ALL_MESSAGES
+
+from freemem.bench import long as L
+from freemem.bench import sessions as S
+from freemem.bench._common import bench_counter
+from freemem.bench.transcripts import ReferenceIndex
+from freemem.cli.main import main
+from freemem.langgraph import LEDGER_MAX_EVENTS
+from freemem.memory import FreeMemory
+
+
+def test_text_index_matches_reference_index_on_prefixes() -> None:
+    rng = random.Random(7)
+    for trial in range(150):
+        alpha = "ab c" if trial % 2 else "abcdefgh ij/._"
+        text = "".join(rng.choice(alpha) for _ in range(rng.randrange(0, 300)))
+        # a small bitmap: many false "maybe"s, which must not change the result
+        index = S.TextIndex(text + "\x00never indexed: " + text[::-1], bits=1 << 9)
+        ref = ReferenceIndex()
+        prev = 0
+        for cut in [*sorted(rng.choices(range(len(text) + 1), k=3)), len(text)]:
+            ref.extend(text[prev:cut])
+            index.reveal(cut)
+            prev = cut
+            for _ in range(3):
+                query = "".join(rng.choice(alpha) for _ in range(rng.randrange(0, 60)))
+                if len(text) > 20 and rng.random() < 0.6:
+                    at = rng.randrange(len(text) - 10)
+                    query = query[:7] + text[at:at + rng.randrange(4, 40)] + query[7:]
+                assert index.maximal_matches(query, 8) == ref.maximal_matches(query, 8), (text[:cut], query)
+
+
+def test_text_index_rejects_another_min_len() -> None:
+    index = S.TextIndex("some text here", min_len=8)
+    with pytest.raises(ValueError):
+        index.maximal_matches("some text", 5)
+
+
+def test_tool_session_is_deterministic_bulky_and_quotes_earlier_results() -> None:
+    a, b = S.tool_session(300, seed=3), S.tool_session(300, seed=3)
+    assert [m.content for s in a.steps for m in s] == [m.content for s in b.steps for m in s]
+    assert len(a.steps) == 300
+    counter = bench_counter("o200k_base")
+    results = [step[1] for step in a.steps]
+    assert all(isinstance(r, ToolMessage) for r in results)
+    mean_tokens = sum(counter.count(r.content) for r in results) / len(results)
+    assert 250 <= mean_tokens <= 450
+    call_ids = [step[0].tool_calls[0]["id"] for step in a.steps]
+    assert len(set(call_ids)) == len(call_ids)
+    assert all(step[1].tool_call_id == step[0].tool_calls[0]["id"] for step in a.steps)
+    # Some calls repeat an earlier one exactly, with the same result.
+    calls = [(s[0].tool_calls[0]["name"], json.dumps(s[0].tool_calls[0]["args"])) for s in a.steps]
+    assert len(set(calls)) < len(calls)
+    # The assistant quotes identifiers that appeared in earlier results, some of them long ago.
+    quoted_far = 0
+    for i, step in enumerate(a.steps[50:], start=50):
+        earlier_far = "\n".join(r.content for r in results[:i - 10])
+        words = [w for w in step[0].content.replace(".", " ").split() if w.startswith(("req-", "E", "ip-10-"))]
+        quoted_far += any(w in earlier_far and all(w not in r.content for r in results[i - 10:i]) for w in words)
+    assert quoted_far > 5
+
+
+def test_chat_session_states_facts_and_asks_about_them_later() -> None:
+    session = S.chat_session(400, seed=1)
+    assert len(session.steps) == 400
+    assert all(isinstance(h, HumanMessage) and isinstance(a, AIMessage) for h, a in session.steps)
+    counter = bench_counter("o200k_base")
+    sizes = [counter.count(m.content) for step in session.steps for m in step]
+    assert 8 <= sum(sizes) / len(sizes) <= 60
+    asked = [a.content for h, a in session.steps if h.content.startswith(("Remind me", "What was my", "Which flight"))]
+    assert asked
+
+
+def _bank(tmp_path: Path) -> Path:
+    folder = tmp_path / "memorybank_chat_en"
+    folder.mkdir()
+    bank = {
+        "Ann": {"history": {
+            "2023-04-27": [{"query": "Hello, I'm Ann.", "response": "Hello Ann!"},
+                           {"query": "Which painters should I look at?",
+                            "response": "Try Claude Monet and Berthe Morisot, both impressionists."}],
+            "2023-05-02": [{"query": "I went to the museum and saw the \"Golden Age of Clocks\" exhibition.",
+                            "response": "That exhibition sounds fascinating."}]}},
+        "Bo": {"history": {"2023-04-28": [{"query": "I ran 5 kilometres in Riverside Park today.",
+                                           "response": "Well done, Bo!"}]}},
+    }
+    (folder / "memory_bank_en.json").write_text(json.dumps(bank))
+    (folder / "probing_questions_en.jsonl").write_text(
+        json.dumps({"Ann": ["What painters did you recommend to me?",
+                            "I mentioned on May 2nd that I went to the museum. What exhibition did I see?"]}) + "\n"
+        + json.dumps({"Bo": ["Where did I run?"]}) + "\n")
+    return folder
+
+
+def test_memorybank_session_and_probe_keys(tmp_path: Path) -> None:
+    session = S.memorybank_session(_bank(tmp_path))
+    assert len(session.steps) == 4  # users one after another, every day in order
+    assert session.steps[0][0].content == "Hello, I'm Ann." and session.steps[3][0].content.startswith("I ran")
+    by_question = {p.question: p for p in session.probes}
+    painters = by_question["What painters did you recommend to me?"]
+    assert "Claude Monet" in painters.keys and "Berthe Morisot" in painters.keys
+    museum = by_question["I mentioned on May 2nd that I went to the museum. What exhibition did I see?"]
+    assert museum.evidence_date == "2023-05-02" and "Golden Age of Clocks" in museum.keys
+    assert "Riverside Park" in by_question["Where did I run?"].keys
+    assert all(p.key_kind == "names" for p in session.probes)
+
+
+def _openhands(tmp_path: Path) -> Path:
+    lines = []
+    for t in range(3):
+        msgs: list[dict[str, Any]] = [
+            {"role": "system", "content": "You are OpenHands."},
+            {"role": "user", "content": [{"type": "text", "text": f"Fix issue {t} in repo_{t}."}]},
+        ]
+        for k in range(2):
+            msgs.append({"role": "assistant", "content": f"Looking at file_{k}.py", "tool_calls": [
+                {"index": 1, "id": "toolu_same", "type": "function",
+                 "function": {"name": "execute_bash", "arguments": json.dumps({"command": f"cat file_{k}.py"})}}]})
+            msgs.append({"role": "tool", "tool_call_id": "toolu_same", "name": "execute_bash",
+                         "content": f"print({t}, {k})"})
+        msgs.append({"role": "assistant", "content": "Done."})
+        lines.append(json.dumps({"instance_id": f"repo__{t}", "messages": msgs}))
+    path = tmp_path / "openhands_swebench_verified_claude35" / "trajectories.jsonl"
+    path.parent.mkdir()
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_openhands_session_concatenates_with_unique_call_ids(tmp_path: Path) -> None:
+    session = S.openhands_session(_openhands(tmp_path))
+    everything = [*session.head, *(m for s in session.steps for m in s)]
+    assert sum(1 for m in everything if m.type == "system") == 1
+    assert [m.type for m in session.head] == ["system", "human"]
+    assert all(step[0].type == "ai" for step in session.steps)
+    call_ids = [c["id"] for m in everything if m.type == "ai" for c in m.tool_calls]
+    assert len(call_ids) == 6 and len(set(call_ids)) == 6
+    results = [m.tool_call_id for m in everything if m.type == "tool"]
+    assert results == call_ids
+    assert len({m.id for m in everything}) == len(everything) == 1 + 3 * 6
+
+
+def test_apply_update_uses_the_state_reducers() -> None:
+    state: dict[str, Any] = {"messages": [], "freemem_ledger": [], "freemem_tokens_at_last_clean": 0}
+    L.apply_update(state, {"messages": [SystemMessage("s", id="s"), HumanMessage("h", id="h"),
+                                        AIMessage("old", id="a")]})
+    L.apply_update(state, {"messages": [AIMessage("edited", id="a")],
+                           "freemem_ledger": [{"id": "e1"}], "freemem_tokens_at_last_clean": 42})
+    assert [m.content for m in state["messages"]] == ["s", "h", "edited"]  # replaced in place by id
+    assert state["freemem_tokens_at_last_clean"] == 42
+    L.apply_update(state, {"messages": [RemoveMessage(id=REMOVE_ALL_MESSAGES), SystemMessage("s", id="s"),
+                                        AIMessage("fold", id="f")], "freemem_tokens_at_last_clean": None})
+    assert [m.id for m in state["messages"]] == ["s", "f"]
+    assert state["freemem_tokens_at_last_clean"] == 42  # None leaves the last value
+    L.apply_update(state, {"messages": [RemoveMessage(id="f")]})
+    assert [m.id for m in state["messages"]] == ["s"]
+    for k in range(LEDGER_MAX_EVENTS + 5):
+        L.apply_update(state, {"freemem_ledger": [{"id": k}]})
+    assert len(state["freemem_ledger"]) == LEDGER_MAX_EVENTS and state["freemem_ledger"][-1] == {"id": 104}
+
+
+def test_fold_count_reads_folds_or_folded() -> None:
+    assert L.fold_count({"applied": 3}) == 0
+    assert L.fold_count({"folds": []}) == 0
+    assert L.fold_count({"folds": [{"handle": "f1"}, {"handle": "f2"}]}) == 2
+    assert L.fold_count({"folded": True}) == 1
+    assert L.fold_count({"folds": 3}) == 3
+
+
+def test_trim_input_gives_trim_messages_the_same_output_as_the_whole_history() -> None:
+    session = S.tool_session(120, seed=5)
+    measure = FreeMemory(counter=bench_counter("o200k_base"), every_tokens=None, on_loop=False).count_messages
+    full = [*session.head, *(m for s in session.steps for m in s)]
+    prefix, running = [], 0
+    for m in full:
+        running += measure([m])
+        prefix.append(running)
+    budget = 3000
+    short = L.trim_input(full, prefix, budget)
+    assert len(short) < len(full) and short[:2] == full[:2]
+
+    def trim(msgs: list[Any]) -> list[Any]:
+        return trim_messages(msgs, max_tokens=budget, token_counter=measure, strategy="last",
+                             start_on=("human", "ai"), include_system=True)
+
+    assert [m.id for m in trim(short)] == [m.id for m in trim(full)]
+    assert L.trim_input(full[:10], prefix[:10], budget) == full[:10]  # short histories go whole
+
+
+def _run(tmp_path: Path, *extra: str) -> dict[str, Any]:
+    out = tmp_path / "long.json"
+    assert main(["bench", "long", "--quiet", "--json", str(out), *extra]) == 0
+    return json.loads(out.read_text())
+
+
+def test_quick_run_on_the_synthetic_sessions(tmp_path: Path) -> None:
+    png = tmp_path / "long.png"
+    result = _run(tmp_path, "--quick", "--sessions", "tools,chat", "--plot", str(png))
+    assert result["benchmark"] == "long" and result["quick"] is True
+    assert png.stat().st_size > 0
+    by_name = {r["session"]: r for r in result["sessions"]}
+    assert set(by_name) == {"tools", "chat"}
+    assert by_name["tools"]["budget"] == 16_000 and by_name["chat"]["budget"] == 4_000
+    for r in result["sessions"]:
+        assert r["stopped"] is None and r["steps"] == r["steps_planned"] == 400
+        assert len(r["tokens_per_step"]) == len(r["ms_per_step"]) == r["steps"]
+        assert 0 <= r["steps_over_budget"] <= r["steps"]
+        assert r["steps_over_budget"] == sum(1 for t in r["tokens_per_step"] if t > r["budget"])
+        assert r["peak_tokens"] == max(r["tokens_per_step"]) >= r["final_tokens"] == r["tokens_per_step"][-1] > 0
+        assert r["final_messages"] >= 2 and r["messages_replayed"] >= 801
+        assert r["cleans"] >= 1 and 0 <= r["folds"]
+        t = r["time"]
+        assert t["early_steps"] == 200 and t["late_window"] == [300, 400] and t["late_steps"] == 100
+        for key in ("mean_ms", "mean_ms_early", "mean_ms_late", "p99_ms", "late_over_early"):
+            assert isinstance(t[key], float) and t[key] > 0, key
+        assert t["flat"] == (t["late_over_early"] <= 1.5)
+        assert 0 < t["freemem_s"] <= t["wall_s"]
+        assert set(r["rss_mb"]) == {"before", "after", "growth"} and r["rss_mb"]["before"] > 0
+        ret = r["retention"]
+        assert ret["samples"] >= 10 and ret["references"] > 0
+        for who in ("freemem", "trim"):
+            assert 0.0 <= ret[who] <= 1.0
+            assert ret[f"{who}_kept"] == sum(s[who] for s in ret["per_sample"]) <= ret["references"]
+        assert r["probes"] is None
+    assert "| tools @16,000 |" in result["table"]
+
+
+def test_data_sessions_run_from_a_data_folder_and_missing_ones_are_skipped(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    _bank(data)
+    result = _run(tmp_path, "--sessions", "memorybank,openhands", "--data", str(data), "--samples", "5")
+    assert [r["session"] for r in result["sessions"]] == ["memorybank"]
+    assert len(result["skipped"]) == 1 and result["skipped"][0].startswith("openhands: skipped")
+    (mb,) = result["sessions"]
+    assert mb["steps"] == 4 and mb["budget"] == 4_000
+    probes = mb["probes"]
+    assert probes["questions"] == 3 and len(probes["per_question"]) == 3
+    # The whole bank fits the budget here: every key string is still there, for both.
+    assert probes["freemem_all_kept"] == probes["trim_all_kept"] == 3
+    assert main(["bench", "long", "--quiet", "--sessions", "nope"]) == 1
+    assert main(["bench", "long", "--quiet", "--data", str(tmp_path / "absent")]) == 1
