@@ -467,6 +467,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.max_seconds is not None and args.max_seconds < 0:
         raise ConfigError("--max-seconds must be 0 (no limit) or positive")
     console = make_console(args.quiet or args.json == "-")
+    console.width = max(console.width, 210)  # 15 columns: wide enough that no cell is cut
     t0 = time.perf_counter()
     sessions, notes = _sessions(args)
     for note in notes:

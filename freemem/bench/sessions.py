@@ -471,14 +471,19 @@ def memorybank_session(folder: Path, *, users: int | None = None) -> Session:
 def openhands_session(path: Path, *, limit: int | None = None) -> Session:
     """Recorded trajectories concatenated into one session: the first system message once, then each
     trajectory's other messages in turn, tool-call ids made unique (trajectory and call number), cut
-    into steps before each assistant message (the middleware runs before every model call)."""
-    from langchain_core.messages import convert_to_messages
+    into steps before each assistant message (the middleware runs before every model call).
+
+    A run that ends on a call with no result (OpenHands' ``finish``) gets one, saying so: in the middle of a
+    session an unanswered call is an invalid request for a chat API, and a call without its result is not a
+    complete unit that could be folded or trimmed."""
+    from langchain_core.messages import ToolMessage, convert_to_messages
 
     trajectories = load_trajectories(path, limit)
     flat: list[Any] = []
     calls = 0
     for t, traj in enumerate(trajectories):
         renamed: dict[str, str] = {}  # a result answers the latest call of that id (ids may repeat in a run)
+        run: list[Any] = []
         for i, msg in enumerate(traj.messages):
             if msg.get("role") in ("system", "developer") and (t or flat):
                 continue
@@ -496,7 +501,19 @@ def openhands_session(path: Path, *, limit: int | None = None) -> Session:
                 old = str(clean["tool_call_id"])
                 clean["tool_call_id"] = renamed.get(old, f"t{t}_{old}")
             clean["id"] = f"oh{t}-{i}"
-            flat.append(convert_to_messages([clean])[0])
+            run.append(convert_to_messages([clean])[0])
+        answered = {m.tool_call_id for m in run if m.type == "tool"}
+        pending: list[Any] = []  # results to add after the current call's recorded ones
+        for msg in run:
+            if msg.type != "tool" and pending:
+                flat.extend(pending)
+                pending = []
+            flat.append(msg)
+            if msg.type == "ai":
+                pending = [ToolMessage("(the run ended here; no result was recorded)", tool_call_id=c["id"],
+                                       name=c["name"], id=f"{msg.id}-end{n}")
+                           for n, c in enumerate(c for c in msg.tool_calls if c["id"] not in answered)]
+        flat.extend(pending)
     first_ai = next((i for i, m in enumerate(flat) if m.type == "ai"), len(flat))
     head, steps = flat[:first_ai], []
     for msg in flat[first_ai:]:

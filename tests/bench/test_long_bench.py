@@ -19,6 +19,7 @@ from freemem.bench.transcripts import ReferenceIndex
 from freemem.cli.main import main
 from freemem.langgraph import LEDGER_MAX_EVENTS
 from freemem.memory import FreeMemory
+from freemem.pairing import pairing_violations
 
 
 def test_text_index_matches_reference_index_on_prefixes() -> None:
@@ -130,7 +131,8 @@ def _openhands(tmp_path: Path) -> Path:
                  "function": {"name": "execute_bash", "arguments": json.dumps({"command": f"cat file_{k}.py"})}}]})
             msgs.append({"role": "tool", "tool_call_id": "toolu_same", "name": "execute_bash",
                          "content": f"print({t}, {k})"})
-        msgs.append({"role": "assistant", "content": "Done."})
+        msgs.append({"role": "assistant", "content": "Done.", "tool_calls": [  # OpenHands ends on an unanswered call
+            {"id": "toolu_end", "type": "function", "function": {"name": "finish", "arguments": "{}"}}]})
         lines.append(json.dumps({"instance_id": f"repo__{t}", "messages": msgs}))
     path = tmp_path / "openhands_swebench_verified_claude35" / "trajectories.jsonl"
     path.parent.mkdir()
@@ -145,10 +147,12 @@ def test_openhands_session_concatenates_with_unique_call_ids(tmp_path: Path) -> 
     assert [m.type for m in session.head] == ["system", "human"]
     assert all(step[0].type == "ai" for step in session.steps)
     call_ids = [c["id"] for m in everything if m.type == "ai" for c in m.tool_calls]
-    assert len(call_ids) == 6 and len(set(call_ids)) == 6
+    assert len(call_ids) == 9 and len(set(call_ids)) == 9
     results = [m.tool_call_id for m in everything if m.type == "tool"]
-    assert results == call_ids
-    assert len({m.id for m in everything}) == len(everything) == 1 + 3 * 6
+    assert results == call_ids  # every call answered in order: the finish calls get a "run ended" result
+    assert pairing_violations(everything) == []
+    assert sum("no result was recorded" in m.content for m in everything if m.type == "tool") == 3
+    assert len({m.id for m in everything}) == len(everything) == 1 + 3 * 7
 
 
 def test_apply_update_uses_the_state_reducers() -> None:
