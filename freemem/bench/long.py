@@ -291,6 +291,7 @@ def replay(session: Session, *, budget: int, counter: str, samples: int, max_sec
     late = ms[late_start:]
     early_mean, late_mean = mean(early), mean(late)
     ratio = late_mean / early_mean if early_mean and late_mean is not None else None
+    med_early, med_late = percentile(early, 50), percentile(late, 50)
     return {
         "session": session.name,
         "note": session.note,
@@ -315,6 +316,10 @@ def replay(session: Session, *, budget: int, counter: str, samples: int, max_sec
             "mean_ms_late": late_mean,
             "late_over_early": ratio,
             "flat": None if ratio is None else ratio <= 1.5,
+            # Medians of the same windows: a shared machine's hiccups move means more than medians.
+            "median_ms_early": med_early,
+            "median_ms_late": med_late,
+            "median_late_over_early": med_late / med_early if med_early and med_late is not None else None,
             "p99_ms": percentile(ms, 99),
             "max_ms": max(ms, default=None),
             "freemem_s": sum(seconds),

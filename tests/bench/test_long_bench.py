@@ -226,7 +226,8 @@ def test_quick_run_on_the_synthetic_sessions(tmp_path: Path) -> None:
         assert r["cleans"] >= 1 and 0 <= r["folds"]
         t = r["time"]
         assert t["early_steps"] == 200 and t["late_window"] == [300, 400] and t["late_steps"] == 100
-        for key in ("mean_ms", "mean_ms_early", "mean_ms_late", "p99_ms", "late_over_early"):
+        for key in ("mean_ms", "mean_ms_early", "mean_ms_late", "p99_ms", "late_over_early", "median_ms_early",
+                    "median_ms_late", "median_late_over_early"):
             assert isinstance(t[key], float) and t[key] > 0, key
         assert t["flat"] == (t["late_over_early"] <= 1.5)
         assert 0 < t["freemem_s"] <= t["wall_s"]
