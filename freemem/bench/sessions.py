@@ -7,8 +7,8 @@ with a tool call plus its result, or a user turn plus the assistant's reply. Eve
 
 * :func:`tool_session` — a synthetic log-reading / debugging session with bulky results (log lines, file
   listings, grep hits, tracebacks, ~330 tokens each) full of identifiers (paths, request ids, error codes,
-  hosts); some calls repeat earlier ones exactly, and the assistant's messages and arguments quote
-  identifiers from earlier results — recent ones mostly, any earlier one often — so that what pruning drops
+  hosts); some calls repeat earlier ones exactly, and the assistant's calls quote identifiers from earlier
+  results (in an ``evidence`` argument) — recent ones mostly, any earlier one often — so that what pruning drops
   shows in reference retention.
 * :func:`chat_session` — a synthetic chat of short turns: facts stated (names, codes, flights, dates) and
   asked about later, with small talk in between.
@@ -104,7 +104,8 @@ class _World:
         self.paths = sorted({f"{rng.choice(_TOPDIRS)}/{rng.choice(_SERVICES)}/{rng.choice(_MODULES)}.py"
                              for _ in range(420)})
         self.logs = sorted({f"/var/log/{s}/{s}-{rng.randrange(1, 9)}.log" for s in _SERVICES for _ in range(4)})
-        self.codes = sorted({f"E{rng.randrange(1000, 10000)}" for _ in range(260)})
+        # 8 characters: as long as the shortest string that counts as a reference
+        self.codes = sorted({f"ERR-{rng.randrange(1000, 10000)}" for _ in range(260)})
         self.hosts = [f"ip-10-{rng.randrange(256)}-{rng.randrange(256)}-{rng.randrange(256)}" for _ in range(90)]
         self.requests: list[str] = []
 
@@ -184,26 +185,30 @@ def tool_session(tool_calls: int = 10_000, *, seed: int = 0) -> Session:
             HumanMessage(f"Incident INC-{rng.randrange(10 ** 5):05d}: checkout requests fail intermittently since "
                          "the last deploy. Find the root cause and the fix.", id="task")]
     seen: list[list[str]] = []  # identifiers per earlier result
-    done: dict[tuple[str, str], tuple[str, list[str]]] = {}
+    done: dict[tuple[str, str], tuple[str, list[str], dict[str, Any]]] = {}
     history: list[tuple[str, str]] = []
     steps: list[list[Any]] = []
     for i in range(tool_calls):
         quoted = _quote(rng, seen)
         if history and rng.random() < 0.08:
-            name, arg = rng.choice(history)  # the same call again: its result is the same
+            name, arg = rng.choice(history)  # the same call again (same arguments): its result is the same
         else:
             name, arg = _next_call(rng, w, seen)
         key = (name, arg)
         if key not in done:
-            done[key] = _run_tool(w, name, arg, i)
-        result, ids = done[key]
+            args: dict[str, Any] = {"path" if name in ("read_log", "list_dir") else "pattern" if name == "grep"
+                                    else "target": arg}
+            if quoted:
+                args["evidence"] = quoted
+            done[key] = (*_run_tool(w, name, arg, i), args)
+        result, ids, args = done[key]
         history.append(key)
         seen.append(ids)
         call_id = f"call_{i}"
-        text = _assistant_text(rng, quoted)
-        args = {"path" if name in ("read_log", "list_dir") else "pattern" if name == "grep" else "target": arg}
+        text = _assistant_text(rng, args.get("evidence", []))
         steps.append([
-            AIMessage(text, id=f"a{i}", tool_calls=[{"name": name, "args": args, "id": call_id, "type": "tool_call"}]),
+            AIMessage(text, id=f"a{i}", tool_calls=[{"name": name, "args": dict(args), "id": call_id,
+                                                     "type": "tool_call"}]),
             ToolMessage(result, tool_call_id=call_id, name=name, id=f"t{i}"),
         ])
     return Session("tools", head, steps, note=f"synthetic, {tool_calls:,} tool calls, seed {seed}")
@@ -230,7 +235,7 @@ def _next_call(rng: random.Random, w: _World, seen: list[list[str]]) -> tuple[st
         return "list_dir", f"{rng.choice(_TOPDIRS)}/{rng.choice(_SERVICES)}"
     if verb == "grep":
         # Grep for something just seen (an error code, a request id) or a problem phrase.
-        codes = [x for x in recent if x.startswith(("E", "req-"))]
+        codes = [x for x in recent if x.startswith(("ERR-", "req-"))]
         return "grep", rng.choice(codes) if codes and rng.random() < 0.7 else rng.choice(_PROBLEMS)
     paths = [x.split(":")[0].split('"')[0] for x in recent if x.endswith(".py") or ".py:" in x]
     target = rng.choice(paths) if paths and rng.random() < 0.7 else rng.choice(w.paths)
@@ -248,11 +253,10 @@ def _run_tool(w: _World, name: str, arg: str, step: int) -> tuple[str, list[str]
 
 
 def _assistant_text(rng: random.Random, quoted: list[str]) -> str:
-    # The phrases around the identifiers are in the system prompt, so they never count as references
-    # (reference_strings skips strings of the system text): what a reply re-uses is its identifiers.
-    if not quoted:
-        return _TOOL_OPENING
-    return f"{rng.choice(_TOOL_LEADS)} {', '.join(quoted)}."
+    # The stock phrases are in the system prompt, so they never count as references (reference_strings
+    # skips strings of the system text); the identifiers go in the call's "evidence" argument, one string
+    # each, so no shared substring joins the end of one to the start of the next (or to the phrase).
+    return rng.choice(_TOOL_LEADS) if quoted else _TOOL_OPENING
 
 
 # ------------------------------------------------------------------------------------------- chat
@@ -277,7 +281,7 @@ _USER_ASIDES = ("Anyway, the week has been busy.", "Sorry if I already told you 
                 "I keep forgetting these things lately.", "Just thinking out loud here.",
                 "The weather has been odd all week, sunny then rain.", "Work is calmer now, thankfully.",
                 "I had coffee with a friend this afternoon.")
-_SHORT_REPLIES = ("Noted.", "Got it.", "Saved.", "Okay!", "Nice!", "I see.", "Oh no!", "Ha, yes.", "Cool.")
+_SHORT_REPLIES = ("Noted.", "Got it.", "Saved.", "Okay!", "Nice!", "I see.", "Oh no!", "Ha!", "Cool.")
 
 
 def _name(rng: random.Random) -> str:

@@ -64,12 +64,15 @@ def test_tool_session_is_deterministic_bulky_and_quotes_earlier_results() -> Non
     # Some calls repeat an earlier one exactly, with the same result.
     calls = [(s[0].tool_calls[0]["name"], json.dumps(s[0].tool_calls[0]["args"])) for s in a.steps]
     assert len(set(calls)) < len(calls)
-    # The assistant quotes identifiers that appeared in earlier results, some of them long ago.
+    # The assistant's calls quote identifiers of earlier results (each at least 8 characters, the shortest
+    # reference), some of them long ago; its text is a stock phrase of the system prompt.
     quoted_far = 0
     for i, step in enumerate(a.steps[50:], start=50):
+        evidence = step[0].tool_calls[0]["args"].get("evidence", [])
+        assert all(len(x) >= 8 and any(x in r.content for r in results[:i]) for x in evidence)
+        assert step[0].content in a.head[0].content
         earlier_far = "\n".join(r.content for r in results[:i - 10])
-        words = [w for w in step[0].content.replace(".", " ").split() if w.startswith(("req-", "E", "ip-10-"))]
-        quoted_far += any(w in earlier_far and all(w not in r.content for r in results[i - 10:i]) for w in words)
+        quoted_far += any(x in earlier_far and all(x not in r.content for r in results[i - 10:i]) for x in evidence)
     assert quoted_far > 5
 
 
@@ -82,6 +85,13 @@ def test_chat_session_states_facts_and_asks_about_them_later() -> None:
     assert 8 <= sum(sizes) / len(sizes) <= 60
     asked = [a.content for h, a in session.steps if h.content.startswith(("Remind me", "What was my", "Which flight"))]
     assert asked
+    # An answer is the fact as the user stated it, earlier; every other reply is too short to be a reference.
+    stated = [h.content for h, _a in session.steps]
+    for i, (h, a) in enumerate(session.steps):
+        if len(a.content) >= 8:
+            assert any(a.content.rstrip(".") in s for s in stated[:i]), a.content
+        else:
+            assert not h.content.startswith(("Remind me", "What was my", "Which flight", "What did I", "Do you"))
 
 
 def _bank(tmp_path: Path) -> Path:
