@@ -102,7 +102,7 @@ def test_stateful_freemem_appends_to_its_pruned_state() -> None:
     msgs = _trajectory()
     history = msgs[:12]
     first = policy.prune(history, [])
-    assert len(first) == len(history)
+    assert len(first) <= len(history)  # edited in place, or the oldest units folded
     second = policy.prune(msgs[:14], [])
     assert second[: len(first)] == policy.state[: len(first)]
     assert second[-2:] == msgs[12:14]  # new messages arrive as recorded

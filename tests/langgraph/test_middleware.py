@@ -22,7 +22,8 @@ from lgfakes import (
     scripted_model,
 )
 
-from freemem.archive import restore_rounds
+from freemem.archive import restore_event
+from freemem.folding import FOLD_ID_PREFIX
 from freemem.cleaners.heuristic import HeuristicCleaner
 from freemem.langgraph import (
     LEDGER_KEY,
@@ -69,7 +70,13 @@ def test_long_turn_is_cleaned_between_model_calls_and_persisted() -> None:
     last_request = model.received[-1]
     assert [m.id for m in persisted[:-1]] == [m.id for m in last_request]
     assert [m.content for m in persisted[:-1]] == [m.content for m in last_request]
-    assert len(persisted) == len(baseline.received[-1]) + 1  # edited, never removed
+    # Edited in place, or folded: at most one fold message stands for the oldest units it took out.
+    folds = [m for m in persisted if m.id.startswith(FOLD_ID_PREFIX)]
+    assert len(folds) <= 1
+    assert len(persisted) - len(folds) <= len(baseline.received[-1]) + 1
+    results = [m.tool_call_id for m in persisted if isinstance(m, ToolMessage)]
+    expected = [m.tool_call_id for m in baseline.received[-1] if isinstance(m, ToolMessage)]
+    assert results == expected[len(expected) - len(results):]  # the newest results, in order
     assert len({m.id for m in persisted}) == len(persisted)
     assert any("[freemem:" in str(m.content) for m in persisted if isinstance(m, ToolMessage))
 
@@ -97,7 +104,13 @@ def test_updates_replace_by_known_id_only() -> None:
             if node != MW_NODE or not update:
                 continue
             messages = update.get("messages", [])
-            assert not any(isinstance(m, RemoveMessage) for m in messages)
+            if any(isinstance(m, RemoveMessage) for m in messages):
+                # A fold: the list is rewritten whole, with one fold message in place of the folded units.
+                assert messages[0].id == REMOVE_ALL_MESSAGES
+                assert sum(1 for m in messages[1:] if m.id.startswith(FOLD_ID_PREFIX)) == 1
+                known |= {m.id for m in messages[1:]}
+                cleaned += 1
+                continue
             assert {m.id for m in messages} <= known  # same id -> add_messages replaces in place
             cleaned += bool(messages)
     assert cleaned > 5
@@ -114,10 +127,11 @@ def test_archive_keeps_removed_spans_and_restores_the_original() -> None:
     original = create_agent(baseline, TOOLS).invoke(_ask("dig into the logs"), _config("x"))["messages"]
 
     assert archive.events and {tid for tid, _ in archive.events} == {"arch"}
-    assert all(e["applied"] and e["rounds"] for _, e in archive.events)
+    assert all((e["applied"] and e["rounds"]) or e.get("folds") for _, e in archive.events)
     pruned = agent.get_state(_config("arch")).values["messages"]
-    rounds = [r for _, event in archive.events for r in event["rounds"]]
-    restored = restore_rounds(pruned, rounds)
+    restored = pruned
+    for _, event in reversed(archive.events):
+        restored = restore_event(restored, event)
     assert [m.content for m in restored] == [m.content for m in original]
 
 

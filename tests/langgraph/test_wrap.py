@@ -15,6 +15,7 @@ from langgraph.prebuilt import ToolNode, tools_condition
 from lgfakes import BUDGET, TOOLS, assert_requests_ok, file_listing, make_memory, scripted_model
 
 from freemem.errors import ConfigError
+from freemem.folding import FOLD_ID_PREFIX
 from freemem.langgraph import (
     LEDGER_KEY,
     TOKENS_KEY,
@@ -66,7 +67,9 @@ def test_wrap_cleans_between_turns_of_a_chat_graph() -> None:
     # the inner graph sees at most budget + the newest question (cleaning happens before each turn)
     assert max(sizes) <= 4000 + 50, sizes
     state = chat.get_state(_config("w")).values
-    assert len(state["messages"]) == 2 * turns  # pruned in place, never dropped
+    # pruned in place, and the oldest turns folded into one fold message
+    folds = [m for m in state["messages"] if m.id.startswith(FOLD_ID_PREFIX)]
+    assert len(folds) <= 1 and len(state["messages"]) - len(folds) <= 2 * turns
     assert state[LEDGER_KEY] and state[TOKENS_KEY] <= 4000
     assert any("[freemem:" in str(m.content) for m in state["messages"])
     # the very first question and the newest answer survive verbatim
@@ -170,7 +173,10 @@ def test_free_node_and_routing_in_a_hand_built_graph() -> None:
     assert_requests_ok(model, memory)
     state = graph.get_state(_config("h")).values
     assert state[LEDGER_KEY] and all(e["error"] is None for e in state[LEDGER_KEY])
-    assert len(state["messages"]) == 1 + 50 * 2 + 1
+    folds = [m for m in state["messages"] if m.id.startswith(FOLD_ID_PREFIX)]
+    assert len(folds) <= 1 and len(state["messages"]) - len(folds) <= 1 + 50 * 2 + 1
+    calls = [m.tool_call_id for m in state["messages"] if m.type == "tool"]
+    assert calls == [f"call_0_{k}" for k in range(50 - len(calls), 50)]
 
 
 async def test_free_node_async() -> None:

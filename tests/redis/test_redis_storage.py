@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from freemem import FreeMemory
+from freemem import FreeMemory, pairing_violations
 from freemem.bench.store import build_graph
 from freemem.errors import ConfigError, StoreConnectionError
 from freemem.redis import AsyncRedisSaver, RedisSaver
@@ -83,7 +83,10 @@ def _bytes_after(saver: RedisSaver, turns: int) -> int:
     for turn in range(turns):
         graph.invoke({"turn": turn}, {"configurable": {"thread_id": thread}})
     state = graph.get_state({"configurable": {"thread_id": thread}})
-    assert len(state.values["messages"]) == 2 + 2 * turns  # pruning edits messages, never drops them
+    messages = state.values["messages"]
+    # pruning edits messages and folds the oldest units into one fold message
+    assert sum(1 for m in messages if m["id"].startswith("freemem-fold-")) <= 1
+    assert len(messages) <= 2 + 2 * turns and pairing_violations(messages) == []
     return saver.memory_usage(thread)
 
 
