@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import math
 import os
 import platform
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from freemem.errors import ConfigError
+from freemem.io import dumps_json, write_text_atomic
 from freemem.tokens import CachedCounter, get_counter
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -256,13 +256,14 @@ def progress_bar(console: Console, enabled: bool = True) -> Iterator[Progress | 
 
 
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
-    """Write ``data`` as indented JSON (``-`` writes to stdout)."""
-    text = json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"
+    """Write ``data`` as indented JSON (``-`` writes to stdout), atomically (creating the folder), so a failed
+    run never leaves a half-written result where an earlier one was."""
+    text = dumps_json(data, default=str) + "\n"
     if str(path) == "-":
         sys.stdout.write(text)
     else:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(text, encoding="utf-8")
+        write_text_atomic(path, text)
 
 
 def finish(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:

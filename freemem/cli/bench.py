@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
-from pathlib import Path
 from typing import Any
+
+from freemem.io import dumps_json, write_text_atomic
 
 __all__ = ["BENCHMARKS", "add_arguments", "run"]
 
@@ -48,5 +48,5 @@ def run(args: argparse.Namespace) -> int:
     result: Any = module.run(args)
     out = getattr(args, "json", None)
     if out and isinstance(result, dict) and not getattr(args, "_json_written", False):
-        Path(out).write_text(json.dumps(result, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+        write_text_atomic(out, dumps_json(result, default=str) + "\n")
     return 0

@@ -1,9 +1,14 @@
-"""``freemem clean FILE``: prune a transcript or trace file, keep its format, report what was freed."""
+"""``freemem clean FILE``: prune a transcript or trace file, keep its format, report what was freed.
+
+Nothing is written unless everything can be: both destinations (``--out`` and ``--json``) are checked before
+any cleaning, both files are rendered in memory, then written together by :func:`freemem.io.write_files`
+(each staged in a temporary file and renamed over its destination), so ``--out`` equal to the input can
+never leave the input damaged, and a ``--json`` that fails never leaves a fresh ``--out`` behind.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -11,7 +16,7 @@ from typing import Any
 
 from freemem.context import answer_line_ranges
 from freemem.errors import ConfigError
-from freemem.io import FORMATS, read_document, write_document
+from freemem.io import FORMATS, check_destination, dumps_json, read_document, render_document, write_files
 from freemem.pairing import pairing_violations
 
 __all__ = ["add_arguments", "clean_file", "run"]
@@ -35,17 +40,33 @@ def _answer_line(text: str) -> str | None:
     return text[found[-1][0]:found[-1][1]] if found else None
 
 
+def _out_path(path: str | Path, out: str | Path | None) -> Path:
+    src = Path(path)
+    return Path(out) if out else src.with_name(f"{src.stem}.freemem{src.suffix or '.txt'}")
+
+
 def clean_file(path: str | Path, *, format: str = "auto", field: str | None = None, budget: int | None = None,
                marker: str | None = None, counter: str = "auto", max_share: float | None = None,
                out: str | Path | None = None, progress: Any = None) -> dict[str, Any]:
-    """Prune every conversation/trace in ``path``; write the result; return the report."""
+    """Prune every conversation/trace in ``path``; write the result (atomically); return the report."""
+    out_path = check_destination(_out_path(path, out), "pruned file")
+    data, report = _clean(path, format=format, field=field, budget=budget, marker=marker, counter=counter,
+                          max_share=max_share, out_path=out_path, progress=progress)
+    write_files([(out_path, data)])
+    return report
+
+
+def _clean(path: str | Path, *, format: str, field: str | None, budget: int | None, marker: str | None,
+           counter: str, max_share: float | None, out_path: Path, progress: Any) -> tuple[bytes, dict[str, Any]]:
+    """Clean ``path`` in memory: the bytes of the pruned file and the report."""
     from freemem.cleaners.heuristic import HeuristicCleaner
     from freemem.memory import FreeMemory
 
     if budget is not None and budget <= 0:
         raise ConfigError("--budget must be a positive number of tokens")
     doc = read_document(path, format=format, text_field=field)
-    memory = FreeMemory(counter=counter, budget=budget, marker=marker, max_freed_share=max_share)
+    memory = FreeMemory(counter=counter, budget=budget, marker=marker, max_freed_share=max_share,
+                        fold=False)  # no archive here: a fold would drop messages with no way back
     if isinstance(memory.cleaner, HeuristicCleaner):
         memory.cleaner.counter = memory.counter
     records: list[dict[str, Any]] = []
@@ -77,11 +98,10 @@ def clean_file(path: str | Path, *, format: str = "auto", field: str | None = No
         if progress is not None:
             progress.advance(task)
     src = Path(path)
-    out_path = Path(out) if out else src.with_name(f"{src.stem}.freemem{src.suffix or '.txt'}")
-    write_document(doc, out_path)
+    data = render_document(doc)
     before = sum(r["tokens_before"] for r in records)
     after = sum(r["tokens_after"] for r in records)
-    return {
+    return data, {
         "file": str(src), "out": str(out_path), "format": doc.format, "counter": memory.counter.name,
         "budget": budget, "items": len(records), "tokens_before": before, "tokens_after": after,
         "tokens_freed": before - after, "freed_share": round((before - after) / before, 4) if before else 0.0,
@@ -98,23 +118,28 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    # Both destinations are checked before the work, and written together after it.
+    out_path = check_destination(_out_path(args.file, args.out), "pruned file")
+    json_path = None if args.json_out in (None, "-") else check_destination(args.json_out, "--json report")
+    if json_path is not None and json_path.resolve() == out_path.resolve():
+        raise ConfigError(f"--out and --json name the same file ({out_path})")
     console = Console(stderr=args.json_out == "-")
     show = not args.quiet
+    options = {"format": args.format, "field": args.field, "budget": args.budget, "marker": args.marker,
+               "counter": args.counter, "max_share": args.max_share, "out_path": out_path}
     if show:
         with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeElapsedColumn(), console=console, transient=True) as progress:
-            report = clean_file(args.file, format=args.format, field=args.field, budget=args.budget,
-                                marker=args.marker, counter=args.counter, max_share=args.max_share, out=args.out,
-                                progress=progress)
+            data, report = _clean(args.file, progress=progress, **options)
     else:
-        report = clean_file(args.file, format=args.format, field=args.field, budget=args.budget, marker=args.marker,
-                            counter=args.counter, max_share=args.max_share, out=args.out)
-    if args.json_out:
-        text = json.dumps(report, ensure_ascii=False, indent=2)
-        if args.json_out == "-":
-            sys.stdout.write(text + "\n")
-        else:
-            Path(args.json_out).write_text(text + "\n", encoding="utf-8")
+        data, report = _clean(args.file, progress=None, **options)
+    files: list[tuple[Path, bytes]] = [(out_path, data)]
+    text = dumps_json(report) + "\n" if args.json_out else ""
+    if json_path is not None:
+        files.append((json_path, text.encode("utf-8")))
+    write_files(files)
+    if args.json_out == "-":
+        sys.stdout.write(text)
     if show:
         table = Table(title=f"freemem clean — {Path(report['file']).name}", show_header=False)
         table.add_column("", style="bold")

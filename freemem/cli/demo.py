@@ -28,6 +28,7 @@ from typing import Annotated, Any
 from langchain_core.tools import InjectedToolCallId, tool
 
 from freemem.errors import ConfigError, FormatError
+from freemem.io import atomic_path, check_destination, write_text_atomic
 
 __all__ = ["DemoResult", "add_arguments", "load_session", "run", "run_demo"]
 
@@ -347,6 +348,10 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.live import Live
 
+    # Destinations are checked before the session runs, so a bad path never costs a whole replay.
+    for dest, what in ((args.plot, "--plot chart"), (args.json, "--json report")):
+        if dest:
+            check_destination(dest, what)
     console = Console()
     session = load_session(args.session)
     total = sum(len(t.get("steps", [])) + 1 for t in session["turns"])
@@ -384,7 +389,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         payload = {"summary": s, "without": result.without, "with_freemem": result.with_freemem,
                    "turn_starts": result.turn_starts}
-        Path(args.json).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(args.json, json.dumps(payload, indent=2) + "\n")
     return 0
 
 
@@ -409,7 +414,8 @@ def _plot(result: DemoResult, budget: int, path: Path) -> None:
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     try:
-        fig.savefig(path)
+        with atomic_path(path) as temp:  # the chart appears whole or not at all
+            fig.savefig(temp)
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc}") from None
     finally:

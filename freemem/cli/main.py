@@ -69,6 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FreememError as exc:
         print(f"freemem: error: {exc}", file=sys.stderr)
         return 1
+    except RecursionError:
+        # Input nested deeper than Python's stack (readers catch their own; this is the net under the rest).
+        print("freemem: error: input nested too deeply to process", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("freemem: interrupted", file=sys.stderr)
         return 130

@@ -45,12 +45,42 @@ def _options(kwargs: dict[str, Any], *, asyncio: bool, cluster: bool) -> dict[st
     return options
 
 
+def _check_url(url: str) -> None:
+    """A :class:`ConfigError` naming what is wrong with ``url``, before redis-py raises a ``ValueError``."""
+    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"a Redis URL must start with redis://, rediss:// or unix://, got {url!r}")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"invalid Redis URL {_safe(url)!r}: {exc}") from None
+    if parts.scheme != "unix" and not parts.hostname and port is None and parts.netloc.rpartition("@")[2]:
+        raise ConfigError(f"invalid Redis URL {_safe(url)!r}: no host name")
+
+
+def _safe(url: str) -> str:
+    try:
+        return describe_url(url)
+    except ValueError:
+        return url.split("@")[-1]
+
+
+def _from_url(factory: Any, url: str, options: dict[str, Any]) -> Any:
+    _check_url(url)
+    try:
+        return factory(url, **options)
+    except ValueError as exc:  # redis-py's URL parsing ("Port could not be cast to integer value ...")
+        raise ConfigError(f"invalid Redis URL {_safe(url)!r}: {exc}") from None
+
+
 def sync_client(url: str, *, cluster: bool = False, **kwargs: Any) -> redis.Redis | redis.RedisCluster:
-    """A ``redis.Redis`` (or ``redis.RedisCluster`` with ``cluster=True``) for ``url``."""
+    """A ``redis.Redis`` (or ``redis.RedisCluster`` with ``cluster=True``) for ``url``.
+
+    Raises :class:`ConfigError` for a URL that cannot be parsed (``redis://:::``)."""
     options = _options(kwargs, asyncio=False, cluster=cluster)
     if cluster:
-        return redis.RedisCluster.from_url(url, **options)
-    return redis.Redis.from_url(url, **options)
+        return _from_url(redis.RedisCluster.from_url, url, options)
+    return _from_url(redis.Redis.from_url, url, options)
 
 
 def async_client(
@@ -59,8 +89,8 @@ def async_client(
     """A ``redis.asyncio.Redis`` (or its cluster twin with ``cluster=True``) for ``url``."""
     options = _options(kwargs, asyncio=True, cluster=cluster)
     if cluster:
-        return redis.asyncio.cluster.RedisCluster.from_url(url, **options)
-    return redis.asyncio.Redis.from_url(url, **options)
+        return _from_url(redis.asyncio.cluster.RedisCluster.from_url, url, options)
+    return _from_url(redis.asyncio.Redis.from_url, url, options)
 
 
 def describe_url(url: str) -> str:
@@ -69,8 +99,12 @@ def describe_url(url: str) -> str:
     if parts.password is None:
         return url
     host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port:
+        host = f"{host}:{port}"
     user = f"{parts.username}:***@" if parts.username else ":***@"
     return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
 
