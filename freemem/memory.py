@@ -11,7 +11,10 @@ A cleaner that fails costs one skipped round, a warning and a counted error — 
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -20,8 +23,9 @@ from typing import Any
 
 from freemem.apply import Marker, Outcome, apply_commands
 from freemem.cleaners.base import Cleaner, Proposal
+from freemem.commands import Command
 from freemem.context import MESSAGE_OVERHEAD_TOKENS, Context, MessageView, Protection, counted_texts, message_views
-from freemem.errors import ConfigError
+from freemem.errors import CleanerError, CleanerTimeout, ConfigError
 from freemem.folding import FoldRecord, fold_units, make_fold
 from freemem.ledger import CleanEvent
 from freemem.policies.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger, TriggerState
@@ -92,6 +96,9 @@ class FreeMemory:
         fold_keep_units: the newest units (human messages; assistant messages with their tool results)
             that never fold.
         digest_tokens: the bound on a fold message's digest.
+        round_timeout: seconds one cleaner call may take (None: no bound). A cleaner still busy then is
+            abandoned (a sync ``propose`` runs in a worker thread for this; ``apropose`` is cancelled) and
+            the round fails open: a ``RuntimeWarning``, the event's ``error`` set, the state unchanged.
     """
 
     def __init__(
@@ -110,9 +117,10 @@ class FreeMemory:
         archive: Any = None,
         fold: bool = True,
         fold_share: float = 0.15,
-        fold_target: float = 0.7,
+        fold_target: float = 0.9,
         fold_keep_units: int = 4,
         digest_tokens: int = 400,
+        round_timeout: float | None = 120.0,
     ) -> None:
         if budget is not None and budget <= 0:
             raise ConfigError("budget must be a positive number of tokens")
@@ -127,7 +135,12 @@ class FreeMemory:
         if cleaner is None:
             from freemem.cleaners.heuristic import HeuristicCleaner
 
-            cleaner = HeuristicCleaner(budget=budget, counter=self.counter)
+            # With folds, whole old turns go as units: budget fitting then shrinks only tool output and
+            # leaves conversation text verbatim (the newest turns matter most; folds take the oldest).
+            roles = ("tool",) if fold and budget is not None else ("tool", "assistant", "user", "human", "text")
+            # Folds make room for the next steps, so rounds need not cut as deep (0.9 of the budget, not 0.8).
+            target = 0.9 if fold and budget is not None else 0.8
+            cleaner = HeuristicCleaner(budget=budget, counter=self.counter, fit_roles=roles, target=target)
         self.cleaner = cleaner
         self.budget = budget
         if triggers is None:
@@ -153,6 +166,9 @@ class FreeMemory:
         #: Fold messages name the ``recall`` tool (set when a surface offers it to the agent).
         self.recall_hint = False
         self.stats = _Stats()
+        if round_timeout is not None and not round_timeout > 0:
+            raise ConfigError("round_timeout must be a positive number of seconds or None")
+        self.round_timeout = round_timeout
 
     # -- measuring --------------------------------------------------------------------------------------
     def count_messages(self, messages: Sequence[Any]) -> int:
@@ -331,11 +347,8 @@ class FreeMemory:
         try:
             context = next(gen)
             while True:
-                try:
-                    answer: Any = self.cleaner.propose(context)
-                except Exception as exc:  # noqa: BLE001 - fail open: any cleaner failure skips the round
-                    answer = exc
-                context = gen.send(answer)
+                answer: Any = _propose_within(self.cleaner, context, self.round_timeout)
+                context = gen.send(_as_proposal(self.cleaner, answer))
         except StopIteration as stop:
             return stop.value
 
@@ -346,12 +359,82 @@ class FreeMemory:
             context = next(gen)
             while True:
                 try:
-                    answer: Any = await self.cleaner.apropose(context)
-                except Exception as exc:  # noqa: BLE001
+                    if self.round_timeout is None:
+                        answer: Any = await self.cleaner.apropose(context)
+                    else:
+                        answer = await asyncio.wait_for(self.cleaner.apropose(context), self.round_timeout)
+                except asyncio.TimeoutError:
+                    answer = _deadline_error(self.cleaner, self.round_timeout)
+                except Exception as exc:  # noqa: BLE001 - fail open: any cleaner failure skips the round
                     answer = exc
-                context = gen.send(answer)
+                context = gen.send(_as_proposal(self.cleaner, answer))
         except StopIteration as stop:
             return stop.value
+
+
+def _cleaner_name(cleaner: Any) -> str:
+    return str(getattr(cleaner, "name", type(cleaner).__name__))
+
+
+def _deadline_error(cleaner: Any, seconds: float | None) -> CleanerTimeout:
+    return CleanerTimeout(f"cleaner {_cleaner_name(cleaner)} exceeded {seconds:g} s (round_timeout); "
+                          "abandoned")
+
+
+def _propose_within(cleaner: Any, context: Context, seconds: float | None) -> Any:
+    """``cleaner.propose(context)``, or the exception it raised, or a :class:`CleanerTimeout` once ``seconds``
+    pass. With a deadline the call runs in a daemon worker thread (in a copy of the caller's contextvars), so a
+    hung cleaner is left behind rather than waited for; Python cannot kill a thread, and its late answer is
+    dropped."""
+    if seconds is None:
+        try:
+            return cleaner.propose(context)
+        except Exception as exc:  # noqa: BLE001 - fail open: any cleaner failure skips the round
+            return exc
+    box: list[Any] = []
+    done = threading.Event()
+    run_in_context = contextvars.copy_context().run
+
+    def call() -> None:
+        try:
+            box.append(run_in_context(cleaner.propose, context))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            box.append(exc)
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=call, name=f"freemem-cleaner-{_cleaner_name(cleaner)}", daemon=True)
+    worker.start()
+    if not done.wait(seconds):
+        return _deadline_error(cleaner, seconds)
+    answer = box[0]
+    if isinstance(answer, BaseException) and not isinstance(answer, Exception):
+        raise answer  # KeyboardInterrupt, SystemExit: not a cleaner failure
+    return answer
+
+
+def _as_proposal(cleaner: Any, answer: Any) -> Proposal | BaseException:
+    """``answer`` as a :class:`Proposal` the round can use, or an error saying why it is not one.
+
+    A cleaner returning garbage fails its round like a cleaner that raises (a warning, the event's error);
+    a plain list of :class:`Command` is accepted as a proposal."""
+    if isinstance(answer, BaseException):
+        return answer
+    name = _cleaner_name(cleaner)
+    if isinstance(answer, list) and all(isinstance(c, Command) for c in answer):
+        return Proposal(commands=answer, cleaner=name)
+    if not isinstance(answer, Proposal):
+        return CleanerError(f"cleaner {name} returned {type(answer).__name__}, not a Proposal or a list of Command")
+    if not isinstance(answer.commands, list) or not all(isinstance(c, Command) for c in answer.commands):
+        bad = answer.commands if not isinstance(answer.commands, list) else next(
+            c for c in answer.commands if not isinstance(c, Command))
+        return CleanerError(f"cleaner {name} proposed {type(bad).__name__} where a Command belongs")
+    if not isinstance(answer.latency_s, (int, float)) or not isinstance(answer.usage, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in answer.usage.values()):
+        return CleanerError(f"cleaner {name} returned a Proposal whose latency_s or usage is not numeric")
+    if answer.note is not None and not isinstance(answer.note, str):
+        return CleanerError(f"cleaner {name} returned a Proposal whose note is not a string")
+    return answer
 
 
 def _newest_text(messages: Sequence[Any]) -> str:

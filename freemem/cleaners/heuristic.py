@@ -75,6 +75,9 @@ class HeuristicCleaner(Cleaner):
         bulky_tokens: a stale tool result over this many tokens is excerpted even under budget.
         excerpt_head_lines: lines kept at the top of an excerpted tool result.
         duplicate_min_chars: a repeated paragraph at least this long counts as a duplicated block.
+        fit_roles: whose text budget fitting may excerpt or clear (tool-call argument strings count as tool
+            output). ``FreeMemory`` with folding leaves conversation text (user and assistant) to folds, which
+            take whole old turns and keep the recent ones verbatim, so it passes ``("tool",)``.
     """
 
     name = "heuristic"
@@ -84,7 +87,8 @@ class HeuristicCleaner(Cleaner):
 
     def __init__(self, *, budget: int | None = None, target: float = 0.8, counter: Any = None,
                  min_repeats: int = 3, keep_recent_tools: int = 3, bulky_tokens: int = 2000,
-                 excerpt_head_lines: int = 4, duplicate_min_chars: int = 200) -> None:
+                 excerpt_head_lines: int = 4, duplicate_min_chars: int = 200,
+                 fit_roles: tuple[str, ...] = ("tool", "assistant", "user", "human", "text")) -> None:
         self.budget = budget
         self.target = target
         self.counter = counter
@@ -93,6 +97,7 @@ class HeuristicCleaner(Cleaner):
         self.bulky_tokens = bulky_tokens
         self.excerpt_head_lines = excerpt_head_lines
         self.duplicate_min_chars = duplicate_min_chars
+        self.fit_roles = tuple(fit_roles)
         self._para_cache: dict[str, list[tuple[str, int, int]]] = {}
         self._loop_cache: dict[tuple[str, tuple[tuple[int, int], ...]], list[tuple[int, int, int]]] = {}
 
@@ -290,6 +295,8 @@ class HeuristicCleaner(Cleaner):
                 if estimate <= goal:
                     return out
                 if field_tokens[id(f)] < 40 or (level == 2 and id(f) in blocked):
+                    continue
+                if f.role not in self.fit_roles and not (parse_arg_field(f.name) and "tool" in self.fit_roles):
                     continue
                 if level == 3 and (id(f) not in blocked or out or planned):
                     continue  # other deletions this round may unblock it: the next round excerpts it
