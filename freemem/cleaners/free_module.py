@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AdapterMode",
     "CircuitBreaker",
+    "DEFAULT_TOTAL_TIMEOUT",
     "Endpoint",
     "FreeModuleCleaner",
     "StructuredOutput",
@@ -256,6 +257,7 @@ class _Attempts:
         self.attempts = 0
         self.errors: list[tuple[str, BaseException]] = []
         self._deadline = (time.monotonic() + cleaner.total_timeout) if cleaner.total_timeout else None
+        self.out_of_time = False
 
     def next(self) -> tuple[_EndpointState, float, float] | None:
         """The next endpoint, the delay to wait before calling it, and the request timeout; None when done."""
@@ -274,6 +276,7 @@ class _Attempts:
                 remaining = self._deadline - time.monotonic() - delay
                 if remaining <= 0:
                     state.breaker.release()
+                    self.out_of_time = True
                     return None
                 timeout = min(timeout, remaining)
             self._tried[id(state)] = previous + 1
@@ -295,6 +298,9 @@ class _Attempts:
             )
         detail = "; ".join(f"{url}: {type(e).__name__}: {_short(e)}" for url, e in self.errors[-3:])
         msg = f"{self._cleaner.name}: no answer after {self.attempts} attempt(s): {detail}"
+        if self.out_of_time:
+            msg += f" (total_timeout of {self._cleaner.total_timeout:g} s reached)"
+            return CleanerTimeout(msg)
         if all(isinstance(e, (openai.APITimeoutError, TimeoutError)) for _, e in self.errors):
             return CleanerTimeout(msg)
         return CleanerUnavailable(msg)
@@ -315,6 +321,11 @@ def _fatal(cleaner_name: str, state: _EndpointState, exc: openai.OpenAIError) ->
 
 def _context_text(context: Context | str) -> str:
     return context if isinstance(context, str) else context.text
+
+
+DEFAULT_TOTAL_TIMEOUT = 90.0
+"""Seconds a whole :meth:`FreeModuleCleaner.propose` call may take by default (``total_timeout="auto"``: this,
+or one request's ``timeout`` when that is longer), retries and backoff included."""
 
 
 class FreeModuleCleaner(Cleaner):
@@ -339,7 +350,13 @@ class FreeModuleCleaner(Cleaner):
         api: ``chat`` (chat template applied by the server) or ``completions`` (the template rendered as one
             raw prompt: for adapters trained on raw prompt/completion pairs).
         temperature, max_tokens, seed, stop: sampling settings.
-        timeout: seconds per request. ``total_timeout``: optional bound for a whole call, retries included.
+        timeout: seconds per request.
+        total_timeout: bound on a whole call -- every attempt, failover and backoff included. The default,
+            ``"auto"``, is ``max(90 s, timeout)``: one full request plus retries in what is left (90 s with the
+            default 60 s ``timeout``), never less than one request. ``None`` removes it, and then a call may
+            last ``timeout * (max_retries + 1)`` plus backoff (about 3 minutes with the defaults).
+            ``FreeMemory(round_timeout=120)`` is the net above it for any cleaner: raise both for a model whose
+            answers legitimately take longer.
         max_retries: further attempts after the first (on the next endpoints, then again with backoff).
         backoff_s, backoff_max_s: exponential backoff before re-trying an endpoint already tried in this call.
         breaker_threshold, breaker_cooldown_s: per endpoint, open the circuit after that many consecutive
@@ -367,7 +384,7 @@ class FreeModuleCleaner(Cleaner):
         seed: int | None = None,
         stop: Sequence[str] | None = None,
         timeout: float = 60.0,
-        total_timeout: float | None = None,
+        total_timeout: float | Literal["auto"] | None = "auto",
         max_retries: int = 2,
         backoff_s: float = 0.5,
         backoff_max_s: float = 8.0,
@@ -392,8 +409,10 @@ class FreeModuleCleaner(Cleaner):
             adapter_mode = "none"
         if max_tokens < 1 or timeout <= 0 or max_retries < 0 or backoff_s < 0 or backoff_max_s < 0:
             raise ConfigError("max_tokens >= 1, timeout > 0, max_retries >= 0 and backoffs >= 0 are required")
-        if total_timeout is not None and total_timeout <= 0:
-            raise ConfigError("total_timeout must be > 0")
+        if total_timeout == "auto":
+            total_timeout = max(DEFAULT_TOTAL_TIMEOUT, timeout)
+        if total_timeout is not None and (isinstance(total_timeout, str) or not total_timeout > 0):
+            raise ConfigError(f"total_timeout must be > 0, 'auto' or None, got {total_timeout!r}")
         self.endpoints: tuple[Endpoint, ...] = tuple(eps)
         self.model = model
         self.adapter = adapter
