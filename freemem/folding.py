@@ -154,13 +154,19 @@ def fold_units(views: Sequence[MessageView], protection: Protection, *, keep_uni
             i += 1  # a protected message stays in place; folding goes on after it
             continue
         j = i + 1
+        if view.role == "tool":
+            i = j  # a result away from its call: it stays with whatever keeps the call
+            continue
         if view.role == "assistant":
             while j < n and views[j].role == "tool":
                 j += 1
             calls = {call_id for call_id, _n, _a in view.tool_calls}
             answered = {views[k].tool_call_id for k in range(i + 1, j)}
-            if not calls <= answered:  # a result missing or elsewhere: folding would orphan it
-                break
+            if not calls <= answered:
+                # A result missing or elsewhere: folding this unit would orphan it. It stays where it is
+                # (like a protected message) and folding goes on around it.
+                i = j
+                continue
         if any(k in whole for k in range(i, j)):
             break
         units.append(Unit(i, j))
