@@ -10,6 +10,7 @@ from langgraph.checkpoint.base import Checkpoint, CheckpointMetadata
 from langgraph.checkpoint.base.id import uuid6
 from langgraph.checkpoint.conformance.test_utils import generate_checkpoint
 
+from freemem.bench.store import tool_turn
 from freemem.redis._drivers import SyncDriver
 from freemem.redis.protocol import Batch
 
@@ -70,3 +71,12 @@ class CountingDriver(SyncDriver):
         self.round_trips += 1
         self.commands += len(batch.commands)
         return super().execute(batch)
+
+
+def scripted_transcript(turns: int) -> list[dict[str, Any]]:
+    """The scripted agent's messages after ``turns`` turns, unpruned (see freemem.bench.store)."""
+    msgs: list[dict[str, Any]] = [{"role": "system", "id": "sys", "content": "You are a careful coding agent."},
+                                  {"role": "user", "id": "u0", "content": "Read every part and summarise the repository."}]
+    for turn in range(turns):
+        msgs += tool_turn(turn)
+    return msgs

@@ -14,22 +14,14 @@ from freemem.bench.store import build_graph, tool_turn
 from freemem.cli.main import main
 from freemem.errors import FormatError, StoreError
 from freemem.redis import AsyncRedisArchive, RedisArchive, RedisSaver, restore_thread, show_thread
+from tests.redis.helpers import scripted_transcript
 from tests.support.redis_servers import RedisServerProcess
-
-
-def _transcript(turns: int) -> list[dict[str, Any]]:
-    """The scripted agent's messages after ``turns`` turns, unpruned (see freemem.bench.store)."""
-    msgs: list[dict[str, Any]] = [{"role": "system", "id": "sys", "content": "You are a careful coding agent."},
-                                  {"role": "user", "id": "u0", "content": "Read every part and summarise the repository."}]
-    for turn in range(turns):
-        msgs += tool_turn(turn)
-    return msgs
 
 
 def _clean_twice(archive: Any, thread: str) -> tuple[list[Any], list[Any], list[str]]:
     """Two cleaning rounds (two events) on a growing transcript, recorded in the archive."""
     memory = FreeMemory(budget=3000, counter="approx", every_tokens=None, on_loop=False)
-    original = _transcript(8)
+    original = scripted_transcript(8)
     first = memory.clean(original)
     assert first.changed
     archive.record(thread, first.event.to_dict(spans=True))
@@ -88,7 +80,7 @@ def test_restoring_an_older_event_under_a_newer_one_is_refused(redis_server: Red
 async def test_async_archive_and_freememory_arecord(redis_server: RedisServerProcess, prefix: str) -> None:
     async with AsyncRedisArchive.from_url(redis_server.url, key_prefix=prefix) as archive:
         memory = FreeMemory(budget=3000, counter="approx", every_tokens=None, on_loop=False, archive=archive)
-        original = _transcript(8)
+        original = scripted_transcript(8)
         result = await memory.aclean(original)
         await memory.archive.arecord("t", result.event.to_dict(spans=True))
         assert [e["id"] for e in await archive.alist_events("t")] == [result.event.id]
@@ -116,7 +108,7 @@ def test_thread_cli_list_show_restore(redis_server: RedisServerProcess, prefix: 
         for turn in range(10):
             graph.invoke({"turn": turn}, conf)
         pruned = graph.get_state(conf).values["messages"]
-        full = _transcript(10)
+        full = scripted_transcript(10)
         view = show_thread(saver, archive, thread)
         assert view.pruned == pruned and view.original == full and len(view.events) >= 2
 

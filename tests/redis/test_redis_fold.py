@@ -4,25 +4,16 @@
 from __future__ import annotations
 
 import json
-from typing import Any
-
 import pytest
 
 from freemem import FreeMemory
-from freemem.bench.store import build_graph, tool_turn
+from freemem.bench.store import build_graph
 from freemem.cli.main import main
 from freemem.folding import FOLD_ID_PREFIX
 from freemem.pairing import pairing_violations
 from freemem.redis import RedisArchive, RedisSaver, show_thread
+from tests.redis.helpers import scripted_transcript
 from tests.support.redis_servers import RedisServerProcess
-
-
-def _transcript(turns: int) -> list[dict[str, Any]]:
-    msgs: list[dict[str, Any]] = [{"role": "system", "id": "sys", "content": "You are a careful coding agent."},
-                                  {"role": "user", "id": "u0", "content": "Read every part and summarise the repository."}]
-    for turn in range(turns):
-        msgs += tool_turn(turn)
-    return msgs
 
 
 def test_fold_restored_through_the_thread_cli(redis_server: RedisServerProcess, capsys: pytest.CaptureFixture[str]) -> None:
@@ -36,7 +27,7 @@ def test_fold_restored_through_the_thread_cli(redis_server: RedisServerProcess, 
         for turn in range(turns):
             graph.invoke({"turn": turn}, conf)
         pruned = graph.get_state(conf).values["messages"]
-        full = _transcript(turns)
+        full = scripted_transcript(turns)
         assert sum(1 for m in pruned if m["id"].startswith(FOLD_ID_PREFIX)) == 1
         assert len(pruned) < len(full) // 2 and pairing_violations(pruned) == []
         events = archive.list_events(thread)
