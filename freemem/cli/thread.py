@@ -5,6 +5,10 @@
   event's removed spans in full);
 * ``restore``: put one event's spans (``--event ID``) or every unrestored event's back into the thread, as a
   new checkpoint the next ``invoke`` continues from (``--dry-run``: compute, write nothing).
+
+When the pruned messages hold freemem markers or fold messages that no archived event names (the archive
+expired or lost them), ``show`` and ``restore`` say so on stderr instead of reporting a clean thread, and
+``restore`` with nothing restorable exits 1: the removed text is gone and the markers stay.
 """
 
 from __future__ import annotations
@@ -54,11 +58,20 @@ def _plain(message: Any) -> Any:
     return dump() if dump else repr(message)
 
 
+def _warn_orphans(thread: str, orphans: list[str]) -> None:
+    if orphans:
+        shown = ", ".join(f"#{r}" for r in orphans[:5]) + (", ..." if len(orphans) > 5 else "")
+        print(f"freemem: warning: thread {thread}: {len(orphans)} freemem marker(s) or fold(s) in the pruned "
+              f"messages name text the archive no longer holds (expired or deleted?): {shown}; that text cannot "
+              "be shown or restored", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
     from freemem.redis import RedisArchive, RedisSaver, restore_thread, show_thread
+    from freemem.redis.threads import orphaned_refs
 
     if not args.redis.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"--redis must be a redis://, rediss:// or unix:// URL, got {args.redis!r}")
@@ -106,9 +119,11 @@ def run(args: argparse.Namespace) -> int:
             view = show_thread(saver, archive, args.thread, channel=args.channel, checkpoint_ns=args.ns)
             if view.checkpoint_id is None:
                 raise StoreError(f"thread {args.thread!r} has no checkpoints under key prefix {args.key_prefix!r}")
+            _warn_orphans(args.thread, view.orphans)
             if args.json_out:
                 out = {"thread": args.thread, "checkpoint_id": view.checkpoint_id, "events": view.events,
-                       "pruned": [_plain(m) for m in view.pruned], "original": [_plain(m) for m in view.original]}
+                       "pruned": [_plain(m) for m in view.pruned], "original": [_plain(m) for m in view.original],
+                       "orphaned_refs": view.orphans}
                 print(json.dumps(out, indent=2, default=str))
                 return 0
             table = Table(title=f"thread {args.thread} @ {view.checkpoint_id}: pruned vs original")
@@ -134,21 +149,29 @@ def run(args: argparse.Namespace) -> int:
             console.print(table)
             console.print(f"{changed} of {len(view.pruned)} messages pruned, {folds} fold message(s) standing for "
                           f"{len(view.original) - len(view.pruned) + folds} folded; "
-                          f"{sum(1 for e in view.events if not e.get('restored_at'))} events restorable")
+                          f"{sum(1 for e in view.events if not e.get('restored_at'))} events restorable"
+                          + (f"; {len(view.orphans)} marker(s) whose text the archive lost" if view.orphans else ""))
             return 0
         try:
             result = restore_thread(saver, archive, args.thread, args.event, channel=args.channel,
                                     checkpoint_ns=args.ns, dry_run=args.dry_run)
         except KeyError as exc:
             raise StoreError(str(exc.args[0])) from None
+        # Markers left in what the restore produced (or would; the messages as they were when nothing was
+        # restorable) name text no archived event could put back.
+        orphans = orphaned_refs(archive, args.thread, result.messages)
         out = {"thread": args.thread, "restored_events": result.event_ids, "tokens_restored": result.tokens_restored,
-               "dry_run": bool(args.dry_run)}
+               "dry_run": bool(args.dry_run), "orphaned_refs": orphans}
+        _warn_orphans(args.thread, orphans)
         if args.json_out:
             print(json.dumps(out, indent=2))
         elif not result.event_ids:
-            print(f"thread {args.thread}: nothing to restore", file=sys.stderr)
+            print(f"thread {args.thread}: nothing to restore"
+                  + (" (the archive holds none of the removed text)" if orphans else ""), file=sys.stderr)
         else:
             verb = "would restore" if args.dry_run else "restored"
             console.print(f"thread {args.thread}: {verb} {len(result.event_ids)} event(s), "
                           f"{result.tokens_restored:,} tokens: {', '.join(result.event_ids)}")
+        if not result.event_ids and orphans:
+            return 1
     return 0

@@ -4,11 +4,19 @@
 Restoring writes a checkpoint the way ``graph.update_state`` does (``source: "update"``, the next step, the
 previous checkpoint as parent), with only the messages channel replaced, so the next ``invoke`` on the thread
 continues from the restored context and the pruned one stays in history.
+
+Lost archive events. The archive can lose events the checkpoints still point to (its keys expired with a
+shorter TTL, were deleted, or were written to another key prefix). The pruned messages then still hold
+freemem's markers (``[freemem: #<ref> N tokens freed]``) and fold messages whose text no event names.
+:func:`orphaned_refs` finds them, and :class:`ThreadView` carries them (``orphans``), so a caller can say the
+removed text is gone instead of reporting "nothing pruned" or "nothing to restore". Markers of a custom
+``marker=`` template are not recognised (only freemem's default marker and fold messages).
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -18,10 +26,23 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.checkpoint.base.id import uuid6
 
+from freemem.archive import event_refs
+from freemem.context import message_views
 from freemem.errors import StoreError
 from freemem.redis.archive import RedisArchive, Restored
 
-__all__ = ["ThreadView", "load_messages", "restore_thread", "show_thread", "write_messages"]
+__all__ = [
+    "ThreadView",
+    "freemem_refs",
+    "load_messages",
+    "orphaned_refs",
+    "restore_thread",
+    "show_thread",
+    "write_messages",
+]
+
+#: freemem's default message marker (:data:`freemem.apply.DEFAULT_MESSAGE_MARKER`), naming its span's ref.
+_MARKER = re.compile(r"\[freemem: #([0-9a-f]{8}) \d+ tokens freed\]")
 
 
 @dataclass
@@ -33,6 +54,8 @@ class ThreadView:
     pruned: list[Any]
     original: list[Any]
     events: list[dict[str, Any]] = field(default_factory=list)
+    #: Refs of markers and fold messages in ``pruned`` that no archived event names (their text is lost).
+    orphans: list[str] = field(default_factory=list)
 
 
 def _config(thread_id: str, checkpoint_ns: str) -> RunnableConfig:
@@ -76,6 +99,30 @@ def write_messages(
     return saver.put(parent.config, checkpoint, metadata, {channel: version})  # type: ignore[arg-type]
 
 
+def freemem_refs(messages: Sequence[Any]) -> list[str]:
+    """The refs freemem left in ``messages``: each default marker's ``#ref`` and each fold message's handle,
+    in order (a ref twice if it occurs twice)."""
+    refs: list[str] = []
+    for view in message_views(messages):
+        if view.fold is not None:
+            refs.append(view.fold)
+        for _name, text in view.fields:
+            refs.extend(_MARKER.findall(text))
+    return refs
+
+
+def orphaned_refs(archive: RedisArchive, thread_id: str, messages: Sequence[Any]) -> list[str]:
+    """The refs in ``messages`` (see :func:`freemem_refs`) that no archived event of the thread names, in
+    order, each once: text freemem removed that the archive no longer holds (expired, deleted)."""
+    refs = freemem_refs(messages)
+    if not refs:
+        return []
+    known: set[str] = set()
+    for event in archive.events(thread_id, include_restored=True):
+        known.update(event_refs(event))
+    return list(dict.fromkeys(r for r in refs if r not in known))
+
+
 def show_thread(
     saver: BaseCheckpointSaver[Any],
     archive: RedisArchive,
@@ -94,6 +141,7 @@ def show_thread(
         pruned=pruned,
         original=original,
         events=events,
+        orphans=orphaned_refs(archive, thread_id, pruned) if pruned else [],
     )
 
 
