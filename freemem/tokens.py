@@ -15,6 +15,10 @@ Backends, best first:
 process. :class:`CachedCounter` memoises counts per text, so a new agent turn costs O(new tokens),
 not O(transcript).
 
+Every counter takes any text Python can hold: lone surrogates (``os.fsdecode`` of a non-UTF-8 file name in a
+tool result) are counted as U+FFFD, the way tiktoken itself counts them (see :func:`_encodable`), so a count
+never raises and stays deterministic.
+
 This module imports neither langgraph, redis nor httpx; ``tokenizers`` and ``tiktoken`` are imported
 lazily, when a counter that needs them is built.
 """
@@ -158,6 +162,20 @@ class TokenCounter(ABC):
         return f"{type(self).__name__}(name={self.name!r})"
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _encodable(text: str) -> str:
+    """``text`` made encodable as UTF-8: surrogate pairs held as two code units are joined and every lone
+    surrogate becomes U+FFFD (a UTF-16 round trip with ``surrogatepass``/``replace``, what tiktoken does on
+    its own). Tokenizer bindings refuse a ``str`` they cannot encode (``tokenizers`` raises TypeError), and
+    one such character in a tool result must not stop a thread from being counted. Texts without
+    surrogates are returned as they are (the common case costs one C-level scan)."""
+    if text.isascii() or _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def _check_budget(max_tokens: int) -> None:
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0:
         raise ConfigError(f"max_tokens must be a non-negative int, got {max_tokens!r}")
@@ -268,7 +286,7 @@ class Qwen3Counter(TokenCounter):
         if not text:
             return 0
         if len(text) <= _SPLIT_ABOVE:
-            return len(self._tok.encode(text, add_special_tokens=False).ids)
+            return len(self._tok.encode(_encodable(text), add_special_tokens=False).ids)
         return self.count_many([text])[0]
 
     def count_many(self, texts: Sequence[str]) -> list[int]:
@@ -284,6 +302,7 @@ class Qwen3Counter(TokenCounter):
         for i, text in enumerate(texts):
             if not text:
                 continue
+            text = _encodable(text)
             parts = _split_lines(text) if len(text) > _SPLIT_ABOVE else [text]
             pieces += parts
             owners += [i] * len(parts)
@@ -295,7 +314,7 @@ class Qwen3Counter(TokenCounter):
 
     def encode(self, text: str) -> list[int]:
         """Return the Qwen3 token ids of ``text`` (no special tokens added)."""
-        return list(self._tok.encode(text, add_special_tokens=False).ids) if text else []
+        return list(self._tok.encode(_encodable(text), add_special_tokens=False).ids) if text else []
 
     def decode(self, ids: Sequence[int]) -> str:
         """Return the text of ``ids`` (special tokens kept as text)."""
@@ -306,7 +325,10 @@ class Qwen3Counter(TokenCounter):
         _check_budget(max_tokens)
         if not text:
             return text
-        enc = self._tok.encode(text, add_special_tokens=False)
+        safe = _encodable(text)
+        if len(safe) != len(text):  # a joined surrogate pair: offsets would not line up with ``text``
+            return super().truncate(text, max_tokens)
+        enc = self._tok.encode(safe, add_special_tokens=False)
         return self._truncate_with_starts(text, max_tokens, [start for start, _ in enc.offsets])
 
 
@@ -461,17 +483,17 @@ class TiktokenCounter(TokenCounter):
 
     def count(self, text: str) -> int:
         """Return the number of tokens of ``text`` in this encoding."""
-        return len(self._enc.encode_ordinary(text)) if text else 0
+        return len(self._enc.encode_ordinary(_encodable(text))) if text else 0
 
     def count_many(self, texts: Sequence[str]) -> list[int]:
         """Count a batch; large batches use tiktoken's threaded ``encode_ordinary_batch``."""
         if len(texts) < 8:
             return [self.count(text) for text in texts]
-        return [len(ids) for ids in self._enc.encode_ordinary_batch(list(texts), num_threads=4)]
+        return [len(ids) for ids in self._enc.encode_ordinary_batch([_encodable(t) for t in texts], num_threads=4)]
 
     def encode(self, text: str) -> list[int]:
         """Return the token ids of ``text`` (special-token strings encoded as ordinary text)."""
-        return list(self._enc.encode_ordinary(text))
+        return list(self._enc.encode_ordinary(_encodable(text)))
 
     def decode(self, ids: Sequence[int]) -> str:
         """Return the text of ``ids`` (invalid UTF-8 at a cut is replaced with U+FFFD)."""
@@ -482,7 +504,7 @@ class TiktokenCounter(TokenCounter):
         _check_budget(max_tokens)
         if not text:
             return text
-        ids = self._enc.encode_ordinary(text)
+        ids = self._enc.encode_ordinary(_encodable(text))
         if len(ids) <= max_tokens:
             return text
         try:
