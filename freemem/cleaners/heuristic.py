@@ -36,6 +36,7 @@ from freemem.loops import CHAR_LOOP, loop_runs, unit_key, units
 __all__ = ["HeuristicCleaner"]
 
 _WS = re.compile(r"\s+")
+_NON_SPACE = re.compile(r"\S")
 _IDENT = re.compile(r"[A-Za-z0-9_][\w./:\-]{7,}")
 
 
@@ -108,7 +109,7 @@ class HeuristicCleaner(Cleaner):
         spans: list[_Span] = []
         for f in fields:
             spans.extend(self._loops(f))
-        spans.extend(self._duplicates(fields))
+        spans.extend(self._duplicates(fields, context))
         if context.kind == "messages":
             spans.extend(self._superseded(context, fields))
             spans.extend(self._stale_bulky(context, fields))
@@ -182,15 +183,52 @@ class HeuristicCleaner(Cleaner):
                     out.append((s, e, 1))
         return out
 
-    def _duplicates(self, fields: list[_Field]) -> list[_Span]:
-        """Long paragraphs that appear again later: drop the earlier copies."""
-        last: dict[str, tuple[int, int]] = {}
-        seen: list[tuple[str, int, int]] = []
+    def _duplicates(self, fields: list[_Field], context: Context | None = None) -> list[_Span]:
+        """Long paragraphs that appear more than once: drop the copies that may go.
+
+        Only copies the agent or its tools wrote may go (fields of a tool or assistant message, or plain
+        reasoning text): a human's or the system's words are never removed because a tool result repeats
+        them (a tool can quote a user's instruction framed as "withdrawn"). When any copy sits in a human or
+        system message, editable or protected (``context`` gives the protected ones), that copy is the one
+        kept and every deletable copy goes; otherwise the last copy is kept, as the freshest."""
+        trusted: set[str] = set(self._trusted_paragraphs(context)) if context is not None else set()
+        last: dict[str, int] = {}
+        seen: list[tuple[str, int, int, int]] = []
         for f in fields:
+            deletable = f.role in _DELETABLE_ROLES
             for key, start, end in self._paragraphs(f.text):
-                seen.append((key, f.start + start, f.start + end))
-                last[key] = (f.start + start, f.start + end)
-        return [_Span(s, e, "duplicate") for key, s, e in seen if last[key][0] != s]
+                if deletable:
+                    # A copy is identical to the kept one, so its own first characters are no unique anchor:
+                    # the span may start at the line before it when that line is in the same field.
+                    back_off = 1 if _NON_SPACE.search(f.text, 0, start) else 0
+                    seen.append((key, f.start + start, f.start + end, back_off))
+                    last[key] = f.start + start
+                else:
+                    trusted.add(key)
+        return [_Span(s, e, "duplicate", back_off=b) for key, s, e, b in seen if key in trusted or last[key] != s]
+
+    def _trusted_paragraphs(self, context: Context) -> list[str]:
+        """Paragraph keys of the human and system messages the context protects whole (their editable
+        fields are seen by :meth:`_duplicates` itself)."""
+        if context.views is None:
+            return []
+        editable = {(r.message_index, r.field) for r in context.regions if r.editable}
+        return [key for v in context.views if v.role not in _DELETABLE_ROLES
+                for name, text in v.fields if name != "part" and (v.index, name) not in editable
+                for key, _s, _e in self._paragraphs(text)]
+
+    def _holds_kept_copy(self, context: Context, f: _Field, planned: Iterable[_Span]) -> bool:
+        """Whether ``f`` is a human or system field holding the copy of a paragraph whose other copies the
+        duplicate rule removes in ``planned``: then it is the only copy left, and budget fitting must not
+        excerpt or clear it (both copies would go)."""
+        if f.role in _DELETABLE_ROLES:
+            return False
+        keys = {key for key, _s, _e in self._paragraphs(f.text)}
+        if not keys:
+            return False
+        # A planned span may start a line early (an anchor) or be merged with a neighbour: look inside it.
+        removed = [unit_key(context.text[sp.start:sp.end]) for sp in planned if sp.why == "duplicate"]
+        return any(key in text for text in removed for key in keys)
 
     def _paragraphs(self, text: str) -> list[tuple[str, int, int]]:
         """``(key, start, end)`` of the long paragraphs of a field, cached by its text (a history is
@@ -438,6 +476,10 @@ def _editable_fields(context: Context) -> list[_Field]:
 
 
 _PARA_SPLIT = re.compile(r"(\n\s*\n)")
+
+#: Roles whose copies of a repeated paragraph the duplicate rule may remove: what the agent and its tools
+#: wrote ("text" is plain reasoning text). Human and system text is never removed for a repetition.
+_DELETABLE_ROLES = frozenset({"tool", "assistant", "text"})
 
 
 def _encoded(text: str) -> str:
