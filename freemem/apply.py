@@ -12,7 +12,14 @@ Semantics (DESIGN.md §3), for every command on the *same* snapshot of the text:
 6. a round that would free more than ``max_freed_share`` of the editable characters is refused whole.
 
 Nothing here raises on bad cleaner output: the :class:`Outcome` lists what was applied and what was
-rejected, and why.
+rejected, and why. A flood of commands is bounded too: identical commands are examined once (the repeats are
+rejected ``"duplicate"``), at most ``max_commands`` distinct ones per call (``"over_cap"``), and locating
+stops at a deadline (``"deadline"``); a prefix that is frequent in protected text costs one step per
+protected region it occurs in, not one per occurrence, and each distinct prefix is searched once.
+
+Tool-call argument strings are edited in place in their JSON: only the bytes of the removed range change,
+and each :class:`AppliedSpan` keeps the range as it was encoded (``raw_original``), so restoring is
+byte-exact (escapes as written, ``\\/``, uppercase hex).
 """
 
 from __future__ import annotations
@@ -20,18 +27,31 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from freemem.commands import Command
-from freemem.context import Context, Region, arg_strings, encode_like, parse_arg_field
+from freemem.context import (
+    Context,
+    Region,
+    arg_strings,
+    decode_literal,
+    encode_like,
+    encoded_offsets,
+    parse_arg_field,
+    splice_literal,
+)
 from freemem.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_DEADLINE_S",
+    "DEFAULT_MAX_COMMANDS",
     "DEFAULT_MESSAGE_MARKER",
     "DEFAULT_TEXT_MARKER",
     "AppliedSpan",
+    "ArgPiece",
     "Outcome",
     "Rejection",
     "apply_commands",
@@ -49,7 +69,23 @@ RejectReason = Literal[
     "suffix_not_found",
     "protected",
     "round_refused",
+    "duplicate",
+    "over_cap",
+    "deadline",
 ]
+
+#: Distinct commands one :func:`apply_commands` call examines; the rest are rejected ``"over_cap"``. A model
+#: cleaner answers a few dozen; a flood (a hostile or looping model) must not stall the agent's turn.
+DEFAULT_MAX_COMMANDS = 256
+
+#: Seconds one :func:`apply_commands` call spends locating commands; those not examined by then are rejected
+#: ``"deadline"``. Far above what a real round takes (milliseconds), so it only bounds pathological input.
+DEFAULT_DEADLINE_S = 5.0
+
+#: One replaced range of a tool-call argument string: ``(start, end, text, encoded)`` — decoded offsets in the
+#: field's value before the edit, the decoded replacement, and the replacement as JSON-encoded text to write
+#: (None: encode ``text`` the way the string was encoded).
+ArgPiece = tuple[int, int, str, str | None]
 
 #: A marker is a string (``{tokens}`` is replaced by the piece's token count) or a function of
 #: ``(original_text, tokens)``.
@@ -93,10 +129,16 @@ class AppliedSpan:
     pruned_start: int
     message_index: int | None = None
     message_id: str | None = None
+    #: For a tool-call argument string: ``original`` as it was *encoded* in the arguments JSON (escapes such
+    #: as ``\\u00E9`` or ``\\/`` as written), so restoring gives back the arguments byte for byte. None for
+    #: text fields, and in events archived before it existed (those restore JSON-equal).
+    raw_original: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["command_indexes"] = list(self.command_indexes)
+        if d["raw_original"] is None:
+            del d["raw_original"]  # text fields: the archived form stays what it was
         return d
 
     @classmethod
@@ -118,6 +160,9 @@ class Outcome:
     refused: str | None = None
     #: ``(message_index, field) -> new field text`` for messages; ``(None, "text")`` for plain text.
     field_edits: dict[tuple[int | None, str], str] = field(default_factory=dict)
+    #: For argument-string fields: the replaced ranges (see :data:`ArgPieces`), so the write-back touches
+    #: only those bytes of the arguments JSON.
+    arg_pieces: dict[tuple[int | None, str], list[ArgPiece]] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -137,7 +182,7 @@ class Outcome:
         """The pruned messages: edited ones are copies, the rest the same objects. Ids never change."""
         if self.context.kind != "messages" or self.context.messages is None:
             raise ConfigError("this outcome is for plain text: use .text")
-        return edit_messages(self.context.messages, self.field_edits)
+        return edit_messages(self.context.messages, self.field_edits, arg_pieces=self.arg_pieces)
 
     def summary(self) -> dict[str, Any]:
         reasons: dict[str, int] = {}
@@ -164,6 +209,8 @@ class _Finder:
     def __init__(self, context: Context) -> None:
         self.ctx = context
         self.text = context.text
+        # Commands that share a prefix (a cleaner varying only the suffix) search it once per snapshot.
+        self._prefixes: dict[str, tuple[int, int] | RejectReason | tuple[RejectReason, str]] = {}
 
     def _editable(self, start: int, end: int) -> tuple[bool, Region | None]:
         """(may this occurrence anchor a span?, the first protected region it touches).
@@ -180,7 +227,21 @@ class _Finder:
                 return False, r
         return True, None
 
+    def _next_start(self, pos: int, prot: Region | None) -> int:
+        """Where to look for the next occurrence after a refused one at ``pos``: past the protected region
+        it starts in, since every occurrence starting there touches it too (a prefix frequent in a system
+        prompt or a pinned message costs one step per region, not one per occurrence)."""
+        if prot is not None and prot.start <= pos < prot.end:
+            return prot.end
+        return pos + 1
+
     def find_prefix(self, prefix: str) -> tuple[int, int] | RejectReason | tuple[RejectReason, str]:
+        found = self._prefixes.get(prefix)
+        if found is None:
+            found = self._prefixes[prefix] = self._find_prefix(prefix)
+        return found
+
+    def _find_prefix(self, prefix: str) -> tuple[int, int] | RejectReason | tuple[RejectReason, str]:
         text = self.text
         hits: list[tuple[int, int]] = []
         protected: Region | None = None
@@ -193,11 +254,12 @@ class _Finder:
                     break
             elif prot is not None and protected is None:
                 protected = prot
-            pos = text.find(prefix, pos + 1)
+            pos = text.find(prefix, pos + 1 if ok else self._next_start(pos, prot))
         if not hits:
             pattern = _ws_pattern(prefix)
             if pattern is not None and (pattern.pattern != re.escape(prefix)):
-                for m in pattern.finditer(text):
+                m = pattern.search(text)
+                while m is not None:
                     ok, prot = self._editable(m.start(), m.end())
                     if ok:
                         hits.append((m.start(), m.end()))
@@ -205,6 +267,8 @@ class _Finder:
                             break
                     elif prot is not None and protected is None:
                         protected = prot
+                    # Non-overlapping matches, as finditer gives them.
+                    m = pattern.search(text, m.end() if ok else max(m.end(), self._next_start(m.start(), prot)))
         if len(hits) == 1:
             return hits[0]
         if len(hits) > 1:
@@ -320,23 +384,47 @@ def apply_commands(
     marker: Marker | None = None,
     max_freed_share: float = 0.9,
     counter: Any = None,
+    max_commands: int = DEFAULT_MAX_COMMANDS,
+    deadline_s: float | None = DEFAULT_DEADLINE_S,
 ) -> Outcome:
     """Apply ``commands`` to ``context`` and return the :class:`Outcome`. Never raises on bad commands.
 
     ``counter`` (a :class:`~freemem.tokens.TokenCounter`) measures the removed pieces for markers and the
     ledger; the fast approximate counter is used when none is given. ``max_freed_share`` bounds the share of
-    editable characters one round may remove.
+    editable characters one round may remove. A command identical to an earlier one is rejected
+    ``"duplicate"``; past ``max_commands`` distinct commands the rest are rejected ``"over_cap"``, and those
+    not examined within ``deadline_s`` seconds (None: no deadline) ``"deadline"``.
     """
     if not 0 < max_freed_share <= 1:
         raise ConfigError("max_freed_share must be in (0, 1]")
+    if isinstance(max_commands, bool) or not isinstance(max_commands, int) or max_commands < 1:
+        raise ConfigError(f"max_commands must be a positive int, got {max_commands!r}")
+    if deadline_s is not None and not deadline_s > 0:
+        raise ConfigError(f"deadline_s must be positive or None, got {deadline_s!r}")
     finder = _Finder(context)
     rejected: list[Rejection] = []
     spans: list[tuple[int, int, int]] = []  # (start, end, command index)
+    first_of: dict[tuple[str, str], int] = {}
+    deadline = None if deadline_s is None else time.monotonic() + deadline_s
     for i, raw in enumerate(commands):
         try:
             cmd = raw if isinstance(raw, Command) else Command.model_validate(raw)
         except (ValueError, TypeError) as exc:
             rejected.append(Rejection(i, Command(prefix="", suffix=""), "empty_prefix", f"invalid command: {exc}"))
+            continue
+        key = (cmd.prefix, cmd.suffix)
+        if key in first_of:
+            # The same anchors name the same span: examining it again could only repeat the answer.
+            rejected.append(Rejection(i, cmd, "duplicate", f"same as command {first_of[key]}"))
+            continue
+        first_of[key] = i
+        if len(first_of) > max_commands:
+            rejected.append(Rejection(i, cmd, "over_cap",
+                                      f"more than max_commands={max_commands} distinct commands in one round"))
+            continue
+        if deadline is not None and time.monotonic() > deadline:
+            rejected.append(Rejection(i, cmd, "deadline", f"not examined: the round's {deadline_s:g} s to locate "
+                                                          "commands had passed"))
             continue
         located = _locate(finder, i, cmd)
         if isinstance(located, Rejection):
@@ -389,6 +477,8 @@ def apply_commands(
 
     out: list[str] = []
     applied: list[AppliedSpan] = []
+    arg_pieces: dict[tuple[int | None, str], list[ArgPiece]] = {}
+    raw_args = _RawArguments(context)
     at = 0
     # Per field: running shift between original and pruned field offsets, and the field's pieces.
     shift: dict[tuple[int | None, str], int] = {}
@@ -406,8 +496,12 @@ def apply_commands(
         shift[key] = delta + len(mark) - (e - s)
         field_pieces.setdefault(key, []).append((field_start, field_start + (e - s), mark))
         message_id = views[region.message_index].id if views is not None and region.message_index is not None else None
+        raw_original = None
+        if region.message_index is not None and parse_arg_field(key[1]) is not None:
+            raw_original = raw_args.slice(region.message_index, key[1], field_start, field_start + (e - s))
+            arg_pieces.setdefault(key, []).append((field_start, field_start + (e - s), mark, None))
         applied.append(AppliedSpan(idxs, s, e, original, mark, n_tokens, key[1], field_start, pruned_start,
-                                   region.message_index, message_id))
+                                   region.message_index, message_id, raw_original))
     out.append(text[at:])
 
     field_edits: dict[tuple[int | None, str], str] = {}
@@ -424,7 +518,7 @@ def apply_commands(
 
     rejected.sort(key=lambda r: r.command_index)
     return Outcome(context=context, text="".join(out), applied=applied, rejected=rejected,
-                   field_edits=field_edits)
+                   field_edits=field_edits, arg_pieces=arg_pieces)
 
 
 def _field_text(context: Context, key: tuple[int | None, str]) -> str:
@@ -443,23 +537,83 @@ def _field_text(context: Context, key: tuple[int | None, str]) -> str:
     raise KeyError(key)
 
 
+class _RawArguments:
+    """The arguments JSON a message will be written back into (a dict message's ``function.arguments``; a
+    LangChain message's provider form in ``additional_kwargs``), to slice removed ranges as encoded."""
+
+    def __init__(self, context: Context) -> None:
+        self.ctx = context
+        self._strings: dict[tuple[int, int], dict[str, Any] | None] = {}
+
+    def _found(self, index: int, k: int) -> dict[str, Any] | None:
+        if (index, k) not in self._strings:
+            raw = _call_raw(self.ctx.messages[index], k) if self.ctx.messages is not None else None
+            self._strings[(index, k)] = ({a.key: (raw, a) for a in arg_strings(raw, min_chars=0)}
+                                         if raw is not None else None)
+        return self._strings[(index, k)]
+
+    def slice(self, index: int, fname: str, start: int, end: int) -> str | None:
+        """The encoded text of decoded ``[start, end)`` of argument field ``fname``, or None when the message
+        keeps no raw JSON for it (LangChain ``args`` dicts) or its raw JSON says something else."""
+        parsed = parse_arg_field(fname)
+        assert parsed is not None and self.ctx.views is not None
+        found = self._found(index, parsed[0])
+        hit = found.get(parsed[1]) if found is not None else None
+        if hit is None:
+            return None
+        raw, a = hit
+        value = dict(self.ctx.views[index].arg_fields(min_chars=0)).get(fname)
+        if a.value != value:
+            return None
+        body = raw[a.start + 1:a.end - 1]
+        s, e = encoded_offsets(body, [start, end])
+        return body[s:e]
+
+
+def _call_raw(msg: Any, k: int) -> str | None:
+    """The ``k``-th tool call's arguments as the JSON text that is written back, if the message has one."""
+    if isinstance(msg, dict):
+        calls = msg.get("tool_calls") or []
+        fn = calls[k].get("function") if k < len(calls) and isinstance(calls[k], dict) else None
+        args = fn.get("arguments") if isinstance(fn, dict) else None
+        return args if isinstance(args, str) else None
+    calls = getattr(msg, "tool_calls", None) or []
+    if k >= len(calls):
+        return None
+    for raw in (getattr(msg, "additional_kwargs", None) or {}).get("tool_calls") or []:
+        fn = raw.get("function") if isinstance(raw, dict) else None
+        if raw.get("id") == calls[k].get("id") and isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+            return fn["arguments"]
+    return None
+
+
 # ---------------------------------------------------------------------------------------------------------
 # writing field edits back into messages
 
 _PART = re.compile(r"content\[(\d+)\]")
 
 
-def edit_messages(messages: Sequence[Any], field_edits: dict[tuple[int | None, str], str]) -> list[Any]:
-    """Return ``messages`` with the edited fields replaced. Edited messages are copies; others are shared."""
+def edit_messages(messages: Sequence[Any], field_edits: dict[tuple[int | None, str], str], *,
+                  arg_pieces: dict[tuple[int | None, str], list[ArgPiece]] | None = None) -> list[Any]:
+    """Return ``messages`` with the edited fields replaced. Edited messages are copies; others are shared.
+
+    ``arg_pieces`` names, for argument-string fields, the ranges that changed: only their bytes of the
+    arguments JSON are rewritten (others keep their escapes as written). Without them a changed argument
+    string is re-encoded whole (JSON-equal)."""
     by_index: dict[int, dict[str, str]] = {}
     for (index, fname), value in field_edits.items():
         if index is None:
             raise ConfigError("plain-text edits cannot be written into messages")
         by_index.setdefault(index, {})[fname] = value
+    pieces_by_index: dict[int, dict[str, list[ArgPiece]]] = {}
+    for (index, fname), plist in (arg_pieces or {}).items():
+        if index is not None:
+            pieces_by_index.setdefault(index, {})[fname] = plist
     out = list(messages)
     for index, edits in by_index.items():
         msg = messages[index]
-        out[index] = _edit_dict(msg, edits) if isinstance(msg, dict) else _edit_langchain(msg, edits)
+        pieces = pieces_by_index.get(index, {})
+        out[index] = _edit_dict(msg, edits, pieces) if isinstance(msg, dict) else _edit_langchain(msg, edits, pieces)
     return out
 
 
@@ -476,25 +630,55 @@ def _split_arg_edits(edits: dict[str, str]) -> tuple[dict[str, str], dict[int, d
     return text, args
 
 
-def _splice_args(raw: str, values: dict[str, str]) -> str:
-    """``raw`` JSON with the named top-level string values replaced, everything else byte-identical."""
+def _call_pieces(pieces: dict[str, list[ArgPiece]], k: int) -> dict[str, list[ArgPiece]]:
+    """The argument pieces of tool call ``k``, by key."""
+    out: dict[str, list[ArgPiece]] = {}
+    for name, plist in pieces.items():
+        parsed = parse_arg_field(name)
+        if parsed is not None and parsed[0] == k:
+            out[parsed[1]] = plist
+    return out
+
+
+def _splice_args(raw: str, values: dict[str, str], pieces: dict[str, list[ArgPiece]] | None = None) -> str:
+    """``raw`` JSON with the named top-level string values replaced, everything else byte-identical.
+
+    With ``pieces`` for a key only those ranges of its encoded string are rewritten (the replacement's given
+    encoding, else encoded like the string) — checked to decode to ``values[key]``; otherwise, or without
+    pieces, the whole string is re-encoded like the original."""
     found = {a.key: a for a in arg_strings(raw, min_chars=0)}
     missing = set(values) - set(found)
     if missing:
         raise ConfigError(f"tool-call arguments have no string value {sorted(missing)}")
     for key in sorted(values, key=lambda k: -found[k].start):
         a = found[key]
-        raw = raw[:a.start] + encode_like(values[key], raw[a.start:a.end]) + raw[a.end:]
+        literal = raw[a.start:a.end]
+        new = _splice_pieces(literal, (pieces or {}).get(key))
+        if new is None or decode_literal(new) != values[key]:
+            new = encode_like(values[key], literal)
+        raw = raw[:a.start] + new + raw[a.end:]
     return raw
 
 
-def _edit_dict_calls(calls: list[Any], arg_edits: dict[int, dict[str, str]]) -> list[Any]:
+def _splice_pieces(literal: str, plist: list[ArgPiece] | None) -> str | None:
+    if not plist:
+        return None
+    ordered = sorted(plist, key=lambda p: p[0])
+    try:
+        return splice_literal(literal, [(s, e, enc if enc is not None else encode_like(text, literal)[1:-1])
+                                        for s, e, text, enc in ordered])
+    except ValueError:  # offsets past the string: it is not the one the pieces were made on
+        return None
+
+
+def _edit_dict_calls(calls: list[Any], arg_edits: dict[int, dict[str, str]],
+                     pieces: dict[str, list[ArgPiece]]) -> list[Any]:
     calls = list(calls)
     for k, values in arg_edits.items():
         call = dict(calls[k])
         fn = call.get("function")
         if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
-            call["function"] = {**fn, "arguments": _splice_args(fn["arguments"], values)}
+            call["function"] = {**fn, "arguments": _splice_args(fn["arguments"], values, _call_pieces(pieces, k))}
         elif isinstance(call.get("args"), dict):
             call["args"] = {**call["args"], **values}
         else:
@@ -522,11 +706,11 @@ def _new_content(content: Any, edits: dict[str, str]) -> Any:
     return content
 
 
-def _edit_dict(msg: dict[str, Any], edits: dict[str, str]) -> dict[str, Any]:
+def _edit_dict(msg: dict[str, Any], edits: dict[str, str], pieces: dict[str, list[ArgPiece]]) -> dict[str, Any]:
     edits, arg_edits = _split_arg_edits(edits)
     new = dict(msg)
     if arg_edits:
-        new["tool_calls"] = _edit_dict_calls(msg.get("tool_calls") or [], arg_edits)
+        new["tool_calls"] = _edit_dict_calls(msg.get("tool_calls") or [], arg_edits, pieces)
     if not edits:
         return new
     new["content"] = _new_content(msg.get("content"), edits)
@@ -536,7 +720,7 @@ def _edit_dict(msg: dict[str, Any], edits: dict[str, str]) -> dict[str, Any]:
     return new
 
 
-def _edit_langchain(msg: Any, edits: dict[str, str]) -> Any:
+def _edit_langchain(msg: Any, edits: dict[str, str], pieces: dict[str, list[ArgPiece]]) -> Any:
     edits, arg_edits = _split_arg_edits(edits)
     update: dict[str, Any] = {"content": _new_content(msg.content, edits)}
     if arg_edits:
@@ -551,7 +735,8 @@ def _edit_langchain(msg: Any, edits: dict[str, str]) -> Any:
                 fn = raw.get("function") if isinstance(raw, dict) else None
                 if raw.get("id") == call.get("id") and isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
                     try:
-                        raw_calls[j] = {**raw, "function": {**fn, "arguments": _splice_args(fn["arguments"], values)}}
+                        raw_calls[j] = {**raw, "function": {**fn, "arguments": _splice_args(
+                            fn["arguments"], values, _call_pieces(pieces, k))}}
                     except ConfigError:
                         pass
         update["tool_calls"] = calls

@@ -1,7 +1,8 @@
 """Rebuild originals from pruned text plus the archived spans (the inverse of :func:`apply_commands`).
 
 Every :class:`~freemem.apply.AppliedSpan` knows its field, its original text, its marker and where the marker
-sits in the pruned field, so one round is undone exactly. Several rounds are undone newest first
+sits in the pruned field, so one round is undone exactly; a tool-call argument string gets back its bytes as
+they were encoded in the arguments JSON (``AppliedSpan.raw_original``). Several rounds are undone newest first
 (:func:`restore_rounds`); persisting the spans is the job of a store (``freemem.redis.RedisArchive``).
 """
 
@@ -16,8 +17,8 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from freemem.apply import AppliedSpan, edit_messages, span_ref
-from freemem.context import message_views
+from freemem.apply import AppliedSpan, ArgPiece, edit_messages, span_ref
+from freemem.context import message_views, parse_arg_field
 from freemem.errors import FreememError
 from freemem.folding import FoldMismatch, unfold
 
@@ -82,12 +83,18 @@ def restore_messages(messages: Sequence[Any], spans: Iterable[AppliedSpan | dict
             view = views[span.message_index]
         groups.setdefault((view.index, span.field), []).append(span)
     edits: dict[tuple[int | None, str], str] = {}
+    pieces: dict[tuple[int | None, str], list[ArgPiece]] = {}
     for (index, fname), group in groups.items():
         fields = views[index].all_fields()
         if fname not in fields:
             raise ArchiveMismatch(f"message {index} has no field {fname!r}")
         edits[(index, fname)] = _restore_field(fields[fname], group)
-    return edit_messages(messages, edits)
+        if parse_arg_field(fname) is not None:
+            # Each marker's bytes in the arguments JSON give way to the original as it was encoded (spans
+            # archived before ``raw_original`` existed: encoded like the string, JSON-equal).
+            pieces[(index, fname)] = [(sp.pruned_start, sp.pruned_start + len(sp.marker), sp.original,
+                                       sp.raw_original) for sp in sorted(group, key=lambda sp: sp.pruned_start)]
+    return edit_messages(messages, edits, arg_pieces=pieces)
 
 
 def restore_rounds(pruned: Any, rounds: Sequence[Iterable[AppliedSpan | dict[str, Any]]]) -> Any:

@@ -35,15 +35,19 @@ __all__ = [
     "answer_line_ranges",
     "arg_field_name",
     "arg_strings",
+    "decode_literal",
     "encode_like",
+    "encoded_offsets",
     "parse_arg_field",
     "message_views",
     "protected_messages",
+    "splice_literal",
 ]
 
 RegionKind = Literal["header", "text", "content", "reasoning", "arguments", "part"]
 
-#: Lines that state a final answer; protected wherever they appear.
+#: Lines that state a final answer; protected in what the model wrote (plain reasoning text, reasoning fields,
+#: assistant content and tool-call arguments), never in tool output (see :attr:`Protection.answer_lines`).
 ANSWER_LINE = re.compile(
     r"^[^\n]*(?:\\boxed\{|\bfinal answer\b|^[ \t]*\**answer\**[ \t]*[:：])[^\n]*$", re.IGNORECASE | re.MULTILINE
 )
@@ -90,7 +94,9 @@ class Protection:
     last_human: bool = True
     #: The last assistant message and everything after it (its tool results, a newer human message).
     recent_turn: bool = True
-    #: ``\\boxed{...}`` and "final answer" lines, in any text.
+    #: ``\\boxed{...}`` and "final answer" lines, in text the model wrote: plain reasoning text, reasoning
+    #: fields, assistant content and tool-call arguments. Never in tool results (untrusted output that says
+    #: "final answer" anywhere would pin a whole line: one line is a whole 150 KB JSON) nor in human text.
     answer_lines: bool = True
     #: Message ids (or indexes as ``"#3"``) the caller pins, in addition to messages that pin themselves
     #: (dict key ``"pinned": True``; LangChain ``additional_kwargs`` or ``response_metadata`` key
@@ -175,11 +181,16 @@ _WS_CHARS = " \t\n\r"
 
 def arg_strings(raw: str, min_chars: int = ARG_FIELD_MIN_CHARS) -> list[ArgString]:
     """Long top-level string values of the JSON object ``raw`` with their exact positions (empty when
-    ``raw`` is not a JSON object)."""
+    ``raw`` is not a JSON object).
+
+    Empty as well when a top-level key occurs twice: which value a provider's parser keeps (the first, the
+    last, or an error) is not ours to guess, and an edit named by key could land on the other copy's text,
+    so such an arguments field is protected whole."""
     if len(raw) < min_chars or not raw.lstrip(_WS_CHARS).startswith("{"):
         return []
     scan = json.decoder.scanstring
     out: list[ArgString] = []
+    keys: set[str] = set()
     try:
         i = raw.index("{") + 1
         n = len(raw)
@@ -191,6 +202,9 @@ def arg_strings(raw: str, min_chars: int = ARG_FIELD_MIN_CHARS) -> list[ArgStrin
             if raw[i] != '"':
                 return []
             key, i = scan(raw, i + 1)
+            if key in keys:
+                return []
+            keys.add(key)
             while raw[i] in _WS_CHARS:
                 i += 1
             if raw[i] != ":":
@@ -216,6 +230,64 @@ def arg_strings(raw: str, min_chars: int = ARG_FIELD_MIN_CHARS) -> list[ArgStrin
     except (ValueError, IndexError):
         return []
     return out
+
+
+_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|.)", re.DOTALL)
+_LOW_ESCAPE = re.compile(r"\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+
+
+def encoded_offsets(body: str, positions: Sequence[int]) -> list[int]:
+    """Where each decoded offset in ``positions`` (ascending) falls in ``body``, the text between the quotes
+    of a JSON string literal, counted the way :mod:`json` decodes it: an escape is one character, and so
+    is an escaped surrogate pair (``\\ud83d\\ude00``); every other character stands for itself."""
+    out: list[int] = []
+    targets = iter(positions)
+    target = next(targets, None)
+    dec = enc = 0
+    while target is not None:
+        m = _ESCAPE.search(body, enc)
+        nxt = len(body) if m is None else m.start()
+        while target is not None and target - dec <= nxt - enc:
+            out.append(enc + target - dec)
+            target = next(targets, None)
+        if m is None or target is None:
+            break
+        dec += nxt - enc + 1
+        end = m.end()
+        if m.group(1) is not None and 0xD800 <= int(m.group(1), 16) <= 0xDBFF:
+            low = _LOW_ESCAPE.match(body, end)
+            if low is not None:
+                end = low.end()
+        enc = end
+    if target is not None:
+        raise ValueError(f"decoded offset {target} is past the end of the string")
+    return out
+
+
+def splice_literal(literal: str, pieces: Sequence[tuple[int, int, str]]) -> str:
+    """``literal`` (an encoded JSON string, quotes included) with each decoded range ``[start, end)`` of
+    ``pieces`` (ascending, disjoint) replaced by the given *encoded* text; every other byte stays as it was,
+    so escapes the edit does not touch (``\\u00E9``, ``\\/``) are kept exactly."""
+    body = literal[1:-1]
+    at = encoded_offsets(body, [x for start, end, _text in pieces for x in (start, end)])
+    out: list[str] = [literal[0]]
+    pos = 0
+    for k, (_start, _end, text) in enumerate(pieces):
+        out.append(body[pos:at[2 * k]])
+        out.append(text)
+        pos = at[2 * k + 1]
+    out.append(body[pos:])
+    out.append(literal[-1])
+    return "".join(out)
+
+
+def decode_literal(literal: str) -> str | None:
+    """The value of one encoded JSON string (quotes included), or None when it is not exactly one."""
+    try:
+        value, end = json.decoder.scanstring(literal, 1)
+    except (ValueError, IndexError):
+        return None
+    return value if literal[:1] == '"' and end == len(literal) else None
 
 
 def encode_like(value: str, original: str) -> str:
@@ -517,6 +589,12 @@ def _merge_ranges(ranges: Iterable[tuple[int, int, str]]) -> list[tuple[int, int
     return out
 
 
+def _answers_count(protection: Protection, view: MessageView, kind: RegionKind) -> bool:
+    """Whether answer lines in this field are protected: only in what the model wrote (its reasoning and an
+    assistant message's content; arguments are checked at their own call site), never in tool output."""
+    return protection.answer_lines and (kind == "reasoning" or view.role == "assistant")
+
+
 class Context:
     """A rendered text with its region map. Build with :meth:`from_text` or :meth:`from_messages`."""
 
@@ -593,7 +671,7 @@ class Context:
                 if reason is not None:
                     b.add(ftext, editable=False, kind=kind, message_index=view.index, field=fname, reason=reason)
                 else:
-                    sub = _answer_ranges(ftext) if protection.answer_lines else []
+                    sub = _answer_ranges(ftext) if _answers_count(protection, view, kind) else []
                     b.add_field_text(ftext, kind=kind, message_index=view.index, field=fname, protected=sub)
                 if fname.startswith("reasoning"):
                     b.add("\n</think>", editable=False, kind="header", message_index=view.index, reason="header")
