@@ -8,12 +8,15 @@ Modules: :mod:`~freemem.redis.keys` (key layout), :mod:`~freemem.redis.codec` (s
 :mod:`~freemem.redis.scripts` (Lua), :mod:`~freemem.redis.plans` (command plans, shared by sync and async),
 :mod:`~freemem.redis.saver` / :mod:`~freemem.redis.aio` (thin shells), :mod:`~freemem.redis.archive`,
 :mod:`~freemem.redis.threads` (a thread's pruned vs original context, restore into a new checkpoint).
+An opt-in per-thread writer lease (``RedisSaver(lease=True)``) keeps two processes on one thread from losing
+each other's turns; its design is in :mod:`freemem.redis._base`.
 """
 
 from freemem.redis.aio import AsyncRedisSaver
 from freemem.redis.archive import AsyncRedisArchive, RedisArchive, Restored
 from freemem.redis.keys import KeyLayout
-from freemem.redis.plans import StoragePolicy
+from freemem.redis.plans import LeasePolicy, StoragePolicy
+from freemem.redis.protocol import LeaseError
 from freemem.redis.saver import RedisSaver
 from freemem.redis.threads import ThreadView, restore_thread, show_thread
 
@@ -21,6 +24,8 @@ __all__ = [
     "AsyncRedisArchive",
     "AsyncRedisSaver",
     "KeyLayout",
+    "LeaseError",
+    "LeasePolicy",
     "RedisArchive",
     "RedisSaver",
     "Restored",

@@ -1,8 +1,13 @@
-"""``AsyncRedisSaver``: the asyncio LangGraph checkpointer — a thin shell that runs :mod:`~freemem.redis.plans`."""
+"""``AsyncRedisSaver``: the asyncio LangGraph checkpointer — a thin shell that runs :mod:`~freemem.redis.plans`.
+
+The opt-in writer lease (``lease=True``; design in :mod:`freemem.redis._base`) works as in
+:class:`~freemem.redis.RedisSaver`, with ``aleased()``, ``aacquire()`` and ``arelease()``.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
@@ -14,10 +19,12 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata, CheckpointTuple
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
+from freemem.errors import StoreError
 from freemem.redis import plans
 from freemem.redis._base import RedisSaverBase
 from freemem.redis._drivers import AsyncDriver
 from freemem.redis.connection import async_client, describe, describe_url
+from freemem.redis.protocol import LeaseError
 
 __all__ = ["AsyncRedisSaver"]
 
@@ -52,6 +59,9 @@ class AsyncRedisSaver(RedisSaverBase):
         keep_last: int | None = None,
         serde: SerializerProtocol | None = None,
         owns_client: bool = False,
+        lease: bool = False,
+        lease_ttl: float = 30.0,
+        lease_wait: float = 60.0,
     ) -> None:
         super().__init__(
             client,
@@ -61,8 +71,12 @@ class AsyncRedisSaver(RedisSaverBase):
             keep_last=keep_last,
             serde=serde,
             owns_client=owns_client,
+            lease=lease,
+            lease_ttl=lease_ttl,
+            lease_wait=lease_wait,
         )
         self._driver = AsyncDriver(client, describe(client))
+        self._local_locks: dict[str, asyncio.Lock] = {}
         try:
             self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
@@ -79,6 +93,9 @@ class AsyncRedisSaver(RedisSaverBase):
         keep_last: int | None = None,
         serde: SerializerProtocol | None = None,
         cluster: bool = False,
+        lease: bool = False,
+        lease_ttl: float = 30.0,
+        lease_wait: float = 60.0,
         **client_kwargs: Any,
     ) -> AsyncRedisSaver:
         """A saver that owns a new asyncio client for ``url`` (connects lazily; see ``RedisSaver.from_url``)."""
@@ -90,6 +107,9 @@ class AsyncRedisSaver(RedisSaverBase):
             keep_last=keep_last,
             serde=serde,
             owns_client=True,
+            lease=lease,
+            lease_ttl=lease_ttl,
+            lease_wait=lease_wait,
         )
         saver._driver.where = describe_url(url)
         return saver
@@ -112,9 +132,16 @@ class AsyncRedisSaver(RedisSaverBase):
         """Nothing to create: keys appear on first write."""
 
     async def aclose(self) -> None:
-        """Close the client if this saver created it."""
-        if self.owns_client:
-            await self.client.aclose()
+        """Release the writer leases this saver holds; close the client if this saver created it."""
+        try:
+            for thread_id in self._held_threads():
+                try:
+                    await self.arelease(thread_id)
+                except StoreError:
+                    pass  # Redis is gone: the lease expires by itself
+        finally:
+            if self.owns_client:
+                await self.client.aclose()
 
     async def __aenter__(self) -> AsyncRedisSaver:
         self.loop = asyncio.get_running_loop()
@@ -132,6 +159,8 @@ class AsyncRedisSaver(RedisSaverBase):
     # -- BaseCheckpointSaver (async) -------------------------------------------------------------------------
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         self._bind_loop()
+        if self.lease_policy is not None:  # a run starts here: take the lease before seeing the state
+            await self.aacquire(plans.thread_id_of(config))
         return await self._driver.run(plans.get_tuple(self.context, self.serde, config))
 
     async def alist(
@@ -155,7 +184,13 @@ class AsyncRedisSaver(RedisSaverBase):
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
         self._bind_loop()
-        return await self._driver.run(plans.put(self.context, self.serde, config, checkpoint, metadata, new_versions))
+        fence = await self._afence_for(config)
+        try:
+            return await self._driver.run(
+                plans.put(self.context, self.serde, config, checkpoint, metadata, new_versions, fence))
+        except LeaseError:
+            self._mark_held(plans.thread_id_of(config), False)
+            raise
 
     async def aput_writes(
         self,
@@ -165,7 +200,13 @@ class AsyncRedisSaver(RedisSaverBase):
         task_path: str = "",
     ) -> None:
         self._bind_loop()
-        await self._driver.run(plans.put_writes(self.context, self.serde, config, writes, task_id, task_path))
+        fence = await self._afence_for(config)
+        try:
+            await self._driver.run(
+                plans.put_writes(self.context, self.serde, config, writes, task_id, task_path, fence))
+        except LeaseError:
+            self._mark_held(plans.thread_id_of(config), False)
+            raise
 
     async def adelete_thread(self, thread_id: str) -> None:
         await self._driver.run(plans.delete_thread(self.context, thread_id))
@@ -178,6 +219,75 @@ class AsyncRedisSaver(RedisSaverBase):
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         await self._driver.run(plans.prune(self.context, thread_ids, strategy))
+
+    # -- writer lease ----------------------------------------------------------------------------------------
+    async def _afence_for(self, config: RunnableConfig) -> plans.Fence | None:
+        if self.lease_policy is None:
+            return None
+        thread_id = plans.thread_id_of(config)
+        if not self._holds(thread_id):  # a write without a read first (aupdate_state...): take it now
+            await self.aacquire(thread_id)
+        return self._fence()
+
+    async def aacquire(self, thread_id: str, *, wait: float | None = None) -> None:
+        """Take (or renew) the thread's writer lease, waiting up to ``wait`` s (see ``RedisSaver.acquire``)."""
+        lease = self._lease()
+        thread_id = str(thread_id)
+        await self._driver.run(plans.acquire_lease(self.context, thread_id, self.owner, lease, wait=wait))
+        self._mark_held(thread_id, True)
+
+    async def arelease(self, thread_id: str) -> bool:
+        """Give the thread's writer lease back (a waiting writer wakes at once); ``False`` if not held."""
+        lease = self._lease()
+        thread_id = str(thread_id)
+        self._mark_held(thread_id, False)
+        return await self._driver.run(plans.release_lease(self.context, thread_id, self.owner, lease))
+
+    async def alease_holder(self, thread_id: str) -> tuple[str | None, float]:
+        """Who holds the thread's writer lease and for how many seconds more (``(None, 0.0)``: free)."""
+        return await self._driver.run(plans.lease_holder(self.context, str(thread_id)))
+
+    @asynccontextmanager
+    async def aleased(self, thread_id: str, *, wait: float | None = None) -> AsyncIterator[None]:
+        """Hold the thread's writer lease for the block (see ``RedisSaver.leased``): acquired on entry, kept
+        alive by a heartbeat task, released on exit; other tasks using this saver wait for it too."""
+        lease = self._lease()
+        thread_id = str(thread_id)
+        budget = lease.wait if wait is None else wait
+        started = time.monotonic()
+        local = self._local_locks.setdefault(thread_id, asyncio.Lock())
+        try:
+            await asyncio.wait_for(local.acquire(), budget)
+        except asyncio.TimeoutError:
+            raise StoreError(f"thread {thread_id!r} is leased by another task using this saver; waited "
+                             f"{budget:g} s (lease_wait) and gives up") from None
+        try:
+            await self.aacquire(thread_id, wait=max(0.0, budget - (time.monotonic() - started)))
+
+            async def heartbeat() -> None:
+                while True:
+                    await asyncio.sleep(lease.ttl / 3)
+                    try:
+                        if await self._driver.run(plans.renew_lease(self.context, thread_id, self.owner, lease)):
+                            return  # taken by another: this block's next write is refused (LeaseError)
+                    except StoreError:
+                        continue
+
+            beat = asyncio.create_task(heartbeat())
+            try:
+                yield
+            finally:
+                beat.cancel()
+                try:
+                    await beat
+                except (asyncio.CancelledError, StoreError):
+                    pass
+                try:
+                    await self.arelease(thread_id)
+                except StoreError:
+                    pass
+        finally:
+            local.release()
 
     # -- freemem extras --------------------------------------------------------------------------------------
     async def atouch(self, thread_id: str) -> bool:

@@ -16,6 +16,8 @@ Layout for prefix ``P`` and thread ``T`` (``N`` = checkpoint namespace, ``C`` = 
     P:{T}:a:e          HASH  archive event id -> event JSON (with the freed spans)
     P:{T}:a:s          HASH  archive event id -> summary JSON (the event without its spans)
     P:{T}:a:r          HASH  archive event id -> restore mark JSON
+    P:{T}:lease        STR   owner token of the thread's writer lease (opt-in, see ``RedisSaver(lease=True)``)
+    P:{T}:lease:wake   LIST  pushed when a lease is released, so a waiting writer wakes at once
     P:run:{R}          SET   threads that hold checkpoints of run R (its own slot; for ``delete_for_runs``)
 
 ``T`` and ``N`` are escaped (:func:`escape`) so that a thread id can never close the hash tag early or forge
@@ -119,6 +121,14 @@ class KeyLayout:
 
     def checkpoint(self, thread_id: str, checkpoint_ns: str, checkpoint_id: str) -> str:
         return self.checkpoint_base(thread_id, checkpoint_ns) + checkpoint_id
+
+    def lease(self, thread_id: str) -> str:
+        """The thread's writer lease (not in the registry: it outlives a ``delete_thread`` only by its TTL)."""
+        return self.thread_base(thread_id) + "lease"
+
+    def lease_wake(self, thread_id: str) -> str:
+        """Where a released lease is announced to writers blocked waiting for it."""
+        return self.thread_base(thread_id) + "lease:wake"
 
     def archive_keys(self, thread_id: str) -> tuple[str, str, str, str]:
         """``(events-by-time, event JSON, summary JSON, restore marks)`` of the thread's archive."""

@@ -12,7 +12,8 @@ checkpoints (+1 per page of metadata when filtering, +1 for the namespaces when 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,18 +35,25 @@ from freemem.redis.keys import KeyLayout, escape, unescape
 from freemem.redis.protocol import Batch, Emit, Eval, Plan, Scan
 
 __all__ = [
+    "Fence",
+    "LeasePolicy",
     "PlanContext",
     "RefCache",
     "StoragePolicy",
+    "acquire_lease",
     "copy_thread",
     "delete_for_runs",
     "delete_thread",
     "get_tuple",
+    "lease_holder",
     "list_checkpoints",
     "memory_usage",
     "prune",
     "put",
     "put_writes",
+    "release_lease",
+    "renew_lease",
+    "thread_id_of",
     "thread_keys",
     "touch",
 ]
@@ -139,6 +147,39 @@ class RefCache:
 
 
 @dataclass(frozen=True, slots=True)
+class LeasePolicy:
+    """The opt-in writer lease of a thread (see :class:`~freemem.redis.RedisSaver`).
+
+    Attributes:
+        ttl: Seconds the lease lives after its holder's last read or write of the thread (renewed by each).
+        wait: Seconds a writer waits for another writer's lease before failing with a :class:`StoreError`.
+    """
+
+    ttl: float = 30.0
+    wait: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not self.ttl > 0 or not self.wait >= 0:
+            raise ConfigError(f"lease_ttl must be > 0 and lease_wait >= 0, got {self.ttl!r} and {self.wait!r}")
+
+    @property
+    def ttl_ms(self) -> int:
+        return max(1, math.ceil(self.ttl * 1000))
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """What a write carries to prove it may write a thread under the writer lease."""
+
+    owner: str
+    ttl_ms: int
+
+
+LEASE_BLOCK_S = 1.0
+"""Longest single wait (BLPOP) for a lease: well under the client's socket timeout; a release wakes it at once."""
+
+
+@dataclass(frozen=True, slots=True)
 class PlanContext:
     """Everything a plan needs besides the serializer: where keys live, the storage policy, and the
     (verified-on-use) :class:`RefCache` of this saver."""
@@ -156,6 +197,11 @@ def _thread_id(config: RunnableConfig) -> str:
         return str(config["configurable"]["thread_id"])
     except KeyError:
         raise ConfigError("config['configurable'] needs a 'thread_id'") from None
+
+
+def thread_id_of(config: RunnableConfig) -> str:
+    """The thread a LangGraph config names (``ConfigError`` when it names none)."""
+    return _thread_id(config)
 
 
 def _namespace(config: RunnableConfig) -> str:
@@ -405,11 +451,13 @@ def put(
     checkpoint: Checkpoint,
     metadata: CheckpointMetadata,
     new_versions: ChannelVersions,
+    fence: Fence | None = None,
 ) -> Plan[RunnableConfig]:
     """Store a checkpoint, the channel values it changed, and apply retention — one script, one round trip.
 
     Channel values are stored per (channel, version), so a checkpoint only writes the channels in
     ``new_versions`` and shares the others with its ancestors. Retrying the same put rewrites the same bytes.
+    With a ``fence`` the script first checks the writer lease (see ``scripts.PUT_LEASED``).
     """
     layout, policy = ctx.layout, ctx.policy
     thread_id, checkpoint_ns = _thread_id(config), _namespace(config)
@@ -426,30 +474,32 @@ def put(
     run_id = stored_metadata.get("run_id")
     run = "" if run_id is None else str(run_id)
     checkpoint_id = checkpoint["id"]
-    call = Eval(
-        scripts.PUT,
-        (
-            layout.registry(thread_id),
-            layout.namespaces(thread_id),
-            layout.index(thread_id, checkpoint_ns),
-            layout.blobs(thread_id, checkpoint_ns),
-            layout.checkpoint(thread_id, checkpoint_ns, checkpoint_id),
-            layout.refresh_marker(thread_id),
-        ),
-        (
-            escape(checkpoint_ns),
-            checkpoint_id,
-            policy.ttl_ms,
-            policy.slack_ms,
-            policy.keep_last or 0,
-            layout.checkpoint_base(thread_id, checkpoint_ns),
-            codec.encode_typed(serde, record),
-            codec.encode_typed(serde, stored_metadata),
-            parent_id,
-            refs_raw,
-            run,
-        ),
+    keys: tuple[str, ...] = (
+        layout.registry(thread_id),
+        layout.namespaces(thread_id),
+        layout.index(thread_id, checkpoint_ns),
+        layout.blobs(thread_id, checkpoint_ns),
+        layout.checkpoint(thread_id, checkpoint_ns, checkpoint_id),
+        layout.refresh_marker(thread_id),
     )
+    args: tuple[Any, ...] = (
+        escape(checkpoint_ns),
+        checkpoint_id,
+        policy.ttl_ms,
+        policy.slack_ms,
+        policy.keep_last or 0,
+        layout.checkpoint_base(thread_id, checkpoint_ns),
+        codec.encode_typed(serde, record),
+        codec.encode_typed(serde, stored_metadata),
+        parent_id,
+        refs_raw,
+        run,
+    )
+    if fence is None:
+        call = Eval(scripts.PUT, keys, args)
+    else:
+        call = Eval(scripts.PUT_LEASED, (*keys, layout.lease(thread_id)),
+                    (*args, fence.owner, fence.ttl_ms, repr(thread_id)))
     # Channel values go in a plain HSET (never through Lua), atomically with the script: MULTI/EXEC.
     commands: list[Any] = [("HSET", layout.blobs(thread_id, checkpoint_ns), *blob_args)] if blob_args else []
     commands.append(call)
@@ -473,8 +523,12 @@ def put_writes(
     writes: Sequence[tuple[str, Any]],
     task_id: str,
     task_path: str = "",
+    fence: Fence | None = None,
 ) -> Plan[None]:
-    """Store a task's pending writes on a checkpoint; idempotent per ``(task_id, idx)`` like InMemorySaver."""
+    """Store a task's pending writes on a checkpoint; idempotent per ``(task_id, idx)`` like InMemorySaver.
+
+    With a ``fence`` the writes go through one script that checks the writer lease first (so a refused writer
+    stores none of them)."""
     layout, policy = ctx.layout, ctx.policy
     thread_id, checkpoint_ns = _thread_id(config), _namespace(config)
     checkpoint_id = config["configurable"].get("checkpoint_id")
@@ -489,6 +543,16 @@ def put_writes(
         write_idx = WRITES_IDX_MAP.get(channel, idx)
         pair = (codec.write_field(task_id, write_idx), codec.encode_write(serde, task_id, write_idx, channel, value, task_path))
         (overwrite if write_idx < 0 else keep_first).append(pair)
+    if fence is not None:
+        pairs = [x for pair in (*keep_first, *overwrite) for x in pair]
+        yield Batch(Eval(
+            scripts.PUT_WRITES_LEASED,
+            (layout.registry(thread_id), layout.namespaces(thread_id), key, layout.refresh_marker(thread_id),
+             layout.lease(thread_id)),
+            (escape(checkpoint_ns), policy.ttl_ms, policy.slack_ms, fence.owner, fence.ttl_ms, repr(thread_id),
+             len(keep_first), *pairs),
+        ))
+        return
     # Regular writes keep the first value stored for (task_id, idx) (HSETNX); special channels (negative idx)
     # are overwritten. Plain commands so values never pass through Lua; MULTI/EXEC with the registration.
     commands: list[Any] = [("HSETNX", key, f, v) for f, v in keep_first]
@@ -598,6 +662,57 @@ def copy_thread(ctx: PlanContext, source_thread_id: str, target_thread_id: str) 
             commands.append(("PEXPIRE", run_key, policy.expire_ms))
     commands.append(Eval(scripts.IMPORT, (layout.registry(target), layout.refresh_marker(target)), tuple(args)))
     yield Batch(*commands)
+
+
+# -- writer lease ----------------------------------------------------------------------------------------------
+
+
+def acquire_lease(
+    ctx: PlanContext, thread_id: str, owner: str, lease: LeasePolicy, *, wait: float | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> Plan[None]:
+    """Take (or renew) the thread's writer lease for ``owner``, waiting up to ``wait`` seconds (default
+    ``lease.wait``) while another owner holds it; :class:`StoreError` naming the thread and the holder then.
+
+    Waiting blocks on the lease's wake list (a release wakes the writer at once) for at most what the holder's
+    lease has left, so an expiring lease is retried when it expires; nothing assumes how fast anyone is."""
+    now = clock
+    layout = ctx.layout
+    key, wake = layout.lease(thread_id), layout.lease_wake(thread_id)
+    budget = lease.wait if wait is None else wait
+    deadline = now() + budget
+    while True:
+        (reply,) = yield Batch(Eval(scripts.LEASE_ACQUIRE, (key,), (owner, lease.ttl_ms)))
+        pttl, holder = int(reply[0]), _text(reply[1])
+        if pttl == 0:
+            return
+        left = deadline - now()
+        if left <= 0:
+            more = f" for {pttl / 1000:.1f} s more" if pttl > 0 else ""
+            raise StoreError(f"thread {thread_id!r} is leased by another writer ({holder}){more}; this writer "
+                             f"({owner}) waited {budget:g} s (lease_wait) and gives up")
+        block = min(left, LEASE_BLOCK_S, pttl / 1000 if pttl > 0 else LEASE_BLOCK_S)
+        yield Batch(("BLPOP", wake, f"{max(block, 0.01):.3f}"))
+
+
+def renew_lease(ctx: PlanContext, thread_id: str, owner: str, lease: LeasePolicy) -> Plan[str | None]:
+    """Renew ``owner``'s lease (or take it if free): None, or the other owner holding it."""
+    (reply,) = yield Batch(Eval(scripts.LEASE_ACQUIRE, (ctx.layout.lease(thread_id),), (owner, lease.ttl_ms)))
+    return None if int(reply[0]) == 0 else _text(reply[1])
+
+
+def release_lease(ctx: PlanContext, thread_id: str, owner: str, lease: LeasePolicy) -> Plan[bool]:
+    """Release ``owner``'s lease and wake a waiting writer; False when ``owner`` did not hold it."""
+    layout = ctx.layout
+    (released,) = yield Batch(Eval(scripts.LEASE_RELEASE, (layout.lease(thread_id), layout.lease_wake(thread_id)),
+                                   (owner, lease.ttl_ms)))
+    return bool(released)
+
+
+def lease_holder(ctx: PlanContext, thread_id: str) -> Plan[tuple[str | None, float]]:
+    """Who holds the thread's lease and for how many seconds more (``(None, 0.0)`` when free)."""
+    holder, pttl = yield Batch(("GET", ctx.layout.lease(thread_id)), ("PTTL", ctx.layout.lease(thread_id)))
+    return (None, 0.0) if holder is None else (_text(holder), max(0, int(pttl)) / 1000)
 
 
 # -- maintenance -----------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from redis import exceptions as rex
 
 from freemem.errors import StoreConnectionError, StoreError
 
-__all__ = ["Batch", "Command", "Emit", "Eval", "Plan", "Scan", "Script", "translate_error"]
+__all__ = ["Batch", "Command", "Emit", "Eval", "LeaseError", "Plan", "Scan", "Script", "translate_error"]
 
 R = TypeVar("R")
 
@@ -96,8 +96,19 @@ def wire(command: Command, by_sha: bool) -> tuple[Any, ...]:
     return command.wire(by_sha) if isinstance(command, Eval) else command
 
 
+class LeaseError(StoreError):
+    """A write refused by the thread's writer lease: another writer holds it, or wrote after this writer's
+    lease expired (see ``RedisSaver(lease=True)``)."""
+
+
+_LEASE_REPLY = "FREEMEM_LEASE "
+
+
 def translate_error(exc: BaseException, where: str) -> StoreError:
     """Map a redis-py (or socket) error onto freemem's :class:`~freemem.errors.StoreError` hierarchy."""
+    text = str(exc)
+    if isinstance(exc, rex.ResponseError) and _LEASE_REPLY in text:
+        return LeaseError(text[text.index(_LEASE_REPLY) + len(_LEASE_REPLY):])
     if isinstance(exc, rex.AuthenticationError):
         return StoreConnectionError(f"Redis at {where} refused the credentials: {exc}")
     if isinstance(exc, rex.BusyLoadingError):

@@ -1,8 +1,14 @@
-"""``RedisSaver``: the synchronous LangGraph checkpointer — a thin shell that runs :mod:`~freemem.redis.plans`."""
+"""``RedisSaver``: the synchronous LangGraph checkpointer — a thin shell that runs :mod:`~freemem.redis.plans`.
+
+The opt-in writer lease (``lease=True``; design in :mod:`freemem.redis._base`) is driven from here: reads and
+writes take it, ``leased()`` holds it for a block with a heartbeat, ``release()`` and ``close()`` give it back.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from types import TracebackType
@@ -13,10 +19,12 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata, CheckpointTuple
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
+from freemem.errors import StoreError
 from freemem.redis import plans
 from freemem.redis._base import RedisSaverBase
 from freemem.redis._drivers import SyncDriver
 from freemem.redis.connection import describe, describe_url, sync_client
+from freemem.redis.protocol import LeaseError
 
 __all__ = ["RedisSaver"]
 
@@ -37,6 +45,12 @@ class RedisSaver(RedisSaverBase):
         with RedisSaver.from_url("redis://localhost:6379/0", ttl=7 * 86400, keep_last=20) as saver:
             graph = builder.compile(checkpointer=saver)
 
+    Two processes on one thread (``lease=True``, see :mod:`freemem.redis._base`)::
+
+        saver = RedisSaver.from_url(url, lease=True, lease_ttl=30, lease_wait=60)
+        with saver.leased("thread-1"):          # waits for another writer's turn, up to lease_wait
+            graph.invoke(inputs, {"configurable": {"thread_id": "thread-1"}})
+
     The ``a*`` methods run the sync ones in a worker thread; prefer :class:`AsyncRedisSaver` in async code.
     """
 
@@ -50,6 +64,9 @@ class RedisSaver(RedisSaverBase):
         keep_last: int | None = None,
         serde: SerializerProtocol | None = None,
         owns_client: bool = False,
+        lease: bool = False,
+        lease_ttl: float = 30.0,
+        lease_wait: float = 60.0,
     ) -> None:
         super().__init__(
             client,
@@ -59,8 +76,12 @@ class RedisSaver(RedisSaverBase):
             keep_last=keep_last,
             serde=serde,
             owns_client=owns_client,
+            lease=lease,
+            lease_ttl=lease_ttl,
+            lease_wait=lease_wait,
         )
         self._driver = SyncDriver(client, describe(client))
+        self._local_locks: dict[str, threading.Lock] = {}
 
     @classmethod
     def from_url(
@@ -73,6 +94,9 @@ class RedisSaver(RedisSaverBase):
         keep_last: int | None = None,
         serde: SerializerProtocol | None = None,
         cluster: bool = False,
+        lease: bool = False,
+        lease_ttl: float = 30.0,
+        lease_wait: float = 60.0,
         **client_kwargs: Any,
     ) -> RedisSaver:
         """A saver that owns a new client for ``url`` (``redis://``, ``rediss://``; user/password in the URL).
@@ -88,6 +112,9 @@ class RedisSaver(RedisSaverBase):
             keep_last=keep_last,
             serde=serde,
             owns_client=True,
+            lease=lease,
+            lease_ttl=lease_ttl,
+            lease_wait=lease_wait,
         )
         saver._driver.where = describe_url(url)
         return saver
@@ -107,9 +134,16 @@ class RedisSaver(RedisSaverBase):
         """Nothing to create: keys appear on first write. Kept for parity with other savers."""
 
     def close(self) -> None:
-        """Close the client if this saver created it."""
-        if self.owns_client:
-            self.client.close()
+        """Release the writer leases this saver holds; close the client if this saver created it."""
+        try:
+            for thread_id in self._held_threads():
+                try:
+                    self.release(thread_id)
+                except StoreError:
+                    pass  # Redis is gone: the lease expires by itself
+        finally:
+            if self.owns_client:
+                self.client.close()
 
     def __enter__(self) -> RedisSaver:
         return self
@@ -119,6 +153,8 @@ class RedisSaver(RedisSaverBase):
 
     # -- BaseCheckpointSaver ---------------------------------------------------------------------------------
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        if self.lease_policy is not None:  # a run starts here: take the lease before seeing the state
+            self.acquire(plans.thread_id_of(config))
         return self._driver.run(plans.get_tuple(self.context, self.serde, config))
 
     def list(
@@ -140,7 +176,13 @@ class RedisSaver(RedisSaverBase):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        return self._driver.run(plans.put(self.context, self.serde, config, checkpoint, metadata, new_versions))
+        fence = self._fence_for(config)
+        try:
+            return self._driver.run(
+                plans.put(self.context, self.serde, config, checkpoint, metadata, new_versions, fence))
+        except LeaseError:
+            self._mark_held(plans.thread_id_of(config), False)
+            raise
 
     def put_writes(
         self,
@@ -149,7 +191,12 @@ class RedisSaver(RedisSaverBase):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        self._driver.run(plans.put_writes(self.context, self.serde, config, writes, task_id, task_path))
+        fence = self._fence_for(config)
+        try:
+            self._driver.run(plans.put_writes(self.context, self.serde, config, writes, task_id, task_path, fence))
+        except LeaseError:
+            self._mark_held(plans.thread_id_of(config), False)
+            raise
 
     def delete_thread(self, thread_id: str) -> None:
         self._driver.run(plans.delete_thread(self.context, thread_id))
@@ -162,6 +209,74 @@ class RedisSaver(RedisSaverBase):
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         self._driver.run(plans.prune(self.context, thread_ids, strategy))
+
+    # -- writer lease ----------------------------------------------------------------------------------------
+    def _fence_for(self, config: RunnableConfig) -> plans.Fence | None:
+        if self.lease_policy is None:
+            return None
+        thread_id = plans.thread_id_of(config)
+        if not self._holds(thread_id):  # a write without a read first (update_state...): take it now
+            self.acquire(thread_id)
+        return self._fence()
+
+    def acquire(self, thread_id: str, *, wait: float | None = None) -> None:
+        """Take (or renew) the thread's writer lease, waiting up to ``wait`` s (default ``lease_wait``) while
+        another writer holds it; :class:`StoreError` naming the thread and the holder when it does not come."""
+        lease = self._lease()
+        thread_id = str(thread_id)
+        self._driver.run(plans.acquire_lease(self.context, thread_id, self.owner, lease, wait=wait))
+        self._mark_held(thread_id, True)
+
+    def release(self, thread_id: str) -> bool:
+        """Give the thread's writer lease back (a waiting writer wakes at once); ``False`` if not held."""
+        lease = self._lease()
+        thread_id = str(thread_id)
+        self._mark_held(thread_id, False)
+        return self._driver.run(plans.release_lease(self.context, thread_id, self.owner, lease))
+
+    def lease_holder(self, thread_id: str) -> tuple[str | None, float]:
+        """Who holds the thread's writer lease and for how many seconds more (``(None, 0.0)``: free)."""
+        return self._driver.run(plans.lease_holder(self.context, str(thread_id)))
+
+    @contextmanager
+    def leased(self, thread_id: str, *, wait: float | None = None) -> Iterator[None]:
+        """Hold the thread's writer lease for the block: acquired on entry (waiting up to ``wait`` s, default
+        ``lease_wait``; other threads of this process using this saver wait too), kept alive by a heartbeat
+        every third of ``lease_ttl`` however long a step takes, released on exit (waking a waiting writer)."""
+        lease = self._lease()
+        thread_id = str(thread_id)
+        budget = lease.wait if wait is None else wait
+        started = time.monotonic()
+        with self._held_lock:
+            local = self._local_locks.setdefault(thread_id, threading.Lock())
+        if not local.acquire(timeout=budget):
+            raise StoreError(f"thread {thread_id!r} is leased by another thread of this process; waited "
+                             f"{budget:g} s (lease_wait) and gives up")
+        try:
+            self.acquire(thread_id, wait=max(0.0, budget - (time.monotonic() - started)))
+            stop = threading.Event()
+
+            def heartbeat() -> None:
+                while not stop.wait(lease.ttl / 3):
+                    try:
+                        if self._driver.run(plans.renew_lease(self.context, thread_id, self.owner, lease)):
+                            return  # taken by another: this block's next write is refused (LeaseError)
+                    except StoreError:
+                        continue  # Redis unreachable for a moment: try again at the next beat
+
+            beat = threading.Thread(target=heartbeat, name=f"freemem-lease-{thread_id}", daemon=True)
+            beat.start()
+            try:
+                yield
+            finally:
+                stop.set()
+                beat.join()
+                try:
+                    self.release(thread_id)
+                except StoreError:
+                    pass  # unreachable: the lease expires by itself
+        finally:
+            local.release()
 
     # -- freemem extras --------------------------------------------------------------------------------------
     def touch(self, thread_id: str) -> bool:

@@ -23,9 +23,13 @@ __all__ = [
     "DROP",
     "EXPORT",
     "IMPORT",
+    "LEASE_ACQUIRE",
+    "LEASE_RELEASE",
     "LOAD",
     "PUT",
+    "PUT_LEASED",
     "PUT_WRITES",
+    "PUT_WRITES_LEASED",
     "REFRESH",
 ]
 
@@ -80,14 +84,32 @@ local function drop_checkpoints(reg, idx, blobs, prefix, victims, kept)
 end
 """
 
-PUT = Script(
-    "put",
-    _PRELUDE
-    + r"""
--- KEYS: reg, namespaces, index, blobs, checkpoint, marker
--- ARGV: ns, id, ttl, slack, keep_last, checkpoint prefix, cp, md, parent, refs, run
--- The channel values themselves are written by a plain HSET queued before this call in the same MULTI/EXEC:
--- a large string that passes through Lua costs the server ~1.3 us per KB (copy + GC), a plain HSET ~0.04.
+_LEASE_GUARD = r"""
+-- Writer lease (opt-in): a write proves it may write the thread. It may if it holds the lease, or if the
+-- lease is free and (for a checkpoint, ``check_parent``) nobody wrote since the writer read the thread: the
+-- checkpoint's parent is still the newest of its namespace. It then (re)takes the lease for ``lease_ttl``.
+local function lease_guard(lease, owner, lease_ttl, thread, index, parent)
+  local holder = redis.call('GET', lease)
+  if holder ~= owner then
+    if holder then
+      return 'FREEMEM_LEASE thread ' .. thread .. ' is leased by another writer (' .. holder .. '); this writer ' ..
+        '(' .. owner .. ') lost its lease (expired after ' .. lease_ttl .. ' ms without a write) and must not write'
+    end
+    if index then
+      local newest = redis.call('ZRANGE', index, 0, 0, 'REV')[1] or ''
+      if newest ~= parent then
+        return 'FREEMEM_LEASE thread ' .. thread .. ' was written by another writer after this writer (' ..
+          owner .. ') lost its lease: its checkpoint would fork from ' .. (parent == '' and 'nothing' or parent) ..
+          ' while the newest is ' .. newest .. '; run the turn again'
+      end
+    end
+  end
+  redis.call('SET', lease, owner, 'PX', lease_ttl)
+  return nil
+end
+"""
+
+_PUT_BODY = r"""
 redis.call('HSET', KEYS[5], 'cp', ARGV[7], 'md', ARGV[8], 'p', ARGV[9], 'r', ARGV[10], 'run', ARGV[11])
 redis.call('ZADD', KEYS[3], 0, ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[1])
@@ -104,7 +126,32 @@ if keep > 0 then
 end
 refresh(KEYS[1], KEYS[6], tonumber(ARGV[3]), tonumber(ARGV[4]), {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]})
 return dropped
-""",
+"""
+
+PUT = Script(
+    "put",
+    _PRELUDE
+    + r"""
+-- KEYS: reg, namespaces, index, blobs, checkpoint, marker
+-- ARGV: ns, id, ttl, slack, keep_last, checkpoint prefix, cp, md, parent, refs, run
+-- The channel values themselves are written by a plain HSET queued before this call in the same MULTI/EXEC:
+-- a large string that passes through Lua costs the server ~1.3 us per KB (copy + GC), a plain HSET ~0.04.
+"""
+    + _PUT_BODY,
+)
+
+PUT_LEASED = Script(
+    "put_leased",
+    _PRELUDE
+    + _LEASE_GUARD
+    + r"""
+-- PUT behind the writer lease. KEYS: as PUT, then lease.  ARGV: as PUT, then owner, lease ttl (ms), thread.
+-- A refused write stores nothing of the checkpoint (the channel values HSET before it in the same MULTI/EXEC
+-- are then unreferenced: their versions are new, so no checkpoint ever reads them).
+local refused = lease_guard(KEYS[7], ARGV[12], ARGV[13], ARGV[14], KEYS[3], ARGV[9])
+if refused then return redis.error_reply(refused) end
+"""
+    + _PUT_BODY,
 )
 
 PUT_WRITES = Script(
@@ -119,6 +166,57 @@ PUT_WRITES = Script(
 redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('SADD', KEYS[1], KEYS[2], KEYS[3])
 refresh(KEYS[1], KEYS[4], tonumber(ARGV[2]), tonumber(ARGV[3]), {KEYS[1], KEYS[2], KEYS[3]})
+return 1
+""",
+)
+
+PUT_WRITES_LEASED = Script(
+    "put_writes_leased",
+    _PRELUDE
+    + _LEASE_GUARD
+    + r"""
+-- PUT_WRITES behind the writer lease, with the writes themselves: they must not land when the lease is
+-- refused, and commands queued in a MULTI/EXEC run whatever an earlier one answers.
+-- KEYS: reg, namespaces, checkpoint, marker, lease
+-- ARGV: ns, ttl, slack, owner, lease ttl (ms), thread, n (pairs kept if present: HSETNX), then field, value
+-- pairs: the first n kept-first, the rest overwritten (HSET).
+local refused = lease_guard(KEYS[5], ARGV[4], ARGV[5], ARGV[6], nil, nil)
+if refused then return redis.error_reply(refused) end
+local n = tonumber(ARGV[7])
+local i, k = 8, 0
+while i < #ARGV do
+  if k < n then redis.call('HSETNX', KEYS[3], ARGV[i], ARGV[i + 1]) else redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
+  i, k = i + 2, k + 1
+end
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[1], KEYS[2], KEYS[3])
+refresh(KEYS[1], KEYS[4], tonumber(ARGV[2]), tonumber(ARGV[3]), {KEYS[1], KEYS[2], KEYS[3]})
+return 1
+""",
+)
+
+LEASE_ACQUIRE = Script(
+    "lease_acquire",
+    r"""
+-- KEYS: lease.  ARGV: owner, ttl (ms).  Takes or renews the lease: {0, ''}; held by another: {pttl, holder}.
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return {0, ''}
+end
+return {redis.call('PTTL', KEYS[1]), holder}
+""",
+)
+
+LEASE_RELEASE = Script(
+    "lease_release",
+    r"""
+-- KEYS: lease, wake.  ARGV: owner, ttl (ms).  Releases the lease if this owner holds it (1, else 0) and wakes
+-- one waiting writer (BLPOP on the wake list).
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('RPUSH', KEYS[2], '1')
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
 return 1
 """,
 )
