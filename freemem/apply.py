@@ -384,7 +384,7 @@ def apply_commands(
     marker: Marker | None = None,
     max_freed_share: float = 0.9,
     counter: Any = None,
-    max_commands: int = DEFAULT_MAX_COMMANDS,
+    max_commands: int | None = DEFAULT_MAX_COMMANDS,
     deadline_s: float | None = DEFAULT_DEADLINE_S,
 ) -> Outcome:
     """Apply ``commands`` to ``context`` and return the :class:`Outcome`. Never raises on bad commands.
@@ -392,13 +392,15 @@ def apply_commands(
     ``counter`` (a :class:`~freemem.tokens.TokenCounter`) measures the removed pieces for markers and the
     ledger; the fast approximate counter is used when none is given. ``max_freed_share`` bounds the share of
     editable characters one round may remove. A command identical to an earlier one is rejected
-    ``"duplicate"``; past ``max_commands`` distinct commands the rest are rejected ``"over_cap"``, and those
-    not examined within ``deadline_s`` seconds (None: no deadline) ``"deadline"``.
+    ``"duplicate"``; past ``max_commands`` distinct commands (None: no cap, for a cleaner whose commands are
+    verified, like the heuristic's) the rest are rejected ``"over_cap"``, and those not examined within
+    ``deadline_s`` seconds (None: no deadline) ``"deadline"``.
     """
     if not 0 < max_freed_share <= 1:
         raise ConfigError("max_freed_share must be in (0, 1]")
-    if isinstance(max_commands, bool) or not isinstance(max_commands, int) or max_commands < 1:
-        raise ConfigError(f"max_commands must be a positive int, got {max_commands!r}")
+    if max_commands is not None and (isinstance(max_commands, bool) or not isinstance(max_commands, int)
+                                     or max_commands < 1):
+        raise ConfigError(f"max_commands must be a positive int or None, got {max_commands!r}")
     if deadline_s is not None and not deadline_s > 0:
         raise ConfigError(f"deadline_s must be positive or None, got {deadline_s!r}")
     finder = _Finder(context)
@@ -418,7 +420,7 @@ def apply_commands(
             rejected.append(Rejection(i, cmd, "duplicate", f"same as command {first_of[key]}"))
             continue
         first_of[key] = i
-        if len(first_of) > max_commands:
+        if max_commands is not None and len(first_of) > max_commands:
             rejected.append(Rejection(i, cmd, "over_cap",
                                       f"more than max_commands={max_commands} distinct commands in one round"))
             continue

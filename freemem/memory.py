@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from freemem.apply import Marker, Outcome, apply_commands
+from freemem.apply import DEFAULT_MAX_COMMANDS, Marker, Outcome, apply_commands
 from freemem.cleaners.base import Cleaner, Proposal
 from freemem.commands import Command
 from freemem.context import MESSAGE_OVERHEAD_TOKENS, Context, MessageView, Protection, counted_texts, message_views
@@ -257,7 +257,8 @@ class FreeMemory:
             if proposal.note:
                 event.note = proposal.note
             outcome = apply_commands(context, proposal.commands, marker=self.marker,
-                                     max_freed_share=self._share(), counter=self.counter)
+                                     max_freed_share=self._share(), counter=self.counter,
+                                     max_commands=getattr(self.cleaner, "max_commands", DEFAULT_MAX_COMMANDS))
             event.add_outcome(outcome)
             last_outcome = outcome
             if not outcome.applied:

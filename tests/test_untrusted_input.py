@@ -353,3 +353,28 @@ def test_a_prefix_frequent_in_protected_text_costs_one_step_per_region() -> None
     assert {r.reason for r in out.rejected} == {"protected"} and len(out.rejected) == 50
     # 15,000 protected occurrences, 3 protected regions, one search for the shared prefix
     assert calls <= 10, calls
+
+
+def test_the_cap_binds_model_cleaners_not_the_verified_heuristic() -> None:
+    from freemem import Cleaner, Proposal
+
+    msgs = [{"role": "system", "content": "sys"}, {"role": "user", "content": "task"}]
+    for i in range(320):  # every tool result a verbatim loop: one command each
+        msgs.append({"role": "assistant", "content": f"step {i}", "tool_calls": [_call(i, "bash", {"n": i})]})
+        msgs.append({"role": "tool", "tool_call_id": f"call_{i}",
+                     "content": f"header {i}\n" + f"retrying connection to host-{i} ...\n" * 6 + f"gave up {i}"})
+    msgs.append({"role": "user", "content": "and now?"})
+    heuristic = FreeMemory(counter="approx", every_tokens=None, max_rounds=1, fold=False)
+    result = heuristic.clean(msgs)
+    assert result.event.applied > 256 and not result.event.rejected
+
+    class Flood(Cleaner):
+        name = "flood"
+
+        def propose(self, context):
+            return Proposal(commands=[Command(prefix=f"header {i}\nretrying", suffix="...\n") for i in range(320)],
+                            cleaner=self.name)
+
+    flood = FreeMemory(Flood(), counter="approx", every_tokens=None, max_rounds=1, fold=False).clean(msgs)
+    reasons = [r["reason"] for r in flood.event.rejected]
+    assert flood.event.applied == 256 and reasons == ["over_cap"] * 64

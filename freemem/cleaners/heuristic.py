@@ -85,6 +85,9 @@ class HeuristicCleaner(Cleaner):
     #: Its commands are verified against the context, so a round may remove all editable text (a trace that
     #: is 95% loop should lose the loop).
     max_freed_share = 1.0
+    #: Verified commands, one per span it chose: no cap on how many one round applies (a long transcript
+    #: cleaned at once needs hundreds; the cap in ``apply_commands`` is for untrusted model output).
+    max_commands = None
 
     def __init__(self, *, budget: int | None = None, target: float = 0.8, counter: Any = None,
                  min_repeats: int = 3, keep_recent_tools: int = 3, bulky_tokens: int = 2000,
