@@ -589,6 +589,17 @@ def _merge_ranges(ranges: Iterable[tuple[int, int, str]]) -> list[tuple[int, int
     return out
 
 
+def _shown_arg_strings(args: str) -> list[ArgString]:
+    """The string values of an editable call's arguments that render decoded: the long ones (editable), and
+    short ones holding escapes (protected). A value's rendering must not depend on its length: a long value
+    pruned below :data:`ARG_FIELD_MIN_CHARS` renders as it did (decoded), so the pruned messages render to
+    exactly the pruned text. Short values without escapes read the same raw, and stay in the structure."""
+    if len(args) < ARG_FIELD_MIN_CHARS and "\\" not in args:
+        return []
+    return [a for a in arg_strings(args, min_chars=0)
+            if len(a.value) >= ARG_FIELD_MIN_CHARS or "\\" in args[a.start:a.end]]
+
+
 def _answers_count(protection: Protection, view: MessageView, kind: RegionKind) -> bool:
     """Whether answer lines in this field are protected: only in what the model wrote (its reasoning and an
     assistant message's content; arguments are checked at their own call site), never in tool output."""
@@ -680,18 +691,24 @@ class Context:
                       reason="tool call id and name")
                 # Arguments are JSON a provider must parse: the structure is protected; long string values
                 # of calls outside protected messages are editable as decoded text.
-                strings = view.arg_strings(k) if reason is None and not protection.tool_arguments else []
+                shown = _shown_arg_strings(args) if reason is None and not protection.tool_arguments else []
+                editable = any(len(a.value) >= ARG_FIELD_MIN_CHARS for a in shown)
+                # The JSON around an editable value is structure, like a header: kept when a span is cut, and
+                # (with the call header before it) it makes anchors unique.
+                structure: RegionKind = "header" if editable else "arguments"
                 at = 0
-                for a in strings:
-                    # The JSON around an editable value is structure, like a header: kept when a span is
-                    # cut, and (with the call header before it) it makes anchors unique.
-                    b.add(args[at:a.start + 1], editable=False, kind="header", message_index=view.index,
+                for a in shown:
+                    b.add(args[at:a.start + 1], editable=False, kind=structure, message_index=view.index,
                           reason="tool-call arguments")
-                    sub = _answer_ranges(a.value) if protection.answer_lines else []
-                    b.add_field_text(a.value, kind="arguments", message_index=view.index,
-                                     field=arg_field_name(k, a.key), protected=sub)
+                    if len(a.value) >= ARG_FIELD_MIN_CHARS:
+                        sub = _answer_ranges(a.value) if protection.answer_lines else []
+                        b.add_field_text(a.value, kind="arguments", message_index=view.index,
+                                         field=arg_field_name(k, a.key), protected=sub)
+                    else:
+                        b.add(a.value, editable=False, kind=structure, message_index=view.index,
+                              reason="tool-call arguments")
                     at = a.end - 1
-                b.add(args[at:], editable=False, kind="header" if strings else "arguments",
+                b.add(args[at:], editable=False, kind=structure if shown else "arguments",
                       message_index=view.index, reason=reason or "tool-call arguments")
         return cls("".join(b.parts), b.regions, kind="messages", messages=messages, views=views,
                    protection=protection)

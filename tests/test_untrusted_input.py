@@ -265,6 +265,17 @@ def test_argument_restore_is_byte_exact() -> None:
     assert restore_messages(out.messages, spans) == msgs
 
 
+def test_an_argument_pruned_below_the_editable_length_renders_as_before() -> None:
+    body = "first line\nsecond line " + "x" * 250
+    msgs = _edit_session(json.dumps({"command": "create", "file_text": body}))
+    ctx = Context.from_messages(msgs)
+    r = next(r for r in ctx.regions if r.kind == "arguments" and r.editable)
+    out = apply_commands(ctx, [AnchorMaker(ctx).command(r.start + 20, r.end - 5)], max_freed_share=1.0)
+    assert len(json.loads(out.messages[1]["tool_calls"][0]["function"]["arguments"])["file_text"]) < 200
+    # still decoded (a real newline, not the two characters of its escape), now protected
+    assert Context.from_messages(out.messages).text == out.text
+
+
 def test_argument_spans_archived_without_the_raw_slice_still_restore() -> None:
     msgs = _edit_session(ODD_RAW)
     out = _cut_twice(msgs)
