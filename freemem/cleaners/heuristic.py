@@ -220,18 +220,12 @@ class HeuristicCleaner(Cleaner):
                 for name, text in v.fields if name != "part" and (v.index, name) not in editable
                 for key, _s, _e in self._paragraphs(text)]
 
-    def _holds_kept_copy(self, context: Context, f: _Field, planned: Iterable[_Span]) -> bool:
-        """Whether ``f`` is a human or system field holding the copy of a paragraph whose other copies the
-        duplicate rule removes in ``planned``: then it is the only copy left, and budget fitting must not
-        excerpt or clear it (both copies would go)."""
-        if f.role in _DELETABLE_ROLES:
-            return False
-        keys = {key for key, _s, _e in self._paragraphs(f.text)}
-        if not keys:
-            return False
-        # A planned span may start a line early (an anchor) or be merged with a neighbour: look inside it.
-        removed = [unit_key(context.text[sp.start:sp.end]) for sp in planned if sp.why == "duplicate"]
-        return any(key in text for text in removed for key in keys)
+    @staticmethod
+    def _holds_trusted_text(f: _Field) -> bool:
+        """A field of a human or system message. The duplicate rule keeps such copies and removes the tool's
+        or assistant's, so such a field may be the only copy left of what a tool repeated, in this round or
+        after an earlier one: budget fitting should not excerpt or clear it (a fold archives it whole)."""
+        return f.role not in _DELETABLE_ROLES
 
     def _paragraphs(self, text: str) -> list[tuple[str, int, int]]:
         """``(key, start, end)`` of the long paragraphs of a field, cached by its text (a history is
