@@ -331,6 +331,8 @@ class HeuristicCleaner(Cleaner):
                     return out
                 if field_tokens[id(f)] < 40 or (level == 2 and id(f) in blocked):
                     continue
+                if self._holds_trusted_text(f):
+                    continue  # human and system text goes only as whole folded turns, never cut by budget
                 if f.role not in self.fit_roles and not (parse_arg_field(f.name) and "tool" in self.fit_roles):
                     continue
                 if level == 3 and (id(f) not in blocked or out or planned):
