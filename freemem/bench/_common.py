@@ -293,8 +293,11 @@ def pyplot() -> Any:
 
 def save_figure(fig: Any, path: str | os.PathLike[str]) -> None:
     """Save ``fig`` as a PNG (creating the folder) and close it."""
+    from freemem.io import atomic_path
+
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130, bbox_inches="tight")
+    with atomic_path(path) as staged:  # a failed save never leaves half a PNG where the last one was
+        fig.savefig(staged, dpi=130, bbox_inches="tight", format="png")
     import matplotlib.pyplot as plt
 
     plt.close(fig)

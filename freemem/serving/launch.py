@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from freemem.errors import ConfigError, ServeError
+from freemem.errors import ConfigError, FreememError, ServeError
+from freemem.io import write_text_atomic
 
 __all__ = [
     "AdapterSpec",
@@ -361,8 +362,8 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     if plan.config is not None and plan.config_path:
         try:
             Path(plan.config_path).parent.mkdir(parents=True, exist_ok=True)
-            Path(plan.config_path).write_text(json.dumps(plan.config, indent=2), encoding="utf-8")
-        except OSError as exc:
+            write_text_atomic(plan.config_path, json.dumps(plan.config, indent=2))
+        except (OSError, FreememError) as exc:
             raise ServeError(f"cannot write the server config {plan.config_path}: {exc}") from exc
     print(f"freemem: starting {plan.shell()}", file=out)
     out.flush()

@@ -41,6 +41,7 @@ from typing import Any
 
 from freemem.cleaners.free_module import FreeModuleCleaner, commands_schema
 from freemem.commands import Command, parse_commands
+from freemem.io import write_text_atomic
 
 __all__ = ["RoundTiming", "build_trace", "main", "profile_round"]
 
@@ -228,7 +229,7 @@ def _llamacpp_server(model: str, adapter: str, *, threads: int | None, n_ctx: in
     spec = ServeSpec("llamacpp", model, (AdapterSpec("free", adapter),), port=port, context_length=n_ctx,
                      n_threads=threads, served_model_name="base")
     config_path = log_path.with_suffix(".json")
-    config_path.write_text(json.dumps(llamacpp_config(spec, verbose=True)), encoding="utf-8")
+    write_text_atomic(config_path, json.dumps(llamacpp_config(spec, verbose=True)))
     with open(log_path, "wb") as log:
         process = subprocess.Popen(llamacpp_command(spec, str(config_path)), stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL)
