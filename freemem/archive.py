@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 from freemem.apply import AppliedSpan, ArgPiece, edit_messages, span_ref
 from freemem.context import message_views, parse_arg_field
-from freemem.errors import FreememError
+from freemem.errors import FormatError, FreememError
 from freemem.folding import FoldMismatch, unfold
 
 __all__ = [
@@ -28,13 +28,16 @@ __all__ = [
     "InMemoryArchive",
     "arecord_event",
     "event_refs",
+    "event_spans",
     "find_refs",
+    "normalize_ref",
     "record_event",
     "render_folded",
     "restore_event",
     "restore_messages",
     "restore_rounds",
     "restore_text",
+    "summarize_event",
 ]
 
 
@@ -109,6 +112,38 @@ def restore_rounds(pruned: Any, rounds: Sequence[Iterable[AppliedSpan | dict[str
 # An archived event (``CleanEvent.to_dict(spans=True)``) holds its deletion rounds and, after them, its folds.
 
 
+def event_spans(event: Mapping[str, Any]) -> list[list[dict[str, Any]]]:
+    """An event's removed spans, one list per round (``rounds``; a flat ``spans`` list is one round)."""
+    rounds = event.get("rounds")
+    if rounds is None and event.get("spans") is not None:
+        rounds = [event["spans"]]
+    if rounds is None:
+        return []
+    if not isinstance(rounds, list) or not all(isinstance(r, list) for r in rounds):
+        raise FormatError(f"event {event.get('id')!r}: 'rounds' must be a list of span lists")
+    return rounds
+
+
+def summarize_event(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The event without its removed text or folded messages, plus ``n_spans``, ``span_tokens``, ``n_folds``
+    and each fold's summary (handle, size, tokens)."""
+    summary = {k: v for k, v in event.items() if k not in ("rounds", "spans", "folds")}
+    folds = [f for f in event.get("folds") or [] if isinstance(f, Mapping)]
+    if folds:
+        summary["folds"] = [{k: v for k, v in f.items() if k not in ("messages", "message_ids", "digest")}
+                            for f in folds]
+    summary["n_folds"] = len(folds)
+    spans = [s for r in event_spans(event) for s in r]
+    summary["n_spans"] = len(spans)
+    summary["span_tokens"] = sum(int(s.get("tokens", 0) or 0) for s in spans if isinstance(s, Mapping))
+    return summary
+
+
+def normalize_ref(ref: str) -> str:
+    """The id a marker or fold message names, as given by a model or a user: ``#3fa2c1d0``, ``"f1a2b3c4d"``."""
+    return str(ref).strip().strip("\"'").lstrip("#").strip()
+
+
 def restore_event(messages: Sequence[Any], event: Mapping[str, Any], *,
                   revive: Callable[[dict[str, Any]], Any] | None = None) -> list[Any]:
     """Undo one archived event on ``messages``: its folds newest first, then its rounds newest first (the
@@ -119,10 +154,7 @@ def restore_event(messages: Sequence[Any], event: Mapping[str, Any], *,
             current = unfold(current, fold, revive=revive)
         except FoldMismatch as exc:
             raise ArchiveMismatch(str(exc)) from exc
-    rounds = event.get("rounds")
-    if rounds is None and event.get("spans") is not None:
-        rounds = [event["spans"]]
-    return restore_rounds(current, list(rounds or []))
+    return restore_rounds(current, event_spans(event))
 
 
 def event_refs(event: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -204,7 +236,7 @@ async def arecord_event(archive: Any, thread_id: str, event: Any) -> str:
 
 def find_refs(events: Iterable[Mapping[str, Any]], ref: str) -> list[str]:
     """The archived texts an id names, over ``events`` (newest match last)."""
-    ref = ref.strip().lstrip("#").strip('"')
+    ref = normalize_ref(ref)
     out: list[str] = []
     for event in events:
         out.extend(event_refs(event).get(ref, []))
@@ -245,12 +277,7 @@ class InMemoryArchive:
         return self.record(thread_id, event)
 
     def _with_mark(self, thread_id: str, event: dict[str, Any], *, full: bool) -> dict[str, Any]:
-        out = copy.deepcopy(event) if full else {k: v for k, v in event.items() if k not in ("rounds", "folds")}
-        if not full:
-            spans = [s for r in event.get("rounds") or [] for s in r]
-            out["n_spans"] = len(spans)
-            out["span_tokens"] = sum(int(s.get("tokens", 0) or 0) for s in spans)
-            out["n_folds"] = len(event.get("folds") or [])
+        out = copy.deepcopy(event) if full else summarize_event(event)
         out["restored_at"] = self._restored.get((str(thread_id), event["id"]))
         return out
 

@@ -24,6 +24,7 @@ import asyncio
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
 
+from freemem.archive import normalize_ref
 from freemem.errors import ConfigError
 from freemem.langgraph._core import thread_id_of
 from freemem.memory import FreeMemory
@@ -89,11 +90,8 @@ def recall_tool(memory: MemoryPolicy, *, page_chars: int = 4000, name: str = REC
     def _thread() -> str:
         return thread_id or thread_id_of() or "default"
 
-    def _clean_ref(ref: str) -> str:
-        return str(ref).strip().strip('"\'').lstrip("#").strip()
-
     def recall(id: str, page: int = 1) -> str:  # noqa: A002 - the tool's argument name the model sees
-        ref = _clean_ref(id)
+        ref = normalize_ref(id)
         try:
             texts = archive.find(_thread(), ref) if hasattr(archive, "find") else []
         except Exception as exc:  # noqa: BLE001 - a tool answers, it does not break the agent's loop
@@ -101,7 +99,7 @@ def recall_tool(memory: MemoryPolicy, *, page_chars: int = 4000, name: str = REC
         return recall_text(texts, ref, page, page_chars)
 
     async def arecall(id: str, page: int = 1) -> str:  # noqa: A002
-        ref = _clean_ref(id)
+        ref = normalize_ref(id)
         try:
             if hasattr(archive, "afind"):
                 texts = await archive.afind(_thread(), ref)

@@ -32,7 +32,7 @@ import redis.asyncio
 import redis.asyncio.cluster
 
 import freemem.lc  # noqa: F401 - registers the LangChain reviver for folded messages
-from freemem.archive import ArchiveMismatch, find_refs, restore_event
+from freemem.archive import ArchiveMismatch, event_spans, find_refs, restore_event, summarize_event
 from freemem.lc import revive_message
 from freemem.errors import ConfigError, FormatError, StoreError
 from freemem.redis import scripts
@@ -73,30 +73,9 @@ class Restored:
 # -- pure helpers ----------------------------------------------------------------------------------------------
 
 
-def event_spans(event: Mapping[str, Any]) -> list[list[dict[str, Any]]]:
-    """An event's removed spans, one list per round (``rounds``; a flat ``spans`` list is one round)."""
-    rounds = event.get("rounds")
-    if rounds is None and event.get("spans") is not None:
-        rounds = [event["spans"]]
-    if rounds is None:
-        return []
-    if not isinstance(rounds, list) or not all(isinstance(r, list) for r in rounds):
-        raise FormatError(f"event {event.get('id')!r}: 'rounds' must be a list of span lists")
-    return rounds
-
-
-def summarize(event: Mapping[str, Any]) -> dict[str, Any]:
-    """The event without its removed text, plus ``n_spans`` and ``span_tokens``."""
-    summary = {k: v for k, v in event.items() if k not in ("rounds", "spans", "folds")}
-    folds = [f for f in event.get("folds") or [] if isinstance(f, Mapping)]
-    if folds:
-        summary["folds"] = [{k: v for k, v in f.items() if k not in ("messages", "message_ids", "digest")}
-                            for f in folds]
-    summary["n_folds"] = len(folds)
-    spans = [s for r in event_spans(event) for s in r]
-    summary["n_spans"] = len(spans)
-    summary["span_tokens"] = sum(int(s.get("tokens", 0) or 0) for s in spans if isinstance(s, Mapping))
-    return summary
+#: The archive's summary of an event (no removed text) and its span lists are the core's, shared with
+#: :class:`freemem.archive.InMemoryArchive`.
+summarize = summarize_event
 
 
 def _score_ms(created_at: Any) -> int:
