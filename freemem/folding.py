@@ -29,6 +29,7 @@ LangChain messages from their JSON form needs a ``revive`` function (:func:`free
 from __future__ import annotations
 
 import copy
+import json
 import re
 import uuid
 from collections.abc import Callable, Sequence
@@ -187,8 +188,6 @@ def _one_line(text: str, limit: int) -> str:
 
 
 def _call_line(name: str, args: str, limit: int = 160) -> str:
-    import json
-
     try:
         parsed = json.loads(args) if args else {}
     except ValueError:
@@ -346,7 +345,7 @@ def make_fold(messages: Sequence[Any], views: Sequence[MessageView], plan: FoldP
     units = plan.units[:count]
     positions = [k for u in units for k in range(u.start, u.end)]
     chosen = set(positions)
-    start, end = units[0].start, units[-1].end
+    start = units[0].start
     handle = handle or new_handle()
     folded_views = [views[k] for k in positions]
     n_folded = sum(1 for v in folded_views if v.fold is None)
@@ -372,7 +371,6 @@ def make_fold(messages: Sequence[Any], views: Sequence[MessageView], plan: FoldP
                         message_ids=[v.id for v in folded_views], tokens=sum(sizes[k] for k in positions),
                         digest_tokens=tokens, merged=merged, digest=text, positions=positions)
     rest = [messages[k] for k in range(start, len(messages)) if k not in chosen]
-    del end
     return [*messages[:start], new_msg, *rest], record
 
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from freemem.apply import DEFAULT_MAX_COMMANDS, Marker, Outcome, apply_commands
+from freemem.apply import DEFAULT_MAX_COMMANDS, DEFAULT_MESSAGE_MARKER, Marker, Outcome, apply_commands
 from freemem.cleaners.base import Cleaner, Proposal
 from freemem.commands import Command
 from freemem.context import MESSAGE_OVERHEAD_TOKENS, Context, MessageView, Protection, counted_texts, message_views
@@ -271,8 +271,7 @@ class FreeMemory:
             if self.budget is None or current <= self.budget:
                 break
         if current_messages is not None and self.fold and self.budget is not None and event.error is None:
-            before_views = {v.id: v for v in message_views(messages) if v.id is not None} if messages else {}
-            folded = self._fold_pass(current_messages, current, before_views)
+            folded = self._fold_pass(current_messages, current, list(messages or []))
             if folded is not None:
                 current_messages, record, current = folded
                 event.folds.append(record)
@@ -283,13 +282,14 @@ class FreeMemory:
         self.stats.by_trigger[trigger] = self.stats.by_trigger.get(trigger, 0) + 1
         return CleanResult(messages=current_messages, text=current_text, event=event, outcome=last_outcome)
 
-    def _fold_pass(self, messages: list[Any], tokens: int, before: dict[str, MessageView] | None = None
+    def _fold_pass(self, messages: list[Any], tokens: int, given: Sequence[Any] = ()
                    ) -> tuple[list[Any], FoldRecord, int] | None:
         """Fold the oldest units when over budget, or when the residue of pruned old messages passes
         ``fold_share`` of the budget; None when no fold is due or possible.
 
         The newest ``fold_keep_units`` units stay unless the budget cannot be met without them (the budget
-        is the hard bound; the kept units are a preference)."""
+        is the hard bound; the kept units are a preference). ``given`` are the messages as the caller gave
+        them, before this clean's deletions: the digest reads those."""
         assert self.budget is not None
         views = message_views(messages)
         plan = fold_units(views, self.protection, keep_units=self.fold_keep_units)
@@ -324,6 +324,7 @@ class FreeMemory:
             count += 1
         if count == 1 and plan.units[0].fold:
             return None  # only the previous fold message: nothing new to fold
+        before = {v.id: v for v in message_views(given) if v.id is not None}
         new, record = make_fold(messages, views, plan, count, counter=self.counter,
                                 digest_tokens=self.digest_tokens, sizes=sizes, recall=self.recall_hint,
                                 before=before)
@@ -334,8 +335,6 @@ class FreeMemory:
 
     def _marker_probe(self) -> str | None:
         """A string every marker of this configuration starts with (to tell pruned messages), if any."""
-        from freemem.apply import DEFAULT_MESSAGE_MARKER
-
         marker = self.marker if self.marker is not None else DEFAULT_MESSAGE_MARKER
         if callable(marker):
             return None
