@@ -31,7 +31,7 @@ from typing import Annotated, Any, Literal, TypedDict
 
 from freemem.context import message_views
 from freemem.errors import ConfigError
-from freemem.folding import FOLD_ID_PREFIX, FoldRecord, fold_message, new_handle, plain_message
+from freemem.folding import FoldRecord, fold_message, new_handle, plain_message
 from freemem.ledger import CleanEvent
 from freemem.memory import MESSAGE_OVERHEAD_TOKENS, CleanResult
 from freemem.tokens import CachedCounter, TokenCounter, get_counter
@@ -684,6 +684,8 @@ class FoldResult:
     summary: str
     event: CleanEvent
     call: CallRecord | None = None
+    #: Where the summary message sits in ``messages`` (the index of the first folded message).
+    start: int = 0
 
     @property
     def changed(self) -> bool:
@@ -792,7 +794,7 @@ class SummarizeMemory:
                            latency_s=time.perf_counter() - t0,
                            cleaner_latency_s=call.latency_s if call else 0.0,
                            usage=dict(call.usage) if call else {})
-        return FoldResult(messages=new, folded=folded, summary=body, event=event, call=call)
+        return FoldResult(messages=new, folded=folded, summary=body, event=event, call=call, start=start)
 
     def _trigger(self, messages: Sequence[Any], force: bool) -> str | None:
         tokens = self.count(messages)
@@ -873,17 +875,15 @@ class SummarizeMemory:
         if not result.changed:
             event.applied = 0
             return CleanResult(messages=list(messages), text=None, event=event)
-        views = message_views(result.messages)
-        at = next(i for i, v in enumerate(views) if v.id and v.id.startswith(FOLD_ID_PREFIX) and v.fold
-                  and v.id not in {getattr(m, "id", None) or (m.get("id") if isinstance(m, dict) else None)
-                                   for m in messages})
+        at = result.start
+        (summary,) = message_views([result.messages[at]])
+        folded = message_views(result.folded)
         event.applied = 0  # no spans: the fold is the edit
         event.folds.append(FoldRecord(
-            handle=str(views[at].fold), index=at, message_id=str(views[at].id),
-            messages=[plain_message(m) for m in result.folded],
-            message_ids=[v.id for v in message_views(result.folded)],
+            handle=str(summary.fold), index=at, message_id=str(summary.id),
+            messages=[plain_message(m) for m in result.folded], message_ids=[v.id for v in folded],
             tokens=self.count(result.folded), digest_tokens=self.counter.count(result.summary),
-            merged=next((v.fold for v in message_views(result.folded) if v.fold), None), digest=result.summary,
+            merged=next((v.fold for v in folded if v.fold), None), digest=result.summary,
             positions=list(range(at, at + len(result.folded)))))
         return CleanResult(messages=result.messages, text=None, event=event)
 
