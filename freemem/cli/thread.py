@@ -51,6 +51,10 @@ def _text_of(message: Any) -> str:
     return "\n".join(text for _name, text in view.fields)
 
 
+def _id_of(message: Any) -> str | None:
+    return message.get("id") if isinstance(message, dict) else getattr(message, "id", None)
+
+
 def _plain(message: Any) -> Any:
     if isinstance(message, dict):
         return message
@@ -131,13 +135,11 @@ def run(args: argparse.Namespace) -> int:
                 table.add_column(col)
             # Folds take messages out: pair pruned and original messages by id (a fold message stands for
             # the folded ones and has no original of its own).
-            original_by_id = {getattr(o, "id", None) or (o.get("id") if isinstance(o, dict) else None): o
-                              for o in view.original}
+            original_by_id = {_id_of(o): o for o in view.original}
             changed = folds = 0
             for i, p in enumerate(view.pruned):
-                pid = getattr(p, "id", None) or (p.get("id") if isinstance(p, dict) else None)
                 pt = _text_of(p)
-                o = original_by_id.get(pid)
+                o = original_by_id.get(_id_of(p))
                 if o is None:
                     folds += 1
                     table.add_row(str(i), f"{len(pt):,}", "fold", pt[:80].replace("\n", " "))
