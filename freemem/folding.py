@@ -13,10 +13,10 @@ regions and replaces it with one short message: a digest and a handle.
   turn folds too.
 * A previous fold message at the start of the run is folded into the new one, so a thread holds at most one
   fold message however long it runs, and its digest stays within ``digest_tokens``.
-* The **digest** is extractive (no model): which tools ran on what (names, short argument values), what the
-  user asked (the first words of each human message), and the lines of folded tool output that the later
-  conversation quoted or acted on (identifier-like strings that reappear after the fold), within a token
-  cap; the lines of a merged older digest are kept while they fit, least referenced first out.
+* The **digest** is extractive (no model, :mod:`freemem.digest`): the sentences of the folded messages that
+  hold specifics (names, numbers, codes, paths, ids), those the later conversation uses first, then what the
+  user stated, then what the assistant did (tool calls with short argument values) — small talk and echoes
+  last — within a token cap; a merged older digest's lines compete with the new ones on equal terms.
 * The **fold message** is a user message (dict: ``metadata.freemem_fold``; LangChain: ``additional_kwargs``
   ``freemem_fold``) with the id ``freemem-fold-<handle>``; it is protected from edits.
 * Everything is **recoverable**: the :class:`FoldRecord` holds the folded messages whole (JSON-plain, see
@@ -29,14 +29,13 @@ LangChain messages from their JSON form needs a ``revive`` function (:func:`free
 from __future__ import annotations
 
 import copy
-import json
-import re
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from freemem.context import FOLD_KEY, MessageView, Protection, message_views, protected_messages
+from freemem.digest import extractive_digest
 from freemem.errors import FreememError
 
 __all__ = [
@@ -45,7 +44,6 @@ __all__ = [
     "FoldPlan",
     "FoldRecord",
     "Unit",
-    "extractive_digest",
     "fold_units",
     "make_fold",
     "plain_message",
@@ -56,11 +54,6 @@ __all__ = [
 #: Id of a fold message: this prefix and the fold's handle.
 FOLD_ID_PREFIX = "freemem-fold-"
 
-#: Identifier-like strings (paths, ids, names): 8+ characters, not ending in punctuation ("id-42." is "id-42").
-_IDENT = re.compile(r"[A-Za-z0-9_][\w./:\-]{6,}[\w/]")
-_WS = re.compile(r"\s+")
-#: freemem's own markers and fold headers: never evidence that a line was used later.
-_OWN = re.compile(r"\[freemem[: ][^\]\n]{0,120}\]")
 
 
 class FoldMismatch(FreememError):
@@ -180,99 +173,6 @@ def fold_units(views: Sequence[MessageView], protection: Protection, *, keep_uni
 
 
 # ------------------------------------------------------------------------------------------------ digests
-
-
-def _one_line(text: str, limit: int) -> str:
-    text = _WS.sub(" ", text).strip()
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _call_line(name: str, args: str, limit: int = 160) -> str:
-    try:
-        parsed = json.loads(args) if args else {}
-    except ValueError:
-        parsed = None
-    if isinstance(parsed, dict):
-        bits = []
-        for key, value in parsed.items():
-            shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-            bits.append(f"{key}={_one_line(str(shown), 60)}")
-        inner = ", ".join(bits)
-    else:
-        inner = _one_line(args, 60)
-    return _one_line(f"{name}({inner})", limit)
-
-
-def _later_idents(views: Sequence[MessageView]) -> set[str]:
-    out: set[str] = set()
-    for view in views:
-        # What the conversation quoted or acted on: assistant and user text and call arguments (a tool's
-        # output mentioning a string is not the agent using it).
-        if view.role in ("system", "developer", "tool") or view.fold is not None:
-            continue
-        for _name, text in view.fields:
-            out.update(_IDENT.findall(_OWN.sub(" ", text)))
-        for _cid, _name, args in view.tool_calls:
-            out.update(_IDENT.findall(args))
-    return out
-
-
-def _digest_body(view: MessageView) -> list[str]:
-    """A previous fold message's digest lines (after its first line)."""
-    text = "\n".join(t for _n, t in view.fields)
-    return [line for line in text.split("\n")[1:] if line.strip()]
-
-
-def extractive_digest(folded: Sequence[MessageView], later: Sequence[MessageView], *, header: str,
-                      counter: Any, cap_tokens: int, ref_lines: int = 3) -> tuple[str, int]:
-    """The digest of ``folded`` (``header`` first), within ``cap_tokens``; returns ``(text, tokens)``.
-
-    Each line has a priority: lines holding strings the later conversation uses first, then what the user
-    asked, then what the assistant did; within a priority the newest lines stay longest. Line order in the
-    text is the conversation's.
-    """
-    later_ids = _later_idents(later)
-    lines: list[tuple[int, str]] = []  # (priority, line)
-
-    def referenced(text: str) -> bool:
-        return any(tok in later_ids for tok in _IDENT.findall(_OWN.sub(" ", text)))
-
-    for view in folded:
-        if view.fold is not None:
-            lines.extend((2 if referenced(line) else 0, line) for line in _digest_body(view))
-            continue
-        text = "\n".join(t for n, t in view.fields if n != "part")
-        if view.role in ("user", "human"):
-            lines.append((3 if referenced(text) else 1, "- user: " + _one_line(text, 200)))
-        elif view.role == "assistant":
-            if text.strip():
-                lines.append((2 if referenced(text) else 0, "- assistant: " + _one_line(text, 160)))
-            for _cid, name, args in view.tool_calls:
-                lines.append((2 if referenced(args) else 0, "- called " + _call_line(name, args)))
-        elif view.role == "tool":
-            found = 0
-            for raw in text.split("\n"):
-                if found >= ref_lines:
-                    break
-                if _OWN.sub("", raw).strip() and len(raw) < 400 and referenced(raw):
-                    lines.append((2, f"  {view.name or 'tool'} said: " + _one_line(raw, 160)))
-                    found += 1
-        elif text.strip():
-            lines.append((0, f"- {view.role}: " + _one_line(text, 120)))
-    budget = max(0, cap_tokens - counter.count(header))
-    costs = [counter.count(line) + 1 for _p, line in lines]
-    keep = [True] * len(lines)
-    total = sum(costs)
-    if total > budget:
-        # Drop the lowest priority first, oldest first within a priority.
-        for idx in sorted(range(len(lines)), key=lambda k: (lines[k][0], k)):
-            if total <= budget:
-                break
-            keep[idx] = False
-            total -= costs[idx]
-    body = [line for (_p, line), k in zip(lines, keep) if k]
-    text = "\n".join([header, *body])
-    return text, counter.count(text)
 
 
 # ------------------------------------------------------------------------------------------------ folding

@@ -143,11 +143,17 @@ def test_langchain_messages_fold_and_restore_exactly() -> None:
 
 
 def test_nothing_folds_when_everything_is_protected_or_recent() -> None:
+    """Too few units for ``keep_units``: no plan. A budget out of reach lets the newest units go (keep_units
+    yields to the hard budget), never the head or the recent turn, and the fold restores exactly."""
     msgs = build_transcript(1, 3, chat_share=0.0)
     plan = fold_units(message_views(msgs), Protection(), keep_units=4)
     assert plan.units == []
     result = FreeMemory(counter="approx", budget=50).clean(msgs)
-    assert not result.event.folds
+    for fold in result.event.folds:
+        assert not {0, 1, len(msgs) - 1} & set(fold.positions)
+    assert [m["id"] for m in result.messages[:2]] == ["sys", "task"]
+    assert result.messages[-1] == msgs[-1]
+    assert restore_event(result.messages, result.event.to_dict(spans=True)) == msgs
 
 
 def test_unfinished_tool_calls_never_fold() -> None:

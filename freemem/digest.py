@@ -1,0 +1,286 @@
+"""The extractive digest of a fold: what of the folded messages a later turn is most likely to need, no model.
+
+A fold (:mod:`freemem.folding`) replaces old messages by one short message; its digest decides what the agent
+still reads of them without calling ``recall``. What later turns ask for is, overwhelmingly, *specifics*:
+names, numbers, codes, dates, paths, ids, quoted titles — "which flight am I on?", "the error in
+``src/app.py``" — not the small talk around them. So the digest is built from **sentences**, not whole
+messages:
+
+* every folded message is split into sentences (and lines); each sentence's *specifics* are its words that
+  hold a digit, identifier-like strings (``src/app.py``, ``user_42``), capitalised words that do not start the
+  sentence (names, places) and quoted strings;
+* each sentence gets a tier: one whose specifics the later, unfolded conversation uses (user and assistant
+  text and call arguments; a tool's output mentioning a string is not the agent using it) first; then what
+  the user stated; then what the assistant said or did with specifics, the tool calls (name and short
+  argument values) and what the user asked; then the rest (small talk), which goes first when room is short;
+* sentences are taken in tier order, newest first within a tier, while they fit ``cap_tokens``; a sentence
+  with specifics that add nothing to what is already taken (an answer that repeats the fact it answers) is
+  left out, so the room goes to facts, not to their echoes;
+* a merged older digest's lines are read back the same way (their role is on the line), so an old fact keeps
+  the tier it earned and competes with the new ones on equal terms;
+* the taken sentences are written in conversation order, one line per message (``- user: ...``,
+  ``- assistant: ...``, ``- called tool(arg=...)``, ``  tool said: ...``).
+
+A model summary (the ``summarize`` policy's summariser) is the other digest; this one costs no call and is
+deterministic. Core module: plain strings and :class:`~freemem.context.MessageView`, no LangChain import.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from freemem.context import MessageView
+
+__all__ = ["extractive_digest", "specifics"]
+
+#: Identifier-like strings (paths, ids, names): 8+ characters, not ending in punctuation ("id-42." is "id-42").
+_IDENT = re.compile(r"[A-Za-z0-9_][\w./:\-]{6,}[\w/]")
+_WS = re.compile(r"\s+")
+#: freemem's own markers and fold headers: never evidence, never a fact.
+_OWN = re.compile(r"\[freemem[: ][^\]\n]{0,120}\]")
+#: Sentence ends: after . ! ? … followed by space, or a line break.
+_SENTENCE = re.compile(r"(?<=[.!?…])\s+(?=\S)|\n+")
+_WORD = re.compile(r"[^\W_][\w'’./:#@+\-]*")
+_QUOTED = re.compile(r"[\"“']([^\"”'\n]{3,80})[\"”']")
+_TRAIL = ".,;:!?'’-/"
+#: Capitalised words that are not names wherever they stand.
+_COMMON_CAPS = frozenset("""I I'm I'd I'll I've I’m OK Ok Okay Hi Hello Hey Thanks Thank Yes No Sure The A An
+My Your It It's This That These Those There Here What When Where Which Who Why How Can Could Would Should Do
+Does Did Is Are Was Were Have Has Had And But So Or If Then Also Well Oh Please Let Let's Great Good Nice
+Monday Tuesday Wednesday Thursday Friday Saturday Sunday Today Tomorrow Yesterday""".split())
+#: A merged digest's lines: ``- role: text``, ``- called name(args)``, ``  name said: text``.
+_LINE = re.compile(r"^(?:- (?P<role>[\w-]+): |- (?P<called>called) |  (?P<tool>[\w.\-]+) said: )(?P<text>.*)$")
+
+_TIER_REFERENCED_STATED, _TIER_REFERENCED, _TIER_STATED, _TIER_DID, _TIER_ASKED, _TIER_REST = 5, 4, 3, 2, 1, 0
+_SENTENCE_CHARS = 240
+
+
+def _norm(word: str) -> str:
+    return word.rstrip(_TRAIL).lower()
+
+
+def specifics(sentence: str) -> set[str]:
+    """The specific words of ``sentence`` (lower-cased, trailing punctuation off): words with a digit,
+    identifier-like strings, capitalised words that do not start the sentence (and are not common ones),
+    and the words of quoted strings."""
+    out: set[str] = set()
+    words = _WORD.findall(sentence)
+    for k, raw in enumerate(words):
+        word = raw.rstrip(_TRAIL)
+        if not word:
+            continue
+        if (len(word) > 1 and any(c.isdigit() for c in word)) or (
+                _IDENT.fullmatch(word) and any(c in word for c in "./_:-")):
+            out.add(word.lower())
+        elif k > 0 and word[0].isupper() and word not in _COMMON_CAPS and len(word) > 1:
+            out.add(word.lower())
+    for quoted in _QUOTED.findall(sentence):
+        out.update(_norm(w) for w in _WORD.findall(quoted) if len(w) > 2)
+    out.discard("")
+    return out
+
+
+def _words(text: str) -> set[str]:
+    return {_norm(w) for w in _WORD.findall(text)}
+
+
+def _later_words(views: Sequence[MessageView]) -> set[str]:
+    """The words the later conversation uses: user and assistant text and tool-call arguments."""
+    out: set[str] = set()
+    for view in views:
+        if view.role in ("system", "developer", "tool") or view.fold is not None:
+            continue
+        for _name, text in view.fields:
+            out |= _words(_OWN.sub(" ", text))
+        for _cid, _name, args in view.tool_calls:
+            out |= _words(args)
+    return out
+
+
+def _one_line(text: str, limit: int) -> str:
+    text = _WS.sub(" ", text).strip()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _call_line(name: str, args: str, limit: int = 160) -> str:
+    try:
+        parsed = json.loads(args) if args else {}
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        bits = []
+        for key, value in parsed.items():
+            shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            bits.append(f"{key}={_one_line(str(shown), 60)}")
+        inner = ", ".join(bits)
+    else:
+        inner = _one_line(args, 60)
+    return _one_line(f"{name}({inner})", limit)
+
+
+@dataclass(slots=True)
+class _Piece:
+    """One candidate of the digest: a sentence (or a call, or a tool line) of one source message."""
+
+    group: int  # the source message (or merged-digest line) it belongs to: one output line per group
+    order: int  # conversation order
+    prefix: str  # the group's line prefix ("- user: ")
+    text: str
+    tier: int
+    keys: frozenset[str]
+    joinable: bool = True  # sentences of one message share a line; calls and tool lines stand alone
+
+
+def _sentences(text: str) -> Iterable[str]:
+    for part in _SENTENCE.split(_OWN.sub(" ", text)):
+        part = part.strip()
+        if part:
+            yield _one_line(part, _SENTENCE_CHARS)
+
+
+def _tier(role: str, sentence: str, keys: set[str], later: set[str]) -> int:
+    user = role in ("user", "human")
+    question = sentence.rstrip().endswith("?")
+    if keys & later:
+        return _TIER_REFERENCED_STATED if user and not question else _TIER_REFERENCED
+    if keys:
+        if user and not question:
+            return _TIER_STATED
+        return _TIER_DID if not user else _TIER_ASKED
+    if user and question:
+        return _TIER_ASKED
+    return _TIER_REST
+
+
+class _Collector:
+    def __init__(self, later: set[str]) -> None:
+        self.later = later
+        self.pieces: list[_Piece] = []
+        self.groups = 0
+
+    def new_group(self) -> int:
+        self.groups += 1
+        return self.groups
+
+    def text(self, role: str, text: str, *, prefix: str | None = None, rest_tier: int | None = None) -> None:
+        group = self.new_group()
+        prefix = prefix if prefix is not None else f"- {role}: "
+        for sentence in _sentences(text):
+            keys = specifics(sentence)
+            tier = _tier(role, sentence, keys, self.later)
+            if rest_tier is not None and tier == _TIER_REST:
+                tier = rest_tier
+            self.pieces.append(_Piece(group, len(self.pieces), prefix, sentence, tier, frozenset(keys)))
+
+    def single(self, line: str, keys: set[str], tier: int) -> None:
+        if keys & self.later:
+            tier = _TIER_REFERENCED
+        self.pieces.append(_Piece(self.new_group(), len(self.pieces), "", line, tier, frozenset(keys),
+                                  joinable=False))
+
+    def tool_lines(self, name: str, text: str, limit: int) -> None:
+        """The lines of a tool's output that the later conversation used (at most ``limit``)."""
+        found = 0
+        for raw in text.split("\n"):
+            if found >= limit:
+                break
+            clean = _OWN.sub("", raw).strip()
+            if not clean or len(raw) >= 400:
+                continue
+            keys = specifics(clean) | {t.lower() for t in _IDENT.findall(clean)}
+            if keys & self.later:
+                self.single(f"  {name} said: " + _one_line(clean, 160), keys, _TIER_REFERENCED)
+                found += 1
+
+    def merged_line(self, line: str) -> None:
+        """A line of a merged older digest, read back with its role."""
+        m = _LINE.match(line)
+        if m is None:
+            self.text("note", line, prefix="- ")
+        elif m["called"]:
+            self.single(line, specifics(m["text"]) | _call_keys(m["text"]), _TIER_DID)
+        elif m["tool"]:
+            self.single(line, specifics(m["text"]), _TIER_DID)
+        else:
+            self.text(m["role"], m["text"])
+
+
+def _call_keys(text: str) -> set[str]:
+    return {t.lower() for t in _IDENT.findall(text)} | {_norm(w) for w in _WORD.findall(text)
+                                                      if any(c.isdigit() for c in w)}
+
+
+def extractive_digest(folded: Sequence[MessageView], later: Sequence[MessageView], *, header: str,
+                      counter: Any, cap_tokens: int, ref_lines: int = 3) -> tuple[str, int]:
+    """The digest of ``folded`` (``header`` first), within ``cap_tokens``; returns ``(text, tokens)``.
+
+    ``later`` are the messages that stay after the fold (what they use ranks first). See the module
+    docstring for the tiers; line order in the text is the conversation's.
+    """
+    col = _Collector(_later_words(later))
+    for view in folded:
+        if view.fold is not None:
+            text = "\n".join(t for _n, t in view.fields)
+            for line in text.split("\n")[1:]:
+                if line.strip():
+                    col.merged_line(line)
+            continue
+        text = "\n".join(t for n, t in view.fields if n != "part")
+        if view.role in ("user", "human"):
+            col.text("user", text)
+        elif view.role == "assistant":
+            if text.strip():
+                col.text("assistant", text)
+            for _cid, name, args in view.tool_calls:
+                line = "- called " + _call_line(name, args)
+                col.single(line, _call_keys(args) | specifics(line), _TIER_DID)
+        elif view.role == "tool":
+            col.tool_lines(view.name or "tool", text, ref_lines)
+        elif text.strip():
+            col.text(view.role, text)
+
+    budget = max(0, cap_tokens - counter.count(header))
+    # Take in tier order, newest first within a tier; skip echoes (specifics all taken already).
+    taken: set[int] = set()
+    seen: set[str] = set()
+    used = 0
+    prefix_paid: set[int] = set()
+    for piece in sorted(col.pieces, key=lambda p: (-p.tier, -p.order)):
+        if piece.keys and piece.keys <= seen:
+            continue
+        cost = counter.count(piece.text) + 1
+        if piece.joinable and piece.group not in prefix_paid:
+            cost += counter.count(piece.prefix)
+        if used + cost > budget:
+            continue
+        taken.add(piece.order)
+        seen |= piece.keys
+        used += cost
+        if piece.joinable:
+            prefix_paid.add(piece.group)
+    lines: list[str] = []
+    current: tuple[int, list[str]] | None = None
+    for piece in col.pieces:
+        if piece.order not in taken:
+            continue
+        if piece.joinable and current is not None and current[0] == piece.group:
+            current[1].append(piece.text)
+            continue
+        if current is not None:
+            lines.append(" ".join(current[1]))
+        current = (piece.group, [piece.prefix + piece.text])
+    if current is not None:
+        lines.append(" ".join(current[1]))
+    text = "\n".join([header, *lines])
+    tokens = counter.count(text)
+    if tokens > cap_tokens and lines:
+        # Joining may cost a token or two more than the pieces did: drop the oldest lines until it fits.
+        while lines and tokens > cap_tokens:
+            lines.pop(0)
+            text = "\n".join([header, *lines])
+            tokens = counter.count(text)
+    return text, tokens
