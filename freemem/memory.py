@@ -31,10 +31,14 @@ from freemem.ledger import CleanEvent
 from freemem.policies.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger, TriggerState
 from freemem.tokens import CachedCounter, TokenCounter, get_counter
 
-__all__ = ["CleanResult", "FreeMemory", "MESSAGE_OVERHEAD_TOKENS"]
+__all__ = ["CleanResult", "DIGEST_SHARE", "FreeMemory", "MESSAGE_OVERHEAD_TOKENS"]
 
 logger = logging.getLogger("freemem")
 
+#: A fold digest's default bound, as a share of the budget (``FreeMemory(digest_tokens=None)``).
+DIGEST_SHARE = 0.15
+#: The least room a digest gets while the budget allows it (the header alone is ~25 tokens).
+_MIN_DIGEST = 64
 
 
 @dataclass
@@ -95,7 +99,9 @@ class FreeMemory:
             so folds are rare).
         fold_keep_units: the newest units (human messages; assistant messages with their tool results)
             that never fold.
-        digest_tokens: the bound on a fold message's digest.
+        digest_tokens: the bound on a fold message's digest; default ``DIGEST_SHARE`` (15%) of the budget,
+            at least 100 (a digest holds the specifics of what it folded, several times denser than the raw
+            turns it replaces, so a bigger budget gets a proportionally bigger one).
         round_timeout: seconds one cleaner call may take (None: no bound). A cleaner still busy then is
             abandoned (a sync ``propose`` runs in a worker thread for this; ``apropose`` is cancelled) and
             the round fails open: a ``RuntimeWarning``, the event's ``error`` set, the state unchanged.
@@ -119,7 +125,7 @@ class FreeMemory:
         fold_share: float = 0.15,
         fold_target: float = 0.9,
         fold_keep_units: int = 4,
-        digest_tokens: int = 400,
+        digest_tokens: int | None = None,
         round_timeout: float | None = 120.0,
     ) -> None:
         if budget is not None and budget <= 0:
@@ -128,6 +134,8 @@ class FreeMemory:
             raise ConfigError("max_rounds must be at least 1")
         if not 0 < fold_share <= 1 or not 0 < fold_target <= 1:
             raise ConfigError("fold_share and fold_target must be in (0, 1]")
+        if digest_tokens is None:
+            digest_tokens = max(100, int(DIGEST_SHARE * budget)) if budget is not None else 400
         if fold_keep_units < 0 or digest_tokens < 16:
             raise ConfigError("fold_keep_units must be >= 0 and digest_tokens >= 16")
         base = get_counter(counter) if isinstance(counter, str) else counter
@@ -324,10 +332,14 @@ class FreeMemory:
             count += 1
         if count == 1 and plan.units[0].fold:
             return None  # only the previous fold message: nothing new to fold
+        # The digest gets its bound, or less when what stays would leave it no room under the goal (a long
+        # current turn): never so much that the fold itself breaks the budget.
+        rest = tokens - freed + MESSAGE_OVERHEAD_TOKENS
+        cap = min(self.digest_tokens, max(_MIN_DIGEST, int(goal) - rest))
+        cap = max(_MIN_DIGEST // 2, min(cap, self.budget - rest))
         before = {v.id: v for v in message_views(given) if v.id is not None}
         new, record = make_fold(messages, views, plan, count, counter=self.counter,
-                                digest_tokens=self.digest_tokens, sizes=sizes, recall=self.recall_hint,
-                                before=before)
+                                digest_tokens=cap, sizes=sizes, recall=self.recall_hint, before=before)
         after = self.count_messages(new)
         if after >= tokens:
             return None  # the digest would cost what the fold frees
