@@ -191,34 +191,38 @@ class HeuristicCleaner(Cleaner):
 
         Only copies the agent or its tools wrote may go (fields of a tool or assistant message, or plain
         reasoning text): a human's or the system's words are never removed because a tool result repeats
-        them (a tool can quote a user's instruction framed as "withdrawn"). When any copy sits in a human or
-        system message, editable or protected (``context`` gives the protected ones), that copy is the one
-        kept and every deletable copy goes; otherwise the last copy is kept, as the freshest."""
+        them (a tool can quote a user's instruction framed as "withdrawn"). A deletable copy that is the same
+        text, byte for byte, as a copy in a human or system message (editable or protected: ``context``
+        gives the protected ones) goes, that copy being the one kept; otherwise the last deletable copy is
+        kept, as the freshest (a copy that differs only in whitespace, e.g. code re-indented, keeps its exact
+        form: the next turn may quote it)."""
         trusted: set[str] = set(self._trusted_paragraphs(context)) if context is not None else set()
         last: dict[str, int] = {}
-        seen: list[tuple[str, int, int, int]] = []
+        seen: list[tuple[str, str, int, int, int]] = []
         for f in fields:
             deletable = f.role in _DELETABLE_ROLES
             for key, start, end in self._paragraphs(f.text):
+                exact = f.text[start:end].strip()
                 if deletable:
                     # A copy is identical to the kept one, so its own first characters are no unique anchor:
                     # the span may start at the line before it when that line is in the same field.
                     back_off = 1 if _NON_SPACE.search(f.text, 0, start) else 0
-                    seen.append((key, f.start + start, f.start + end, back_off))
+                    seen.append((key, exact, f.start + start, f.start + end, back_off))
                     last[key] = f.start + start
                 else:
-                    trusted.add(key)
-        return [_Span(s, e, "duplicate", back_off=b) for key, s, e, b in seen if key in trusted or last[key] != s]
+                    trusted.add(exact)
+        return [_Span(s, e, "duplicate", back_off=b) for key, exact, s, e, b in seen
+                if exact in trusted or last[key] != s]
 
     def _trusted_paragraphs(self, context: Context) -> list[str]:
-        """Paragraph keys of the human and system messages the context protects whole (their editable
-        fields are seen by :meth:`_duplicates` itself)."""
+        """The exact text (stripped) of the long paragraphs of the human and system messages the context
+        protects whole (their editable fields are seen by :meth:`_duplicates` itself)."""
         if context.views is None:
             return []
         editable = {(r.message_index, r.field) for r in context.regions if r.editable}
-        return [key for v in context.views if v.role not in _DELETABLE_ROLES
+        return [text[s:e].strip() for v in context.views if v.role not in _DELETABLE_ROLES
                 for name, text in v.fields if name != "part" and (v.index, name) not in editable
-                for key, _s, _e in self._paragraphs(text)]
+                for _key, s, e in self._paragraphs(text)]
 
     @staticmethod
     def _holds_trusted_text(f: _Field) -> bool:
