@@ -33,9 +33,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from freemem.context import MessageView
+from freemem.context import MessageView, message_views
 
-__all__ = ["extractive_digest", "specifics"]
+__all__ = ["SUMMARY_SYSTEM", "extractive_digest", "render_for_summary", "specifics", "summary_prompt"]
 
 #: Identifier-like strings (paths, ids, names): 8+ characters, not ending in punctuation ("id-42." is "id-42").
 _IDENT = re.compile(r"[A-Za-z0-9_][\w./:\-]{6,}[\w/]")
@@ -54,6 +54,14 @@ Does Did Is Are Was Were Have Has Had And But So Or If Then Also Well Oh Please 
 Monday Tuesday Wednesday Thursday Friday Saturday Sunday Today Tomorrow Yesterday""".split())
 #: A merged digest's lines: ``- role: text``, ``- called name(args)``, ``  name said: text``.
 _LINE = re.compile(r"^(?:- (?P<role>[\w-]+): |- (?P<called>called) |  (?P<tool>[\w.\-]+) said: )(?P<text>.*)$")
+
+#: The instruction of a model summary of folded messages (``{summary_tokens}``: its bound).
+SUMMARY_SYSTEM = (
+    "Summarise the earlier part of a conversation between a user, an assistant and its tools, for the "
+    "assistant to continue the task without it. Keep the task, decisions, facts found, identifiers, file "
+    "paths, numbers and open questions; drop chatter and bulky tool output. Write only the summary, at most "
+    "{summary_tokens} tokens."
+)
 
 _TIER_REFERENCED_STATED, _TIER_REFERENCED, _TIER_STATED, _TIER_DID, _TIER_ASKED, _TIER_REST = 5, 4, 3, 2, 1, 0
 _SENTENCE_CHARS = 240
@@ -284,3 +292,22 @@ def extractive_digest(folded: Sequence[MessageView], later: Sequence[MessageView
             text = "\n".join([header, *lines])
             tokens = counter.count(text)
     return text, tokens
+
+
+# ------------------------------------------------------------------------------------------ model summary
+
+
+def render_for_summary(messages: Sequence[Any]) -> str:
+    """Messages (dicts or LangChain) as plain text for a summariser: ``[role name] text`` and the calls."""
+    lines: list[str] = []
+    for view in message_views(messages):
+        head = f"[{view.role}{' ' + view.name if view.name else ''}]"
+        body = "\n".join(text for _n, text in view.fields)
+        calls = "".join(f"\n-> call {name}({args})" for _id, name, args in view.tool_calls)
+        lines.append(f"{head} {body}{calls}")
+    return "\n\n".join(lines)
+
+
+def summary_prompt(messages: Sequence[Any], summary_tokens: int) -> list[tuple[str, str]]:
+    """The chat prompt asking a model to summarise ``messages`` within ``summary_tokens``."""
+    return [("system", SUMMARY_SYSTEM.format(summary_tokens=summary_tokens)), ("human", render_for_summary(messages))]

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal, TypedDict
 
 from freemem.context import message_views
+from freemem.digest import SUMMARY_SYSTEM, render_for_summary, summary_prompt
 from freemem.errors import ConfigError
 from freemem.folding import FoldRecord, fold_message, new_handle, plain_message
 from freemem.ledger import CleanEvent
@@ -665,12 +666,8 @@ class InftyThinker:
 
 # ---------------------------------------------------------------------------------- transcript memory
 
-FOLD_SYSTEM = (
-    "Summarise the earlier part of a conversation between a user, an assistant and its tools, for the "
-    "assistant to continue the task without it. Keep the task, decisions, facts found, identifiers, file "
-    "paths, numbers and open questions; drop chatter and bulky tool output. Write only the summary, at most "
-    "{summary_tokens} tokens."
-)
+#: Kept under its old name: the fold instruction is :data:`freemem.digest.SUMMARY_SYSTEM`.
+FOLD_SYSTEM = SUMMARY_SYSTEM
 SUMMARY_PREFIX = "[freemem summary of {n} earlier messages]\n"
 
 
@@ -690,16 +687,6 @@ class FoldResult:
     @property
     def changed(self) -> bool:
         return bool(self.folded)
-
-
-def _render(messages: Sequence[Any]) -> str:
-    lines: list[str] = []
-    for view in message_views(messages):
-        head = f"[{view.role}{' ' + view.name if view.name else ''}]"
-        body = "\n".join(text for _n, text in view.fields)
-        calls = "".join(f"\n-> call {name}({args})" for _id, name, args in view.tool_calls)
-        lines.append(f"{head} {body}{calls}")
-    return "\n\n".join(lines)
 
 
 class SummarizeMemory:
@@ -768,10 +755,10 @@ class SummarizeMemory:
 
     # -- folding ----------------------------------------------------------------------------------------
     def _prompt(self, folded: Sequence[Any]) -> list[tuple[str, str]]:
-        return [("system", FOLD_SYSTEM.format(summary_tokens=self.summary_tokens)), ("human", _render(folded))]
+        return summary_prompt(folded, self.summary_tokens)
 
     def _extract(self, folded: Sequence[Any]) -> str:
-        rendered = _render(folded)
+        rendered = render_for_summary(folded)
         half = self.summary_tokens // 2
         head = self.counter.truncate(rendered, half)
         if len(head) == len(rendered):
