@@ -93,7 +93,7 @@ class FreeMemory:
             excerpts, protected arguments) passes ``fold_share`` of the budget. Needs a ``budget``.
         fold_share: see ``fold``; a fold then goes on until that residue is under half of it.
         fold_target: a fold brings the context down to this share of the budget (room for the next steps,
-            so folds are rare); default ``low_water`` with ``cache``, else 0.9.
+            so folds are rare). Rounds scheduled by cost fold to ``low_water`` instead.
         fold_keep_units: the newest units (human messages; assistant messages with their tool results)
             that never fold.
         digest_tokens: the bound on a fold message's digest.
@@ -104,8 +104,8 @@ class FreeMemory:
             model or its name (default ``"anthropic"``: reads 0.1x, writes 1.25x, 5-minute TTL); None turns
             cost-aware scheduling off (every round applies everything its cleaner proposes). See
             "Cost-aware scheduling" below.
-        low_water: with ``cache``, a fold brings the context down to this share of the budget (the default
-            for ``fold_target``), so forced rounds are rare and deep.
+        low_water: in rounds scheduled by cost, a fold brings the context down to this share of the budget
+            (instead of ``fold_target``), so forced rounds are rare and deep.
         clock: seconds since the epoch, for the cache's TTL (``time.time``; inject a fake one in tests).
 
     Cost-aware scheduling (``cache`` set, messages only; plain text and ``cache=None`` are cost-blind). An
@@ -146,7 +146,7 @@ class FreeMemory:
         archive: Any = None,
         fold: bool = True,
         fold_share: float = 0.15,
-        fold_target: float | None = None,
+        fold_target: float = 0.9,
         fold_keep_units: int = 4,
         digest_tokens: int = 400,
         round_timeout: float | None = 120.0,
@@ -162,8 +162,6 @@ class FreeMemory:
             raise ConfigError("low_water must be in (0, 1]")
         self.cache: PriceModel | None = None if cache is None else get_price_model(cache)
         self.low_water = low_water
-        if fold_target is None:
-            fold_target = low_water if self.cache is not None else 0.9
         if not 0 < fold_share <= 1 or not 0 < fold_target <= 1:
             raise ConfigError("fold_share and fold_target must be in (0, 1]")
         if not callable(clock):
@@ -266,17 +264,20 @@ class FreeMemory:
 
     # -- cleaning ---------------------------------------------------------------------------------------
     def clean(self, messages: Sequence[Any], *, trigger: str = "manual", tokens: int | None = None,
-              idle_s: float | None = None) -> CleanResult:
+              idle_s: float | None = None, schedule: bool | None = None) -> CleanResult:
         """Run cleaning rounds on ``messages`` (OpenAI dicts or LangChain messages).
 
-        ``idle_s``: seconds since the conversation's last model call (see :meth:`check`); past the cache's
-        TTL the round is free and keeps every edit its cleaner proposes."""
-        return self._run(messages, None, trigger, tokens, None, idle_s)
+        ``schedule``: choose the edits by their cache cost (see the class docstring); by default a round that
+        a trigger asked for is (the surfaces pass :meth:`check`'s reason as ``trigger``), one asked for by
+        hand (``trigger="manual"``) applies every edit. Needs ``cache``. ``idle_s``: seconds since the
+        conversation's last model call (see :meth:`check`); past the cache's TTL the round is free and keeps
+        every edit its cleaner proposes."""
+        return self._run(messages, None, trigger, tokens, None, idle_s, schedule)
 
-    async def aclean(self, messages: Sequence[Any], *, trigger: str = "manual",
-                     tokens: int | None = None, idle_s: float | None = None) -> CleanResult:
+    async def aclean(self, messages: Sequence[Any], *, trigger: str = "manual", tokens: int | None = None,
+                     idle_s: float | None = None, schedule: bool | None = None) -> CleanResult:
         """Async twin of :meth:`clean` (the cleaner's ``apropose`` does the I/O)."""
-        return await self._arun(messages, None, trigger, tokens, None, idle_s)
+        return await self._arun(messages, None, trigger, tokens, None, idle_s, schedule)
 
     def clean_text(self, text: str, *, question: str | None = None, trigger: str = "manual") -> CleanResult:
         """Run cleaning rounds on plain reasoning text."""
@@ -290,12 +291,14 @@ class FreeMemory:
         """Clean when a trigger fires; None otherwise."""
         tokens = self.count_messages(messages)
         reason = self.check(tokens, tokens_at_last_clean, _newest_text(messages), idle_s=idle_s)
-        return None if reason is None else self.clean(messages, trigger=reason, tokens=tokens, idle_s=idle_s)
+        return None if reason is None else self.clean(messages, trigger=reason, tokens=tokens, idle_s=idle_s,
+                                                      schedule=True)
 
     # The round loop is written once as a generator that yields "ask the cleaner" requests, so the sync
     # and async entry points share every line but the call itself.
     def _rounds(self, messages: Sequence[Any] | None, text: str | None, trigger: str, tokens: int | None,
-                question: str | None, idle_s: float | None = None):  # noqa: ANN202 - generator protocol
+                question: str | None, idle_s: float | None = None,
+                schedule: bool | None = None):  # noqa: ANN202 - generator protocol
         t0 = time.perf_counter()
         event = CleanEvent(trigger=trigger, cleaner=getattr(self.cleaner, "name", type(self.cleaner).__name__))
         measure = (lambda m, t: self.count_messages(m)) if messages is not None else (lambda m, t: self.count_text(t))
@@ -336,7 +339,9 @@ class FreeMemory:
             current = measure(current_messages, current_text)
             if self.budget is None or current <= self.budget:
                 break
-        if current_messages is not None and self.cache is not None and messages is not None:
+        if schedule is None:
+            schedule = trigger != "manual"
+        if current_messages is not None and self.cache is not None and messages is not None and schedule:
             current_messages, current = self._schedule(list(messages), before, current_messages, current, event,
                                                        cold=self.cache_cold(idle_s))
             if event.cache.get("decision") != "applied" or event.cache.get("partial"):
@@ -353,8 +358,8 @@ class FreeMemory:
         self.stats.by_trigger[trigger] = self.stats.by_trigger.get(trigger, 0) + 1
         return CleanResult(messages=current_messages, text=current_text, event=event, outcome=last_outcome)
 
-    def _fold_pass(self, messages: list[Any], tokens: int, given: Sequence[Any] = (), *, force: bool = False
-                   ) -> tuple[list[Any], FoldRecord, int] | None:
+    def _fold_pass(self, messages: list[Any], tokens: int, given: Sequence[Any] = (), *, force: bool = False,
+                   target: float | None = None) -> tuple[list[Any], FoldRecord, int] | None:
         """Fold the oldest units when over budget, or when the residue of pruned old messages passes
         ``fold_share`` of the budget (or, with ``force``, whenever units may fold); None when no fold is due
         or possible.
@@ -384,7 +389,7 @@ class FreeMemory:
                 residue = residue_of(plan.units)
         if not plan.units:
             return None
-        goal, residue_goal = self.budget * self.fold_target, share_limit / 2
+        goal, residue_goal = self.budget * (self.fold_target if target is None else target), share_limit / 2
         freed, count = 0, 0
         for unit in plan.units:
             if count and tokens - freed + digest_cost <= goal and residue <= residue_goal:
@@ -429,7 +434,7 @@ class FreeMemory:
                 gain += gains[m]
                 options.append(_Option("delete", m, total - gain, start=m))
         if self.fold and self.budget is not None and event.error is None:
-            folded = self._fold_pass(full, full_tokens, given, force=forced)
+            folded = self._fold_pass(full, full_tokens, given, force=forced, target=self.low_water)
             if folded is not None:
                 new, record, after = folded
                 first = common_prefix(message_keys(given), message_keys(new))
@@ -515,8 +520,8 @@ class FreeMemory:
         return head if len(head) >= 4 else None
 
     def _run(self, messages: Any, text: str | None, trigger: str, tokens: int | None,
-             question: str | None, idle_s: float | None = None) -> CleanResult:
-        gen = self._rounds(messages, text, trigger, tokens, question, idle_s)
+             question: str | None, idle_s: float | None = None, schedule: bool | None = None) -> CleanResult:
+        gen = self._rounds(messages, text, trigger, tokens, question, idle_s, schedule)
         try:
             context = next(gen)
             while True:
@@ -526,8 +531,9 @@ class FreeMemory:
             return stop.value
 
     async def _arun(self, messages: Any, text: str | None, trigger: str, tokens: int | None,
-                    question: str | None = None, idle_s: float | None = None) -> CleanResult:
-        gen = self._rounds(messages, text, trigger, tokens, question, idle_s)
+                    question: str | None = None, idle_s: float | None = None,
+                    schedule: bool | None = None) -> CleanResult:
+        gen = self._rounds(messages, text, trigger, tokens, question, idle_s, schedule)
         try:
             context = next(gen)
             while True:

@@ -138,7 +138,8 @@ def test_archive_keeps_removed_spans_and_restores_the_original() -> None:
 def test_twenty_turns_on_sqlite_then_resume_from_the_checkpointer(tmp_path: Any) -> None:
     path = tmp_path / "threads.sqlite"
     turns = 22
-    memory = make_memory()
+    # Deletions only (no folds): every message stays in the thread, so ids line up on resume.
+    memory = make_memory(fold=False)
     model = scripted_model([2] * turns)
     with SqliteSaver.from_conn_string(str(path)) as saver:
         agent = create_agent(model, TOOLS, middleware=[FreeMemoryMiddleware(memory)], checkpointer=saver)
@@ -153,7 +154,7 @@ def test_twenty_turns_on_sqlite_then_resume_from_the_checkpointer(tmp_path: Any)
     # A new process: a new graph object on the same database continues from the pruned thread.
     resumed_model = scripted_model([2])
     with SqliteSaver.from_conn_string(str(path)) as saver:
-        agent = create_agent(resumed_model, TOOLS, middleware=[FreeMemoryMiddleware(make_memory())],
+        agent = create_agent(resumed_model, TOOLS, middleware=[FreeMemoryMiddleware(make_memory(fold=False))],
                              checkpointer=saver)
         agent.invoke(_ask("one more"), _config("chat"))
         final = agent.get_state(_config("chat")).values["messages"]
