@@ -28,6 +28,7 @@ from freemem.cleaners.heuristic import HeuristicCleaner
 from freemem.langgraph import (
     LEDGER_KEY,
     LEDGER_MAX_EVENTS,
+    LAST_CALL_KEY,
     TOKENS_KEY,
     CleanStep,
     FreeMemoryMiddleware,
@@ -263,10 +264,16 @@ def test_messages_without_ids_are_rewritten_whole() -> None:
 
 
 def test_no_update_when_no_trigger_fires() -> None:
-    step = CleanStep(FreeMemory(counter="approx", every_tokens=5000))
+    step = CleanStep(FreeMemory(counter="approx", every_tokens=5000, cache=None))
     assert step.run({"messages": [HumanMessage("hello")]}) is None
     assert step.run({"messages": []}) is None
     assert step.stats.steps == 2 and step.stats.cleans == 0
+    # Scheduling by cache cost, a step records only when the model call it precedes is made.
+    clock = iter([1000.0, 1010.0])
+    step = CleanStep(FreeMemory(counter="approx", every_tokens=5000, clock=lambda: next(clock)))
+    assert step.run({"messages": [HumanMessage("hello")]}) == {LAST_CALL_KEY: 1000.0}
+    assert step.run({"messages": [HumanMessage("hello")], LAST_CALL_KEY: 1000.0}) == {LAST_CALL_KEY: 1010.0}
+    assert step.stats.cleans == 0
 
 
 def test_bounded_ledger_reducer() -> None:
