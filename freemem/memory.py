@@ -341,6 +341,8 @@ class FreeMemory:
                 break
         if schedule is None:
             schedule = trigger != "manual"
+        if current_text is not None and text is not None and current_text != text:
+            event.cache = self._text_cache_record(text, current_text, before, current)
         if current_messages is not None and self.cache is not None and messages is not None and schedule:
             current_messages, current = self._schedule(list(messages), before, current_messages, current, event,
                                                        cold=self.cache_cold(idle_s))
@@ -510,6 +512,21 @@ class FreeMemory:
                       rewrite_tokens=after - p, cost=round(extra(replace(chosen, after=after)), 1))
         event.cache = record
         return messages, after
+
+    def _text_cache_record(self, old: str, new: str, before: int, after: int) -> dict[str, Any]:
+        """What an edit of plain text costs a server that continues from it (the reasoning loop): the text up
+        to the first changed character stays cached, the rest is prefilled again."""
+        first = 0
+        limit = min(len(old), len(new))
+        while first < limit and old[first] == new[first]:
+            first += 1
+        kept = self.count_text(old[:first]) if first else 0
+        record: dict[str, Any] = {"price": None if self.cache is None else self.cache.name,
+                                  "decision": "applied", "first_change_char": first, "prefix_tokens": kept,
+                                  "rewrite_tokens": max(0, after - kept)}
+        if self.cache is not None:
+            record["cost"] = round(self.cache.write * (after - kept) - self.cache.read * (before - kept), 1)
+        return record
 
     def _marker_probe(self) -> str | None:
         """A string every marker of this configuration starts with (to tell pruned messages), if any."""
