@@ -39,6 +39,12 @@ class CleanEvent:
     rounds: list[list[AppliedSpan]] = field(default_factory=list)
     #: Folds made after the rounds (whole messages replaced by one fold message), oldest first.
     folds: list[FoldRecord] = field(default_factory=list)
+    #: What the round cost under the prompt cache (cost-aware scheduling, :mod:`freemem.prompt_cache`):
+    #: ``price``, ``decision`` (applied / deferred / none), ``forced``, ``cold``, ``first_change`` (index of the
+    #: first changed message), ``prefix_tokens`` (tokens before it: still cached), ``rewrite_tokens`` (tokens
+    #: after it: written again), ``cost`` (input-token units more than not cleaning; negative when it saves).
+    #: Empty when the memory does not schedule by cost.
+    cache: dict[str, Any] = field(default_factory=dict)
 
     @property
     def tokens_freed(self) -> int:
@@ -71,6 +77,8 @@ class CleanEvent:
             "cleaner_latency_s": round(self.cleaner_latency_s, 6),
             "usage": dict(self.usage),
         }
+        if self.cache:
+            d["cache"] = dict(self.cache)
         if self.folds:
             d["folds"] = [f.to_dict(full=spans) for f in self.folds]
         if spans:

@@ -17,8 +17,8 @@ import logging
 import threading
 import time
 import warnings
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from freemem.apply import DEFAULT_MAX_COMMANDS, DEFAULT_MESSAGE_MARKER, Marker, Outcome, apply_commands
@@ -29,6 +29,7 @@ from freemem.errors import CleanerError, CleanerTimeout, ConfigError
 from freemem.folding import FoldRecord, fold_units, make_fold
 from freemem.ledger import CleanEvent
 from freemem.policies.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger, TriggerState
+from freemem.prompt_cache import PriceModel, common_prefix, get_price_model, message_keys
 from freemem.tokens import CachedCounter, TokenCounter, get_counter
 
 __all__ = ["CleanResult", "DIGEST_SHARE", "FreeMemory", "MESSAGE_OVERHEAD_TOKENS"]
@@ -96,7 +97,7 @@ class FreeMemory:
             excerpts, protected arguments) passes ``fold_share`` of the budget. Needs a ``budget``.
         fold_share: see ``fold``; a fold then goes on until that residue is under half of it.
         fold_target: a fold brings the context down to this share of the budget (room for the next steps,
-            so folds are rare).
+            so folds are rare). Rounds scheduled by cost fold to ``low_water`` instead.
         fold_keep_units: the newest units (human messages; assistant messages with their tool results)
             that never fold.
         digest_tokens: the bound on a fold message's digest; default ``DIGEST_SHARE`` (15%) of the budget,
@@ -105,6 +106,34 @@ class FreeMemory:
         round_timeout: seconds one cleaner call may take (None: no bound). A cleaner still busy then is
             abandoned (a sync ``propose`` runs in a worker thread for this; ``apropose`` is cancelled) and
             the round fails open: a ``RuntimeWarning``, the event's ``error`` set, the state unchanged.
+        cache: schedule rounds by what they cost under a prompt cache (:mod:`freemem.prompt_cache`): a price
+            model or its name (default ``"anthropic"``: reads 0.1x, writes 1.25x, 5-minute TTL); None turns
+            cost-aware scheduling off (every round applies everything its cleaner proposes). See
+            "Cost-aware scheduling" below.
+        low_water: in rounds scheduled by cost, a fold brings the context down to this share of the budget
+            (instead of ``fold_target``), so forced rounds are rare and deep.
+        clock: seconds since the epoch, for the cache's TTL (``time.time``; inject a fake one in tests).
+
+    Cost-aware scheduling (``cache`` set, messages only; plain text and ``cache=None`` are cost-blind). An
+    edit invalidates the provider's cached prefix from its first changed message on, so a round costs
+    ``write * (tokens after the first change) - read * (what those positions held)`` more than not cleaning
+    (:attr:`CleanEvent.cache <freemem.ledger.CleanEvent.cache>` records it). The candidate edit sets are
+    the cleaner's edits from message ``m`` on, for each edited message ``m`` (the latest first change for
+    that gain), and those edits plus a fold down to ``low_water``:
+
+    * **over budget** (the budget is a hard bound) the round takes the candidate that ends within the budget
+      at the lowest cost per turn until the next forced round (its cache write spread over the turns until
+      the context grows back to the budget, plus reading what stays);
+    * **under budget** (every N tokens, a loop) a candidate applies only when what it frees, read on every
+      turn until the context would reach the budget anyway, pays for the write it forces (the
+      ``clear_at_least`` idea, derived from the price model); otherwise the round is deferred (no edit, the
+      event says why);
+    * **idle longer than the TTL** (``idle_s`` given to :meth:`check` / :meth:`clean`) the cache is cold
+      anyway: the round is free, it runs (``check`` fires) and keeps everything its cleaner proposes.
+
+    Among candidates that cost the same, the one whose first change is latest wins. Turns are measured from
+    the messages: the mean size of the newest units (an assistant message with its tool results, a human
+    message) is the growth per turn.
     """
 
     def __init__(
@@ -127,15 +156,25 @@ class FreeMemory:
         fold_keep_units: int = 4,
         digest_tokens: int | None = None,
         round_timeout: float | None = 120.0,
+        cache: PriceModel | str | None = "anthropic",
+        low_water: float = 0.5,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if budget is not None and budget <= 0:
             raise ConfigError("budget must be a positive number of tokens")
         if max_rounds < 1:
             raise ConfigError("max_rounds must be at least 1")
+        if not 0 < low_water <= 1:
+            raise ConfigError("low_water must be in (0, 1]")
+        self.cache: PriceModel | None = None if cache is None else get_price_model(cache)
+        self.low_water = low_water
         if not 0 < fold_share <= 1 or not 0 < fold_target <= 1:
             raise ConfigError("fold_share and fold_target must be in (0, 1]")
         if digest_tokens is None:
             digest_tokens = max(100, int(DIGEST_SHARE * budget)) if budget is not None else 400
+        if not callable(clock):
+            raise ConfigError("clock must be a callable returning seconds")
+        self.clock = clock
         if fold_keep_units < 0 or digest_tokens < 16:
             raise ConfigError("fold_keep_units must be >= 0 and digest_tokens >= 16")
         base = get_counter(counter) if isinstance(counter, str) else counter
@@ -189,6 +228,10 @@ class FreeMemory:
     def count(self, messages: Sequence[Any]) -> int:
         return self.count_messages(messages)
 
+    def message_tokens(self, messages: Sequence[Any]) -> list[int]:
+        """Tokens of each message, as :meth:`count_messages` counts them (their sum is its count)."""
+        return self._view_tokens(message_views(messages))
+
     def _view_tokens(self, views: Sequence[MessageView]) -> list[int]:
         """Tokens of each message, as :meth:`count_messages` counts them (cached per text)."""
         count = self.counter.count
@@ -197,13 +240,29 @@ class FreeMemory:
     def count_text(self, text: str) -> int:
         return self.counter.count(text)
 
-    def check(self, tokens: int, tokens_at_last_clean: int, newest_text: str = "") -> str | None:
-        """The first trigger that fires, as a reason, or None."""
+    @property
+    def cache_ttl_s(self) -> float | None:
+        """The prompt cache's TTL under cost-aware scheduling (None: off, or a cache that never expires)."""
+        return None if self.cache is None else self.cache.ttl_s
+
+    def cache_cold(self, idle_s: float | None) -> bool:
+        """Whether an idle gap of ``idle_s`` seconds since the last model call has let the cache expire."""
+        ttl = self.cache_ttl_s
+        return ttl is not None and idle_s is not None and idle_s > ttl
+
+    def check(self, tokens: int, tokens_at_last_clean: int, newest_text: str = "", *,
+              idle_s: float | None = None) -> str | None:
+        """The first trigger that fires, as a reason, or None.
+
+        ``idle_s``: seconds since the last model call of this conversation. Past the cache's TTL the cache is
+        cold, so a round costs no cache write: one runs when the context grew since the last clean."""
         state = TriggerState(tokens=tokens, tokens_at_last_clean=tokens_at_last_clean, newest_text=newest_text)
         for trigger in self.triggers:
             reason = trigger.check(state)
             if reason:
                 return reason
+        if self.cache_cold(idle_s) and tokens != tokens_at_last_clean:
+            return f"cache cold (idle {idle_s:.0f} s > TTL {self.cache_ttl_s:g} s)"
         return None
 
     def _share(self) -> float:
@@ -212,14 +271,21 @@ class FreeMemory:
         return float(getattr(self.cleaner, "max_freed_share", 0.9))
 
     # -- cleaning ---------------------------------------------------------------------------------------
-    def clean(self, messages: Sequence[Any], *, trigger: str = "manual", tokens: int | None = None) -> CleanResult:
-        """Run cleaning rounds on ``messages`` (OpenAI dicts or LangChain messages)."""
-        return self._run(messages, None, trigger, tokens, None)
+    def clean(self, messages: Sequence[Any], *, trigger: str = "manual", tokens: int | None = None,
+              idle_s: float | None = None, schedule: bool | None = None) -> CleanResult:
+        """Run cleaning rounds on ``messages`` (OpenAI dicts or LangChain messages).
 
-    async def aclean(self, messages: Sequence[Any], *, trigger: str = "manual",
-                     tokens: int | None = None) -> CleanResult:
+        ``schedule``: choose the edits by their cache cost (see the class docstring); by default a round that
+        a trigger asked for is (the surfaces pass :meth:`check`'s reason as ``trigger``), one asked for by
+        hand (``trigger="manual"``) applies every edit. Needs ``cache``. ``idle_s``: seconds since the
+        conversation's last model call (see :meth:`check`); past the cache's TTL the round is free and keeps
+        every edit its cleaner proposes."""
+        return self._run(messages, None, trigger, tokens, None, idle_s, schedule)
+
+    async def aclean(self, messages: Sequence[Any], *, trigger: str = "manual", tokens: int | None = None,
+                     idle_s: float | None = None, schedule: bool | None = None) -> CleanResult:
         """Async twin of :meth:`clean` (the cleaner's ``apropose`` does the I/O)."""
-        return await self._arun(messages, None, trigger, tokens)
+        return await self._arun(messages, None, trigger, tokens, None, idle_s, schedule)
 
     def clean_text(self, text: str, *, question: str | None = None, trigger: str = "manual") -> CleanResult:
         """Run cleaning rounds on plain reasoning text."""
@@ -228,16 +294,19 @@ class FreeMemory:
     async def aclean_text(self, text: str, *, question: str | None = None, trigger: str = "manual") -> CleanResult:
         return await self._arun(None, text, trigger, None, question)
 
-    def maybe_clean(self, messages: Sequence[Any], *, tokens_at_last_clean: int = 0) -> CleanResult | None:
+    def maybe_clean(self, messages: Sequence[Any], *, tokens_at_last_clean: int = 0,
+                    idle_s: float | None = None) -> CleanResult | None:
         """Clean when a trigger fires; None otherwise."""
         tokens = self.count_messages(messages)
-        reason = self.check(tokens, tokens_at_last_clean, _newest_text(messages))
-        return None if reason is None else self.clean(messages, trigger=reason, tokens=tokens)
+        reason = self.check(tokens, tokens_at_last_clean, _newest_text(messages), idle_s=idle_s)
+        return None if reason is None else self.clean(messages, trigger=reason, tokens=tokens, idle_s=idle_s,
+                                                      schedule=True)
 
     # The round loop is written once as a generator that yields "ask the cleaner" requests, so the sync
     # and async entry points share every line but the call itself.
     def _rounds(self, messages: Sequence[Any] | None, text: str | None, trigger: str, tokens: int | None,
-                question: str | None):  # noqa: ANN202 - generator protocol
+                question: str | None, idle_s: float | None = None,
+                schedule: bool | None = None):  # noqa: ANN202 - generator protocol
         t0 = time.perf_counter()
         event = CleanEvent(trigger=trigger, cleaner=getattr(self.cleaner, "name", type(self.cleaner).__name__))
         measure = (lambda m, t: self.count_messages(m)) if messages is not None else (lambda m, t: self.count_text(t))
@@ -278,7 +347,16 @@ class FreeMemory:
             current = measure(current_messages, current_text)
             if self.budget is None or current <= self.budget:
                 break
-        if current_messages is not None and self.fold and self.budget is not None and event.error is None:
+        if schedule is None:
+            schedule = trigger != "manual"
+        if current_text is not None and text is not None and current_text != text:
+            event.cache = self._text_cache_record(text, current_text, before, current)
+        if current_messages is not None and self.cache is not None and messages is not None and schedule:
+            current_messages, current = self._schedule(list(messages), before, current_messages, current, event,
+                                                       cold=self.cache_cold(idle_s))
+            if event.cache.get("decision") != "applied" or event.cache.get("partial"):
+                last_outcome = None  # the schedule kept none or only part of the rounds' edits
+        elif current_messages is not None and self.fold and self.budget is not None and event.error is None:
             folded = self._fold_pass(current_messages, current, list(messages or []))
             if folded is not None:
                 current_messages, record, current = folded
@@ -290,10 +368,11 @@ class FreeMemory:
         self.stats.by_trigger[trigger] = self.stats.by_trigger.get(trigger, 0) + 1
         return CleanResult(messages=current_messages, text=current_text, event=event, outcome=last_outcome)
 
-    def _fold_pass(self, messages: list[Any], tokens: int, given: Sequence[Any] = ()
-                   ) -> tuple[list[Any], FoldRecord, int] | None:
+    def _fold_pass(self, messages: list[Any], tokens: int, given: Sequence[Any] = (), *, force: bool = False,
+                   target: float | None = None) -> tuple[list[Any], FoldRecord, int] | None:
         """Fold the oldest units when over budget, or when the residue of pruned old messages passes
-        ``fold_share`` of the budget; None when no fold is due or possible.
+        ``fold_share`` of the budget (or, with ``force``, whenever units may fold); None when no fold is due
+        or possible.
 
         The newest ``fold_keep_units`` units stay unless the budget cannot be met without them (the budget
         is the hard bound; the kept units are a preference). ``given`` are the messages as the caller gave
@@ -310,7 +389,7 @@ class FreeMemory:
 
         residue = residue_of(plan.units)
         share_limit = self.fold_share * self.budget
-        if tokens <= self.budget and residue <= share_limit:
+        if tokens <= self.budget and residue <= share_limit and not force:
             return None
         digest_cost = self.digest_tokens + MESSAGE_OVERHEAD_TOKENS
         if tokens > self.budget and self.fold_keep_units:
@@ -320,7 +399,7 @@ class FreeMemory:
                 residue = residue_of(plan.units)
         if not plan.units:
             return None
-        goal, residue_goal = self.budget * self.fold_target, share_limit / 2
+        goal, residue_goal = self.budget * (self.fold_target if target is None else target), share_limit / 2
         freed, count = 0, 0
         for unit in plan.units:
             if count and tokens - freed + digest_cost <= goal and residue <= residue_goal:
@@ -345,6 +424,122 @@ class FreeMemory:
             return None  # the digest would cost what the fold frees
         return new, record, after
 
+    # -- cost-aware scheduling ---------------------------------------------------------------------------
+    def _schedule(self, given: list[Any], before: int, full: list[Any], full_tokens: int, event: CleanEvent,
+                  *, cold: bool) -> tuple[list[Any], int]:
+        """Choose what of this clean's edits to keep, by what each candidate costs under ``self.cache`` (see
+        the class docstring); returns the messages and their tokens, and fills ``event.cache``."""
+        assert self.cache is not None
+        price = self.cache
+        views = message_views(given)
+        sizes = self._view_tokens(views)
+        total = sum(sizes)
+        growth = _turn_tokens(views, sizes)
+        forced = self.budget is not None and before > self.budget
+        options: list[_Option] = []
+        edited = sorted({s.message_index for r in event.rounds for s in r if s.message_index is not None})
+        if edited:
+            gains = dict.fromkeys(edited, 0)
+            full_sizes = self.message_tokens(full)
+            for i in edited:
+                gains[i] = sizes[i] - full_sizes[i]
+            gain = 0
+            for m in reversed(edited):  # the edits from message m on: the latest first change for that gain
+                gain += gains[m]
+                options.append(_Option("delete", m, total - gain, start=m))
+        if self.fold and self.budget is not None and event.error is None:
+            folded = self._fold_pass(full, full_tokens, given, force=forced, target=self.low_water)
+            if folded is not None:
+                new, record, after = folded
+                first = common_prefix(message_keys(given), message_keys(new))
+                options.append(_Option("fold", first, after, messages=new, record=record))
+        prefix = [0]
+        for size in sizes:
+            prefix.append(prefix[-1] + size)
+
+        def extra(o: _Option) -> float:
+            """What the edit costs this turn more than leaving the context as it is."""
+            p = prefix[min(o.first, len(sizes))]
+            if cold:  # the whole prompt is written either way
+                return price.write * (o.after - total)
+            return price.write * (o.after - p) - price.read * (total - p)
+
+        chosen: _Option | None = None
+        budget = self.budget
+        if options and forced:
+            assert budget is not None
+            fits = [o for o in options if o.after <= budget] or [min(options, key=lambda o: o.after)]
+
+            def rate(o: _Option) -> float:
+                # Cost per turn until the context grows back to the budget: this write spread over those
+                # turns, plus reading the context, which grows from `after` to the budget meanwhile.
+                turns = max(1.0, (budget - o.after) / growth)
+                return extra(o) / turns + price.read * (o.after + budget) / 2
+
+            chosen = min(fits, key=lambda o: (rate(o), -o.first))
+        elif options:
+            # The turns a saving lasts: until the context would reach the budget anyway, and no more than the
+            # conversation has had so far (a conversation n turns old is expected to last about n more).
+            had = sum(1 for v in views if v.role == "assistant")
+            turns = max(1.0, min(_MAX_HORIZON_TURNS, float(had),
+                                 _MAX_HORIZON_TURNS if budget is None else (budget - total) / growth))
+
+            def net(o: _Option) -> float:
+                # What it frees, read on every turn it lasts, against the write it forces now.
+                return price.read * (total - o.after) * turns - extra(o)
+
+            best = max(options, key=lambda o: (net(o), o.first))
+            chosen = best if net(best) > 0 else None
+        record: dict[str, Any] = {"price": price.name, "forced": forced, "cold": cold, "options": len(options),
+                                  "turn_tokens": round(growth)}
+        if chosen is None:
+            if options:
+                best = min(options, key=extra)
+                record.update(decision="deferred", deferred_cost=round(extra(best), 1),
+                              deferred_gain=total - best.after)
+                event.note = ((event.note + "; ") if event.note else "") + (
+                    f"deferred: freeing {total - best.after} tokens would not pay for the cache write "
+                    f"({extra(best):.0f} token-units)")
+            else:
+                record["decision"] = "none"
+            record.update(first_change=None, prefix_tokens=total, rewrite_tokens=0, cost=0.0)
+            event.rounds = []
+            event.applied = 0
+            event.cache = record
+            return list(given), total
+        if chosen.kind == "delete":
+            messages = [given[i] if i < chosen.start else full[i] for i in range(len(given))]
+            event.rounds = [kept for r in event.rounds
+                            if (kept := [s for s in r if s.message_index is not None
+                                         and s.message_index >= chosen.start])]
+            event.applied = sum(len(r) for r in event.rounds)
+            after = self.count_messages(messages) if chosen.start > edited[0] else full_tokens
+        else:
+            assert chosen.messages is not None and chosen.record is not None
+            messages, after = chosen.messages, chosen.after
+            event.folds.append(chosen.record)
+        p = prefix[min(chosen.first, len(sizes))]
+        record.update(decision="applied", kind=chosen.kind, partial=chosen.kind == "delete" and chosen.start > edited[0],
+                      first_change=chosen.first, prefix_tokens=p,
+                      rewrite_tokens=after - p, cost=round(extra(replace(chosen, after=after)), 1))
+        event.cache = record
+        return messages, after
+
+    def _text_cache_record(self, old: str, new: str, before: int, after: int) -> dict[str, Any]:
+        """What an edit of plain text costs a server that continues from it (the reasoning loop): the text up
+        to the first changed character stays cached, the rest is prefilled again."""
+        first = 0
+        limit = min(len(old), len(new))
+        while first < limit and old[first] == new[first]:
+            first += 1
+        kept = self.count_text(old[:first]) if first else 0
+        record: dict[str, Any] = {"price": None if self.cache is None else self.cache.name,
+                                  "decision": "applied", "first_change_char": first, "prefix_tokens": kept,
+                                  "rewrite_tokens": max(0, after - kept)}
+        if self.cache is not None:
+            record["cost"] = round(self.cache.write * (after - kept) - self.cache.read * (before - kept), 1)
+        return record
+
     def _marker_probe(self) -> str | None:
         """A string every marker of this configuration starts with (to tell pruned messages), if any."""
         marker = self.marker if self.marker is not None else DEFAULT_MESSAGE_MARKER
@@ -354,8 +549,8 @@ class FreeMemory:
         return head if len(head) >= 4 else None
 
     def _run(self, messages: Any, text: str | None, trigger: str, tokens: int | None,
-             question: str | None) -> CleanResult:
-        gen = self._rounds(messages, text, trigger, tokens, question)
+             question: str | None, idle_s: float | None = None, schedule: bool | None = None) -> CleanResult:
+        gen = self._rounds(messages, text, trigger, tokens, question, idle_s, schedule)
         try:
             context = next(gen)
             while True:
@@ -365,8 +560,9 @@ class FreeMemory:
             return stop.value
 
     async def _arun(self, messages: Any, text: str | None, trigger: str, tokens: int | None,
-                    question: str | None = None) -> CleanResult:
-        gen = self._rounds(messages, text, trigger, tokens, question)
+                    question: str | None = None, idle_s: float | None = None,
+                    schedule: bool | None = None) -> CleanResult:
+        gen = self._rounds(messages, text, trigger, tokens, question, idle_s, schedule)
         try:
             context = next(gen)
             while True:
@@ -382,6 +578,40 @@ class FreeMemory:
                 context = gen.send(_as_proposal(self.cleaner, answer))
         except StopIteration as stop:
             return stop.value
+
+
+#: The most turns a freed token is counted as saving (a context without a budget never has to shrink).
+_MAX_HORIZON_TURNS = 50.0
+
+
+@dataclass(frozen=True)
+class _Option:
+    """A candidate edit set of one clean: the cleaner's deletions from message ``start`` on, or every deletion
+    plus a fold. ``first`` is its first changed message, ``after`` the tokens it leaves."""
+
+    kind: str
+    first: int
+    after: int
+    start: int = 0
+    messages: list[Any] | None = None
+    record: FoldRecord | None = None
+
+
+def _turn_tokens(views: Sequence[MessageView], sizes: Sequence[int], units: int = 4) -> float:
+    """How much a conversation grows per turn: the mean size of its newest ``units`` units (an assistant
+    message with the tool results that follow it, a human message), at least one token."""
+    found: list[int] = []
+    run = 0
+    for view, size in zip(reversed(views), reversed(sizes)):
+        if view.role in ("system", "developer") or view.fold is not None:
+            break
+        run += size
+        if view.role != "tool":
+            found.append(run)
+            run = 0
+            if len(found) >= units:
+                break
+    return max(1.0, sum(found) / len(found)) if found else max(1.0, float(sum(sizes)))
 
 
 def _cleaner_name(cleaner: Any) -> str:

@@ -95,6 +95,9 @@ def _measure(size: int, args: argparse.Namespace, counter: Any) -> dict[str, Any
     config = {"configurable": {"thread_id": f"overhead-{size}"}, "recursion_limit": 10_000}
     agent.invoke({"messages": history}, config)
 
+    ledger = agent.get_state(config).values.get("freemem_ledger") or []
+    applied = [e["cache"] for e in ledger if (e.get("cache") or {}).get("decision") == "applied"]
+    deferred = sum(1 for e in ledger if (e.get("cache") or {}).get("decision") == "deferred")
     stats = middleware.stats
     # The first step counts the whole prefilled thread once; the rest are the calls measured.
     steps = list(stats.step_times_s)[1:]
@@ -113,6 +116,12 @@ def _measure(size: int, args: argparse.Namespace, counter: Any) -> dict[str, Any
         "p95_step_ms": round(sorted(ms)[max(0, int(len(ms) * 0.95) - 1)], 3),
         "mean_round_ms": round(1000 * statistics.fmean(heavy), 3) if heavy else 0.0,
         "last_context_tokens": stats.last_tokens,
+        # Per applied round: the tokens after its first change, which a server prefills again (and a provider
+        # writes to its cache); rounds deferred because their cache write would not pay.
+        "rounds_applied": len(applied),
+        "rounds_deferred": deferred,
+        "prefill_recomputed_per_round": round(statistics.fmean(c["rewrite_tokens"] for c in applied), 1)
+        if applied else 0.0,
     }
 
 
@@ -141,11 +150,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     table = Table(title=f"freemem bench overhead — FreeMemoryMiddleware per model call ({counter.name} counter, "
                         f"{args.new_tokens:,} new tokens per call, median of {args.repeat} runs)")
     for col in ("context", "calls", "rounds", "median step, no round (ms)", "mean step (ms)", "p95 (ms)",
-                "mean round (ms)"):
+                "mean round (ms)", "applied / deferred", "prefill recomputed / applied round"):
         table.add_column(col, justify="right")
     for r in rows:
         table.add_row(f"{r['context_tokens']:,}", str(r["calls"]), str(r["rounds"]),
                       f"{r['median_step_no_round_ms']:.2f}", f"{r['mean_step_ms']:.2f}", f"{r['p95_step_ms']:.2f}",
-                      f"{r['mean_round_ms']:.2f}")
+                      f"{r['mean_round_ms']:.2f}", f"{r['rounds_applied']} / {r['rounds_deferred']}",
+                      f"{r['prefill_recomputed_per_round']:,.0f}")
     console.print(table)
     return {"counter": counter.name, "results": rows}

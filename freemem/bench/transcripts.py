@@ -61,6 +61,7 @@ from freemem.errors import ConfigError, FormatError
 from freemem.io import read_document
 from freemem.memory import MESSAGE_OVERHEAD_TOKENS, FreeMemory
 from freemem.pairing import pairing_violations
+from freemem.prompt_cache import PRICE_MODELS, CacheMeter, PriceModel, get_price_model, message_keys
 from freemem.tokens import CachedCounter
 
 __all__ = [
@@ -401,11 +402,13 @@ class PolicyRun:
     #: Over-budget turns where the protected part (plus one marker per editable field) alone is over it:
     #: ``{"turn", "tokens", "floor": {part: tokens, ..., "total": n}}``.
     floor_over: list[dict[str, Any]] = field(default_factory=list)
+    #: Per price model: the tokens of each request served from the prompt cache (see :mod:`freemem.prompt_cache`).
+    cached: dict[str, list[int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"tokens": self.tokens, "unpruned": self.unpruned, "refs": self.refs, "kept": self.kept,
                 "pairing": self.pairing, "ms": [round(s * 1000, 3) for s in self.seconds],
-                "floor_over_turns": self.floor_over}
+                "floor_over_turns": self.floor_over, "cached": self.cached}
 
 
 def load_trajectories(path: Path, limit: int | None = None) -> list[Trajectory]:
@@ -462,13 +465,19 @@ def _floor_tokens(messages: Sequence[Any], memory: FreeMemory) -> dict[str, int]
 
 
 def replay(trajectory: Trajectory, policies: Sequence[Policy], *, budget: int, counter: CachedCounter,
-           min_ref_chars: int = MIN_REFERENCE_CHARS) -> dict[str, Any]:
-    """Replay one trajectory through every policy; per-turn figures per policy."""
+           min_ref_chars: int = MIN_REFERENCE_CHARS, prices: Sequence[PriceModel] = ()) -> dict[str, Any]:
+    """Replay one trajectory through every policy; per-turn figures per policy.
+
+    With ``prices``, each policy's requests also go through one prompt cache per price model
+    (:class:`~freemem.prompt_cache.CacheMeter`: a request's cached prefix is the run of leading messages
+    identical to the policy's previous request's); the recordings carry no timestamps, so the cache never
+    expires between turns."""
     measurer = FreeMemory(counter=counter, every_tokens=None, on_loop=False)
     want_lc = any(p.langchain for p in policies)
     for p in policies:
         p.reset()
-    runs = {p.name: PolicyRun() for p in policies}
+    runs = {p.name: PolicyRun(cached={price.name: [] for price in prices}) for p in policies}
+    meters = {p.name: [CacheMeter(price) for price in prices] for p in policies}
     index = ReferenceIndex()
     pieces = _PieceCache()
     history: list[dict[str, Any]] = []
@@ -498,6 +507,10 @@ def replay(trajectory: Trajectory, policies: Sequence[Policy], *, budget: int, c
                 run.refs.append(len(refs))
                 run.kept.append(kept)
                 run.pairing.append(len(pairing_violations(pruned)))
+                if prices:
+                    keys, sizes = message_keys(pruned), measurer.message_tokens(pruned)
+                    for meter in meters[p.name]:
+                        run.cached[meter.price.name].append(meter.request(keys, sizes).cached)
                 if tokens > budget and isinstance(p, FreememPolicy):
                     floor = _floor_tokens(pruned, p.memory)
                     if floor["total"] > budget:
@@ -515,8 +528,10 @@ def replay(trajectory: Trajectory, policies: Sequence[Policy], *, budget: int, c
 # ------------------------------------------------------------------------------------------- summary
 
 
-def summarize(results: Sequence[dict[str, Any]], policy_names: Sequence[str], budget: int) -> dict[str, Any]:
-    """Per-policy figures over a set of replayed trajectories."""
+def summarize(results: Sequence[dict[str, Any]], policy_names: Sequence[str], budget: int,
+              prices: Sequence[PriceModel] = ()) -> dict[str, Any]:
+    """Per-policy figures over a set of replayed trajectories (with ``prices``: cost under prompt caching,
+    see :func:`cache_summary`)."""
     out: dict[str, Any] = {}
     for name in policy_names:
         freed: list[float] = []
@@ -561,15 +576,83 @@ def summarize(results: Sequence[dict[str, Any]], policy_names: Sequence[str], bu
             "ms_per_turn_max": times["max_ms"],
             "per_trajectory": per_traj,
         }
+    if prices:
+        cache = cache_summary(results, policy_names, prices)
+        for name in policy_names:
+            out[name].update(cache[name])
     return out
+
+
+def cache_summary(results: Sequence[dict[str, Any]], policy_names: Sequence[str],
+                  prices: Sequence[PriceModel]) -> dict[str, dict[str, Any]]:
+    """Per policy: ``cache`` (per price model: price-weighted input in input-token units, its ratio to no
+    pruning's, the cache hit rate), ``prefill_recomputed`` (tokens after each request's first change: what a
+    server prefills again) and its ratio to no pruning's. The reference is the ``none`` policy when it ran,
+    else the unpruned history under the same cache (nothing ever changes in it, so only new messages are
+    recomputed)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in policy_names:
+        per_model: dict[str, dict[str, Any]] = {}
+        for price in prices:
+            cost = 0.0
+            cached_total = tokens_total = 0
+            for r in results:
+                run = r["policies"][name]
+                for tokens, cached in zip(run["tokens"], run["cached"][price.name]):
+                    cost += price.cost(cached, tokens - cached)
+                    cached_total += cached
+                    tokens_total += tokens
+            per_model[price.name] = {"cost": round(cost, 1), "tokens": tokens_total, "cached": cached_total,
+                                     "hit_rate": cached_total / tokens_total if tokens_total else None}
+        first = per_model[prices[0].name]
+        out[name] = {"cache": per_model, "prefill_recomputed": first["tokens"] - first["cached"]}
+    reference = out.get("none") or _unpruned_reference(results, prices)
+    for name in policy_names:
+        for model, figures in out[name]["cache"].items():
+            ref_cost = reference["cache"][model]["cost"]
+            figures["cost_vs_none"] = figures["cost"] / ref_cost if ref_cost else None
+        ref_re = reference["prefill_recomputed"]
+        out[name]["prefill_recomputed_vs_none"] = out[name]["prefill_recomputed"] / ref_re if ref_re else None
+    return out
+
+
+def _unpruned_reference(results: Sequence[dict[str, Any]], prices: Sequence[PriceModel]) -> dict[str, Any]:
+    """No pruning's cache figures when the ``none`` policy did not run: each request re-reads the previous
+    one whole (its unpruned size) and recomputes only what is new."""
+    per_model: dict[str, dict[str, Any]] = {}
+    recomputed = 0
+    for price in prices:
+        cost = 0.0
+        for r in results:
+            run = next(iter(r["policies"].values()))
+            previous = 0
+            for unpruned in run["unpruned"]:
+                cached = min(previous, unpruned)
+                cost += price.cost(cached, unpruned - cached)
+                if price is prices[0]:
+                    recomputed += unpruned - cached
+                previous = unpruned
+        per_model[price.name] = {"cost": cost}
+    return {"cache": per_model, "prefill_recomputed": recomputed}
 
 
 TABLE_COLUMNS = ("policy", "turns", "freed", "peak tokens", "turns over budget", "retention", "pairing violations",
                  "ms/turn mean", "ms/turn p95")
 
 
-def table_rows(summary: dict[str, Any]) -> list[list[str]]:
+def table_columns(prices: Sequence[PriceModel] = ()) -> tuple[str, ...]:
+    """:data:`TABLE_COLUMNS`, with the cache columns for ``prices`` after the retention column."""
+    if not prices:
+        return TABLE_COLUMNS
+    cache = (*(f"input cost ×none ({p.name})" for p in prices), f"cache hits ({prices[0].name})",
+             "prefill recomputed ×none")
+    k = TABLE_COLUMNS.index("pairing violations")
+    return (*TABLE_COLUMNS[:k], *cache, *TABLE_COLUMNS[k:])
+
+
+def table_rows(summary: dict[str, Any], prices: Sequence[PriceModel] = ()) -> list[list[str]]:
     rows = []
+    k = TABLE_COLUMNS.index("pairing violations")
     for name, s in summary.items():
         over = f"{s['turns_over_budget']}"
         if s.get("turns_over_budget_protected_floor"):
@@ -579,16 +662,39 @@ def table_rows(summary: dict[str, Any]) -> list[list[str]]:
             "–" if s["retention"] is None else f"{s['retention']:.3f}", str(s["pairing_violations"]),
             f"{s['ms_per_turn_mean']:.2f}", f"{s['ms_per_turn_p95']:.2f}",
         ])
+        if prices:
+            cache = s["cache"]
+            cells = [_ratio(cache[p.name]["cost_vs_none"]) for p in prices]
+            cells.append(_pct(cache[prices[0].name]["hit_rate"]))
+            cells.append(_ratio(s["prefill_recomputed_vs_none"]))
+            rows[-1][k:k] = cells
     return rows
+
+
+def _ratio(x: float | None) -> str:
+    return "–" if x is None else f"{x:.2f}×"
 
 
 def _pct(x: float | None) -> str:
     return "–" if x is None else f"{x:.1%}"
 
 
+def cumulative_cost(results: Sequence[dict[str, Any]], name: str, price: PriceModel) -> list[float]:
+    """Policy ``name``'s cache-priced input summed turn by turn over ``results`` (in replay order)."""
+    out: list[float] = []
+    total = 0.0
+    for r in results:
+        run = r["policies"][name]
+        for tokens, cached in zip(run["tokens"], run["cached"].get(price.name, [])):
+            total += price.cost(cached, tokens - cached)
+            out.append(total)
+    return out
+
+
 def plot(results: Sequence[dict[str, Any]], summary_by_source: dict[str, dict[str, Any]], path: str,
-         budget: int, item: str | None = None) -> str:
-    """Context tokens per turn on one trajectory, and freed vs retention per trajectory and policy."""
+         budget: int, item: str | None = None, price: PriceModel | None = None) -> str:
+    """Context tokens per turn on one trajectory, freed vs retention per trajectory and policy, and (with a
+    ``price``) each policy's cumulative cache-priced input per turn over all trajectories."""
     plt = pyplot()
     chosen = None
     if item:
@@ -598,7 +704,10 @@ def plot(results: Sequence[dict[str, Any]], summary_by_source: dict[str, dict[st
     if chosen is None:
         chosen = max(results, key=lambda r: max(r["policies"].get("none", next(iter(r["policies"].values())))
                                                 ["tokens"], default=0))
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
+    if price is not None:
+        fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(19, 4.8))
+    else:
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
     styles = {"none": ("0.55", "--"), "freemem": ("tab:green", "-"), "clear_tool_uses": ("tab:blue", "-"),
               "trim": ("tab:orange", "-")}
     for name, run in chosen["policies"].items():
@@ -627,6 +736,19 @@ def plot(results: Sequence[dict[str, Any]], summary_by_source: dict[str, dict[st
     ax2.set_ylim(-0.02, 1.02)
     ax2.set_title("freed vs retention (one point per trajectory)", fontsize=9)
     ax2.legend(fontsize=7)
+    if price is not None:
+        for name in chosen["policies"]:
+            series = cumulative_cost(results, name, price)
+            if not series:
+                continue
+            color, ls = styles.get(name, (None, "-"))
+            ax3.plot(range(1, len(series) + 1), [v / 1e6 for v in series], label=name, color=color, linestyle=ls)
+        ax3.set_xlabel(f"assistant turn (all {len(results)} trajectories, one after another)")
+        ax3.set_ylabel("cumulative input cost (M input-token units)")
+        ttl = "no TTL" if price.ttl_s is None else f"TTL {price.ttl_s:g} s"
+        ax3.set_title(f"cache-priced input, {price.name} (read {price.read:g}x, write {price.write:g}x, {ttl})",
+                      fontsize=9)
+        ax3.legend(fontsize=8)
     save_figure(fig, path)
     return chosen["label"]
 
@@ -648,6 +770,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-ref-chars", type=int, default=MIN_REFERENCE_CHARS,
                    help="shortest shared substring that counts as a reference (default: 8)")
     p.add_argument("--plot-item", metavar="LABEL", help="trajectory for the per-turn plot (default: the longest)")
+    p.add_argument("--price", action="append", metavar="MODEL",
+                   help="price the input under prompt caching: " + ", ".join(PRICE_MODELS) +
+                        ", a table 'read=0.1,write=1.25,ttl=300' or a JSON file; repeat for several "
+                        "(default: anthropic)")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -660,6 +786,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     counter = bench_counter(args.counter)
     console = make_console(args.quiet or args.json == "-")
     trajectories = load_trajectories(data, args.limit)
+    prices = [get_price_model(spec) for spec in (getattr(args, "price", None) or ["anthropic"])]
+    if len({p.name for p in prices}) != len(prices):
+        raise ConfigError("--price: two price models have the same name (give custom tables a name=...)")
     policies = build_policies(names, budget=args.budget, counter=counter, cleaner=args.cleaner,
                               every=args.every or None)
     results: list[dict[str, Any]] = []
@@ -668,27 +797,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         task = bar.add_task("replaying", total=len(trajectories)) if bar is not None else None
         for traj in trajectories:
             results.append(replay(traj, policies, budget=args.budget, counter=counter,
-                                  min_ref_chars=args.min_ref_chars))
+                                  min_ref_chars=args.min_ref_chars, prices=prices))
             if bar is not None:
                 bar.advance(task)
     seconds = time.perf_counter() - t0
     sources = sorted({r["source"] for r in results})
-    by_source = {src: summarize([r for r in results if r["source"] == src], names, args.budget) for src in sources}
+    by_source = {src: summarize([r for r in results if r["source"] == src], names, args.budget, prices)
+                 for src in sources}
     tables = {}
+    columns = table_columns(prices)
     for src, summary in by_source.items():
         n = sum(1 for r in results if r["source"] == src)
         title = f"transcripts — {src}: {n} trajectories, budget {args.budget:,} ({counter.name})"
-        rows = table_rows(summary)
-        tables[src] = markdown_table(TABLE_COLUMNS, rows)
-        print_table(console, title, TABLE_COLUMNS, rows)
+        rows = table_rows(summary, prices)
+        tables[src] = markdown_table(columns, rows)
+        print_table(console, title, columns, rows)
     result: dict[str, Any] = {
         "benchmark": "transcripts", "data": str(data), "budget": args.budget, "counter": counter.name,
         "cleaner": args.cleaner, "every_tokens": args.every or None, "policies": names,
-        "min_ref_chars": args.min_ref_chars, "trajectories": len(results), "seconds": round(seconds, 2),
+        "min_ref_chars": args.min_ref_chars, "prices": [p.to_dict() for p in prices],
+        "trajectories": len(results), "seconds": round(seconds, 2),
         "machine": machine_info(), "summary": by_source, "tables": tables, "results": results,
     }
     if getattr(args, "png", None):
-        result["plot_item"] = plot(results, by_source, args.png, args.budget, args.plot_item)
+        result["plot_item"] = plot(results, by_source, args.png, args.budget, args.plot_item, prices[0])
         console.print(f"wrote {args.png}")
     fm = [s["freemem"] for s in by_source.values() if "freemem" in s]
     if fm and any(s["turns_over_budget"] for s in fm):

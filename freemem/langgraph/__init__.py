@@ -13,6 +13,7 @@ JSON-plain ledger in state (``freemem_ledger``; see :class:`FreeMemoryFields`), 
 """
 
 from freemem.langgraph._core import (
+    LAST_CALL_KEY,
     LEDGER_KEY,
     LEDGER_MAX_EVENTS,
     TOKENS_KEY,
@@ -29,6 +30,7 @@ from freemem.langgraph.wrap import messages_update, wrap
 __all__ = [
     "RECALL_TOOL_NAME",
     "recall_tool",
+    "LAST_CALL_KEY",
     "LEDGER_KEY",
     "LEDGER_MAX_EVENTS",
     "TOKENS_KEY",

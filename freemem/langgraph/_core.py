@@ -18,6 +18,7 @@ unreadable message, a broken archive — is fail-open for the turn: a warning, a
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 import time
@@ -39,6 +40,7 @@ from freemem.memory import CleanResult
 from freemem.policy import MemoryPolicy
 
 __all__ = [
+    "LAST_CALL_KEY",
     "LEDGER_KEY",
     "LEDGER_MAX_EVENTS",
     "TOKENS_KEY",
@@ -46,6 +48,7 @@ __all__ = [
     "FreeMemoryFields",
     "StepStats",
     "bounded_ledger",
+    "latest_time",
     "thread_id_of",
 ]
 
@@ -55,6 +58,9 @@ logger = logging.getLogger("freemem.langgraph")
 LEDGER_KEY = "freemem_ledger"
 #: State key holding the context size (tokens) right after the last clean, for the every-N-tokens trigger.
 TOKENS_KEY = "freemem_tokens_at_last_clean"
+#: State key holding when the thread's last model call was made (seconds since the epoch): a memory that
+#: schedules rounds by prompt-cache cost reads the idle gap from it (past the cache's TTL a round is free).
+LAST_CALL_KEY = "freemem_last_call_at"
 #: How many step times :class:`StepStats` keeps (the newest).
 STEP_HISTORY = 10_000
 #: How many ledger events graph state keeps (older ones live in the archive, when there is one).
@@ -82,17 +88,27 @@ def _last_value(left: int | None, right: int | None) -> int:
     return int(right if right is not None else (left or 0))
 
 
+def latest_time(left: float | None, right: float | None) -> float | None:
+    """Reducer for :data:`LAST_CALL_KEY`: the later time wins (None leaves it as is)."""
+    if right is None:
+        return left
+    return float(right) if left is None else max(float(left), float(right))
+
+
 class FreeMemoryFields(TypedDict, total=False):
     """The state fields freemem writes, to mix into your own state schema::
 
         class State(MessagesState, FreeMemoryFields):
             ...
 
-    Both are JSON-plain, so any checkpointer stores them; the ledger is bounded.
+    All are JSON-plain, so any checkpointer stores them; the ledger is bounded. ``freemem_last_call_at`` is
+    written on every step of a memory that schedules by prompt-cache cost (the time of the model call that
+    follows the step).
     """
 
     freemem_ledger: NotRequired[Annotated[list[dict[str, Any]], bounded_ledger]]
     freemem_tokens_at_last_clean: NotRequired[Annotated[int, _last_value]]
+    freemem_last_call_at: NotRequired[Annotated[float | None, latest_time]]
 
 
 @dataclass
@@ -184,21 +200,27 @@ class _Plan:
     tokens: int
     reason: str | None
     t0: float
+    #: Seconds since the thread's last model call (None: unknown, or the memory does not use it).
+    idle_s: float | None = None
+    #: This step's time, recorded as the thread's last model call (None: the memory does not use it).
+    now: float | None = None
 
 
 class _ThreadMarks:
-    """Process-local ``tokens at last clean`` per thread, for surfaces that cannot keep it in graph state."""
+    """Process-local values per thread (``tokens at last clean``, the last model call's time), for surfaces
+    that cannot keep them in graph state. Bounded: the least recently set thread goes first."""
 
-    def __init__(self, max_threads: int = 10_000) -> None:
-        self._marks: OrderedDict[str, int] = OrderedDict()
+    def __init__(self, max_threads: int = 10_000, default: Any = 0) -> None:
+        self._marks: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
         self._max = max_threads
+        self._default = default
 
-    def get(self, thread: str | None) -> int:
+    def get(self, thread: str | None) -> Any:
         with self._lock:
-            return self._marks.get(thread or "", 0)
+            return self._marks.get(thread or "", self._default)
 
-    def set(self, thread: str | None, tokens: int) -> None:
+    def set(self, thread: str | None, tokens: Any) -> None:
         with self._lock:
             self._marks[thread or ""] = tokens
             self._marks.move_to_end(thread or "")
@@ -224,6 +246,21 @@ class CleanStep:
         self.messages_key = messages_key
         self.stats = StepStats()
         self._marks = _ThreadMarks()
+        self._calls = _ThreadMarks(default=None)
+        # A memory that schedules by prompt-cache cost takes the idle gap (FreeMemory with a cache TTL);
+        # other policies keep the plain protocol.
+        self._idle = (getattr(memory, "cache_ttl_s", None) is not None
+                      and "idle_s" in _parameters(memory.check) and "idle_s" in _parameters(memory.clean))
+
+    @property
+    def uses_idle(self) -> bool:
+        """Whether the memory schedules by prompt-cache cost and takes the idle gap since the last model call."""
+        return self._idle
+
+    def clock(self) -> float:
+        """Now, by the memory's clock (``FreeMemory(clock=...)``), else ``time.time()``."""
+        clock = getattr(self.memory, "clock", None)
+        return float(clock() if callable(clock) else time.time())
 
     # -- the two halves shared by sync and async --------------------------------------------------------
     def _plan(self, state: Any, thread: str | None) -> _Plan | None:
@@ -237,8 +274,39 @@ class CleanStep:
             last = int(_get(state, TOKENS_KEY) or 0)
         else:
             last = self._marks.get(thread)
-        reason = self.memory.check(tokens, last, newest_text(msgs))
-        return _Plan(msgs, rewrite, tokens, reason, t0)
+        if not self._idle:
+            return _Plan(msgs, rewrite, tokens, self.memory.check(tokens, last, newest_text(msgs)), t0)
+        now = self.clock()
+        called = _get(state, LAST_CALL_KEY) if self.state_fields else None
+        if called is None:
+            called = self._calls.get(thread)
+        idle = None if called is None else max(0.0, now - float(called))
+        reason = self.memory.check(tokens, last, newest_text(msgs), idle_s=idle)  # type: ignore[call-arg]
+        return _Plan(msgs, rewrite, tokens, reason, t0, idle_s=idle, now=now)
+
+    def _stamp(self, plan: _Plan | None, update: dict[str, Any] | None, thread: str | None
+               ) -> dict[str, Any] | None:
+        """Record this step's time as the thread's last model call (the call follows the step)."""
+        if plan is None or plan.now is None:
+            return update
+        self._calls.set(thread, plan.now)
+        if not self.state_fields:
+            return update
+        out = dict(update or {})
+        out[LAST_CALL_KEY] = plan.now
+        return out
+
+    def _clean(self, plan: _Plan) -> CleanResult:
+        if plan.now is None:
+            return self.memory.clean(plan.messages, trigger=plan.reason or "manual", tokens=plan.tokens)
+        return self.memory.clean(plan.messages, trigger=plan.reason or "manual", tokens=plan.tokens,  # type: ignore[call-arg]
+                                 idle_s=plan.idle_s)
+
+    async def _aclean(self, plan: _Plan) -> CleanResult:
+        if plan.now is None:
+            return await self.memory.aclean(plan.messages, trigger=plan.reason or "manual", tokens=plan.tokens)
+        return await self.memory.aclean(plan.messages, trigger=plan.reason or "manual",  # type: ignore[call-arg]
+                                        tokens=plan.tokens, idle_s=plan.idle_s)
 
     def _update(self, plan: _Plan, result: CleanResult, thread: str | None) -> dict[str, Any]:
         event = result.event
@@ -286,20 +354,23 @@ class CleanStep:
 
     # -- sync -------------------------------------------------------------------------------------------
     def run(self, state: Any, *, thread: str | None = None) -> dict[str, Any] | None:
-        """One step: None when no trigger fires (or on failure), else the state update."""
+        """One step: None when no trigger fires (or on failure), else the state update.
+
+        With a memory that schedules by prompt-cache cost and ``state_fields``, every step's update holds
+        :data:`LAST_CALL_KEY` (only that, when no trigger fires)."""
         t_start = time.perf_counter()
         plan = None
         try:
             plan = self._plan(state, thread)
             if plan is None or plan.reason is None:
-                return None
-            result = self.memory.clean(plan.messages, trigger=plan.reason, tokens=plan.tokens)
+                return self._stamp(plan, None, thread)
+            result = self._clean(plan)
             if result.changed and self.memory.archive is not None:
                 try:
                     record_event(self.memory.archive, thread or "default", result.event)
                 except Exception as exc:  # noqa: BLE001 - fail closed for the edit, open for the turn
                     result = self._unpersisted(plan, result, exc)
-            return self._update(plan, result, thread)
+            return self._stamp(plan, self._update(plan, result, thread), thread)
         except Exception as exc:  # noqa: BLE001 - fail open: the agent's turn goes on
             self._fail(exc)
             return None
@@ -325,19 +396,26 @@ class CleanStep:
         try:
             plan = self._plan(state, thread)
             if plan is None or plan.reason is None:
-                return None
-            result = await self.memory.aclean(plan.messages, trigger=plan.reason, tokens=plan.tokens)
+                return self._stamp(plan, None, thread)
+            result = await self._aclean(plan)
             if result.changed and self.memory.archive is not None:
                 try:
                     await arecord_event(self.memory.archive, thread or "default", result.event)
                 except Exception as exc:  # noqa: BLE001
                     result = self._unpersisted(plan, result, exc)
-            return self._update(plan, result, thread)
+            return self._stamp(plan, self._update(plan, result, thread), thread)
         except Exception as exc:  # noqa: BLE001
             self._fail(exc)
             return None
         finally:
             self._finish(plan, t_start)
+
+
+def _parameters(fn: Any) -> set[str]:
+    try:
+        return set(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return set()
 
 
 def _get(state: Any, key: str) -> Any:

@@ -26,7 +26,7 @@ from langchain.agents.middleware.types import AgentMiddleware, AgentState, OmitF
 from langgraph.runtime import Runtime
 from typing_extensions import NotRequired
 
-from freemem.langgraph._core import CleanStep, StepStats, _last_value, bounded_ledger, thread_id_of
+from freemem.langgraph._core import CleanStep, StepStats, _last_value, latest_time, bounded_ledger, thread_id_of
 from freemem.langgraph.recall import recall_tool
 from freemem.memory import FreeMemory
 from freemem.policy import MemoryPolicy
@@ -35,7 +35,8 @@ __all__ = ["FreeMemoryAgentState", "FreeMemoryMiddleware"]
 
 
 class FreeMemoryAgentState(AgentState[Any]):
-    """Agent state with freemem's fields: the bounded ledger and the size after the last clean.
+    """Agent state with freemem's fields: the bounded ledger, the size after the last clean, and the time of
+    the last model call (for the prompt cache's TTL).
 
     Both are output-only (not part of the agent's input schema) and JSON-plain. (The reducer must be the
     last ``Annotated`` metadata: that is where LangGraph looks for it.)
@@ -43,6 +44,7 @@ class FreeMemoryAgentState(AgentState[Any]):
 
     freemem_ledger: NotRequired[Annotated[list[dict[str, Any]], OmitFromInput, bounded_ledger]]
     freemem_tokens_at_last_clean: NotRequired[Annotated[int, OmitFromInput, _last_value]]
+    freemem_last_call_at: NotRequired[Annotated[float | None, OmitFromInput, latest_time]]
 
 
 class FreeMemoryMiddleware(AgentMiddleware[FreeMemoryAgentState, Any, Any]):

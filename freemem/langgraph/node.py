@@ -29,7 +29,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
+from langchain_core.messages import RemoveMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langgraph.graph.message import REMOVE_ALL_MESSAGES
 
 from freemem.langgraph._core import TOKENS_KEY, CleanStep, messages_of, newest_text, thread_id_of
 from freemem.memory import FreeMemory
@@ -72,8 +74,13 @@ class FreeNode(RunnableLambda):
         # llm_input_messages: the pruned list goes to the model only; state keeps the originals. The key is
         # a plain channel that keeps its last value, so it is written on every call.
         messages = messages_of(state, self.step.messages_key)
-        edited = {m.id: m for m in (update or {}).get(self.step.messages_key, []) if getattr(m, "id", None)}
+        written = (update or {}).get(self.step.messages_key, [])
         out = {k: v for k, v in (update or {}).items() if k != self.step.messages_key}
+        if written and isinstance(written[0], RemoveMessage) and written[0].id == REMOVE_ALL_MESSAGES:
+            # The list written whole (a fold, or messages without ids): that list is the model's input.
+            out["llm_input_messages"] = list(written[1:])
+            return out
+        edited = {m.id: m for m in written if getattr(m, "id", None)}
         out["llm_input_messages"] = [edited.get(getattr(m, "id", None), m) for m in messages]
         return out
 

@@ -36,14 +36,14 @@ from langgraph.pregel import Pregel
 from typing_extensions import NotRequired, TypedDict
 
 from freemem.errors import ConfigError
-from freemem.langgraph._core import LEDGER_KEY, TOKENS_KEY, FreeMemoryFields
+from freemem.langgraph._core import LAST_CALL_KEY, LEDGER_KEY, TOKENS_KEY, CleanStep, FreeMemoryFields
 from freemem.langgraph.node import free_node
 from freemem.memory import FreeMemory
 from freemem.policy import MemoryPolicy
 
 __all__ = ["wrap"]
 
-_FREEMEM_KEYS = (LEDGER_KEY, TOKENS_KEY)
+_FREEMEM_KEYS = (LEDGER_KEY, TOKENS_KEY, LAST_CALL_KEY)
 
 
 def wrap(graph: Pregel, memory: MemoryPolicy | None = None, *, checkpointer: Any = None, store: Any = None,
@@ -84,7 +84,7 @@ def wrap(graph: Pregel, memory: MemoryPolicy | None = None, *, checkpointer: Any
     state_schema, input_schema, output_schema = _schemas(graph)
     builder: StateGraph = StateGraph(state_schema, input_schema=input_schema, output_schema=output_schema)
     builder.add_node(clean_node, free_node(memory, name=clean_node))
-    builder.add_node(agent_node, _agent_node(graph, agent_node))
+    builder.add_node(agent_node, _agent_node(graph, agent_node, memory))
     builder.add_edge(START, clean_node)
     builder.add_edge(clean_node, agent_node)
     builder.add_edge(agent_node, END)
@@ -96,16 +96,26 @@ def wrap(graph: Pregel, memory: MemoryPolicy | None = None, *, checkpointer: Any
 
 
 # -- the subgraph node ------------------------------------------------------------------------------------
-def _agent_node(graph: Pregel, name: str) -> RunnableLambda:
-    """A node that runs ``graph`` on the outer state and turns its output into an outer update."""
+def _agent_node(graph: Pregel, name: str, memory: MemoryPolicy) -> RunnableLambda:
+    """A node that runs ``graph`` on the outer state and turns its output into an outer update.
+
+    For a memory that schedules by prompt-cache cost, the update also records when the turn ended as the
+    thread's last model call (the clean node sees only the turn's start; the cache was last used at its end).
+    """
+    step = CleanStep(memory)
+
+    def stamped(update: Any) -> Any:
+        if not step.uses_idle or not isinstance(update, dict):
+            return update
+        return {**update, LAST_CALL_KEY: step.clock()}
 
     def call(state: dict[str, Any], config: RunnableConfig) -> Any:
         out = graph.invoke(_inner_input(state), config)
-        return _as_update(state, out)
+        return stamped(_as_update(state, out))
 
     async def acall(state: dict[str, Any], config: RunnableConfig) -> Any:
         out = await graph.ainvoke(_inner_input(state), config)
-        return _as_update(state, out)
+        return stamped(_as_update(state, out))
 
     return RunnableLambda(call, afunc=acall, name=name)
 

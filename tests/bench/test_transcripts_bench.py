@@ -113,3 +113,33 @@ def test_unknown_policy_and_helpers() -> None:
         T.build_policies(["nope"], budget=10, counter=bench_counter("approx"), cleaner=None, every=None)
     assert percentile([1, 2, 3, 4], 50) == 2.5
     assert markdown_table(["a", "b"], [["x", 1.5]]).splitlines()[2] == "| x | 1.500 |"
+
+
+def test_cache_priced_input_per_policy() -> None:
+    from freemem.prompt_cache import get_price_model
+
+    counter = bench_counter("approx")
+    budget = 2000
+    traj = T.Trajectory("tiny", "generated", _trajectory())
+    names = ["freemem", "trim", "none"]
+    prices = [get_price_model("anthropic"), get_price_model("openai")]
+    policies = T.build_policies(names, budget=budget, counter=counter, cleaner=None, every=None)
+    result = T.replay(traj, policies, budget=budget, counter=counter, prices=prices)
+    none = result["policies"]["none"]
+    # no pruning only appends: each request caches all of the previous one
+    assert none["cached"]["anthropic"][1:] == none["tokens"][:-1]
+    summary = T.summarize([result], names, budget, prices)
+    assert summary["none"]["cache"]["anthropic"]["cost_vs_none"] == 1.0
+    assert summary["none"]["prefill_recomputed_vs_none"] == 1.0
+    assert summary["none"]["prefill_recomputed"] == sum(none["tokens"]) - sum(none["cached"]["anthropic"])
+    # trim drops the oldest messages on every turn over budget: the prefix after the system prompt changes
+    trim = summary["trim"]["cache"]["anthropic"]
+    assert trim["hit_rate"] < summary["none"]["cache"]["anthropic"]["hit_rate"]
+    for name in names:
+        figures = summary[name]["cache"]["anthropic"]
+        assert figures["cost"] > 0 and 0 <= figures["hit_rate"] <= 1
+    columns = T.table_columns(prices)
+    rows = T.table_rows(summary, prices)
+    assert all(len(r) == len(columns) for r in rows)
+    assert "input cost ×none (anthropic)" in columns and rows[-1][columns.index("input cost ×none (openai)")] == "1.00×"
+    assert len(T.cumulative_cost([result], "freemem", prices[0])) == result["turns"]

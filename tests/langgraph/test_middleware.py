@@ -28,6 +28,7 @@ from freemem.cleaners.heuristic import HeuristicCleaner
 from freemem.langgraph import (
     LEDGER_KEY,
     LEDGER_MAX_EVENTS,
+    LAST_CALL_KEY,
     TOKENS_KEY,
     CleanStep,
     FreeMemoryMiddleware,
@@ -138,7 +139,8 @@ def test_archive_keeps_removed_spans_and_restores_the_original() -> None:
 def test_twenty_turns_on_sqlite_then_resume_from_the_checkpointer(tmp_path: Any) -> None:
     path = tmp_path / "threads.sqlite"
     turns = 22
-    memory = make_memory()
+    # Deletions only (no folds): every message stays in the thread, so ids line up on resume.
+    memory = make_memory(fold=False)
     model = scripted_model([2] * turns)
     with SqliteSaver.from_conn_string(str(path)) as saver:
         agent = create_agent(model, TOOLS, middleware=[FreeMemoryMiddleware(memory)], checkpointer=saver)
@@ -153,7 +155,7 @@ def test_twenty_turns_on_sqlite_then_resume_from_the_checkpointer(tmp_path: Any)
     # A new process: a new graph object on the same database continues from the pruned thread.
     resumed_model = scripted_model([2])
     with SqliteSaver.from_conn_string(str(path)) as saver:
-        agent = create_agent(resumed_model, TOOLS, middleware=[FreeMemoryMiddleware(make_memory())],
+        agent = create_agent(resumed_model, TOOLS, middleware=[FreeMemoryMiddleware(make_memory(fold=False))],
                              checkpointer=saver)
         agent.invoke(_ask("one more"), _config("chat"))
         final = agent.get_state(_config("chat")).values["messages"]
@@ -262,10 +264,16 @@ def test_messages_without_ids_are_rewritten_whole() -> None:
 
 
 def test_no_update_when_no_trigger_fires() -> None:
-    step = CleanStep(FreeMemory(counter="approx", every_tokens=5000))
+    step = CleanStep(FreeMemory(counter="approx", every_tokens=5000, cache=None))
     assert step.run({"messages": [HumanMessage("hello")]}) is None
     assert step.run({"messages": []}) is None
     assert step.stats.steps == 2 and step.stats.cleans == 0
+    # Scheduling by cache cost, a step records only when the model call it precedes is made.
+    clock = iter([1000.0, 1010.0])
+    step = CleanStep(FreeMemory(counter="approx", every_tokens=5000, clock=lambda: next(clock)))
+    assert step.run({"messages": [HumanMessage("hello")]}) == {LAST_CALL_KEY: 1000.0}
+    assert step.run({"messages": [HumanMessage("hello")], LAST_CALL_KEY: 1000.0}) == {LAST_CALL_KEY: 1010.0}
+    assert step.stats.cleans == 0
 
 
 def test_bounded_ledger_reducer() -> None:

@@ -100,7 +100,7 @@ def test_wrap_a_create_agent_and_move_its_checkpointer() -> None:
     model = scripted_model([6] * 4)
     saver = InMemorySaver()
     agent = create_agent(model, TOOLS, checkpointer=saver)
-    memory = make_memory()
+    memory = make_memory(fold=False)  # deletions only: every message stays in the thread
     chat = wrap(agent, memory=memory)
     assert chat.checkpointer is saver and chat.freemem_inner.checkpointer is None
     for turn in range(4):
