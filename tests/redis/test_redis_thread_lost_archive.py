@@ -20,7 +20,10 @@ from tests.support.redis_servers import RedisServerProcess
 def _pruned_thread(url: str, prefix: str, thread: str) -> list[str]:
     """Run the scripted agent until freemem pruned the thread twice or more; the archived event ids."""
     with RedisSaver.from_url(url, key_prefix=prefix) as saver, RedisArchive.from_url(url, key_prefix=prefix) as archive:
-        memory = FreeMemory(budget=3000, counter="approx", every_tokens=None, on_loop=False, archive=archive)
+        # Cost-blind (cache=None): deletion markers of every event stay in the thread; scheduled by cache cost,
+        # a deep fold can take the oldest event's markers into its own archived messages.
+        memory = FreeMemory(budget=3000, counter="approx", every_tokens=None, on_loop=False, archive=archive,
+                            cache=None)
         graph = build_graph(saver, memory)
         for turn in range(10):
             graph.invoke({"turn": turn}, {"configurable": {"thread_id": thread}})
