@@ -2,20 +2,33 @@
 
 A template is a system part and a user part; ``{context}`` in either is replaced by the text the cleaner must
 look at (nothing else is interpolated, so braces in the context or the template are safe). Templates ship as
-files in this package (``free_module_v1``, ``prompted_v1``) and can be replaced by a user's own file — a
-released Free-Module adapter answers best in the format it was trained on, which freemem cannot know.
+files in this package and can be replaced by a user's own file — a released Free-Module adapter answers best
+in the format it was trained on, which freemem cannot know.
+
+Built-in versions (every one stays loadable by name):
+
+* ``free_module_v2`` / ``prompted_v2`` (the defaults): the context is shown with its protected parts inside
+  ``<protected>`` ... ``</protected>`` (``render_mode: mark``, see :mod:`freemem.rendering`), a worked example on
+  real text, and every match of a command removed (``repeated="all"``);
+* ``free_module_v1`` / ``prompted_v1``: the context's own text (``render_mode: raw``), as before.
+
+A template declares how the context is rendered into ``{context}`` (``render_mode: raw | mark | elide``,
+default ``raw``): its instructions must explain what the model sees. A cleaner's ``render=`` overrides it.
 
 File format (``.txt``)::
 
     # comment lines before the first section are ignored
     version: my_adapter_v3
     description: what this template is for
+    render_mode: raw
     === system ===
     You are ...
     === user ===
     ... {context} ...
 
-A ``.json`` file with the keys ``version``, ``user`` and optionally ``system`` and ``description`` works too.
+A ``.json`` file with the keys ``version``, ``user`` and optionally ``system``, ``description`` and
+``render_mode``
+works too.
 """
 
 from __future__ import annotations
@@ -28,11 +41,12 @@ from pathlib import Path
 from typing import ClassVar
 
 from freemem.errors import ConfigError
+from freemem.rendering import RENDER_MODES
 
 __all__ = ["PromptTemplate", "builtin_templates", "load_template"]
 
 _SECTION = re.compile(r"^===\s*(system|user)\s*===\s*$", re.MULTILINE)
-_HEADER_FIELD = re.compile(r"^(version|description)\s*:\s*(.*?)\s*$")
+_HEADER_FIELD = re.compile(r"^(version|description|render_mode)\s*:\s*(.*?)\s*$")
 
 
 @dataclass(frozen=True)
@@ -45,10 +59,16 @@ class PromptTemplate:
     user: str
     system: str | None = None
     description: str = ""
+    #: How the context is rendered into ``{context}`` (:data:`~freemem.rendering.RENDER_MODES`): ``raw``
+    #: (its own text), ``mark`` (protected parts tagged) or ``elide`` (protected parts replaced by a note).
+    render_mode: str = "raw"
 
     def __post_init__(self) -> None:
         if not self.version.strip():
             raise ConfigError("a prompt template needs a non-empty version")
+        if self.render_mode not in RENDER_MODES:
+            raise ConfigError(f"prompt template {self.version!r}: render_mode must be one of {RENDER_MODES}, "
+                              f"got {self.render_mode!r}")
         if self.PLACEHOLDER not in self.user and self.PLACEHOLDER not in (self.system or ""):
             raise ConfigError(f"prompt template {self.version!r} has no {self.PLACEHOLDER} placeholder")
 
@@ -73,6 +93,8 @@ class PromptTemplate:
         lines = [f"version: {self.version}"]
         if self.description:
             lines.append(f"description: {self.description}")
+        if self.render_mode != "raw":
+            lines.append(f"render_mode: {self.render_mode}")
         if self.system is not None:
             lines += ["=== system ===", self.system]
         lines += ["=== user ===", self.user]
@@ -107,7 +129,7 @@ class PromptTemplate:
         if not version:
             raise ConfigError("prompt template has no 'version:' line")
         return cls(version=version, user=sections["user"], system=sections.get("system"),
-                   description=fields.get("description", ""))
+                   description=fields.get("description", ""), render_mode=fields.get("render_mode") or "raw")
 
     @classmethod
     def from_file(cls, path: str | Path) -> PromptTemplate:
@@ -125,7 +147,7 @@ class PromptTemplate:
             if not isinstance(data, dict) or not isinstance(data.get("user"), str):
                 raise ConfigError(f"prompt template {p} needs a string 'user' field")
             return cls(version=str(data.get("version") or p.stem), user=data["user"], system=data.get("system"),
-                       description=str(data.get("description", "")))
+                       description=str(data.get("description", "")), render_mode=str(data.get("render_mode") or "raw"))
         return cls.loads(text, default_version=p.stem)
 
 
