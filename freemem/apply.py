@@ -2,8 +2,11 @@
 
 Semantics (DESIGN.md §3), for every command on the *same* snapshot of the text:
 
-1. the prefix must occur exactly once in editable text — exact match first, then whitespace-insensitive;
-2. the span ends at the first occurrence of the suffix after the prefix, both anchors included;
+1. the prefix is looked for in editable text — exact match first, then whitespace-insensitive. What a prefix
+   that occurs more than once means is ``repeated``: ``"reject"`` (the default: it must occur exactly once),
+   ``"all"`` (every non-overlapping match, as the Free()LM paper's substitution of ``prefix.*?suffix``; a
+   match that touches protected text is skipped, the others apply) or ``"first"``;
+2. a span ends at the first occurrence of the suffix after its prefix, both anchors included;
 3. a span that touches protected text, or whose anchors are ambiguous or absent, is *rejected* with a reason;
 4. accepted spans that overlap (or touch) merge; a span that crosses message boundaries is cut per message
    and the headers between stay;
@@ -16,6 +19,9 @@ rejected, and why. A flood of commands is bounded too: identical commands are ex
 rejected ``"duplicate"``), at most ``max_commands`` distinct ones per call (``"over_cap"``), and locating
 stops at a deadline (``"deadline"``); a prefix that is frequent in protected text costs one step per
 protected region it occurs in, not one per occurrence, and each distinct prefix is searched once.
+
+Given ``shown`` (what a model cleaner was shown, :mod:`freemem.rendering`), anchors are located in that text and
+each span is mapped back exactly to the context.
 
 Tool-call argument strings are edited in place in their JSON: only the bytes of the removed range change,
 and each :class:`AppliedSpan` keeps the range as it was encoded (``raw_original``), so restoring is

@@ -178,7 +178,8 @@ def test_prompted_cleaner_shows_the_rendering_and_its_anchors_apply_everywhere()
     memory = FreeMemory(cleaner=PromptedCleaner(model), counter="approx", protection=Protection(recent_chars=60))
     result = memory.clean_text(text, question="Question: what is 12 + 30?")
     human = SEEN[0][-1].content
-    assert "<protected>Question: what is 12 + 30?</protected>" in human and "never copy an anchor" in human.lower()
+    assert "<protected>Question: what is 12 + 30?</protected>" in human
+    assert "never copy an anchor" in SEEN[0][0].content.lower()  # the system part explains the marking
     assert result.event.applied == 4 and "recheck" not in result.text  # repeated="all": every copy
     assert result.text.startswith("Question: what is 12 + 30?\n12 + 30 = 42, since")
 
@@ -209,25 +210,51 @@ def test_cleaners_declare_render_and_repeated() -> None:
 @pytest.mark.parametrize("name", ["free_module_v2", "prompted_v2"])
 def test_v2_templates_have_a_real_worked_example_and_no_easy_exit(name: str) -> None:
     t = load_template(name)
-    assert t.render_mode == "mark" and "<protected>" in t.user
-    assert '"..."' not in t.user and "If nothing" not in t.user and '{"commands": []}' not in t.user
-    # the worked examples are real: their answers apply exactly to their contexts
-    blocks = t.user.split("-----\n")
-    examples = [(blocks[i], blocks[i + 1]) for i in range(1, len(blocks) - 1, 2)]
-    assert examples
-    for shown_text, after in examples:
-        answer = json.loads(next(line[line.index("{"):] for line in after.splitlines() if '"commands"' in line))
-        shown_text = shown_text.rstrip("\n")
+    assert t.render_mode == "mark" and "<protected>" in t.system and t.examples
+    whole = t.render_prompt("X")
+    assert '"..."' not in whole and "If nothing" not in whole and '{"commands": []}' not in whole
+    # the worked examples are real: each answer applies exactly to its own context, shown as the renderer shows it
+    for user, assistant in t.examples:
+        shown_text = user.split("<context>\n", 1)[1].split("\n</context>", 1)[0]
+        assert user.replace(shown_text, "{context}") == t.user  # the example asks exactly what the real turn asks
+        answer = json.loads(assistant)
         if shown_text.startswith("["):  # a transcript
             ctx = Context.from_messages(_example_messages())
         else:
             src = shown_text.replace("<protected>", "").replace("</protected>", "")
-            question = src.splitlines()[0]
-            ctx = Context.from_text(src, question=question, protection=Protection(recent_chars=0))
+            ctx = Context.from_text(src, question=src.splitlines()[0], protection=Protection(recent_chars=0))
         shown = render_context(ctx)
-        assert shown.text == shown_text  # the example shows what the renderer shows
+        assert shown.text == shown_text
         out = apply_commands(ctx, answer["commands"], shown=shown, repeated="all", max_freed_share=1.0)
         assert out.applied and not [r for r in out.rejected if r.reason != "frees_nothing"], out.rejected
+    # sent as earlier turns of the chat, before the real request
+    roles = [m["role"] for m in t.render("CTX")]
+    assert roles == ["system"] + ["user", "assistant"] * len(t.examples) + ["user"]
+    assert "CTX" in t.render("CTX")[-1]["content"] and "CTX" not in t.render("CTX")[1]["content"]
+
+
+def test_template_examples_round_trip_and_are_checked(tmp_path: Path) -> None:
+    t = PromptTemplate(version="e1", system="s", user="{context}", examples=(("ctx a", '{"commands": []}'),))
+    assert PromptTemplate.loads(t.dumps()) == t
+    assert t.render_prompt("C") == 's\n\nctx a\n\n{"commands": []}\n\nC'
+    for bad in ("=== example user ===\nu\n=== user ===\n{context}",
+                "=== example assistant ===\na\n=== user ===\n{context}",
+                "=== example user ===\nu\n=== example user ===\nu2\n=== user ===\n{context}"):
+        with pytest.raises(ConfigError, match="example"):
+            PromptTemplate.loads(bad, default_version="x")
+    j = tmp_path / "ex.json"
+    j.write_text(json.dumps({"version": "j", "user": "{context}", "examples": [{"user": "u", "assistant": "a"}]}),
+                 encoding="utf-8")
+    assert load_template(j).examples == (("u", "a"),)
+    j.write_text(json.dumps({"version": "j", "user": "{context}", "examples": [{"user": "u"}]}), encoding="utf-8")
+    with pytest.raises(ConfigError, match="examples"):
+        load_template(j)
+
+
+def test_prompted_cleaner_sends_examples_as_earlier_turns() -> None:
+    SEEN.clear()
+    PromptedCleaner(Recorder(responses=["[]"])).propose(Context.from_text("Q\nsome text", question="Q"))
+    assert [m.type for m in SEEN[0]] == ["system", "human", "ai", "human", "ai", "human"]
 
 
 def _example_messages() -> list[dict[str, Any]]:

@@ -112,10 +112,10 @@ class PromptedCleaner(Cleaner):
 
     def messages_for(self, text: str) -> list[BaseMessage]:
         """The LangChain messages sent for ``text``."""
-        from langchain_core.messages import HumanMessage, SystemMessage
+        from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-        return [SystemMessage(content=m["content"]) if m["role"] == "system" else HumanMessage(content=m["content"])
-                for m in self.template.render(text)]
+        kinds = {"system": SystemMessage, "assistant": AIMessage}  # the template's worked examples answer
+        return [kinds.get(m["role"], HumanMessage)(content=m["content"]) for m in self.template.render(text)]
 
     def prompt_text(self, context: Context | str) -> tuple[str, RenderedContext | None]:
         """The text put in the prompt for ``context`` (rendered as :attr:`render` says) and its rendering."""

@@ -39,8 +39,8 @@ def test_prompted_cleaner_sends_the_template() -> None:
             return super()._call(messages, *args, **kwargs)
 
     PromptedCleaner(Recorder(responses=["[]"])).propose("THE CONTEXT {x}")
-    system, human = seen[0]
-    assert system.type == "system" and human.type == "human"
+    system, *examples, human = seen[0]  # the worked examples go as earlier turns
+    assert system.type == "system" and human.type == "human" and examples
     assert "THE CONTEXT {x}" in human.content and "<context>" in human.content
 
 
