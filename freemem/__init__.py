@@ -38,6 +38,7 @@ from freemem.folding import FoldRecord
 from freemem.pairing import pairing_violations
 from freemem.policy import MemoryPolicy
 from freemem.policies.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger
+from freemem.rendering import RenderedContext, RenderOptions, render_context
 from freemem.tokens import ApproxCounter, CachedCounter, Qwen3Counter, TiktokenCounter, TokenCounter, get_counter
 
 __version__ = "0.1.0"
@@ -76,6 +77,8 @@ __all__ = [
     "Qwen3Counter",
     "Region",
     "Rejection",
+    "RenderOptions",
+    "RenderedContext",
     "ServeError",
     "StoreConnectionError",
     "StoreError",
@@ -87,6 +90,7 @@ __all__ = [
     "get_counter",
     "pairing_violations",
     "parse_commands",
+    "render_context",
     "restore_event",
     "restore_messages",
     "restore_rounds",

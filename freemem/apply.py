@@ -2,8 +2,11 @@
 
 Semantics (DESIGN.md §3), for every command on the *same* snapshot of the text:
 
-1. the prefix must occur exactly once in editable text — exact match first, then whitespace-insensitive;
-2. the span ends at the first occurrence of the suffix after the prefix, both anchors included;
+1. the prefix is looked for in editable text — exact match first, then whitespace-insensitive. What a prefix
+   that occurs more than once means is ``repeated``: ``"reject"`` (the default: it must occur exactly once),
+   ``"all"`` (every non-overlapping match, as the Free()LM paper's substitution of ``prefix.*?suffix``; a
+   match that touches protected text is skipped, the others apply) or ``"first"``;
+2. a span ends at the first occurrence of the suffix after its prefix, both anchors included;
 3. a span that touches protected text, or whose anchors are ambiguous or absent, is *rejected* with a reason;
 4. accepted spans that overlap (or touch) merge; a span that crosses message boundaries is cut per message
    and the headers between stay;
@@ -17,6 +20,9 @@ rejected ``"duplicate"``), at most ``max_commands`` distinct ones per call (``"o
 stops at a deadline (``"deadline"``); a prefix that is frequent in protected text costs one step per
 protected region it occurs in, not one per occurrence, and each distinct prefix is searched once.
 
+Given ``shown`` (what a model cleaner was shown, :mod:`freemem.rendering`), anchors are located in that text and
+each span is mapped back exactly to the context.
+
 Tool-call argument strings are edited in place in their JSON: only the bytes of the removed range change,
 and each :class:`AppliedSpan` keeps the range as it was encoded (``raw_original``), so restoring is
 byte-exact (escapes as written, ``\\/``, uppercase hex).
@@ -26,9 +32,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -44,16 +51,20 @@ from freemem.context import (
     splice_literal,
 )
 from freemem.errors import ConfigError
+from freemem.rendering import RenderedContext
 
 __all__ = [
     "DEFAULT_DEADLINE_S",
     "DEFAULT_MAX_COMMANDS",
+    "DEFAULT_MAX_MATCHES",
     "DEFAULT_MESSAGE_MARKER",
     "DEFAULT_TEXT_MARKER",
     "AppliedSpan",
     "ArgPiece",
     "Outcome",
+    "REPEATED_MODES",
     "Rejection",
+    "RepeatedMode",
     "apply_commands",
     "span_ref",
 ]
@@ -72,7 +83,22 @@ RejectReason = Literal[
     "duplicate",
     "over_cap",
     "deadline",
+    "too_many_matches",
+    "frees_nothing",
 ]
+
+#: What a prefix that occurs more than once in editable text means (see :func:`apply_commands`):
+#: ``reject`` — the command is ambiguous and rejected (anchors must name one span: the heuristic's verified
+#: commands); ``all`` — every non-overlapping ``prefix ... suffix`` match is removed, as the Free()LM paper's
+#: substitution of ``prefix.*?suffix`` does (a loop is named once and cut everywhere); ``first`` — the first
+#: match only.
+RepeatedMode = Literal["reject", "all", "first"]
+REPEATED_MODES: tuple[str, ...] = ("reject", "all", "first")
+
+#: Matches one command may remove under ``repeated="all"``; past that the command is rejected
+#: ``"too_many_matches"``. A loop in a cleaning window repeats tens of times, rarely hundreds; anchors that
+#: match more often are a word or a punctuation mark, not a passage.
+DEFAULT_MAX_MATCHES = 500
 
 #: Distinct commands one :func:`apply_commands` call examines; the rest are rejected ``"over_cap"``. A model
 #: cleaner answers a few dozen; a flood (a hostile or looping model) must not stall the agent's turn.
@@ -163,6 +189,10 @@ class Outcome:
     #: For argument-string fields: the replaced ranges (see :data:`ArgPieces`), so the write-back touches
     #: only those bytes of the arguments JSON.
     arg_pieces: dict[tuple[int | None, str], list[ArgPiece]] = field(default_factory=dict)
+    #: ``repeated="all"`` / ``"first"``: for commands that were applied, the matches left out (touching
+    #: protected text, or no longer than their marker), one entry per command with the counts in ``detail``.
+    #: Those commands are not in :attr:`rejected`.
+    skipped: list[Rejection] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -189,7 +219,8 @@ class Outcome:
         for r in self.rejected:
             reasons[r.reason] = reasons.get(r.reason, 0) + 1
         return {"applied": len(self.applied), "rejected": len(self.rejected), "rejected_by_reason": reasons,
-                "refused": self.refused, "tokens_removed": self.tokens_removed, "chars_freed": self.chars_freed}
+                "skipped": len(self.skipped), "refused": self.refused, "tokens_removed": self.tokens_removed,
+                "chars_freed": self.chars_freed}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -203,12 +234,21 @@ def _ws_pattern(anchor: str) -> re.Pattern[str] | None:
     return re.compile(r"\s+".join(re.escape(w) for w in words))
 
 
-class _Finder:
-    """Anchor search on one snapshot: exact first, then whitespace-insensitive."""
+#: How many editable occurrences of an ambiguous prefix a rejection counts (and names up to 3 of).
+_AMBIGUITY_COUNT = 100
 
-    def __init__(self, context: Context) -> None:
+
+class _Finder:
+    """Anchor search on one snapshot: exact first, then whitespace-insensitive.
+
+    ``context`` is what is searched: the :class:`~freemem.Context` itself, or the ``index`` of what a model
+    was shown (:class:`~freemem.rendering.RenderedContext`); ``shown`` maps found ranges back (see
+    :meth:`source`)."""
+
+    def __init__(self, context: Context, shown: RenderedContext | None = None) -> None:
         self.ctx = context
         self.text = context.text
+        self.shown = shown
         # Commands that share a prefix (a cleaner varying only the suffix) search it once per snapshot.
         self._prefixes: dict[str, tuple[int, int] | RejectReason | tuple[RejectReason, str]] = {}
 
@@ -235,46 +275,53 @@ class _Finder:
             return prot.end
         return pos + 1
 
+    def occurrences(self, prefix: str, protected: list[Region]) -> Iterator[tuple[int, int]]:
+        """Occurrences of ``prefix`` that may anchor a span, left to right: the exact ones, or when there is
+        none the whitespace-insensitive ones (non-overlapping, as ``finditer`` gives them). The first
+        protected region a refused occurrence touches is appended to ``protected``."""
+        text = self.text
+        exact = False
+        pos = text.find(prefix)
+        while pos >= 0:
+            ok, prot = self._editable(pos, pos + len(prefix))
+            if ok:
+                exact = True
+                yield pos, pos + len(prefix)
+            elif prot is not None and not protected:
+                protected.append(prot)
+            pos = text.find(prefix, pos + 1 if ok else self._next_start(pos, prot))
+        if exact:
+            return
+        pattern = _ws_pattern(prefix)
+        if pattern is None or pattern.pattern == re.escape(prefix):
+            return
+        m = pattern.search(text)
+        while m is not None:
+            ok, prot = self._editable(m.start(), m.end())
+            if ok:
+                yield m.start(), m.end()
+            elif prot is not None and not protected:
+                protected.append(prot)
+            m = pattern.search(text, m.end() if ok else max(m.end(), self._next_start(m.start(), prot)))
+
     def find_prefix(self, prefix: str) -> tuple[int, int] | RejectReason | tuple[RejectReason, str]:
+        """The one occurrence of ``prefix`` that may anchor a span (``repeated="reject"``), or why not."""
         found = self._prefixes.get(prefix)
         if found is None:
             found = self._prefixes[prefix] = self._find_prefix(prefix)
         return found
 
     def _find_prefix(self, prefix: str) -> tuple[int, int] | RejectReason | tuple[RejectReason, str]:
-        text = self.text
-        hits: list[tuple[int, int]] = []
-        protected: Region | None = None
-        pos = text.find(prefix)
-        while pos >= 0:
-            ok, prot = self._editable(pos, pos + len(prefix))
-            if ok:
-                hits.append((pos, pos + len(prefix)))
-                if len(hits) > 1:
-                    break
-            elif prot is not None and protected is None:
-                protected = prot
-            pos = text.find(prefix, pos + 1 if ok else self._next_start(pos, prot))
-        if not hits:
-            pattern = _ws_pattern(prefix)
-            if pattern is not None and (pattern.pattern != re.escape(prefix)):
-                m = pattern.search(text)
-                while m is not None:
-                    ok, prot = self._editable(m.start(), m.end())
-                    if ok:
-                        hits.append((m.start(), m.end()))
-                        if len(hits) > 1:
-                            break
-                    elif prot is not None and protected is None:
-                        protected = prot
-                    # Non-overlapping matches, as finditer gives them.
-                    m = pattern.search(text, m.end() if ok else max(m.end(), self._next_start(m.start(), prot)))
+        protected: list[Region] = []
+        hits = list(itertools.islice(self.occurrences(prefix, protected), _AMBIGUITY_COUNT + 1))
         if len(hits) == 1:
             return hits[0]
         if len(hits) > 1:
-            return "ambiguous_prefix"
-        if protected is not None:
-            return ("protected", f"prefix only occurs in protected text ({protected.reason})")
+            many = f"more than {_AMBIGUITY_COUNT}" if len(hits) > _AMBIGUITY_COUNT else str(len(hits))
+            return ("ambiguous_prefix", f"prefix occurs {many} times in editable text ({self.where(hits)}); "
+                                        "this cleaner needs a prefix that occurs once (repeated='reject')")
+        if protected:
+            return ("protected", f"prefix only occurs in protected text ({protected[0].reason})")
         return "prefix_not_found"
 
     def find_suffix(self, suffix: str, after: int) -> tuple[int, int] | None:
@@ -289,13 +336,47 @@ class _Finder:
                 return m.start(), m.end()
         return None
 
+    def span_problem(self, start: int, end: int) -> str | None:
+        """Why ``[start, end)`` may not be removed (it touches protected text, or holds only headers), or
+        None when it may."""
+        editable = False
+        for r in self.ctx.regions_in(start, end):
+            if r.editable:
+                editable = True
+            elif r.kind != "header":
+                return f"span touches protected text ({r.reason})"
+        if not editable:
+            return "span holds only message headers"
+        return None
+
+    def source(self, start: int, end: int) -> tuple[int, int] | None:
+        """``[start, end)`` of the searched text as a range of the context's text (itself without ``shown``)."""
+        if self.shown is None:
+            return start, end
+        return self.shown.to_source(start, end)
+
+    def where(self, hits: Sequence[tuple[int, int]], limit: int = 3) -> str:
+        """Where the first ``limit`` of ``hits`` are, for a rejection's detail: message and field for
+        messages, character offsets (in the context's text) for plain text."""
+        out: list[str] = []
+        for start, end in hits[:limit]:
+            region = self.ctx.region_at(start)
+            if region is not None and region.message_index is not None:
+                out.append(f"message {region.message_index} {region.field or region.kind}")
+            else:
+                src = self.source(start, end)
+                out.append(f"char {src[0] if src is not None else start}")
+        more = f", ... ({len(hits) - limit} more)" if len(hits) > limit else ""
+        return "at " + ", ".join(out) + more
+
 
 def _locate(finder: _Finder, index: int, cmd: Command) -> tuple[int, int] | Rejection:
+    """The span of ``cmd`` under ``repeated="reject"``: a unique prefix, the first suffix after it."""
     if not cmd.prefix.strip():
         return Rejection(index, cmd, "empty_prefix", "prefix is empty")
     found = finder.find_prefix(cmd.prefix)
     if isinstance(found, str):
-        return Rejection(index, cmd, found, "")  # type: ignore[arg-type]
+        return Rejection(index, cmd, found, _NOT_FOUND_DETAIL.get(found, ""))  # type: ignore[arg-type]
     if isinstance(found[0], str):
         return Rejection(index, cmd, found[0], found[1])  # type: ignore[arg-type]
     start, end = found  # type: ignore[misc]
@@ -304,15 +385,108 @@ def _locate(finder: _Finder, index: int, cmd: Command) -> tuple[int, int] | Reje
         if suffix is None:
             return Rejection(index, cmd, "suffix_not_found", "no suffix occurrence after the prefix")
         end = suffix[1]
-    editable = False
-    for r in finder.ctx.regions_in(start, end):
-        if r.editable:
-            editable = True
-        elif r.kind != "header":
-            return Rejection(index, cmd, "protected", f"span touches protected text ({r.reason})")
-    if not editable:
-        return Rejection(index, cmd, "protected", "span holds only message headers")
-    return start, end
+    problem = finder.span_problem(start, end)
+    if problem is not None:
+        return Rejection(index, cmd, "protected", problem)
+    source = finder.source(start, end)
+    if source is None:
+        return Rejection(index, cmd, "protected", "span runs through text shown differently from the context")
+    return source
+
+
+_NOT_FOUND_DETAIL = {"prefix_not_found": "prefix not found in the context (not even ignoring whitespace)"}
+
+
+@dataclass
+class _Matches:
+    """What ``repeated="all"`` / ``"first"`` found for one command: the spans to remove (context offsets),
+    and the matches skipped because they touch protected text or would free nothing."""
+
+    spans: list[tuple[int, int]] = field(default_factory=list)
+    protected: int = 0
+    protected_reason: str = ""
+    frees_nothing: int = 0
+
+    def skip_note(self) -> str:
+        bits = []
+        if self.protected:
+            bits.append(f"{self.protected} skipped ({self.protected_reason})")
+        if self.frees_nothing:
+            bits.append(f"{self.frees_nothing} no longer than the marker that would replace them")
+        return "; ".join(bits)
+
+
+def _locate_matches(finder: _Finder, index: int, cmd: Command, *, first: bool, max_matches: int | None,
+                    frees_nothing: Callable[[int, int], bool]) -> _Matches | Rejection:
+    """Every non-overlapping ``prefix ... suffix`` match in editable text, left to right — what the Free()LM
+    paper's substitution of ``prefix.*?suffix`` removes — or the first one (``first``).
+
+    A match ends at the first suffix after its prefix. One that touches protected text (or holds only
+    headers) is skipped and does not consume text: the next occurrence of the prefix may still match. When
+    a command matches more than once, a match no longer than the marker that would replace it is skipped
+    too (``{"prefix": "e", "suffix": ""}`` must not shred a text into markers; a single match is the
+    cleaner's explicit choice, as under ``"reject"``). More than ``max_matches`` matches reject the command
+    ``"too_many_matches"``: anchors that generic name no loop."""
+    if not cmd.prefix.strip():
+        return Rejection(index, cmd, "empty_prefix", "prefix is empty")
+    has_suffix = bool(cmd.suffix.strip())
+    out = _Matches()
+    protected: list[Region] = []
+    suffix: tuple[int, int] | None = None
+    consumed = 0
+    seen_prefix = False
+    # A skipped match blocks every later prefix occurrence before the same protected region that ends at the
+    # same suffix: they are skipped in one step each, without re-reading the regions between.
+    blocked: tuple[int, tuple[int, int] | None] | None = None
+    for start, end in finder.occurrences(cmd.prefix, protected):
+        seen_prefix = True
+        if start < consumed:
+            continue
+        if has_suffix:
+            if suffix is None or suffix[0] < end:
+                suffix = finder.find_suffix(cmd.suffix, end)
+                if suffix is None:
+                    break  # no suffix after this prefix, so none after any later one
+            stop = suffix[1]
+        else:
+            stop = end
+        if has_suffix and blocked is not None and start < blocked[0] and blocked[1] == suffix:
+            out.protected += 1
+            continue
+        problem = finder.span_problem(start, stop)
+        source = finder.source(start, stop) if problem is None else None
+        if problem is None and source is None:
+            problem = "span runs through text shown differently from the context"
+        if problem is not None:
+            out.protected += 1
+            out.protected_reason = out.protected_reason or problem
+            block = next((r for r in finder.ctx.regions_in(start, stop) if not r.editable and r.kind != "header"),
+                         None)
+            blocked = (block.start, suffix) if block is not None and block.start > start else None
+            continue
+        assert source is not None
+        out.spans.append(source)
+        consumed = stop
+        if first:
+            break
+        if max_matches is not None and len(out.spans) > max_matches:
+            return Rejection(index, cmd, "too_many_matches",
+                             f"prefix...suffix matches more than max_matches={max_matches} times in editable "
+                             "text: anchors that generic name no repeated passage")
+    if len(out.spans) > 1:
+        kept = [span for span in out.spans if not frees_nothing(*span)]
+        out.frees_nothing = len(out.spans) - len(kept)
+        out.spans = kept
+    if out.spans:
+        return out
+    if not seen_prefix:
+        if protected:
+            return Rejection(index, cmd, "protected", f"prefix only occurs in protected text ({protected[0].reason})")
+        return Rejection(index, cmd, "prefix_not_found", _NOT_FOUND_DETAIL["prefix_not_found"])
+    if out.protected or out.frees_nothing:
+        reason: RejectReason = "protected" if out.protected else "frees_nothing"
+        return Rejection(index, cmd, reason, "no match can be removed: " + out.skip_note())
+    return Rejection(index, cmd, "suffix_not_found", "no suffix occurrence after the prefix")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -335,6 +509,20 @@ def _marker_fn(marker: Marker | None, kind: str) -> Callable[[str, int], str]:
         return lambda original, tokens: template.replace("{tokens}", str(tokens)).replace(
             "{ref}", span_ref(original) if "{ref}" in template else "")
     return lambda _original, _tokens: template
+
+
+def _frees_nothing(text: str, make_marker: Callable[[str, int], str]) -> Callable[[int, int], bool]:
+    """Whether removing ``text[start:end]`` frees nothing: its marker (with the approximate token count) is
+    at least as long. Only commands with several matches are checked (one span is the cleaner's choice)."""
+    from freemem.tokens import ApproxCounter
+
+    approx = ApproxCounter()
+
+    def check(start: int, end: int) -> bool:
+        original = text[start:end]
+        return len(make_marker(original, approx.count(original))) >= end - start
+
+    return check
 
 
 def _count(counter: Any, texts: list[str]) -> list[int]:
@@ -386,6 +574,9 @@ def apply_commands(
     counter: Any = None,
     max_commands: int | None = DEFAULT_MAX_COMMANDS,
     deadline_s: float | None = DEFAULT_DEADLINE_S,
+    repeated: RepeatedMode = "reject",
+    max_matches: int | None = DEFAULT_MAX_MATCHES,
+    shown: RenderedContext | None = None,
 ) -> Outcome:
     """Apply ``commands`` to ``context`` and return the :class:`Outcome`. Never raises on bad commands.
 
@@ -395,16 +586,38 @@ def apply_commands(
     ``"duplicate"``; past ``max_commands`` distinct commands (None: no cap, for a cleaner whose commands are
     verified, like the heuristic's) the rest are rejected ``"over_cap"``, and those not examined within
     ``deadline_s`` seconds (None: no deadline) ``"deadline"``.
+
+    ``repeated`` says what a prefix that occurs more than once means (:data:`RepeatedMode`): ``"reject"``
+    (the default; the rejection's detail counts the occurrences and says where they are), ``"all"`` (every
+    non-overlapping ``prefix ... suffix`` match in editable text is removed, at most ``max_matches`` per
+    command; a match touching protected text is skipped and the others apply) or ``"first"``. Every other
+    rule holds in every mode: protected text and answer lines stay, spans are cut per message, the round
+    share and the caps bound the round, and restoring gives back the original exactly. Matches left out of
+    an applied command are listed in :attr:`Outcome.skipped`.
+
+    ``shown`` is what the cleaner showed the model (:func:`~freemem.rendering.render_context` of this
+    ``context``): anchors are then looked for in that text — protected parts marked or elided, protected
+    arguments decoded — and each span is mapped back exactly to ``context``.
     """
     if not 0 < max_freed_share <= 1:
         raise ConfigError("max_freed_share must be in (0, 1]")
     if max_commands is not None and (isinstance(max_commands, bool) or not isinstance(max_commands, int)
                                      or max_commands < 1):
         raise ConfigError(f"max_commands must be a positive int or None, got {max_commands!r}")
+    if max_matches is not None and (isinstance(max_matches, bool) or not isinstance(max_matches, int)
+                                    or max_matches < 1):
+        raise ConfigError(f"max_matches must be a positive int or None, got {max_matches!r}")
     if deadline_s is not None and not deadline_s > 0:
         raise ConfigError(f"deadline_s must be positive or None, got {deadline_s!r}")
-    finder = _Finder(context)
+    if repeated not in REPEATED_MODES:
+        raise ConfigError(f"repeated must be one of {REPEATED_MODES}, got {repeated!r}")
+    if shown is not None and shown.context is not context:
+        raise ConfigError("shown= must be the rendering of this very context (render_context(context))")
+    finder = _Finder(shown.index, shown) if shown is not None else _Finder(context)
+    make_marker = _marker_fn(marker, context.kind)
+    frees_nothing = _frees_nothing(context.text, make_marker)
     rejected: list[Rejection] = []
+    skipped: list[Rejection] = []
     spans: list[tuple[int, int, int]] = []  # (start, end, command index)
     first_of: dict[tuple[str, str], int] = {}
     deadline = None if deadline_s is None else time.monotonic() + deadline_s
@@ -428,11 +641,22 @@ def apply_commands(
             rejected.append(Rejection(i, cmd, "deadline", f"not examined: the round's {deadline_s:g} s to locate "
                                                           "commands had passed"))
             continue
-        located = _locate(finder, i, cmd)
-        if isinstance(located, Rejection):
-            rejected.append(located)
-        else:
-            spans.append((located[0], located[1], i))
+        if repeated == "reject":
+            located = _locate(finder, i, cmd)
+            if isinstance(located, Rejection):
+                rejected.append(located)
+            else:
+                spans.append((located[0], located[1], i))
+            continue
+        matches = _locate_matches(finder, i, cmd, first=repeated == "first", max_matches=max_matches,
+                                  frees_nothing=frees_nothing)
+        if isinstance(matches, Rejection):
+            rejected.append(matches)
+            continue
+        spans.extend((s_, e_, i) for s_, e_ in matches.spans)
+        if matches.protected or matches.frees_nothing:
+            skipped.append(Rejection(i, cmd, "protected" if matches.protected else "frees_nothing",
+                                     f"{len(matches.spans)} match(es) applied; " + matches.skip_note()))
 
     # Merge overlapping or touching spans.
     spans.sort()
@@ -440,7 +664,8 @@ def apply_commands(
     for start, end, i in spans:
         if merged and start <= merged[-1][1]:
             merged[-1][1] = max(merged[-1][1], end)
-            merged[-1][2].append(i)
+            if i not in merged[-1][2]:  # repeated="all": one command's matches may merge
+                merged[-1][2].append(i)
         else:
             merged.append([start, end, [i]])
 
@@ -475,7 +700,6 @@ def apply_commands(
 
     originals = [text[s:e] for s, e, _, _ in pieces]
     tokens = _span_tokens(context, counter, pieces, originals) if originals else []
-    make_marker = _marker_fn(marker, context.kind)
 
     out: list[str] = []
     applied: list[AppliedSpan] = []
@@ -520,7 +744,7 @@ def apply_commands(
 
     rejected.sort(key=lambda r: r.command_index)
     return Outcome(context=context, text="".join(out), applied=applied, rejected=rejected,
-                   field_edits=field_edits, arg_pieces=arg_pieces)
+                   field_edits=field_edits, arg_pieces=arg_pieces, skipped=skipped)
 
 
 def _field_text(context: Context, key: tuple[int | None, str]) -> str:

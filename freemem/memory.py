@@ -335,7 +335,10 @@ class FreeMemory:
                 event.note = proposal.note
             outcome = apply_commands(context, proposal.commands, marker=self.marker,
                                      max_freed_share=self._share(), counter=self.counter,
-                                     max_commands=getattr(self.cleaner, "max_commands", DEFAULT_MAX_COMMANDS))
+                                     max_commands=getattr(self.cleaner, "max_commands", DEFAULT_MAX_COMMANDS),
+                                     # the cleaner's reading of repeated anchors, in what its model was shown
+                                     repeated=getattr(self.cleaner, "repeated", "reject"),
+                                     shown=getattr(proposal, "shown", None))
             event.add_outcome(outcome)
             last_outcome = outcome
             if not outcome.applied:

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from freemem.apply import RepeatedMode
     from freemem.commands import Command
     from freemem.context import Context
+    from freemem.rendering import RenderedContext
 
 __all__ = ["Cleaner", "Proposal"]
 
@@ -30,6 +32,9 @@ class Proposal:
     raw: str | None = None  # the model's raw answer, when there is one
     note: str | None = None  # e.g. a parse problem that left no commands
     extra: dict[str, Any] = field(default_factory=dict)
+    #: What the model was shown, when it was not the context's own text (protected parts marked, arguments
+    #: decoded): the commands' anchors are located in it (``apply_commands(..., shown=...)``).
+    shown: RenderedContext | None = None
 
 
 class Cleaner(ABC):
@@ -39,6 +44,11 @@ class Cleaner(ABC):
     name: str = "cleaner"
     #: Largest share of editable text one round of this cleaner may remove (see ``apply_commands``).
     max_freed_share: float = 0.9
+    #: What a prefix that occurs more than once in editable text means when this cleaner's commands are
+    #: applied (``apply_commands(..., repeated=...)``): ``"reject"`` (the anchors must name one span: rule
+    #: cleaners whose commands are verified), ``"all"`` (every match is removed, the Free()LM paper's
+    #: semantics: the model cleaners' default) or ``"first"``.
+    repeated: RepeatedMode = "reject"
 
     @abstractmethod
     def propose(self, context: Context) -> Proposal:

@@ -28,10 +28,12 @@ from urllib.parse import urlsplit
 
 import openai
 
+from freemem.apply import REPEATED_MODES, RepeatedMode
 from freemem.cleaners.base import Cleaner, Proposal
 from freemem.commands import COMMANDS_JSON_SCHEMA, parse_commands
 from freemem.errors import CleanerError, CleanerTimeout, CleanerUnavailable, ConfigError
 from freemem.prompts import PromptTemplate, load_template
+from freemem.rendering import RenderedContext, RenderOptions, prompt_text
 
 if TYPE_CHECKING:
     from freemem.context import Context
@@ -319,10 +321,6 @@ def _fatal(cleaner_name: str, state: _EndpointState, exc: openai.OpenAIError) ->
     return CleanerError(f"{cleaner_name}: unusable answer from {state.endpoint.base_url}: {exc}")
 
 
-def _context_text(context: Context | str) -> str:
-    return context if isinstance(context, str) else context.text
-
-
 DEFAULT_TOTAL_TIMEOUT = 90.0
 """Seconds a whole :meth:`FreeModuleCleaner.propose` call may take by default (``total_timeout="auto"``: this,
 or one request's ``timeout`` when that is longer), retries and backoff included."""
@@ -343,7 +341,17 @@ class FreeModuleCleaner(Cleaner):
         model: the served base model's name (SGLang: the ``--model-path`` or ``--served-model-name``).
         adapter: the adapter's served name (``free`` in ``--lora-paths free=...``); ``None`` for no adapter.
         adapter_mode: how the adapter is named in the request, see :data:`AdapterMode`.
-        template: a :class:`~freemem.prompts.PromptTemplate`, a built-in name or a template file path.
+        template: a :class:`~freemem.prompts.PromptTemplate`, a built-in name or a template file path. The
+            default ``free_module_v2`` shows protected parts tagged and explains them; ``free_module_v1`` (the
+            context's own text) stays available, and a released adapter's training format can be matched
+            with your own file.
+        render: how the context is shown to the model (:mod:`freemem.rendering`): ``"auto"`` (what the
+            template declares), ``"raw"`` (the context's own text), ``"mark"``, ``"elide"`` or
+            :class:`~freemem.rendering.RenderOptions`. Anchors are located in what the model was shown.
+        repeated: what a prefix that occurs more than once means when the commands are applied
+            (:data:`~freemem.apply.RepeatedMode`): ``"all"`` (the default, as the Free()LM paper's
+            substitution of ``prefix.*?suffix`` and its adapters' training: every match is removed),
+            ``"first"``, or ``"reject"`` (freemem's stricter rule before v2: the prefix must occur once).
         structured_output: how output is constrained, see :data:`StructuredOutput`.
         json_schema: the schema for constrained output (default :data:`~freemem.commands.COMMANDS_JSON_SCHEMA`;
             :func:`commands_schema` builds bounded variants).
@@ -375,7 +383,9 @@ class FreeModuleCleaner(Cleaner):
         model: str,
         adapter: str | None = "free",
         adapter_mode: AdapterMode = "model_suffix",
-        template: PromptTemplate | str | Path = "free_module_v1",
+        template: PromptTemplate | str | Path = "free_module_v2",
+        render: RenderOptions | Literal["auto", "raw", "mark", "elide"] = "auto",
+        repeated: RepeatedMode = "all",
         structured_output: StructuredOutput = "json_schema",
         json_schema: Mapping[str, Any] | None = None,
         api: Api = "chat",
@@ -418,6 +428,11 @@ class FreeModuleCleaner(Cleaner):
         self.adapter = adapter
         self.adapter_mode: AdapterMode = adapter_mode
         self.template = load_template(template)
+        #: How contexts are rendered for the model (None: their own text).
+        self.render: RenderOptions | None = RenderOptions.of(render, auto=self.template.render_mode)
+        if repeated not in REPEATED_MODES:
+            raise ConfigError(f"repeated must be one of {REPEATED_MODES}, got {repeated!r}")
+        self.repeated: RepeatedMode = repeated
         self.structured_output: StructuredOutput = structured_output
         self.json_schema: dict[str, Any] = dict(json_schema) if json_schema is not None else COMMANDS_JSON_SCHEMA
         self.api: Api = api
@@ -481,8 +496,12 @@ class FreeModuleCleaner(Cleaner):
             kwargs["extra_body"] = body
         return kwargs
 
+    def prompt_text(self, context: Context | str) -> tuple[str, RenderedContext | None]:
+        """The text put in the prompt for ``context`` (rendered as :attr:`render` says) and its rendering."""
+        return prompt_text(context, self.render)
+
     def _proposal(self, response: Any, request: dict[str, Any], state: _EndpointState, plan: _Attempts,
-                  started: float, request_s: float) -> Proposal:
+                  started: float, request_s: float, shown: RenderedContext | None = None) -> Proposal:
         choices = getattr(response, "choices", None) or []
         raw: str | None = None
         finish_reason: str | None = None
@@ -516,11 +535,13 @@ class FreeModuleCleaner(Cleaner):
             usage=usage,
             raw=raw,
             note=note,
+            shown=shown,
             extra={
                 "endpoint": state.endpoint.base_url,
                 "model": request["model"],
                 "adapter": self.adapter if self.adapter_mode != "none" else None,
                 "template": self.template.version,
+                "render": self.render.protected if self.render is not None else "raw",
                 "finish_reason": finish_reason,
                 "attempts": plan.attempts,
                 "request_s": request_s,
@@ -533,7 +554,7 @@ class FreeModuleCleaner(Cleaner):
     def propose(self, context: Context | str) -> Proposal:
         """Ask the Free-Module for commands. Raises :class:`CleanerError` subclasses when no server answers."""
         started = time.perf_counter()
-        text = _context_text(context)
+        text, shown = self.prompt_text(context)
         plan = _Attempts(self)
         while (step := plan.next()) is not None:
             state, delay, timeout = step
@@ -557,13 +578,13 @@ class FreeModuleCleaner(Cleaner):
                 state.breaker.release()  # cancelled or a bug: no verdict on the endpoint
                 raise
             state.breaker.record_success()
-            return self._proposal(response, request, state, plan, started, time.perf_counter() - t0)
+            return self._proposal(response, request, state, plan, started, time.perf_counter() - t0, shown)
         raise plan.error()
 
     async def apropose(self, context: Context | str) -> Proposal:
         """Async twin of :meth:`propose`."""
         started = time.perf_counter()
-        text = _context_text(context)
+        text, shown = self.prompt_text(context)
         plan = _Attempts(self)
         while (step := plan.next()) is not None:
             state, delay, timeout = step
@@ -587,7 +608,7 @@ class FreeModuleCleaner(Cleaner):
                 state.breaker.release()  # cancelled or a bug: no verdict on the endpoint
                 raise
             state.breaker.record_success()
-            return self._proposal(response, request, state, plan, started, time.perf_counter() - t0)
+            return self._proposal(response, request, state, plan, started, time.perf_counter() - t0, shown)
         raise plan.error()
 
     def close(self) -> None:
@@ -616,4 +637,5 @@ class FreeModuleCleaner(Cleaner):
     def __repr__(self) -> str:
         urls = ", ".join(e.base_url for e in self.endpoints)
         return (f"FreeModuleCleaner(endpoints=[{urls}], model={self.model!r}, adapter={self.adapter!r}, "
-                f"adapter_mode={self.adapter_mode!r}, template={self.template.version!r})")
+                f"adapter_mode={self.adapter_mode!r}, template={self.template.version!r}, "
+                f"repeated={self.repeated!r})")

@@ -1,7 +1,7 @@
 """PromptedCleaner: the cleaner protocol through in-context instructions to any LangChain chat model.
 
 No adapter and no special server: the prompt (a versioned :class:`~freemem.prompts.PromptTemplate`, by default
-``prompted_v1``) tells a general model what to delete and how to answer; the answer is parsed with the same
+``prompted_v2``) tells a general model what to delete and how to answer; the answer is parsed with the same
 forgiving :func:`~freemem.commands.parse_commands` as the Free-Module's. The Free()LM paper found such prompting
 weaker than the trained adapter (it tends to cut anchors the reasoning still needs), which is why
 :func:`freemem.apply_commands` checks every command anyway.
@@ -13,12 +13,14 @@ import asyncio
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from freemem.apply import REPEATED_MODES, RepeatedMode
 from freemem.cleaners.base import Cleaner, Proposal
 from freemem.commands import parse_commands
 from freemem.errors import CleanerError, CleanerTimeout, ConfigError
 from freemem.prompts import PromptTemplate, load_template
+from freemem.rendering import RenderedContext, RenderOptions, prompt_text
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
@@ -63,7 +65,12 @@ class PromptedCleaner(Cleaner):
     Args:
         model: any ``BaseChatModel`` (``ChatOpenAI``, ``ChatAnthropic``, a local model...). Its own settings
             (temperature, max tokens, retries, timeout) apply; pass a configured instance.
-        template: a :class:`~freemem.prompts.PromptTemplate`, a built-in name or a template file path.
+        template: a :class:`~freemem.prompts.PromptTemplate`, a built-in name or a template file path
+            (default ``prompted_v2``; ``prompted_v1`` stays available).
+        render: how the context is shown to the model (:mod:`freemem.rendering`): ``"auto"`` (what the
+            template declares), ``"raw"``, ``"mark"``, ``"elide"`` or :class:`~freemem.rendering.RenderOptions`.
+        repeated: what a repeated prefix means when the commands are applied: ``"all"`` (every match is
+            removed, the Free()LM semantics; the default), ``"first"`` or ``"reject"``.
         timeout: seconds :meth:`apropose` waits before raising :class:`~freemem.errors.CleanerTimeout`. The sync
             :meth:`propose` cannot interrupt a blocking call: give the model its own timeout for that path.
         invoke_kwargs: extra keyword arguments for ``invoke``/``ainvoke`` (e.g. ``{"config": {...}}``).
@@ -80,7 +87,9 @@ class PromptedCleaner(Cleaner):
         self,
         model: BaseChatModel,
         *,
-        template: PromptTemplate | str | Path = "prompted_v1",
+        template: PromptTemplate | str | Path = "prompted_v2",
+        render: RenderOptions | Literal["auto", "raw", "mark", "elide"] = "auto",
+        repeated: RepeatedMode = "all",
         timeout: float | None = None,
         invoke_kwargs: Mapping[str, Any] | None = None,
         name: str | None = None,
@@ -91,6 +100,11 @@ class PromptedCleaner(Cleaner):
             raise ConfigError("timeout must be > 0")
         self.model = model
         self.template = load_template(template)
+        #: How contexts are rendered for the model (None: their own text).
+        self.render: RenderOptions | None = RenderOptions.of(render, auto=self.template.render_mode)
+        if repeated not in REPEATED_MODES:
+            raise ConfigError(f"repeated must be one of {REPEATED_MODES}, got {repeated!r}")
+        self.repeated: RepeatedMode = repeated
         self.timeout = timeout
         self.invoke_kwargs: dict[str, Any] = dict(invoke_kwargs or {})
         if name:
@@ -98,12 +112,16 @@ class PromptedCleaner(Cleaner):
 
     def messages_for(self, text: str) -> list[BaseMessage]:
         """The LangChain messages sent for ``text``."""
-        from langchain_core.messages import HumanMessage, SystemMessage
+        from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
 
-        return [SystemMessage(content=m["content"]) if m["role"] == "system" else HumanMessage(content=m["content"])
-                for m in self.template.render(text)]
+        kinds = {"system": SystemMessage, "assistant": AIMessage}  # the template's worked examples answer
+        return [kinds.get(m["role"], HumanMessage)(content=m["content"]) for m in self.template.render(text)]
 
-    def _proposal(self, answer: Any, started: float) -> Proposal:
+    def prompt_text(self, context: Context | str) -> tuple[str, RenderedContext | None]:
+        """The text put in the prompt for ``context`` (rendered as :attr:`render` says) and its rendering."""
+        return prompt_text(context, self.render)
+
+    def _proposal(self, answer: Any, started: float, shown: RenderedContext | None = None) -> Proposal:
         raw = _message_text(answer)
         parsed = parse_commands(raw)
         return Proposal(
@@ -113,7 +131,9 @@ class PromptedCleaner(Cleaner):
             usage=_usage(answer),
             raw=raw,
             note=parsed.error,
+            shown=shown,
             extra={"template": self.template.version, "skipped": parsed.skipped,
+                   "render": self.render.protected if self.render is not None else "raw",
                    "model": getattr(self.model, "model_name", None) or getattr(self.model, "model", None)
                    or type(self.model).__name__},
         )
@@ -127,19 +147,19 @@ class PromptedCleaner(Cleaner):
 
     def propose(self, context: Context | str) -> Proposal:
         started = time.perf_counter()
-        text = context if isinstance(context, str) else context.text
+        text, shown = self.prompt_text(context)
         try:
             answer = self.model.invoke(self.messages_for(text), **self.invoke_kwargs)
         except Exception as exc:
             raise self._error(exc) from exc
-        return self._proposal(answer, started)
+        return self._proposal(answer, started, shown)
 
     async def apropose(self, context: Context | str) -> Proposal:
         started = time.perf_counter()
-        text = context if isinstance(context, str) else context.text
+        text, shown = self.prompt_text(context)
         try:
             call = self.model.ainvoke(self.messages_for(text), **self.invoke_kwargs)
             answer = await (asyncio.wait_for(call, self.timeout) if self.timeout else call)
         except Exception as exc:
             raise self._error(exc) from exc
-        return self._proposal(answer, started)
+        return self._proposal(answer, started, shown)

@@ -1,21 +1,37 @@
 """Versioned, replaceable prompt templates for the model cleaners.
 
-A template is a system part and a user part; ``{context}`` in either is replaced by the text the cleaner must
+A template is a system part, optional worked examples and a user part; ``{context}`` in the system or user part is replaced by the text the cleaner must
 look at (nothing else is interpolated, so braces in the context or the template are safe). Templates ship as
-files in this package (``free_module_v1``, ``prompted_v1``) and can be replaced by a user's own file — a
-released Free-Module adapter answers best in the format it was trained on, which freemem cannot know.
+files in this package and can be replaced by a user's own file — a released Free-Module adapter answers best
+in the format it was trained on, which freemem cannot know.
+
+Built-in versions (every one stays loadable by name):
+
+* ``free_module_v2`` / ``prompted_v2`` (the defaults): the context is shown with its protected parts inside
+  ``<protected>`` ... ``</protected>`` (``render_mode: mark``, see :mod:`freemem.rendering`), worked examples on
+  real text as earlier chat turns, and every match of a command removed (``repeated="all"``);
+* ``free_module_v1`` / ``prompted_v1``: the context's own text (``render_mode: raw``), as before.
+
+A template declares how the context is rendered into ``{context}`` (``render_mode: raw | mark | elide``,
+default ``raw``): its instructions must explain what the model sees. A cleaner's ``render=`` overrides it.
 
 File format (``.txt``)::
 
     # comment lines before the first section are ignored
     version: my_adapter_v3
     description: what this template is for
+    render_mode: raw
     === system ===
     You are ...
+    === example user ===
+    (optional, repeatable: a worked example, sent as an earlier turn)
+    === example assistant ===
+    (its answer)
     === user ===
     ... {context} ...
 
-A ``.json`` file with the keys ``version``, ``user`` and optionally ``system`` and ``description`` works too.
+A ``.json`` file with the keys ``version``, ``user`` and optionally ``system``, ``description``,
+``render_mode`` and ``examples`` (a list of ``{"user", "assistant"}``) works too.
 """
 
 from __future__ import annotations
@@ -28,16 +44,22 @@ from pathlib import Path
 from typing import ClassVar
 
 from freemem.errors import ConfigError
+from freemem.rendering import RENDER_MODES
 
 __all__ = ["PromptTemplate", "builtin_templates", "load_template"]
 
-_SECTION = re.compile(r"^===\s*(system|user)\s*===\s*$", re.MULTILINE)
-_HEADER_FIELD = re.compile(r"^(version|description)\s*:\s*(.*?)\s*$")
+_SECTION = re.compile(r"^===\s*(system|user|example user|example assistant)\s*===\s*$", re.MULTILINE)
+_HEADER_FIELD = re.compile(r"^(version|description|render_mode)\s*:\s*(.*?)\s*$")
 
 
 @dataclass(frozen=True)
 class PromptTemplate:
-    """A cleaner prompt: an optional system message and a user message holding ``{context}``."""
+    """A cleaner prompt: an optional system message, worked examples, and a user message holding ``{context}``.
+
+    ``examples`` are ``(user, assistant)`` pairs sent as earlier turns of the chat before the real request
+    (a few-shot prompt): a model reads them as finished exchanges about *other* contexts, which keeps a small
+    model from copying an inline example's anchors into its answer.
+    """
 
     PLACEHOLDER: ClassVar[str] = "{context}"
 
@@ -45,10 +67,19 @@ class PromptTemplate:
     user: str
     system: str | None = None
     description: str = ""
+    #: How the context is rendered into ``{context}`` (:data:`~freemem.rendering.RENDER_MODES`): ``raw``
+    #: (its own text), ``mark`` (protected parts tagged) or ``elide`` (protected parts replaced by a note).
+    render_mode: str = "raw"
+    #: Worked examples: ``(user, assistant)`` turns sent before the real user message (none by default).
+    examples: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "examples", tuple((str(u), str(a)) for u, a in self.examples))
         if not self.version.strip():
             raise ConfigError("a prompt template needs a non-empty version")
+        if self.render_mode not in RENDER_MODES:
+            raise ConfigError(f"prompt template {self.version!r}: render_mode must be one of {RENDER_MODES}, "
+                              f"got {self.render_mode!r}")
         if self.PLACEHOLDER not in self.user and self.PLACEHOLDER not in (self.system or ""):
             raise ConfigError(f"prompt template {self.version!r} has no {self.PLACEHOLDER} placeholder")
 
@@ -56,16 +87,23 @@ class PromptTemplate:
         return part.replace(self.PLACEHOLDER, context_text)
 
     def render(self, context_text: str) -> list[dict[str, str]]:
-        """OpenAI-style chat messages with the context inserted."""
+        """OpenAI-style chat messages with the context inserted: the system part, each example as a user and
+        an assistant turn, the user part."""
         messages: list[dict[str, str]] = []
         if self.system:
             messages.append({"role": "system", "content": self._fill(self.system, context_text)})
+        for user, assistant in self.examples:
+            messages += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
         messages.append({"role": "user", "content": self._fill(self.user, context_text)})
         return messages
 
     def render_prompt(self, context_text: str) -> str:
-        """One raw prompt string (for a completions API): the system part, a blank line, the user part."""
-        parts = [self._fill(p, context_text) for p in (self.system, self.user) if p]
+        """One raw prompt string (for a completions API): the system part, the examples (each user part and
+        its answer), the user part, separated by blank lines."""
+        parts = [self._fill(self.system, context_text)] if self.system else []
+        for user, assistant in self.examples:
+            parts += [user, assistant]
+        parts.append(self._fill(self.user, context_text))
         return "\n\n".join(parts)
 
     def dumps(self) -> str:
@@ -73,8 +111,12 @@ class PromptTemplate:
         lines = [f"version: {self.version}"]
         if self.description:
             lines.append(f"description: {self.description}")
+        if self.render_mode != "raw":
+            lines.append(f"render_mode: {self.render_mode}")
         if self.system is not None:
             lines += ["=== system ===", self.system]
+        for user, assistant in self.examples:
+            lines += ["=== example user ===", user, "=== example assistant ===", assistant]
         lines += ["=== user ===", self.user]
         return "\n".join(lines) + "\n"
 
@@ -93,21 +135,40 @@ class PromptTemplate:
                 raise ConfigError(f"unexpected line in prompt template header: {line!r}")
             fields[m.group(1)] = m.group(2)
         sections: dict[str, str] = {}
+        examples: list[tuple[str, str]] = []
+        pending: str | None = None
         for i, m in enumerate(matches):
             end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
             body = text[m.end() + 1 : end]  # skip the newline after the section line
             if body.endswith("\n"):
                 body = body[:-1]
-            if m.group(1) in sections:
-                raise ConfigError(f"prompt template has two '{m.group(1)}' sections")
-            sections[m.group(1)] = body
+            name = m.group(1)
+            if name == "example user":
+                if pending is not None:
+                    raise ConfigError("prompt template: an '=== example user ===' section has no "
+                                      "'=== example assistant ===' after it")
+                pending = body
+                continue
+            if name == "example assistant":
+                if pending is None:
+                    raise ConfigError("prompt template: '=== example assistant ===' must follow "
+                                      "'=== example user ==='")
+                examples.append((pending, body))
+                pending = None
+                continue
+            if name in sections:
+                raise ConfigError(f"prompt template has two '{name}' sections")
+            sections[name] = body
+        if pending is not None:
+            raise ConfigError("prompt template: the last '=== example user ===' has no answer")
         if "user" not in sections:
             raise ConfigError("prompt template has no '=== user ===' section")
         version = fields.get("version") or default_version
         if not version:
             raise ConfigError("prompt template has no 'version:' line")
         return cls(version=version, user=sections["user"], system=sections.get("system"),
-                   description=fields.get("description", ""))
+                   description=fields.get("description", ""), render_mode=fields.get("render_mode") or "raw",
+                   examples=tuple(examples))
 
     @classmethod
     def from_file(cls, path: str | Path) -> PromptTemplate:
@@ -124,8 +185,14 @@ class PromptTemplate:
                 raise ConfigError(f"prompt template {p} is not valid JSON: {exc}") from exc
             if not isinstance(data, dict) or not isinstance(data.get("user"), str):
                 raise ConfigError(f"prompt template {p} needs a string 'user' field")
+            raw_examples = data.get("examples") or []
+            if not isinstance(raw_examples, list) or not all(
+                    isinstance(e, dict) and isinstance(e.get("user"), str) and isinstance(e.get("assistant"), str)
+                    for e in raw_examples):
+                raise ConfigError(f"prompt template {p}: 'examples' must be a list of {{'user', 'assistant'}} strings")
             return cls(version=str(data.get("version") or p.stem), user=data["user"], system=data.get("system"),
-                       description=str(data.get("description", "")))
+                       description=str(data.get("description", "")), render_mode=str(data.get("render_mode") or "raw"),
+                       examples=tuple((e["user"], e["assistant"]) for e in raw_examples))
         return cls.loads(text, default_version=p.stem)
 
 
