@@ -65,6 +65,8 @@ SUMMARY_SYSTEM = (
 
 _TIER_REFERENCED_STATED, _TIER_REFERENCED, _TIER_STATED, _TIER_DID, _TIER_ASKED, _TIER_REST = 5, 4, 3, 2, 1, 0
 _SENTENCE_CHARS = 240
+_HANDLE = re.compile(r"\bf[0-9a-f]{8}\b")
+_HEADER_SLACK = 4
 
 
 def _norm(word: str) -> str:
@@ -251,7 +253,9 @@ def extractive_digest(folded: Sequence[MessageView], later: Sequence[MessageView
         elif text.strip():
             col.text(view.role, text)
 
-    budget = max(0, cap_tokens - counter.count(header))
+    # The header names a random handle, whose token count varies: budget with a fixed one (and a little slack)
+    # so the same messages always give the same digest.
+    budget = max(0, cap_tokens - counter.count(_HANDLE.sub("f00000000", header)) - _HEADER_SLACK)
     # Take in tier order, newest first within a tier; skip echoes (specifics all taken already).
     taken: set[int] = set()
     seen: set[str] = set()

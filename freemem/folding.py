@@ -46,7 +46,9 @@ __all__ = [
     "Unit",
     "fold_units",
     "make_fold",
+    "fold_originals",
     "plain_message",
+    "replace_digest",
     "register_reviver",
     "unfold",
 ]
@@ -278,6 +280,25 @@ def _fold_count(message: Any) -> int:
     meta = message.get("metadata", {}).get(FOLD_KEY) if isinstance(message, dict) else (
         (getattr(message, "additional_kwargs", None) or {}).get(FOLD_KEY))
     return int(meta.get("messages", 1)) if isinstance(meta, dict) else 1
+
+
+def fold_originals(record: FoldRecord, *, revive: Callable[[dict[str, Any]], Any] | None = None) -> list[Any]:
+    """The messages ``record`` folded, revived (dicts as they were; LangChain messages through ``revive`` or the
+    registered reviver)."""
+    return [_revive(m, revive) for m in record.messages]
+
+
+def replace_digest(messages: Sequence[Any], record: FoldRecord, text: str) -> list[Any]:
+    """``messages`` with the fold message of ``record`` carrying ``text`` instead of its digest (same id, same
+    fold metadata); the record's ``digest`` is set to ``text``."""
+    out = list(messages)
+    for k, view in enumerate(message_views(out)):
+        if view.id == record.message_id:
+            msg = out[k]
+            out[k] = {**msg, "content": text} if isinstance(msg, dict) else msg.model_copy(update={"content": text})
+            record.digest = text
+            return out
+    raise FoldMismatch(f"fold {record.handle}: its message {record.message_id!r} is not in the messages")
 
 
 def unfold(messages: Sequence[Any], record: FoldRecord | dict[str, Any], *,

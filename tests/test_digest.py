@@ -64,7 +64,7 @@ def test_what_the_later_conversation_uses_ranks_first() -> None:
     folded = [{"role": "user", "content": f"Order {k}: shipped to Depot{k} with tracking TRK-{k:05d}.",
                "id": f"u{k}"} for k in range(40)]
     later = [{"role": "assistant", "content": "Checking TRK-00003 now.", "id": "a"}]
-    text = _digest(folded, later, cap=60)
+    text = _digest(folded, later, cap=70)
     assert "TRK-00003" in text
     assert "TRK-00039" in text  # then the newest
 
