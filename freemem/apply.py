@@ -290,19 +290,52 @@ class _Finder:
         return None
 
 
+def _snippet(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _prefix_detail(text: str, prefix: str, reason: str) -> str:
+    """Why a prefix anchored nothing, for the rejection's ``detail``: what was searched and where it failed."""
+    n = len(prefix)
+    if reason == "ambiguous_prefix":
+        first = text.find(prefix)
+        second = text.find(prefix, first + 1) if first >= 0 else -1
+        where = (f" (at offsets {first} and {second}, {text.count(prefix)} times in all)" if second >= 0
+                 else " (ignoring whitespace)")
+        return (f"the {n}-char prefix {_snippet(prefix)} occurs more than once in editable text{where}; "
+                "a prefix must name one place: copy a longer one")
+    # Not found: the longest leading part that does occur shows where the copy went wrong (a paraphrase, an
+    # escape, a changed digit) -- found by bisection, since every shorter leading part of a found one is found.
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if text.find(prefix[:mid]) >= 0:
+            lo = mid
+        else:
+            hi = mid - 1
+    searched = f"the {n}-char prefix {_snippet(prefix)} is nowhere in the text, exactly or ignoring whitespace"
+    if lo == 0:
+        return searched
+    at = text.find(prefix[:lo])
+    return (f"{searched}; its first {lo} chars occur (at offset {at}), then the text has "
+            f"{_snippet(text[at + lo:at + lo + 20], 20)} where the prefix has {_snippet(prefix[lo:lo + 20], 20)}")
+
+
 def _locate(finder: _Finder, index: int, cmd: Command) -> tuple[int, int] | Rejection:
     if not cmd.prefix.strip():
         return Rejection(index, cmd, "empty_prefix", "prefix is empty")
     found = finder.find_prefix(cmd.prefix)
     if isinstance(found, str):
-        return Rejection(index, cmd, found, "")  # type: ignore[arg-type]
+        return Rejection(index, cmd, found, _prefix_detail(finder.text, cmd.prefix, found))  # type: ignore[arg-type]
     if isinstance(found[0], str):
         return Rejection(index, cmd, found[0], found[1])  # type: ignore[arg-type]
     start, end = found  # type: ignore[misc]
     if cmd.suffix.strip():
         suffix = finder.find_suffix(cmd.suffix, end)
         if suffix is None:
-            return Rejection(index, cmd, "suffix_not_found", "no suffix occurrence after the prefix")
+            return Rejection(index, cmd, "suffix_not_found",
+                             f"no occurrence of the {len(cmd.suffix)}-char suffix {_snippet(cmd.suffix)} after the "
+                             f"prefix (found at offset {start}), exactly or ignoring whitespace")
         end = suffix[1]
     editable = False
     for r in finder.ctx.regions_in(start, end):

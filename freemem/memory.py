@@ -249,9 +249,11 @@ class FreeMemory:
                 self.stats.last_error = event.error
                 warnings.warn(f"freemem: cleaner {event.cleaner} failed, round skipped ({event.error})",
                               RuntimeWarning, stacklevel=4)
-                logger.warning("cleaner %s failed, round skipped: %s", event.cleaner, event.error)
+                if logger.hasHandlers():  # else logging's last-resort handler would print the warning twice
+                    logger.warning("cleaner %s failed, round skipped: %s", event.cleaner, event.error)
                 break
             event.cleaner_latency_s += proposal.latency_s
+            event.add_proposal(proposal)
             for key, value in proposal.usage.items():
                 event.usage[key] = event.usage.get(key, 0) + int(value)
             if proposal.note:
@@ -275,6 +277,8 @@ class FreeMemory:
             if folded is not None:
                 current_messages, record, current = folded
                 event.folds.append(record)
+        if self.budget is not None and current > self.budget and event.error is None:
+            event.note_unreachable_budget(context, self.budget, self.counter)
         event.tokens_after = current
         event.latency_s = time.perf_counter() - t0
         self.stats.rounds += 1
