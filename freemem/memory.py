@@ -120,7 +120,7 @@ class FreeMemory:
         fold_target: float = 0.9,
         fold_keep_units: int = 4,
         digest_tokens: int = 400,
-        round_timeout: float | None = 360.0,
+        round_timeout: float | None = 660.0,
     ) -> None:
         if budget is not None and budget <= 0:
             raise ConfigError("budget must be a positive number of tokens")

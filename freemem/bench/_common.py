@@ -140,7 +140,7 @@ def add_cleaner_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--adapter", dest="cleaner_adapter", metavar="NAME", default=None,
                    help="free-module: the LoRA adapter's served name (default: none, a plain instruction model)")
     g.add_argument("--cleaner-timeout", type=float, metavar="S", default=None,
-                   help="seconds per model request (default: FreeModuleCleaner's, 300: fits CPU serving)")
+                   help="seconds per model request (default: FreeModuleCleaner's, 600: fits CPU serving)")
     g.add_argument("--cleaner-max-tokens", type=int, metavar="N", default=None,
                    help="most tokens of one answer (default: the cleaner's, 1024)")
 

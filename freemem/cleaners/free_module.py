@@ -360,11 +360,12 @@ def _context_text(context: Context | str) -> str:
     return context if isinstance(context, str) else context.text
 
 
-DEFAULT_TIMEOUT = 300.0
+DEFAULT_TIMEOUT = 600.0
 """Seconds one request may take by default. Chosen for CPU serving: Qwen2.5-Coder-1.5B (Q4_K_M) behind
-llama-cpp-python on 2 cores takes 90-320 s per cleaning call on a few thousand tokens of context (prefill
-dominates), and a client that gives up early does not stop the server: it keeps computing the abandoned request
-and the next one waits behind it. GPU servers answer in seconds; lower it there to notice a hung server sooner."""
+llama-cpp-python on 2 cores takes 90-320 s per cleaning call on a few thousand tokens of context, and close to
+300 s for 2,400 prompt tokens on 2 shared, busy cores (prefill dominates: 7-15 tokens/s); a client that gives up
+early does not stop the server: it keeps computing the abandoned request and the next one waits behind it. GPU
+servers answer in seconds; lower it there to notice a hung server sooner."""
 
 DEFAULT_TOTAL_TIMEOUT = 90.0
 """Seconds a whole :meth:`FreeModuleCleaner.propose` call may take at least (``total_timeout="auto"``: this,
@@ -395,11 +396,11 @@ class FreeModuleCleaner(Cleaner):
         api: ``chat`` (chat template applied by the server) or ``completions`` (the template rendered as one
             raw prompt: for adapters trained on raw prompt/completion pairs).
         temperature, max_tokens, seed, stop: sampling settings.
-        timeout: seconds per request (default :data:`DEFAULT_TIMEOUT`, 300 s: fits CPU serving).
+        timeout: seconds per request (default :data:`DEFAULT_TIMEOUT`, 600 s: fits CPU serving).
         total_timeout: bound on a whole call -- every attempt, failover and backoff included. The default,
             ``"auto"``, is ``max(90 s, timeout)``: one full request, retries in what is left, never less than one
-            request (300 s with the default ``timeout``). ``None`` removes it, and then a call may last
-            ``timeout * (max_retries + 1)`` plus backoff. ``FreeMemory(round_timeout=360)`` (its default) is the
+            request (600 s with the default ``timeout``). ``None`` removes it, and then a call may last
+            ``timeout * (max_retries + 1)`` plus backoff. ``FreeMemory(round_timeout=660)`` (its default) is the
             net above it for any cleaner: raise both for a model whose answers take longer still.
         max_retries: further attempts after the first (on the next endpoints, then again with backoff). A
             request that timed out is not re-sent to the same endpoint in the same call, and a refused

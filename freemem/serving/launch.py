@@ -143,7 +143,7 @@ class LaunchPlan:
     def cleaner_snippet(self) -> str:
         """Python that builds a cleaner for this server."""
         args = [repr(self.base_url), f"model={self.model!r}", f"adapter={self.adapter!r}"]
-        if self.adapter_mode != "model_suffix":
+        if self.adapter is not None and self.adapter_mode != "model_suffix":
             args.append(f"adapter_mode={self.adapter_mode!r}")
         if self.structured_output != "json_schema":
             args.append(f"structured_output={self.structured_output!r}")
