@@ -9,9 +9,7 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from freemem.apply import AppliedSpan, Outcome
 from freemem.folding import FoldRecord
@@ -21,10 +19,13 @@ if TYPE_CHECKING:
     from freemem.context import Context
     from freemem.tokens import TokenCounter
 
-__all__ = ["RAW_ANSWER_CHARS", "CleanEvent"]
+__all__ = ["RAW_ANSWER_CHARS", "RAW_STATE_CHARS", "CleanEvent"]
 
-#: How much of a model cleaner's raw answer an event keeps (the rest is cut, with a note of how much).
+#: How much of a model cleaner's raw answer an event keeps (the rest is cut, with a note of how much): in the
+#: event and in the archive (``to_dict(spans=True)``) ...
 RAW_ANSWER_CHARS = 4000
+#: ... and in the summary that graph state carries (``to_dict()``), which is written at every step.
+RAW_STATE_CHARS = 500
 
 
 def _bounded(text: str | None, limit: int = RAW_ANSWER_CHARS) -> str | None:
@@ -104,7 +105,8 @@ class CleanEvent:
         self.rejected.extend(r.to_dict(brief=True) for r in outcome.rejected)
 
     def to_dict(self, *, spans: bool = False) -> dict[str, Any]:
-        """JSON-plain dict; ``spans=True`` includes the removed text (for the archive, not for state)."""
+        """JSON-plain dict; ``spans=True`` includes the removed text and the whole (bounded) raw answer (for the
+        archive, not for state, which gets the raw answer's first :data:`RAW_STATE_CHARS`)."""
         d: dict[str, Any] = {
             "id": self.id,
             "created_at": self.created_at,
@@ -123,7 +125,7 @@ class CleanEvent:
             "usage": dict(self.usage),
             "proposed": self.proposed,
             "applied_commands": self.applied_commands,
-            "raw": self.raw,
+            "raw": self.raw if spans else _bounded(self.raw, RAW_STATE_CHARS),
         }
         if self.folds:
             d["folds"] = [f.to_dict(full=spans) for f in self.folds]

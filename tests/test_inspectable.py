@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from freemem import Command, Context, FreeMemory, Protection, apply_commands
 from freemem.cleaners.base import Cleaner, Proposal
-from freemem.ledger import RAW_ANSWER_CHARS, CleanEvent
+from freemem.ledger import RAW_ANSWER_CHARS, RAW_STATE_CHARS, CleanEvent
 
 TEXT = (
     "Question: what is 6 * 7?\n"
@@ -82,8 +82,10 @@ def test_the_event_keeps_counts_details_and_the_bounded_raw_answer() -> None:
     assert all(r["detail"] for r in event.rejected)
     assert event.raw is not None and event.raw.startswith('{"commands"') and "more chars cut]" in event.raw
     assert len(event.raw) < RAW_ANSWER_CHARS + 40
-    d = event.to_dict()
+    d = event.to_dict(spans=True)  # the archive's form
     assert (d["proposed"], d["applied_commands"]) == (4, 2) and d["raw"] == event.raw
+    state = event.to_dict()  # graph state's summary: a shorter excerpt
+    assert state["raw"].startswith('{"commands"') and len(state["raw"]) < RAW_STATE_CHARS + 40
     again = CleanEvent.from_dict(d)
     assert (again.proposed, again.applied_commands, again.raw) == (4, 2, event.raw)
 
