@@ -206,7 +206,7 @@ class CircuitBreaker:
 class _EndpointState:
     """An endpoint with its breaker and lazily created clients."""
 
-    def __init__(self, endpoint: Endpoint, breaker: CircuitBreaker, structured: str) -> None:
+    def __init__(self, endpoint: Endpoint, breaker: CircuitBreaker, structured: str = "json_schema") -> None:
         self.endpoint = endpoint
         self.breaker = breaker
         #: The structured-output form sent to this endpoint (``auto`` starts at ``json_schema`` and moves on
