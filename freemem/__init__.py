@@ -21,6 +21,7 @@ from freemem.cleaners.heuristic import HeuristicCleaner
 from freemem.commands import COMMANDS_JSON_SCHEMA, Command, ParseResult, parse_commands
 from freemem.context import Context, Protection, Region
 from freemem.errors import (
+    CleanerConfigError,
     CleanerError,
     CleanerTimeout,
     CleanerUnavailable,
@@ -54,6 +55,7 @@ __all__ = [
     "CleanEvent",
     "CleanResult",
     "Cleaner",
+    "CleanerConfigError",
     "CleanerError",
     "CleanerTimeout",
     "CleanerUnavailable",

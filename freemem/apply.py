@@ -370,20 +370,48 @@ class _Finder:
         return "at " + ", ".join(out) + more
 
 
+def _snippet(text: str, limit: int = 40) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _prefix_detail(text: str, prefix: str) -> str:
+    """Why a prefix anchored nothing (not found), for the rejection's ``detail``: what was searched and where
+    it failed (ambiguous and protected prefixes get theirs from the finder, which saw the matches)."""
+    n = len(prefix)
+    # Not found: the longest leading part that does occur shows where the copy went wrong (a paraphrase, an
+    # escape, a changed digit) -- found by bisection, since every shorter leading part of a found one is found.
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if text.find(prefix[:mid]) >= 0:
+            lo = mid
+        else:
+            hi = mid - 1
+    searched = (f"the {n}-char prefix {_snippet(prefix)} is not found: nowhere in the text, exactly or ignoring "
+                "whitespace")
+    if lo == 0:
+        return searched
+    at = text.find(prefix[:lo])
+    return (f"{searched}; its first {lo} chars occur (at offset {at}), then the text has "
+            f"{_snippet(text[at + lo:at + lo + 20], 20)} where the prefix has {_snippet(prefix[lo:lo + 20], 20)}")
+
+
 def _locate(finder: _Finder, index: int, cmd: Command) -> tuple[int, int] | Rejection:
     """The span of ``cmd`` under ``repeated="reject"``: a unique prefix, the first suffix after it."""
     if not cmd.prefix.strip():
         return Rejection(index, cmd, "empty_prefix", "prefix is empty")
     found = finder.find_prefix(cmd.prefix)
     if isinstance(found, str):
-        return Rejection(index, cmd, found, _NOT_FOUND_DETAIL.get(found, ""))  # type: ignore[arg-type]
+        return Rejection(index, cmd, found, _prefix_detail(finder.text, cmd.prefix))  # type: ignore[arg-type]
     if isinstance(found[0], str):
         return Rejection(index, cmd, found[0], found[1])  # type: ignore[arg-type]
     start, end = found  # type: ignore[misc]
     if cmd.suffix.strip():
         suffix = finder.find_suffix(cmd.suffix, end)
         if suffix is None:
-            return Rejection(index, cmd, "suffix_not_found", "no suffix occurrence after the prefix")
+            return Rejection(index, cmd, "suffix_not_found",
+                             f"no occurrence of the {len(cmd.suffix)}-char suffix {_snippet(cmd.suffix)} after the "
+                             f"prefix (found at offset {start}), exactly or ignoring whitespace")
         end = suffix[1]
     problem = finder.span_problem(start, end)
     if problem is not None:
@@ -394,7 +422,6 @@ def _locate(finder: _Finder, index: int, cmd: Command) -> tuple[int, int] | Reje
     return source
 
 
-_NOT_FOUND_DETAIL = {"prefix_not_found": "prefix not found in the context (not even ignoring whitespace)"}
 
 
 @dataclass
@@ -482,7 +509,7 @@ def _locate_matches(finder: _Finder, index: int, cmd: Command, *, first: bool, m
     if not seen_prefix:
         if protected:
             return Rejection(index, cmd, "protected", f"prefix only occurs in protected text ({protected[0].reason})")
-        return Rejection(index, cmd, "prefix_not_found", _NOT_FOUND_DETAIL["prefix_not_found"])
+        return Rejection(index, cmd, "prefix_not_found", _prefix_detail(finder.text, cmd.prefix))
     if out.protected or out.frees_nothing:
         reason: RejectReason = "protected" if out.protected else "frees_nothing"
         return Rejection(index, cmd, reason, "no match can be removed: " + out.skip_note())

@@ -35,6 +35,13 @@ class CleanerUnavailable(CleanerError):
     """No endpoint could be reached, or the circuit breaker is open."""
 
 
+class CleanerConfigError(CleanerError, ConfigError):
+    """The model server refused the cleaner's request as invalid (a setting is wrong: structured output, model
+    name, context length...). Retrying cannot help, so it is never retried and never counts against an
+    endpoint's circuit breaker; the message says what was refused and how to fix it. Being a
+    :class:`CleanerError`, it still only skips a round inside :class:`~freemem.FreeMemory` (fail open)."""
+
+
 class StoreError(FreememError):
     """Persistence failed: Redis unreachable, a write not acknowledged, a corrupt record."""
 
@@ -48,6 +55,7 @@ class ServeError(FreememError):
 
 
 __all__ = [
+    "CleanerConfigError",
     "CleanerError",
     "CleanerTimeout",
     "CleanerUnavailable",

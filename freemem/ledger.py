@@ -9,12 +9,29 @@ from __future__ import annotations
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from freemem.apply import AppliedSpan, Outcome
 from freemem.folding import FoldRecord
 
-__all__ = ["CleanEvent"]
+if TYPE_CHECKING:
+    from freemem.cleaners.base import Proposal
+    from freemem.context import Context
+    from freemem.tokens import TokenCounter
+
+__all__ = ["RAW_ANSWER_CHARS", "RAW_STATE_CHARS", "CleanEvent"]
+
+#: How much of a model cleaner's raw answer an event keeps (the rest is cut, with a note of how much): in the
+#: event and in the archive (``to_dict(spans=True)``) ...
+RAW_ANSWER_CHARS = 4000
+#: ... and in the summary that graph state carries (``to_dict()``), which is written at every step.
+RAW_STATE_CHARS = 500
+
+
+def _bounded(text: str | None, limit: int = RAW_ANSWER_CHARS) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[:limit] + f"... [{len(text) - limit} more chars cut]"
 
 
 @dataclass
@@ -35,6 +52,12 @@ class CleanEvent:
     latency_s: float = 0.0  # the whole round
     cleaner_latency_s: float = 0.0  # the cleaner's share (model time for model cleaners)
     usage: dict[str, int] = field(default_factory=dict)
+    #: Commands the cleaner proposed, and how many of them were applied (a command counts once even when its
+    #: span merged with another's); ``applied`` counts the removed spans. Over every round of the event.
+    proposed: int = 0
+    applied_commands: int = 0
+    #: The cleaner's raw answer in the last round that had one (bounded: :data:`RAW_ANSWER_CHARS`).
+    raw: str | None = None
     #: The removed spans, one list per round (a later round's offsets refer to the earlier round's output).
     rounds: list[list[AppliedSpan]] = field(default_factory=list)
     #: Folds made after the rounds (whole messages replaced by one fold message), oldest first.
@@ -50,16 +73,46 @@ class CleanEvent:
     def tokens_freed(self) -> int:
         return self.tokens_before - self.tokens_after
 
+    @property
+    def applied_share(self) -> float | None:
+        """Share of the proposed commands that were applied (None when none was proposed)."""
+        return self.applied_commands / self.proposed if self.proposed else None
+
+    def add_proposal(self, proposal: Proposal) -> None:
+        """Count one round's proposed commands and keep its raw answer (bounded)."""
+        self.proposed += len(proposal.commands)
+        if proposal.raw is not None:
+            self.raw = _bounded(proposal.raw)
+
+    def note_unreachable_budget(self, context: Context, budget: int, counter: TokenCounter) -> None:
+        """Add a note when the protected text of ``context`` alone is over ``budget``: then no cleaner can meet
+        it, and the fix is the protection (or the budget), not the cleaner."""
+        text = context.text
+        protected = sum(counter.count(text[r.start:r.end]) for r in context.regions if not r.editable)
+        if protected <= budget:
+            return
+        reasons: dict[str, int] = {}
+        for r in context.regions:
+            if not r.editable:
+                key = r.reason or r.kind
+                reasons[key] = reasons.get(key, 0) + r.end - r.start
+        top = ", ".join(k for k, _ in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
+        note = (f"protected text alone is about {protected:,} tokens, over the budget of {budget:,}: no cleaner "
+                f"can meet it (mostly: {top}); loosen Protection or raise the budget")
+        self.note = f"{self.note}; {note}" if self.note else note
+
     def add_outcome(self, outcome: Outcome) -> None:
         """Fold one round's outcome into the event (several rounds may make one event)."""
         self.applied += len(outcome.applied)
+        self.applied_commands += len({i for span in outcome.applied for i in span.command_indexes})
         if outcome.applied:
             self.rounds.append(list(outcome.applied))
         self.refused = outcome.refused or self.refused
         self.rejected.extend(r.to_dict(brief=True) for r in outcome.rejected)
 
     def to_dict(self, *, spans: bool = False) -> dict[str, Any]:
-        """JSON-plain dict; ``spans=True`` includes the removed text (for the archive, not for state)."""
+        """JSON-plain dict; ``spans=True`` includes the removed text and the whole (bounded) raw answer (for the
+        archive, not for state, which gets the raw answer's first :data:`RAW_STATE_CHARS`)."""
         d: dict[str, Any] = {
             "id": self.id,
             "created_at": self.created_at,
@@ -76,6 +129,9 @@ class CleanEvent:
             "latency_s": round(self.latency_s, 6),
             "cleaner_latency_s": round(self.cleaner_latency_s, 6),
             "usage": dict(self.usage),
+            "proposed": self.proposed,
+            "applied_commands": self.applied_commands,
+            "raw": self.raw if spans else _bounded(self.raw, RAW_STATE_CHARS),
         }
         if self.cache:
             d["cache"] = dict(self.cache)

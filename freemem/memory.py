@@ -172,7 +172,7 @@ class FreeMemory:
         fold_target: float = 0.9,
         fold_keep_units: int = 4,
         digest_tokens: int | None = None,
-        round_timeout: float | None = 120.0,
+        round_timeout: float | None = 660.0,
         cache: PriceModel | str | None = "anthropic",
         low_water: float = 0.8,
         clock: Callable[[], float] = time.time,
@@ -347,9 +347,11 @@ class FreeMemory:
                 self.stats.last_error = event.error
                 warnings.warn(f"freemem: cleaner {event.cleaner} failed, round skipped ({event.error})",
                               RuntimeWarning, stacklevel=4)
-                logger.warning("cleaner %s failed, round skipped: %s", event.cleaner, event.error)
+                if logger.hasHandlers():  # else logging's last-resort handler would print the warning twice
+                    logger.warning("cleaner %s failed, round skipped: %s", event.cleaner, event.error)
                 break
             event.cleaner_latency_s += proposal.latency_s
+            event.add_proposal(proposal)
             for key, value in proposal.usage.items():
                 event.usage[key] = event.usage.get(key, 0) + int(value)
             if proposal.note:
@@ -401,6 +403,8 @@ class FreeMemory:
             else:
                 response = yield SummaryRequest(prompt, cap)
             current_messages, current = self._model_digest(current_messages, current, record, response, cap, event)
+        if self.budget is not None and current > self.budget and event.error is None:
+            event.note_unreachable_budget(context, self.budget, self.counter)
         event.tokens_after = current
         event.latency_s = time.perf_counter() - t0
         self.stats.rounds += 1

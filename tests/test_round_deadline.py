@@ -89,7 +89,7 @@ def test_hung_async_cleaner_is_cancelled_at_the_deadline() -> None:
 
 
 def test_default_deadline_and_validation() -> None:
-    assert FreeMemory(counter="approx").round_timeout == 120.0
+    assert FreeMemory(counter="approx").round_timeout == 660.0
     assert FreeMemory(counter="approx", round_timeout=None).round_timeout is None
     with pytest.raises(ConfigError):
         FreeMemory(counter="approx", round_timeout=0)

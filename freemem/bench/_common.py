@@ -14,7 +14,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,10 +30,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from freemem.cleaners.base import Cleaner
 
 __all__ = [
+    "MODEL_CLEANERS",
     "SHARED_DATA_NAMES",
+    "ReportingCleaner",
     "Stopwatch",
+    "add_cleaner_arguments",
     "add_common_arguments",
     "bench_counter",
+    "cleaner_factory",
     "default_data",
     "ensure_positive",
     "finish",
@@ -119,18 +123,135 @@ def bench_counter(name: str) -> CachedCounter:
     return base if isinstance(base, CachedCounter) else CachedCounter(base, max_entries=200_000)
 
 
+#: ``--cleaner`` names of the model cleaners (they need ``--base-url`` and ``--model``).
+MODEL_CLEANERS: tuple[str, ...] = ("free-module", "prompted")
+
+
+def add_cleaner_arguments(p: argparse.ArgumentParser) -> None:
+    """``--cleaner`` and the model cleaner's options (``--base-url``, ``--model``, ``--adapter``, timeouts)."""
+    p.add_argument("--cleaner", default="heuristic",
+                   help="freemem cleaner: 'heuristic' (default), 'free-module' (FreeModuleCleaner), 'prompted' "
+                        "(PromptedCleaner over ChatOpenAI), or 'package.module:Class'")
+    g = p.add_argument_group("model cleaner", "for --cleaner free-module or prompted: an OpenAI-compatible server "
+                                              "(llama.cpp, SGLang, vLLM; `freemem serve` starts one)")
+    g.add_argument("--base-url", metavar="URL", help="the server's base URL, e.g. http://127.0.0.1:8080/v1")
+    g.add_argument("--model", dest="cleaner_model", metavar="NAME",
+                   help="the served model's name (GET /v1/models lists them)")
+    g.add_argument("--adapter", dest="cleaner_adapter", metavar="NAME", default=None,
+                   help="free-module: the LoRA adapter's served name (default: none, a plain instruction model)")
+    g.add_argument("--cleaner-timeout", type=float, metavar="S", default=None,
+                   help="seconds per model request (default: FreeModuleCleaner's, 600: fits CPU serving)")
+    g.add_argument("--cleaner-max-tokens", type=int, metavar="N", default=None,
+                   help="most tokens of one answer (default: the cleaner's, 1024)")
+
+
+class ReportingCleaner:
+    """A model cleaner that prints one line per call (model calls take minutes on CPUs: a run must show it is
+    alive). Everything else -- ``name``, ``max_freed_share``, ``max_commands``... -- is the wrapped cleaner's."""
+
+    def __init__(self, cleaner: Cleaner, console: Console | None, label: str = "") -> None:
+        self.cleaner = cleaner
+        self.console = console
+        self.label = label
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.cleaner, name)
+
+    def _report(self, proposal: Any, started: float) -> Any:
+        self.calls += 1
+        if self.console is not None:
+            usage = getattr(proposal, "usage", {}) or {}
+            note = getattr(proposal, "note", None)
+            self.console.log(
+                f"{self.label}{getattr(self.cleaner, 'name', 'cleaner')} call {self.calls}: "
+                f"{usage.get('prompt_tokens', '?')} prompt + {usage.get('completion_tokens', '?')} completion "
+                f"tokens in {time.perf_counter() - started:.1f} s, {len(getattr(proposal, 'commands', []))} "
+                f"command(s)" + (f" ({note})" if note else ""), highlight=False)
+        return proposal
+
+    def propose(self, context: Any) -> Any:
+        started = time.perf_counter()
+        return self._report(self.cleaner.propose(context), started)
+
+    async def apropose(self, context: Any) -> Any:
+        started = time.perf_counter()
+        return self._report(await self.cleaner.apropose(context), started)
+
+
+def _model_cleaner(args: argparse.Namespace) -> Cleaner:
+    """The ``free-module`` or ``prompted`` cleaner from the model cleaner options."""
+    base_url = getattr(args, "base_url", None)
+    model = getattr(args, "cleaner_model", None)
+    if not base_url or not model:
+        raise ConfigError(f"--cleaner {args.cleaner} needs --base-url URL and --model NAME (the served model)")
+    timeout = getattr(args, "cleaner_timeout", None)
+    max_tokens = getattr(args, "cleaner_max_tokens", None)
+    if timeout is not None and timeout <= 0 or max_tokens is not None and max_tokens < 1:
+        raise ConfigError("--cleaner-timeout must be > 0 and --cleaner-max-tokens >= 1")
+    if args.cleaner == "free-module":
+        from freemem.cleaners.free_module import FreeModuleCleaner
+
+        options: dict[str, Any] = {}
+        if timeout is not None:
+            options["timeout"] = timeout
+        if max_tokens is not None:
+            options["max_tokens"] = max_tokens
+        return FreeModuleCleaner(base_url, model=model, adapter=getattr(args, "cleaner_adapter", None), **options)
+    if getattr(args, "cleaner_adapter", None):
+        raise ConfigError("--adapter is for --cleaner free-module; for prompted, name the model itself (--model)")
+    try:
+        from langchain_openai import ChatOpenAI
+    except ImportError:
+        raise ConfigError("--cleaner prompted needs langchain-openai (pip install langchain-openai)") from None
+    from freemem.cleaners.free_module import DEFAULT_TIMEOUT
+    from freemem.cleaners.prompted import PromptedCleaner
+
+    # No retries: a retried request would wait behind the abandoned one, which a local server keeps computing.
+    chat = ChatOpenAI(model=model, base_url=base_url, api_key="EMPTY", temperature=0, max_retries=0,
+                      timeout=timeout or DEFAULT_TIMEOUT, max_tokens=max_tokens or 1024)
+    return PromptedCleaner(chat, timeout=timeout or DEFAULT_TIMEOUT)
+
+
+def cleaner_factory(args: argparse.Namespace, *, counter: Any, console: Console | None = None
+                    ) -> Callable[[int | None], Cleaner | None]:
+    """``budget -> cleaner`` for a benchmark's ``--cleaner`` options (:func:`add_cleaner_arguments`).
+
+    A model cleaner is built once (its endpoint state -- the structured-output form it detected, its circuit
+    breaker -- carries across the run) and reports every call on ``console``; the heuristic (None:
+    :class:`~freemem.FreeMemory` builds it) and ``package.module:Class`` cleaners are built per budget.
+
+    Raises:
+        ConfigError: a malformed spec, or a model cleaner without ``--base-url``/``--model``.
+    """
+    spec = getattr(args, "cleaner", None)
+    if spec in MODEL_CLEANERS:
+        shared = ReportingCleaner(_model_cleaner(args), console)
+        return lambda budget: shared  # type: ignore[return-value]
+    for option in ("base_url", "cleaner_model", "cleaner_adapter"):
+        if getattr(args, option, None):
+            raise ConfigError(f"--{option.replace('cleaner_', '').replace('_', '-')} is for --cleaner "
+                              f"{' or '.join(MODEL_CLEANERS)}")
+    load_cleaner(spec, budget=None, counter=counter)  # fail now, not in the middle of a run
+    return lambda budget: load_cleaner(spec, budget=budget, counter=counter)
+
+
 def load_cleaner(spec: str | None, *, budget: int | None, counter: Any) -> Cleaner | None:
     """The cleaner named by ``spec``: None or ``"heuristic"`` for the default :class:`HeuristicCleaner`
     (returned as None: :class:`~freemem.FreeMemory` builds it with the budget and counter), or
     ``"package.module:Class"``; the class is called with ``budget=`` and ``counter=`` when it takes them.
+    (The model cleaners, ``free-module`` and ``prompted``, need a server: :func:`cleaner_factory`.)
 
     Raises:
         ConfigError: the spec is malformed, or the module or class cannot be loaded.
     """
     if spec in (None, "", "heuristic"):
         return None
+    if spec in MODEL_CLEANERS:
+        raise ConfigError(f"--cleaner {spec} needs --base-url URL and --model NAME")
     if ":" not in spec:
-        raise ConfigError(f"--cleaner {spec!r}: expected 'heuristic' or 'package.module:Class'")
+        raise ConfigError(f"--cleaner {spec!r}: expected 'heuristic', 'free-module', 'prompted' or "
+                          "'package.module:Class'")
     module_name, _, attr = spec.partition(":")
     try:
         module = importlib.import_module(module_name)
@@ -140,7 +261,13 @@ def load_cleaner(spec: str | None, *, budget: int | None, counter: Any) -> Clean
     try:
         return cls(budget=budget, counter=counter)
     except TypeError:
+        pass
+    try:
         return cls()
+    except TypeError as exc:
+        hint = ("; a model cleaner: --cleaner free-module (or prompted) --base-url URL --model NAME"
+                if "endpoint" in str(exc) or "model" in str(exc) else "")
+        raise ConfigError(f"--cleaner {spec!r}: cannot be built without arguments ({exc}){hint}") from None
 
 
 # ------------------------------------------------------------------------------------------ numbers

@@ -40,8 +40,10 @@ from pathlib import Path
 from typing import Any
 
 from freemem.bench._common import (
+    add_cleaner_arguments,
     add_common_arguments,
     bench_counter,
+    cleaner_factory,
     ensure_positive,
     finish,
     load_cleaner,
@@ -351,14 +353,15 @@ class TrimPolicy(Policy):
                              start_on=self.start_on, include_system=True)
 
 
-def build_policies(names: Sequence[str], *, budget: int, counter: CachedCounter, cleaner: str | None,
-                   every: int | None) -> list[Policy]:
-    """The policies named in ``names``, sharing one token counter."""
+def build_policies(names: Sequence[str], *, budget: int, counter: CachedCounter,
+                   cleaner: str | Callable[[int | None], Any] | None, every: int | None) -> list[Policy]:
+    """The policies named in ``names``, sharing one token counter. ``cleaner`` is a ``--cleaner`` spec or a
+    ``budget -> cleaner`` factory (:func:`freemem.bench._common.cleaner_factory`)."""
     measurer = FreeMemory(counter=counter, every_tokens=None, on_loop=False)
+    make_cleaner = cleaner if callable(cleaner) else (lambda b: load_cleaner(cleaner, budget=b, counter=counter))
 
     def make_memory() -> FreeMemory:
-        return FreeMemory(load_cleaner(cleaner, budget=budget, counter=counter), counter=counter, budget=budget,
-                          every_tokens=every)
+        return FreeMemory(make_cleaner(budget), counter=counter, budget=budget, every_tokens=every)
 
     out: list[Policy] = []
     for name in names:
@@ -760,8 +763,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_common_arguments(p, default_relative=DEFAULT_DATA,
                          what="a transcript file (OpenHands JSONL, tau-bench JSON, any OpenAI-format) or a folder")
     p.add_argument("--budget", type=int, default=16_000, help="token budget of the context sent (default: 16000)")
-    p.add_argument("--cleaner", default="heuristic",
-                   help="freemem cleaner: 'heuristic' or 'package.module:Class' (default: heuristic)")
+    add_cleaner_arguments(p)
     p.add_argument("--every", type=int, default=5000,
                    help="freemem also cleans every N new tokens (0: off; default: 5000, FreeMemory's default)")
     p.add_argument("--policies", default=",".join(POLICIES),
@@ -789,7 +791,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     prices = [get_price_model(spec) for spec in (getattr(args, "price", None) or ["anthropic"])]
     if len({p.name for p in prices}) != len(prices):
         raise ConfigError("--price: two price models have the same name (give custom tables a name=...)")
-    policies = build_policies(names, budget=args.budget, counter=counter, cleaner=args.cleaner,
+    policies = build_policies(names, budget=args.budget, counter=counter,
+                              cleaner=cleaner_factory(args, counter=counter, console=None if args.quiet else console),
                               every=args.every or None)
     results: list[dict[str, Any]] = []
     t0 = time.perf_counter()

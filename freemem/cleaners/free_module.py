@@ -5,11 +5,25 @@ vLLM (``--enable-lora --lora-modules free=<adapter>``) and llama.cpp servers wor
 renders a versioned prompt template around the context, asks for JSON commands (schema-constrained when the
 server supports it), and parses the answer with :func:`freemem.commands.parse_commands`.
 
+Works by default against every server: ``structured_output="auto"`` (the default) sends OpenAI's
+``json_schema`` form (SGLang, vLLM, llama.cpp's llama-server) and, when a server refuses that form as invalid
+(llama-cpp-python's ``python -m llama_cpp.server`` answers HTTP 500 "Input should be 'text' or 'json_object'"),
+switches that endpoint to ``{"type": "json_object", "schema": ...}`` and then to free text, remembering the
+form per endpoint (:attr:`FreeModuleCleaner.structured_output_in_use`).
+
 Failure semantics: an answer that holds no usable commands is *not* an error — it gives a :class:`Proposal`
-with no commands and ``note`` saying why. A server that cannot be reached, times out or keeps failing raises a
-:class:`~freemem.errors.CleanerError` subclass after bounded retries across the configured endpoints; a
-per-endpoint circuit breaker makes later calls fail at once (:class:`~freemem.errors.CleanerUnavailable`)
-while every endpoint is known to be down. Skipping the round is the caller's job (fail open).
+with no commands and ``note`` saying why. A request the server refuses as invalid (a validation answer, see
+:mod:`freemem.cleaners.refusals`) raises :class:`~freemem.errors.CleanerConfigError` at once: one line, with a
+hint, never retried, no mark against the endpoint. A server that cannot be reached, times out or keeps failing
+raises a :class:`~freemem.errors.CleanerError` subclass after bounded retries across the configured endpoints
+(a request that timed out is not re-sent to the same endpoint: the server is most likely still computing it,
+and a retry would queue behind it); a per-endpoint circuit breaker makes later calls fail at once
+(:class:`~freemem.errors.CleanerUnavailable`) while every endpoint is known to be down. Skipping the round is
+the caller's job (fail open).
+
+Timeouts fit CPU serving by default: a 1.5B model on 2 CPU cores takes minutes per call on a few thousand
+tokens of context, and a client that gives up early leaves the server computing the abandoned request. See
+:data:`DEFAULT_TIMEOUT`; ``FreeMemory(round_timeout=...)`` is the per-round net above the cleaner.
 """
 
 from __future__ import annotations
@@ -17,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import itertools
+import logging
 import threading
 import time
 import weakref
@@ -31,7 +46,8 @@ import openai
 from freemem.apply import REPEATED_MODES, RepeatedMode
 from freemem.cleaners.base import Cleaner, Proposal
 from freemem.commands import COMMANDS_JSON_SCHEMA, parse_commands
-from freemem.errors import CleanerError, CleanerTimeout, CleanerUnavailable, ConfigError
+from freemem.cleaners.refusals import refusal_of
+from freemem.errors import CleanerConfigError, CleanerError, CleanerTimeout, CleanerUnavailable, ConfigError
 from freemem.prompts import PromptTemplate, load_template
 from freemem.rendering import RenderedContext, RenderOptions, prompt_text
 
@@ -41,6 +57,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AdapterMode",
     "CircuitBreaker",
+    "DEFAULT_TIMEOUT",
     "DEFAULT_TOTAL_TIMEOUT",
     "Endpoint",
     "FreeModuleCleaner",
@@ -55,15 +72,20 @@ __all__ = [
 #: ``none``: ``model="<base>"`` only (a merged model, or no adapter at all).
 AdapterMode = Literal["model_suffix", "lora_path", "model", "none"]
 
-#: How output is constrained. ``json_schema``: OpenAI's ``{"type": "json_schema", ...}`` (SGLang, vLLM, llama.cpp's
-#: own llama-server); ``json_object``: ``{"type": "json_object", "schema": ...}`` (llama-cpp-python's server, which
-#: rejects ``json_schema``); ``none``: free text, parsed forgivingly.
-StructuredOutput = Literal["json_schema", "json_object", "none"]
+#: How output is constrained. ``auto`` (the default): ``json_schema`` first, and per endpoint the next form
+#: below when the server refuses one as invalid; ``json_schema``: OpenAI's ``{"type": "json_schema", ...}``
+#: (SGLang, vLLM, llama.cpp's own llama-server); ``json_object``: ``{"type": "json_object", "schema": ...}``
+#: (llama-cpp-python's server, which rejects ``json_schema``); ``none``: free text, parsed forgivingly.
+StructuredOutput = Literal["auto", "json_schema", "json_object", "none"]
 
 Api = Literal["chat", "completions"]
 
 _ADAPTER_MODES = ("model_suffix", "lora_path", "model", "none")
-_STRUCTURED = ("json_schema", "json_object", "none")
+_STRUCTURED = ("auto", "json_schema", "json_object", "none")
+#: ``structured_output="auto"``: the form tried after one an endpoint refused.
+_FALLBACK: dict[str, str] = {"json_schema": "json_object", "json_object": "none"}
+
+logger = logging.getLogger("freemem")
 
 
 def commands_schema(
@@ -186,9 +208,12 @@ class CircuitBreaker:
 class _EndpointState:
     """An endpoint with its breaker and lazily created clients."""
 
-    def __init__(self, endpoint: Endpoint, breaker: CircuitBreaker) -> None:
+    def __init__(self, endpoint: Endpoint, breaker: CircuitBreaker, structured: str = "json_schema") -> None:
         self.endpoint = endpoint
         self.breaker = breaker
+        #: The structured-output form sent to this endpoint (``auto`` starts at ``json_schema`` and moves on
+        #: when the server refuses a form).
+        self.structured = structured
         self._sync: openai.OpenAI | None = None
         self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = (
             weakref.WeakKeyDictionary()
@@ -260,6 +285,8 @@ class _Attempts:
         self.errors: list[tuple[str, BaseException]] = []
         self._deadline = (time.monotonic() + cleaner.total_timeout) if cleaner.total_timeout else None
         self.out_of_time = False
+        # Endpoints whose request timed out in this call: most likely still computing it, so not asked again.
+        self._busy: set[int] = set()
 
     def next(self) -> tuple[_EndpointState, float, float] | None:
         """The next endpoint, the delay to wait before calling it, and the request timeout; None when done."""
@@ -269,7 +296,7 @@ class _Attempts:
         for _ in range(n):
             state = self._order[self._cursor % n]
             self._cursor += 1
-            if not state.breaker.allow():
+            if id(state) in self._busy or not state.breaker.allow():
                 continue
             previous = self._tried.get(id(state), 0)
             delay = self._cleaner._backoff(previous) if previous else 0.0
@@ -289,6 +316,8 @@ class _Attempts:
     def failed(self, state: _EndpointState, exc: BaseException) -> None:
         state.breaker.record_failure()
         self.errors.append((state.endpoint.base_url, exc))
+        if isinstance(exc, (openai.APITimeoutError, TimeoutError)):
+            self._busy.add(id(state))
 
     def error(self) -> CleanerError:
         """The exception to raise once the plan is exhausted."""
@@ -300,29 +329,44 @@ class _Attempts:
             )
         detail = "; ".join(f"{url}: {type(e).__name__}: {_short(e)}" for url, e in self.errors[-3:])
         msg = f"{self._cleaner.name}: no answer after {self.attempts} attempt(s): {detail}"
+        timeouts = all(isinstance(e, (openai.APITimeoutError, TimeoutError)) for _, e in self.errors)
+        if timeouts:
+            msg += (f" (timeout={self._cleaner.timeout:g} s per request; a slow server, e.g. a model on CPUs, "
+                    "needs a larger timeout)")
         if self.out_of_time:
             msg += f" (total_timeout of {self._cleaner.total_timeout:g} s reached)"
             return CleanerTimeout(msg)
-        if all(isinstance(e, (openai.APITimeoutError, TimeoutError)) for _, e in self.errors):
+        if timeouts:
             return CleanerTimeout(msg)
         return CleanerUnavailable(msg)
 
 
-def _short(exc: BaseException, limit: int = 300) -> str:
+def _short(exc: BaseException, limit: int = 200) -> str:
     text = " ".join(str(exc).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _fatal(cleaner_name: str, state: _EndpointState, exc: openai.OpenAIError) -> CleanerError:
+    refusal = refusal_of(exc)
+    if refusal is not None:
+        what = (f"response_format {state.structured}" if refusal.kind == "response_format" else "the request")
+        return CleanerConfigError(refusal.describe(cleaner_name, state.endpoint.base_url, what))
     if isinstance(exc, openai.APIStatusError):
         body = exc.body if exc.body is not None else exc.message
         return CleanerError(f"{cleaner_name}: {state.endpoint.base_url} refused the request "
-                            f"(HTTP {exc.status_code}): {_short(Exception(body), 500)}")
-    return CleanerError(f"{cleaner_name}: unusable answer from {state.endpoint.base_url}: {exc}")
+                            f"(HTTP {exc.status_code}): {_short(Exception(body))}")
+    return CleanerError(f"{cleaner_name}: unusable answer from {state.endpoint.base_url}: {_short(exc)}")
 
+
+DEFAULT_TIMEOUT = 600.0
+"""Seconds one request may take by default. Chosen for CPU serving: Qwen2.5-Coder-1.5B (Q4_K_M) behind
+llama-cpp-python on 2 cores takes 90-320 s per cleaning call on a few thousand tokens of context, and close to
+300 s for 2,400 prompt tokens on 2 shared, busy cores (prefill dominates: 7-15 tokens/s); a client that gives up
+early does not stop the server: it keeps computing the abandoned request and the next one waits behind it. GPU
+servers answer in seconds; lower it there to notice a hung server sooner."""
 
 DEFAULT_TOTAL_TIMEOUT = 90.0
-"""Seconds a whole :meth:`FreeModuleCleaner.propose` call may take by default (``total_timeout="auto"``: this,
+"""Seconds a whole :meth:`FreeModuleCleaner.propose` call may take at least (``total_timeout="auto"``: this,
 or one request's ``timeout`` when that is longer), retries and backoff included."""
 
 
@@ -333,7 +377,8 @@ class FreeModuleCleaner(Cleaner):
     >>> cleaner.request_for("...")["model"]  # SGLang's per-request adapter naming
     'Qwen/Qwen3-8B:free'
 
-    vLLM: ``adapter_mode="model"``; llama-cpp-python's server: ``structured_output="json_object"``.
+    No adapter (a plain instruction model): ``adapter=None``. vLLM: ``adapter_mode="model"``. The
+    structured-output form each server accepts is detected (``structured_output="auto"``).
 
     Args:
         endpoints: one base URL, an :class:`Endpoint`, or several (calls are spread round robin; a failing
@@ -352,20 +397,22 @@ class FreeModuleCleaner(Cleaner):
             (:data:`~freemem.apply.RepeatedMode`): ``"all"`` (the default, as the Free()LM paper's
             substitution of ``prefix.*?suffix`` and its adapters' training: every match is removed),
             ``"first"``, or ``"reject"`` (freemem's stricter rule before v2: the prefix must occur once).
-        structured_output: how output is constrained, see :data:`StructuredOutput`.
+        structured_output: how output is constrained, see :data:`StructuredOutput` (``auto``: detected per
+            endpoint, see :attr:`structured_output_in_use`).
         json_schema: the schema for constrained output (default :data:`~freemem.commands.COMMANDS_JSON_SCHEMA`;
             :func:`commands_schema` builds bounded variants).
         api: ``chat`` (chat template applied by the server) or ``completions`` (the template rendered as one
             raw prompt: for adapters trained on raw prompt/completion pairs).
         temperature, max_tokens, seed, stop: sampling settings.
-        timeout: seconds per request.
+        timeout: seconds per request (default :data:`DEFAULT_TIMEOUT`, 600 s: fits CPU serving).
         total_timeout: bound on a whole call -- every attempt, failover and backoff included. The default,
-            ``"auto"``, is ``max(90 s, timeout)``: one full request plus retries in what is left (90 s with the
-            default 60 s ``timeout``), never less than one request. ``None`` removes it, and then a call may
-            last ``timeout * (max_retries + 1)`` plus backoff (about 3 minutes with the defaults).
-            ``FreeMemory(round_timeout=120)`` is the net above it for any cleaner: raise both for a model whose
-            answers legitimately take longer.
-        max_retries: further attempts after the first (on the next endpoints, then again with backoff).
+            ``"auto"``, is ``max(90 s, timeout)``: one full request, retries in what is left, never less than one
+            request (600 s with the default ``timeout``). ``None`` removes it, and then a call may last
+            ``timeout * (max_retries + 1)`` plus backoff. ``FreeMemory(round_timeout=660)`` (its default) is the
+            net above it for any cleaner: raise both for a model whose answers take longer still.
+        max_retries: further attempts after the first (on the next endpoints, then again with backoff). A
+            request that timed out is not re-sent to the same endpoint in the same call, and a refused
+            (invalid) request is never retried.
         backoff_s, backoff_max_s: exponential backoff before re-trying an endpoint already tried in this call.
         breaker_threshold, breaker_cooldown_s: per endpoint, open the circuit after that many consecutive
             failures, for that many seconds.
@@ -386,14 +433,14 @@ class FreeModuleCleaner(Cleaner):
         template: PromptTemplate | str | Path = "free_module_v2",
         render: RenderOptions | Literal["auto", "raw", "mark", "elide"] = "auto",
         repeated: RepeatedMode = "all",
-        structured_output: StructuredOutput = "json_schema",
+        structured_output: StructuredOutput = "auto",
         json_schema: Mapping[str, Any] | None = None,
         api: Api = "chat",
         temperature: float = 0.0,
         max_tokens: int = 1024,
         seed: int | None = None,
         stop: Sequence[str] | None = None,
-        timeout: float = 60.0,
+        timeout: float = DEFAULT_TIMEOUT,
         total_timeout: float | Literal["auto"] | None = "auto",
         max_retries: int = 2,
         backoff_s: float = 0.5,
@@ -449,7 +496,9 @@ class FreeModuleCleaner(Cleaner):
         self.api_key = api_key
         if name:
             self.name = name
-        self._states = [_EndpointState(e, CircuitBreaker(breaker_threshold, breaker_cooldown_s)) for e in eps]
+        first = "json_schema" if structured_output == "auto" else structured_output
+        self._states = [_EndpointState(e, CircuitBreaker(breaker_threshold, breaker_cooldown_s), first)
+                        for e in eps]
         self._rr = itertools.count()
 
     # -- request building and answer parsing (pure; shared by sync and async) ----------------------------
@@ -459,11 +508,26 @@ class FreeModuleCleaner(Cleaner):
         """Each endpoint's circuit breaker, by base URL."""
         return {s.endpoint.base_url: s.breaker for s in self._states}
 
+    @property
+    def structured_output_in_use(self) -> dict[str, str]:
+        """The structured-output form sent to each endpoint, by base URL (with ``auto``: what was detected so
+        far; ``json_schema`` until a server refuses it)."""
+        return {s.endpoint.base_url: s.structured for s in self._states}
+
     def _backoff(self, previous_tries: int) -> float:
         return min(self.backoff_max_s, self.backoff_s * 2.0 ** (previous_tries - 1))
 
-    def request_for(self, text: str, endpoint: Endpoint | None = None) -> dict[str, Any]:
-        """The keyword arguments sent to ``chat.completions.create`` (or ``completions.create``) for ``text``."""
+    def request_for(self, text: str, endpoint: Endpoint | None = None, *,
+                    structured_output: str | None = None) -> dict[str, Any]:
+        """The keyword arguments sent to ``chat.completions.create`` (or ``completions.create``) for ``text``.
+
+        ``structured_output`` overrides the form; by default it is the one in use for ``endpoint`` (the first
+        endpoint when none is given)."""
+        if structured_output is None:
+            state = next((s for s in self._states if endpoint is None or s.endpoint == endpoint), self._states[0])
+            structured_output = state.structured
+        if structured_output not in _STRUCTURED or structured_output == "auto":
+            raise ConfigError(f"structured_output must be one of {_STRUCTURED[1:]} here, got {structured_output!r}")
         model = (endpoint.model if endpoint and endpoint.model else None) or self.model
         body = dict(self.extra_body)
         if self.adapter_mode == "model_suffix":
@@ -482,10 +546,10 @@ class FreeModuleCleaner(Cleaner):
         if self.stop:
             kwargs["stop"] = self.stop
         response_format: dict[str, Any] | None = None
-        if self.structured_output == "json_schema":
+        if structured_output == "json_schema":
             response_format = {"type": "json_schema",
                                "json_schema": {"name": "commands", "schema": self.json_schema, "strict": True}}
-        elif self.structured_output == "json_object":
+        elif structured_output == "json_object":
             response_format = {"type": "json_object", "schema": self.json_schema}
         if response_format is not None:
             if self.api == "chat":
@@ -544,10 +608,28 @@ class FreeModuleCleaner(Cleaner):
                 "render": self.render.protected if self.render is not None else "raw",
                 "finish_reason": finish_reason,
                 "attempts": plan.attempts,
+                "structured_output": state.structured,
                 "request_s": request_s,
                 "skipped": parsed.skipped,
             },
         )
+
+    def _failed(self, state: _EndpointState, plan: _Attempts, exc: openai.OpenAIError) -> bool:
+        """A request to ``state`` raised ``exc``. True: send it to the same endpoint again at once (it refused
+        the structured-output form and ``auto`` moved on to the next); False: a transient failure, recorded
+        (the plan moves on). Raises :class:`CleanerConfigError` (a refusal) or :class:`CleanerError`."""
+        if _is_transient(exc) and refusal_of(exc) is None:
+            plan.failed(state, exc)
+            return False
+        state.breaker.record_success()  # the server is up; the request is what is wrong
+        refusal = refusal_of(exc)
+        if (refusal is not None and refusal.kind == "response_format" and self.structured_output == "auto"
+                and state.structured in _FALLBACK):
+            before, state.structured = state.structured, _FALLBACK[state.structured]
+            logger.info("%s: %s refused response_format %s (%s); using %s from now on", self.name,
+                        state.endpoint.base_url, before, refusal.message, state.structured)
+            return True
+        raise _fatal(self.name, state, exc) from exc
 
     # -- sync and async shells ----------------------------------------------------------------------------
 
@@ -560,25 +642,24 @@ class FreeModuleCleaner(Cleaner):
             state, delay, timeout = step
             if delay:
                 time.sleep(delay)
-            request = self.request_for(text, state.endpoint)
             client = state.sync_client(self.api_key, self.timeout)
-            t0 = time.perf_counter()
-            try:
-                if self.api == "chat":
-                    response = client.chat.completions.create(**request, timeout=timeout)
-                else:
-                    response = client.completions.create(**request, timeout=timeout)
-            except openai.OpenAIError as exc:
-                if _is_transient(exc):
-                    plan.failed(state, exc)
-                    continue
-                state.breaker.record_success()  # the server is up; the request is what is wrong
-                raise _fatal(self.name, state, exc) from exc
-            except BaseException:
-                state.breaker.release()  # cancelled or a bug: no verdict on the endpoint
-                raise
-            state.breaker.record_success()
-            return self._proposal(response, request, state, plan, started, time.perf_counter() - t0, shown)
+            while True:  # again at once only when the endpoint refused the structured-output form ("auto")
+                request = self.request_for(text, state.endpoint, structured_output=state.structured)
+                t0 = time.perf_counter()
+                try:
+                    if self.api == "chat":
+                        response = client.chat.completions.create(**request, timeout=timeout)
+                    else:
+                        response = client.completions.create(**request, timeout=timeout)
+                except openai.OpenAIError as exc:
+                    if self._failed(state, plan, exc):
+                        continue
+                    break
+                except BaseException:
+                    state.breaker.release()  # cancelled or a bug: no verdict on the endpoint
+                    raise
+                state.breaker.record_success()
+                return self._proposal(response, request, state, plan, started, time.perf_counter() - t0, shown)
         raise plan.error()
 
     async def apropose(self, context: Context | str) -> Proposal:
@@ -590,25 +671,24 @@ class FreeModuleCleaner(Cleaner):
             state, delay, timeout = step
             if delay:
                 await asyncio.sleep(delay)
-            request = self.request_for(text, state.endpoint)
             client = state.async_client(self.api_key, self.timeout)
-            t0 = time.perf_counter()
-            try:
-                if self.api == "chat":
-                    response = await client.chat.completions.create(**request, timeout=timeout)
-                else:
-                    response = await client.completions.create(**request, timeout=timeout)
-            except openai.OpenAIError as exc:
-                if _is_transient(exc):
-                    plan.failed(state, exc)
-                    continue
+            while True:  # again at once only when the endpoint refused the structured-output form ("auto")
+                request = self.request_for(text, state.endpoint, structured_output=state.structured)
+                t0 = time.perf_counter()
+                try:
+                    if self.api == "chat":
+                        response = await client.chat.completions.create(**request, timeout=timeout)
+                    else:
+                        response = await client.completions.create(**request, timeout=timeout)
+                except openai.OpenAIError as exc:
+                    if self._failed(state, plan, exc):
+                        continue
+                    break
+                except BaseException:
+                    state.breaker.release()  # cancelled or a bug: no verdict on the endpoint
+                    raise
                 state.breaker.record_success()
-                raise _fatal(self.name, state, exc) from exc
-            except BaseException:
-                state.breaker.release()  # cancelled or a bug: no verdict on the endpoint
-                raise
-            state.breaker.record_success()
-            return self._proposal(response, request, state, plan, started, time.perf_counter() - t0, shown)
+                return self._proposal(response, request, state, plan, started, time.perf_counter() - t0, shown)
         raise plan.error()
 
     def close(self) -> None:
@@ -637,5 +717,5 @@ class FreeModuleCleaner(Cleaner):
     def __repr__(self) -> str:
         urls = ", ".join(e.base_url for e in self.endpoints)
         return (f"FreeModuleCleaner(endpoints=[{urls}], model={self.model!r}, adapter={self.adapter!r}, "
-                f"adapter_mode={self.adapter_mode!r}, template={self.template.version!r}, "
-                f"repeated={self.repeated!r})")
+                f"adapter_mode={self.adapter_mode!r}, structured_output={self.structured_output!r}, "
+                f"template={self.template.version!r}, repeated={self.repeated!r})")

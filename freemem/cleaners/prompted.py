@@ -10,6 +10,7 @@ weaker than the trained adapter (it tends to cut anchors the reasoning still nee
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +19,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from freemem.apply import REPEATED_MODES, RepeatedMode
 from freemem.cleaners.base import Cleaner, Proposal
 from freemem.commands import parse_commands
-from freemem.errors import CleanerError, CleanerTimeout, ConfigError
+from freemem.cleaners.refusals import refusal_of
+from freemem.errors import CleanerConfigError, CleanerError, CleanerTimeout, ConfigError
 from freemem.prompts import PromptTemplate, load_template
 from freemem.rendering import RenderedContext, RenderOptions, prompt_text
 
@@ -77,8 +79,14 @@ class PromptedCleaner(Cleaner):
         name: the name recorded in ledger events (default ``"prompted"``).
 
     Any exception from the model becomes a :class:`~freemem.errors.CleanerError` (timeouts a
-    :class:`~freemem.errors.CleanerTimeout`); an answer without usable commands gives a :class:`Proposal`
-    with no commands and a ``note``.
+    :class:`~freemem.errors.CleanerTimeout`; a request the model's server refuses as invalid -- an HTTP
+    validation answer, see :mod:`freemem.cleaners.refusals` -- a one-line
+    :class:`~freemem.errors.CleanerConfigError` with a hint); an answer without usable commands gives a
+    :class:`Proposal` with no commands and a ``note``.
+
+    For a local OpenAI-compatible server on CPUs, give the chat model a timeout that fits (minutes: see
+    :data:`freemem.cleaners.free_module.DEFAULT_TIMEOUT`) and ``max_retries=0`` (a retried request waits
+    behind the abandoned one, which the server keeps computing).
     """
 
     name = "prompted"
@@ -141,9 +149,18 @@ class PromptedCleaner(Cleaner):
     def _error(self, exc: BaseException) -> CleanerError:
         if isinstance(exc, CleanerError):
             return exc
+        refusal = refusal_of(exc)
+        if refusal is not None:
+            if refusal.kind == "response_format":
+                refusal = dataclasses.replace(refusal, hint=(
+                    "the server does not accept the response_format bound to the chat model: bind one it accepts "
+                    "(llama-cpp-python's server: {'type': 'json_object', 'schema': ...}) or none"))
+            return CleanerConfigError(refusal.describe(self.name, "the chat model's server"))
         if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) or "timeout" in type(exc).__name__.lower():
             return CleanerTimeout(f"{self.name}: the chat model timed out: {exc}")
-        return CleanerError(f"{self.name}: the chat model failed: {type(exc).__name__}: {exc}")
+        text = " ".join(str(exc).split())
+        text = text if len(text) <= 300 else text[:297] + "..."
+        return CleanerError(f"{self.name}: the chat model failed: {type(exc).__name__}: {text}")
 
     def propose(self, context: Context | str) -> Proposal:
         started = time.perf_counter()

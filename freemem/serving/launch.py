@@ -9,7 +9,10 @@ Backends:
   Requests pick the adapter with ``model="free"``.
 * ``llamacpp`` (CPUs): llama-cpp-python's server with a JSON config listing the GGUF base model under an alias
   and, for each adapter, the same base plus ``lora_path`` under ``<alias>:<adapter>`` — the SGLang naming, so
-  the cleaner is configured the same way.
+  the cleaner is configured the same way. llama-cpp-python reads *only* the config file when it is given one,
+  so ``--server-args`` (``--chat_format chatml --n_batch 256``, llama-cpp-python's own option names) go into
+  the config: server settings at its top level, model settings into every model entry
+  (:func:`llamacpp_settings`).
 
 Everything up to the process start is a pure function of :class:`ServeSpec` (:func:`build_plan`), so the
 commands are testable without a GPU. :func:`add_arguments` and :func:`run` mount it as a CLI subcommand.
@@ -44,6 +47,7 @@ __all__ = [
     "build_plan",
     "llamacpp_command",
     "llamacpp_config",
+    "llamacpp_settings",
     "run",
     "sglang_command",
     "vllm_command",
@@ -139,7 +143,7 @@ class LaunchPlan:
     def cleaner_snippet(self) -> str:
         """Python that builds a cleaner for this server."""
         args = [repr(self.base_url), f"model={self.model!r}", f"adapter={self.adapter!r}"]
-        if self.adapter_mode != "model_suffix":
+        if self.adapter is not None and self.adapter_mode != "model_suffix":
             args.append(f"adapter_mode={self.adapter_mode!r}")
         if self.structured_output != "json_schema":
             args.append(f"structured_output={self.structured_output!r}")
@@ -195,12 +199,77 @@ def _llamacpp_base_alias(spec: ServeSpec) -> str:
     return name[: -len(".gguf")] if name.lower().endswith(".gguf") else name
 
 
+#: llama-cpp-python's ``ServerSettings`` fields: these ``--server-args`` go to the config's top level, every
+#: other one into each model entry (``ModelSettings``).
+LLAMACPP_SERVER_KEYS = frozenset({"host", "port", "ssl_keyfile", "ssl_certfile", "api_key", "interrupt_requests",
+                                  "disable_ping_events", "root_path"})
+#: Settings ``freemem serve`` writes itself, from its own options.
+_LLAMACPP_OWN_KEYS = {"model": "--model", "model_alias": "--served-model-name", "lora_path": "--adapter",
+                      "host": "--host", "port": "--port", "config_file": "(freemem writes the config)"}
+
+
+def _setting_value(words: list[str]) -> Any:
+    """A ``--key v1 [v2 ...]`` option's value as llama-cpp-python's CLI would read it: JSON where the words
+    parse as JSON (numbers, true/false, objects), else the text; several words make a list."""
+    def one(word: str) -> Any:
+        try:
+            return json.loads(word)
+        except ValueError:
+            return word
+    if not words:
+        return True  # a bare flag
+    return one(words[0]) if len(words) == 1 else [one(w) for w in words]
+
+
+def llamacpp_settings(args: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``--server-args`` for llama-cpp-python's server as ``(server settings, model settings)``.
+
+    Options are llama-cpp-python's own (``--chat_format chatml``, ``--n_batch=256``, ``--tensor_split 0.5 0.5``;
+    ``-`` and ``_`` both accepted). Raises :class:`ConfigError` for a word that is not an option, for settings
+    that ``freemem serve`` writes itself (model, alias, adapter, host, port), and -- when llama-cpp-python is
+    importable here -- for a name it does not know.
+    """
+    server: dict[str, Any] = {}
+    model: dict[str, Any] = {}
+    items: list[tuple[str, list[str]]] = []
+    for word in args:
+        if word.startswith("--") and len(word) > 2:
+            key, sep, value = word[2:].partition("=")
+            items.append((key.replace("-", "_"), [value] if sep else []))
+        elif items:
+            items[-1][1].append(word)
+        else:
+            raise ConfigError(f"--server-args for llamacpp must be --option value pairs, got {word!r}")
+    known = _llamacpp_known_keys()
+    for key, words in items:
+        if key in _LLAMACPP_OWN_KEYS:
+            raise ConfigError(f"--server-args --{key}: freemem serve sets it; use {_LLAMACPP_OWN_KEYS[key]}")
+        if known is not None and key not in known:
+            raise ConfigError(f"--server-args --{key}: not a llama-cpp-python server setting")
+        (server if key in LLAMACPP_SERVER_KEYS else model)[key] = _setting_value(words)
+    return server, model
+
+
+def _llamacpp_known_keys() -> frozenset[str] | None:
+    """Every setting name llama-cpp-python's server knows, or None when it is not importable here (the server
+    may run in another environment: ``--python``)."""
+    try:
+        from llama_cpp.server.settings import ModelSettings, ServerSettings
+    except Exception:  # noqa: BLE001 - not installed here, or broken: the server itself will judge
+        return None
+    return frozenset(ModelSettings.model_fields) | frozenset(ServerSettings.model_fields)
+
+
 def llamacpp_config(spec: ServeSpec, *, verbose: bool = False) -> dict[str, Any]:
     """llama-cpp-python server config: the base model, then base + LoRA per adapter under ``<alias>:<name>``.
 
     llama-cpp-python keeps one model loaded and reloads when a request names another alias, so switching
-    between the base and an adapter costs a model load (small for CPU-sized GGUF models).
+    between the base and an adapter costs a model load (small for CPU-sized GGUF models). ``spec.extra_args``
+    (``--server-args``) are settings of the config (:func:`llamacpp_settings`): they override freemem's own
+    defaults (``n_ctx``, ``n_threads``, ``verbose``...), since llama-cpp-python ignores its command line when
+    it reads a config file.
     """
+    server_settings, model_settings = llamacpp_settings(spec.extra_args)
     alias = _llamacpp_base_alias(spec)
     # logits_all=False: llama-cpp-python's default (True) keeps n_ctx x n_vocab floats of logits (~12 GB for a
     # 20k window and Qwen's 151k vocabulary); a cleaner never needs prompt logprobs.
@@ -209,14 +278,16 @@ def llamacpp_config(spec: ServeSpec, *, verbose: bool = False) -> dict[str, Any]
     if spec.n_threads is not None:
         common["n_threads"] = spec.n_threads
         common["n_threads_batch"] = spec.n_threads
+    common.update(model_settings)
     models = [{**common, "model_alias": alias}]
     models += [{**common, "model_alias": f"{alias}:{a.name}", "lora_path": a.path} for a in spec.adapters]
-    return {"host": spec.host, "port": spec.resolved_port, "models": models}
+    return {**server_settings, "host": spec.host, "port": spec.resolved_port, "models": models}
 
 
 def llamacpp_command(spec: ServeSpec, config_path: str) -> list[str]:
-    """``python -m llama_cpp.server --config_file PATH``."""
-    return [spec.python, "-m", "llama_cpp.server", "--config_file", config_path, *spec.extra_args]
+    """``python -m llama_cpp.server --config_file PATH`` (``--server-args`` are in the config, where
+    llama-cpp-python reads them: it ignores its command line once it has a config file)."""
+    return [spec.python, "-m", "llama_cpp.server", "--config_file", config_path]
 
 
 def build_plan(spec: ServeSpec, *, verbose: bool = False) -> LaunchPlan:
@@ -305,7 +376,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-gpu-layers", type=int, default=0, help="layers offloaded to a GPU (llamacpp)")
     parser.add_argument("--config-file", default=None, help="where to write the llamacpp server config")
     parser.add_argument("--server-args", action="append", default=[], metavar="ARGS",
-                        help="extra arguments for the server, shell-quoted (repeatable)")
+                        help="extra arguments for the server, shell-quoted (repeatable); for llamacpp, "
+                             "llama-cpp-python settings such as '--chat_format chatml', written into its config")
     parser.add_argument("--startup-timeout", type=float, default=900.0,
                         help="seconds to wait for the server to become healthy (default 900)")
     parser.add_argument("--detach", action="store_true",

@@ -257,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     target.add_argument("--threads", type=int, default=None, help="CPU threads of the started server")
     parser.add_argument("--adapter", default="free")
     parser.add_argument("--adapter-mode", default="model_suffix")
-    parser.add_argument("--structured-output", default="json_schema", choices=("json_schema", "json_object", "none"))
+    parser.add_argument("--structured-output", default="auto", choices=("auto", "json_schema", "json_object", "none"))
     parser.add_argument("--max-tokens", type=int, default=128)
     parser.add_argument("--max-anchor-chars", type=int, default=None,
                         help="bound anchors in the schema (keeps a random model's JSON finite)")

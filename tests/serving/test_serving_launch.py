@@ -98,6 +98,36 @@ def test_llamacpp_dry_run_prints_command_and_config(tmp_path) -> None:
     assert free["model_alias"] == "base:free" and free["lora_path"] == "/m/free.gguf"
 
 
+def test_llamacpp_server_args_go_into_the_config(tmp_path) -> None:
+    """llama-cpp-python ignores its command line once it reads a config file: --server-args must be written
+    into the config (model settings into every model entry, server settings at the top), not dropped."""
+    printed = dry_run("--backend", "llamacpp", "--model", "/m/base.gguf", "--adapter", "free=/m/free.gguf",
+                      "--config-file", str(tmp_path / "c.json"),
+                      "--server-args", "--chat_format chatml --n_batch=256 --n-ctx 4096",
+                      "--server-args", "--interrupt_requests false --tensor_split 0.5 0.5")
+    first, rest = printed.split("\n", 1)
+    assert shlex.split(first)[-2:] == ["--config_file", str(tmp_path / "c.json")]  # nothing after it
+    config = json.loads(rest.split("\n", 1)[1])
+    assert config["interrupt_requests"] is False and "chat_format" not in config
+    for model in config["models"]:
+        assert model["chat_format"] == "chatml" and model["n_batch"] == 256 and model["n_ctx"] == 4096
+        assert model["tensor_split"] == [0.5, 0.5]
+    assert {m["model_alias"] for m in config["models"]} == {"base", "base:free"}
+
+
+@pytest.mark.parametrize(("args", "match"), [
+    ("chatml", "--option value pairs"),
+    ("--model /other.gguf", "use --model"),
+    ("--port 1", "use --port"),
+    ("--chat_fromat chatml", "not a llama-cpp-python server setting"),
+])
+def test_llamacpp_bad_server_args(args: str, match: str) -> None:
+    pytest.importorskip("llama_cpp.server.settings", reason="setting names are checked against llama-cpp-python")
+    with pytest.raises(ConfigError, match=match):
+        run(parse("--backend", "llamacpp", "--model", "/m/base.gguf", "--server-args", args, "--dry-run"),
+            out=io.StringIO())
+
+
 @pytest.mark.parametrize("bad", ["=path", "name=", "a:b=path", "a b=path"])
 def test_bad_adapter_specs(bad: str) -> None:
     with pytest.raises(ConfigError):
@@ -148,7 +178,8 @@ def test_llamacpp_real_start_detached(tiny_model, tmp_path) -> None:
     out = io.StringIO()
     args = parse("--backend", "llamacpp", "--model", str(tiny_model.model), "--adapter", f"free={tiny_model.adapter}",
                  "--port", str(port), "--threads", "2", "--context-length", "2048",
-                 "--config-file", str(tmp_path / "cfg.json"), "--startup-timeout", "120", "--detach")
+                 "--config-file", str(tmp_path / "cfg.json"), "--startup-timeout", "120", "--detach",
+                 "--server-args", "--chat_format chatml")
     assert run(args, out=out) == 0
     printed = out.getvalue()
     pid = int(printed.split("(pid ")[1].split(")")[0])
@@ -158,6 +189,8 @@ def test_llamacpp_real_start_detached(tiny_model, tmp_path) -> None:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=10) as resp:
             ids = {m["id"] for m in json.load(resp)["data"]}
         assert ids == {"tiny-qwen3", "tiny-qwen3:free"}
+        written = json.loads((tmp_path / "cfg.json").read_text())
+        assert [m["chat_format"] for m in written["models"]] == ["chatml", "chatml"]
     finally:
         _stop_child(pid)
 

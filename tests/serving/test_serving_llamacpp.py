@@ -163,7 +163,7 @@ def test_prompted_cleaner_through_a_langchain_chat_model(llama_server) -> None:
     from freemem.cleaners.prompted import PromptedCleaner
 
     chat = langchain_openai.ChatOpenAI(model="tiny:free", base_url=llama_server.base_url, api_key="x",
-                                       temperature=0, max_tokens=96, max_retries=0, timeout=60)
+                                       temperature=0, max_tokens=96, max_retries=0, timeout=300)
     constrained = chat.bind(response_format={"type": "json_object", "schema": SMALL_SCHEMA})
     p = PromptedCleaner(constrained, name="prompted-tiny").propose(CONTEXT)
     assert p.cleaner == "prompted-tiny" and p.note is None, p.raw

@@ -2,7 +2,7 @@
 
 It serves two aliases over one GGUF file: the base model (``tiny``) and the base plus a LoRA adapter
 (``tiny:free`` — SGLang's ``<base>:<adapter>`` naming), using the same config builder as ``freemem serve
---backend llamacpp``. The process is started in its own session and stopped by its PID only.
+--backend llamacpp``; with ``adapter=None``, only the base model (a real instruction model, for the opt-in tests). The process is started in its own session and stopped by its PID only.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class LlamaServer:
     host: str
     port: int
     base_alias: str
-    adapter_alias: str
+    adapter_alias: str | None
     config_path: Path
     log_path: Path
     config: dict[str, Any] = field(default_factory=dict)
@@ -96,7 +96,7 @@ class LlamaServer:
 
 def start_llama_server(
     model: str | Path,
-    adapter: str | Path,
+    adapter: str | Path | None,
     *,
     workdir: str | Path,
     base_alias: str = "tiny",
@@ -120,7 +120,7 @@ def start_llama_server(
     spec = ServeSpec(
         backend="llamacpp",
         model=str(model),
-        adapters=(AdapterSpec(adapter_name, str(adapter)),),
+        adapters=(AdapterSpec(adapter_name, str(adapter)),) if adapter is not None else (),
         host=host,
         port=port or free_port(host),
         python=python,
@@ -139,8 +139,8 @@ def start_llama_server(
     with open(log_path, "wb") as log:
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True)
-    server = LlamaServer(process, host, spec.resolved_port, base_alias, f"{base_alias}:{adapter_name}",
-                         config_path, log_path, config)
+    server = LlamaServer(process, host, spec.resolved_port, base_alias,
+                         f"{base_alias}:{adapter_name}" if adapter is not None else None, config_path, log_path, config)
     try:
         wait_for_health(server.base_url, ("/v1/models",), timeout=startup_timeout, process=process, interval=0.2)
     except Exception as exc:
