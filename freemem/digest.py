@@ -35,7 +35,7 @@ from typing import Any
 
 from freemem.context import MessageView, message_views
 
-__all__ = ["SUMMARY_SYSTEM", "extractive_digest", "render_for_summary", "specifics", "summary_prompt"]
+__all__ = ["FOLD_SUMMARY_SYSTEM", "extractive_digest", "render_for_summary", "specifics", "summary_prompt"]
 
 #: Identifier-like strings (paths, ids, names): 8+ characters, not ending in punctuation ("id-42." is "id-42").
 _IDENT = re.compile(r"[A-Za-z0-9_][\w./:\-]{6,}[\w/]")
@@ -56,7 +56,7 @@ Monday Tuesday Wednesday Thursday Friday Saturday Sunday Today Tomorrow Yesterda
 _LINE = re.compile(r"^(?:- (?P<role>[\w-]+): |- (?P<called>called) |  (?P<tool>[\w.\-]+) said: )(?P<text>.*)$")
 
 #: The instruction of a model summary of folded messages (``{summary_tokens}``: its bound).
-SUMMARY_SYSTEM = (
+FOLD_SUMMARY_SYSTEM = (
     "Summarise the earlier part of a conversation between a user, an assistant and its tools, for the "
     "assistant to continue the task without it. Keep the task, decisions, facts found, identifiers, file "
     "paths, numbers and open questions; drop chatter and bulky tool output. Write only the summary, at most "
@@ -176,14 +176,12 @@ class _Collector:
         self.groups += 1
         return self.groups
 
-    def text(self, role: str, text: str, *, prefix: str | None = None, rest_tier: int | None = None) -> None:
+    def text(self, role: str, text: str, *, prefix: str | None = None) -> None:
         group = self.new_group()
         prefix = prefix if prefix is not None else f"- {role}: "
         for sentence in _sentences(text):
             keys = specifics(sentence)
             tier = _tier(role, sentence, keys, self.later)
-            if rest_tier is not None and tier == _TIER_REST:
-                tier = rest_tier
             self.pieces.append(_Piece(group, len(self.pieces), prefix, sentence, tier, frozenset(keys)))
 
     def single(self, line: str, keys: set[str], tier: int) -> None:
@@ -314,4 +312,4 @@ def render_for_summary(messages: Sequence[Any]) -> str:
 
 def summary_prompt(messages: Sequence[Any], summary_tokens: int) -> list[tuple[str, str]]:
     """The chat prompt asking a model to summarise ``messages`` within ``summary_tokens``."""
-    return [("system", SUMMARY_SYSTEM.format(summary_tokens=summary_tokens)), ("human", render_for_summary(messages))]
+    return [("system", FOLD_SUMMARY_SYSTEM.format(summary_tokens=summary_tokens)), ("human", render_for_summary(messages))]

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal, TypedDict
 
 from freemem.context import message_views
-from freemem.digest import SUMMARY_SYSTEM, render_for_summary, summary_prompt
+from freemem.digest import FOLD_SUMMARY_SYSTEM, render_for_summary, summary_prompt
 from freemem.errors import ConfigError
 from freemem.folding import FoldRecord, fold_message, new_handle, plain_message
 from freemem.ledger import CleanEvent
@@ -666,8 +666,9 @@ class InftyThinker:
 
 # ---------------------------------------------------------------------------------- transcript memory
 
-#: Kept under its old name: the fold instruction is :data:`freemem.digest.SUMMARY_SYSTEM`.
-FOLD_SYSTEM = SUMMARY_SYSTEM
+#: The fold instruction, kept under its old name (it lives in :mod:`freemem.digest`; this module's
+#: ``SUMMARY_SYSTEM`` is InftyThink's segment summary, another prompt).
+FOLD_SYSTEM = FOLD_SUMMARY_SYSTEM
 SUMMARY_PREFIX = "[freemem summary of {n} earlier messages]\n"
 
 
