@@ -37,7 +37,7 @@ import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from freemem.commands import Command
 from freemem.context import (
@@ -93,7 +93,7 @@ RejectReason = Literal[
 #: substitution of ``prefix.*?suffix`` does (a loop is named once and cut everywhere); ``first`` — the first
 #: match only.
 RepeatedMode = Literal["reject", "all", "first"]
-REPEATED_MODES: tuple[str, ...] = ("reject", "all", "first")
+REPEATED_MODES: tuple[str, ...] = get_args(RepeatedMode)
 
 #: Matches one command may remove under ``repeated="all"``; past that the command is rejected
 #: ``"too_many_matches"``. A loop in a cleaning window repeats tens of times, rarely hundreds; anchors that

@@ -312,4 +312,5 @@ def render_for_summary(messages: Sequence[Any]) -> str:
 
 def summary_prompt(messages: Sequence[Any], summary_tokens: int) -> list[tuple[str, str]]:
     """The chat prompt asking a model to summarise ``messages`` within ``summary_tokens``."""
-    return [("system", FOLD_SUMMARY_SYSTEM.format(summary_tokens=summary_tokens)), ("human", render_for_summary(messages))]
+    return [("system", FOLD_SUMMARY_SYSTEM.format(summary_tokens=summary_tokens)),
+            ("human", render_for_summary(messages))]

@@ -102,6 +102,9 @@ class FoldRecord:
     #: Where each folded message was in the list before the fold (protected messages between folded units
     #: stayed in place; undoing folds newest first, these indexes are exact).
     positions: list[int] = field(default_factory=list)
+    #: The bound the digest was made under (what a model digest of the same fold may take too); known to the
+    #: process that folded, not archived (0 in a record read back).
+    digest_cap: int = field(default=0, compare=False)
 
     def to_dict(self, *, full: bool = True) -> dict[str, Any]:
         d: dict[str, Any] = {"handle": self.handle, "index": self.index, "message_id": self.message_id,
@@ -271,7 +274,8 @@ def make_fold(messages: Sequence[Any], views: Sequence[MessageView], plan: FoldP
     record = FoldRecord(handle=handle, index=start, message_id=FOLD_ID_PREFIX + handle,
                         messages=[plain_message(messages[k]) for k in positions],
                         message_ids=[v.id for v in folded_views], tokens=sum(sizes[k] for k in positions),
-                        digest_tokens=tokens, merged=merged, digest=text, positions=positions)
+                        digest_tokens=tokens, merged=merged, digest=text, positions=positions,
+                        digest_cap=digest_tokens)
     rest = [messages[k] for k in range(start, len(messages)) if k not in chosen]
     return [*messages[:start], new_msg, *rest], record
 
@@ -290,13 +294,12 @@ def fold_originals(record: FoldRecord, *, revive: Callable[[dict[str, Any]], Any
 
 def replace_digest(messages: Sequence[Any], record: FoldRecord, text: str) -> list[Any]:
     """``messages`` with the fold message of ``record`` carrying ``text`` instead of its digest (same id, same
-    fold metadata); the record's ``digest`` is set to ``text``."""
+    fold metadata)."""
     out = list(messages)
     for k, view in enumerate(message_views(out)):
         if view.id == record.message_id:
             msg = out[k]
             out[k] = {**msg, "content": text} if isinstance(msg, dict) else msg.model_copy(update={"content": text})
-            record.digest = text
             return out
     raise FoldMismatch(f"fold {record.handle}: its message {record.message_id!r} is not in the messages")
 
@@ -312,7 +315,7 @@ def unfold(messages: Sequence[Any], record: FoldRecord | dict[str, Any], *,
         at = rec.index
     if at is None:
         raise FoldMismatch(f"fold {rec.handle}: its message {rec.message_id!r} is not in the messages")
-    originals = [_revive(m, revive) for m in rec.messages]
+    originals = fold_originals(rec, revive=revive)
     positions = rec.positions or list(range(at, at + len(originals)))
     if len(positions) != len(originals) or positions[0] != at:
         raise FoldMismatch(f"fold {rec.handle}: its record does not match the messages")

@@ -390,7 +390,7 @@ class FreeMemory:
         if self.summarizer is not None and current_messages is not None and event.folds:
             # The fold made by this clean gets a model digest; any failure keeps the extractive one.
             record = event.folds[-1]
-            cap = self._summary_cap(record, current)
+            cap = record.digest_cap or self.digest_tokens  # the room the fold gave its digest
             try:
                 # What the folded messages said before this clean's deletions (as the extractive digest reads).
                 given = {v.id: messages[v.index] for v in message_views(messages or []) if v.id is not None}
@@ -412,13 +412,6 @@ class FreeMemory:
         self.stats.by_trigger[trigger] = self.stats.by_trigger.get(trigger, 0) + 1
         return CleanResult(messages=current_messages, text=current_text, event=event, outcome=last_outcome)
 
-    def _summary_cap(self, record: FoldRecord, tokens: int) -> int:
-        """The bound on a model digest: ``digest_tokens``, less when the extractive digest already took the
-        room the fold goal leaves (never more than what keeps the context within the budget)."""
-        assert self.budget is not None
-        room = record.digest_tokens + max(0, int(self.budget * self.fold_target) - tokens)
-        return max(16, min(self.digest_tokens, room, record.digest_tokens + max(0, self.budget - tokens)))
-
     def _model_digest(self, messages: list[Any], tokens: int, record: FoldRecord, response: Any, cap: int,
                       event: CleanEvent) -> tuple[list[Any], int]:
         """Put the summariser's answer in the fold message (header kept), or say why the extractive digest
@@ -438,12 +431,11 @@ class FreeMemory:
             event.usage[key] = event.usage.get(key, 0) + int(value)
         header = record.digest.split("\n", 1)[0]
         text = header + "\n" + self.counter.truncate(body, max(1, cap - self.counter.count(header) - 1))
-        old_digest = record.digest
         new = replace_digest(messages, record, text)
         after = self.count_messages(new)
         if self.budget is not None and after > max(self.budget, tokens):
-            record.digest = old_digest
             return keep(f"the summary would put the context over the budget ({after} tokens)")
+        record.digest = text
         record.digest_tokens = self.counter.count(text)
         event.note = ((event.note + "; ") if event.note else "") + "model digest"
         return new, after
@@ -637,7 +629,8 @@ class FreeMemory:
                 if isinstance(request, SummaryRequest):
                     model = _bound_summarizer(self.summarizer, request.max_tokens)
                     answer: Any = _call_within(lambda: model.invoke(request.prompt), self.round_timeout,
-                                               "summarizer")
+                                               "freemem-summarizer",
+                                               lambda: _summary_deadline_error(self.round_timeout))
                 else:
                     answer = _as_proposal(self.cleaner, _propose_within(self.cleaner, request, self.round_timeout))
                 request = gen.send(answer)
@@ -664,8 +657,8 @@ class FreeMemory:
                     else:
                         answer = await asyncio.wait_for(call, self.round_timeout)
                 except asyncio.TimeoutError:
-                    answer = (CleanerTimeout(f"summarizer exceeded {self.round_timeout:g} s (round_timeout)")
-                              if summary else _deadline_error(self.cleaner, self.round_timeout))
+                    answer = (_summary_deadline_error(self.round_timeout) if summary
+                              else _deadline_error(self.cleaner, self.round_timeout))
                 except Exception as exc:  # noqa: BLE001 - fail open: any cleaner failure skips the round
                     answer = exc
                 request = gen.send(answer if summary else _as_proposal(self.cleaner, answer))
@@ -727,6 +720,10 @@ def _deadline_error(cleaner: Any, seconds: float | None) -> CleanerTimeout:
                           "abandoned")
 
 
+def _summary_deadline_error(seconds: float | None) -> CleanerTimeout:
+    return CleanerTimeout(f"summarizer exceeded {seconds:g} s (round_timeout); abandoned")
+
+
 def _propose_within(cleaner: Any, context: Context, seconds: float | None) -> Any:
     """``cleaner.propose(context)``, or the exception it raised, or a :class:`CleanerTimeout` once ``seconds``
     pass (see :func:`_call_within`)."""
@@ -735,8 +732,8 @@ def _propose_within(cleaner: Any, context: Context, seconds: float | None) -> An
 
 
 def _call_within(call: Callable[[], Any], seconds: float | None, name: str,
-                 on_deadline: Callable[[], Exception] | None = None) -> Any:
-    """``call()``, or the exception it raised, or a :class:`CleanerTimeout` once ``seconds`` pass. With a
+                 on_deadline: Callable[[], Exception]) -> Any:
+    """``call()``, or the exception it raised, or ``on_deadline()`` once ``seconds`` pass. With a
     deadline the call runs in a daemon worker thread (in a copy of the caller's contextvars), so a hung call is
     left behind rather than waited for; Python cannot kill a thread, and its late answer is dropped."""
     if seconds is None:
@@ -759,8 +756,7 @@ def _call_within(call: Callable[[], Any], seconds: float | None, name: str,
     worker = threading.Thread(target=work, name=name, daemon=True)
     worker.start()
     if not done.wait(seconds):
-        return on_deadline() if on_deadline is not None else CleanerTimeout(
-            f"{name} exceeded {seconds:g} s (round_timeout); abandoned")
+        return on_deadline()
     answer = box[0]
     if isinstance(answer, BaseException) and not isinstance(answer, Exception):
         raise answer  # KeyboardInterrupt, SystemExit: not a cleaner failure

@@ -69,6 +69,7 @@ def test_a_long_summary_is_cut_to_the_digest_bound() -> None:
     result = memory.clean(msgs)
     record = result.event.folds[-1]
     assert record.digest_tokens <= 120
+    assert 0 < record.digest_cap <= 120 and record.digest_tokens <= record.digest_cap  # the fold's own bound
     assert memory.count_messages(result.messages) <= 3000
 
 
