@@ -56,8 +56,9 @@ class RecallingModel(ScriptedModel):
 
 
 def _memory(archive: Any = None) -> FreeMemory:
+    # Scheduled folds go deep (low_water 0.8) so that 60 tool calls reach one.
     return FreeMemory(counter="approx", budget=BUDGET, archive=archive, fold_keep_units=2,
-                      fold_share=0.1)
+                      fold_share=0.1, low_water=0.8)
 
 
 def _check_recall_results(messages: list[Any], archive: InMemoryArchive, thread: str) -> None:
