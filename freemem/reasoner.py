@@ -37,8 +37,8 @@ from typing import Any, Literal, TypedDict
 import openai
 
 from freemem.cleaners.free_module import CircuitBreaker, Endpoint, FreeModuleCleaner, _EndpointState, _is_transient
-from freemem.errors import ConfigError, ServeError
-from freemem.ledger import CleanEvent
+from freemem.core.errors import ConfigError, ServeError
+from freemem.core.ledger import CleanEvent
 from freemem.memory import CleanResult, FreeMemory
 
 __all__ = [

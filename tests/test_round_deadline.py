@@ -16,9 +16,9 @@ import pytest
 
 from freemem import FreeMemory
 from freemem.cleaners.base import Cleaner, Proposal
-from freemem.commands import Command
-from freemem.context import Context
-from freemem.errors import ConfigError
+from freemem.core.commands import Command
+from freemem.core.context import Context
+from freemem.core.errors import ConfigError
 
 
 def transcript() -> list[dict[str, Any]]:

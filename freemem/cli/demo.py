@@ -27,8 +27,8 @@ from typing import Annotated, Any
 
 from langchain_core.tools import InjectedToolCallId, tool
 
-from freemem.errors import ConfigError, FormatError
-from freemem.io import atomic_path, check_destination, write_text_atomic
+from freemem.core.errors import ConfigError, FormatError
+from freemem.core.io import atomic_path, check_destination, write_text_atomic
 
 __all__ = ["DemoResult", "add_arguments", "load_session", "run", "run_demo"]
 
@@ -198,7 +198,7 @@ def run_demo(args: argparse.Namespace, *, on_call: Any = None) -> DemoResult:
 
     from freemem.langgraph import LEDGER_KEY, FreeMemoryMiddleware
     from freemem.memory import FreeMemory
-    from freemem.pairing import pairing_violations
+    from freemem.core.pairing import pairing_violations
 
     if args.budget is not None and args.budget < 1000:
         raise ConfigError("--budget must be at least 1,000 tokens")

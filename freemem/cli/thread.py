@@ -19,7 +19,7 @@ import sys
 from datetime import datetime, timezone
 from typing import Any
 
-from freemem.errors import ConfigError, StoreError
+from freemem.core.errors import ConfigError, StoreError
 
 __all__ = ["add_arguments", "run"]
 
@@ -45,7 +45,7 @@ def _when(ts: Any) -> str:
 
 
 def _text_of(message: Any) -> str:
-    from freemem.context import message_views
+    from freemem.core.context import message_views
 
     (view,) = message_views([message])
     return "\n".join(text for _name, text in view.fields)

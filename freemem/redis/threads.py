@@ -26,9 +26,9 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.checkpoint.base.id import uuid6
 
-from freemem.archive import event_refs
-from freemem.context import message_views
-from freemem.errors import StoreError
+from freemem.core.archive import event_refs
+from freemem.core.context import message_views
+from freemem.core.errors import StoreError
 from freemem.redis.archive import RedisArchive, Restored
 
 __all__ = [
@@ -41,7 +41,7 @@ __all__ = [
     "write_messages",
 ]
 
-#: freemem's default message marker (:data:`freemem.apply.DEFAULT_MESSAGE_MARKER`), naming its span's ref.
+#: freemem's default message marker (:data:`freemem.core.apply.DEFAULT_MESSAGE_MARKER`), naming its span's ref.
 _MARKER = re.compile(r"\[freemem: #([0-9a-f]{8}) \d+ tokens freed\]")
 
 

@@ -19,7 +19,7 @@ from freemem.bench.transcripts import ReferenceIndex
 from freemem.cli.main import main
 from freemem.langgraph import LEDGER_MAX_EVENTS
 from freemem.memory import FreeMemory
-from freemem.pairing import pairing_violations
+from freemem.core.pairing import pairing_violations
 
 
 def test_text_index_matches_reference_index_on_prefixes() -> None:

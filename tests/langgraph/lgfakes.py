@@ -17,7 +17,7 @@ from pydantic import Field
 
 from freemem import FreeMemory
 from freemem.cleaners.base import Cleaner, Proposal
-from freemem.pairing import pairing_violations
+from freemem.core.pairing import pairing_violations
 
 BUDGET = 8000
 

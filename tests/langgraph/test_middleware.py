@@ -22,8 +22,8 @@ from lgfakes import (
     scripted_model,
 )
 
-from freemem.archive import restore_event
-from freemem.folding import FOLD_ID_PREFIX
+from freemem.core.archive import restore_event
+from freemem.core.folding import FOLD_ID_PREFIX
 from freemem.cleaners.heuristic import HeuristicCleaner
 from freemem.langgraph import (
     LEDGER_KEY,

@@ -18,7 +18,7 @@ from policyfakes import (
     paragraphs_doc,
 )
 
-from freemem.errors import ConfigError
+from freemem.core.errors import ConfigError
 from freemem.policies.gated import GatedReader, parse_gated_step, split_chunks
 from freemem.tokens import get_counter
 
