@@ -17,7 +17,7 @@ from freemem.core.archive import (
     restore_rounds,
     restore_text,
 )
-from freemem.cleaners.base import Cleaner, Proposal
+from freemem.core.cleaner import Cleaner, Proposal
 from freemem.cleaners.heuristic import HeuristicCleaner
 from freemem.core.commands import COMMANDS_JSON_SCHEMA, Command, ParseResult, parse_commands
 from freemem.core.context import Context, Protection, Region
@@ -29,6 +29,7 @@ from freemem.core.errors import (
     ConfigError,
     FormatError,
     FreememError,
+    MissingExtraError,
     ServeError,
     StoreConnectionError,
     StoreError,
@@ -71,6 +72,7 @@ __all__ = [
     "HeuristicCleaner",
     "InMemoryArchive",
     "LoopDetected",
+    "MissingExtraError",
     "MemoryPolicy",
     "Outcome",
     "OverBudget",

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from freemem.core.optional import require_extra
+
+require_extra("langgraph", "langchain_core", what="freemem.lc")
+
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,

@@ -22,9 +22,17 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from freemem.core.apply import DEFAULT_MAX_COMMANDS, DEFAULT_MESSAGE_MARKER, Marker, Outcome, apply_commands
-from freemem.cleaners.base import Cleaner, Proposal
+from freemem.core.cleaner import Cleaner, Proposal
 from freemem.core.commands import Command
-from freemem.core.context import MESSAGE_OVERHEAD_TOKENS, Context, MessageView, Protection, counted_texts, message_views
+from freemem.core.context import (
+    MESSAGE_OVERHEAD_TOKENS,
+    Context,
+    MessageView,
+    Protection,
+    count_messages,
+    counted_texts,
+    message_views,
+)
 from freemem.core.errors import CleanerError, CleanerTimeout, ConfigError
 from freemem.core.digest import summary_prompt
 from freemem.core.folding import FoldMismatch, FoldRecord, fold_originals, fold_units, make_fold, replace_digest
@@ -33,7 +41,7 @@ from freemem.policies.triggers import EveryNTokens, LoopDetected, OverBudget, Tr
 from freemem.core.prompt_cache import PriceModel, common_prefix, get_price_model, message_keys
 from freemem.tokens import CachedCounter, TokenCounter, get_counter
 
-__all__ = ["CleanResult", "DIGEST_SHARE", "FreeMemory", "MESSAGE_OVERHEAD_TOKENS", "SummaryRequest"]
+__all__ = ["CleanResult", "DIGEST_SHARE", "FreeMemory", "MESSAGE_OVERHEAD_TOKENS", "SummaryRequest", "newest_text"]
 
 logger = logging.getLogger("freemem")
 
@@ -242,8 +250,7 @@ class FreeMemory:
     def count_messages(self, messages: Sequence[Any]) -> int:
         """Tokens of a message list: each text field, tool-call arguments and names, plus a per-message
         overhead. Cached per text, so a new turn costs O(new tokens)."""
-        texts = counted_texts(message_views(messages))
-        return self.counter.count_texts(texts) + MESSAGE_OVERHEAD_TOKENS * len(messages)
+        return count_messages(self.counter, messages)
 
     #: The policy protocol's name for :meth:`count_messages` (see :class:`freemem.policy.MemoryPolicy`).
     def count(self, messages: Sequence[Any]) -> int:
@@ -319,7 +326,7 @@ class FreeMemory:
                     idle_s: float | None = None) -> CleanResult | None:
         """Clean when a trigger fires; None otherwise."""
         tokens = self.count_messages(messages)
-        reason = self.check(tokens, tokens_at_last_clean, _newest_text(messages), idle_s=idle_s)
+        reason = self.check(tokens, tokens_at_last_clean, newest_text(messages), idle_s=idle_s)
         return None if reason is None else self.clean(messages, trigger=reason, tokens=tokens, idle_s=idle_s,
                                                       schedule=True)
 
@@ -787,7 +794,7 @@ def _as_proposal(cleaner: Any, answer: Any) -> Proposal | BaseException:
     return answer
 
 
-def _newest_text(messages: Sequence[Any]) -> str:
+def newest_text(messages: Sequence[Any]) -> str:
     """The newest assistant output (content and reasoning), where loops show first."""
     if not messages:
         return ""

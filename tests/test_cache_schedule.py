@@ -10,7 +10,7 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from freemem import Command, FreeMemory
 from freemem.core.archive import restore_event
-from freemem.cleaners.base import Cleaner, Proposal
+from freemem.core.cleaner import Cleaner, Proposal
 from freemem.core.errors import ConfigError
 from freemem.langgraph import LAST_CALL_KEY, CleanStep
 from freemem.core.ledger import CleanEvent

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from freemem import Command, Context, FreeMemory, Protection, apply_commands
-from freemem.cleaners.base import Cleaner, Proposal
+from freemem.core.cleaner import Cleaner, Proposal
 from freemem.core.ledger import RAW_ANSWER_CHARS, RAW_STATE_CHARS, CleanEvent
 
 TEXT = (

@@ -18,7 +18,7 @@ from freemem import (
     restore_text,
 )
 from freemem.core.apply import DEFAULT_TEXT_MARKER
-from freemem.cleaners.base import Cleaner, Proposal
+from freemem.core.cleaner import Cleaner, Proposal
 from freemem.core.errors import ConfigError
 from freemem.core.rendering import RenderOptions, render_context
 from tests.test_invariants import WORDS, check_invariants, commands_for, protections, transcripts

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from freemem import FreeMemory
-from freemem.cleaners.base import Cleaner, Proposal
+from freemem.core.cleaner import Cleaner, Proposal
 from freemem.core.commands import Command
 from freemem.core.context import Context
 from freemem.core.errors import ConfigError

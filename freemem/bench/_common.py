@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
     from rich.progress import Progress
 
-    from freemem.cleaners.base import Cleaner
+    from freemem.core.cleaner import Cleaner
 
 __all__ = [
     "MODEL_CLEANERS",

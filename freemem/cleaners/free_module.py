@@ -41,10 +41,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
+from freemem.core.optional import require_extra
+
+require_extra("serve", "openai", what="FreeModuleCleaner")
+
 import openai
 
 from freemem.core.apply import REPEATED_MODES, RepeatedMode
-from freemem.cleaners.base import Cleaner, Proposal
+from freemem.core.cleaner import Cleaner, Proposal
 from freemem.core.commands import COMMANDS_JSON_SCHEMA, parse_commands
 from freemem.cleaners.refusals import refusal_of
 from freemem.core.errors import CleanerConfigError, CleanerError, CleanerTimeout, CleanerUnavailable, ConfigError
@@ -205,7 +209,7 @@ class CircuitBreaker:
         self.record_success()
 
 
-class _EndpointState:
+class EndpointState:
     """An endpoint with its breaker and lazily created clients."""
 
     def __init__(self, endpoint: Endpoint, breaker: CircuitBreaker, structured: str = "json_schema") -> None:
@@ -259,7 +263,7 @@ class _EndpointState:
 _TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
-def _is_transient(exc: BaseException) -> bool:
+def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
         return True
     if isinstance(exc, openai.APIStatusError):
@@ -288,7 +292,7 @@ class _Attempts:
         # Endpoints whose request timed out in this call: most likely still computing it, so not asked again.
         self._busy: set[int] = set()
 
-    def next(self) -> tuple[_EndpointState, float, float] | None:
+    def next(self) -> tuple[EndpointState, float, float] | None:
         """The next endpoint, the delay to wait before calling it, and the request timeout; None when done."""
         if self.attempts >= self._budget:
             return None
@@ -313,7 +317,7 @@ class _Attempts:
             return state, delay, timeout
         return None
 
-    def failed(self, state: _EndpointState, exc: BaseException) -> None:
+    def failed(self, state: EndpointState, exc: BaseException) -> None:
         state.breaker.record_failure()
         self.errors.append((state.endpoint.base_url, exc))
         if isinstance(exc, (openai.APITimeoutError, TimeoutError)):
@@ -346,7 +350,7 @@ def _short(exc: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _fatal(cleaner_name: str, state: _EndpointState, exc: openai.OpenAIError) -> CleanerError:
+def _fatal(cleaner_name: str, state: EndpointState, exc: openai.OpenAIError) -> CleanerError:
     refusal = refusal_of(exc)
     if refusal is not None:
         what = (f"response_format {state.structured}" if refusal.kind == "response_format" else "the request")
@@ -497,7 +501,7 @@ class FreeModuleCleaner(Cleaner):
         if name:
             self.name = name
         first = "json_schema" if structured_output == "auto" else structured_output
-        self._states = [_EndpointState(e, CircuitBreaker(breaker_threshold, breaker_cooldown_s), first)
+        self._states = [EndpointState(e, CircuitBreaker(breaker_threshold, breaker_cooldown_s), first)
                         for e in eps]
         self._rr = itertools.count()
 
@@ -564,7 +568,7 @@ class FreeModuleCleaner(Cleaner):
         """The text put in the prompt for ``context`` (rendered as :attr:`render` says) and its rendering."""
         return prompt_text(context, self.render)
 
-    def _proposal(self, response: Any, request: dict[str, Any], state: _EndpointState, plan: _Attempts,
+    def _proposal(self, response: Any, request: dict[str, Any], state: EndpointState, plan: _Attempts,
                   started: float, request_s: float, shown: RenderedContext | None = None) -> Proposal:
         choices = getattr(response, "choices", None) or []
         raw: str | None = None
@@ -614,11 +618,11 @@ class FreeModuleCleaner(Cleaner):
             },
         )
 
-    def _failed(self, state: _EndpointState, plan: _Attempts, exc: openai.OpenAIError) -> bool:
+    def _failed(self, state: EndpointState, plan: _Attempts, exc: openai.OpenAIError) -> bool:
         """A request to ``state`` raised ``exc``. True: send it to the same endpoint again at once (it refused
         the structured-output form and ``auto`` moved on to the next); False: a transient failure, recorded
         (the plan moves on). Raises :class:`CleanerConfigError` (a refusal) or :class:`CleanerError`."""
-        if _is_transient(exc) and refusal_of(exc) is None:
+        if is_transient(exc) and refusal_of(exc) is None:
             plan.failed(state, exc)
             return False
         state.breaker.record_success()  # the server is up; the request is what is wrong

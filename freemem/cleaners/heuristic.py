@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from freemem.core.anchors import AnchorMaker
-from freemem.cleaners.base import Cleaner, Proposal
+from freemem.core.cleaner import Cleaner, Proposal
 from freemem.core.commands import Command
 from freemem.core.context import MESSAGE_OVERHEAD_TOKENS, Context, Region, counted_texts, parse_arg_field
 from freemem.core.loops import CHAR_LOOP, loop_runs, unit_key, units

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from freemem.core.apply import REPEATED_MODES, RepeatedMode
-from freemem.cleaners.base import Cleaner, Proposal
+from freemem.core.cleaner import Cleaner, Proposal
 from freemem.core.commands import parse_commands
 from freemem.cleaners.refusals import refusal_of
 from freemem.core.errors import CleanerConfigError, CleanerError, CleanerTimeout, ConfigError

@@ -25,6 +25,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
+from freemem.core.optional import require_extra
+
+require_extra("langgraph", "langgraph", "langchain", "langchain_core", "langgraph.checkpoint.sqlite", what="freemem demo")
+
 from langchain_core.tools import InjectedToolCallId, tool
 
 from freemem.core.errors import ConfigError, FormatError

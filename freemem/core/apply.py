@@ -54,6 +54,8 @@ from freemem.core.errors import ConfigError
 from freemem.core.rendering import RenderedContext
 
 __all__ = [
+    "Finder",
+    "locate",
     "DEFAULT_DEADLINE_S",
     "DEFAULT_MAX_COMMANDS",
     "DEFAULT_MAX_MATCHES",
@@ -238,7 +240,7 @@ def _ws_pattern(anchor: str) -> re.Pattern[str] | None:
 _AMBIGUITY_COUNT = 100
 
 
-class _Finder:
+class Finder:
     """Anchor search on one snapshot: exact first, then whitespace-insensitive.
 
     ``context`` is what is searched: the :class:`~freemem.Context` itself, or the ``index`` of what a model
@@ -396,7 +398,7 @@ def _prefix_detail(text: str, prefix: str) -> str:
             f"{_snippet(text[at + lo:at + lo + 20], 20)} where the prefix has {_snippet(prefix[lo:lo + 20], 20)}")
 
 
-def _locate(finder: _Finder, index: int, cmd: Command) -> tuple[int, int] | Rejection:
+def locate(finder: Finder, index: int, cmd: Command) -> tuple[int, int] | Rejection:
     """The span of ``cmd`` under ``repeated="reject"``: a unique prefix, the first suffix after it."""
     if not cmd.prefix.strip():
         return Rejection(index, cmd, "empty_prefix", "prefix is empty")
@@ -443,7 +445,7 @@ class _Matches:
         return "; ".join(bits)
 
 
-def _locate_matches(finder: _Finder, index: int, cmd: Command, *, first: bool, max_matches: int | None,
+def _locate_matches(finder: Finder, index: int, cmd: Command, *, first: bool, max_matches: int | None,
                     frees_nothing: Callable[[int, int], bool]) -> _Matches | Rejection:
     """Every non-overlapping ``prefix ... suffix`` match in editable text, left to right — what the Free()LM
     paper's substitution of ``prefix.*?suffix`` removes — or the first one (``first``).
@@ -640,7 +642,7 @@ def apply_commands(
         raise ConfigError(f"repeated must be one of {REPEATED_MODES}, got {repeated!r}")
     if shown is not None and shown.context is not context:
         raise ConfigError("shown= must be the rendering of this very context (render_context(context))")
-    finder = _Finder(shown.index, shown) if shown is not None else _Finder(context)
+    finder = Finder(shown.index, shown) if shown is not None else Finder(context)
     make_marker = _marker_fn(marker, context.kind)
     frees_nothing = _frees_nothing(context.text, make_marker)
     rejected: list[Rejection] = []
@@ -669,7 +671,7 @@ def apply_commands(
                                                           "commands had passed"))
             continue
         if repeated == "reject":
-            located = _locate(finder, i, cmd)
+            located = locate(finder, i, cmd)
             if isinstance(located, Rejection):
                 rejected.append(located)
             else:

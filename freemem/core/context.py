@@ -409,6 +409,16 @@ def counted_texts(views: Sequence[MessageView]) -> list[str]:
     return texts
 
 
+def count_messages(counter: Any, messages: Sequence[Any]) -> int:
+    """Tokens of a message list by ``counter`` (a :class:`~freemem.tokens.TokenCounter`): every text in
+    :func:`counted_texts`, plus :data:`MESSAGE_OVERHEAD_TOKENS` per message. With a
+    :class:`~freemem.tokens.CachedCounter` the texts are counted in one batch and cached, so a new turn costs
+    O(new tokens)."""
+    texts = counted_texts(message_views(messages))
+    total = counter.count_texts(texts) if hasattr(counter, "count_texts") else sum(counter.count_many(texts))
+    return int(total) + MESSAGE_OVERHEAD_TOKENS * len(messages)
+
+
 class _LcViewCache:
     """Views of LangChain messages by value: an agent's history is re-read at every model call, and a
     checkpointer hands back new objects with the same values each time. A view is reused when the message's

@@ -15,7 +15,7 @@ from freemem.core.apply import AppliedSpan, Outcome
 from freemem.core.folding import FoldRecord
 
 if TYPE_CHECKING:
-    from freemem.cleaners.base import Proposal
+    from freemem.core.cleaner import Proposal
     from freemem.core.context import Context
     from freemem.tokens import TokenCounter
 

@@ -83,7 +83,7 @@ def bounded_ledger(left: list[dict[str, Any]] | None, right: list[dict[str, Any]
     return out[-LEDGER_MAX_EVENTS:]
 
 
-def _last_value(left: int | None, right: int | None) -> int:
+def last_value(left: int | None, right: int | None) -> int:
     """Reducer for :data:`TOKENS_KEY`: the newest value wins (several writers in one step are fine)."""
     return int(right if right is not None else (left or 0))
 
@@ -107,7 +107,7 @@ class FreeMemoryFields(TypedDict, total=False):
     """
 
     freemem_ledger: NotRequired[Annotated[list[dict[str, Any]], bounded_ledger]]
-    freemem_tokens_at_last_clean: NotRequired[Annotated[int, _last_value]]
+    freemem_tokens_at_last_clean: NotRequired[Annotated[int, last_value]]
     freemem_last_call_at: NotRequired[Annotated[float | None, latest_time]]
 
 

@@ -29,12 +29,12 @@ from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal, TypedDict
 
-from freemem.core.context import message_views
+from freemem.core.context import MESSAGE_OVERHEAD_TOKENS, count_messages, message_views
 from freemem.core.digest import FOLD_SUMMARY_SYSTEM, render_for_summary, summary_prompt
 from freemem.core.errors import ConfigError
 from freemem.core.folding import FoldRecord, fold_message, new_handle, plain_message
 from freemem.core.ledger import CleanEvent
-from freemem.memory import MESSAGE_OVERHEAD_TOKENS, CleanResult
+from freemem.memory import CleanResult
 from freemem.tokens import CachedCounter, TokenCounter, get_counter
 
 __all__ = [
@@ -727,11 +727,7 @@ class SummarizeMemory:
     # -- planning ---------------------------------------------------------------------------------------
     def count(self, messages: Sequence[Any]) -> int:
         """Tokens of a message list (text fields, tool-call names and arguments, per-message overhead)."""
-        total = 0
-        for view in message_views(messages):
-            total += sum(self.counter.count(t) for _n, t in view.fields) + MESSAGE_OVERHEAD_TOKENS
-            total += sum(self.counter.count(a) + self.counter.count(n) for _i, n, a in view.tool_calls)
-        return total
+        return count_messages(self.counter, messages)
 
     def plan(self, messages: Sequence[Any]) -> tuple[int, int]:
         """``(start, end)``: the slice of ``messages`` to fold (empty when nothing can be folded)."""
