@@ -6,6 +6,7 @@ no LangGraph, Redis or HTTP code; :mod:`freemem.memory` drives it, :mod:`freemem
 ``freemem.redis``, ``freemem.serving``. Every public name is importable from here.
 """
 
+from freemem.cleaners.heuristic import HeuristicCleaner
 from freemem.core.anchors import AnchorMaker
 from freemem.core.apply import AppliedSpan, Outcome, Rejection, apply_commands
 from freemem.core.archive import (
@@ -18,7 +19,6 @@ from freemem.core.archive import (
     restore_text,
 )
 from freemem.core.cleaner import Cleaner, Proposal
-from freemem.cleaners.heuristic import HeuristicCleaner
 from freemem.core.commands import COMMANDS_JSON_SCHEMA, Command, ParseResult, parse_commands
 from freemem.core.context import Context, Protection, Region
 from freemem.core.errors import (
@@ -35,13 +35,13 @@ from freemem.core.errors import (
     StoreError,
     TokenizerError,
 )
-from freemem.core.ledger import CleanEvent
-from freemem.memory import CleanResult, FreeMemory
 from freemem.core.folding import FoldRecord
+from freemem.core.ledger import CleanEvent
 from freemem.core.pairing import pairing_violations
-from freemem.policy import MemoryPolicy
-from freemem.policies.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger
 from freemem.core.rendering import RenderedContext, RenderOptions, render_context
+from freemem.memory import CleanResult, FreeMemory
+from freemem.policies.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger
+from freemem.policy import MemoryPolicy
 from freemem.tokens import ApproxCounter, CachedCounter, Qwen3Counter, TiktokenCounter, TokenCounter, get_counter
 
 __version__ = "0.1.0"

@@ -33,12 +33,12 @@ from freemem.core.context import (
     counted_texts,
     message_views,
 )
-from freemem.core.errors import CleanerError, CleanerTimeout, ConfigError
 from freemem.core.digest import summary_prompt
+from freemem.core.errors import CleanerError, CleanerTimeout, ConfigError
 from freemem.core.folding import FoldMismatch, FoldRecord, fold_originals, fold_units, make_fold, replace_digest
 from freemem.core.ledger import CleanEvent
-from freemem.policies.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger, TriggerState
 from freemem.core.prompt_cache import PriceModel, common_prefix, get_price_model, message_keys
+from freemem.policies.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger, TriggerState
 from freemem.tokens import CachedCounter, TokenCounter, get_counter
 
 __all__ = ["CleanResult", "DIGEST_SHARE", "FreeMemory", "MESSAGE_OVERHEAD_TOKENS", "SummaryRequest", "newest_text"]
@@ -334,7 +334,7 @@ class FreeMemory:
     # and async entry points share every line but the call itself.
     def _rounds(self, messages: Sequence[Any] | None, text: str | None, trigger: str, tokens: int | None,
                 question: str | None, idle_s: float | None = None,
-                schedule: bool | None = None):  # noqa: ANN202 - generator protocol
+                schedule: bool | None = None):
         t0 = time.perf_counter()
         event = CleanEvent(trigger=trigger, cleaner=getattr(self.cleaner, "name", type(self.cleaner).__name__))
         measure = (lambda m, t: self.count_messages(m)) if messages is not None else (lambda m, t: self.count_text(t))
@@ -663,7 +663,7 @@ class FreeMemory:
                         answer: Any = await call
                     else:
                         answer = await asyncio.wait_for(call, self.round_timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     answer = (_summary_deadline_error(self.round_timeout) if summary
                               else _deadline_error(self.cleaner, self.round_timeout))
                 except Exception as exc:  # noqa: BLE001 - fail open: any cleaner failure skips the round

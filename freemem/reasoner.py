@@ -40,7 +40,7 @@ require_extra("serve", "openai", "langgraph", what="FreeReasoner")
 
 import openai
 
-from freemem.cleaners.free_module import CircuitBreaker, Endpoint, FreeModuleCleaner, EndpointState, is_transient
+from freemem.cleaners.free_module import CircuitBreaker, Endpoint, EndpointState, FreeModuleCleaner, is_transient
 from freemem.core.errors import ConfigError, ServeError
 from freemem.core.ledger import CleanEvent
 from freemem.memory import CleanResult, FreeMemory

@@ -12,9 +12,9 @@ from freemem import Command, FreeMemory
 from freemem.core.archive import restore_event
 from freemem.core.cleaner import Cleaner, Proposal
 from freemem.core.errors import ConfigError
-from freemem.langgraph import LAST_CALL_KEY, CleanStep
 from freemem.core.ledger import CleanEvent
 from freemem.core.prompt_cache import PRICE_MODELS, CacheMeter, PriceModel, get_price_model, message_key, message_keys
+from freemem.langgraph import LAST_CALL_KEY, CleanStep
 
 
 def _rows(tag: str, n: int) -> str:

@@ -61,7 +61,8 @@ def _violations(module: str, path: Path, root: Path = ROOT) -> list[str]:
                 return
 
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.split(".")[0] == "freemem":
+        absolute = isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+        if absolute and node.module.split(".")[0] == "freemem":  # type: ignore[union-attr]
             private_module(node.module, node.lineno)
             for alias in node.names:
                 full = f"{node.module}.{alias.name}"

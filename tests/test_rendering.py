@@ -12,8 +12,8 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 from freemem import Command, Context, FreeMemory, HeuristicCleaner, Protection, apply_commands, restore_messages
 from freemem.cleaners.prompted import PromptedCleaner
 from freemem.core.errors import ConfigError
-from freemem.prompts import PromptTemplate, load_template
 from freemem.core.rendering import RenderOptions, readable_arguments, render_context
+from freemem.prompts import PromptTemplate, load_template
 
 BODY = 'def main():\n    print("hello")\n    return 0\n' * 8  # long enough to be an editable argument value
 

@@ -47,13 +47,13 @@ require_extra("serve", "openai", what="FreeModuleCleaner")
 
 import openai
 
+from freemem.cleaners.refusals import refusal_of
 from freemem.core.apply import REPEATED_MODES, RepeatedMode
 from freemem.core.cleaner import Cleaner, Proposal
 from freemem.core.commands import COMMANDS_JSON_SCHEMA, parse_commands
-from freemem.cleaners.refusals import refusal_of
 from freemem.core.errors import CleanerConfigError, CleanerError, CleanerTimeout, CleanerUnavailable, ConfigError
-from freemem.prompts import PromptTemplate, load_template
 from freemem.core.rendering import RenderedContext, RenderOptions, prompt_text
+from freemem.prompts import PromptTemplate, load_template
 
 if TYPE_CHECKING:
     from freemem.core.context import Context

@@ -16,13 +16,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from freemem.cleaners.refusals import refusal_of
 from freemem.core.apply import REPEATED_MODES, RepeatedMode
 from freemem.core.cleaner import Cleaner, Proposal
 from freemem.core.commands import parse_commands
-from freemem.cleaners.refusals import refusal_of
 from freemem.core.errors import CleanerConfigError, CleanerError, CleanerTimeout, ConfigError
-from freemem.prompts import PromptTemplate, load_template
 from freemem.core.rendering import RenderedContext, RenderOptions, prompt_text
+from freemem.prompts import PromptTemplate, load_template
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel

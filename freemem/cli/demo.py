@@ -27,7 +27,8 @@ from typing import Annotated, Any
 
 from freemem.core.optional import require_extra
 
-require_extra("langgraph", "langgraph", "langchain", "langchain_core", "langgraph.checkpoint.sqlite", what="freemem demo")
+require_extra("langgraph", "langgraph", "langchain", "langchain_core", "langgraph.checkpoint.sqlite",
+              what="freemem demo")
 
 from langchain_core.tools import InjectedToolCallId, tool
 
@@ -116,7 +117,7 @@ def _replay_model(replies: list[Any], on_request: Any) -> Any:
     class ReplayModel(FakeMessagesListChatModel):
         """Replays the recorded replies and reports every request it is sent."""
 
-        def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ReplayModel:  # noqa: ARG002
+        def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ReplayModel:
             return self
 
         def _generate(self, messages: list[Any], stop: list[str] | None = None, run_manager: Any = None,
@@ -200,9 +201,9 @@ def run_demo(args: argparse.Namespace, *, on_call: Any = None) -> DemoResult:
     from langchain.agents import create_agent
     from langchain_core.messages import HumanMessage
 
+    from freemem.core.pairing import pairing_violations
     from freemem.langgraph import LEDGER_KEY, FreeMemoryMiddleware
     from freemem.memory import FreeMemory
-    from freemem.core.pairing import pairing_violations
 
     if args.budget is not None and args.budget < 1000:
         raise ConfigError("--budget must be at least 1,000 tokens")

@@ -404,10 +404,10 @@ def locate(finder: Finder, index: int, cmd: Command) -> tuple[int, int] | Reject
         return Rejection(index, cmd, "empty_prefix", "prefix is empty")
     found = finder.find_prefix(cmd.prefix)
     if isinstance(found, str):
-        return Rejection(index, cmd, found, _prefix_detail(finder.text, cmd.prefix))  # type: ignore[arg-type]
+        return Rejection(index, cmd, found, _prefix_detail(finder.text, cmd.prefix))
     if isinstance(found[0], str):
-        return Rejection(index, cmd, found[0], found[1])  # type: ignore[arg-type]
-    start, end = found  # type: ignore[misc]
+        return Rejection(index, cmd, found[0], found[1])
+    start, end = found
     if cmd.suffix.strip():
         suffix = finder.find_suffix(cmd.suffix, end)
         if suffix is None:
@@ -656,12 +656,12 @@ def apply_commands(
         except (ValueError, TypeError) as exc:
             rejected.append(Rejection(i, Command(prefix="", suffix=""), "empty_prefix", f"invalid command: {exc}"))
             continue
-        key = (cmd.prefix, cmd.suffix)
-        if key in first_of:
+        anchors = (cmd.prefix, cmd.suffix)
+        if anchors in first_of:
             # The same anchors name the same span: examining it again could only repeat the answer.
-            rejected.append(Rejection(i, cmd, "duplicate", f"same as command {first_of[key]}"))
+            rejected.append(Rejection(i, cmd, "duplicate", f"same as command {first_of[anchors]}"))
             continue
-        first_of[key] = i
+        first_of[anchors] = i
         if max_commands is not None and len(first_of) > max_commands:
             rejected.append(Rejection(i, cmd, "over_cap",
                                       f"more than max_commands={max_commands} distinct commands in one round"))

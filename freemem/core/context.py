@@ -188,7 +188,7 @@ def arg_strings(raw: str, min_chars: int = ARG_FIELD_MIN_CHARS) -> list[ArgStrin
     so such an arguments field is protected whole."""
     if len(raw) < min_chars or not raw.lstrip(_WS_CHARS).startswith("{"):
         return []
-    scan = json.decoder.scanstring
+    scan = json.decoder.scanstring  # type: ignore[attr-defined]  # public at run time, absent from typeshed
     out: list[ArgString] = []
     keys: set[str] = set()
     try:
@@ -284,7 +284,7 @@ def splice_literal(literal: str, pieces: Sequence[tuple[int, int, str]]) -> str:
 def decode_literal(literal: str) -> str | None:
     """The value of one encoded JSON string (quotes included), or None when it is not exactly one."""
     try:
-        value, end = json.decoder.scanstring(literal, 1)
+        value, end = json.decoder.scanstring(literal, 1)  # type: ignore[attr-defined]  # as above
     except (ValueError, IndexError):
         return None
     return value if literal[:1] == '"' and end == len(literal) else None
@@ -433,7 +433,7 @@ class _LcViewCache:
     def view(self, index: int, msg: Any) -> MessageView:
         d = getattr(msg, "__dict__", None)
         content = d.get("content") if d is not None else None
-        if not isinstance(content, str):
+        if d is None or not isinstance(content, str):
             return _lc_view(index, msg)
         key = (d.get("type"), d.get("id"), content)
         rest = (d.get("tool_calls"), d.get("additional_kwargs"), d.get("response_metadata"), d.get("name"),

@@ -152,7 +152,7 @@ class _Raw(str):
     """A JSON number or constant kept as written."""
 
 
-class _Pairs(list):  # type: ignore[type-arg]
+class _Pairs(list):
     """A JSON object's ``(key, value)`` pairs in order, duplicates kept."""
 
 

@@ -27,8 +27,8 @@ from freemem.langgraph._core import (
     bounded_ledger,
 )
 from freemem.langgraph.middleware import FreeMemoryAgentState, FreeMemoryMiddleware
-from freemem.langgraph.recall import RECALL_TOOL_NAME, recall_tool
 from freemem.langgraph.node import FreeNode, free_node, pre_model_hook, route_to_clean, should_clean
+from freemem.langgraph.recall import RECALL_TOOL_NAME, recall_tool
 from freemem.langgraph.wrap import messages_update, wrap
 
 __all__ = [

@@ -27,11 +27,11 @@ import warnings
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, NotRequired
 
 from langchain_core.messages import AnyMessage, BaseMessage, RemoveMessage
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 import freemem.lc  # noqa: F401 - registers the LangChain reviver: folds in graph state restore exactly
 from freemem.core.archive import arecord_event, record_event

@@ -20,13 +20,12 @@ for them.
 from __future__ import annotations
 
 import warnings
-from typing import Annotated, Any
+from typing import Annotated, Any, NotRequired
 
 from langchain.agents.middleware.types import AgentMiddleware, AgentState, OmitFromInput
 from langgraph.runtime import Runtime
-from typing_extensions import NotRequired
 
-from freemem.langgraph._core import CleanStep, StepStats, last_value, latest_time, bounded_ledger, thread_id_of
+from freemem.langgraph._core import CleanStep, StepStats, bounded_ledger, last_value, latest_time, thread_id_of
 from freemem.langgraph.recall import recall_tool
 from freemem.memory import FreeMemory
 from freemem.policy import MemoryPolicy

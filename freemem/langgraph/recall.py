@@ -27,7 +27,6 @@ from pydantic import BaseModel, Field
 from freemem.core.archive import normalize_ref
 from freemem.core.errors import ConfigError
 from freemem.langgraph._core import thread_id_of
-from freemem.memory import FreeMemory
 from freemem.policy import MemoryPolicy
 
 __all__ = ["RECALL_TOOL_NAME", "recall_tool", "recall_text"]
@@ -90,7 +89,7 @@ def recall_tool(memory: MemoryPolicy, *, page_chars: int = 4000, name: str = REC
     def _thread() -> str:
         return thread_id or thread_id_of() or "default"
 
-    def recall(id: str, page: int = 1) -> str:  # noqa: A002 - the tool's argument name the model sees
+    def recall(id: str, page: int = 1) -> str:
         ref = normalize_ref(id)
         try:
             texts = archive.find(_thread(), ref) if hasattr(archive, "find") else []
@@ -98,7 +97,7 @@ def recall_tool(memory: MemoryPolicy, *, page_chars: int = 4000, name: str = REC
             return f"recall: the archive is unavailable ({type(exc).__name__}: {exc})"
         return recall_text(texts, ref, page, page_chars)
 
-    async def arecall(id: str, page: int = 1) -> str:  # noqa: A002
+    async def arecall(id: str, page: int = 1) -> str:
         ref = normalize_ref(id)
         try:
             if hasattr(archive, "afind"):

@@ -413,7 +413,7 @@ class GatedReader:
         calls: list[dict[str, Any]] = []
         problems: list[str] = []
         decision = GateDecision(None, None, None, ("not asked",))
-        for attempt in range(1, self.step_retries + 2):
+        for attempt in range(1, self.step_retries + 2):  # noqa: B007 - the last attempt number is used after the loop
             prompt = self._step_prompt(state, problems)
             c0 = time.perf_counter()
             response = yield prompt

@@ -329,7 +329,7 @@ def drive(steps: Generator[Any, Any, Any], call: Callable[[Any], Any], *, fail_o
         while True:
             try:
                 response = call(prompt)
-            except Exception as exc:  # noqa: BLE001 - the generator decides (fail_open only)
+            except Exception as exc:  # the generator decides (fail_open only)
                 if not fail_open:
                     raise
                 response = exc
@@ -346,7 +346,7 @@ async def adrive(steps: Generator[Any, Any, Any], call: Callable[[Any], Awaitabl
         while True:
             try:
                 response = await call(prompt)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 if not fail_open:
                     raise
                 response = exc
@@ -591,7 +591,7 @@ class InftyThinker:
         model = bind_max_tokens(self.model, self.max_tokens_param, self._summary_output_tokens)
         try:
             response: Any = model.invoke(prompt)
-        except Exception as exc:  # noqa: BLE001 - a failed summary call is one failed attempt, not a crash
+        except Exception as exc:  # noqa: BLE001
             response = exc
         return self._after_summary(state, prompt, response, time.perf_counter() - t0, t0)
 

@@ -1,9 +1,9 @@
 """Versioned, replaceable prompt templates for the model cleaners.
 
-A template is a system part, optional worked examples and a user part; ``{context}`` in the system or user part is replaced by the text the cleaner must
-look at (nothing else is interpolated, so braces in the context or the template are safe). Templates ship as
-files in this package and can be replaced by a user's own file — a released Free-Module adapter answers best
-in the format it was trained on, which freemem cannot know.
+A template is a system part, optional worked examples and a user part; ``{context}`` in the system or user
+part is replaced by the text the cleaner must look at (nothing else is interpolated, so braces in the context
+or the template are safe). Templates ship as files in this package and can be replaced by a user's own file —
+a released Free-Module adapter answers best in the format it was trained on, which freemem cannot know.
 
 Built-in versions (every one stays loadable by name):
 

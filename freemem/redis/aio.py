@@ -258,7 +258,7 @@ class AsyncRedisSaver(RedisSaverBase):
         local = self._local_locks.setdefault(thread_id, asyncio.Lock())
         try:
             await asyncio.wait_for(local.acquire(), budget)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise StoreError(f"thread {thread_id!r} is leased by another task using this saver; waited "
                              f"{budget:g} s (lease_wait) and gives up") from None
         try:

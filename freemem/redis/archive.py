@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
@@ -33,8 +33,8 @@ import redis.asyncio.cluster
 
 import freemem.lc  # noqa: F401 - registers the LangChain reviver for folded messages
 from freemem.core.archive import ArchiveMismatch, event_spans, find_refs, restore_event, summarize_event
-from freemem.lc import revive_message
 from freemem.core.errors import ConfigError, FormatError, StoreError
+from freemem.lc import revive_message
 from freemem.redis import scripts
 from freemem.redis._drivers import AsyncDriver, SyncDriver
 from freemem.redis.connection import async_client, describe, describe_url, ensure_binary, sync_client
@@ -90,7 +90,7 @@ def _score_ms(created_at: Any) -> int:
         except ValueError as exc:
             raise FormatError(f"created_at is not ISO 8601: {created_at!r}") from exc
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
+            moment = moment.replace(tzinfo=UTC)
         return int(round(moment.timestamp() * 1000))
     raise FormatError(f"created_at must be epoch seconds or ISO 8601, got {created_at!r}")
 

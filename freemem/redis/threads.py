@@ -19,7 +19,7 @@ import copy
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -88,7 +88,7 @@ def write_messages(
     """Store a child of ``parent`` whose ``channel`` holds ``messages`` (everything else unchanged)."""
     checkpoint = copy.deepcopy(parent.checkpoint)
     checkpoint["id"] = str(uuid6(clock_seq=-1))
-    checkpoint["ts"] = datetime.now(timezone.utc).isoformat()
+    checkpoint["ts"] = datetime.now(UTC).isoformat()
     checkpoint["channel_values"][channel] = list(messages)
     version = saver.get_next_version(checkpoint["channel_versions"].get(channel), None)
     checkpoint["channel_versions"][channel] = version

@@ -30,9 +30,9 @@ import json
 import re
 import statistics
 import sys
+import tempfile
 import time
 import uuid
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field

@@ -16,8 +16,8 @@ process. :class:`CachedCounter` memoises counts per text, so a new agent turn co
 not O(transcript).
 
 Every counter takes any text Python can hold: lone surrogates (``os.fsdecode`` of a non-UTF-8 file name in a
-tool result) are counted as U+FFFD, the way tiktoken itself counts them (see :func:`freemem.tokens.base.encodable`), so a count
-never raises and stays deterministic.
+tool result) are counted as U+FFFD, the way tiktoken itself counts them (see
+:func:`freemem.tokens.base.encodable`), so a count never raises and stays deterministic.
 
 This package imports neither langgraph, redis nor httpx; ``tokenizers`` and ``tiktoken`` are imported
 lazily, when a counter that needs them is built.

@@ -27,7 +27,7 @@ class ScriptedModel(FakeMessagesListChatModel):
 
     received: list[list[BaseMessage]] = Field(default_factory=list)
 
-    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ScriptedModel:  # noqa: ARG002
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ScriptedModel:
         return self
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,

@@ -15,8 +15,8 @@ from lgfakes import TOOLS, scripted_model
 from freemem import FreeMemory
 from freemem.core.archive import InMemoryArchive
 from freemem.core.folding import FOLD_ID_PREFIX
-from freemem.langgraph import FreeMemoryMiddleware, wrap
 from freemem.core.pairing import pairing_violations
+from freemem.langgraph import FreeMemoryMiddleware, wrap
 from freemem.policies import SummarizeMemory
 from freemem.policy import MemoryPolicy
 

@@ -19,8 +19,8 @@ from freemem.core.archive import InMemoryArchive
 from freemem.core.context import FOLD_KEY
 from freemem.core.errors import ConfigError
 from freemem.core.folding import FOLD_ID_PREFIX
-from freemem.langgraph import FreeMemoryMiddleware, recall_tool
 from freemem.core.pairing import pairing_violations
+from freemem.langgraph import FreeMemoryMiddleware, recall_tool
 
 _HANDLE = re.compile(r'recall\("(f[0-9a-f]{8})"\)')
 _MARKER = re.compile(r"\[freemem: #([0-9a-f]{8}) ")

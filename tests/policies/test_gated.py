@@ -128,12 +128,12 @@ def test_memory_never_exceeds_its_bound() -> None:
     doc = haystack([], [], n_sentences=400, seed=6)
     bound = 120
 
-    def verbose(messages):  # noqa: ANN001, ANN202
+    def verbose(messages):
         if "<chunk" not in messages[-1].content:
             return "<answer>x</answer>"
         return gated_reply(True, memory_of_chunk(messages) * 3, False)
 
-    def memory_of_chunk(messages):  # noqa: ANN001, ANN202
+    def memory_of_chunk(messages):
         return chunk_of(messages)
 
     model = FunctionChatModel(fn=verbose)

@@ -13,8 +13,8 @@ from langgraph.checkpoint.memory import InMemorySaver
 from policyfakes import ScriptedChatModel, cut_off, filler
 
 from freemem.core.errors import ConfigError
-from freemem.memory import MESSAGE_OVERHEAD_TOKENS
 from freemem.core.pairing import pairing_violations
+from freemem.memory import MESSAGE_OVERHEAD_TOKENS
 from freemem.policies.summarize import InftyThinker, SummarizeMemory, fallback_summary, parse_segment
 from freemem.tokens import get_counter
 

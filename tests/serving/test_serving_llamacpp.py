@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from freemem.core.apply import apply_commands
 from freemem.cleaners.free_module import FreeModuleCleaner, commands_schema
+from freemem.core.apply import apply_commands
 from freemem.core.commands import parse_commands
 from freemem.core.context import Context
 from freemem.core.errors import CleanerError, CleanerUnavailable

@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from freemem import FreeMemory
-from freemem.core.apply import apply_commands
 from freemem.cleaners.free_module import FreeModuleCleaner
+from freemem.core.apply import apply_commands
 from freemem.core.context import Context
 from freemem.core.errors import CleanerConfigError
 from tests.support.llama_server import LlamaServer, llama_cpp_available, start_llama_server
