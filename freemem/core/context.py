@@ -87,7 +87,7 @@ class Region:
 
 @dataclass(frozen=True)
 class Protection:
-    """Which parts of a context a cleaner may never touch. All on by default (DESIGN.md §3)."""
+    """Which parts of a context a cleaner may never touch. All on by default (README, "What freemem guarantees")."""
 
     system: bool = True
     first_human: bool = True
