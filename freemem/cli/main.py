@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from freemem.errors import FreememError
+from freemem.core.errors import FreememError
 
 __all__ = ["main"]
 
@@ -26,19 +26,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-class _LazyModule:
-    """Imports a subcommand module on first use, so --help of one command doesn't load all of them."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._module = None
-
-    def get(self):  # noqa: ANN201
-        if self._module is None:
-            self._module = importlib.import_module(self.name)
-        return self._module
-
-
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     from freemem import __version__
 
@@ -50,7 +37,7 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == chosen:
-            mod = _LazyModule(module).get()
+            mod = importlib.import_module(module)
             mod.add_arguments(p)
             p.set_defaults(_run=mod.run)
     return parser

@@ -15,12 +15,12 @@ from langgraph.checkpoint.memory import InMemorySaver
 from lgfakes import BUDGET, TOOLS, ScriptedModel, tool_call_message
 
 from freemem import FreeMemory
-from freemem.archive import InMemoryArchive
-from freemem.context import FOLD_KEY
-from freemem.errors import ConfigError
-from freemem.folding import FOLD_ID_PREFIX
+from freemem.core.archive import InMemoryArchive
+from freemem.core.context import FOLD_KEY
+from freemem.core.errors import ConfigError
+from freemem.core.folding import FOLD_ID_PREFIX
+from freemem.core.pairing import pairing_violations
 from freemem.langgraph import FreeMemoryMiddleware, recall_tool
-from freemem.pairing import pairing_violations
 
 _HANDLE = re.compile(r'recall\("(f[0-9a-f]{8})"\)')
 _MARKER = re.compile(r"\[freemem: #([0-9a-f]{8}) ")

@@ -1,6 +1,6 @@
 """Apply deletion commands to a :class:`~freemem.Context` safely, in one pass.
 
-Semantics (DESIGN.md §3), for every command on the *same* snapshot of the text:
+Semantics (README, "How applying works"), for every command on the *same* snapshot of the text:
 
 1. the prefix is looked for in editable text — exact match first, then whitespace-insensitive. What a prefix
    that occurs more than once means is ``repeated``: ``"reject"`` (the default: it must occur exactly once),
@@ -20,7 +20,7 @@ rejected ``"duplicate"``), at most ``max_commands`` distinct ones per call (``"o
 stops at a deadline (``"deadline"``); a prefix that is frequent in protected text costs one step per
 protected region it occurs in, not one per occurrence, and each distinct prefix is searched once.
 
-Given ``shown`` (what a model cleaner was shown, :mod:`freemem.rendering`), anchors are located in that text and
+Given ``shown`` (what a model cleaner was shown, :mod:`freemem.core.rendering`), anchors are located in that text and
 each span is mapped back exactly to the context.
 
 Tool-call argument strings are edited in place in their JSON: only the bytes of the removed range change,
@@ -39,8 +39,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
 
-from freemem.commands import Command
-from freemem.context import (
+from freemem.core.commands import Command
+from freemem.core.context import (
     Context,
     Region,
     arg_strings,
@@ -50,10 +50,12 @@ from freemem.context import (
     parse_arg_field,
     splice_literal,
 )
-from freemem.errors import ConfigError
-from freemem.rendering import RenderedContext
+from freemem.core.errors import ConfigError
+from freemem.core.rendering import RenderedContext
 
 __all__ = [
+    "Finder",
+    "locate",
     "DEFAULT_DEADLINE_S",
     "DEFAULT_MAX_COMMANDS",
     "DEFAULT_MAX_MATCHES",
@@ -141,7 +143,7 @@ class AppliedSpan:
     ``start``/``end`` are offsets in the original :attr:`Context.text`; ``field_start`` is the offset in the
     original text of its field (a message's ``content``, ``content[i]``, ``reasoning_content``; ``"text"``
     for plain text) and ``pruned_start`` the marker's offset in the pruned field. With those the original is
-    rebuilt exactly (:func:`freemem.archive.restore_text` / :func:`~freemem.archive.restore_messages`).
+    rebuilt exactly (:func:`freemem.core.archive.restore_text` / :func:`~freemem.core.archive.restore_messages`).
     """
 
     command_indexes: tuple[int, ...]
@@ -238,11 +240,11 @@ def _ws_pattern(anchor: str) -> re.Pattern[str] | None:
 _AMBIGUITY_COUNT = 100
 
 
-class _Finder:
+class Finder:
     """Anchor search on one snapshot: exact first, then whitespace-insensitive.
 
     ``context`` is what is searched: the :class:`~freemem.Context` itself, or the ``index`` of what a model
-    was shown (:class:`~freemem.rendering.RenderedContext`); ``shown`` maps found ranges back (see
+    was shown (:class:`~freemem.core.rendering.RenderedContext`); ``shown`` maps found ranges back (see
     :meth:`source`)."""
 
     def __init__(self, context: Context, shown: RenderedContext | None = None) -> None:
@@ -396,16 +398,16 @@ def _prefix_detail(text: str, prefix: str) -> str:
             f"{_snippet(text[at + lo:at + lo + 20], 20)} where the prefix has {_snippet(prefix[lo:lo + 20], 20)}")
 
 
-def _locate(finder: _Finder, index: int, cmd: Command) -> tuple[int, int] | Rejection:
+def locate(finder: Finder, index: int, cmd: Command) -> tuple[int, int] | Rejection:
     """The span of ``cmd`` under ``repeated="reject"``: a unique prefix, the first suffix after it."""
     if not cmd.prefix.strip():
         return Rejection(index, cmd, "empty_prefix", "prefix is empty")
     found = finder.find_prefix(cmd.prefix)
     if isinstance(found, str):
-        return Rejection(index, cmd, found, _prefix_detail(finder.text, cmd.prefix))  # type: ignore[arg-type]
+        return Rejection(index, cmd, found, _prefix_detail(finder.text, cmd.prefix))
     if isinstance(found[0], str):
-        return Rejection(index, cmd, found[0], found[1])  # type: ignore[arg-type]
-    start, end = found  # type: ignore[misc]
+        return Rejection(index, cmd, found[0], found[1])
+    start, end = found
     if cmd.suffix.strip():
         suffix = finder.find_suffix(cmd.suffix, end)
         if suffix is None:
@@ -443,7 +445,7 @@ class _Matches:
         return "; ".join(bits)
 
 
-def _locate_matches(finder: _Finder, index: int, cmd: Command, *, first: bool, max_matches: int | None,
+def _locate_matches(finder: Finder, index: int, cmd: Command, *, first: bool, max_matches: int | None,
                     frees_nothing: Callable[[int, int], bool]) -> _Matches | Rejection:
     """Every non-overlapping ``prefix ... suffix`` match in editable text, left to right — what the Free()LM
     paper's substitution of ``prefix.*?suffix`` removes — or the first one (``first``).
@@ -622,7 +624,7 @@ def apply_commands(
     share and the caps bound the round, and restoring gives back the original exactly. Matches left out of
     an applied command are listed in :attr:`Outcome.skipped`.
 
-    ``shown`` is what the cleaner showed the model (:func:`~freemem.rendering.render_context` of this
+    ``shown`` is what the cleaner showed the model (:func:`~freemem.core.rendering.render_context` of this
     ``context``): anchors are then looked for in that text — protected parts marked or elided, protected
     arguments decoded — and each span is mapped back exactly to ``context``.
     """
@@ -640,7 +642,7 @@ def apply_commands(
         raise ConfigError(f"repeated must be one of {REPEATED_MODES}, got {repeated!r}")
     if shown is not None and shown.context is not context:
         raise ConfigError("shown= must be the rendering of this very context (render_context(context))")
-    finder = _Finder(shown.index, shown) if shown is not None else _Finder(context)
+    finder = Finder(shown.index, shown) if shown is not None else Finder(context)
     make_marker = _marker_fn(marker, context.kind)
     frees_nothing = _frees_nothing(context.text, make_marker)
     rejected: list[Rejection] = []
@@ -654,12 +656,12 @@ def apply_commands(
         except (ValueError, TypeError) as exc:
             rejected.append(Rejection(i, Command(prefix="", suffix=""), "empty_prefix", f"invalid command: {exc}"))
             continue
-        key = (cmd.prefix, cmd.suffix)
-        if key in first_of:
+        anchors = (cmd.prefix, cmd.suffix)
+        if anchors in first_of:
             # The same anchors name the same span: examining it again could only repeat the answer.
-            rejected.append(Rejection(i, cmd, "duplicate", f"same as command {first_of[key]}"))
+            rejected.append(Rejection(i, cmd, "duplicate", f"same as command {first_of[anchors]}"))
             continue
-        first_of[key] = i
+        first_of[anchors] = i
         if max_commands is not None and len(first_of) > max_commands:
             rejected.append(Rejection(i, cmd, "over_cap",
                                       f"more than max_commands={max_commands} distinct commands in one round"))
@@ -669,7 +671,7 @@ def apply_commands(
                                                           "commands had passed"))
             continue
         if repeated == "reject":
-            located = _locate(finder, i, cmd)
+            located = locate(finder, i, cmd)
             if isinstance(located, Rejection):
                 rejected.append(located)
             else:

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from freemem.errors import FormatError
+from freemem.core.errors import FormatError
 
 __all__ = [
     "Context",
@@ -59,7 +59,7 @@ _SYSTEM_ROLES = frozenset({"system", "developer"})
 MESSAGE_OVERHEAD_TOKENS = 4
 
 #: Where a fold message carries its handle: the dict message's ``metadata`` key, or a LangChain message's
-#: ``additional_kwargs`` key (see :mod:`freemem.folding`).
+#: ``additional_kwargs`` key (see :mod:`freemem.core.folding`).
 FOLD_KEY = "freemem_fold"
 
 #: String values of tool-call arguments this long or longer can be edited (see ``Protection.tool_arguments``).
@@ -87,7 +87,7 @@ class Region:
 
 @dataclass(frozen=True)
 class Protection:
-    """Which parts of a context a cleaner may never touch. All on by default (DESIGN.md §3)."""
+    """Which parts of a context a cleaner may never touch. All on by default (README, "What freemem guarantees")."""
 
     system: bool = True
     first_human: bool = True
@@ -188,7 +188,7 @@ def arg_strings(raw: str, min_chars: int = ARG_FIELD_MIN_CHARS) -> list[ArgStrin
     so such an arguments field is protected whole."""
     if len(raw) < min_chars or not raw.lstrip(_WS_CHARS).startswith("{"):
         return []
-    scan = json.decoder.scanstring
+    scan = json.decoder.scanstring  # type: ignore[attr-defined]  # public at run time, absent from typeshed
     out: list[ArgString] = []
     keys: set[str] = set()
     try:
@@ -284,7 +284,7 @@ def splice_literal(literal: str, pieces: Sequence[tuple[int, int, str]]) -> str:
 def decode_literal(literal: str) -> str | None:
     """The value of one encoded JSON string (quotes included), or None when it is not exactly one."""
     try:
-        value, end = json.decoder.scanstring(literal, 1)
+        value, end = json.decoder.scanstring(literal, 1)  # type: ignore[attr-defined]  # as above
     except (ValueError, IndexError):
         return None
     return value if literal[:1] == '"' and end == len(literal) else None
@@ -409,6 +409,16 @@ def counted_texts(views: Sequence[MessageView]) -> list[str]:
     return texts
 
 
+def count_messages(counter: Any, messages: Sequence[Any]) -> int:
+    """Tokens of a message list by ``counter`` (a :class:`~freemem.tokens.TokenCounter`): every text in
+    :func:`counted_texts`, plus :data:`MESSAGE_OVERHEAD_TOKENS` per message. With a
+    :class:`~freemem.tokens.CachedCounter` the texts are counted in one batch and cached, so a new turn costs
+    O(new tokens)."""
+    texts = counted_texts(message_views(messages))
+    total = counter.count_texts(texts) if hasattr(counter, "count_texts") else sum(counter.count_many(texts))
+    return int(total) + MESSAGE_OVERHEAD_TOKENS * len(messages)
+
+
 class _LcViewCache:
     """Views of LangChain messages by value: an agent's history is re-read at every model call, and a
     checkpointer hands back new objects with the same values each time. A view is reused when the message's
@@ -423,7 +433,7 @@ class _LcViewCache:
     def view(self, index: int, msg: Any) -> MessageView:
         d = getattr(msg, "__dict__", None)
         content = d.get("content") if d is not None else None
-        if not isinstance(content, str):
+        if d is None or not isinstance(content, str):
             return _lc_view(index, msg)
         key = (d.get("type"), d.get("id"), content)
         rest = (d.get("tool_calls"), d.get("additional_kwargs"), d.get("response_metadata"), d.get("name"),
