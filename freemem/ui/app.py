@@ -155,7 +155,8 @@ def create_app(source: ThreadSource, *, token: str | None = None, allow_restore:
         async def run() -> Response:
             (tid,) = need(request, "id")
             data = await run_in_threadpool(source.thread, tid)
-            return page(render.thread_page(data, where=where, csrf=csrf, flash=request.query_params.get("flash")))
+            return page(render.thread_page(data, where=where, csrf=csrf, flash=request.query_params.get("flash"),
+                                          has_archive=source.archive is not None))
         return await guarded(run)
 
     def _event_view(tid: str, eid: str) -> tuple[dict[str, Any], list[Any], bool]:

@@ -90,8 +90,13 @@ def sawtooth_svg(calls: Sequence[Call], events: Sequence[EventRow], thread_id: s
     """Tokens of messages sent per model call (with freemem) against the whole history (without)."""
     if not calls:
         return '<p class="empty" id="no-calls">No model calls in this thread\'s checkpoints.</p>'
-    w, h, left, right, top, bottom = 960, 280, 64, 16, 16, 36
-    top_value = max(max(c.tokens_without for c in calls), max(c.tokens_sent for c in calls), 1)
+    w, h, left, right, top, bottom = 960, 300, 64, 16, 16, 36
+    peak_sent = max(max(c.tokens_sent for c in calls), 1)
+    peak_without = max(c.tokens_without for c in calls)
+    # The sawtooth is what the chart is for: when the whole history dwarfs it, the dashed line leaves the top
+    # (clipped, and the legend says how high it goes) rather than flatten the sawtooth to the axis.
+    clipped = peak_without > 3 * peak_sent
+    top_value = peak_sent * 1.6 if clipped else max(peak_without, peak_sent)
     n = len(calls)
 
     def x(i: int) -> float:
@@ -119,6 +124,10 @@ def sawtooth_svg(calls: Sequence[Call], events: Sequence[EventRow], thread_id: s
                     "</title></circle>")
         for eid in c.events:
             ev = by_id.get(eid)
+            before = ev.data.get("tokens_before") if ev else None
+            if isinstance(before, (int, float)) and before > c.tokens_sent:  # the tooth: what the clean cut
+                dots.append(f'<line class="drop" x1="{x(i):.1f}" x2="{x(i):.1f}" y1="{y(min(before, top_value)):.1f}" '
+                            f'y2="{y(c.tokens_sent):.1f}"/>')
             label = (f"event {eid}: {ev.data.get('trigger', '')}, {_n(ev.data.get('tokens_before'))} → "
                      f"{_n(ev.data.get('tokens_after'))} tokens") if ev else f"event {eid}"
             dots.append(f'<a href="{_url("/event", thread=thread_id, id=eid)}">'
@@ -128,13 +137,16 @@ def sawtooth_svg(calls: Sequence[Call], events: Sequence[EventRow], thread_id: s
         f'<svg id="sawtooth" class="chart" viewBox="0 0 {w} {h}" role="img" '
         'aria-label="tokens sent to the model per call">'
         + "".join(ticks)
-        + f'<polyline class="without" points="{without}"/><polyline class="sent" points="{sent}"/>'
+        + f'<clipPath id="plot"><rect x="{left}" y="{top}" width="{w - left - right}" height="{h - top - bottom}"/>'
+        f'</clipPath><polyline class="without" clip-path="url(#plot)" points="{without}"/>'
+        f'<polyline class="sent" points="{sent}"/>'
         + "".join(dots)
         + f'<text class="axis" x="{(w + left) / 2:.0f}" y="{h - 4}" text-anchor="middle">model call</text>'
         "</svg>"
         '<p class="legend"><span class="k sent"></span> tokens of messages sent, with freemem '
-        '<span class="k without"></span> the whole history, without '
-        '<span class="k clean"></span> a cleaning event (click it)</p>'
+        '<span class="k without"></span> the whole history, without'
+        + (f" (off the chart: it reaches {peak_without:,})" if clipped else "")
+        + ' <span class="k clean"></span> a cleaning event (click it)</p>'
     )
 
 
@@ -236,7 +248,7 @@ def _restore_form(thread_id: str, csrf: str, event_id: str | None, label: str) -
             f'<button type="submit" class="restore-button">{esc(label)}</button></form>')
 
 
-def events_table(events: Sequence[EventRow], thread_id: str, *, csrf: str | None) -> str:
+def events_table(events: Sequence[EventRow], thread_id: str, *, csrf: str | None, has_archive: bool = True) -> str:
     if not events:
         return '<p class="empty" id="no-events">No cleaning events yet: nothing was freed in this thread.</p>'
     rows = []
@@ -246,8 +258,16 @@ def events_table(events: Sequence[EventRow], thread_id: str, *, csrf: str | None
         folds = d.get("folds") or []
         n_folded = sum(int(f.get("n_messages", 0) or 0) for f in folds if isinstance(f, Mapping))
         where = "archive" if ev.in_archive else "state only"
-        status = (f"restored {esc(_when(d.get('restored_at')))}" if ev.restored
-                  else ("kept" if ev.in_archive else '<span class="muted">no archive</span>'))
+        if ev.restored:
+            status = f"restored {esc(_when(d.get('restored_at')))}"
+        elif ev.in_archive:
+            status = "kept"
+        elif has_archive:
+            status = '<span class="muted">not archived (nothing removed)</span>' if not d.get("applied") and not folds \
+                else '<span class="muted">not in the archive (expired?)</span>'
+        else:
+            status = '<span class="muted">no archive</span>'
+
         action = _restore_form(thread_id, csrf, ev.id, "restore") if (csrf and ev.restorable) else ""
         rows.append(
             f'<tr class="event-row" data-event="{esc(ev.id)}">'
@@ -263,7 +283,8 @@ def events_table(events: Sequence[EventRow], thread_id: str, *, csrf: str | None
             f"<th>found in</th><th>status</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
-def thread_page(page: ThreadPage, *, where: str, csrf: str | None, flash: str | None = None) -> str:
+def thread_page(page: ThreadPage, *, where: str, csrf: str | None, flash: str | None = None,
+                has_archive: bool = True) -> str:
     tid = page.thread_id
     notes = []
     if flash:
@@ -292,7 +313,7 @@ def thread_page(page: ThreadPage, *, where: str, csrf: str | None, flash: str | 
         f'<p class="muted">checkpoint {esc(page.checkpoint_id)} · {esc(stats)}</p>'
         + "".join(notes)
         + "<section><h2>Tokens sent per model call</h2>" + sawtooth_svg(page.calls, page.events, tid) + "</section>"
-        + f'<section><h2>Cleaning events</h2>{restore_all}{events_table(page.events, tid, csrf=csrf)}</section>'
+        + f'<section><h2>Cleaning events</h2>{restore_all}{events_table(page.events, tid, csrf=csrf, has_archive=has_archive)}</section>'
         + '<section><h2>Context</h2><div class="tabs" role="tablist">'
         '<button class="tab active" data-tab="original" id="tab-original">original, with what was removed</button>'
         '<button class="tab" data-tab="pruned" id="tab-pruned">what the model sees now</button></div>'
