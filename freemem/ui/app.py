@@ -161,12 +161,8 @@ def create_app(source: ThreadSource, *, token: str | None = None, allow_restore:
 
     def _event_view(tid: str, eid: str) -> tuple[dict[str, Any], list[Any], bool]:
         event = source.event(tid, eid)
-        data = source.thread(tid)
-        touched = [m for m in data.original
-                   if any(iv[2] == eid for f in m.fields for iv in f.freed)
-                   or (m.folded_by is not None and m.folded_by[0] == eid)]
-        row = next((e for e in data.events if e.id == eid), None)
-        return event, touched, bool(row and row.restorable)
+        touched, restorable = source.event_context(tid, eid)
+        return event, touched, restorable
 
     async def event(request: Request) -> Response:
         async def run() -> Response:

@@ -427,6 +427,19 @@ class ThreadSource:
                           original=_texts(rebuilt.messages, rebuilt.freed, rebuilt.folded), orphans=orphans,
                           rebuild_error=rebuilt.error, history_truncated=truncated)
 
+    def event_context(self, thread_id: str, event_id: str) -> tuple[list[MessageText], bool]:
+        """The messages of the rebuilt original that ``event_id`` touched (spans it removed, messages it
+        folded), and whether the event can still be restored (archived, not restored yet)."""
+        tup, pruned, _ = self._latest(thread_id)
+        if tup is None:
+            raise KeyError(f"no thread {thread_id!r} in {self.describe}")
+        full = [e for e in self._archive_events(thread_id, full=True) if not e.get("restored_at")]
+        rebuilt = rebuild(pruned, full, revive=getattr(self.archive, "revive", None))
+        touched = [m for m in _texts(rebuilt.messages, rebuilt.freed, rebuilt.folded)
+                   if any(iv[2] == event_id for f in m.fields for iv in f.freed)
+                   or (m.folded_by is not None and m.folded_by[0] == event_id)]
+        return touched, any(str(e.get("id")) == event_id for e in full)
+
     def _known_refs(self, thread_id: str) -> set[str]:
         from freemem.archive import event_refs
 
