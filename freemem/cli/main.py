@@ -1,4 +1,4 @@
-"""The ``freemem`` command: demo, clean, bench, serve, thread.
+"""The ``freemem`` command: demo, clean, bench, serve, thread, ui.
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args)``; modules are
 imported only when their subcommand runs, so ``freemem clean`` never pays for LangGraph or Redis imports.
@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("freemem.cli.bench", "run a benchmark: transcripts, reasoning, store, overhead, gated"),
     "serve": ("freemem.serving.launch", "start (or print) a Free-Module server: SGLang on GPUs, llama.cpp on CPUs"),
     "thread": ("freemem.cli.thread", "list, show or restore what freemem freed in a Redis-persisted thread"),
+    "ui": ("freemem.cli.ui", "inspect threads in the browser: tokens per call, cleaning events, removed text, restore"),
 }
 
 
