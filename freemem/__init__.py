@@ -8,7 +8,7 @@ no LangGraph, Redis or HTTP code; :mod:`freemem.memory` drives it, :mod:`freemem
 
 from freemem.cleaners.heuristic import HeuristicCleaner
 from freemem.core.anchors import AnchorMaker
-from freemem.core.apply import AppliedSpan, Outcome, Rejection, apply_commands
+from freemem.core.apply import apply_commands
 from freemem.core.archive import (
     Archive,
     ArchiveMismatch,
@@ -37,6 +37,7 @@ from freemem.core.errors import (
 )
 from freemem.core.folding import FoldRecord
 from freemem.core.ledger import CleanEvent
+from freemem.core.outcome import AppliedSpan, Outcome, Rejection
 from freemem.core.pairing import pairing_violations
 from freemem.core.rendering import RenderedContext, RenderOptions, render_context
 from freemem.memory import CleanResult, FreeMemory

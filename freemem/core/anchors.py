@@ -8,9 +8,9 @@ an emitted command is accepted exactly as intended.
 
 from __future__ import annotations
 
-from freemem.core.apply import Finder, locate
 from freemem.core.commands import Command
 from freemem.core.context import Context
+from freemem.core.finder import Finder, locate
 
 __all__ = ["AnchorMaker"]
 

@@ -1,6 +1,6 @@
 """Rebuild originals from pruned text plus the archived spans (the inverse of :func:`apply_commands`).
 
-Every :class:`~freemem.core.apply.AppliedSpan` knows its field, its original text, its marker and where the marker
+Every :class:`~freemem.core.outcome.AppliedSpan` knows its field, its original text, its marker and where the marker
 sits in the pruned field, so one round is undone exactly; a tool-call argument string gets back its bytes as
 they were encoded in the arguments JSON (``AppliedSpan.raw_original``). Several rounds are undone newest first
 (:func:`restore_rounds`); persisting the spans is the job of a store (``freemem.redis.RedisArchive``).
@@ -17,10 +17,12 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from freemem.core.apply import AppliedSpan, ArgPiece, edit_messages, span_ref
+from freemem.core.apply import span_ref
 from freemem.core.context import message_views, parse_arg_field
+from freemem.core.edits import ArgPiece, edit_messages
 from freemem.core.errors import FormatError, FreememError
 from freemem.core.folding import FoldMismatch, unfold
+from freemem.core.outcome import AppliedSpan
 
 __all__ = [
     "Archive",

@@ -11,8 +11,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from freemem.core.apply import AppliedSpan, Outcome
 from freemem.core.folding import FoldRecord
+from freemem.core.outcome import AppliedSpan, Outcome
 
 if TYPE_CHECKING:
     from freemem.core.cleaner import Proposal
