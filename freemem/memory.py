@@ -24,21 +24,14 @@ from typing import Any
 from freemem.core.apply import DEFAULT_MAX_COMMANDS, DEFAULT_MESSAGE_MARKER, Marker, apply_commands
 from freemem.core.cleaner import Cleaner, Proposal
 from freemem.core.commands import Command
-from freemem.core.context import (
-    MESSAGE_OVERHEAD_TOKENS,
-    Context,
-    MessageView,
-    Protection,
-    count_messages,
-    counted_texts,
-    message_views,
-)
+from freemem.core.context import Context, Protection
 from freemem.core.digest import summary_prompt
 from freemem.core.errors import CleanerError, CleanerTimeout, ConfigError
 from freemem.core.folding import FoldMismatch, FoldRecord, fold_originals, fold_units, make_fold, replace_digest
 from freemem.core.ledger import CleanEvent
 from freemem.core.outcome import Outcome
 from freemem.core.prompt_cache import PriceModel, common_prefix, get_price_model, message_keys
+from freemem.core.views import MESSAGE_OVERHEAD_TOKENS, MessageView, count_messages, counted_texts, message_views
 from freemem.policies.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger, TriggerState
 from freemem.tokens import CachedCounter, TokenCounter, get_counter
 

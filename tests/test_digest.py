@@ -8,8 +8,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from freemem.core.context import message_views
 from freemem.core.digest import extractive_digest, specifics
+from freemem.core.views import message_views
 from freemem.tokens import get_counter
 
 COUNTER = get_counter("approx")

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from freemem import FreeMemory, pairing_violations
 from freemem.core.archive import InMemoryArchive, find_refs, restore_event
-from freemem.core.context import FOLD_KEY, Protection, message_views
+from freemem.core.context import Protection
 from freemem.core.folding import FOLD_ID_PREFIX, FoldMismatch, fold_units, unfold
+from freemem.core.views import FOLD_KEY, message_views
 
 
 def _tool_text(rng: random.Random, k: int, lines: int) -> str:

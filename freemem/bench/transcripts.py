@@ -58,11 +58,12 @@ from freemem.bench._common import (
     save_figure,
     time_summary,
 )
-from freemem.core.context import Context, message_views
+from freemem.core.context import Context
 from freemem.core.errors import ConfigError, FormatError
 from freemem.core.io import read_document
 from freemem.core.pairing import pairing_violations
 from freemem.core.prompt_cache import PRICE_MODELS, CacheMeter, PriceModel, get_price_model, message_keys
+from freemem.core.views import message_views
 from freemem.memory import MESSAGE_OVERHEAD_TOKENS, FreeMemory
 from freemem.tokens import CachedCounter
 

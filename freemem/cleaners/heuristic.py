@@ -30,8 +30,10 @@ from typing import Any
 from freemem.core.anchors import AnchorMaker
 from freemem.core.cleaner import Cleaner, Proposal
 from freemem.core.commands import Command
-from freemem.core.context import MESSAGE_OVERHEAD_TOKENS, Context, Region, counted_texts, parse_arg_field
+from freemem.core.context import Context, Region
+from freemem.core.json_args import parse_arg_field
 from freemem.core.loops import CHAR_LOOP, loop_runs, unit_key, units
+from freemem.core.views import MESSAGE_OVERHEAD_TOKENS, counted_texts
 
 __all__ = ["HeuristicCleaner"]
 

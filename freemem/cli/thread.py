@@ -45,7 +45,7 @@ def _when(ts: Any) -> str:
 
 
 def _text_of(message: Any) -> str:
-    from freemem.core.context import message_views
+    from freemem.core.views import message_views
 
     (view,) = message_views([message])
     return "\n".join(text for _name, text in view.fields)

@@ -36,16 +36,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal, get_args
 
 from freemem.core.commands import Command
-from freemem.core.context import (
-    Context,
-    Region,
-    arg_strings,
-    encoded_offsets,
-    parse_arg_field,
-)
+from freemem.core.context import Context, Region
 from freemem.core.edits import ArgPiece
 from freemem.core.errors import ConfigError
 from freemem.core.finder import Finder, locate, locate_matches
+from freemem.core.json_args import arg_strings, encoded_offsets, parse_arg_field
 from freemem.core.outcome import AppliedSpan, Outcome, Rejection
 from freemem.core.rendering import RenderedContext
 

@@ -18,11 +18,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from freemem.core.apply import span_ref
-from freemem.core.context import message_views, parse_arg_field
 from freemem.core.edits import ArgPiece, edit_messages
 from freemem.core.errors import FormatError, FreememError
 from freemem.core.folding import FoldMismatch, unfold
+from freemem.core.json_args import parse_arg_field
 from freemem.core.outcome import AppliedSpan
+from freemem.core.views import message_views
 
 __all__ = [
     "Archive",

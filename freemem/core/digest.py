@@ -22,7 +22,7 @@ messages:
   ``- assistant: ...``, ``- called tool(arg=...)``, ``  tool said: ...``).
 
 A model summary (the ``summarize`` policy's summariser) is the other digest; this one costs no call and is
-deterministic. Core module: plain strings and :class:`~freemem.core.context.MessageView`, no LangChain import.
+deterministic. Core module: plain strings and :class:`~freemem.core.views.MessageView`, no LangChain import.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from freemem.core.context import MessageView, message_views
+from freemem.core.views import MessageView, message_views
 
 __all__ = ["FOLD_SUMMARY_SYSTEM", "extractive_digest", "render_for_summary", "specifics", "summary_prompt"]
 

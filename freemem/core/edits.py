@@ -9,14 +9,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from freemem.core.context import (
-    arg_strings,
-    decode_literal,
-    encode_like,
-    parse_arg_field,
-    splice_literal,
-)
 from freemem.core.errors import ConfigError
+from freemem.core.json_args import arg_strings, decode_literal, encode_like, parse_arg_field, splice_literal
 
 __all__ = ["ArgPiece", "edit_messages"]
 

@@ -12,10 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from freemem.core.commands import Command
-from freemem.core.context import (
-    Context,
-    Region,
-)
+from freemem.core.context import Context, Region
 from freemem.core.outcome import Rejection, RejectReason
 from freemem.core.rendering import RenderedContext
 

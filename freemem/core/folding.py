@@ -34,9 +34,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from freemem.core.context import FOLD_KEY, MessageView, Protection, message_views, protected_messages
+from freemem.core.context import Protection, protected_messages
 from freemem.core.digest import extractive_digest
 from freemem.core.errors import FreememError
+from freemem.core.views import FOLD_KEY, MessageView, message_views
 
 __all__ = [
     "FOLD_ID_PREFIX",

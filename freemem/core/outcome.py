@@ -8,9 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from freemem.core.commands import Command
-from freemem.core.context import (
-    Context,
-)
+from freemem.core.context import Context
 from freemem.core.edits import ArgPiece, edit_messages
 from freemem.core.errors import ConfigError
 

@@ -35,7 +35,7 @@ from typing_extensions import TypedDict
 
 import freemem.lc  # noqa: F401 - registers the LangChain reviver: folds in graph state restore exactly
 from freemem.core.archive import arecord_event, record_event
-from freemem.core.context import message_views
+from freemem.core.views import message_views
 from freemem.memory import CleanResult
 from freemem.policy import MemoryPolicy
 

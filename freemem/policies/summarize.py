@@ -29,11 +29,11 @@ from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal, TypedDict
 
-from freemem.core.context import MESSAGE_OVERHEAD_TOKENS, count_messages, message_views
 from freemem.core.digest import FOLD_SUMMARY_SYSTEM, render_for_summary, summary_prompt
 from freemem.core.errors import ConfigError
 from freemem.core.folding import FoldRecord, fold_message, new_handle, plain_message
 from freemem.core.ledger import CleanEvent
+from freemem.core.views import MESSAGE_OVERHEAD_TOKENS, count_messages, message_views
 from freemem.memory import CleanResult
 from freemem.tokens import CachedCounter, TokenCounter, get_counter
 
@@ -906,7 +906,7 @@ def _is_summary(view: Any) -> bool:
 
 def _summary_message(messages: Sequence[Any], body: str, n: int) -> Any:
     """The summary as a user message, in the same form (dict or LangChain) as the transcript, marked as a fold
-    message (:data:`freemem.core.context.FOLD_KEY`, id ``freemem-fold-<handle>``): protected from edits, merged by
+    message (:data:`freemem.core.views.FOLD_KEY`, id ``freemem-fold-<handle>``): protected from edits, merged by
     the next fold, and undone exactly from the archive (:func:`freemem.core.archive.restore_event`)."""
     content = SUMMARY_PREFIX.format(n=n) + body
     handle = new_handle()

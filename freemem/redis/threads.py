@@ -27,8 +27,8 @@ from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.checkpoint.base.id import uuid6
 
 from freemem.core.archive import event_refs
-from freemem.core.context import message_views
 from freemem.core.errors import StoreError
+from freemem.core.views import message_views
 from freemem.redis.archive import RedisArchive, Restored
 
 __all__ = [

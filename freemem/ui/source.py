@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from freemem import AppliedSpan, ArchiveMismatch, FreeMemory, StoreError, restore_event
-from freemem.core.context import message_views
+from freemem.core.views import message_views
 
 __all__ = [
     "Call",

@@ -16,10 +16,10 @@ from lgfakes import BUDGET, TOOLS, ScriptedModel, tool_call_message
 
 from freemem import FreeMemory
 from freemem.core.archive import InMemoryArchive
-from freemem.core.context import FOLD_KEY
 from freemem.core.errors import ConfigError
 from freemem.core.folding import FOLD_ID_PREFIX
 from freemem.core.pairing import pairing_violations
+from freemem.core.views import FOLD_KEY
 from freemem.langgraph import FreeMemoryMiddleware, recall_tool
 
 _HANDLE = re.compile(r'recall\("(f[0-9a-f]{8})"\)')
