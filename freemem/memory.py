@@ -31,6 +31,7 @@ from freemem.core.folding import FoldMismatch, FoldRecord, fold_originals, fold_
 from freemem.core.ledger import CleanEvent
 from freemem.core.outcome import Outcome
 from freemem.core.prompt_cache import PriceModel, common_prefix, get_price_model, message_keys
+from freemem.core.scheduling import Option, choose, turn_tokens
 from freemem.core.views import MESSAGE_OVERHEAD_TOKENS, MessageView, count_messages, counted_texts, message_views
 from freemem.policies.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger, TriggerState
 from freemem.tokens import CachedCounter, TokenCounter, get_counter
@@ -508,9 +509,9 @@ class FreeMemory:
         views = message_views(given)
         sizes = self._view_tokens(views)
         total = sum(sizes)
-        growth = _turn_tokens(views, sizes)
+        growth = turn_tokens(views, sizes)
         forced = self.budget is not None and before > self.budget
-        options: list[_Option] = []
+        options: list[Option] = []
         edited = sorted({s.message_index for r in event.rounds for s in r if s.message_index is not None})
         if edited:
             gains = dict.fromkeys(edited, 0)
@@ -520,63 +521,19 @@ class FreeMemory:
             gain = 0
             for m in reversed(edited):  # the edits from message m on: the latest first change for that gain
                 gain += gains[m]
-                options.append(_Option("delete", m, total - gain, start=m))
+                options.append(Option("delete", m, total - gain, start=m))
         if self.fold and self.budget is not None and event.error is None:
             folded = self._fold_pass(full, full_tokens, given, force=forced, target=self.low_water)
             if folded is not None:
                 new, record, after = folded
                 first = common_prefix(message_keys(given), message_keys(new))
-                options.append(_Option("fold", first, after, messages=new, record=record))
-        prefix = [0]
-        for size in sizes:
-            prefix.append(prefix[-1] + size)
-
-        def extra(o: _Option) -> float:
-            """What the edit costs this turn more than leaving the context as it is."""
-            p = prefix[min(o.first, len(sizes))]
-            if cold:  # the whole prompt is written either way
-                return price.write * (o.after - total)
-            return price.write * (o.after - p) - price.read * (total - p)
-
-        chosen: _Option | None = None
-        budget = self.budget
-        if options and forced:
-            assert budget is not None
-            fits = [o for o in options if o.after <= budget] or [min(options, key=lambda o: o.after)]
-
-            def rate(o: _Option) -> float:
-                # Cost per turn until the context grows back to the budget: this write spread over those
-                # turns, plus reading the context, which grows from `after` to the budget meanwhile.
-                turns = max(1.0, (budget - o.after) / growth)
-                return extra(o) / turns + price.read * (o.after + budget) / 2
-
-            chosen = min(fits, key=lambda o: (rate(o), -o.first))
-        elif options:
-            # The turns a saving lasts: until the context would reach the budget anyway, and no more than the
-            # conversation has had so far (a conversation n turns old is expected to last about n more).
-            had = sum(1 for v in views if v.role == "assistant")
-            turns = max(1.0, min(_MAX_HORIZON_TURNS, float(had),
-                                 _MAX_HORIZON_TURNS if budget is None else (budget - total) / growth))
-
-            def net(o: _Option) -> float:
-                # What it frees, read on every turn it lasts, against the write it forces now.
-                return price.read * (total - o.after) * turns - extra(o)
-
-            best = max(options, key=lambda o: (net(o), o.first))
-            chosen = best if net(best) > 0 else None
-        record: dict[str, Any] = {"price": price.name, "forced": forced, "cold": cold, "options": len(options),
-                                  "turn_tokens": round(growth)}
+                options.append(Option("fold", first, after, messages=new, record=record))
+        plan = choose(options, sizes=sizes, price=price, budget=self.budget, forced=forced, cold=cold,
+                      growth=growth, turns_so_far=sum(1 for v in views if v.role == "assistant"))
+        record, chosen = plan.record, plan.chosen
         if chosen is None:
-            if options:
-                best = min(options, key=extra)
-                record.update(decision="deferred", deferred_cost=round(extra(best), 1),
-                              deferred_gain=total - best.after)
-                event.note = ((event.note + "; ") if event.note else "") + (
-                    f"deferred: freeing {total - best.after} tokens would not pay for the cache write "
-                    f"({extra(best):.0f} token-units)")
-            else:
-                record["decision"] = "none"
-            record.update(first_change=None, prefix_tokens=total, rewrite_tokens=0, cost=0.0)
+            if plan.note:
+                event.note = ((event.note + "; ") if event.note else "") + plan.note
             event.rounds = []
             event.applied = 0
             event.cache = record
@@ -592,10 +549,10 @@ class FreeMemory:
             assert chosen.messages is not None and chosen.record is not None
             messages, after = chosen.messages, chosen.after
             event.folds.append(chosen.record)
-        p = prefix[min(chosen.first, len(sizes))]
+        p = plan.prefix_tokens(chosen)
         record.update(decision="applied", kind=chosen.kind, partial=chosen.kind == "delete" and chosen.start > edited[0],
                       first_change=chosen.first, prefix_tokens=p,
-                      rewrite_tokens=after - p, cost=round(extra(replace(chosen, after=after)), 1))
+                      rewrite_tokens=after - p, cost=round(plan.extra(replace(chosen, after=after)), 1))
         event.cache = record
         return messages, after
 
@@ -677,40 +634,6 @@ def _bound_summarizer(model: Any, max_tokens: int) -> Any:
         return bind(max_tokens=max_tokens)
     except Exception:  # noqa: BLE001 - a model that cannot bind answers unbounded; the digest is truncated
         return model
-
-
-#: The most turns a freed token is counted as saving (a context without a budget never has to shrink).
-_MAX_HORIZON_TURNS = 50.0
-
-
-@dataclass(frozen=True)
-class _Option:
-    """A candidate edit set of one clean: the cleaner's deletions from message ``start`` on, or every deletion
-    plus a fold. ``first`` is its first changed message, ``after`` the tokens it leaves."""
-
-    kind: str
-    first: int
-    after: int
-    start: int = 0
-    messages: list[Any] | None = None
-    record: FoldRecord | None = None
-
-
-def _turn_tokens(views: Sequence[MessageView], sizes: Sequence[int], units: int = 4) -> float:
-    """How much a conversation grows per turn: the mean size of its newest ``units`` units (an assistant
-    message with the tool results that follow it, a human message), at least one token."""
-    found: list[int] = []
-    run = 0
-    for view, size in zip(reversed(views), reversed(sizes)):
-        if view.role in ("system", "developer") or view.fold is not None:
-            break
-        run += size
-        if view.role != "tool":
-            found.append(run)
-            run = 0
-            if len(found) >= units:
-                break
-    return max(1.0, sum(found) / len(found)) if found else max(1.0, float(sum(sizes)))
 
 
 def _cleaner_name(cleaner: Any) -> str:
