@@ -203,6 +203,21 @@ def test_served_agent_prunes_and_persists_in_redis(
             changed = {e["id"] for e in ledger if e["applied"] > 0 or e.get("folds")}
             assert changed and changed <= archived <= {e["id"] for e in ledger}
 
+        # Copying a thread through the API copies it in Redis (the saver's acopy_thread).
+        alpha = client.threads.get_state(threads["alpha"])["values"]
+        copy_id = client.threads.copy(threads["alpha"])["thread_id"]
+        copied = saver.get_tuple({"configurable": {"thread_id": copy_id, "checkpoint_ns": ""}})
+        assert copied is not None
+        assert [m.id for m in copied.checkpoint["channel_values"]["messages"]] == [m["id"] for m in alpha["messages"]]
+        assert client.threads.get_state(copy_id)["values"]["freemem_ledger"] == alpha["freemem_ledger"]
+
+        # A restarted server (same folder: the runtime keeps its thread records there) serves the same state.
+        server.restart(START_TIMEOUT)
+        after = client.threads.get_state(threads["alpha"])["values"]
+        assert [(m["id"], m["content"]) for m in after["messages"]] == \
+            [(m["id"], m["content"]) for m in alpha["messages"]]
+        assert after["freemem_ledger"] == alpha["freemem_ledger"]
+
         # Deleting a thread through the API deletes it from Redis.
         client.threads.delete(threads["beta"])
         assert saver.get_tuple({"configurable": {"thread_id": threads["beta"], "checkpoint_ns": ""}}) is None

@@ -105,12 +105,32 @@ def offline_env(base: dict[str, str], trap: ProxyTrap) -> dict[str, str]:
 
 @dataclass
 class LangGraphServer:
-    """One ``langgraph dev`` process group; ``url`` is its API."""
+    """One ``langgraph dev`` process group serving ``directory``; ``url`` is its API. :meth:`restart` reuses
+    the port, the directory (with the runtime's own files) and the environment."""
 
     directory: Path
     port: int
     log: Path
+    command: list[str]
+    env: dict[str, str] = field(repr=False)
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def start(self, timeout: float) -> LangGraphServer:
+        """Start the server (appending to the log) and wait until it answers; on failure it is stopped."""
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(self.command, cwd=self.directory, env=self.env, stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def restart(self, timeout: float) -> LangGraphServer:
+        """Stop, then start again on the same port in the same directory."""
+        self.stop()
+        return self.start(timeout)
 
     @property
     def url(self) -> str:
@@ -139,7 +159,6 @@ class LangGraphServer:
                 except httpx.HTTPError as exc:
                     last = exc
                 time.sleep(0.5)
-        self.stop()
         raise TimeoutError(f"langgraph dev on port {self.port} not ready after {timeout:.0f}s ({last}):\n"
                            f"{self.log_tail()}")
 
@@ -177,17 +196,8 @@ def start_langgraph_server(workdir: Path, env: dict[str, str], *, timeout: float
     directory = workdir / "langgraph-server"
     shutil.copytree(INTEGRATION_DIR, directory, ignore=shutil.ignore_patterns(".langgraph_api", "__pycache__"))
     port = free_port()
-    server = LangGraphServer(directory=directory, port=port, log=workdir / "langgraph-dev.log")
-    with server.log.open("wb") as log:
-        server.proc = subprocess.Popen(
-            [str(cli), "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1", "--port", str(port),
-             "--server-log-level", "INFO"],
-            cwd=directory, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        server.wait_ready(timeout)
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    command = [str(cli), "dev", "--no-browser", "--no-reload", "--host", "127.0.0.1", "--port", str(port),
+               "--server-log-level", "INFO"]
+    server = LangGraphServer(directory=directory, port=port, log=workdir / "langgraph-dev.log", command=command,
+                             env=env)
+    return server.start(timeout)
