@@ -35,8 +35,7 @@ from langchain.agents import create_agent
 from langchain_core.language_models import BaseChatModel
 from langchain_core.tools import BaseTool, tool
 
-from freemem import FreeMemory
-from freemem.errors import ConfigError
+from freemem import ConfigError, FreeMemory
 from freemem.langgraph import FreeMemoryMiddleware
 from freemem.redis import RedisArchive
 

@@ -14,7 +14,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from freemem.errors import ConfigError
+from freemem import ConfigError
 from freemem.redis import AsyncRedisSaver
 
 __all__ = ["redis_checkpointer"]

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from freemem.errors import ConfigError  # noqa: E402
+from freemem import ConfigError  # noqa: E402
 from tests.server.scripted_model import FINAL_ANSWER, ServedScriptedModel, make_model  # noqa: E402
 
 INTEGRATION = ROOT / "integrations" / "langgraph-server"
