@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _endpoint import add_endpoint_arguments, chat_model  # noqa: E402 - shared by the examples
+from _endpoint import add_endpoint_arguments, chat_model
 
-from freemem.policies.gated import GatedReader  # noqa: E402
+from freemem.policies.gated import GatedReader
 
 
 def haystack(n_paragraphs: int = 400, seed: int = 0) -> str:

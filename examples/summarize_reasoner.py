@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _endpoint import add_endpoint_arguments, chat_model  # noqa: E402 - shared by the examples
+from _endpoint import add_endpoint_arguments, chat_model
 
-from freemem.policies.summarize import InftyThinker  # noqa: E402
+from freemem.policies.summarize import InftyThinker
 
 
 def main(argv: list[str] | None = None) -> int:

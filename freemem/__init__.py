@@ -1,13 +1,15 @@
 """freemem — a ``free()`` for LLM agents.
 
-The core (this package's top level) works on plain text and plain message lists and imports no LangGraph,
-Redis or HTTP code. Integrations live in subpackages: ``freemem.langgraph``, ``freemem.redis``,
-``freemem.serving``.
+The core (:mod:`freemem.core`, :mod:`freemem.tokens`) works on plain text and plain message lists and imports
+no LangGraph, Redis or HTTP code; :mod:`freemem.memory` drives it, :mod:`freemem.cleaners` and
+:mod:`freemem.policies` decide what to delete. Integrations live in subpackages: ``freemem.langgraph``,
+``freemem.redis``, ``freemem.serving``. Every public name is importable from here.
 """
 
-from freemem.anchors import AnchorMaker
-from freemem.apply import AppliedSpan, Outcome, Rejection, apply_commands
-from freemem.archive import (
+from freemem.cleaners.heuristic import HeuristicCleaner
+from freemem.core.anchors import AnchorMaker
+from freemem.core.apply import apply_commands
+from freemem.core.archive import (
     Archive,
     ArchiveMismatch,
     InMemoryArchive,
@@ -16,11 +18,10 @@ from freemem.archive import (
     restore_rounds,
     restore_text,
 )
-from freemem.cleaners.base import Cleaner, Proposal
-from freemem.cleaners.heuristic import HeuristicCleaner
-from freemem.commands import COMMANDS_JSON_SCHEMA, Command, ParseResult, parse_commands
-from freemem.context import Context, Protection, Region
-from freemem.errors import (
+from freemem.core.cleaner import Cleaner, Proposal
+from freemem.core.commands import COMMANDS_JSON_SCHEMA, Command, ParseResult, parse_commands
+from freemem.core.context import Context, Protection, Region
+from freemem.core.errors import (
     CleanerConfigError,
     CleanerError,
     CleanerTimeout,
@@ -28,18 +29,20 @@ from freemem.errors import (
     ConfigError,
     FormatError,
     FreememError,
+    MissingExtraError,
     ServeError,
     StoreConnectionError,
     StoreError,
     TokenizerError,
 )
-from freemem.ledger import CleanEvent
+from freemem.core.folding import FoldRecord
+from freemem.core.ledger import CleanEvent
+from freemem.core.outcome import AppliedSpan, Outcome, Rejection
+from freemem.core.pairing import pairing_violations
+from freemem.core.rendering import RenderedContext, RenderOptions, render_context
 from freemem.memory import CleanResult, FreeMemory
-from freemem.folding import FoldRecord
-from freemem.pairing import pairing_violations
-from freemem.policy import MemoryPolicy
 from freemem.policies.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger
-from freemem.rendering import RenderedContext, RenderOptions, render_context
+from freemem.policy import MemoryPolicy
 from freemem.tokens import ApproxCounter, CachedCounter, Qwen3Counter, TiktokenCounter, TokenCounter, get_counter
 
 __version__ = "0.1.0"
@@ -70,6 +73,7 @@ __all__ = [
     "HeuristicCleaner",
     "InMemoryArchive",
     "LoopDetected",
+    "MissingExtraError",
     "MemoryPolicy",
     "Outcome",
     "OverBudget",

@@ -2,7 +2,7 @@
 
 It holds the configuration (cleaner, token counter, triggers, protections, marker, share cap) and runs one
 cleaning round on a message list or a text: measure, ask the cleaner, apply the commands safely, measure
-again, and describe the round in a :class:`~freemem.ledger.CleanEvent`. Persisting is the caller's job (the
+again, and describe the round in a :class:`~freemem.core.ledger.CleanEvent`. Persisting is the caller's job (the
 LangGraph middleware writes the pruned messages into graph state; an archive keeps the removed spans).
 
 A cleaner that fails costs one skipped round, a warning and a counted error — never the caller's turn
@@ -21,19 +21,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from freemem.apply import DEFAULT_MAX_COMMANDS, DEFAULT_MESSAGE_MARKER, Marker, Outcome, apply_commands
-from freemem.cleaners.base import Cleaner, Proposal
-from freemem.commands import Command
-from freemem.context import MESSAGE_OVERHEAD_TOKENS, Context, MessageView, Protection, counted_texts, message_views
-from freemem.errors import CleanerError, CleanerTimeout, ConfigError
-from freemem.digest import summary_prompt
-from freemem.folding import FoldMismatch, FoldRecord, fold_originals, fold_units, make_fold, replace_digest
-from freemem.ledger import CleanEvent
+from freemem.core.apply import DEFAULT_MAX_COMMANDS, DEFAULT_MESSAGE_MARKER, Marker, apply_commands
+from freemem.core.cleaner import Cleaner, Proposal
+from freemem.core.commands import Command
+from freemem.core.context import Context, Protection
+from freemem.core.digest import summary_prompt
+from freemem.core.errors import CleanerError, CleanerTimeout, ConfigError
+from freemem.core.folding import FoldMismatch, FoldRecord, fold_originals, fold_units, make_fold, replace_digest
+from freemem.core.ledger import CleanEvent
+from freemem.core.outcome import Outcome
+from freemem.core.prompt_cache import PriceModel, common_prefix, get_price_model, message_keys
+from freemem.core.views import MESSAGE_OVERHEAD_TOKENS, MessageView, count_messages, counted_texts, message_views
 from freemem.policies.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger, TriggerState
-from freemem.prompt_cache import PriceModel, common_prefix, get_price_model, message_keys
 from freemem.tokens import CachedCounter, TokenCounter, get_counter
 
-__all__ = ["CleanResult", "DIGEST_SHARE", "FreeMemory", "MESSAGE_OVERHEAD_TOKENS", "SummaryRequest"]
+__all__ = ["CleanResult", "DIGEST_SHARE", "FreeMemory", "MESSAGE_OVERHEAD_TOKENS", "SummaryRequest", "newest_text"]
 
 logger = logging.getLogger("freemem")
 
@@ -99,10 +101,10 @@ class FreeMemory:
             own (1.0 for the verified heuristic, 0.9 for model cleaners).
         max_rounds: rounds per clean while still over budget and still making progress.
         archive: optional store with ``record(thread_id, event_dict)`` (and ``arecord``) that keeps the
-            removed spans and folded messages, e.g. :class:`freemem.archive.InMemoryArchive` or
+            removed spans and folded messages, e.g. :class:`freemem.core.archive.InMemoryArchive` or
             ``freemem.redis.RedisArchive``. With an archive, an edit is persisted only once its record is
             stored (fail closed for the edit).
-        fold: fold whole units of old messages into one fold message (:mod:`freemem.folding`) when
+        fold: fold whole units of old messages into one fold message (:mod:`freemem.core.folding`) when
             deletions cannot meet the budget, or when what deletions left of old messages (headers, markers,
             excerpts, protected arguments) passes ``fold_share`` of the budget. Needs a ``budget``.
         fold_share: see ``fold``; a fold then goes on until that residue is under half of it.
@@ -114,27 +116,28 @@ class FreeMemory:
             at least 100 (a digest holds the specifics of what it folded, several times denser than the raw
             turns it replaces, so a bigger budget gets a proportionally bigger one).
         summarizer: a chat model (LangChain ``invoke`` / ``ainvoke``) that writes each fold's digest, the
-            InftyThink move applied to transcripts (:func:`freemem.digest.summary_prompt`, bounded by
+            InftyThink move applied to transcripts (:func:`freemem.core.digest.summary_prompt`, bounded by
             ``digest_tokens``); None (default): the extractive digest, no call. A summariser that fails, times
             out (``round_timeout``) or answers nothing leaves the extractive digest in place (the event's note
             says why): the fold itself never depends on it.
         round_timeout: seconds one cleaner call may take (None: no bound). A cleaner still busy then is
             abandoned (a sync ``propose`` runs in a worker thread for this; ``apropose`` is cancelled) and
             the round fails open: a ``RuntimeWarning``, the event's ``error`` set, the state unchanged.
-        cache: schedule rounds by what they cost under a prompt cache (:mod:`freemem.prompt_cache`): a price
+        cache: schedule rounds by what they cost under a prompt cache (:mod:`freemem.core.prompt_cache`): a price
             model or its name (default ``"anthropic"``: reads 0.1x, writes 1.25x, 5-minute TTL); None turns
             cost-aware scheduling off (every round applies everything its cleaner proposes). See
             "Cost-aware scheduling" below.
         low_water: in rounds scheduled by cost, a fold brings the context down to this share of the budget
-            (instead of ``fold_target``), so forced rounds are rare and deep. 0.8 by default: deeper folds cost
-            less cache (0.87x of no pruning at 0.5 against 0.91x at 0.8 on the OpenHands transcripts at 16k)
-            but keep less of the conversation (below ``trim_messages`` on long chats at 0.5 and 0.7).
+            (instead of ``fold_target``). 0.9 by default: on the OpenHands transcripts at 16k, deeper folds
+            cost about the same cache (0.915x of no pruning at 0.9, 0.914x at 0.8, 0.87x at 0.5) and keep
+            less of the conversation (retention 0.9566 at 0.9, 0.9550 at 0.8, 0.9487 at 0.5; below
+            ``trim_messages`` on long chats at 0.5 and 0.7).
         clock: seconds since the epoch, for the cache's TTL (``time.time``; inject a fake one in tests).
 
     Cost-aware scheduling (``cache`` set, messages only; plain text and ``cache=None`` are cost-blind). An
     edit invalidates the provider's cached prefix from its first changed message on, so a round costs
     ``write * (tokens after the first change) - read * (what those positions held)`` more than not cleaning
-    (:attr:`CleanEvent.cache <freemem.ledger.CleanEvent.cache>` records it). The candidate edit sets are
+    (:attr:`CleanEvent.cache <freemem.core.ledger.CleanEvent.cache>` records it). The candidate edit sets are
     the cleaner's edits from message ``m`` on, for each edited message ``m`` (the latest first change for
     that gain), and those edits plus a fold down to ``low_water``:
 
@@ -174,7 +177,7 @@ class FreeMemory:
         digest_tokens: int | None = None,
         round_timeout: float | None = 660.0,
         cache: PriceModel | str | None = "anthropic",
-        low_water: float = 0.8,
+        low_water: float = 0.9,
         clock: Callable[[], float] = time.time,
         summarizer: Any = None,
     ) -> None:
@@ -242,8 +245,7 @@ class FreeMemory:
     def count_messages(self, messages: Sequence[Any]) -> int:
         """Tokens of a message list: each text field, tool-call arguments and names, plus a per-message
         overhead. Cached per text, so a new turn costs O(new tokens)."""
-        texts = counted_texts(message_views(messages))
-        return self.counter.count_texts(texts) + MESSAGE_OVERHEAD_TOKENS * len(messages)
+        return count_messages(self.counter, messages)
 
     #: The policy protocol's name for :meth:`count_messages` (see :class:`freemem.policy.MemoryPolicy`).
     def count(self, messages: Sequence[Any]) -> int:
@@ -319,7 +321,7 @@ class FreeMemory:
                     idle_s: float | None = None) -> CleanResult | None:
         """Clean when a trigger fires; None otherwise."""
         tokens = self.count_messages(messages)
-        reason = self.check(tokens, tokens_at_last_clean, _newest_text(messages), idle_s=idle_s)
+        reason = self.check(tokens, tokens_at_last_clean, newest_text(messages), idle_s=idle_s)
         return None if reason is None else self.clean(messages, trigger=reason, tokens=tokens, idle_s=idle_s,
                                                       schedule=True)
 
@@ -327,7 +329,7 @@ class FreeMemory:
     # and async entry points share every line but the call itself.
     def _rounds(self, messages: Sequence[Any] | None, text: str | None, trigger: str, tokens: int | None,
                 question: str | None, idle_s: float | None = None,
-                schedule: bool | None = None):  # noqa: ANN202 - generator protocol
+                schedule: bool | None = None):
         t0 = time.perf_counter()
         event = CleanEvent(trigger=trigger, cleaner=getattr(self.cleaner, "name", type(self.cleaner).__name__))
         measure = (lambda m, t: self.count_messages(m)) if messages is not None else (lambda m, t: self.count_text(t))
@@ -656,7 +658,7 @@ class FreeMemory:
                         answer: Any = await call
                     else:
                         answer = await asyncio.wait_for(call, self.round_timeout)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     answer = (_summary_deadline_error(self.round_timeout) if summary
                               else _deadline_error(self.cleaner, self.round_timeout))
                 except Exception as exc:  # noqa: BLE001 - fail open: any cleaner failure skips the round
@@ -787,7 +789,7 @@ def _as_proposal(cleaner: Any, answer: Any) -> Proposal | BaseException:
     return answer
 
 
-def _newest_text(messages: Sequence[Any]) -> str:
+def newest_text(messages: Sequence[Any]) -> str:
     """The newest assistant output (content and reasoning), where loops show first."""
     if not messages:
         return ""

@@ -34,11 +34,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
+from freemem.core.optional import require_extra
+
+require_extra("serve", "openai", "langgraph", what="FreeReasoner")
+
 import openai
 
-from freemem.cleaners.free_module import CircuitBreaker, Endpoint, FreeModuleCleaner, _EndpointState, _is_transient
-from freemem.errors import ConfigError, ServeError
-from freemem.ledger import CleanEvent
+from freemem.cleaners.free_module import CircuitBreaker, Endpoint, EndpointState, FreeModuleCleaner, is_transient
+from freemem.core.errors import ConfigError, ServeError
+from freemem.core.ledger import CleanEvent
 from freemem.memory import CleanResult, FreeMemory
 
 __all__ = [
@@ -218,7 +222,7 @@ class FreeReasoner:
         self.api_key = api_key
         self.checkpointer = checkpointer
         # The breaker of the shared client holder is not used for generation: a reasoning run has one server.
-        self._client = _EndpointState(self.endpoint, CircuitBreaker())
+        self._client = EndpointState(self.endpoint, CircuitBreaker())
         self.graph = self._build_graph()
 
     # -- pure pieces (shared by sync and async) ----------------------------------------------------------
@@ -422,7 +426,7 @@ class FreeReasoner:
             try:
                 response = client.completions.create(**request, timeout=self.timeout)
             except openai.OpenAIError as exc:
-                if not _is_transient(exc) or attempt == self.max_retries:
+                if not is_transient(exc) or attempt == self.max_retries:
                     raise self._give_up(exc, attempt + 1) from exc
                 time.sleep(self.backoff_s * 2**attempt)
                 continue
@@ -436,7 +440,7 @@ class FreeReasoner:
             try:
                 response = await client.completions.create(**request, timeout=self.timeout)
             except openai.OpenAIError as exc:
-                if not _is_transient(exc) or attempt == self.max_retries:
+                if not is_transient(exc) or attempt == self.max_retries:
                     raise self._give_up(exc, attempt + 1) from exc
                 await asyncio.sleep(self.backoff_s * 2**attempt)
                 continue

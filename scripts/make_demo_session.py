@@ -38,8 +38,8 @@ def python_module(path: str, functions: int = 12) -> str:
     lines = [f'"""{name.replace("_", " ").title()} for the payments service."""', "",
              "from __future__ import annotations", "", "import logging",
              "from dataclasses import dataclass, field", "from decimal import Decimal, ROUND_HALF_EVEN",
-             "from typing import Iterable", "", f"from payments.core.config import settings",
-             f"from payments.core.db import session_scope", "", f'log = logging.getLogger("payments.{name}")', ""]
+             "from typing import Iterable", "", "from payments.core.config import settings",
+             "from payments.core.db import session_scope", "", f'log = logging.getLogger("payments.{name}")', ""]
     lines += ["", "@dataclass", f"class {name.title().replace('_', '')}Record:",
               f'    """One {name.replace("_", " ")} row as stored in the ledger."""', "",
               "    id: str", "    amount: Decimal", "    currency: str = \"USD\"",
@@ -53,11 +53,11 @@ def python_module(path: str, functions: int = 12) -> str:
                   f'        raise ValueError("{fn}: missing {args.split(", ")[0]}")',
                   f"    value = Decimal({args.split(', ')[0]}) * Decimal(settings.{RNG.choice(WORDS)}_factor)",
                   f"    for item in _iter_{RNG.choice(WORDS)}s({args.split(', ')[1]}):",
-                  f"        value -= item.amount",
+                  "        value -= item.amount",
                   f"        log.debug(\"{fn} step %s -> %s\", item.id, value)",
-                  f"    if strict and value < 0:",
+                  "    if strict and value < 0:",
                   f"        raise ValueError(f\"{fn} went negative: {{value}}\")",
-                  f"    return value.quantize(Decimal(\"0.01\"), rounding=ROUND_HALF_EVEN)"]
+                  "    return value.quantize(Decimal(\"0.01\"), rounding=ROUND_HALF_EVEN)"]
     return "\n".join(lines) + "\n"
 
 
@@ -93,7 +93,7 @@ def listing() -> str:
         out.append(f"./payments/{m}.py")
     for m in MODULES:
         out.append(f"./tests/{m.replace('/', '/test_')}.py")
-    for i in range(36):
+    for _ in range(36):
         out.append(f"./migrations/versions/{RNG.randrange(16**12):012x}_{ident()}.py")
     for i in range(20):
         out.append(f"./tests/fixtures/{ident()}_{i}.json")

@@ -50,7 +50,7 @@ def _handler(stub: _Stub) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args: Any) -> None:
             pass
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             reply = stub.next(body)
             msg = _message(reply, len(stub.requests))

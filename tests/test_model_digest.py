@@ -12,11 +12,11 @@ import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
 from freemem import FreeMemory
-from freemem.archive import restore_event
-from freemem.errors import ConfigError
+from freemem.core.archive import restore_event
+from freemem.core.errors import ConfigError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_folding import build_transcript  # noqa: E402
+from test_folding import build_transcript
 
 SUMMARY = "The user wants checkout fixed (order ORD-77812); the logs under /srv show req-0002-1 failing."
 
@@ -24,16 +24,16 @@ SUMMARY = "The user wants checkout fixed (order ORD-77812); the logs under /srv 
 class _Recorder(FakeListChatModel):
     prompts: list[Any] = []
 
-    def invoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:  # noqa: A002
+    def invoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
         self.prompts.append(input)
         return super().invoke(input, config, **kwargs)
 
 
 class _Broken(FakeListChatModel):
-    def invoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:  # noqa: A002
+    def invoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
         raise ConnectionError("summariser down")
 
-    async def ainvoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:  # noqa: A002
+    async def ainvoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
         raise ConnectionError("summariser down")
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from freemem import tokens
-from freemem.errors import ConfigError, TokenizerError
+from freemem.core.errors import ConfigError, TokenizerError
 from freemem.tokens import (
     ApproxCounter,
     CachedCounter,
@@ -24,7 +24,10 @@ from freemem.tokens import (
     TiktokenCounter,
     TokenCounter,
     get_counter,
+    qwen3,
+    registry,
 )
+from freemem.tokens import tiktoken as tiktoken_files
 
 EXACT = ["qwen3", "o200k_base", "cl100k_base"]
 ALL = [*EXACT, "approx"]
@@ -97,8 +100,8 @@ def test_long_text_counts_are_exact(exact: TokenCounter) -> None:
     # Long texts are counted in pieces cut at line starts (Qwen3); the sum must equal the real count.
     lines = [s.replace("\n", eol) for s in SAMPLES for eol in ("\n", "\r\n", " \n", "\n\n  ")]
     text = "\n".join(lines) * 10 + ".\n<|im_start|>user\n" + "y" * 5000
-    assert len(text) > 10 * tokens._SPLIT_ABOVE
-    pieces = tokens._split_lines(text)
+    assert len(text) > 10 * qwen3._SPLIT_ABOVE
+    pieces = qwen3._split_lines(text)
     assert "".join(pieces) == text and len(pieces) > 10
     assert exact.count(text) == len(exact.encode(text))
     assert exact.count_many([text, "", text[:3000], text]) == [
@@ -269,7 +272,7 @@ def test_cached_counter_threads() -> None:
             for _ in range(3):
                 assert cached.count_many(texts) == expected
                 assert [cached.count(t) for t in texts[:40]] == expected[:40]
-        except BaseException as exc:  # pragma: no cover - reported below
+        except BaseException as exc:  # pragma: no cover  # noqa: BLE001 - a worker hands any failure to the test
             errors.append(exc)
 
     threads = [threading.Thread(target=work) for _ in range(4)]
@@ -324,11 +327,11 @@ def without_shipped_files(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
         return real_find_spec(name, package)
 
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
-    monkeypatch.setattr(tokens, "_COUNTERS", {})
-    monkeypatch.setattr(tokens, "_HF_TOKENIZERS", {})
+    monkeypatch.setattr(registry, "_COUNTERS", {})
+    monkeypatch.setattr(qwen3, "_HF_TOKENIZERS", {})
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "tiktoken"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    monkeypatch.setattr(tokens, "_temp_tiktoken_dir", lambda: tmp_path / "tmp-tiktoken")
+    monkeypatch.setattr(tiktoken_files, "_temp_tiktoken_dir", lambda: tmp_path / "tmp-tiktoken")
 
 
 @pytest.mark.usefixtures("without_shipped_files")
@@ -355,22 +358,22 @@ def test_auto_falls_back_with_warning() -> None:
 
 
 def _cache_file(cache_dir: Path, encoding: str) -> Path:
-    url, _ = tokens._TIKTOKEN_FILES[encoding]
+    url, _ = tiktoken_files._TIKTOKEN_FILES[encoding]
     return cache_dir / hashlib.sha1(url.encode()).hexdigest()
 
 
 def test_seed_replaces_corrupt_file(tmp_path: Path) -> None:
     target = _cache_file(tmp_path, "cl100k_base")
     target.write_bytes(b"garbage")
-    assert tokens._seed_tiktoken_cache(tmp_path, "cl100k_base")
-    assert hashlib.sha256(target.read_bytes()).hexdigest() == tokens._TIKTOKEN_FILES["cl100k_base"][1]
+    assert tiktoken_files._seed_tiktoken_cache(tmp_path, "cl100k_base")
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == tiktoken_files._TIKTOKEN_FILES["cl100k_base"][1]
     assert [p.name for p in tmp_path.iterdir()] == [target.name]  # no temp files left
 
 
 def test_seed_concurrently(tmp_path: Path) -> None:
     results: list[bool] = []
     threads = [
-        threading.Thread(target=lambda: results.append(tokens._seed_tiktoken_cache(tmp_path, "cl100k_base")))
+        threading.Thread(target=lambda: results.append(tiktoken_files._seed_tiktoken_cache(tmp_path, "cl100k_base")))
         for _ in range(4)
     ]
     for t in threads:
@@ -384,7 +387,7 @@ def test_seed_concurrently(tmp_path: Path) -> None:
 def test_seed_unwritable_dir_reports_false(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    assert tokens._seed_tiktoken_cache(blocker / "cache", "cl100k_base") is False
+    assert tiktoken_files._seed_tiktoken_cache(blocker / "cache", "cl100k_base") is False
 
 
 # ---------------------------------------------------------------------------------------- no network

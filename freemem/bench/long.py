@@ -21,7 +21,9 @@ Reported per session:
   the p99, and the cleans and folds counted from the ledger events of the updates (a fold: an event with a
   truthy ``folds``/``folded`` entry);
 * **process RSS** before and after the replay (every session message is built before the first reading, and
-  the reference index adds no copy of the text, so the growth is the engine's state and caches);
+  the reference index adds no copy of the text, so the growth is the engine's state and caches); the objects
+  alive before the replay are frozen (``gc.freeze``), so the cyclic collector's full passes over the bench's
+  own data stay out of freemem's step times;
 * **reference retention** against ``trim_messages`` at the same budget, with the definition of
   ``freemem bench transcripts`` (:func:`~freemem.bench.transcripts.reference_strings`): at sampled steps
   (every k-th, or the first after it whose next reply re-uses anything), the strings the next assistant
@@ -73,7 +75,7 @@ from freemem.bench.sessions import (
     tool_session,
 )
 from freemem.bench.transcripts import MIN_REFERENCE_CHARS, TrimPolicy, message_pieces, reference_strings
-from freemem.errors import ConfigError
+from freemem.core.errors import ConfigError
 from freemem.memory import FreeMemory
 from freemem.tokens import get_counter
 
@@ -229,6 +231,9 @@ def replay(session: Session, *, budget: int, counter: str, samples: int, max_sec
     thread = f"long-{session.name}"
 
     gc.collect()
+    # The session's messages (all built up front) are the bench's data, not freemem's state: frozen, so the
+    # cyclic collector's full passes over them do not land in freemem's step times (unfrozen after).
+    gc.freeze()
     rss_before = _rss_mb()
     tokens: list[int] = []
     seconds: list[float] = []
@@ -280,6 +285,7 @@ def replay(session: Session, *, budget: int, counter: str, samples: int, max_sec
             stopped = f"time limit: {max_seconds:g} s after {s + 1:,} of {len(session.steps):,} steps"
             break
     wall = time.perf_counter() - t_start
+    gc.unfreeze()
     gc.collect()
     rss_after = _rss_mb()
 

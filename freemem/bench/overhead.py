@@ -81,7 +81,7 @@ def _measure(size: int, args: argparse.Namespace, counter: Any) -> dict[str, Any
         return next(feed)
 
     class Scripted(FakeMessagesListChatModel):
-        def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Scripted:  # noqa: ARG002
+        def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Scripted:
             return self
 
     replies = [AIMessage(f"Call {k}: searching more.", tool_calls=[{"name": "search", "args": {"q": f"n{k}"},

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from freemem.bench.transcripts import MIN_REFERENCE_CHARS, load_trajectories
-from freemem.errors import FormatError
+from freemem.core.errors import FormatError
 
 __all__ = [
     "Probe",
@@ -321,7 +321,7 @@ def _fact(rng: random.Random, k: int) -> tuple[str, str, str]:
                 f"{value}.")
     order = f"#{rng.randrange(10 ** 6, 10 ** 7)}"
     shop = f"{_name(rng)} Supplies"
-    return (f"I ordered a desk lamp from {shop}, order {order}.", f"What was the order number for the lamp?",
+    return (f"I ordered a desk lamp from {shop}, order {order}.", "What was the order number for the lamp?",
             f"{order}.")
 
 

@@ -168,7 +168,7 @@ async def _micro(name: str, saver: Any, *, is_async: bool, args: argparse.Namesp
     cps = [_micro_checkpoint(i, args.size) for i in range(args.ops)]
     put_t, get_t, list_t = [], [], []
     parent = _config(thread)
-    for i, (cp, md) in enumerate(cps):
+    for cp, md in cps:
         s = time.perf_counter()
         if is_async:
             parent = await saver.aput(parent, cp, md, {"messages": cp["channel_versions"]["messages"]})
@@ -182,7 +182,7 @@ async def _micro(name: str, saver: Any, *, is_async: bool, args: argparse.Namesp
         got = await saver.aget_tuple(conf) if is_async else saver.get_tuple(conf)
         get_t.append(time.perf_counter() - s)
         assert got is not None
-    for i in range(max(1, args.ops // 5)):
+    for _ in range(max(1, args.ops // 5)):
         s = time.perf_counter()
         if is_async:
             found = [x async for x in saver.alist(_config(thread), limit=10)]
@@ -204,7 +204,7 @@ async def _micro(name: str, saver: Any, *, is_async: bool, args: argparse.Namesp
 def _core_redis(binary: str | None, directory: Path) -> Iterator[str]:
     """A throwaway core redis-server on a free loopback port (no persistence); yields its URL."""
     from freemem.bench._redis8 import throwaway_redis
-    from freemem.errors import ConfigError
+    from freemem.core.errors import ConfigError
 
     if not binary:
         raise ConfigError("redis-server not found (apt-get install redis-server, or pass --redis-server PATH)")
@@ -341,7 +341,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                 rows.append(await _official_redis_row(args, Path(tmp), progress))
             except Redis8Unavailable as exc:
                 official_note = str(exc)
-            except Exception as exc:  # an optional comparison row must not sink the whole benchmark
+            except Exception as exc:  # noqa: BLE001 - an optional comparison row must not sink the whole benchmark
                 official_note = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
         if official_note is not None:
             bar.advance(task, per_run)

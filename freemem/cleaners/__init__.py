@@ -5,6 +5,8 @@
 * :class:`PromptedCleaner` — the same protocol by instructions to any LangChain chat model.
 
 The HTTP cleaners are imported on first use, so importing freemem never pulls the ``openai`` client in.
+The contract they implement, :class:`~freemem.Cleaner` and :class:`~freemem.Proposal`, is the core's
+(:mod:`freemem.core.cleaner`), imported from :mod:`freemem`.
 """
 
 from __future__ import annotations
@@ -12,13 +14,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from freemem.cleaners.base import Cleaner, Proposal
 from freemem.cleaners.heuristic import HeuristicCleaner
 
 _LAZY = {"FreeModuleCleaner": "free_module", "Endpoint": "free_module", "CircuitBreaker": "free_module",
          "PromptedCleaner": "prompted"}
 
-__all__ = ["Cleaner", "HeuristicCleaner", "Proposal", *sorted(_LAZY)]
+__all__ = ["HeuristicCleaner", *sorted(_LAZY)]
 
 
 def __getattr__(name: str) -> Any:

@@ -3,7 +3,7 @@
 SGLang is the first target (``--enable-lora --lora-paths free=<adapter>``; the adapter is chosen per request),
 vLLM (``--enable-lora --lora-modules free=<adapter>``) and llama.cpp servers work the same way. The cleaner
 renders a versioned prompt template around the context, asks for JSON commands (schema-constrained when the
-server supports it), and parses the answer with :func:`freemem.commands.parse_commands`.
+server supports it), and parses the answer with :func:`freemem.core.commands.parse_commands`.
 
 Works by default against every server: ``structured_output="auto"`` (the default) sends OpenAI's
 ``json_schema`` form (SGLang, vLLM, llama.cpp's llama-server) and, when a server refuses that form as invalid
@@ -13,12 +13,12 @@ form per endpoint (:attr:`FreeModuleCleaner.structured_output_in_use`).
 
 Failure semantics: an answer that holds no usable commands is *not* an error — it gives a :class:`Proposal`
 with no commands and ``note`` saying why. A request the server refuses as invalid (a validation answer, see
-:mod:`freemem.cleaners.refusals`) raises :class:`~freemem.errors.CleanerConfigError` at once: one line, with a
+:mod:`freemem.cleaners.refusals`) raises :class:`~freemem.core.errors.CleanerConfigError` at once: one line, with a
 hint, never retried, no mark against the endpoint. A server that cannot be reached, times out or keeps failing
-raises a :class:`~freemem.errors.CleanerError` subclass after bounded retries across the configured endpoints
+raises a :class:`~freemem.core.errors.CleanerError` subclass after bounded retries across the configured endpoints
 (a request that timed out is not re-sent to the same endpoint: the server is most likely still computing it,
 and a retry would queue behind it); a per-endpoint circuit breaker makes later calls fail at once
-(:class:`~freemem.errors.CleanerUnavailable`) while every endpoint is known to be down. Skipping the round is
+(:class:`~freemem.core.errors.CleanerUnavailable`) while every endpoint is known to be down. Skipping the round is
 the caller's job (fail open).
 
 Timeouts fit CPU serving by default: a 1.5B model on 2 CPU cores takes minutes per call on a few thousand
@@ -41,18 +41,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
+from freemem.core.optional import require_extra
+
+require_extra("serve", "openai", what="FreeModuleCleaner")
+
 import openai
 
-from freemem.apply import REPEATED_MODES, RepeatedMode
-from freemem.cleaners.base import Cleaner, Proposal
-from freemem.commands import COMMANDS_JSON_SCHEMA, parse_commands
 from freemem.cleaners.refusals import refusal_of
-from freemem.errors import CleanerConfigError, CleanerError, CleanerTimeout, CleanerUnavailable, ConfigError
+from freemem.core.apply import REPEATED_MODES, RepeatedMode
+from freemem.core.cleaner import Cleaner, Proposal
+from freemem.core.commands import COMMANDS_JSON_SCHEMA, parse_commands
+from freemem.core.errors import CleanerConfigError, CleanerError, CleanerTimeout, CleanerUnavailable, ConfigError
+from freemem.core.rendering import RenderedContext, RenderOptions, prompt_text
 from freemem.prompts import PromptTemplate, load_template
-from freemem.rendering import RenderedContext, RenderOptions, prompt_text
 
 if TYPE_CHECKING:
-    from freemem.context import Context
+    from freemem.core.context import Context
 
 __all__ = [
     "AdapterMode",
@@ -91,7 +95,7 @@ logger = logging.getLogger("freemem")
 def commands_schema(
     *, max_commands: int | None = None, min_commands: int = 0, max_anchor_chars: int | None = None
 ) -> dict[str, Any]:
-    """:data:`~freemem.commands.COMMANDS_JSON_SCHEMA`, optionally bounded.
+    """:data:`~freemem.core.commands.COMMANDS_JSON_SCHEMA`, optionally bounded.
 
     Bounds keep grammar-constrained output finite: a weak model can otherwise fill ``max_tokens`` with one
     endless anchor and leave truncated JSON.
@@ -205,7 +209,7 @@ class CircuitBreaker:
         self.record_success()
 
 
-class _EndpointState:
+class EndpointState:
     """An endpoint with its breaker and lazily created clients."""
 
     def __init__(self, endpoint: Endpoint, breaker: CircuitBreaker, structured: str = "json_schema") -> None:
@@ -259,7 +263,7 @@ class _EndpointState:
 _TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
-def _is_transient(exc: BaseException) -> bool:
+def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
         return True
     if isinstance(exc, openai.APIStatusError):
@@ -288,7 +292,7 @@ class _Attempts:
         # Endpoints whose request timed out in this call: most likely still computing it, so not asked again.
         self._busy: set[int] = set()
 
-    def next(self) -> tuple[_EndpointState, float, float] | None:
+    def next(self) -> tuple[EndpointState, float, float] | None:
         """The next endpoint, the delay to wait before calling it, and the request timeout; None when done."""
         if self.attempts >= self._budget:
             return None
@@ -313,7 +317,7 @@ class _Attempts:
             return state, delay, timeout
         return None
 
-    def failed(self, state: _EndpointState, exc: BaseException) -> None:
+    def failed(self, state: EndpointState, exc: BaseException) -> None:
         state.breaker.record_failure()
         self.errors.append((state.endpoint.base_url, exc))
         if isinstance(exc, (openai.APITimeoutError, TimeoutError)):
@@ -346,7 +350,7 @@ def _short(exc: BaseException, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _fatal(cleaner_name: str, state: _EndpointState, exc: openai.OpenAIError) -> CleanerError:
+def _fatal(cleaner_name: str, state: EndpointState, exc: openai.OpenAIError) -> CleanerError:
     refusal = refusal_of(exc)
     if refusal is not None:
         what = (f"response_format {state.structured}" if refusal.kind == "response_format" else "the request")
@@ -390,16 +394,16 @@ class FreeModuleCleaner(Cleaner):
             default ``free_module_v2`` shows protected parts tagged and explains them; ``free_module_v1`` (the
             context's own text) stays available, and a released adapter's training format can be matched
             with your own file.
-        render: how the context is shown to the model (:mod:`freemem.rendering`): ``"auto"`` (what the
+        render: how the context is shown to the model (:mod:`freemem.core.rendering`): ``"auto"`` (what the
             template declares), ``"raw"`` (the context's own text), ``"mark"``, ``"elide"`` or
-            :class:`~freemem.rendering.RenderOptions`. Anchors are located in what the model was shown.
+            :class:`~freemem.core.rendering.RenderOptions`. Anchors are located in what the model was shown.
         repeated: what a prefix that occurs more than once means when the commands are applied
-            (:data:`~freemem.apply.RepeatedMode`): ``"all"`` (the default, as the Free()LM paper's
+            (:data:`~freemem.core.apply.RepeatedMode`): ``"all"`` (the default, as the Free()LM paper's
             substitution of ``prefix.*?suffix`` and its adapters' training: every match is removed),
             ``"first"``, or ``"reject"`` (freemem's stricter rule before v2: the prefix must occur once).
         structured_output: how output is constrained, see :data:`StructuredOutput` (``auto``: detected per
             endpoint, see :attr:`structured_output_in_use`).
-        json_schema: the schema for constrained output (default :data:`~freemem.commands.COMMANDS_JSON_SCHEMA`;
+        json_schema: the schema for constrained output (default :data:`~freemem.core.commands.COMMANDS_JSON_SCHEMA`;
             :func:`commands_schema` builds bounded variants).
         api: ``chat`` (chat template applied by the server) or ``completions`` (the template rendered as one
             raw prompt: for adapters trained on raw prompt/completion pairs).
@@ -497,7 +501,7 @@ class FreeModuleCleaner(Cleaner):
         if name:
             self.name = name
         first = "json_schema" if structured_output == "auto" else structured_output
-        self._states = [_EndpointState(e, CircuitBreaker(breaker_threshold, breaker_cooldown_s), first)
+        self._states = [EndpointState(e, CircuitBreaker(breaker_threshold, breaker_cooldown_s), first)
                         for e in eps]
         self._rr = itertools.count()
 
@@ -564,7 +568,7 @@ class FreeModuleCleaner(Cleaner):
         """The text put in the prompt for ``context`` (rendered as :attr:`render` says) and its rendering."""
         return prompt_text(context, self.render)
 
-    def _proposal(self, response: Any, request: dict[str, Any], state: _EndpointState, plan: _Attempts,
+    def _proposal(self, response: Any, request: dict[str, Any], state: EndpointState, plan: _Attempts,
                   started: float, request_s: float, shown: RenderedContext | None = None) -> Proposal:
         choices = getattr(response, "choices", None) or []
         raw: str | None = None
@@ -614,11 +618,11 @@ class FreeModuleCleaner(Cleaner):
             },
         )
 
-    def _failed(self, state: _EndpointState, plan: _Attempts, exc: openai.OpenAIError) -> bool:
+    def _failed(self, state: EndpointState, plan: _Attempts, exc: openai.OpenAIError) -> bool:
         """A request to ``state`` raised ``exc``. True: send it to the same endpoint again at once (it refused
         the structured-output form and ``auto`` moved on to the next); False: a transient failure, recorded
         (the plan moves on). Raises :class:`CleanerConfigError` (a refusal) or :class:`CleanerError`."""
-        if _is_transient(exc) and refusal_of(exc) is None:
+        if is_transient(exc) and refusal_of(exc) is None:
             plan.failed(state, exc)
             return False
         state.breaker.record_success()  # the server is up; the request is what is wrong

@@ -25,10 +25,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
+from freemem.core.optional import require_extra
+
+require_extra("langgraph", "langgraph", "langchain", "langchain_core", "langgraph.checkpoint.sqlite",
+              what="freemem demo")
+
 from langchain_core.tools import InjectedToolCallId, tool
 
-from freemem.errors import ConfigError, FormatError
-from freemem.io import atomic_path, check_destination, write_text_atomic
+from freemem.core.errors import ConfigError, FormatError
+from freemem.core.io import atomic_path, check_destination, write_text_atomic
 
 __all__ = ["DemoResult", "add_arguments", "load_session", "run", "run_demo"]
 
@@ -112,7 +117,7 @@ def _replay_model(replies: list[Any], on_request: Any) -> Any:
     class ReplayModel(FakeMessagesListChatModel):
         """Replays the recorded replies and reports every request it is sent."""
 
-        def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ReplayModel:  # noqa: ARG002
+        def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ReplayModel:
             return self
 
         def _generate(self, messages: list[Any], stop: list[str] | None = None, run_manager: Any = None,
@@ -196,9 +201,9 @@ def run_demo(args: argparse.Namespace, *, on_call: Any = None) -> DemoResult:
     from langchain.agents import create_agent
     from langchain_core.messages import HumanMessage
 
+    from freemem.core.pairing import pairing_violations
     from freemem.langgraph import LEDGER_KEY, FreeMemoryMiddleware
     from freemem.memory import FreeMemory
-    from freemem.pairing import pairing_violations
 
     if args.budget is not None and args.budget < 1000:
         raise ConfigError("--budget must be at least 1,000 tokens")

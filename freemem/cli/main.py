@@ -1,4 +1,4 @@
-"""The ``freemem`` command: demo, clean, bench, serve, thread.
+"""The ``freemem`` command: demo, clean, bench, serve, thread, ui.
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args)``; modules are
 imported only when their subcommand runs, so ``freemem clean`` never pays for LangGraph or Redis imports.
@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from freemem.errors import FreememError
+from freemem.core.errors import FreememError
 
 __all__ = ["main"]
 
@@ -23,20 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("freemem.cli.bench", "run a benchmark: transcripts, reasoning, store, overhead, gated"),
     "serve": ("freemem.serving.launch", "start (or print) a Free-Module server: SGLang on GPUs, llama.cpp on CPUs"),
     "thread": ("freemem.cli.thread", "list, show or restore what freemem freed in a Redis-persisted thread"),
+    "ui": ("freemem.cli.ui", "inspect threads in the browser: tokens per call, cleaning events, removed text, restore"),
 }
-
-
-class _LazyModule:
-    """Imports a subcommand module on first use, so --help of one command doesn't load all of them."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._module = None
-
-    def get(self):  # noqa: ANN201
-        if self._module is None:
-            self._module = importlib.import_module(self.name)
-        return self._module
 
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
@@ -50,7 +38,7 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == chosen:
-            mod = _LazyModule(module).get()
+            mod = importlib.import_module(module)
             mod.add_arguments(p)
             p.set_defaults(_run=mod.run)
     return parser

@@ -16,10 +16,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from freemem.errors import ConfigError, StoreError
+from freemem.core.errors import ConfigError, StoreError
 
 __all__ = ["add_arguments", "run"]
 
@@ -40,12 +40,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _when(ts: Any) -> str:
     if isinstance(ts, (int, float)):
-        return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
     return str(ts or "")
 
 
 def _text_of(message: Any) -> str:
-    from freemem.context import message_views
+    from freemem.core.views import message_views
 
     (view,) = message_views([message])
     return "\n".join(text for _name, text in view.fields)

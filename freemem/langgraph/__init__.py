@@ -12,6 +12,10 @@ JSON-plain ledger in state (``freemem_ledger``; see :class:`FreeMemoryFields`), 
 ``FreeMemory.archive`` when one is set, and fails open: a cleaner error costs one skipped round and a warning.
 """
 
+from freemem.core.optional import require_extra
+
+require_extra("langgraph", "langgraph", "langchain", "langchain_core", what="freemem.langgraph")
+
 from freemem.langgraph._core import (
     LAST_CALL_KEY,
     LEDGER_KEY,
@@ -23,8 +27,8 @@ from freemem.langgraph._core import (
     bounded_ledger,
 )
 from freemem.langgraph.middleware import FreeMemoryAgentState, FreeMemoryMiddleware
-from freemem.langgraph.recall import RECALL_TOOL_NAME, recall_tool
 from freemem.langgraph.node import FreeNode, free_node, pre_model_hook, route_to_clean, should_clean
+from freemem.langgraph.recall import RECALL_TOOL_NAME, recall_tool
 from freemem.langgraph.wrap import messages_update, wrap
 
 __all__ = [

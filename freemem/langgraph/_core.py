@@ -3,7 +3,7 @@
 :class:`CleanStep` runs a trigger check on a message list and, when a trigger fires, a cleaning round, and turns
 the result into a LangGraph state update that *persists* the pruned messages: edited messages are returned
 with their original ids, so the ``add_messages`` reducer replaces them in place. Deletion rounds never remove a
-message; a *fold* does (:mod:`freemem.folding`): then, and when some messages in state have no id (a custom
+message; a *fold* does (:mod:`freemem.core.folding`): then, and when some messages in state have no id (a custom
 reducer that does not assign them), the update rewrites the list whole (``RemoveMessage(REMOVE_ALL_MESSAGES)``
 followed by every message, ids unchanged): ``add_messages`` would append the fold message's new id at the end
 instead of where the folded messages were.
@@ -27,15 +27,15 @@ import warnings
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, NotRequired
 
 from langchain_core.messages import AnyMessage, BaseMessage, RemoveMessage
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
 import freemem.lc  # noqa: F401 - registers the LangChain reviver: folds in graph state restore exactly
-from freemem.archive import arecord_event, record_event
-from freemem.context import message_views
+from freemem.core.archive import arecord_event, record_event
+from freemem.core.views import message_views
 from freemem.memory import CleanResult
 from freemem.policy import MemoryPolicy
 
@@ -83,7 +83,7 @@ def bounded_ledger(left: list[dict[str, Any]] | None, right: list[dict[str, Any]
     return out[-LEDGER_MAX_EVENTS:]
 
 
-def _last_value(left: int | None, right: int | None) -> int:
+def last_value(left: int | None, right: int | None) -> int:
     """Reducer for :data:`TOKENS_KEY`: the newest value wins (several writers in one step are fine)."""
     return int(right if right is not None else (left or 0))
 
@@ -107,7 +107,7 @@ class FreeMemoryFields(TypedDict, total=False):
     """
 
     freemem_ledger: NotRequired[Annotated[list[dict[str, Any]], bounded_ledger]]
-    freemem_tokens_at_last_clean: NotRequired[Annotated[int, _last_value]]
+    freemem_tokens_at_last_clean: NotRequired[Annotated[int, last_value]]
     freemem_last_call_at: NotRequired[Annotated[float | None, latest_time]]
 
 

@@ -20,13 +20,12 @@ for them.
 from __future__ import annotations
 
 import warnings
-from typing import Annotated, Any
+from typing import Annotated, Any, NotRequired
 
 from langchain.agents.middleware.types import AgentMiddleware, AgentState, OmitFromInput
 from langgraph.runtime import Runtime
-from typing_extensions import NotRequired
 
-from freemem.langgraph._core import CleanStep, StepStats, _last_value, latest_time, bounded_ledger, thread_id_of
+from freemem.langgraph._core import CleanStep, StepStats, bounded_ledger, last_value, latest_time, thread_id_of
 from freemem.langgraph.recall import recall_tool
 from freemem.memory import FreeMemory
 from freemem.policy import MemoryPolicy
@@ -43,7 +42,7 @@ class FreeMemoryAgentState(AgentState[Any]):
     """
 
     freemem_ledger: NotRequired[Annotated[list[dict[str, Any]], OmitFromInput, bounded_ledger]]
-    freemem_tokens_at_last_clean: NotRequired[Annotated[int, OmitFromInput, _last_value]]
+    freemem_tokens_at_last_clean: NotRequired[Annotated[int, OmitFromInput, last_value]]
     freemem_last_call_at: NotRequired[Annotated[float | None, OmitFromInput, latest_time]]
 
 

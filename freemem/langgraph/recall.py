@@ -24,10 +24,9 @@ import asyncio
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
 
-from freemem.archive import normalize_ref
-from freemem.errors import ConfigError
+from freemem.core.archive import normalize_ref
+from freemem.core.errors import ConfigError
 from freemem.langgraph._core import thread_id_of
-from freemem.memory import FreeMemory
 from freemem.policy import MemoryPolicy
 
 __all__ = ["RECALL_TOOL_NAME", "recall_tool", "recall_text"]
@@ -68,8 +67,8 @@ def recall_tool(memory: MemoryPolicy, *, page_chars: int = 4000, name: str = REC
     """A LangChain tool that pages archived text back in for the running thread (sync and async).
 
     Args:
-        memory: the engine whose ``archive`` holds the thread's events (an :class:`~freemem.archive.Archive`
-            with ``find``/``afind``, e.g. :class:`~freemem.archive.InMemoryArchive` or ``RedisArchive``).
+        memory: the engine whose ``archive`` holds the thread's events (an :class:`~freemem.core.archive.Archive`
+            with ``find``/``afind``, e.g. :class:`~freemem.core.archive.InMemoryArchive` or ``RedisArchive``).
         page_chars: the most characters one call returns.
         name: the tool's name.
         thread_id: a fixed thread (default: the running graph's ``thread_id``, or ``"default"`` as the
@@ -90,7 +89,7 @@ def recall_tool(memory: MemoryPolicy, *, page_chars: int = 4000, name: str = REC
     def _thread() -> str:
         return thread_id or thread_id_of() or "default"
 
-    def recall(id: str, page: int = 1) -> str:  # noqa: A002 - the tool's argument name the model sees
+    def recall(id: str, page: int = 1) -> str:
         ref = normalize_ref(id)
         try:
             texts = archive.find(_thread(), ref) if hasattr(archive, "find") else []
@@ -98,7 +97,7 @@ def recall_tool(memory: MemoryPolicy, *, page_chars: int = 4000, name: str = REC
             return f"recall: the archive is unavailable ({type(exc).__name__}: {exc})"
         return recall_text(texts, ref, page, page_chars)
 
-    async def arecall(id: str, page: int = 1) -> str:  # noqa: A002
+    async def arecall(id: str, page: int = 1) -> str:
         ref = normalize_ref(id)
         try:
             if hasattr(archive, "afind"):

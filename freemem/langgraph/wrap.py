@@ -24,7 +24,7 @@ from __future__ import annotations
 import typing
 import warnings
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, NotRequired
 
 from langchain_core.messages import AnyMessage, RemoveMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
@@ -33,9 +33,9 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.message import REMOVE_ALL_MESSAGES, add_messages
 from langgraph.managed.base import is_managed_value
 from langgraph.pregel import Pregel
-from typing_extensions import NotRequired, TypedDict
+from typing_extensions import TypedDict
 
-from freemem.errors import ConfigError
+from freemem.core.errors import ConfigError
 from freemem.langgraph._core import LAST_CALL_KEY, LEDGER_KEY, TOKENS_KEY, CleanStep, FreeMemoryFields
 from freemem.langgraph.node import free_node
 from freemem.memory import FreeMemory

@@ -22,7 +22,7 @@ candidate → keep the old memory; exit gate unreadable → continue (never stop
 
 :class:`GatedReader` is a LangGraph graph (``read`` once per chunk, then ``answer``), each step persisted by
 the checkpointer; :meth:`GatedReader.as_tool` makes it a LangChain tool an agent can call on a long document.
-Every step writes a :class:`~freemem.ledger.CleanEvent` and a :class:`~freemem.policies.summarize.CallRecord`
+Every step writes a :class:`~freemem.core.ledger.CleanEvent` and a :class:`~freemem.policies.summarize.CallRecord`
 (tokens per call), the step record keeps the memory size, and the result says where the exit happened.
 """
 
@@ -35,8 +35,8 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, TypedDict
 
-from freemem.errors import ConfigError
-from freemem.ledger import CleanEvent
+from freemem.core.errors import ConfigError
+from freemem.core.ledger import CleanEvent
 from freemem.policies.summarize import (
     CallMetrics,
     CallRecord,
@@ -413,7 +413,7 @@ class GatedReader:
         calls: list[dict[str, Any]] = []
         problems: list[str] = []
         decision = GateDecision(None, None, None, ("not asked",))
-        for attempt in range(1, self.step_retries + 2):
+        for attempt in range(1, self.step_retries + 2):  # noqa: B007 - the last attempt number is used after the loop
             prompt = self._step_prompt(state, problems)
             c0 = time.perf_counter()
             response = yield prompt

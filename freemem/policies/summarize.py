@@ -13,7 +13,7 @@ Two surfaces share the idea — context is reset to *question + latest summary* 
   summary message, the cut never separates a tool call from its result (zero pairing violations), and the
   folded originals are returned and handed to the archive.
 
-Both record :class:`~freemem.ledger.CleanEvent` objects like the ``free`` policy, plus per-call metrics
+Both record :class:`~freemem.core.ledger.CleanEvent` objects like the ``free`` policy, plus per-call metrics
 (:class:`CallRecord`: prompt/output tokens, context per call), from which calls and peak context follow.
 
 The core of this module (parsing, prompts, bounds) imports no LangGraph; the graph is built lazily by
@@ -29,12 +29,12 @@ from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal, TypedDict
 
-from freemem.context import message_views
-from freemem.digest import FOLD_SUMMARY_SYSTEM, render_for_summary, summary_prompt
-from freemem.errors import ConfigError
-from freemem.folding import FoldRecord, fold_message, new_handle, plain_message
-from freemem.ledger import CleanEvent
-from freemem.memory import MESSAGE_OVERHEAD_TOKENS, CleanResult
+from freemem.core.digest import FOLD_SUMMARY_SYSTEM, render_for_summary, summary_prompt
+from freemem.core.errors import ConfigError
+from freemem.core.folding import FoldRecord, fold_message, new_handle, plain_message
+from freemem.core.ledger import CleanEvent
+from freemem.core.views import MESSAGE_OVERHEAD_TOKENS, count_messages, message_views
+from freemem.memory import CleanResult
 from freemem.tokens import CachedCounter, TokenCounter, get_counter
 
 __all__ = [
@@ -329,7 +329,7 @@ def drive(steps: Generator[Any, Any, Any], call: Callable[[Any], Any], *, fail_o
         while True:
             try:
                 response = call(prompt)
-            except Exception as exc:  # noqa: BLE001 - the generator decides (fail_open only)
+            except Exception as exc:  # the generator decides (fail_open only)
                 if not fail_open:
                     raise
                 response = exc
@@ -346,7 +346,7 @@ async def adrive(steps: Generator[Any, Any, Any], call: Callable[[Any], Awaitabl
         while True:
             try:
                 response = await call(prompt)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 if not fail_open:
                     raise
                 response = exc
@@ -591,7 +591,7 @@ class InftyThinker:
         model = bind_max_tokens(self.model, self.max_tokens_param, self._summary_output_tokens)
         try:
             response: Any = model.invoke(prompt)
-        except Exception as exc:  # noqa: BLE001 - a failed summary call is one failed attempt, not a crash
+        except Exception as exc:  # noqa: BLE001
             response = exc
         return self._after_summary(state, prompt, response, time.perf_counter() - t0, t0)
 
@@ -666,7 +666,7 @@ class InftyThinker:
 
 # ---------------------------------------------------------------------------------- transcript memory
 
-#: The fold instruction, kept under its old name (it lives in :mod:`freemem.digest`; this module's
+#: The fold instruction, kept under its old name (it lives in :mod:`freemem.core.digest`; this module's
 #: ``SUMMARY_SYSTEM`` is InftyThink's segment summary, another prompt).
 FOLD_SYSTEM = FOLD_SUMMARY_SYSTEM
 SUMMARY_PREFIX = "[freemem summary of {n} earlier messages]\n"
@@ -727,11 +727,7 @@ class SummarizeMemory:
     # -- planning ---------------------------------------------------------------------------------------
     def count(self, messages: Sequence[Any]) -> int:
         """Tokens of a message list (text fields, tool-call names and arguments, per-message overhead)."""
-        total = 0
-        for view in message_views(messages):
-            total += sum(self.counter.count(t) for _n, t in view.fields) + MESSAGE_OVERHEAD_TOKENS
-            total += sum(self.counter.count(a) + self.counter.count(n) for _i, n, a in view.tool_calls)
-        return total
+        return count_messages(self.counter, messages)
 
     def plan(self, messages: Sequence[Any]) -> tuple[int, int]:
         """``(start, end)``: the slice of ``messages`` to fold (empty when nothing can be folded)."""
@@ -910,8 +906,8 @@ def _is_summary(view: Any) -> bool:
 
 def _summary_message(messages: Sequence[Any], body: str, n: int) -> Any:
     """The summary as a user message, in the same form (dict or LangChain) as the transcript, marked as a fold
-    message (:data:`freemem.context.FOLD_KEY`, id ``freemem-fold-<handle>``): protected from edits, merged by
-    the next fold, and undone exactly from the archive (:func:`freemem.archive.restore_event`)."""
+    message (:data:`freemem.core.views.FOLD_KEY`, id ``freemem-fold-<handle>``): protected from edits, merged by
+    the next fold, and undone exactly from the archive (:func:`freemem.core.archive.restore_event`)."""
     content = SUMMARY_PREFIX.format(n=n) + body
     handle = new_handle()
     like = next((m for m in messages if not isinstance(m, dict) and getattr(m, "type", None) == "human"), None)

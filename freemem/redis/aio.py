@@ -19,7 +19,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata, CheckpointTuple
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from freemem.errors import StoreError
+from freemem.core.errors import StoreError
 from freemem.redis import plans
 from freemem.redis._base import RedisSaverBase
 from freemem.redis._drivers import AsyncDriver
@@ -258,7 +258,7 @@ class AsyncRedisSaver(RedisSaverBase):
         local = self._local_locks.setdefault(thread_id, asyncio.Lock())
         try:
             await asyncio.wait_for(local.acquire(), budget)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise StoreError(f"thread {thread_id!r} is leased by another task using this saver; waited "
                              f"{budget:g} s (lease_wait) and gives up") from None
         try:

@@ -1,13 +1,13 @@
 """The archive of freed spans: every cleaning event with the original text it removed, per thread.
 
-Events are JSON-plain dicts as :meth:`freemem.ledger.CleanEvent.to_dict` writes them with ``spans=True``:
+Events are JSON-plain dicts as :meth:`freemem.core.ledger.CleanEvent.to_dict` writes them with ``spans=True``:
 ``id``, ``created_at``, ``tokens_before``, ``tokens_after``, ... and ``rounds``, one list of removed spans per
 cleaning round (``{message_id, field, original, tokens, marker, pruned_start, ...}``). They live under the
 thread's hash tag next to its checkpoints (see :mod:`freemem.redis.keys`), ordered by ``created_at``; each
 write is one atomic script. Summaries (the event without its spans) are stored apart, so listing a long
 thread's history never moves the removed text.
 
-Restoring is the core's :func:`freemem.archive.restore_event` over the archived spans and folds: :meth:`RedisArchive.restore`
+Restoring is the core's :func:`freemem.core.archive.restore_event` over the archived spans and folds: :meth:`RedisArchive.restore`
 undoes one event or every event not yet restored (newest first) and marks them restored;
 :meth:`RedisArchive.original` rebuilds the unpruned messages without marking anything.
 
@@ -23,7 +23,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
@@ -32,9 +32,9 @@ import redis.asyncio
 import redis.asyncio.cluster
 
 import freemem.lc  # noqa: F401 - registers the LangChain reviver for folded messages
-from freemem.archive import ArchiveMismatch, event_spans, find_refs, restore_event, summarize_event
+from freemem.core.archive import ArchiveMismatch, event_spans, find_refs, restore_event, summarize_event
+from freemem.core.errors import ConfigError, FormatError, StoreError
 from freemem.lc import revive_message
-from freemem.errors import ConfigError, FormatError, StoreError
 from freemem.redis import scripts
 from freemem.redis._drivers import AsyncDriver, SyncDriver
 from freemem.redis.connection import async_client, describe, describe_url, ensure_binary, sync_client
@@ -74,7 +74,7 @@ class Restored:
 
 
 #: The archive's summary of an event (no removed text) and its span lists are the core's, shared with
-#: :class:`freemem.archive.InMemoryArchive`.
+#: :class:`freemem.core.archive.InMemoryArchive`.
 summarize = summarize_event
 
 
@@ -90,7 +90,7 @@ def _score_ms(created_at: Any) -> int:
         except ValueError as exc:
             raise FormatError(f"created_at is not ISO 8601: {created_at!r}") from exc
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
+            moment = moment.replace(tzinfo=UTC)
         return int(round(moment.timestamp() * 1000))
     raise FormatError(f"created_at must be epoch seconds or ISO 8601, got {created_at!r}")
 
@@ -332,7 +332,7 @@ class RedisArchive:
     ) -> Restored:
         """Undo one event (or all not restored yet) on ``messages`` and, when ``mark``, mark them restored.
 
-        Raises ``KeyError`` for an unknown event and :class:`~freemem.archive.ArchiveMismatch` when the
+        Raises ``KeyError`` for an unknown event and :class:`~freemem.core.archive.ArchiveMismatch` when the
         messages no longer hold an event's markers where the archive says (e.g. a newer event edited them).
         """
         return self._driver.run(restore_plan(self.context, thread_id, messages, event_id, mark=mark))

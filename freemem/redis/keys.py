@@ -27,9 +27,7 @@ the last component and needs no escaping.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from freemem.errors import ConfigError
+from freemem.core.errors import ConfigError
 
 __all__ = ["KeyLayout", "escape", "unescape"]
 
@@ -95,10 +93,6 @@ class KeyLayout:
         """``P:{T}:`` — the start of every key of the thread."""
         return f"{self.prefix}:{{{escape(thread_id)}}}:"
 
-    def thread_pattern(self, thread_id: str) -> str:
-        """A SCAN MATCH pattern for every key of the thread (checkpoints and archive)."""
-        return _glob_literal(self.thread_base(thread_id)) + "*"
-
     def registry(self, thread_id: str) -> str:
         return self.thread_base(thread_id) + "reg"
 
@@ -156,8 +150,3 @@ class KeyLayout:
         start = len(self.prefix) + 2  # "P:{"
         end = key.index("}", start)
         return unescape(key[start:end])
-
-    @staticmethod
-    def thread_tokens(thread_ids: Iterable[str]) -> list[str]:
-        """Escaped thread ids, as stored in ``run_threads`` sets."""
-        return [escape(t) for t in thread_ids]

@@ -19,16 +19,16 @@ import copy
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.checkpoint.base.id import uuid6
 
-from freemem.archive import event_refs
-from freemem.context import message_views
-from freemem.errors import StoreError
+from freemem.core.archive import event_refs
+from freemem.core.errors import StoreError
+from freemem.core.views import message_views
 from freemem.redis.archive import RedisArchive, Restored
 
 __all__ = [
@@ -41,7 +41,7 @@ __all__ = [
     "write_messages",
 ]
 
-#: freemem's default message marker (:data:`freemem.apply.DEFAULT_MESSAGE_MARKER`), naming its span's ref.
+#: freemem's default message marker (:data:`freemem.core.apply.DEFAULT_MESSAGE_MARKER`), naming its span's ref.
 _MARKER = re.compile(r"\[freemem: #([0-9a-f]{8}) \d+ tokens freed\]")
 
 
@@ -88,7 +88,7 @@ def write_messages(
     """Store a child of ``parent`` whose ``channel`` holds ``messages`` (everything else unchanged)."""
     checkpoint = copy.deepcopy(parent.checkpoint)
     checkpoint["id"] = str(uuid6(clock_seq=-1))
-    checkpoint["ts"] = datetime.now(timezone.utc).isoformat()
+    checkpoint["ts"] = datetime.now(UTC).isoformat()
     checkpoint["channel_values"][channel] = list(messages)
     version = saver.get_next_version(checkpoint["channel_versions"].get(channel), None)
     checkpoint["channel_versions"][channel] = version

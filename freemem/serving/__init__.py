@@ -1,7 +1,8 @@
-"""Serving the Free-Module: the ``freemem serve`` launcher and the client side (re-exported).
+"""Serving the Free-Module: the ``freemem serve`` launcher.
 
-``freemem.serving.launch`` builds and runs the server commands (SGLang, vLLM, llama.cpp);
-:class:`~freemem.cleaners.free_module.FreeModuleCleaner` talks to them over OpenAI-compatible HTTP.
+``freemem.serving.launch`` builds and runs the server commands (SGLang, vLLM, llama.cpp); the client side,
+:class:`~freemem.cleaners.FreeModuleCleaner`, talks to them over OpenAI-compatible HTTP and is imported from
+:mod:`freemem.cleaners` (one import path per name).
 ``freemem.serving.profile`` measures a cleaning round's latency split against a running server.
 Names are imported lazily, so ``python -m freemem.serving.launch`` runs cleanly.
 """
@@ -12,10 +13,6 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "CircuitBreaker": "freemem.cleaners.free_module",
-    "Endpoint": "freemem.cleaners.free_module",
-    "FreeModuleCleaner": "freemem.cleaners.free_module",
-    "commands_schema": "freemem.cleaners.free_module",
     "AdapterSpec": "freemem.serving.launch",
     "LaunchPlan": "freemem.serving.launch",
     "ServeSpec": "freemem.serving.launch",

@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
-from freemem.errors import ConfigError, FreememError, ServeError
-from freemem.io import write_text_atomic
+from freemem.core.errors import ConfigError, FreememError, ServeError
+from freemem.core.io import write_text_atomic
 
 __all__ = [
     "AdapterSpec",

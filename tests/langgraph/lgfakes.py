@@ -16,8 +16,8 @@ from langchain_core.tools import tool
 from pydantic import Field
 
 from freemem import FreeMemory
-from freemem.cleaners.base import Cleaner, Proposal
-from freemem.pairing import pairing_violations
+from freemem.core.cleaner import Cleaner, Proposal
+from freemem.core.pairing import pairing_violations
 
 BUDGET = 8000
 
@@ -27,7 +27,7 @@ class ScriptedModel(FakeMessagesListChatModel):
 
     received: list[list[BaseMessage]] = Field(default_factory=list)
 
-    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ScriptedModel:  # noqa: ARG002
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ScriptedModel:
         return self
 
     def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,

@@ -13,10 +13,10 @@ from langgraph.graph import START, MessagesState, StateGraph
 from lgfakes import TOOLS, scripted_model
 
 from freemem import FreeMemory
-from freemem.archive import InMemoryArchive
-from freemem.folding import FOLD_ID_PREFIX
+from freemem.core.archive import InMemoryArchive
+from freemem.core.folding import FOLD_ID_PREFIX
+from freemem.core.pairing import pairing_violations
 from freemem.langgraph import FreeMemoryMiddleware, wrap
-from freemem.pairing import pairing_violations
 from freemem.policies import SummarizeMemory
 from freemem.policy import MemoryPolicy
 

@@ -15,12 +15,12 @@ from langgraph.checkpoint.memory import InMemorySaver
 from lgfakes import BUDGET, TOOLS, ScriptedModel, tool_call_message
 
 from freemem import FreeMemory
-from freemem.archive import InMemoryArchive
-from freemem.context import FOLD_KEY
-from freemem.errors import ConfigError
-from freemem.folding import FOLD_ID_PREFIX
+from freemem.core.archive import InMemoryArchive
+from freemem.core.errors import ConfigError
+from freemem.core.folding import FOLD_ID_PREFIX
+from freemem.core.pairing import pairing_violations
+from freemem.core.views import FOLD_KEY
 from freemem.langgraph import FreeMemoryMiddleware, recall_tool
-from freemem.pairing import pairing_violations
 
 _HANDLE = re.compile(r'recall\("(f[0-9a-f]{8})"\)')
 _MARKER = re.compile(r"\[freemem: #([0-9a-f]{8}) ")
@@ -56,8 +56,9 @@ class RecallingModel(ScriptedModel):
 
 
 def _memory(archive: Any = None) -> FreeMemory:
+    # Scheduled folds go deep (low_water 0.8) so that 60 tool calls reach one.
     return FreeMemory(counter="approx", budget=BUDGET, archive=archive, fold_keep_units=2,
-                      fold_share=0.1)
+                      fold_share=0.1, low_water=0.8)
 
 
 def _check_recall_results(messages: list[Any], archive: InMemoryArchive, thread: str) -> None:

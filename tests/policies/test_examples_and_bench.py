@@ -40,7 +40,7 @@ def _reply(messages: list[dict]) -> str:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 - http.server API
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         text = _reply(body["messages"])
         payload = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],

@@ -18,7 +18,7 @@ from policyfakes import (
     paragraphs_doc,
 )
 
-from freemem.errors import ConfigError
+from freemem.core.errors import ConfigError
 from freemem.policies.gated import GatedReader, parse_gated_step, split_chunks
 from freemem.tokens import get_counter
 
@@ -128,12 +128,12 @@ def test_memory_never_exceeds_its_bound() -> None:
     doc = haystack([], [], n_sentences=400, seed=6)
     bound = 120
 
-    def verbose(messages):  # noqa: ANN001, ANN202
+    def verbose(messages):
         if "<chunk" not in messages[-1].content:
             return "<answer>x</answer>"
         return gated_reply(True, memory_of_chunk(messages) * 3, False)
 
-    def memory_of_chunk(messages):  # noqa: ANN001, ANN202
+    def memory_of_chunk(messages):
         return chunk_of(messages)
 
     model = FunctionChatModel(fn=verbose)

@@ -12,9 +12,9 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langgraph.checkpoint.memory import InMemorySaver
 from policyfakes import ScriptedChatModel, cut_off, filler
 
-from freemem.errors import ConfigError
+from freemem.core.errors import ConfigError
+from freemem.core.pairing import pairing_violations
 from freemem.memory import MESSAGE_OVERHEAD_TOKENS
-from freemem.pairing import pairing_violations
 from freemem.policies.summarize import InftyThinker, SummarizeMemory, fallback_summary, parse_segment
 from freemem.tokens import get_counter
 

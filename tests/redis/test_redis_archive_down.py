@@ -19,7 +19,7 @@ from freemem.redis import RedisArchive
 from tests.support.redis_servers import start_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "langgraph"))
-from lgfakes import TOOLS, scripted_model  # noqa: E402
+from lgfakes import TOOLS, scripted_model
 
 
 def test_archive_down_persists_no_edit_and_says_so(tmp_path: Path) -> None:

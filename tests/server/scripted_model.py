@@ -46,7 +46,7 @@ def _turn_tag(text: str) -> str:
 class ServedScriptedModel(FakeMessagesListChatModel):
     """Replays ``responses`` (one turn's script) at the step the conversation is at; see the module doc."""
 
-    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ServedScriptedModel:  # noqa: ARG002
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> ServedScriptedModel:
         return self
 
     def _step(self, messages: list[BaseMessage]) -> tuple[str, int]:

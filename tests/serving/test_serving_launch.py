@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from freemem.errors import ConfigError, ServeError
+from freemem.core.errors import ConfigError, ServeError
 from freemem.serving.launch import (
     AdapterSpec,
     ServeSpec,

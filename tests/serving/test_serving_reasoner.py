@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from freemem.cleaners.free_module import FreeModuleCleaner, commands_schema
-from freemem.context import Protection
-from freemem.errors import ConfigError, ServeError
+from freemem.core.context import Protection
+from freemem.core.errors import ConfigError, ServeError
 from freemem.memory import FreeMemory
 from freemem.reasoner import QWEN3_THINKING_PROMPT, FreeReasoner, ReasonerResult
 

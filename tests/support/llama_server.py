@@ -2,7 +2,8 @@
 
 It serves two aliases over one GGUF file: the base model (``tiny``) and the base plus a LoRA adapter
 (``tiny:free`` — SGLang's ``<base>:<adapter>`` naming), using the same config builder as ``freemem serve
---backend llamacpp``; with ``adapter=None``, only the base model (a real instruction model, for the opt-in tests). The process is started in its own session and stopped by its PID only.
+--backend llamacpp``; with ``adapter=None``, only the base model (a real instruction model, for the opt-in
+tests). The process is started in its own session and stopped by its PID only.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def llama_cpp_available() -> bool:
     """Whether llama-cpp-python with its server extra can be imported by this interpreter."""
     try:
         import llama_cpp.server.app  # noqa: F401
-    except Exception:
+    except Exception:  # noqa: BLE001 - a broken build of the optional server counts as absent
         return False
     return True
 

@@ -79,7 +79,7 @@ def has_loop(text: str, min_repeats: int = 3, *, tail_chars: int = 20000) -> boo
         return False
     parts = units(tail)
     keys = [unit_key(tail[a:b]) for a, b in parts]
-    for a, b, q in loop_runs(keys, min_repeats):
+    for a, b, _q in loop_runs(keys, min_repeats):
         if parts[b - 1][1] - parts[a][0] >= 120:
             return True
     # Loops inside one line (no sentence breaks to split on): only long lines can hold one worth cleaning,

@@ -1,6 +1,6 @@
 """Rebuild originals from pruned text plus the archived spans (the inverse of :func:`apply_commands`).
 
-Every :class:`~freemem.apply.AppliedSpan` knows its field, its original text, its marker and where the marker
+Every :class:`~freemem.core.outcome.AppliedSpan` knows its field, its original text, its marker and where the marker
 sits in the pruned field, so one round is undone exactly; a tool-call argument string gets back its bytes as
 they were encoded in the arguments JSON (``AppliedSpan.raw_original``). Several rounds are undone newest first
 (:func:`restore_rounds`); persisting the spans is the job of a store (``freemem.redis.RedisArchive``).
@@ -17,10 +17,13 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
-from freemem.apply import AppliedSpan, ArgPiece, edit_messages, span_ref
-from freemem.context import message_views, parse_arg_field
-from freemem.errors import FormatError, FreememError
-from freemem.folding import FoldMismatch, unfold
+from freemem.core.apply import span_ref
+from freemem.core.edits import ArgPiece, edit_messages
+from freemem.core.errors import FormatError, FreememError
+from freemem.core.folding import FoldMismatch, unfold
+from freemem.core.json_args import parse_arg_field
+from freemem.core.outcome import AppliedSpan
+from freemem.core.views import message_views
 
 __all__ = [
     "Archive",
@@ -159,7 +162,7 @@ def restore_event(messages: Sequence[Any], event: Mapping[str, Any], *,
 
 def event_refs(event: Mapping[str, Any]) -> dict[str, list[str]]:
     """What an event can page back in, by the id a marker or fold message names: ``{ref: [texts]}`` (a span's
-    original text under its :func:`~freemem.apply.span_ref`; a fold's folded messages, rendered, under its
+    original text under its :func:`~freemem.core.apply.span_ref`; a fold's folded messages, rendered, under its
     handle)."""
     out: dict[str, list[str]] = {}
     for spans in event.get("rounds") or []:
@@ -219,7 +222,7 @@ class Archive(Protocol):
 
 
 def record_event(archive: Any, thread_id: str, event: Any) -> str:
-    """Store a :class:`~freemem.ledger.CleanEvent` (or its dict) in ``archive``; raises what the archive
+    """Store a :class:`~freemem.core.ledger.CleanEvent` (or its dict) in ``archive``; raises what the archive
     raises (callers decide: the LangGraph surfaces then persist no edit)."""
     payload = event.to_dict(spans=True) if hasattr(event, "to_dict") else dict(event)
     return archive.record(thread_id, payload)

@@ -50,6 +50,11 @@ class StoreConnectionError(StoreError, ConnectionError):
     """The store could not be reached (refused, reset, timed out)."""
 
 
+class MissingExtraError(FreememError, ImportError):
+    """An optional part of freemem was used without its dependencies; the message names the extra to install
+    (``pip install 'freemem[redis]'``)."""
+
+
 class ServeError(FreememError):
     """A model server could not be built, started or reached."""
 
@@ -62,6 +67,7 @@ __all__ = [
     "ConfigError",
     "FormatError",
     "FreememError",
+    "MissingExtraError",
     "ServeError",
     "StoreConnectionError",
     "StoreError",

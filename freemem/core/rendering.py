@@ -31,8 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from freemem.context import Context, Region
-from freemem.errors import ConfigError
+from freemem.core.context import Context, Region
+from freemem.core.errors import ConfigError
 
 __all__ = ["RENDER_MODES", "RenderMode", "RenderOptions", "RenderedContext", "prompt_text", "readable_arguments",
            "render_context"]
@@ -152,7 +152,7 @@ class _Raw(str):
     """A JSON number or constant kept as written."""
 
 
-class _Pairs(list):  # type: ignore[type-arg]
+class _Pairs(list):
     """A JSON object's ``(key, value)`` pairs in order, duplicates kept."""
 
 

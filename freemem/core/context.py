@@ -13,35 +13,29 @@ duck-typed attributes and written back in :mod:`freemem.lc` behind a lazy import
 from __future__ import annotations
 
 import bisect
-import copy
-import json
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from freemem.errors import FormatError
+from freemem.core.errors import FormatError
+from freemem.core.json_args import (
+    ARG_FIELD_MIN_CHARS,
+    ArgString,
+    arg_field_name,
+    arg_strings,
+)
+from freemem.core.views import (
+    MessageView,
+    message_views,
+)
 
 __all__ = [
     "Context",
-    "MessageView",
     "Protection",
     "Region",
-    "ARG_FIELD_MIN_CHARS",
-    "FOLD_KEY",
-    "MESSAGE_OVERHEAD_TOKENS",
-    "counted_texts",
-    "ArgString",
     "answer_line_ranges",
-    "arg_field_name",
-    "arg_strings",
-    "decode_literal",
-    "encode_like",
-    "encoded_offsets",
-    "parse_arg_field",
-    "message_views",
     "protected_messages",
-    "splice_literal",
 ]
 
 RegionKind = Literal["header", "text", "content", "reasoning", "arguments", "part"]
@@ -55,15 +49,8 @@ ANSWER_LINE = re.compile(
 _HUMAN_ROLES = frozenset({"user", "human"})
 _SYSTEM_ROLES = frozenset({"system", "developer"})
 
-#: Tokens a chat template adds around each message (role markers, separators); OpenAI documents ~3-4.
-MESSAGE_OVERHEAD_TOKENS = 4
 
-#: Where a fold message carries its handle: the dict message's ``metadata`` key, or a LangChain message's
-#: ``additional_kwargs`` key (see :mod:`freemem.folding`).
-FOLD_KEY = "freemem_fold"
 
-#: String values of tool-call arguments this long or longer can be edited (see ``Protection.tool_arguments``).
-ARG_FIELD_MIN_CHARS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +74,7 @@ class Region:
 
 @dataclass(frozen=True)
 class Protection:
-    """Which parts of a context a cleaner may never touch. All on by default (DESIGN.md §3)."""
+    """Which parts of a context a cleaner may never touch. All on by default (README, "What freemem guarantees")."""
 
     system: bool = True
     first_human: bool = True
@@ -115,356 +102,6 @@ class Protection:
         return view.pinned or (view.id is not None and view.id in self.pinned_ids) or (
             f"#{view.index}" in self.pinned_ids
         )
-
-
-@dataclass
-class MessageView:
-    """A chat message reduced to what rendering needs, whatever its original type."""
-
-    index: int
-    role: str
-    id: str | None = None
-    name: str | None = None
-    #: Text fields in render order: ``("reasoning_content", text)``, ``("content", text)`` or one
-    #: ``("content[i]", text)`` per text part. Non-text parts appear as ``("part", placeholder)``.
-    fields: list[tuple[str, str]] = field(default_factory=list)
-    #: ``(call_id, tool_name, arguments_text)`` of an assistant message's tool calls.
-    tool_calls: list[tuple[str, str, str]] = field(default_factory=list)
-    tool_call_id: str | None = None
-    pinned: bool = False
-    #: The handle of a fold message (one freemem wrote in place of folded messages), else None.
-    fold: str | None = None
-
-    def arg_strings(self, k: int, min_chars: int = ARG_FIELD_MIN_CHARS) -> list[ArgString]:
-        """Top-level string values (``min_chars`` and longer) of the ``k``-th tool call's arguments."""
-        return arg_strings(self.tool_calls[k][2], min_chars)
-
-    def arg_fields(self, min_chars: int = ARG_FIELD_MIN_CHARS) -> list[tuple[str, str]]:
-        """``(field name, decoded value)`` of the string values in this message's tool calls."""
-        return [(arg_field_name(k, a.key), a.value) for k in range(len(self.tool_calls))
-                for a in self.arg_strings(k, min_chars)]
-
-    def all_fields(self) -> dict[str, str]:
-        """Text fields and every argument string field (any length: a pruned value is short) by name."""
-        out = dict(self.fields)
-        out.update(self.arg_fields(min_chars=0))
-        return out
-
-
-_ARG_FIELD = re.compile(r"tool_calls\[(\d+)\]\.(.*)", re.DOTALL)
-
-
-@dataclass(frozen=True, slots=True)
-class ArgString:
-    """A top-level string value of a JSON object: its key, decoded value, and the ``[start, end)`` of its
-    encoded form (quotes included) in the JSON text."""
-
-    key: str
-    value: str
-    start: int
-    end: int
-
-
-def arg_field_name(k: int, key: str) -> str:
-    return f"tool_calls[{k}].{key}"
-
-
-def parse_arg_field(name: str) -> tuple[int, str] | None:
-    """``(call index, key)`` of an argument field name, or None for other fields."""
-    m = _ARG_FIELD.fullmatch(name)
-    return (int(m.group(1)), m.group(2)) if m else None
-
-
-_DECODER = json.JSONDecoder()
-_WS_CHARS = " \t\n\r"
-
-
-def arg_strings(raw: str, min_chars: int = ARG_FIELD_MIN_CHARS) -> list[ArgString]:
-    """Long top-level string values of the JSON object ``raw`` with their exact positions (empty when
-    ``raw`` is not a JSON object).
-
-    Empty as well when a top-level key occurs twice: which value a provider's parser keeps (the first, the
-    last, or an error) is not ours to guess, and an edit named by key could land on the other copy's text,
-    so such an arguments field is protected whole."""
-    if len(raw) < min_chars or not raw.lstrip(_WS_CHARS).startswith("{"):
-        return []
-    scan = json.decoder.scanstring
-    out: list[ArgString] = []
-    keys: set[str] = set()
-    try:
-        i = raw.index("{") + 1
-        n = len(raw)
-        while True:
-            while i < n and raw[i] in _WS_CHARS:
-                i += 1
-            if raw[i] == "}":
-                break
-            if raw[i] != '"':
-                return []
-            key, i = scan(raw, i + 1)
-            if key in keys:
-                return []
-            keys.add(key)
-            while raw[i] in _WS_CHARS:
-                i += 1
-            if raw[i] != ":":
-                return []
-            i += 1
-            while raw[i] in _WS_CHARS:
-                i += 1
-            if raw[i] == '"':
-                value, end = scan(raw, i + 1)
-                if len(value) >= min_chars:
-                    out.append(ArgString(key, value, i, end))
-            else:
-                _, end = _DECODER.raw_decode(raw, i)
-            i = end
-            while raw[i] in _WS_CHARS:
-                i += 1
-            if raw[i] == ",":
-                i += 1
-            elif raw[i] == "}":
-                break
-            else:
-                return []
-    except (ValueError, IndexError):
-        return []
-    return out
-
-
-_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|.)", re.DOTALL)
-_LOW_ESCAPE = re.compile(r"\\u[dD][c-fC-F][0-9a-fA-F]{2}")
-
-
-def encoded_offsets(body: str, positions: Sequence[int]) -> list[int]:
-    """Where each decoded offset in ``positions`` (ascending) falls in ``body``, the text between the quotes
-    of a JSON string literal, counted the way :mod:`json` decodes it: an escape is one character, and so
-    is an escaped surrogate pair (``\\ud83d\\ude00``); every other character stands for itself."""
-    out: list[int] = []
-    targets = iter(positions)
-    target = next(targets, None)
-    dec = enc = 0
-    while target is not None:
-        m = _ESCAPE.search(body, enc)
-        nxt = len(body) if m is None else m.start()
-        while target is not None and target - dec <= nxt - enc:
-            out.append(enc + target - dec)
-            target = next(targets, None)
-        if m is None or target is None:
-            break
-        dec += nxt - enc + 1
-        end = m.end()
-        if m.group(1) is not None and 0xD800 <= int(m.group(1), 16) <= 0xDBFF:
-            low = _LOW_ESCAPE.match(body, end)
-            if low is not None:
-                end = low.end()
-        enc = end
-    if target is not None:
-        raise ValueError(f"decoded offset {target} is past the end of the string")
-    return out
-
-
-def splice_literal(literal: str, pieces: Sequence[tuple[int, int, str]]) -> str:
-    """``literal`` (an encoded JSON string, quotes included) with each decoded range ``[start, end)`` of
-    ``pieces`` (ascending, disjoint) replaced by the given *encoded* text; every other byte stays as it was,
-    so escapes the edit does not touch (``\\u00E9``, ``\\/``) are kept exactly."""
-    body = literal[1:-1]
-    at = encoded_offsets(body, [x for start, end, _text in pieces for x in (start, end)])
-    out: list[str] = [literal[0]]
-    pos = 0
-    for k, (_start, _end, text) in enumerate(pieces):
-        out.append(body[pos:at[2 * k]])
-        out.append(text)
-        pos = at[2 * k + 1]
-    out.append(body[pos:])
-    out.append(literal[-1])
-    return "".join(out)
-
-
-def decode_literal(literal: str) -> str | None:
-    """The value of one encoded JSON string (quotes included), or None when it is not exactly one."""
-    try:
-        value, end = json.decoder.scanstring(literal, 1)
-    except (ValueError, IndexError):
-        return None
-    return value if literal[:1] == '"' and end == len(literal) else None
-
-
-def encode_like(value: str, original: str) -> str:
-    """JSON-encode ``value`` the way ``original`` (an encoded string) was: ASCII escapes or not."""
-    ascii_only = original.isascii() and "\\u" in original
-    return json.dumps(value, ensure_ascii=ascii_only)
-
-
-def _dict_view(index: int, msg: dict[str, Any]) -> MessageView:
-    if not isinstance(msg, dict):
-        raise FormatError(f"message {index} is a {type(msg).__name__}, expected a dict or a LangChain message")
-    role = msg.get("role")
-    if not isinstance(role, str):
-        raise FormatError(f"message {index} has no 'role'")
-    view = MessageView(
-        index=index,
-        role=role,
-        id=_str_or_none(msg.get("id")),
-        name=_str_or_none(msg.get("name")),
-        tool_call_id=_str_or_none(msg.get("tool_call_id")),
-        pinned=bool(msg.get("pinned")) or bool(_meta(msg).get("freemem_pinned")),
-        fold=_fold_handle(_meta(msg).get(FOLD_KEY)),
-    )
-    reasoning = msg.get("reasoning_content") or msg.get("reasoning")
-    if isinstance(reasoning, str) and reasoning:
-        key = "reasoning_content" if msg.get("reasoning_content") else "reasoning"
-        view.fields.append((key, reasoning))
-    _content_fields(view, msg.get("content"))
-    for call in msg.get("tool_calls") or []:
-        if not isinstance(call, dict):
-            raise FormatError(f"message {index}: a tool call is not an object")
-        fn = call.get("function") or {}
-        name = fn.get("name") if isinstance(fn, dict) else None
-        args = fn.get("arguments") if isinstance(fn, dict) else None
-        if name is None:  # LangChain-style dicts: {"name", "args", "id"}
-            name, args = call.get("name"), call.get("args")
-        if not isinstance(args, str):
-            args = json.dumps(args, ensure_ascii=False, sort_keys=True) if args is not None else ""
-        view.tool_calls.append((str(call.get("id") or ""), str(name or "?"), args))
-    return view
-
-
-def _meta(msg: dict[str, Any]) -> dict[str, Any]:
-    meta = msg.get("metadata")
-    return meta if isinstance(meta, dict) else {}
-
-
-def _lc_view(index: int, msg: Any) -> MessageView:
-    # Duck-typed on langchain_core.messages.BaseMessage so the core never imports LangChain.
-    role = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool", "developer": "developer"}.get(
-        msg.type, msg.type
-    )
-    kwargs = getattr(msg, "additional_kwargs", None) or {}
-    meta = getattr(msg, "response_metadata", None) or {}
-    view = MessageView(
-        index=index,
-        role=role,
-        id=_str_or_none(getattr(msg, "id", None)),
-        name=_str_or_none(getattr(msg, "name", None)),
-        tool_call_id=_str_or_none(getattr(msg, "tool_call_id", None)),
-        pinned=bool(kwargs.get("freemem_pinned") or meta.get("freemem_pinned")),
-        fold=_fold_handle(kwargs.get(FOLD_KEY)),
-    )
-    reasoning = kwargs.get("reasoning_content")
-    if isinstance(reasoning, str) and reasoning:
-        view.fields.append(("reasoning_content", reasoning))
-    _content_fields(view, msg.content)
-    for call in getattr(msg, "tool_calls", None) or []:
-        args = json.dumps(call.get("args"), ensure_ascii=False, sort_keys=True)
-        view.tool_calls.append((str(call.get("id") or ""), str(call.get("name") or "?"), args))
-    return view
-
-
-def _content_fields(view: MessageView, content: Any) -> None:
-    if content is None:
-        return
-    if isinstance(content, str):
-        view.fields.append(("content", content))
-        return
-    if isinstance(content, list):
-        for i, part in enumerate(content):
-            if isinstance(part, str):
-                view.fields.append((f"content[{i}]", part))
-            elif isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
-                view.fields.append((f"content[{i}]", part["text"]))
-            elif isinstance(part, dict) and part.get("type") in ("reasoning", "thinking"):
-                key = "reasoning" if "reasoning" in part else "thinking"
-                if isinstance(part.get(key), str):
-                    view.fields.append((f"content[{i}]", part[key]))
-                else:
-                    view.fields.append(("part", f"[{part.get('type')} part]"))
-            else:
-                kind = part.get("type", "non-text") if isinstance(part, dict) else type(part).__name__
-                view.fields.append(("part", f"[{kind} part]"))
-        return
-    raise FormatError(f"message {view.index}: content of type {type(content).__name__} is not supported")
-
-
-def _fold_handle(value: Any) -> str | None:
-    """The handle a fold message carries (``{"handle": ...}`` or the handle itself), else None."""
-    if isinstance(value, dict):
-        value = value.get("handle")
-    return value if isinstance(value, str) and value else None
-
-
-def _str_or_none(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-def counted_texts(views: Sequence[MessageView]) -> list[str]:
-    """The texts a message list's token count is made of: every text field, each tool call's arguments (as
-    sent: JSON) and name. Add :data:`MESSAGE_OVERHEAD_TOKENS` per message."""
-    texts: list[str] = []
-    for view in views:
-        texts.extend(text for _name, text in view.fields)
-        for _call_id, name, args in view.tool_calls:
-            texts.append(args)
-            texts.append(name)
-    return texts
-
-
-class _LcViewCache:
-    """Views of LangChain messages by value: an agent's history is re-read at every model call, and a
-    checkpointer hands back new objects with the same values each time. A view is reused when the message's
-    type, id and text content are equal and its tool calls, kwargs, metadata, name and call id compare equal.
-    Bounded: cleared when full."""
-
-    LIMIT = 20_000
-
-    def __init__(self) -> None:
-        self._entries: dict[tuple[Any, ...], tuple[tuple[Any, ...], MessageView]] = {}
-
-    def view(self, index: int, msg: Any) -> MessageView:
-        d = getattr(msg, "__dict__", None)
-        content = d.get("content") if d is not None else None
-        if not isinstance(content, str):
-            return _lc_view(index, msg)
-        key = (d.get("type"), d.get("id"), content)
-        rest = (d.get("tool_calls"), d.get("additional_kwargs"), d.get("response_metadata"), d.get("name"),
-                d.get("tool_call_id"))
-        hit = self._entries.get(key)
-        if hit is not None and hit[0] == rest:
-            c = hit[1]
-            return MessageView(index=index, role=c.role, id=c.id, name=c.name, fields=list(c.fields),
-                               tool_calls=list(c.tool_calls), tool_call_id=c.tool_call_id, pinned=c.pinned,
-                               fold=c.fold)
-        view = _lc_view(index, msg)
-        if len(self._entries) >= self.LIMIT:
-            self._entries.clear()
-        self._entries[key] = (copy.deepcopy(rest), MessageView(
-            index=index, role=view.role, id=view.id, name=view.name, fields=list(view.fields),
-            tool_calls=list(view.tool_calls), tool_call_id=view.tool_call_id, pinned=view.pinned,
-            fold=view.fold))
-        return view
-
-
-_LC_VIEWS = _LcViewCache()
-
-
-def message_views(messages: Sequence[Any]) -> list[MessageView]:
-    """Read OpenAI-format dicts or LangChain messages into :class:`MessageView` objects."""
-    views = []
-    for i, msg in enumerate(messages):
-        if isinstance(msg, dict):
-            views.append(_dict_view(i, msg))
-        elif hasattr(msg, "type") and hasattr(msg, "content"):
-            views.append(_LC_VIEWS.view(i, msg))
-        else:
-            raise FormatError(f"message {i} is a {type(msg).__name__}, expected a dict or a LangChain message")
-    # Tool results name their tool through the call that produced them.
-    names: dict[str, str] = {}
-    for view in views:
-        for call_id, name, _ in view.tool_calls:
-            names[call_id] = name
-        if view.role == "tool" and view.name is None and view.tool_call_id in names:
-            view.name = names[view.tool_call_id]
-    return views
 
 
 def protected_messages(views: list[MessageView], protection: Protection) -> dict[int, str]:

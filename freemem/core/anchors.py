@@ -8,9 +8,9 @@ an emitted command is accepted exactly as intended.
 
 from __future__ import annotations
 
-from freemem.apply import _Finder, _locate
-from freemem.commands import Command
-from freemem.context import Context
+from freemem.core.commands import Command
+from freemem.core.context import Context
+from freemem.core.finder import Finder, locate
 
 __all__ = ["AnchorMaker"]
 
@@ -23,7 +23,7 @@ class AnchorMaker:
     def __init__(self, context: Context) -> None:
         self.context = context
         self.text = context.text
-        self._finder = _Finder(context)
+        self._finder = Finder(context)
         # The snapshot never changes, so a span's command never does: a cleaner may ask twice (once to see
         # what it can anchor, once to emit).
         self._made: dict[tuple[int, int, int], Command | None] = {}
@@ -114,7 +114,7 @@ class AnchorMaker:
             if suffix is None:
                 continue
             cmd = Command(prefix=prefix, suffix=suffix)
-            located = _locate(self._finder, 0, cmd)
+            located = locate(self._finder, 0, cmd)
             if located == (s, end):
                 return cmd
         return None

@@ -39,6 +39,7 @@ preparing the second never leaves the first written.
 from __future__ import annotations
 
 import codecs
+import functools
 import json
 import os
 import re
@@ -47,9 +48,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
-from freemem.errors import ConfigError, FormatError, StoreError
+from freemem.core.errors import ConfigError, FormatError, StoreError
 
 __all__ = [
     "FORMATS",
@@ -122,7 +123,7 @@ def _is_message(value: Any) -> bool:
     return isinstance(value, dict) and isinstance(value.get("role"), str)
 
 
-def _looks_like_messages(value: Any) -> bool:
+def _looks_like_messages(value: Any) -> TypeGuard[list[Any]]:
     """A non-empty list of objects of which at least one has a ``role``: meant as a conversation."""
     return (isinstance(value, list) and bool(value) and all(isinstance(m, dict) for m in value)
             and any("role" in m for m in value))
@@ -335,7 +336,7 @@ def read_document(path: str | Path, *, format: str = "auto", text_field: str | N
     if lines is None:
         lines = [_loads(p, f"{path}: line {n}") if p.strip() else None for n, p in enumerate(pieces, 1)]
     values = [(i, v) for i, v in enumerate(lines) if v is not None]
-    doc = Document(fmt, [], lines, bom=bom, newline=newline, final_newline=final_newline,  # type: ignore[arg-type]
+    doc = Document(fmt, [], lines, bom=bom, newline=newline, final_newline=final_newline,
                    style=_json_style(pieces[next(i for i, _ in values)] if values else "{}"), pieces=pieces)
     if fmt == "messages-jsonl" and values and any(isinstance(v, dict) and "role" in v for _, v in values):
         # One conversation, one message per line: every line must then be a message.
@@ -357,7 +358,7 @@ def read_document(path: str | Path, *, format: str = "auto", text_field: str | N
     items: list[Item] = []
     for i, v in values:
         items.extend(_record_items(v, i, lines, i, text_field, want, f"{path}: line {i + 1}",
-                                   lambda i=i: doc.dirty.add(i)))
+                                   functools.partial(doc.dirty.add, i)))
     doc.items = items
     return doc
 

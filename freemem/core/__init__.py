@@ -1,0 +1,14 @@
+"""The core: plain text and plain message lists in, validated deletions and folds out.
+
+Nothing here imports LangGraph, LangChain, Redis or an HTTP client (``tests/test_layers.py`` checks it).
+One concept per module: :mod:`~freemem.core.context` (a message list as one addressable text),
+:mod:`~freemem.core.commands` (the ``{"prefix","suffix"}`` command format), :mod:`~freemem.core.apply`
+(applying commands safely), :mod:`~freemem.core.anchors`, :mod:`~freemem.core.rendering`,
+:mod:`~freemem.core.pairing`, :mod:`~freemem.core.loops`, :mod:`~freemem.core.folding` and
+:mod:`~freemem.core.digest`, :mod:`~freemem.core.archive` (restoring what was removed),
+:mod:`~freemem.core.ledger`, :mod:`~freemem.core.prompt_cache`, :mod:`~freemem.core.io` (file formats) and
+:mod:`~freemem.core.errors`.
+
+The public names are re-exported from :mod:`freemem` itself; this package re-exports nothing, so each name
+has one import path.
+"""

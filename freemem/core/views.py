@@ -1,0 +1,244 @@
+"""One message, read the same way whatever its form: a :class:`MessageView` of an OpenAI-format dict or a
+LangChain message (role, id, editable fields, tool calls and their argument strings, fold handle), built once
+per message object (a process-wide cache keyed by identity and content), and the per-message counting that
+every token figure in freemem uses (:func:`count_messages`: texts plus ``MESSAGE_OVERHEAD_TOKENS`` each)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from freemem.core.errors import FormatError
+from freemem.core.json_args import (
+    ARG_FIELD_MIN_CHARS,
+    ArgString,
+    arg_field_name,
+    arg_strings,
+)
+
+__all__ = ["FOLD_KEY", "MESSAGE_OVERHEAD_TOKENS", "MessageView", "count_messages", "counted_texts", "message_views"]
+
+#: Tokens a chat template adds around each message (role markers, separators); OpenAI documents ~3-4.
+MESSAGE_OVERHEAD_TOKENS = 4
+
+#: Where a fold message carries its handle: the dict message's ``metadata`` key, or a LangChain message's
+#: ``additional_kwargs`` key (see :mod:`freemem.core.folding`).
+FOLD_KEY = "freemem_fold"
+
+
+@dataclass
+class MessageView:
+    """A chat message reduced to what rendering needs, whatever its original type."""
+
+    index: int
+    role: str
+    id: str | None = None
+    name: str | None = None
+    #: Text fields in render order: ``("reasoning_content", text)``, ``("content", text)`` or one
+    #: ``("content[i]", text)`` per text part. Non-text parts appear as ``("part", placeholder)``.
+    fields: list[tuple[str, str]] = field(default_factory=list)
+    #: ``(call_id, tool_name, arguments_text)`` of an assistant message's tool calls.
+    tool_calls: list[tuple[str, str, str]] = field(default_factory=list)
+    tool_call_id: str | None = None
+    pinned: bool = False
+    #: The handle of a fold message (one freemem wrote in place of folded messages), else None.
+    fold: str | None = None
+
+    def arg_strings(self, k: int, min_chars: int = ARG_FIELD_MIN_CHARS) -> list[ArgString]:
+        """Top-level string values (``min_chars`` and longer) of the ``k``-th tool call's arguments."""
+        return arg_strings(self.tool_calls[k][2], min_chars)
+
+    def arg_fields(self, min_chars: int = ARG_FIELD_MIN_CHARS) -> list[tuple[str, str]]:
+        """``(field name, decoded value)`` of the string values in this message's tool calls."""
+        return [(arg_field_name(k, a.key), a.value) for k in range(len(self.tool_calls))
+                for a in self.arg_strings(k, min_chars)]
+
+    def all_fields(self) -> dict[str, str]:
+        """Text fields and every argument string field (any length: a pruned value is short) by name."""
+        out = dict(self.fields)
+        out.update(self.arg_fields(min_chars=0))
+        return out
+
+
+def _dict_view(index: int, msg: dict[str, Any]) -> MessageView:
+    if not isinstance(msg, dict):
+        raise FormatError(f"message {index} is a {type(msg).__name__}, expected a dict or a LangChain message")
+    role = msg.get("role")
+    if not isinstance(role, str):
+        raise FormatError(f"message {index} has no 'role'")
+    view = MessageView(
+        index=index,
+        role=role,
+        id=_str_or_none(msg.get("id")),
+        name=_str_or_none(msg.get("name")),
+        tool_call_id=_str_or_none(msg.get("tool_call_id")),
+        pinned=bool(msg.get("pinned")) or bool(_meta(msg).get("freemem_pinned")),
+        fold=_fold_handle(_meta(msg).get(FOLD_KEY)),
+    )
+    reasoning = msg.get("reasoning_content") or msg.get("reasoning")
+    if isinstance(reasoning, str) and reasoning:
+        key = "reasoning_content" if msg.get("reasoning_content") else "reasoning"
+        view.fields.append((key, reasoning))
+    _content_fields(view, msg.get("content"))
+    for call in msg.get("tool_calls") or []:
+        if not isinstance(call, dict):
+            raise FormatError(f"message {index}: a tool call is not an object")
+        fn = call.get("function") or {}
+        name = fn.get("name") if isinstance(fn, dict) else None
+        args = fn.get("arguments") if isinstance(fn, dict) else None
+        if name is None:  # LangChain-style dicts: {"name", "args", "id"}
+            name, args = call.get("name"), call.get("args")
+        if not isinstance(args, str):
+            args = json.dumps(args, ensure_ascii=False, sort_keys=True) if args is not None else ""
+        view.tool_calls.append((str(call.get("id") or ""), str(name or "?"), args))
+    return view
+
+
+def _meta(msg: dict[str, Any]) -> dict[str, Any]:
+    meta = msg.get("metadata")
+    return meta if isinstance(meta, dict) else {}
+
+
+def _lc_view(index: int, msg: Any) -> MessageView:
+    # Duck-typed on langchain_core.messages.BaseMessage so the core never imports LangChain.
+    role = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool", "developer": "developer"}.get(
+        msg.type, msg.type
+    )
+    kwargs = getattr(msg, "additional_kwargs", None) or {}
+    meta = getattr(msg, "response_metadata", None) or {}
+    view = MessageView(
+        index=index,
+        role=role,
+        id=_str_or_none(getattr(msg, "id", None)),
+        name=_str_or_none(getattr(msg, "name", None)),
+        tool_call_id=_str_or_none(getattr(msg, "tool_call_id", None)),
+        pinned=bool(kwargs.get("freemem_pinned") or meta.get("freemem_pinned")),
+        fold=_fold_handle(kwargs.get(FOLD_KEY)),
+    )
+    reasoning = kwargs.get("reasoning_content")
+    if isinstance(reasoning, str) and reasoning:
+        view.fields.append(("reasoning_content", reasoning))
+    _content_fields(view, msg.content)
+    for call in getattr(msg, "tool_calls", None) or []:
+        args = json.dumps(call.get("args"), ensure_ascii=False, sort_keys=True)
+        view.tool_calls.append((str(call.get("id") or ""), str(call.get("name") or "?"), args))
+    return view
+
+
+def _content_fields(view: MessageView, content: Any) -> None:
+    if content is None:
+        return
+    if isinstance(content, str):
+        view.fields.append(("content", content))
+        return
+    if isinstance(content, list):
+        for i, part in enumerate(content):
+            if isinstance(part, str):
+                view.fields.append((f"content[{i}]", part))
+            elif isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
+                view.fields.append((f"content[{i}]", part["text"]))
+            elif isinstance(part, dict) and part.get("type") in ("reasoning", "thinking"):
+                key = "reasoning" if "reasoning" in part else "thinking"
+                if isinstance(part.get(key), str):
+                    view.fields.append((f"content[{i}]", part[key]))
+                else:
+                    view.fields.append(("part", f"[{part.get('type')} part]"))
+            else:
+                kind = part.get("type", "non-text") if isinstance(part, dict) else type(part).__name__
+                view.fields.append(("part", f"[{kind} part]"))
+        return
+    raise FormatError(f"message {view.index}: content of type {type(content).__name__} is not supported")
+
+
+def _fold_handle(value: Any) -> str | None:
+    """The handle a fold message carries (``{"handle": ...}`` or the handle itself), else None."""
+    if isinstance(value, dict):
+        value = value.get("handle")
+    return value if isinstance(value, str) and value else None
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def counted_texts(views: Sequence[MessageView]) -> list[str]:
+    """The texts a message list's token count is made of: every text field, each tool call's arguments (as
+    sent: JSON) and name. Add :data:`MESSAGE_OVERHEAD_TOKENS` per message."""
+    texts: list[str] = []
+    for view in views:
+        texts.extend(text for _name, text in view.fields)
+        for _call_id, name, args in view.tool_calls:
+            texts.append(args)
+            texts.append(name)
+    return texts
+
+
+def count_messages(counter: Any, messages: Sequence[Any]) -> int:
+    """Tokens of a message list by ``counter`` (a :class:`~freemem.tokens.TokenCounter`): every text in
+    :func:`counted_texts`, plus :data:`MESSAGE_OVERHEAD_TOKENS` per message. With a
+    :class:`~freemem.tokens.CachedCounter` the texts are counted in one batch and cached, so a new turn costs
+    O(new tokens)."""
+    texts = counted_texts(message_views(messages))
+    total = counter.count_texts(texts) if hasattr(counter, "count_texts") else sum(counter.count_many(texts))
+    return int(total) + MESSAGE_OVERHEAD_TOKENS * len(messages)
+
+
+class _LcViewCache:
+    """Views of LangChain messages by value: an agent's history is re-read at every model call, and a
+    checkpointer hands back new objects with the same values each time. A view is reused when the message's
+    type, id and text content are equal and its tool calls, kwargs, metadata, name and call id compare equal.
+    Bounded: cleared when full."""
+
+    LIMIT = 20_000
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[Any, ...], tuple[tuple[Any, ...], MessageView]] = {}
+
+    def view(self, index: int, msg: Any) -> MessageView:
+        d = getattr(msg, "__dict__", None)
+        content = d.get("content") if d is not None else None
+        if d is None or not isinstance(content, str):
+            return _lc_view(index, msg)
+        key = (d.get("type"), d.get("id"), content)
+        rest = (d.get("tool_calls"), d.get("additional_kwargs"), d.get("response_metadata"), d.get("name"),
+                d.get("tool_call_id"))
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] == rest:
+            c = hit[1]
+            return MessageView(index=index, role=c.role, id=c.id, name=c.name, fields=list(c.fields),
+                               tool_calls=list(c.tool_calls), tool_call_id=c.tool_call_id, pinned=c.pinned,
+                               fold=c.fold)
+        view = _lc_view(index, msg)
+        if len(self._entries) >= self.LIMIT:
+            self._entries.clear()
+        self._entries[key] = (copy.deepcopy(rest), MessageView(
+            index=index, role=view.role, id=view.id, name=view.name, fields=list(view.fields),
+            tool_calls=list(view.tool_calls), tool_call_id=view.tool_call_id, pinned=view.pinned,
+            fold=view.fold))
+        return view
+
+
+_LC_VIEWS = _LcViewCache()
+
+
+def message_views(messages: Sequence[Any]) -> list[MessageView]:
+    """Read OpenAI-format dicts or LangChain messages into :class:`MessageView` objects."""
+    views = []
+    for i, msg in enumerate(messages):
+        if isinstance(msg, dict):
+            views.append(_dict_view(i, msg))
+        elif hasattr(msg, "type") and hasattr(msg, "content"):
+            views.append(_LC_VIEWS.view(i, msg))
+        else:
+            raise FormatError(f"message {i} is a {type(msg).__name__}, expected a dict or a LangChain message")
+    # Tool results name their tool through the call that produced them.
+    names: dict[str, str] = {}
+    for view in views:
+        for call_id, name, _ in view.tool_calls:
+            names[call_id] = name
+        if view.role == "tool" and view.name is None and view.tool_call_id in names:
+            view.name = names[view.tool_call_id]
+    return views

@@ -1,0 +1,178 @@
+"""The inspector in a real browser: headless Chromium (Debian's package) driven by selenium through Debian's
+chromium-driver, against the real ``freemem ui`` server (uvicorn, a subprocess) over a real redis-server whose
+threads a real ``create_agent`` agent with ``FreeMemoryMiddleware`` wrote.
+
+It opens the thread picker, a thread, an event, and clicks restore (one event, then all); it fails if a view is
+empty, if hostile tool output runs script, or if a restore does not change what the archive and the thread hold.
+Screenshots of each view are kept as artefacts: under pytest's tmp dir and copied to ``artifacts/ui/``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import run_agent
+
+from freemem.redis import RedisArchive, RedisSaver
+from tests.support.redis_servers import RedisServerProcess, free_port
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.webdriver.chrome.options import Options  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "ui"
+PREFIX = "uibrowser"
+
+pytestmark = pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
+                                reason="chromium / chromium-driver not installed (apt: chromium chromium-driver; "
+                                       "scripts/test installs them)")
+
+
+@pytest.fixture
+def ui_server(redis_server: RedisServerProcess) -> Iterator[str]:
+    """Two agent threads in Redis, and ``freemem ui`` serving them on a free loopback port."""
+    with RedisSaver.from_url(redis_server.url, key_prefix=PREFIX) as saver, \
+            RedisArchive.from_url(redis_server.url, key_prefix=PREFIX) as archive:
+        for thread in ("incident-svc2", "short-chat"):
+            saver.delete_thread(thread)
+            archive.delete_thread(thread)
+        run_agent(saver, archive, "incident-svc2", calls=40)
+        run_agent(saver, archive, "short-chat", calls=10)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "freemem.cli.main", "ui", "--redis", redis_server.url,
+                             "--key-prefix", PREFIX, "--port", str(port), "--counter", "approx"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(base + "/healthz", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError as exc:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    output = proc.stdout.read() if proc.stdout else ""
+                    raise AssertionError(f"freemem ui did not start: {output}") from exc
+                time.sleep(0.25)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    options = Options()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1400,1000", "--no-first-run", "--disable-extensions",
+                "--disable-background-networking", "--disable-component-update"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(120)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _shot(driver: webdriver.Chrome, tmp_path: Path, name: str, *, whole: bool = True) -> Path:
+    """A screenshot of the whole page (the window grown to the page's height, capped), or of the window."""
+    if whole:
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(1400, max(900, min(int(height) + 40, 2600)))
+    path = tmp_path / f"{name}.png"
+    assert driver.save_screenshot(str(path)), name
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(path, ARTIFACTS / path.name)
+    driver.set_window_size(1400, 1000)
+    return path
+
+
+def _no_script_ran(driver: webdriver.Chrome) -> None:
+    assert driver.execute_script("return window.__freemem_xss === undefined")
+    assert driver.title != "pwned"
+
+
+def test_pick_a_thread_open_an_event_restore(ui_server: str, browser: webdriver.Chrome,
+                                             redis_server: RedisServerProcess, tmp_path: Path) -> None:
+    wait = WebDriverWait(browser, 60)
+    browser.get(ui_server + "/")
+    links = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "a.thread-link"))
+    assert sorted(a.text for a in links) == ["incident-svc2", "short-chat"]
+    _shot(browser, tmp_path, "1-threads")
+
+    next(a for a in links if a.text == "incident-svc2").click()
+    wait.until(ec.presence_of_element_located((By.ID, "sawtooth")))
+    points = browser.find_element(By.CSS_SELECTOR, "#sawtooth polyline.sent").get_attribute("points").split()
+    assert len(points) == 41  # one per model call
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#sawtooth circle.clean")) >= 10
+    rows = browser.find_elements(By.CSS_SELECTOR, "#events tr.event-row")
+    assert len(rows) >= 10
+    freed = browser.find_elements(By.CSS_SELECTOR, "#pane-original del.freed")
+    assert freed and any(d.is_displayed() and d.text.strip() for d in freed)
+    assert browser.find_elements(By.CSS_SELECTOR, "#pane-original article.folded")
+    # Hostile tool output is on the page as text, and none of it ran.
+    assert "<script>window.__freemem_xss" in browser.find_element(By.ID, "pane-original").text
+    _no_script_ran(browser)
+    _shot(browser, tmp_path, "2-thread-top", whole=False)  # the README's screenshot (docs/ui.png)
+    _shot(browser, tmp_path, "2-thread")
+    browser.find_element(By.ID, "tab-pruned").click()
+    pruned = browser.find_element(By.ID, "pane-pruned")
+    assert pruned.is_displayed() and not browser.find_element(By.ID, "pane-original").is_displayed()
+    assert pruned.find_elements(By.CSS_SELECTOR, "a.marker") and pruned.find_elements(By.CSS_SELECTOR, "article.fold")
+
+    with RedisSaver.from_url(redis_server.url, key_prefix=PREFIX) as saver, \
+            RedisArchive.from_url(redis_server.url, key_prefix=PREFIX) as archive:
+        conf = {"configurable": {"thread_id": "incident-svc2", "checkpoint_ns": ""}}
+        before = saver.get_tuple(conf).checkpoint["channel_values"]["messages"]
+        original = archive.original("incident-svc2", before)
+        newest = next(e for e in reversed(archive.list_events("incident-svc2")) if e["n_spans"])
+        assert newest["restored_at"] is None
+
+        # Open the newest event with spans (from its row), look at it, restore it.
+        browser.find_element(By.CSS_SELECTOR, f'tr.event-row[data-event="{newest["id"]}"] a.event-link').click()
+        wait.until(ec.presence_of_element_located((By.ID, "event-summary")))
+        assert browser.find_elements(By.CSS_SELECTOR, "#spans tbody tr")
+        assert browser.find_elements(By.CSS_SELECTOR, "del.freed.focus")
+        summary = browser.find_element(By.ID, "event-summary").text
+        assert "trigger" in summary and "tokens before → after" in summary and "cache cost" in summary
+        _no_script_ran(browser)
+        _shot(browser, tmp_path, "3-event")
+        browser.find_element(By.CSS_SELECTOR, "form.restore button").click()
+        wait.until(ec.alert_is_present()).accept()
+        wait.until(ec.presence_of_element_located((By.ID, "flash")))
+        assert "restored 1 event(s)" in browser.find_element(By.ID, "flash").text
+        assert archive.get_event("incident-svc2", newest["id"])["restored_at"] is not None
+        after_one = saver.get_tuple(conf).checkpoint["channel_values"]["messages"]
+        assert after_one != before
+        _shot(browser, tmp_path, "4-restored-one")
+
+        # Then everything left: the thread holds the original again.
+        buttons = [b for b in browser.find_elements(By.CSS_SELECTOR, "form.restore button")
+                   if b.text.startswith("restore all")]
+        assert buttons
+        buttons[0].click()
+        wait.until(ec.alert_is_present()).accept()
+        wait.until(lambda d: "restored" in d.find_element(By.ID, "flash").text
+                   and "restore all" not in d.page_source)
+        assert all(e["restored_at"] for e in archive.list_events("incident-svc2"))
+        restored = saver.get_tuple(conf).checkpoint["channel_values"]["messages"]
+        assert [m.id for m in restored] == [m.id for m in original]
+        assert [m.content for m in restored] == [m.content for m in original]
+        _no_script_ran(browser)
+        _shot(browser, tmp_path, "5-restored-all")
+    for name in ("1-threads", "2-thread-top", "2-thread", "3-event", "4-restored-one", "5-restored-all"):
+        assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000, name
