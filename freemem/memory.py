@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -27,6 +27,7 @@ from freemem.commands import Command
 from freemem.context import MESSAGE_OVERHEAD_TOKENS, Context, MessageView, Protection, counted_texts, message_views
 from freemem.errors import CleanerError, CleanerTimeout, ConfigError
 from freemem.digest import summary_prompt
+from freemem.driving import adrive, drive
 from freemem.folding import FoldMismatch, FoldRecord, fold_originals, fold_units, make_fold, replace_digest
 from freemem.ledger import CleanEvent
 from freemem.policies.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger, TriggerState
@@ -622,48 +623,42 @@ class FreeMemory:
 
     def _run(self, messages: Any, text: str | None, trigger: str, tokens: int | None,
              question: str | None, idle_s: float | None = None, schedule: bool | None = None) -> CleanResult:
-        gen = self._rounds(messages, text, trigger, tokens, question, idle_s, schedule)
-        try:
-            request = next(gen)
-            while True:
-                if isinstance(request, SummaryRequest):
-                    model = _bound_summarizer(self.summarizer, request.max_tokens)
-                    answer: Any = _call_within(lambda: model.invoke(request.prompt), self.round_timeout,
-                                               "freemem-summarizer",
-                                               lambda: _summary_deadline_error(self.round_timeout))
-                else:
-                    answer = _as_proposal(self.cleaner, _propose_within(self.cleaner, request, self.round_timeout))
-                request = gen.send(answer)
-        except StopIteration as stop:
-            return stop.value
+        def summarize(request: SummaryRequest) -> Any:
+            model = _bound_summarizer(self.summarizer, request.max_tokens)
+            return _call_within(lambda: model.invoke(request.prompt), self.round_timeout, "freemem-summarizer",
+                                lambda: _summary_deadline_error(self.round_timeout))
+
+        def propose(context: Context) -> Proposal | BaseException:
+            return _as_proposal(self.cleaner, _propose_within(self.cleaner, context, self.round_timeout))
+
+        return drive(self._rounds(messages, text, trigger, tokens, question, idle_s, schedule),
+                     {SummaryRequest: summarize, Context: propose})
 
     async def _arun(self, messages: Any, text: str | None, trigger: str, tokens: int | None,
                     question: str | None = None, idle_s: float | None = None,
                     schedule: bool | None = None) -> CleanResult:
-        gen = self._rounds(messages, text, trigger, tokens, question, idle_s, schedule)
-        try:
-            request = next(gen)
-            while True:
-                summary = isinstance(request, SummaryRequest)
-                try:
-                    if summary:
-                        model = _bound_summarizer(self.summarizer, request.max_tokens)
-                        call = (model.ainvoke(request.prompt) if hasattr(model, "ainvoke")
-                                else asyncio.to_thread(model.invoke, request.prompt))
-                    else:
-                        call = self.cleaner.apropose(request)
-                    if self.round_timeout is None:
-                        answer: Any = await call
-                    else:
-                        answer = await asyncio.wait_for(call, self.round_timeout)
-                except asyncio.TimeoutError:
-                    answer = (_summary_deadline_error(self.round_timeout) if summary
-                              else _deadline_error(self.cleaner, self.round_timeout))
-                except Exception as exc:  # noqa: BLE001 - fail open: any cleaner failure skips the round
-                    answer = exc
-                request = gen.send(answer if summary else _as_proposal(self.cleaner, answer))
-        except StopIteration as stop:
-            return stop.value
+        # fail_open: any cleaner or summariser failure is sent to the round loop, which skips the round.
+        async def summarize(request: SummaryRequest) -> Any:
+            model = _bound_summarizer(self.summarizer, request.max_tokens)
+            call = (model.ainvoke(request.prompt) if hasattr(model, "ainvoke")
+                    else asyncio.to_thread(model.invoke, request.prompt))
+            try:
+                return await self._within_round(call)
+            except asyncio.TimeoutError:
+                return _summary_deadline_error(self.round_timeout)
+
+        async def propose(context: Context) -> Proposal | BaseException:
+            try:
+                answer = await self._within_round(self.cleaner.apropose(context))
+            except asyncio.TimeoutError:
+                answer = _deadline_error(self.cleaner, self.round_timeout)
+            return _as_proposal(self.cleaner, answer)
+
+        return await adrive(self._rounds(messages, text, trigger, tokens, question, idle_s, schedule),
+                            {SummaryRequest: summarize, Context: propose}, fail_open=True)
+
+    async def _within_round(self, call: Awaitable[Any]) -> Any:
+        return await (call if self.round_timeout is None else asyncio.wait_for(call, self.round_timeout))
 
 
 def _bound_summarizer(model: Any, max_tokens: int) -> Any:

@@ -35,14 +35,13 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, TypedDict
 
+from freemem.driving import adrive, drive
 from freemem.errors import ConfigError
 from freemem.ledger import CleanEvent
 from freemem.policies.summarize import (
     CallMetrics,
     CallRecord,
-    adrive,
     bind_max_tokens,
-    drive,
     message_text,
     model_usage,
     prompt_tokens,

@@ -31,6 +31,7 @@ from typing import Annotated, Any, Literal, TypedDict
 
 from freemem.context import message_views
 from freemem.digest import FOLD_SUMMARY_SYSTEM, render_for_summary, summary_prompt
+from freemem.driving import adrive, drive
 from freemem.errors import ConfigError
 from freemem.folding import FoldRecord, fold_message, new_handle, plain_message
 from freemem.ledger import CleanEvent
@@ -42,11 +43,10 @@ __all__ = [
     "CallRecord",
     "FoldResult",
     "InftyThinker",
+    "ModelCall",
     "Segment",
     "SummarizeMemory",
     "ThinkResult",
-    "adrive",
-    "drive",
     "fallback_summary",
     "parse_segment",
 ]
@@ -75,6 +75,15 @@ class CallRecord:
         d = asdict(self)
         d["context_tokens"] = self.context_tokens
         return d
+
+
+@dataclass(frozen=True)
+class ModelCall:
+    """A request for one chat-model call (driven by :func:`freemem.driving.drive`): ``prompt`` as
+    ``(role, text)`` pairs, the answer bounded to ``max_tokens``."""
+
+    prompt: list[tuple[str, str]]
+    max_tokens: int
 
 
 def resolve_counter(counter: TokenCounter | str) -> CachedCounter:
@@ -318,43 +327,6 @@ class CallMetrics:
         return sum(c.context_tokens for c in self.calls)
 
 
-def drive(steps: Generator[Any, Any, Any], call: Callable[[Any], Any], *, fail_open: bool = False) -> Any:
-    """Run a step generator that yields prompts and receives the model's responses; return its value.
-
-    The sync and async twins of a policy step share the generator and differ only in this driver. With
-    ``fail_open`` a call that raises sends the exception into the generator instead of propagating it.
-    """
-    try:
-        prompt = next(steps)
-        while True:
-            try:
-                response = call(prompt)
-            except Exception as exc:  # noqa: BLE001 - the generator decides (fail_open only)
-                if not fail_open:
-                    raise
-                response = exc
-            prompt = steps.send(response)
-    except StopIteration as stop:
-        return stop.value
-
-
-async def adrive(steps: Generator[Any, Any, Any], call: Callable[[Any], Awaitable[Any]], *,
-                 fail_open: bool = False) -> Any:
-    """Async twin of :func:`drive`: ``call`` is awaited."""
-    try:
-        prompt = next(steps)
-        while True:
-            try:
-                response = await call(prompt)
-            except Exception as exc:  # noqa: BLE001
-                if not fail_open:
-                    raise
-                response = exc
-            prompt = steps.send(response)
-    except StopIteration as stop:
-        return stop.value
-
-
 @dataclass
 class ThinkResult(CallMetrics):
     """What an :class:`InftyThinker` run produced, with the metrics the ``free`` policy also records."""
@@ -570,65 +542,56 @@ class InftyThinker:
             return "conclude"
         return "segment"
 
-    # -- nodes ------------------------------------------------------------------------------------------
-    def _segment(self, state: ThinkState) -> dict[str, Any]:
+    # -- nodes: each written once as steps that yield a ModelCall; the sync and async twins drive them ---
+    def _segment_steps(self, state: ThinkState) -> Generator[ModelCall, Any, dict[str, Any]]:
         t0 = time.perf_counter()
         prompt = self._segment_prompt(state)
-        model = bind_max_tokens(self.model, self.max_tokens_param, self.segment_tokens)
-        response = model.invoke(prompt)
+        response = yield ModelCall(prompt, self.segment_tokens)
         return self._after_segment(state, prompt, response, time.perf_counter() - t0, t0)
 
-    async def _asegment(self, state: ThinkState) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        prompt = self._segment_prompt(state)
-        model = bind_max_tokens(self.model, self.max_tokens_param, self.segment_tokens)
-        response = await model.ainvoke(prompt)
-        return self._after_segment(state, prompt, response, time.perf_counter() - t0, t0)
-
-    def _summarize(self, state: ThinkState) -> dict[str, Any]:
+    def _summarize_steps(self, state: ThinkState) -> Generator[ModelCall, Any, dict[str, Any]]:
+        # Driven fail-open: a failed summary call is one failed attempt (its exception is the response).
         t0 = time.perf_counter()
         prompt = self._summary_prompt(state)
-        model = bind_max_tokens(self.model, self.max_tokens_param, self._summary_output_tokens)
-        try:
-            response: Any = model.invoke(prompt)
-        except Exception as exc:  # noqa: BLE001 - a failed summary call is one failed attempt, not a crash
-            response = exc
+        response = yield ModelCall(prompt, self._summary_output_tokens)
         return self._after_summary(state, prompt, response, time.perf_counter() - t0, t0)
 
-    async def _asummarize(self, state: ThinkState) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        prompt = self._summary_prompt(state)
-        model = bind_max_tokens(self.model, self.max_tokens_param, self._summary_output_tokens)
-        try:
-            response: Any = await model.ainvoke(prompt)
-        except Exception as exc:  # noqa: BLE001
-            response = exc
-        return self._after_summary(state, prompt, response, time.perf_counter() - t0, t0)
-
-    def _conclude(self, state: ThinkState) -> dict[str, Any]:
+    def _conclude_steps(self, state: ThinkState) -> Generator[ModelCall, Any, dict[str, Any]]:
         t0 = time.perf_counter()
         prompt = self._conclude_prompt(state)
-        response = bind_max_tokens(self.model, self.max_tokens_param, self.segment_tokens).invoke(prompt)
+        response = yield ModelCall(prompt, self.segment_tokens)
         return self._after_conclude(state, prompt, response, time.perf_counter() - t0)
 
-    async def _aconclude(self, state: ThinkState) -> dict[str, Any]:
-        t0 = time.perf_counter()
-        prompt = self._conclude_prompt(state)
-        response = await bind_max_tokens(self.model, self.max_tokens_param, self.segment_tokens).ainvoke(prompt)
-        return self._after_conclude(state, prompt, response, time.perf_counter() - t0)
+    def _invoke(self, call: ModelCall) -> Any:
+        return bind_max_tokens(self.model, self.max_tokens_param, call.max_tokens).invoke(call.prompt)
+
+    def _ainvoke(self, call: ModelCall) -> Awaitable[Any]:
+        return bind_max_tokens(self.model, self.max_tokens_param, call.max_tokens).ainvoke(call.prompt)
+
+    def _node(self, steps: Callable[[ThinkState], Generator[ModelCall, Any, dict[str, Any]]], name: str, *,
+              fail_open: bool = False) -> Any:
+        """A graph node (sync and async twins) that drives ``steps``."""
+        from langchain_core.runnables import RunnableLambda
+
+        def node(state: ThinkState) -> dict[str, Any]:
+            return drive(steps(state), self._invoke, fail_open=fail_open)
+
+        async def anode(state: ThinkState) -> dict[str, Any]:
+            return await adrive(steps(state), self._ainvoke, fail_open=fail_open)
+
+        return RunnableLambda(node, afunc=anode, name=name)
 
     # -- graph ------------------------------------------------------------------------------------------
     @property
     def graph(self) -> Any:
         """The compiled LangGraph graph (built on first use)."""
         if self._graph is None:
-            from langchain_core.runnables import RunnableLambda
             from langgraph.graph import END, START, StateGraph
 
             builder = StateGraph(ThinkState)
-            builder.add_node("segment", RunnableLambda(self._segment, afunc=self._asegment, name="segment"))
-            builder.add_node("summarize", RunnableLambda(self._summarize, afunc=self._asummarize, name="summarize"))
-            builder.add_node("conclude", RunnableLambda(self._conclude, afunc=self._aconclude, name="conclude"))
+            builder.add_node("segment", self._node(self._segment_steps, "segment"))
+            builder.add_node("summarize", self._node(self._summarize_steps, "summarize", fail_open=True))
+            builder.add_node("conclude", self._node(self._conclude_steps, "conclude"))
             builder.add_edge(START, "segment")
             targets = {"segment": "segment", "summarize": "summarize", "conclude": "conclude", "__end__": END}
             builder.add_conditional_edges("segment", self._route, targets)
