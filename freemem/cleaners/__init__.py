@@ -15,7 +15,7 @@ from typing import Any
 from freemem.cleaners.base import Cleaner, Proposal
 from freemem.cleaners.heuristic import HeuristicCleaner
 
-_LAZY = {"FreeModuleCleaner": "free_module", "Endpoint": "free_module", "CircuitBreaker": "free_module",
+_LAZY = {"FreeModuleCleaner": "free_module", "Endpoint": "http", "CircuitBreaker": "http",
          "PromptedCleaner": "prompted"}
 
 __all__ = ["Cleaner", "HeuristicCleaner", "Proposal", *sorted(_LAZY)]

@@ -6,11 +6,15 @@
   cleans between turns of multi-turn chat.
 * :func:`free_node` and :func:`route_to_clean` / :func:`should_clean` — for hand-built graphs.
 * :func:`pre_model_hook` — for the legacy ``langgraph.prebuilt.create_react_agent``.
+* :class:`FreeReasoner` — the Free()LM loop for raw reasoning models over an OpenAI-compatible server
+  (imported on first use, so importing this package never pulls the ``openai`` client in).
 
 Every surface writes edited messages back under their own ids (``add_messages`` replaces them), keeps a bounded
 JSON-plain ledger in state (``freemem_ledger``; see :class:`FreeMemoryFields`), records removed spans in
 ``FreeMemory.archive`` when one is set, and fails open: a cleaner error costs one skipped round and a warning.
 """
+
+from typing import Any
 
 from freemem.langgraph._core import (
     LAST_CALL_KEY,
@@ -39,6 +43,7 @@ __all__ = [
     "FreeMemoryFields",
     "FreeMemoryMiddleware",
     "FreeNode",
+    "FreeReasoner",
     "StepStats",
     "bounded_ledger",
     "free_node",
@@ -48,3 +53,11 @@ __all__ = [
     "should_clean",
     "wrap",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FreeReasoner":
+        from freemem.langgraph.reasoner import FreeReasoner
+
+        return FreeReasoner
+    raise AttributeError(f"module 'freemem.langgraph' has no attribute {name!r}")
