@@ -8,14 +8,13 @@ Redis or HTTP code. Integrations live in subpackages: ``freemem.langgraph``, ``f
 from freemem.anchors import AnchorMaker
 from freemem.apply import AppliedSpan, Outcome, Rejection, apply_commands
 from freemem.archive import (
-    Archive,
     ArchiveMismatch,
-    InMemoryArchive,
     restore_event,
     restore_messages,
     restore_rounds,
     restore_text,
 )
+from freemem.archives import Archive, AsyncArchive, InMemoryArchive, Restored, SqliteArchive
 from freemem.cleaners.base import Cleaner, Proposal
 from freemem.cleaners.heuristic import HeuristicCleaner
 from freemem.commands import COMMANDS_JSON_SCHEMA, Command, ParseResult, parse_commands
@@ -50,6 +49,7 @@ __all__ = [
     "AppliedSpan",
     "ApproxCounter",
     "ArchiveMismatch",
+    "AsyncArchive",
     "COMMANDS_JSON_SCHEMA",
     "CachedCounter",
     "CleanEvent",
@@ -69,6 +69,8 @@ __all__ = [
     "FreememError",
     "HeuristicCleaner",
     "InMemoryArchive",
+    "Restored",
+    "SqliteArchive",
     "LoopDetected",
     "MemoryPolicy",
     "Outcome",

@@ -30,9 +30,10 @@ from freemem.digest import summary_prompt
 from freemem.driving import adrive, drive
 from freemem.folding import FoldMismatch, FoldRecord, fold_originals, fold_units, make_fold, replace_digest
 from freemem.ledger import CleanEvent
+from freemem.messages import answer_text, model_usage, newest_text
 from freemem.policies.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger, TriggerState
 from freemem.prompt_cache import PriceModel, common_prefix, get_price_model, message_keys
-from freemem.tokens import CachedCounter, TokenCounter, get_counter
+from freemem.tokens import CachedCounter, TokenCounter, cached_counter
 
 __all__ = ["CleanResult", "DIGEST_SHARE", "FreeMemory", "MESSAGE_OVERHEAD_TOKENS", "SummaryRequest"]
 
@@ -199,8 +200,7 @@ class FreeMemory:
         self.summarizer = summarizer
         if fold_keep_units < 0 or digest_tokens < 16:
             raise ConfigError("fold_keep_units must be >= 0 and digest_tokens >= 16")
-        base = get_counter(counter) if isinstance(counter, str) else counter
-        self.counter: CachedCounter = base if isinstance(base, CachedCounter) else CachedCounter(base)
+        self.counter: CachedCounter = cached_counter(counter)
         if cleaner is None:
             from freemem.cleaners.heuristic import HeuristicCleaner
 
@@ -320,7 +320,7 @@ class FreeMemory:
                     idle_s: float | None = None) -> CleanResult | None:
         """Clean when a trigger fires; None otherwise."""
         tokens = self.count_messages(messages)
-        reason = self.check(tokens, tokens_at_last_clean, _newest_text(messages), idle_s=idle_s)
+        reason = self.check(tokens, tokens_at_last_clean, newest_text(messages), idle_s=idle_s)
         return None if reason is None else self.clean(messages, trigger=reason, tokens=tokens, idle_s=idle_s,
                                                       schedule=True)
 
@@ -417,7 +417,6 @@ class FreeMemory:
                       event: CleanEvent) -> tuple[list[Any], int]:
         """Put the summariser's answer in the fold message (header kept), or say why the extractive digest
         stays."""
-        from freemem.policies.summarize import message_text, model_usage
 
         def keep(why: str) -> tuple[list[Any], int]:
             event.note = ((event.note + "; ") if event.note else "") + f"extractive digest kept: {why}"
@@ -425,7 +424,7 @@ class FreeMemory:
 
         if isinstance(response, BaseException):
             return keep(f"summarizer failed ({type(response).__name__}: {response})")
-        body = message_text(response).strip()
+        body = answer_text(response).strip()
         if not body:
             return keep("the summarizer answered nothing")
         for key, value in model_usage(response).items():
@@ -782,11 +781,5 @@ def _as_proposal(cleaner: Any, answer: Any) -> Proposal | BaseException:
     return answer
 
 
-def _newest_text(messages: Sequence[Any]) -> str:
-    """The newest assistant output (content and reasoning), where loops show first."""
-    if not messages:
-        return ""
-    for view in reversed(message_views(messages[-4:])):
-        if view.role == "assistant":
-            return "\n".join(text for _name, text in view.fields)
-    return ""
+#: The newest assistant output, read once in :mod:`freemem.messages` (this name serves older imports).
+_newest_text = newest_text

@@ -50,6 +50,7 @@ __all__ = [
     "COUNTER_NAMES",
     "ApproxCounter",
     "CachedCounter",
+    "cached_counter",
     "Qwen3Counter",
     "TiktokenCounter",
     "TokenCounter",
@@ -792,3 +793,12 @@ def get_counter(name: str = "auto") -> TokenCounter:
                 warnings.warn(message, RuntimeWarning, stacklevel=2)
         _COUNTERS[key] = counter
         return counter
+
+
+def cached_counter(counter: TokenCounter | str, *, max_entries: int | None = None) -> CachedCounter:
+    """A :class:`CachedCounter` for ``counter``: a counter object (returned as it is when it already caches,
+    else wrapped) or a :func:`get_counter` name. ``max_entries`` bounds a new cache (default: its default)."""
+    base = get_counter(counter) if isinstance(counter, str) else counter
+    if isinstance(base, CachedCounter):
+        return base
+    return CachedCounter(base) if max_entries is None else CachedCounter(base, max_entries=max_entries)

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from freemem import FreeMemory, pairing_violations
-from freemem.archive import InMemoryArchive, find_refs, restore_event
+from freemem import InMemoryArchive
+from freemem.archive import find_refs, restore_event
 from freemem.context import FOLD_KEY, Protection, message_views
 from freemem.folding import FOLD_ID_PREFIX, FoldMismatch, fold_units, unfold
 

@@ -6,6 +6,8 @@
   cleans between turns of multi-turn chat.
 * :func:`free_node` and :func:`route_to_clean` / :func:`should_clean` — for hand-built graphs.
 * :func:`pre_model_hook` — for the legacy ``langgraph.prebuilt.create_react_agent``.
+* :func:`show_thread` / :func:`restore_thread` (and async twins) — a persisted thread's pruned context next
+  to the original rebuilt from any archive, and restoring it as a new checkpoint (any checkpointer).
 * :class:`FreeReasoner` — the Free()LM loop for raw reasoning models over an OpenAI-compatible server
   (imported on first use, so importing this package never pulls the ``openai`` client in).
 
@@ -29,6 +31,7 @@ from freemem.langgraph._core import (
 from freemem.langgraph.middleware import FreeMemoryAgentState, FreeMemoryMiddleware
 from freemem.langgraph.recall import RECALL_TOOL_NAME, recall_tool
 from freemem.langgraph.node import FreeNode, free_node, pre_model_hook, route_to_clean, should_clean
+from freemem.langgraph.threads import ThreadView, arestore_thread, ashow_thread, restore_thread, show_thread
 from freemem.langgraph.wrap import messages_update, wrap
 
 __all__ = [
@@ -45,12 +48,17 @@ __all__ = [
     "FreeNode",
     "FreeReasoner",
     "StepStats",
+    "ThreadView",
+    "arestore_thread",
+    "ashow_thread",
     "bounded_ledger",
     "free_node",
     "messages_update",
     "pre_model_hook",
+    "restore_thread",
     "route_to_clean",
     "should_clean",
+    "show_thread",
     "wrap",
 ]
 

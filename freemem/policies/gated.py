@@ -37,17 +37,15 @@ from typing import Annotated, Any, TypedDict
 
 from freemem.driving import adrive, drive
 from freemem.errors import ConfigError
+from freemem.messages import answer_text, model_usage
 from freemem.ledger import CleanEvent
 from freemem.policies.summarize import (
     CallMetrics,
     CallRecord,
     bind_max_tokens,
-    message_text,
-    model_usage,
     prompt_tokens,
-    resolve_counter,
 )
-from freemem.tokens import TokenCounter
+from freemem.tokens import TokenCounter, cached_counter
 
 __all__ = [
     "GateDecision",
@@ -329,7 +327,7 @@ class GatedReader:
         self.use_exit_gate = use_exit_gate
         self.use_update_gate = use_update_gate
         self.step_retries = step_retries
-        self.counter = resolve_counter(counter)
+        self.counter = cached_counter(counter)
         self.max_tokens_param = max_tokens_param
         self.think_tokens = think_tokens
         self.checkpointer = checkpointer
@@ -437,7 +435,7 @@ class GatedReader:
 
     def _parse_call(self, state: ReaderState, prompt: list[tuple[str, str]], response: Any,
                     c0: float) -> tuple[GateDecision, dict[str, Any]]:
-        text = message_text(response)
+        text = answer_text(response)
         record = CallRecord("memory", state.get("position", 0), prompt_tokens(self.counter, prompt),
                             self.counter.count(text), time.perf_counter() - c0, model_usage(response))
         return parse_gated_step(text, need_gates=self.use_update_gate), record.to_dict()
@@ -447,7 +445,7 @@ class GatedReader:
 
     def _after_answer(self, state: ReaderState, prompt: list[tuple[str, str]], response: Any,
                       c0: float) -> dict[str, Any]:
-        text = message_text(response)
+        text = answer_text(response)
         call = CallRecord("answer", state.get("position", 0), prompt_tokens(self.counter, prompt),
                           self.counter.count(text), time.perf_counter() - c0, model_usage(response))
         return {"answer": parse_answer(text), "calls": [call.to_dict()]}

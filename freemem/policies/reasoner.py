@@ -17,7 +17,6 @@ as steps driven sync or async (:mod:`freemem.driving`).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any, Literal, TypedDict
 
 import openai
 
+from freemem.archives import ArchiveFailure, apersist_event, persist_event
 from freemem.cleaners.free_module import FreeModuleCleaner
 from freemem.cleaners.http import HANDLERS, Attempts, CircuitBreaker, Completion, Endpoint, EndpointState, Sleep, is_transient
 from freemem.driving import adrive, drive
@@ -287,11 +287,18 @@ class ReasoningLoop:
         return head, head + thinking
 
     def _after_clean(self, state: Mapping[str, Any], head: str, result: CleanResult | None,
-                     error: BaseException | None = None) -> dict[str, Any]:
+                     error: BaseException | None = None, *,
+                     failure: ArchiveFailure | None = None) -> dict[str, Any]:
         ledger = [dict(entry) for entry in state.get("ledger", [])]
         if result is None:  # the engine itself failed (not the cleaner: FreeMemory already fails open there)
             event = CleanEvent(trigger="every_chunk", error=f"{type(error).__name__}: {error}")
             update: dict[str, Any] = {}
+        elif failure is not None:  # fail closed: the removed text would be stored nowhere, so the edit goes
+            event = result.event
+            event.error = failure.message
+            event.tokens_after = event.tokens_before
+            self.memory.stats.errors += 1
+            update = {}
         else:
             event = result.event
             update = {}
@@ -333,7 +340,8 @@ class ReasoningLoop:
 
     def clean(self, state: ReasonerState, thread_id: str | None = None) -> dict[str, Any]:
         """Clean the thinking once (fail open: an engine failure is a ledger entry, the reasoning goes on
-        unpruned); the removed spans go to the memory's archive under ``thread_id``."""
+        unpruned). The removed spans go to the memory's archive under ``thread_id`` (default ``"default"``);
+        when the archive cannot take them the edit is not kept (fail closed, the ledger entry says why)."""
         prepared = self._clean_input(state)
         if prepared is None:
             return {}
@@ -342,8 +350,8 @@ class ReasoningLoop:
             result = self.memory.clean_text(text, question=head, trigger="every_chunk")
         except Exception as exc:  # noqa: BLE001 - fail open: the reasoning goes on unpruned
             return self._after_clean(state, head, None, exc)
-        self._archive(result, thread_id)
-        return self._after_clean(state, head, result)
+        failure = persist_event(self.memory.archive, thread_id, result.event) if result.event.applied else None
+        return self._after_clean(state, head, result, failure=failure)
 
     async def aclean(self, state: ReasonerState, thread_id: str | None = None) -> dict[str, Any]:
         """Async twin of :meth:`clean`."""
@@ -355,26 +363,9 @@ class ReasoningLoop:
             result = await self.memory.aclean_text(text, question=head, trigger="every_chunk")
         except Exception as exc:  # noqa: BLE001
             return self._after_clean(state, head, None, exc)
-        archive = self.memory.archive
-        if archive is not None and result.event.applied:
-            try:
-                record = getattr(archive, "arecord", None)
-                if record is not None:
-                    await record(thread_id or "default", result.event.to_dict(spans=True))
-                else:
-                    await asyncio.to_thread(archive.record, thread_id or "default", result.event.to_dict(spans=True))
-            except Exception:  # noqa: BLE001 - the archive never breaks a run
-                self.memory.stats.errors += 1
-        return self._after_clean(state, head, result)
-
-    def _archive(self, result: CleanResult, thread_id: str | None) -> None:
-        archive = self.memory.archive
-        if archive is None or not result.event.applied:
-            return
-        try:
-            archive.record(thread_id or "default", result.event.to_dict(spans=True))
-        except Exception:  # noqa: BLE001 - the archive never breaks a run
-            self.memory.stats.errors += 1
+        failure = (await apersist_event(self.memory.archive, thread_id, result.event)
+                   if result.event.applied else None)
+        return self._after_clean(state, head, result, failure=failure)
 
     # -- HTTP --------------------------------------------------------------------------------------------
 

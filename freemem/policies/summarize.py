@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, Literal, TypedDict
 
+from freemem.archives import ArchiveFailure, apersist_event, persist_event
 from freemem.context import message_views
 from freemem.digest import FOLD_SUMMARY_SYSTEM, render_for_summary, summary_prompt
 from freemem.driving import adrive, drive
@@ -36,7 +37,8 @@ from freemem.errors import ConfigError
 from freemem.folding import FoldRecord, fold_message, new_handle, plain_message
 from freemem.ledger import CleanEvent
 from freemem.memory import MESSAGE_OVERHEAD_TOKENS, CleanResult
-from freemem.tokens import CachedCounter, TokenCounter, get_counter
+from freemem.messages import answer_text, hit_length_limit, json_message, model_usage
+from freemem.tokens import TokenCounter, cached_counter
 
 __all__ = [
     "CallMetrics",
@@ -86,55 +88,12 @@ class ModelCall:
     max_tokens: int
 
 
-def resolve_counter(counter: TokenCounter | str) -> CachedCounter:
-    """A cached counter from a counter or a :func:`~freemem.tokens.get_counter` name."""
-    base = get_counter(counter) if isinstance(counter, str) else counter
-    return base if isinstance(base, CachedCounter) else CachedCounter(base)
 
 
-def message_text(message: Any) -> str:
-    """The text of a chat model's answer: ``reasoning_content`` (when the server splits it out) then the
-    content, whatever shape the content has (str, or a list of text / reasoning blocks)."""
-    parts: list[str] = []
-    kwargs = getattr(message, "additional_kwargs", None) or {}
-    reasoning = kwargs.get("reasoning_content")
-    if isinstance(reasoning, str) and reasoning:
-        parts.append(reasoning)
-    content = getattr(message, "content", message)
-    if isinstance(content, str):
-        parts.append(content)
-    elif isinstance(content, list):
-        for block in content:
-            if isinstance(block, str):
-                parts.append(block)
-            elif isinstance(block, Mapping):
-                for key in ("text", "reasoning", "thinking"):
-                    if isinstance(block.get(key), str):
-                        parts.append(block[key])
-                        break
-    elif content is not None:
-        parts.append(str(content))
-    return "\n".join(p for p in parts if p)
 
 
-def model_usage(message: Any) -> dict[str, int]:
-    """Token usage the model reported (LangChain ``usage_metadata``), in OpenAI's names."""
-    meta = getattr(message, "usage_metadata", None) or {}
-    usage: dict[str, int] = {}
-    for ours, theirs in (("prompt_tokens", "input_tokens"), ("completion_tokens", "output_tokens")):
-        value = meta.get(theirs) if isinstance(meta, Mapping) else None
-        if isinstance(value, int):
-            usage[ours] = value
-    return usage
 
 
-def hit_length_limit(message: Any) -> bool:
-    """Whether the server says generation stopped at the token limit (OpenAI ``finish_reason="length"``,
-    Anthropic ``stop_reason="max_tokens"``)."""
-    meta = getattr(message, "response_metadata", None) or {}
-    if not isinstance(meta, Mapping):
-        return False
-    return meta.get("finish_reason") == "length" or meta.get("stop_reason") in ("max_tokens", "length")
 
 
 def prompt_tokens(counter: TokenCounter, prompt: Sequence[tuple[str, str]]) -> int:
@@ -397,7 +356,7 @@ class InftyThinker:
         self.summary_tokens = summary_tokens
         self.max_rounds = max_rounds
         self.summary_retries = summary_retries
-        self.counter = resolve_counter(counter)
+        self.counter = cached_counter(counter)
         self.max_tokens_param = max_tokens_param
         self.checkpointer = checkpointer
         self._graph: Any = None
@@ -447,7 +406,7 @@ class InftyThinker:
 
     def _bounded_output(self, response: Any, limit: int) -> tuple[str, bool]:
         """The output text, cut to ``limit`` tokens; and whether it was cut off (by the server or by us)."""
-        text = message_text(response)
+        text = answer_text(response)
         truncated = hit_length_limit(response)
         if self.counter.count(text) > limit:
             text, truncated = self.counter.truncate(text, limit), True
@@ -670,8 +629,9 @@ class SummarizeMemory:
         keep_tokens: the recent tail kept verbatim (default: a quarter of the budget).
         summary_tokens: the bound on the summary (default 1,024).
         counter: token counter, object or name.
-        archive: optional store with ``record(thread_id, event_dict)`` (e.g. ``freemem.redis.RedisArchive``);
-            it receives the event with the folded originals under ``"folded"``.
+        archive: optional :class:`~freemem.archives.Archive` (e.g. :class:`~freemem.archives.InMemoryArchive`,
+            ``freemem.redis.RedisArchive``); :meth:`fold` records the event with the folded originals under
+            ``"folded"`` (thread ``"default"`` when none is named), and keeps no fold the archive refused.
     """
 
     def __init__(self, summarizer: Any = None, *, budget: int = 16_000, keep_tokens: int | None = None,
@@ -683,7 +643,7 @@ class SummarizeMemory:
         self.budget = budget
         self.keep_tokens = budget // 4 if keep_tokens is None else keep_tokens
         self.summary_tokens = summary_tokens
-        self.counter = resolve_counter(counter)
+        self.counter = cached_counter(counter)
         self.archive = archive
         self.max_tokens_param = max_tokens_param
 
@@ -770,7 +730,7 @@ class SummarizeMemory:
             try:
                 if isinstance(response, Exception):
                     raise response
-                text = message_text(response)
+                text = answer_text(response)
                 call = CallRecord("fold", 0, prompt_tokens(self.counter, prompt), self.counter.count(text),
                                   time.perf_counter() - c0, model_usage(response))
             except Exception as exc:  # noqa: BLE001 - fail open: extractive summary instead
@@ -784,19 +744,31 @@ class SummarizeMemory:
         """Fold when over budget (or always with ``force``); an unchanged result otherwise."""
         result = drive(self._fold_steps(messages, force), lambda prompt: self._summarizer().invoke(prompt),
                        fail_open=True)
-        self._archive(result, thread_id)
-        return result
+        if not result.changed:
+            return result
+        return self._unarchived(messages, result, persist_event(self.archive, thread_id, archive_record(result)))
 
     async def afold(self, messages: Sequence[Any], *, force: bool = False,
                     thread_id: str | None = None) -> FoldResult:
         """Async twin of :meth:`fold`."""
         result = await adrive(self._fold_steps(messages, force), lambda prompt: self._summarizer().ainvoke(prompt),
                               fail_open=True)
-        if self.archive is not None and result.changed and hasattr(self.archive, "arecord"):
-            await self.archive.arecord(thread_id, archive_record(result))
-        else:
-            self._archive(result, thread_id)
-        return result
+        if not result.changed:
+            return result
+        failure = await apersist_event(self.archive, thread_id, archive_record(result))
+        return self._unarchived(messages, result, failure)
+
+    @staticmethod
+    def _unarchived(messages: Sequence[Any], result: FoldResult, failure: ArchiveFailure | None) -> FoldResult:
+        """``result``, or -- when the archive could not take the folded originals -- no fold at all (fail
+        closed: they would be stored nowhere), its event saying why."""
+        if failure is None:
+            return result
+        event = result.event
+        event.error = failure.message
+        event.tokens_after = event.tokens_before
+        event.applied = 0
+        return FoldResult(list(messages), [], "", event, result.call)
 
     # -- the memory-policy protocol (count / check / clean / aclean): every LangGraph surface takes it ----------
     def check(self, tokens: int, tokens_at_last_clean: int = 0, newest_text: str = "") -> str | None:
@@ -838,33 +810,16 @@ class SummarizeMemory:
             positions=list(range(at, at + len(result.folded)))))
         return CleanResult(messages=result.messages, text=None, event=event)
 
-    def _archive(self, result: FoldResult, thread_id: str | None) -> None:
-        if self.archive is not None and result.changed:
-            self.archive.record(thread_id, archive_record(result))
-
 
 def archive_record(result: FoldResult) -> dict[str, Any]:
     """The archive entry of a fold: the ledger event plus the folded originals as OpenAI-style dicts."""
     record = result.event.to_dict(spans=True)
     record["policy"] = "summarize"
     record["summary"] = result.summary
-    record["folded"] = [_plain(m) for m in result.folded]
+    record["folded"] = [json_message(m) for m in result.folded]
     return record
 
 
-def _plain(message: Any) -> dict[str, Any]:
-    if isinstance(message, dict):
-        return dict(message)
-    view = message_views([message])[0]
-    out: dict[str, Any] = {"role": view.role, "content": getattr(message, "content", "")}
-    if view.id:
-        out["id"] = view.id
-    if view.tool_call_id:
-        out["tool_call_id"] = view.tool_call_id
-    if view.tool_calls:
-        out["tool_calls"] = [{"id": i, "type": "function", "function": {"name": n, "arguments": a}}
-                             for i, n, a in view.tool_calls]
-    return out
 
 
 def _is_summary(view: Any) -> bool:

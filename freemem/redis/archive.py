@@ -16,14 +16,11 @@ undoes one event or every event not yet restored (newest first) and marks them r
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any
 
@@ -32,7 +29,8 @@ import redis.asyncio
 import redis.asyncio.cluster
 
 import freemem.lc  # noqa: F401 - registers the LangChain reviver for folded messages
-from freemem.archive import ArchiveMismatch, event_spans, find_refs, restore_event, summarize_event
+from freemem.archive import find_refs, summarize_event
+from freemem.archives.base import BaseArchive, Restored, dump_event, event_time, undo_events
 from freemem.lc import revive_message
 from freemem.errors import ConfigError, FormatError, StoreError
 from freemem.redis import scripts
@@ -41,7 +39,7 @@ from freemem.redis.connection import async_client, describe, describe_url, ensur
 from freemem.redis.keys import KeyLayout
 from freemem.redis.protocol import Batch, Eval, Plan
 
-__all__ = ["ArchiveContext", "AsyncRedisArchive", "RedisArchive", "Restored", "event_spans", "summarize"]
+__all__ = ["ArchiveContext", "AsyncRedisArchive", "RedisArchive", "summarize"]
 
 
 class ArchiveContext:
@@ -61,15 +59,6 @@ class ArchiveContext:
         return 0 if self.ttl is None else max(1, math.ceil(self.ttl * 1000))
 
 
-@dataclass
-class Restored:
-    """What a restore produced: the messages with the spans put back, and which events were undone."""
-
-    messages: list[Any]
-    event_ids: list[str] = field(default_factory=list)
-    tokens_restored: int = 0
-
-
 # -- pure helpers ----------------------------------------------------------------------------------------------
 
 
@@ -80,26 +69,10 @@ summarize = summarize_event
 
 def _score_ms(created_at: Any) -> int:
     """Milliseconds since the epoch of ``created_at`` (epoch seconds or an ISO 8601 string)."""
-    if isinstance(created_at, bool):
-        raise FormatError(f"created_at must be epoch seconds or ISO 8601, got {created_at!r}")
-    if isinstance(created_at, (int, float)):
-        return int(round(created_at * 1000))
-    if isinstance(created_at, str):
-        try:
-            moment = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise FormatError(f"created_at is not ISO 8601: {created_at!r}") from exc
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=timezone.utc)
-        return int(round(moment.timestamp() * 1000))
-    raise FormatError(f"created_at must be epoch seconds or ISO 8601, got {created_at!r}")
+    return int(round(event_time(created_at) * 1000))
 
 
-def _dumps(value: Any) -> bytes:
-    try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
-    except (TypeError, ValueError) as exc:
-        raise FormatError(f"archive events must be JSON-plain: {exc}") from exc
+_dumps = dump_event
 
 
 def _loads(raw: bytes | str) -> Any:
@@ -118,25 +91,6 @@ def _refresh(ctx: ArchiveContext, keys: Sequence[str]) -> list[tuple[Any, ...]]:
     if not (ctx.refresh_on_read and ctx.ttl_ms):
         return []
     return [("PEXPIRE", key, ctx.ttl_ms) for key in keys]
-
-
-def _undo(messages: Sequence[Any], events: Sequence[Mapping[str, Any]], thread_id: str) -> Restored:
-    """Undo ``events`` (oldest first) on ``messages``, newest event first."""
-    current: list[Any] = list(messages)
-    done: list[str] = []
-    tokens = 0
-    for event in reversed(list(events)):
-        try:
-            current = restore_event(current, event, revive=revive_message)
-        except ArchiveMismatch as exc:
-            raise ArchiveMismatch(
-                f"thread {thread_id!r}, event {event.get('id')!r}: {exc} (a newer event edited the same text; "
-                "restore the newer events first, or restore all)"
-            ) from exc
-        done.append(str(event["id"]))
-        tokens += sum(int(s.get("tokens", 0) or 0) for r in event_spans(event) for s in r)
-        tokens += sum(int(f.get("tokens", 0) or 0) for f in event.get("folds") or [] if isinstance(f, Mapping))
-    return Restored(messages=current, event_ids=done, tokens_restored=tokens)
 
 
 # -- plans -----------------------------------------------------------------------------------------------------
@@ -224,7 +178,7 @@ def restore_plan(
     events = yield from events_plan(ctx, thread_id, event_id)
     if event_id is not None and events[0]["restored_at"] is not None:
         return Restored(messages=list(messages))
-    result = _undo(messages, events, str(thread_id))
+    result = undo_events(messages, events, str(thread_id), revive=revive_message)
     if mark:
         yield from mark_plan(ctx, thread_id, result.event_ids)
     return result
@@ -239,8 +193,10 @@ def delete_plan(ctx: ArchiveContext, thread_id: str) -> Plan[bool]:
 # -- shells ----------------------------------------------------------------------------------------------------
 
 
-class RedisArchive:
-    """Synchronous archive of freed spans; pass it as ``FreeMemory(archive=...)``.
+class RedisArchive(BaseArchive):
+    """Synchronous archive of freed spans; pass it as ``FreeMemory(archive=...)``. An
+    :class:`~freemem.archives.Archive`, and an :class:`~freemem.archives.AsyncArchive` whose methods run the
+    sync ones in a worker thread (native asyncio: :class:`AsyncRedisArchive`).
 
     Args:
         client: ``redis.Redis`` or ``redis.RedisCluster`` (``decode_responses=False``).
@@ -303,10 +259,6 @@ class RedisArchive:
         """Store an event (its ``"id"``, or a new uuid); returns the id. Re-recording an id overwrites it."""
         return self._driver.run(record_plan(self.context, thread_id, event))
 
-    async def arecord(self, thread_id: str, event: Mapping[str, Any]) -> str:
-        """:meth:`record` in a worker thread (for async callers holding a sync archive)."""
-        return await asyncio.to_thread(self.record, thread_id, event)
-
     def list_events(self, thread_id: str, *, newest_first: bool = False, limit: int | None = None) -> list[dict[str, Any]]:
         """Summaries (events without spans, with ``n_spans``, ``span_tokens``, ``restored_at``) in time order."""
         return self._driver.run(list_plan(self.context, thread_id, newest_first=newest_first, limit=limit))
@@ -351,7 +303,8 @@ class RedisArchive:
 
 
 class AsyncRedisArchive:
-    """Asyncio twin of :class:`RedisArchive` (same arguments, ``redis.asyncio`` clients, ``a``-prefixed methods)."""
+    """Asyncio twin of :class:`RedisArchive` (same arguments, ``redis.asyncio`` clients, ``a``-prefixed methods):
+    an :class:`~freemem.archives.AsyncArchive`."""
 
     def __init__(
         self,
@@ -440,6 +393,10 @@ class AsyncRedisArchive:
     ) -> Restored:
         """See :meth:`RedisArchive.restore`."""
         return await self._driver.run(restore_plan(self.context, thread_id, messages, event_id, mark=mark))
+
+    async def amark_all_restored(self, thread_id: str, event_ids: Sequence[str]) -> None:
+        """Mark several events restored in one round trip; ``KeyError`` if one is absent."""
+        await self._driver.run(mark_plan(self.context, thread_id, list(event_ids)))
 
     async def afind(self, thread_id: str, ref: str) -> list[str]:
         """Async twin of :meth:`RedisArchive.find`."""

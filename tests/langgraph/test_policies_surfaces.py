@@ -13,7 +13,7 @@ from langgraph.graph import START, MessagesState, StateGraph
 from lgfakes import TOOLS, scripted_model
 
 from freemem import FreeMemory
-from freemem.archive import InMemoryArchive
+from freemem import InMemoryArchive
 from freemem.folding import FOLD_ID_PREFIX
 from freemem.langgraph import FreeMemoryMiddleware, wrap
 from freemem.pairing import pairing_violations

@@ -15,7 +15,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from lgfakes import BUDGET, TOOLS, ScriptedModel, tool_call_message
 
 from freemem import FreeMemory
-from freemem.archive import InMemoryArchive
+from freemem import InMemoryArchive
 from freemem.context import FOLD_KEY
 from freemem.errors import ConfigError
 from freemem.folding import FOLD_ID_PREFIX

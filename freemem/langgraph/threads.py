@@ -1,5 +1,7 @@
-"""A persisted thread seen whole: its latest messages (from the checkpointer) next to what freemem freed
-(from the archive), and restoring freed spans back into the thread as a new checkpoint.
+"""A persisted thread seen whole: its latest messages (from any LangGraph checkpointer) next to what freemem
+freed (from any :class:`~freemem.archives.Archive`), and restoring freed spans back into the thread as a new
+checkpoint. Sync (:func:`show_thread`, :func:`restore_thread`) and async (:func:`ashow_thread`,
+:func:`arestore_thread`, over an :class:`~freemem.archives.AsyncArchive` and the saver's async methods).
 
 Restoring writes a checkpoint the way ``graph.update_state`` does (``source: "update"``, the next step, the
 previous checkpoint as parent), with only the messages channel replaced, so the next ``invoke`` on the thread
@@ -27,12 +29,17 @@ from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.checkpoint.base.id import uuid6
 
 from freemem.archive import event_refs
+from freemem.archives import Archive, AsyncArchive, Restored
 from freemem.context import message_views
 from freemem.errors import StoreError
-from freemem.redis.archive import RedisArchive, Restored
 
 __all__ = [
     "ThreadView",
+    "aload_messages",
+    "aorphaned_refs",
+    "arestore_thread",
+    "ashow_thread",
+    "awrite_messages",
     "freemem_refs",
     "load_messages",
     "orphaned_refs",
@@ -66,7 +73,17 @@ def load_messages(
     saver: BaseCheckpointSaver[Any], thread_id: str, *, channel: str = "messages", checkpoint_ns: str = ""
 ) -> tuple[CheckpointTuple | None, list[Any]]:
     """The thread's latest checkpoint and the message list in its ``channel`` (empty if none)."""
-    tup = saver.get_tuple(_config(thread_id, checkpoint_ns))
+    return _messages_of(saver.get_tuple(_config(thread_id, checkpoint_ns)), thread_id, channel)
+
+
+async def aload_messages(
+    saver: BaseCheckpointSaver[Any], thread_id: str, *, channel: str = "messages", checkpoint_ns: str = ""
+) -> tuple[CheckpointTuple | None, list[Any]]:
+    """Async twin of :func:`load_messages`."""
+    return _messages_of(await saver.aget_tuple(_config(thread_id, checkpoint_ns)), thread_id, channel)
+
+
+def _messages_of(tup: CheckpointTuple | None, thread_id: str, channel: str) -> tuple[CheckpointTuple | None, list[Any]]:
     if tup is None:
         return None, []
     value = tup.checkpoint["channel_values"].get(channel)
@@ -86,6 +103,24 @@ def write_messages(
     note: dict[str, Any] | None = None,
 ) -> RunnableConfig:
     """Store a child of ``parent`` whose ``channel`` holds ``messages`` (everything else unchanged)."""
+    return saver.put(parent.config, *_child(saver, parent, messages, channel, note))  # type: ignore[arg-type]
+
+
+async def awrite_messages(
+    saver: BaseCheckpointSaver[Any],
+    parent: CheckpointTuple,
+    messages: Sequence[Any],
+    *,
+    channel: str = "messages",
+    note: dict[str, Any] | None = None,
+) -> RunnableConfig:
+    """Async twin of :func:`write_messages`."""
+    return await saver.aput(parent.config, *_child(saver, parent, messages, channel, note))  # type: ignore[arg-type]
+
+
+def _child(saver: BaseCheckpointSaver[Any], parent: CheckpointTuple, messages: Sequence[Any], channel: str,
+           note: dict[str, Any] | None) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """The checkpoint, metadata and new versions of a child of ``parent`` with ``channel`` replaced."""
     checkpoint = copy.deepcopy(parent.checkpoint)
     checkpoint["id"] = str(uuid6(clock_seq=-1))
     checkpoint["ts"] = datetime.now(timezone.utc).isoformat()
@@ -96,7 +131,7 @@ def write_messages(
     metadata: dict[str, Any] = {"source": "update", "step": int(step) + 1, "parents": {}}
     if note:
         metadata.update(note)
-    return saver.put(parent.config, checkpoint, metadata, {channel: version})  # type: ignore[arg-type]
+    return checkpoint, metadata, {channel: version}
 
 
 def freemem_refs(messages: Sequence[Any]) -> list[str]:
@@ -111,21 +146,36 @@ def freemem_refs(messages: Sequence[Any]) -> list[str]:
     return refs
 
 
-def orphaned_refs(archive: RedisArchive, thread_id: str, messages: Sequence[Any]) -> list[str]:
+def orphaned_refs(archive: Archive, thread_id: str, messages: Sequence[Any]) -> list[str]:
     """The refs in ``messages`` (see :func:`freemem_refs`) that no archived event of the thread names, in
     order, each once: text freemem removed that the archive no longer holds (expired, deleted)."""
     refs = freemem_refs(messages)
-    if not refs:
-        return []
+    return _unknown(refs, archive.events(thread_id, include_restored=True)) if refs else []
+
+
+async def aorphaned_refs(archive: AsyncArchive, thread_id: str, messages: Sequence[Any]) -> list[str]:
+    """Async twin of :func:`orphaned_refs`."""
+    refs = freemem_refs(messages)
+    return _unknown(refs, await archive.aevents(thread_id, include_restored=True)) if refs else []
+
+
+def _unknown(refs: list[str], events: Sequence[dict[str, Any]]) -> list[str]:
     known: set[str] = set()
-    for event in archive.events(thread_id, include_restored=True):
+    for event in events:
         known.update(event_refs(event))
     return list(dict.fromkeys(r for r in refs if r not in known))
 
 
+def _view(thread_id: str, tup: CheckpointTuple | None, pruned: list[Any], original: list[Any],
+          events: list[dict[str, Any]], orphans: list[str]) -> ThreadView:
+    return ThreadView(thread_id=thread_id,
+                      checkpoint_id=None if tup is None else tup.config["configurable"]["checkpoint_id"],
+                      pruned=pruned, original=original, events=events, orphans=orphans)
+
+
 def show_thread(
     saver: BaseCheckpointSaver[Any],
-    archive: RedisArchive,
+    archive: Archive,
     thread_id: str,
     *,
     channel: str = "messages",
@@ -135,19 +185,33 @@ def show_thread(
     tup, pruned = load_messages(saver, thread_id, channel=channel, checkpoint_ns=checkpoint_ns)
     events = archive.list_events(thread_id)
     original = archive.original(thread_id, pruned) if pruned else []
-    return ThreadView(
-        thread_id=thread_id,
-        checkpoint_id=None if tup is None else tup.config["configurable"]["checkpoint_id"],
-        pruned=pruned,
-        original=original,
-        events=events,
-        orphans=orphaned_refs(archive, thread_id, pruned) if pruned else [],
-    )
+    return _view(thread_id, tup, pruned, original, events,
+                 orphaned_refs(archive, thread_id, pruned) if pruned else [])
+
+
+async def ashow_thread(
+    saver: BaseCheckpointSaver[Any],
+    archive: AsyncArchive,
+    thread_id: str,
+    *,
+    channel: str = "messages",
+    checkpoint_ns: str = "",
+) -> ThreadView:
+    """Async twin of :func:`show_thread`."""
+    tup, pruned = await aload_messages(saver, thread_id, channel=channel, checkpoint_ns=checkpoint_ns)
+    events = await archive.alist_events(thread_id)
+    original = await archive.aoriginal(thread_id, pruned) if pruned else []
+    return _view(thread_id, tup, pruned, original, events,
+                 await aorphaned_refs(archive, thread_id, pruned) if pruned else [])
+
+
+def _no_thread(thread_id: str) -> StoreError:
+    return StoreError(f"thread {thread_id!r} has no checkpoints under this key prefix")
 
 
 def restore_thread(
     saver: BaseCheckpointSaver[Any],
-    archive: RedisArchive,
+    archive: Archive,
     thread_id: str,
     event_id: str | None = None,
     *,
@@ -162,10 +226,33 @@ def restore_thread(
     """
     tup, pruned = load_messages(saver, thread_id, channel=channel, checkpoint_ns=checkpoint_ns)
     if tup is None:
-        raise StoreError(f"thread {thread_id!r} has no checkpoints under this key prefix")
+        raise _no_thread(thread_id)
     result = archive.restore(thread_id, pruned, event_id, mark=False)
     if dry_run or not result.event_ids:
         return result
     write_messages(saver, tup, result.messages, channel=channel, note={"freemem_restored": result.event_ids})
     archive.mark_all_restored(thread_id, result.event_ids)
+    return result
+
+
+async def arestore_thread(
+    saver: BaseCheckpointSaver[Any],
+    archive: AsyncArchive,
+    thread_id: str,
+    event_id: str | None = None,
+    *,
+    channel: str = "messages",
+    checkpoint_ns: str = "",
+    dry_run: bool = False,
+) -> Restored:
+    """Async twin of :func:`restore_thread` (the saver's ``aget_tuple``/``aput``, the archive's ``a`` methods)."""
+    tup, pruned = await aload_messages(saver, thread_id, channel=channel, checkpoint_ns=checkpoint_ns)
+    if tup is None:
+        raise _no_thread(thread_id)
+    result = await archive.arestore(thread_id, pruned, event_id, mark=False)
+    if dry_run or not result.event_ids:
+        return result
+    await awrite_messages(saver, tup, result.messages, channel=channel,
+                          note={"freemem_restored": result.event_ids})
+    await archive.amark_all_restored(thread_id, result.event_ids)
     return result
