@@ -28,10 +28,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Generator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, Union
 
-__all__ = ["SLEEP_HANDLERS", "Handlers", "Sleep", "adrive", "drive", "handler_for"]
+__all__ = ["CALL_HANDLERS", "SLEEP_HANDLERS", "Call", "Handlers", "Sleep", "adrive", "drive", "handler_for"]
 
 R = TypeVar("R")
 
@@ -57,6 +57,33 @@ async def _asleep(request: Sleep) -> None:
 
 #: Handlers for :class:`Sleep`, sync and async, to merge into a driver's handlers.
 SLEEP_HANDLERS: dict[str, dict[type, Callable[[Any], Any]]] = {"sync": {Sleep: _sleep}, "async": {Sleep: _asleep}}
+
+
+@dataclass(frozen=True)
+class Call:
+    """A request to call ``target.name(*args, **kwargs)`` -- or, driven async, ``await target.aname(...)``:
+    freemem's (and LangGraph's) naming of sync/async twins, so steps over any object with such twins (an
+    archive, a checkpointer) are written once. :data:`CALL_HANDLERS` answers it in each mode."""
+
+    target: Any
+    name: str
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _call(request: Call) -> Any:
+    return getattr(request.target, request.name)(*request.args, **request.kwargs)
+
+
+def _acall(request: Call) -> Awaitable[Any]:
+    return getattr(request.target, "a" + request.name)(*request.args, **request.kwargs)  # type: ignore[no-any-return]
+
+
+#: Handlers for :class:`Call` and :class:`Sleep`, sync and async, to pass to a driver (or merge into its own).
+CALL_HANDLERS: dict[str, dict[type, Callable[[Any], Any]]] = {
+    "sync": {Call: _call, **SLEEP_HANDLERS["sync"]},
+    "async": {Call: _acall, **SLEEP_HANDLERS["async"]},
+}
 
 
 def handler_for(handlers: Handlers, request: Any) -> Callable[[Any], Any]:

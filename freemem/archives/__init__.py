@@ -20,6 +20,7 @@ from freemem.archives.base import (
     dump_event,
     event_time,
     persist_event,
+    prepare_event,
     undo_events,
 )
 from freemem.archives.memory import InMemoryArchive
@@ -38,5 +39,6 @@ __all__ = [
     "dump_event",
     "event_time",
     "persist_event",
+    "prepare_event",
     "undo_events",
 ]

@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
+import uuid
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +46,7 @@ __all__ = [
     "dump_event",
     "event_time",
     "persist_event",
+    "prepare_event",
     "undo_events",
 ]
 
@@ -230,6 +233,19 @@ def event_time(created_at: Any) -> float:
             moment = moment.replace(tzinfo=timezone.utc)
         return moment.timestamp()
     raise FormatError(f"created_at must be epoch seconds or ISO 8601, got {created_at!r}")
+
+
+def prepare_event(event: Any) -> tuple[dict[str, Any], float]:
+    """What every archive's ``record`` stores: a copy of ``event`` with its ``id`` (a new uuid when it has
+    none) and ``created_at`` (now when it has none), and that time in epoch seconds (what listings order by).
+    :class:`~freemem.errors.FormatError` for an event that is not a mapping or a time that is not one."""
+    if not isinstance(event, Mapping):
+        raise FormatError(f"an archive event is a dict, got {type(event).__name__}")
+    stored = dict(event)
+    stored["id"] = str(stored.get("id") or uuid.uuid4().hex)
+    if stored.get("created_at") is None:
+        stored["created_at"] = time.time()
+    return stored, event_time(stored["created_at"])
 
 
 def dump_event(value: Any) -> bytes:

@@ -6,13 +6,11 @@ import copy
 import json
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from freemem.archive import summarize_event
-from freemem.archives.base import BaseArchive, dump_event, event_time
-from freemem.errors import FormatError
+from freemem.archives.base import BaseArchive, dump_event, event_time, prepare_event
 
 __all__ = ["InMemoryArchive"]
 
@@ -42,14 +40,9 @@ class InMemoryArchive(BaseArchive):
         return fn(*args, **kwargs)  # memory and a lock: nothing blocks
 
     def record(self, thread_id: str, event: Mapping[str, Any]) -> str:
-        if not isinstance(event, Mapping):
-            raise FormatError(f"an archive event is a dict, got {type(event).__name__}")
-        stored = json.loads(dump_event(dict(event)))  # a JSON-plain copy, as every archive stores it
-        event_id = str(stored.get("id") or uuid.uuid4().hex)
-        stored["id"] = event_id
-        if stored.get("created_at") is None:
-            stored["created_at"] = time.time()
-        event_time(stored["created_at"])  # a time listings can order by, or FormatError now
+        stored, _ = prepare_event(event)
+        stored = json.loads(dump_event(stored))  # a JSON-plain copy, as every archive stores it
+        event_id = stored["id"]
         with self._lock:
             events = self._threads.setdefault(str(thread_id), {})
             events.pop(event_id, None)  # re-recorded: the newest version, at the end

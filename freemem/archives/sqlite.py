@@ -13,15 +13,14 @@ import json
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from freemem.archive import summarize_event
-from freemem.archives.base import BaseArchive, dump_event, event_time
-from freemem.errors import FormatError, StoreError
+from freemem.archives.base import BaseArchive, dump_event, prepare_event
+from freemem.errors import StoreError
 
 __all__ = ["SqliteArchive"]
 
@@ -88,14 +87,8 @@ class SqliteArchive(BaseArchive):
 
     def record(self, thread_id: str, event: Mapping[str, Any]) -> str:
         """Store an event (its ``"id"``, or a new uuid); returns the id. Re-recording an id overwrites it."""
-        if not isinstance(event, Mapping):
-            raise FormatError(f"an archive event is a dict, got {type(event).__name__}")
-        stored = dict(event)
-        event_id = str(stored.get("id") or uuid.uuid4().hex)
-        stored["id"] = event_id
-        if stored.get("created_at") is None:
-            stored["created_at"] = time.time()
-        at = event_time(stored["created_at"])
+        stored, at = prepare_event(event)
+        event_id = stored["id"]
         body, summary = dump_event(stored).decode(), dump_event(summarize_event(stored)).decode()
         self._rows("INSERT INTO freemem_archive (thread, id, created_at, event, summary) VALUES (?, ?, ?, ?, ?) "
                    "ON CONFLICT (thread, id) DO UPDATE SET created_at = excluded.created_at, "

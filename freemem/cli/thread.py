@@ -82,36 +82,46 @@ def _bad_spec(flag: str, spec: str) -> ConfigError:
                        f"sqlite:///PATH), got {spec!r}")
 
 
-def open_archive(spec: str, args: argparse.Namespace, flag: str = "--archive") -> AbstractContextManager[Archive]:
-    """The archive ``spec`` names, as a context manager that closes it."""
+def _open(spec: str, flag: str, redis: Callable[[str], Any], sqlite: Callable[[str], Any]) -> Any:
     if spec.startswith(_REDIS_SCHEMES):
-        from freemem.redis import RedisArchive
-
-        return RedisArchive.from_url(spec, **_redis_kwargs(args))
+        return redis(spec)
     path = _sqlite_path(spec)
     if path is None:
         raise _bad_spec(flag, spec)
+    return sqlite(path)
+
+
+def open_archive(spec: str, args: argparse.Namespace, flag: str = "--archive") -> AbstractContextManager[Archive]:
+    """The archive ``spec`` names (a Redis URL: ``RedisArchive``; a SQLite file: ``SqliteArchive``), as a
+    context manager that closes it."""
     from freemem.archives import SqliteArchive
 
-    return SqliteArchive(path)
+    def redis(url: str) -> Any:
+        from freemem.redis import RedisArchive
+
+        return RedisArchive.from_url(url, **_redis_kwargs(args))
+
+    return _open(spec, flag, redis, SqliteArchive)  # type: ignore[no-any-return]
 
 
 def open_saver(spec: str, args: argparse.Namespace, flag: str = "--saver") -> AbstractContextManager[Any]:
-    """The LangGraph checkpointer ``spec`` names, as a context manager that closes it."""
-    if spec.startswith(_REDIS_SCHEMES):
+    """The LangGraph checkpointer ``spec`` names (a Redis URL: ``RedisSaver``; a SQLite file: LangGraph's
+    ``SqliteSaver``), as a context manager that closes it."""
+    def redis(url: str) -> Any:
         from freemem.redis import RedisSaver
 
-        return RedisSaver.from_url(spec, **_redis_kwargs(args))
-    path = _sqlite_path(spec)
-    if path is None:
-        raise _bad_spec(flag, spec)
-    if not Path(path).exists():
-        raise StoreError(f"{flag}: no SQLite checkpoint file at {path!r}")
-    import sqlite3
+        return RedisSaver.from_url(url, **_redis_kwargs(args))
 
-    from langgraph.checkpoint.sqlite import SqliteSaver
+    def sqlite(path: str) -> Any:
+        if not Path(path).exists():
+            raise StoreError(f"{flag}: no SQLite checkpoint file at {path!r}")
+        import sqlite3
 
-    return _sqlite_saver(sqlite3.connect(path, check_same_thread=False), SqliteSaver)
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        return _sqlite_saver(sqlite3.connect(path, check_same_thread=False), SqliteSaver)
+
+    return _open(spec, flag, redis, sqlite)  # type: ignore[no-any-return]
 
 
 class _sqlite_saver(AbstractContextManager[Any]):  # noqa: N801 - reads like the function it stands for

@@ -1,7 +1,9 @@
 """A persisted thread seen whole: its latest messages (from any LangGraph checkpointer) next to what freemem
 freed (from any :class:`~freemem.archives.Archive`), and restoring freed spans back into the thread as a new
 checkpoint. Sync (:func:`show_thread`, :func:`restore_thread`) and async (:func:`ashow_thread`,
-:func:`arestore_thread`, over an :class:`~freemem.archives.AsyncArchive` and the saver's async methods).
+:func:`arestore_thread`, over an :class:`~freemem.archives.AsyncArchive` and the saver's async methods): each
+is written once as steps yielding :class:`~freemem.driving.Call` requests (``saver.get_tuple`` / ``aget_tuple``,
+``archive.restore`` / ``arestore``...), driven sync or async.
 
 Restoring writes a checkpoint the way ``graph.update_state`` does (``source: "update"``, the next step, the
 previous checkpoint as parent), with only the messages channel replaced, so the next ``invoke`` on the thread
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -31,6 +33,7 @@ from langgraph.checkpoint.base.id import uuid6
 from freemem.archive import event_refs
 from freemem.archives import Archive, AsyncArchive, Restored
 from freemem.context import message_views
+from freemem.driving import CALL_HANDLERS, Call, adrive, drive
 from freemem.errors import StoreError
 
 __all__ = [
@@ -69,21 +72,11 @@ def _config(thread_id: str, checkpoint_ns: str) -> RunnableConfig:
     return {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns}}
 
 
-def load_messages(
-    saver: BaseCheckpointSaver[Any], thread_id: str, *, channel: str = "messages", checkpoint_ns: str = ""
-) -> tuple[CheckpointTuple | None, list[Any]]:
-    """The thread's latest checkpoint and the message list in its ``channel`` (empty if none)."""
-    return _messages_of(saver.get_tuple(_config(thread_id, checkpoint_ns)), thread_id, channel)
+Steps = Generator[Call, Any, Any]
 
 
-async def aload_messages(
-    saver: BaseCheckpointSaver[Any], thread_id: str, *, channel: str = "messages", checkpoint_ns: str = ""
-) -> tuple[CheckpointTuple | None, list[Any]]:
-    """Async twin of :func:`load_messages`."""
-    return _messages_of(await saver.aget_tuple(_config(thread_id, checkpoint_ns)), thread_id, channel)
-
-
-def _messages_of(tup: CheckpointTuple | None, thread_id: str, channel: str) -> tuple[CheckpointTuple | None, list[Any]]:
+def _load_steps(saver: BaseCheckpointSaver[Any], thread_id: str, channel: str, checkpoint_ns: str) -> Steps:
+    tup: CheckpointTuple | None = yield Call(saver, "get_tuple", (_config(thread_id, checkpoint_ns),))
     if tup is None:
         return None, []
     value = tup.checkpoint["channel_values"].get(channel)
@@ -92,6 +85,35 @@ def _messages_of(tup: CheckpointTuple | None, thread_id: str, channel: str) -> t
     if not isinstance(value, list):
         raise StoreError(f"thread {thread_id!r}: channel {channel!r} holds a {type(value).__name__}, not messages")
     return tup, list(value)
+
+
+def load_messages(
+    saver: BaseCheckpointSaver[Any], thread_id: str, *, channel: str = "messages", checkpoint_ns: str = ""
+) -> tuple[CheckpointTuple | None, list[Any]]:
+    """The thread's latest checkpoint and the message list in its ``channel`` (empty if none)."""
+    return drive(_load_steps(saver, thread_id, channel, checkpoint_ns), CALL_HANDLERS["sync"])
+
+
+async def aload_messages(
+    saver: BaseCheckpointSaver[Any], thread_id: str, *, channel: str = "messages", checkpoint_ns: str = ""
+) -> tuple[CheckpointTuple | None, list[Any]]:
+    """Async twin of :func:`load_messages`."""
+    return await adrive(_load_steps(saver, thread_id, channel, checkpoint_ns), CALL_HANDLERS["async"])
+
+
+def _write_steps(saver: BaseCheckpointSaver[Any], parent: CheckpointTuple, messages: Sequence[Any], channel: str,
+                 note: dict[str, Any] | None) -> Steps:
+    checkpoint = copy.deepcopy(parent.checkpoint)
+    checkpoint["id"] = str(uuid6(clock_seq=-1))
+    checkpoint["ts"] = datetime.now(timezone.utc).isoformat()
+    checkpoint["channel_values"][channel] = list(messages)
+    version = saver.get_next_version(checkpoint["channel_versions"].get(channel), None)
+    checkpoint["channel_versions"][channel] = version
+    step = parent.metadata.get("step", -1) if parent.metadata else -1
+    metadata: dict[str, Any] = {"source": "update", "step": int(step) + 1, "parents": {}}
+    if note:
+        metadata.update(note)
+    return (yield Call(saver, "put", (parent.config, checkpoint, metadata, {channel: version})))
 
 
 def write_messages(
@@ -103,7 +125,7 @@ def write_messages(
     note: dict[str, Any] | None = None,
 ) -> RunnableConfig:
     """Store a child of ``parent`` whose ``channel`` holds ``messages`` (everything else unchanged)."""
-    return saver.put(parent.config, *_child(saver, parent, messages, channel, note))  # type: ignore[arg-type]
+    return drive(_write_steps(saver, parent, messages, channel, note), CALL_HANDLERS["sync"])
 
 
 async def awrite_messages(
@@ -115,23 +137,7 @@ async def awrite_messages(
     note: dict[str, Any] | None = None,
 ) -> RunnableConfig:
     """Async twin of :func:`write_messages`."""
-    return await saver.aput(parent.config, *_child(saver, parent, messages, channel, note))  # type: ignore[arg-type]
-
-
-def _child(saver: BaseCheckpointSaver[Any], parent: CheckpointTuple, messages: Sequence[Any], channel: str,
-           note: dict[str, Any] | None) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-    """The checkpoint, metadata and new versions of a child of ``parent`` with ``channel`` replaced."""
-    checkpoint = copy.deepcopy(parent.checkpoint)
-    checkpoint["id"] = str(uuid6(clock_seq=-1))
-    checkpoint["ts"] = datetime.now(timezone.utc).isoformat()
-    checkpoint["channel_values"][channel] = list(messages)
-    version = saver.get_next_version(checkpoint["channel_versions"].get(channel), None)
-    checkpoint["channel_versions"][channel] = version
-    step = parent.metadata.get("step", -1) if parent.metadata else -1
-    metadata: dict[str, Any] = {"source": "update", "step": int(step) + 1, "parents": {}}
-    if note:
-        metadata.update(note)
-    return checkpoint, metadata, {channel: version}
+    return await adrive(_write_steps(saver, parent, messages, channel, note), CALL_HANDLERS["async"])
 
 
 def freemem_refs(messages: Sequence[Any]) -> list[str]:
@@ -146,28 +152,33 @@ def freemem_refs(messages: Sequence[Any]) -> list[str]:
     return refs
 
 
-def orphaned_refs(archive: Archive, thread_id: str, messages: Sequence[Any]) -> list[str]:
-    """The refs in ``messages`` (see :func:`freemem_refs`) that no archived event of the thread names, in
-    order, each once: text freemem removed that the archive no longer holds (expired, deleted)."""
+def _orphan_steps(archive: Archive | AsyncArchive, thread_id: str, messages: Sequence[Any]) -> Steps:
     refs = freemem_refs(messages)
-    return _unknown(refs, archive.events(thread_id, include_restored=True)) if refs else []
-
-
-async def aorphaned_refs(archive: AsyncArchive, thread_id: str, messages: Sequence[Any]) -> list[str]:
-    """Async twin of :func:`orphaned_refs`."""
-    refs = freemem_refs(messages)
-    return _unknown(refs, await archive.aevents(thread_id, include_restored=True)) if refs else []
-
-
-def _unknown(refs: list[str], events: Sequence[dict[str, Any]]) -> list[str]:
+    if not refs:
+        return []
     known: set[str] = set()
-    for event in events:
+    for event in (yield Call(archive, "events", (thread_id,), {"include_restored": True})):
         known.update(event_refs(event))
     return list(dict.fromkeys(r for r in refs if r not in known))
 
 
-def _view(thread_id: str, tup: CheckpointTuple | None, pruned: list[Any], original: list[Any],
-          events: list[dict[str, Any]], orphans: list[str]) -> ThreadView:
+def orphaned_refs(archive: Archive, thread_id: str, messages: Sequence[Any]) -> list[str]:
+    """The refs in ``messages`` (see :func:`freemem_refs`) that no archived event of the thread names, in
+    order, each once: text freemem removed that the archive no longer holds (expired, deleted)."""
+    return drive(_orphan_steps(archive, thread_id, messages), CALL_HANDLERS["sync"])
+
+
+async def aorphaned_refs(archive: AsyncArchive, thread_id: str, messages: Sequence[Any]) -> list[str]:
+    """Async twin of :func:`orphaned_refs`."""
+    return await adrive(_orphan_steps(archive, thread_id, messages), CALL_HANDLERS["async"])
+
+
+def _show_steps(saver: BaseCheckpointSaver[Any], archive: Archive | AsyncArchive, thread_id: str, channel: str,
+                checkpoint_ns: str) -> Steps:
+    tup, pruned = yield from _load_steps(saver, thread_id, channel, checkpoint_ns)
+    events = yield Call(archive, "list_events", (thread_id,))
+    original = (yield Call(archive, "original", (thread_id, pruned))) if pruned else []
+    orphans = (yield from _orphan_steps(archive, thread_id, pruned)) if pruned else []
     return ThreadView(thread_id=thread_id,
                       checkpoint_id=None if tup is None else tup.config["configurable"]["checkpoint_id"],
                       pruned=pruned, original=original, events=events, orphans=orphans)
@@ -182,11 +193,7 @@ def show_thread(
     checkpoint_ns: str = "",
 ) -> ThreadView:
     """The thread's pruned messages, the original rebuilt from its unrestored events, and all its events."""
-    tup, pruned = load_messages(saver, thread_id, channel=channel, checkpoint_ns=checkpoint_ns)
-    events = archive.list_events(thread_id)
-    original = archive.original(thread_id, pruned) if pruned else []
-    return _view(thread_id, tup, pruned, original, events,
-                 orphaned_refs(archive, thread_id, pruned) if pruned else [])
+    return drive(_show_steps(saver, archive, thread_id, channel, checkpoint_ns), CALL_HANDLERS["sync"])
 
 
 async def ashow_thread(
@@ -198,15 +205,22 @@ async def ashow_thread(
     checkpoint_ns: str = "",
 ) -> ThreadView:
     """Async twin of :func:`show_thread`."""
-    tup, pruned = await aload_messages(saver, thread_id, channel=channel, checkpoint_ns=checkpoint_ns)
-    events = await archive.alist_events(thread_id)
-    original = await archive.aoriginal(thread_id, pruned) if pruned else []
-    return _view(thread_id, tup, pruned, original, events,
-                 await aorphaned_refs(archive, thread_id, pruned) if pruned else [])
+    return await adrive(_show_steps(saver, archive, thread_id, channel, checkpoint_ns), CALL_HANDLERS["async"])
 
 
-def _no_thread(thread_id: str) -> StoreError:
-    return StoreError(f"thread {thread_id!r} has no checkpoints under this key prefix")
+def _restore_steps(saver: BaseCheckpointSaver[Any], archive: Archive | AsyncArchive, thread_id: str,
+                   event_id: str | None, channel: str, checkpoint_ns: str, dry_run: bool) -> Steps:
+    # The archive marks events restored only after the new checkpoint is stored, so a failure in between
+    # leaves the events restorable (a retry rebuilds the same messages from the same pruned checkpoint).
+    tup, pruned = yield from _load_steps(saver, thread_id, channel, checkpoint_ns)
+    if tup is None:
+        raise StoreError(f"thread {thread_id!r} has no checkpoints under this key prefix")
+    result: Restored = yield Call(archive, "restore", (thread_id, pruned, event_id), {"mark": False})
+    if dry_run or not result.event_ids:
+        return result
+    yield from _write_steps(saver, tup, result.messages, channel, {"freemem_restored": result.event_ids})
+    yield Call(archive, "mark_all_restored", (thread_id, result.event_ids))
+    return result
 
 
 def restore_thread(
@@ -219,20 +233,10 @@ def restore_thread(
     checkpoint_ns: str = "",
     dry_run: bool = False,
 ) -> Restored:
-    """Undo one event (or every unrestored one) in the thread's latest messages and store the result.
-
-    The archive marks events restored only after the new checkpoint is stored, so a failure in between
-    leaves the events restorable (a retry rebuilds the same messages from the same pruned checkpoint).
-    """
-    tup, pruned = load_messages(saver, thread_id, channel=channel, checkpoint_ns=checkpoint_ns)
-    if tup is None:
-        raise _no_thread(thread_id)
-    result = archive.restore(thread_id, pruned, event_id, mark=False)
-    if dry_run or not result.event_ids:
-        return result
-    write_messages(saver, tup, result.messages, channel=channel, note={"freemem_restored": result.event_ids})
-    archive.mark_all_restored(thread_id, result.event_ids)
-    return result
+    """Undo one event (or every unrestored one) in the thread's latest messages and store the result as a new
+    checkpoint; the events are marked restored once it is stored (``dry_run``: compute, write nothing)."""
+    steps = _restore_steps(saver, archive, thread_id, event_id, channel, checkpoint_ns, dry_run)
+    return drive(steps, CALL_HANDLERS["sync"])
 
 
 async def arestore_thread(
@@ -246,13 +250,5 @@ async def arestore_thread(
     dry_run: bool = False,
 ) -> Restored:
     """Async twin of :func:`restore_thread` (the saver's ``aget_tuple``/``aput``, the archive's ``a`` methods)."""
-    tup, pruned = await aload_messages(saver, thread_id, channel=channel, checkpoint_ns=checkpoint_ns)
-    if tup is None:
-        raise _no_thread(thread_id)
-    result = await archive.arestore(thread_id, pruned, event_id, mark=False)
-    if dry_run or not result.event_ids:
-        return result
-    await awrite_messages(saver, tup, result.messages, channel=channel,
-                          note={"freemem_restored": result.event_ids})
-    await archive.amark_all_restored(thread_id, result.event_ids)
-    return result
+    steps = _restore_steps(saver, archive, thread_id, event_id, channel, checkpoint_ns, dry_run)
+    return await adrive(steps, CALL_HANDLERS["async"])

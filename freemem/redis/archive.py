@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import math
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -30,9 +29,9 @@ import redis.asyncio.cluster
 
 import freemem.lc  # noqa: F401 - registers the LangChain reviver for folded messages
 from freemem.archive import find_refs, summarize_event
-from freemem.archives.base import BaseArchive, Restored, dump_event, event_time, undo_events
+from freemem.archives.base import BaseArchive, Restored, dump_event, prepare_event, undo_events
 from freemem.lc import revive_message
-from freemem.errors import ConfigError, FormatError, StoreError
+from freemem.errors import ConfigError, StoreError
 from freemem.redis import scripts
 from freemem.redis._drivers import AsyncDriver, SyncDriver
 from freemem.redis.connection import async_client, describe, describe_url, ensure_binary, sync_client
@@ -67,11 +66,6 @@ class ArchiveContext:
 summarize = summarize_event
 
 
-def _score_ms(created_at: Any) -> int:
-    """Milliseconds since the epoch of ``created_at`` (epoch seconds or an ISO 8601 string)."""
-    return int(round(event_time(created_at) * 1000))
-
-
 _dumps = dump_event
 
 
@@ -98,14 +92,9 @@ def _refresh(ctx: ArchiveContext, keys: Sequence[str]) -> list[tuple[Any, ...]]:
 
 def record_plan(ctx: ArchiveContext, thread_id: str, event: Mapping[str, Any]) -> Plan[str]:
     """Store one event (atomically, idempotent per id); returns its id."""
-    if not isinstance(event, Mapping):
-        raise FormatError(f"an archive event is a dict, got {type(event).__name__}")
-    stored = dict(event)
-    event_id = str(stored.get("id") or uuid.uuid4().hex)
-    stored["id"] = event_id
-    if stored.get("created_at") is None:
-        stored["created_at"] = time.time()
-    score = _score_ms(stored["created_at"])
+    stored, at = prepare_event(event)
+    event_id = stored["id"]
+    score = int(round(at * 1000))
     summary = summarize(stored)
     yield Batch(
         Eval(
