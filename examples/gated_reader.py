@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _endpoint import add_endpoint_arguments, chat_model  # noqa: E402 - shared by the examples
 
-from freemem.policies.gated import GatedReader  # noqa: E402
+from freemem.langgraph.gated import GatedReader  # noqa: E402
 
 
 def haystack(n_paragraphs: int = 400, seed: int = 0) -> str:

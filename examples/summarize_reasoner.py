@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _endpoint import add_endpoint_arguments, chat_model  # noqa: E402 - shared by the examples
 
-from freemem.policies.summarize import InftyThinker  # noqa: E402
+from freemem.langgraph.inftythink import InftyThinker  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,14 +8,17 @@
 * :func:`pre_model_hook` — for the legacy ``langgraph.prebuilt.create_react_agent``.
 * :func:`show_thread` / :func:`restore_thread` (and async twins) — a persisted thread's pruned context next
   to the original rebuilt from any archive, and restoring it as a new checkpoint (any checkpointer).
-* :class:`FreeReasoner` — the Free()LM loop for raw reasoning models over an OpenAI-compatible server
-  (imported on first use, so importing this package never pulls the ``openai`` client in).
+* :class:`FreeReasoner` — the Free()LM loop for raw reasoning models over an OpenAI-compatible server;
+  :class:`InftyThinker` — InftyThink's summary loop for any chat model; :class:`GatedReader` — GRU-Mem's
+  gated reader over a long document (and as a tool). Imported on first use, so importing this package never
+  pulls the ``openai`` client or the policies in.
 
 Every surface writes edited messages back under their own ids (``add_messages`` replaces them), keeps a bounded
 JSON-plain ledger in state (``freemem_ledger``; see :class:`FreeMemoryFields`), records removed spans in
 ``FreeMemory.archive`` when one is set, and fails open: a cleaner error costs one skipped round and a warning.
 """
 
+import importlib
 from typing import Any
 
 from freemem.langgraph._core import (
@@ -47,6 +50,8 @@ __all__ = [
     "FreeMemoryMiddleware",
     "FreeNode",
     "FreeReasoner",
+    "GatedReader",
+    "InftyThinker",
     "StepStats",
     "ThreadView",
     "arestore_thread",
@@ -63,9 +68,11 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "FreeReasoner":
-        from freemem.langgraph.reasoner import FreeReasoner
+_LAZY = {"FreeReasoner": "reasoner", "GatedReader": "gated", "InftyThinker": "inftythink"}
 
-        return FreeReasoner
-    raise AttributeError(f"module 'freemem.langgraph' has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'freemem.langgraph' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"freemem.langgraph.{module}"), name)

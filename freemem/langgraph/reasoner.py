@@ -31,17 +31,17 @@ from freemem.policies.reasoner import (
     QWEN3_THINKING_PROMPT,
     ReasonerResult,
     ReasonerState,
-    ReasoningLoop,
+    FreeReasonerSteps,
     Status,
 )
 
 __all__ = ["QWEN3_THINKING_PROMPT", "FreeReasoner", "ReasonerResult", "ReasonerState", "Status"]
 
 
-class FreeReasoner(ReasoningLoop):
+class FreeReasoner(FreeReasonerSteps):
     """The Free()LM reasoning loop (generate L tokens → clean with the Free-Module → continue) as a graph.
 
-    Takes every argument of :class:`~freemem.policies.reasoner.ReasoningLoop` (the server, model, memory,
+    Takes every argument of :class:`~freemem.policies.reasoner.FreeReasonerSteps` (the server, model, memory,
     chunk and budget sizes, sampling, retries), plus:
 
     Args:

@@ -9,7 +9,7 @@ when the context window is full.
 Generation is a *completion-style continuation*: each request sends the rendered prompt plus the (pruned)
 thinking so far as one raw prompt, so the server's prefix cache (SGLang's radix cache, llama.cpp's prompt
 cache) reuses everything up to the first deletion. The state (question, thinking, counters, ledger) is plain
-JSON. :class:`ReasoningLoop` holds the two steps (generate, clean) with their sync and async twins; the
+JSON. :class:`FreeReasonerSteps` holds the two steps (generate, clean) with their sync and async twins; the
 LangGraph graph that runs them with a checkpointer is :class:`freemem.langgraph.reasoner.FreeReasoner`.
 Generation requests reuse the HTTP plan of :mod:`freemem.cleaners.http` (retries with backoff), written once
 as steps driven sync or async (:mod:`freemem.driving`).
@@ -36,7 +36,7 @@ __all__ = [
     "QWEN3_THINKING_PROMPT",
     "ReasonerResult",
     "ReasonerState",
-    "ReasoningLoop",
+    "FreeReasonerSteps",
     "Status",
 ]
 
@@ -118,7 +118,7 @@ class _Generation:
     attempts: int
 
 
-class ReasoningLoop:
+class FreeReasonerSteps:
     """The Free()LM reasoning loop's steps (generate L tokens → clean with the Free-Module → continue), without
     a graph: :class:`freemem.langgraph.reasoner.FreeReasoner` wires them into one (with a checkpointer).
 

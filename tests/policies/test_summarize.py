@@ -16,7 +16,9 @@ from freemem.errors import ConfigError
 from freemem.memory import MESSAGE_OVERHEAD_TOKENS
 from freemem.pairing import pairing_violations
 from freemem import InMemoryArchive
-from freemem.policies.summarize import InftyThinker, SummarizeMemory, fallback_summary, parse_segment
+from freemem.langgraph.inftythink import InftyThinker
+from freemem.policies.inftythink import fallback_summary, parse_segment
+from freemem.policies.summarize import SummarizeMemory
 from freemem.tokens import get_counter
 
 COUNTER = get_counter("approx")
