@@ -1,6 +1,8 @@
 """Serving the Free-Module: the ``freemem serve`` launcher and the client side (re-exported).
 
-``freemem.serving.launch`` builds and runs the server commands (SGLang, vLLM, llama.cpp);
+``freemem serve`` (:mod:`~freemem.serving.launch`) builds (:mod:`~freemem.serving.commands`, from a
+:mod:`~freemem.serving.specs` spec) and runs (:mod:`~freemem.serving.process`) the server commands (SGLang,
+vLLM, llama.cpp);
 :class:`~freemem.cleaners.free_module.FreeModuleCleaner` talks to them over OpenAI-compatible HTTP.
 ``freemem.serving.profile`` measures a cleaning round's latency split against a running server.
 Names are imported lazily, so ``python -m freemem.serving.launch`` runs cleanly.
@@ -12,15 +14,15 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "CircuitBreaker": "freemem.cleaners.free_module",
-    "Endpoint": "freemem.cleaners.free_module",
+    "CircuitBreaker": "freemem.cleaners.http",
+    "Endpoint": "freemem.cleaners.http",
     "FreeModuleCleaner": "freemem.cleaners.free_module",
     "commands_schema": "freemem.cleaners.free_module",
-    "AdapterSpec": "freemem.serving.launch",
-    "LaunchPlan": "freemem.serving.launch",
-    "ServeSpec": "freemem.serving.launch",
-    "build_plan": "freemem.serving.launch",
-    "wait_for_health": "freemem.serving.launch",
+    "AdapterSpec": "freemem.serving.specs",
+    "LaunchPlan": "freemem.serving.specs",
+    "ServeSpec": "freemem.serving.specs",
+    "build_plan": "freemem.serving.commands",
+    "wait_for_health": "freemem.serving.process",
 }
 
 __all__ = sorted(_EXPORTS)
