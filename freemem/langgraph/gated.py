@@ -12,13 +12,13 @@ from typing import Any
 from langgraph.graph import END, START, StateGraph
 
 from freemem.errors import ConfigError
-from freemem.langgraph.steps import steps_node
+from freemem.langgraph.steps import PolicyGraph, steps_node
 from freemem.policies.gated import GatedReaderSteps, ReaderState, ReadResult
 
 __all__ = ["GatedReader"]
 
 
-class GatedReader(GatedReaderSteps):
+class GatedReader(PolicyGraph, GatedReaderSteps):
     """GRU-Mem's gated memory reader as a LangGraph graph, for any LangChain chat model.
 
     Takes every argument of :class:`~freemem.policies.gated.GatedReaderSteps` (models, chunk and memory
@@ -28,23 +28,15 @@ class GatedReader(GatedReaderSteps):
         checkpointer: a LangGraph checkpointer; then pass ``{"configurable": {"thread_id": ...}}``.
     """
 
-    def __init__(self, model: Any, *, checkpointer: Any = None, **options: Any) -> None:
-        super().__init__(model, **options)
-        self.checkpointer = checkpointer
-        self._graph: Any = None
-
-    @property
-    def graph(self) -> Any:
+    def build_graph(self) -> Any:
         """The compiled LangGraph graph: ``read`` once per chunk (state persisted per step), then ``answer``."""
-        if self._graph is None:
-            builder = StateGraph(ReaderState)
-            builder.add_node("read", steps_node("read", self.read_steps, self.handlers))
-            builder.add_node("answer", steps_node("answer", self.answer_steps, self.handlers))
-            builder.add_conditional_edges(START, self.route, {"read": "read", "answer": "answer"})
-            builder.add_conditional_edges("read", self.route, {"read": "read", "answer": "answer"})
-            builder.add_edge("answer", END)
-            self._graph = builder.compile(checkpointer=self.checkpointer, name="GatedReader")
-        return self._graph
+        builder = StateGraph(ReaderState)
+        builder.add_node("read", steps_node("read", self.read_steps, self.handlers))
+        builder.add_node("answer", steps_node("answer", self.answer_steps, self.handlers))
+        builder.add_conditional_edges(START, self.route, {"read": "read", "answer": "answer"})
+        builder.add_conditional_edges("read", self.route, {"read": "read", "answer": "answer"})
+        builder.add_edge("answer", END)
+        return builder.compile(checkpointer=self.checkpointer, name="GatedReader")
 
     def invoke(self, question: str | None, document: str | None = None,
                config: Mapping[str, Any] | None = None) -> ReadResult:

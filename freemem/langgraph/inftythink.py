@@ -13,13 +13,13 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
-from freemem.langgraph.steps import steps_node
+from freemem.langgraph.steps import PolicyGraph, steps_node
 from freemem.policies.inftythink import InftyThinkerSteps, ThinkResult, ThinkState
 
 __all__ = ["InftyThinker"]
 
 
-class InftyThinker(InftyThinkerSteps):
+class InftyThinker(PolicyGraph, InftyThinkerSteps):
     """InftyThink's sawtooth reasoning loop as a LangGraph graph, for any LangChain chat model.
 
     Takes every argument of :class:`~freemem.policies.inftythink.InftyThinkerSteps` (model, segment and
@@ -29,27 +29,19 @@ class InftyThinker(InftyThinkerSteps):
         checkpointer: a LangGraph checkpointer; then pass ``{"configurable": {"thread_id": ...}}``.
     """
 
-    def __init__(self, model: Any, *, checkpointer: Any = None, **options: Any) -> None:
-        super().__init__(model, **options)
-        self.checkpointer = checkpointer
-        self._graph: Any = None
-
-    @property
-    def graph(self) -> Any:
+    def build_graph(self) -> Any:
         """The compiled LangGraph graph (built on first use)."""
-        if self._graph is None:
-            builder = StateGraph(ThinkState)
-            builder.add_node("segment", steps_node("segment", self.segment_steps, self.handlers))
-            builder.add_node("summarize", steps_node("summarize", self.summarize_steps, self.handlers,
-                                                     fail_open=True))
-            builder.add_node("conclude", steps_node("conclude", self.conclude_steps, self.handlers))
-            builder.add_edge(START, "segment")
-            targets = {"segment": "segment", "summarize": "summarize", "conclude": "conclude", "__end__": END}
-            builder.add_conditional_edges("segment", self.route, targets)
-            builder.add_conditional_edges("summarize", self.route, targets)
-            builder.add_edge("conclude", END)
-            self._graph = builder.compile(checkpointer=self.checkpointer, name="InftyThinker")
-        return self._graph
+        builder = StateGraph(ThinkState)
+        builder.add_node("segment", steps_node("segment", self.segment_steps, self.handlers))
+        builder.add_node("summarize", steps_node("summarize", self.summarize_steps, self.handlers,
+                                                 fail_open=True))
+        builder.add_node("conclude", steps_node("conclude", self.conclude_steps, self.handlers))
+        builder.add_edge(START, "segment")
+        targets = {"segment": "segment", "summarize": "summarize", "conclude": "conclude", "__end__": END}
+        builder.add_conditional_edges("segment", self.route, targets)
+        builder.add_conditional_edges("summarize", self.route, targets)
+        builder.add_edge("conclude", END)
+        return builder.compile(checkpointer=self.checkpointer, name="InftyThinker")
 
     def _config(self, config: Mapping[str, Any] | None) -> dict[str, Any]:
         cfg = dict(config or {})

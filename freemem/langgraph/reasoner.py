@@ -27,6 +27,7 @@ from langchain_core.runnables import RunnableLambda
 from langgraph.graph import END, START, StateGraph
 
 from freemem.errors import ConfigError
+from freemem.langgraph.steps import PolicyGraph
 from freemem.policies.reasoner import (
     QWEN3_THINKING_PROMPT,
     ReasonerResult,
@@ -38,7 +39,7 @@ from freemem.policies.reasoner import (
 __all__ = ["QWEN3_THINKING_PROMPT", "FreeReasoner", "ReasonerResult", "ReasonerState", "Status"]
 
 
-class FreeReasoner(FreeReasonerSteps):
+class FreeReasoner(PolicyGraph, FreeReasonerSteps):
     """The Free()LM reasoning loop (generate L tokens → clean with the Free-Module → continue) as a graph.
 
     Takes every argument of :class:`~freemem.policies.reasoner.FreeReasonerSteps` (the server, model, memory,
@@ -47,11 +48,6 @@ class FreeReasoner(FreeReasonerSteps):
     Args:
         checkpointer: any LangGraph checkpointer (``InMemorySaver``, SQLite, freemem's Redis saver...).
     """
-
-    def __init__(self, base_url: str, *, checkpointer: Any = None, **options: Any) -> None:
-        super().__init__(base_url, **options)
-        self.checkpointer = checkpointer
-        self.graph = self._build_graph()
 
     # -- graph -------------------------------------------------------------------------------------------
 
@@ -65,7 +61,8 @@ class FreeReasoner(FreeReasonerSteps):
     def _route(state: ReasonerState) -> str:
         return "clean" if state.get("status") == "running" else "__end__"
 
-    def _build_graph(self) -> Any:
+    def build_graph(self) -> Any:
+        """The compiled graph: ``generate`` and ``clean`` in turn until the status says stop."""
         builder = StateGraph(ReasonerState)
         builder.add_node("generate", RunnableLambda(self.generate, afunc=self.agenerate, name="generate"))
         builder.add_node("clean", RunnableLambda(self._clean_node, afunc=self._aclean_node, name="clean"))

@@ -9,7 +9,7 @@ Chat models are duck-typed (``invoke`` / ``ainvoke`` on ``(role, text)`` pairs, 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ __all__ = [
     "ainvoke_model",
     "bind_max_tokens",
     "invoke_model",
+    "model_handlers",
     "prompt_tokens",
     "tail_tokens",
 ]
@@ -98,6 +99,18 @@ def invoke_model(call: ModelCall, model: Any, max_tokens_param: str | None) -> A
 def ainvoke_model(call: ModelCall, model: Any, max_tokens_param: str | None) -> Awaitable[Any]:
     """Async twin of :func:`invoke_model` (returns the awaitable)."""
     return _model_for(call, model, max_tokens_param).ainvoke(call.prompt)  # type: ignore[no-any-return]
+
+
+def model_handlers(model: Any, max_tokens_param: str | None) -> dict[str, Callable[[ModelCall], Any]]:
+    """Handlers of :class:`ModelCall` requests by ``model`` (or each call's own), for the sync and async
+    drivers: ``{"sync": ..., "async": ...}``."""
+    def call(c: ModelCall) -> Any:
+        return invoke_model(c, model, max_tokens_param)
+
+    def acall(c: ModelCall) -> Awaitable[Any]:
+        return ainvoke_model(c, model, max_tokens_param)
+
+    return {"sync": call, "async": acall}
 
 
 def prompt_tokens(counter: TokenCounter, prompt: Sequence[tuple[str, str]]) -> int:

@@ -33,14 +33,14 @@ from __future__ import annotations
 import operator
 import re
 import time
-from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, TypedDict
 
 from freemem.errors import ConfigError
 from freemem.ledger import CleanEvent
 from freemem.messages import answer_text, model_usage
-from freemem.policies.calls import CallMetrics, CallRecord, ModelCall, ainvoke_model, invoke_model, prompt_tokens
+from freemem.policies.calls import CallMetrics, CallRecord, ModelCall, model_handlers, prompt_tokens
 from freemem.tokens import TokenCounter, cached_counter
 
 __all__ = [
@@ -444,13 +444,7 @@ class GatedReaderSteps:
     @property
     def handlers(self) -> dict[str, Callable[[ModelCall], Any]]:
         """What answers the steps' :class:`~freemem.policies.calls.ModelCall` requests, by mode."""
-        def call(c: ModelCall) -> Any:
-            return invoke_model(c, self.model, self.max_tokens_param)
-
-        def acall(c: ModelCall) -> Awaitable[Any]:
-            return ainvoke_model(c, self.model, self.max_tokens_param)
-
-        return {"sync": call, "async": acall}
+        return model_handlers(self.model, self.max_tokens_param)
 
     @staticmethod
     def route(state: ReaderState) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import operator
 import re
 import time
-from collections.abc import Awaitable, Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypedDict
 
@@ -30,8 +30,7 @@ from freemem.policies.calls import (
     CallMetrics,
     CallRecord,
     ModelCall,
-    ainvoke_model,
-    invoke_model,
+    model_handlers,
     prompt_tokens,
     tail_tokens,
 )
@@ -432,13 +431,7 @@ class InftyThinkerSteps:
     @property
     def handlers(self) -> dict[str, Callable[[ModelCall], Any]]:
         """What answers the steps' :class:`~freemem.policies.calls.ModelCall` requests, by mode."""
-        def call(c: ModelCall) -> Any:
-            return invoke_model(c, self.model, self.max_tokens_param)
-
-        def acall(c: ModelCall) -> Awaitable[Any]:
-            return ainvoke_model(c, self.model, self.max_tokens_param)
-
-        return {"sync": call, "async": acall}
+        return model_handlers(self.model, self.max_tokens_param)
 
     def recursion_limit(self) -> int:
         """Graph steps a run may take: segment + summary attempts per round, the conclude call, and slack."""

@@ -21,11 +21,8 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
-import redis
-import redis.asyncio
-import redis.asyncio.cluster
 
 import freemem.lc  # noqa: F401 - registers the LangChain reviver for folded messages
 from freemem.archive import find_refs, summarize_event
@@ -182,7 +179,54 @@ def delete_plan(ctx: ArchiveContext, thread_id: str) -> Plan[bool]:
 # -- shells ----------------------------------------------------------------------------------------------------
 
 
-class RedisArchive(BaseArchive):
+class _ArchiveShell:
+    """What the sync and async archives share: the client, the key layout and TTL policy, the driver."""
+
+    _driver_class: Any = SyncDriver
+    _connect: Any = staticmethod(sync_client)
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        key_prefix: str = "freemem",
+        ttl: float | None = None,
+        refresh_on_read: bool = False,
+        owns_client: bool = False,
+    ) -> None:
+        ensure_binary(client)
+        self.client = client
+        self.owns_client = owns_client
+        self.context = ArchiveContext(key_prefix, ttl, refresh_on_read)
+        self._driver = self._driver_class(client, describe(client))
+
+    @classmethod
+    def from_url(
+        cls: type[_Shell],
+        url: str,
+        *,
+        key_prefix: str = "freemem",
+        ttl: float | None = None,
+        refresh_on_read: bool = False,
+        cluster: bool = False,
+        **client_kwargs: Any,
+    ) -> _Shell:
+        """An archive owning a new client for ``url`` (``redis://`` or ``rediss://``, credentials in the URL)."""
+        archive = cls(
+            cls._connect(url, cluster=cluster, **client_kwargs),
+            key_prefix=key_prefix,
+            ttl=ttl,
+            refresh_on_read=refresh_on_read,
+            owns_client=True,
+        )
+        archive._driver.where = describe_url(url)
+        return archive
+
+
+_Shell = TypeVar("_Shell", bound=_ArchiveShell)
+
+
+class RedisArchive(_ArchiveShell, BaseArchive):
     """Synchronous archive of freed spans; pass it as ``FreeMemory(archive=...)``. An
     :class:`~freemem.archives.Archive`, and an :class:`~freemem.archives.AsyncArchive` whose methods run the
     sync ones in a worker thread (native asyncio: :class:`AsyncRedisArchive`).
@@ -195,43 +239,6 @@ class RedisArchive(BaseArchive):
         refresh_on_read: Re-arm the TTL on reads too.
         owns_client: Close the client on :meth:`close`.
     """
-
-    def __init__(
-        self,
-        client: redis.Redis | redis.RedisCluster,
-        *,
-        key_prefix: str = "freemem",
-        ttl: float | None = None,
-        refresh_on_read: bool = False,
-        owns_client: bool = False,
-    ) -> None:
-        ensure_binary(client)
-        self.client = client
-        self.owns_client = owns_client
-        self.context = ArchiveContext(key_prefix, ttl, refresh_on_read)
-        self._driver = SyncDriver(client, describe(client))
-
-    @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        key_prefix: str = "freemem",
-        ttl: float | None = None,
-        refresh_on_read: bool = False,
-        cluster: bool = False,
-        **client_kwargs: Any,
-    ) -> RedisArchive:
-        """An archive owning a new client for ``url`` (``redis://`` or ``rediss://``, credentials in the URL)."""
-        archive = cls(
-            sync_client(url, cluster=cluster, **client_kwargs),
-            key_prefix=key_prefix,
-            ttl=ttl,
-            refresh_on_read=refresh_on_read,
-            owns_client=True,
-        )
-        archive._driver.where = describe_url(url)
-        return archive
 
     def close(self) -> None:
         """Close the client if this archive created it."""
@@ -291,46 +298,12 @@ class RedisArchive(BaseArchive):
         return self._driver.run(delete_plan(self.context, thread_id))
 
 
-class AsyncRedisArchive:
+class AsyncRedisArchive(_ArchiveShell):
     """Asyncio twin of :class:`RedisArchive` (same arguments, ``redis.asyncio`` clients, ``a``-prefixed methods):
     an :class:`~freemem.archives.AsyncArchive`."""
 
-    def __init__(
-        self,
-        client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster,
-        *,
-        key_prefix: str = "freemem",
-        ttl: float | None = None,
-        refresh_on_read: bool = False,
-        owns_client: bool = False,
-    ) -> None:
-        ensure_binary(client)
-        self.client = client
-        self.owns_client = owns_client
-        self.context = ArchiveContext(key_prefix, ttl, refresh_on_read)
-        self._driver = AsyncDriver(client, describe(client))
-
-    @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        key_prefix: str = "freemem",
-        ttl: float | None = None,
-        refresh_on_read: bool = False,
-        cluster: bool = False,
-        **client_kwargs: Any,
-    ) -> AsyncRedisArchive:
-        """An archive owning a new asyncio client for ``url``."""
-        archive = cls(
-            async_client(url, cluster=cluster, **client_kwargs),
-            key_prefix=key_prefix,
-            ttl=ttl,
-            refresh_on_read=refresh_on_read,
-            owns_client=True,
-        )
-        archive._driver.where = describe_url(url)
-        return archive
+    _driver_class = AsyncDriver
+    _connect = staticmethod(async_client)
 
     async def aclose(self) -> None:
         """Close the client if this archive created it."""
