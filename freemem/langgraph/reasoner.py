@@ -30,9 +30,9 @@ from freemem.errors import ConfigError
 from freemem.langgraph.steps import PolicyGraph
 from freemem.policies.reasoner import (
     QWEN3_THINKING_PROMPT,
+    FreeReasonerSteps,
     ReasonerResult,
     ReasonerState,
-    FreeReasonerSteps,
     Status,
 )
 

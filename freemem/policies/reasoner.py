@@ -26,7 +26,16 @@ import openai
 
 from freemem.archives import ArchiveFailure, apersist_event, persist_event
 from freemem.cleaners.free_module import FreeModuleCleaner
-from freemem.cleaners.http import HANDLERS, Attempts, CircuitBreaker, Completion, Endpoint, EndpointState, Sleep, is_transient
+from freemem.cleaners.http import (
+    HANDLERS,
+    Attempts,
+    CircuitBreaker,
+    Completion,
+    Endpoint,
+    EndpointState,
+    Sleep,
+    is_transient,
+)
 from freemem.driving import adrive, drive
 from freemem.errors import ConfigError, ServeError
 from freemem.ledger import CleanEvent

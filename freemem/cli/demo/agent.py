@@ -12,7 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from freemem.cli.demo.session import load_session, recorded_tools, replay_model, scripted
+from freemem.cli.demo.session import (
+    load_session,
+    recorded_tools,
+    replay_model,
+    scripted,
+)
 from freemem.errors import ConfigError
 
 __all__ = ["REDIS_PREFIX", "DemoResult", "checkpointer", "run_demo"]

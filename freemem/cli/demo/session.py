@@ -51,7 +51,12 @@ def call_id(turn: int, step: int, k: int) -> str:
 def scripted(session: dict[str, Any]) -> tuple[list[Any], dict[str, str], list[list[Any]]]:
     """The model's replies, the recorded tool outputs by call id, and — per model call — the full unpruned
     history the agent would send without freemem."""
-    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+    from langchain_core.messages import (
+        AIMessage,
+        HumanMessage,
+        SystemMessage,
+        ToolMessage,
+    )
 
     replies: list[Any] = []
     outputs: dict[str, str] = {}
@@ -78,7 +83,9 @@ def scripted(session: dict[str, Any]) -> tuple[list[Any], dict[str, str], list[l
 
 def replay_model(replies: list[Any], on_request: Any) -> Any:
     """A LangChain chat model that replays ``replies`` in order, calling ``on_request(i, messages)`` first."""
-    from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
+    from langchain_core.language_models.fake_chat_models import (
+        FakeMessagesListChatModel,
+    )
     from langchain_core.outputs import ChatGeneration, ChatResult
 
     class ReplayModel(FakeMessagesListChatModel):

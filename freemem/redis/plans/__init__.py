@@ -14,8 +14,20 @@ checkpoints (+1 per page of metadata when filtering, +1 for the namespaces when 
 """
 
 from freemem.redis.plans.checkpoints import get_tuple, list_checkpoints, put, put_writes
-from freemem.redis.plans.context import Fence, LeasePolicy, PlanContext, RefCache, StoragePolicy, thread_id_of
-from freemem.redis.plans.leases import acquire_lease, lease_holder, release_lease, renew_lease
+from freemem.redis.plans.context import (
+    Fence,
+    LeasePolicy,
+    PlanContext,
+    RefCache,
+    StoragePolicy,
+    thread_id_of,
+)
+from freemem.redis.plans.leases import (
+    acquire_lease,
+    lease_holder,
+    release_lease,
+    renew_lease,
+)
 from freemem.redis.plans.threads import (
     copy_thread,
     delete_for_runs,

@@ -21,8 +21,6 @@ from langgraph.checkpoint.serde.base import SerializerProtocol
 from freemem.errors import ConfigError, StoreError
 from freemem.redis import codec, scripts
 from freemem.redis.keys import escape, unescape
-from freemem.redis.protocol import Batch, Emit, Eval, Plan, Scan
-
 from freemem.redis.plans.context import (
     Fence,
     PlanContext,
@@ -32,6 +30,7 @@ from freemem.redis.plans.context import (
     config_namespace,
     config_thread_id,
 )
+from freemem.redis.protocol import Batch, Emit, Eval, Plan, Scan
 
 __all__ = ["ID_PAGE", "METADATA_PAGE", "get_tuple", "list_checkpoints", "put", "put_writes"]
 

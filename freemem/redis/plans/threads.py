@@ -5,13 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-
 from freemem.errors import ConfigError
 from freemem.redis import scripts
 from freemem.redis.keys import KeyLayout, escape, unescape
-from freemem.redis.protocol import Batch, Eval, Plan
-
 from freemem.redis.plans.context import PlanContext, as_hash, as_text
+from freemem.redis.protocol import Batch, Eval, Plan
 
 __all__ = ["copy_thread", "delete_for_runs", "delete_thread", "memory_usage", "prune", "thread_keys", "touch"]
 
