@@ -5,21 +5,21 @@ Redis or HTTP code. Integrations live in subpackages: ``freemem.langgraph``, ``f
 ``freemem.serving``.
 """
 
-from freemem.anchors import AnchorMaker
-from freemem.apply import AppliedSpan, Outcome, Rejection, apply_commands
-from freemem.archive import (
+from freemem.archives import Archive, AsyncArchive, InMemoryArchive, Restored, SqliteArchive
+from freemem.cleaners.heuristic import HeuristicCleaner
+from freemem.core.anchors import AnchorMaker
+from freemem.core.apply import apply_commands
+from freemem.core.archive import (
     ArchiveMismatch,
     restore_event,
     restore_messages,
     restore_rounds,
     restore_text,
 )
-from freemem.archives import Archive, AsyncArchive, InMemoryArchive, Restored, SqliteArchive
-from freemem.cleaners.base import Cleaner, Proposal
-from freemem.cleaners.heuristic import HeuristicCleaner
-from freemem.commands import COMMANDS_JSON_SCHEMA, Command, ParseResult, parse_commands
-from freemem.context import Context, Protection, Region
-from freemem.errors import (
+from freemem.core.cleaner import Cleaner, Proposal
+from freemem.core.commands import COMMANDS_JSON_SCHEMA, Command, ParseResult, parse_commands
+from freemem.core.context import Context, Protection, Region
+from freemem.core.errors import (
     CleanerConfigError,
     CleanerError,
     CleanerTimeout,
@@ -32,13 +32,14 @@ from freemem.errors import (
     StoreError,
     TokenizerError,
 )
-from freemem.ledger import CleanEvent
+from freemem.core.folding import FoldRecord
+from freemem.core.ledger import CleanEvent
+from freemem.core.outcome import AppliedSpan, Outcome, Rejection
+from freemem.core.pairing import pairing_violations
+from freemem.core.rendering import RenderedContext, RenderOptions, render_context
 from freemem.memory import CleanResult, FreeMemory
-from freemem.folding import FoldRecord
-from freemem.pairing import pairing_violations
-from freemem.policy import MemoryPolicy
 from freemem.policies.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger
-from freemem.rendering import RenderedContext, RenderOptions, render_context
+from freemem.policy import MemoryPolicy
 from freemem.tokens import ApproxCounter, CachedCounter, Qwen3Counter, TiktokenCounter, TokenCounter, get_counter
 
 __version__ = "0.1.0"

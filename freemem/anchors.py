@@ -8,9 +8,9 @@ an emitted command is accepted exactly as intended.
 
 from __future__ import annotations
 
-from freemem.apply import _Finder, _locate
-from freemem.commands import Command
-from freemem.context import Context
+from freemem.core.apply import _Finder, _locate
+from freemem.core.commands import Command
+from freemem.core.context import Context
 
 __all__ = ["AnchorMaker"]
 

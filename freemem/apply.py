@@ -20,7 +20,7 @@ rejected ``"duplicate"``), at most ``max_commands`` distinct ones per call (``"o
 stops at a deadline (``"deadline"``); a prefix that is frequent in protected text costs one step per
 protected region it occurs in, not one per occurrence, and each distinct prefix is searched once.
 
-Given ``shown`` (what a model cleaner was shown, :mod:`freemem.rendering`), anchors are located in that text and
+Given ``shown`` (what a model cleaner was shown, :mod:`freemem.core.rendering`), anchors are located in that text and
 each span is mapped back exactly to the context.
 
 Tool-call argument strings are edited in place in their JSON: only the bytes of the removed range change,
@@ -39,10 +39,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
 
-from freemem.commands import Command
-from freemem.context import (
-    Context,
-    Region,
+from freemem.core.commands import Command
+from freemem.core.context import Context, Region
+from freemem.core.errors import ConfigError
+from freemem.core.json_args import (
     arg_strings,
     decode_literal,
     encode_like,
@@ -50,8 +50,7 @@ from freemem.context import (
     parse_arg_field,
     splice_literal,
 )
-from freemem.errors import ConfigError
-from freemem.rendering import RenderedContext
+from freemem.core.rendering import RenderedContext
 
 __all__ = [
     "DEFAULT_DEADLINE_S",
@@ -141,7 +140,7 @@ class AppliedSpan:
     ``start``/``end`` are offsets in the original :attr:`Context.text`; ``field_start`` is the offset in the
     original text of its field (a message's ``content``, ``content[i]``, ``reasoning_content``; ``"text"``
     for plain text) and ``pruned_start`` the marker's offset in the pruned field. With those the original is
-    rebuilt exactly (:func:`freemem.archive.restore_text` / :func:`~freemem.archive.restore_messages`).
+    rebuilt exactly (:func:`freemem.core.archive.restore_text` / :func:`~freemem.core.archive.restore_messages`).
     """
 
     command_indexes: tuple[int, ...]
@@ -242,7 +241,7 @@ class _Finder:
     """Anchor search on one snapshot: exact first, then whitespace-insensitive.
 
     ``context`` is what is searched: the :class:`~freemem.Context` itself, or the ``index`` of what a model
-    was shown (:class:`~freemem.rendering.RenderedContext`); ``shown`` maps found ranges back (see
+    was shown (:class:`~freemem.core.rendering.RenderedContext`); ``shown`` maps found ranges back (see
     :meth:`source`)."""
 
     def __init__(self, context: Context, shown: RenderedContext | None = None) -> None:
@@ -622,7 +621,7 @@ def apply_commands(
     share and the caps bound the round, and restoring gives back the original exactly. Matches left out of
     an applied command are listed in :attr:`Outcome.skipped`.
 
-    ``shown`` is what the cleaner showed the model (:func:`~freemem.rendering.render_context` of this
+    ``shown`` is what the cleaner showed the model (:func:`~freemem.core.rendering.render_context` of this
     ``context``): anchors are then looked for in that text — protected parts marked or elided, protected
     arguments decoded — and each span is mapped back exactly to ``context``.
     """

@@ -1,6 +1,6 @@
 """Rebuild originals from pruned text plus the archived spans (the inverse of :func:`apply_commands`).
 
-Every :class:`~freemem.apply.AppliedSpan` knows its field, its original text, its marker and where the marker
+Every :class:`~freemem.core.apply.AppliedSpan` knows its field, its original text, its marker and where the marker
 sits in the pruned field, so one round is undone exactly; a tool-call argument string gets back its bytes as
 they were encoded in the arguments JSON (``AppliedSpan.raw_original``). Several rounds are undone newest first
 (:func:`restore_rounds`); persisting the spans is the job of a store (:mod:`freemem.archives`: the
@@ -13,10 +13,13 @@ import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from freemem.apply import AppliedSpan, ArgPiece, edit_messages, span_ref
-from freemem.context import message_views, parse_arg_field
-from freemem.errors import FormatError, FreememError
-from freemem.folding import FoldMismatch, unfold
+from freemem.core.apply import span_ref
+from freemem.core.edits import ArgPiece, edit_messages
+from freemem.core.errors import FormatError, FreememError
+from freemem.core.folding import FoldMismatch, unfold
+from freemem.core.json_args import parse_arg_field
+from freemem.core.outcome import AppliedSpan
+from freemem.core.views import message_views
 
 __all__ = [
     "ArchiveMismatch",
@@ -151,7 +154,7 @@ def restore_event(messages: Sequence[Any], event: Mapping[str, Any], *,
 
 def event_refs(event: Mapping[str, Any]) -> dict[str, list[str]]:
     """What an event can page back in, by the id a marker or fold message names: ``{ref: [texts]}`` (a span's
-    original text under its :func:`~freemem.apply.span_ref`; a fold's folded messages, rendered, under its
+    original text under its :func:`~freemem.core.apply.span_ref`; a fold's folded messages, rendered, under its
     handle)."""
     out: dict[str, list[str]] = {}
     for spans in event.get("rounds") or []:

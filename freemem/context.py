@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from freemem.errors import FormatError
+from freemem.core.errors import FormatError
 
 __all__ = [
     "Context",
@@ -59,7 +59,7 @@ _SYSTEM_ROLES = frozenset({"system", "developer"})
 MESSAGE_OVERHEAD_TOKENS = 4
 
 #: Where a fold message carries its handle: the dict message's ``metadata`` key, or a LangChain message's
-#: ``additional_kwargs`` key (see :mod:`freemem.folding`).
+#: ``additional_kwargs`` key (see :mod:`freemem.core.folding`).
 FOLD_KEY = "freemem_fold"
 
 #: String values of tool-call arguments this long or longer can be edited (see ``Protection.tool_arguments``).

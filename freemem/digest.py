@@ -1,6 +1,6 @@
 """The extractive digest of a fold: what of the folded messages a later turn is most likely to need, no model.
 
-A fold (:mod:`freemem.folding`) replaces old messages by one short message; its digest decides what the agent
+A fold (:mod:`freemem.core.folding`) replaces old messages by one short message; its digest decides what the agent
 still reads of them without calling ``recall``. What later turns ask for is, overwhelmingly, *specifics*:
 names, numbers, codes, dates, paths, ids, quoted titles — "which flight am I on?", "the error in
 ``src/app.py``" — not the small talk around them. So the digest is built from **sentences**, not whole
@@ -22,7 +22,7 @@ messages:
   ``- assistant: ...``, ``- called tool(arg=...)``, ``  tool said: ...``).
 
 A model summary (the ``summarize`` policy's summariser) is the other digest; this one costs no call and is
-deterministic. Core module: plain strings and :class:`~freemem.context.MessageView`, no LangChain import.
+deterministic. Core module: plain strings and :class:`~freemem.core.context.MessageView`, no LangChain import.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from freemem.context import MessageView, message_views
+from freemem.core.views import MessageView, message_views
 
 __all__ = ["FOLD_SUMMARY_SYSTEM", "extractive_digest", "render_for_summary", "specifics", "summary_prompt"]
 

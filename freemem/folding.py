@@ -13,7 +13,7 @@ regions and replaces it with one short message: a digest and a handle.
   turn folds too.
 * A previous fold message at the start of the run is folded into the new one, so a thread holds at most one
   fold message however long it runs, and its digest stays within ``digest_tokens``.
-* The **digest** is extractive (no model, :mod:`freemem.digest`): the sentences of the folded messages that
+* The **digest** is extractive (no model, :mod:`freemem.core.digest`): the sentences of the folded messages that
   hold specifics (names, numbers, codes, paths, ids), those the later conversation uses first, then what the
   user stated, then what the assistant did (tool calls with short argument values) — small talk and echoes
   last — within a token cap; a merged older digest's lines compete with the new ones on equal terms.
@@ -34,9 +34,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from freemem.context import FOLD_KEY, MessageView, Protection, message_views, protected_messages
-from freemem.digest import extractive_digest
-from freemem.errors import FreememError
+from freemem.core.context import Protection, protected_messages
+from freemem.core.digest import extractive_digest
+from freemem.core.errors import FreememError
+from freemem.core.views import FOLD_KEY, MessageView, message_views
 
 __all__ = [
     "FOLD_ID_PREFIX",

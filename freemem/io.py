@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from freemem.errors import ConfigError, FormatError, StoreError
+from freemem.core.errors import ConfigError, FormatError, StoreError
 
 __all__ = [
     "FORMATS",

@@ -1,6 +1,6 @@
 """LangChain message helpers that the core leaves out: reviving archived messages.
 
-The core archives a folded LangChain message as its ``model_dump()`` (:func:`freemem.folding.plain_message`)
+The core archives a folded LangChain message as its ``model_dump()`` (:func:`freemem.core.folding.plain_message`)
 and never imports LangChain; this module turns such a dump back into the same message class with equal
 values, and registers itself as the default reviver when imported (the LangGraph and Redis layers import it).
 """
@@ -22,7 +22,7 @@ from langchain_core.messages import (
     ToolMessageChunk,
 )
 
-from freemem.folding import FoldMismatch, register_reviver
+from freemem.core.folding import FoldMismatch, register_reviver
 
 __all__ = ["revive_message"]
 

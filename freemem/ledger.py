@@ -11,12 +11,12 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from freemem.apply import AppliedSpan, Outcome
-from freemem.folding import FoldRecord
+from freemem.core.folding import FoldRecord
+from freemem.core.outcome import AppliedSpan, Outcome
 
 if TYPE_CHECKING:
-    from freemem.cleaners.base import Proposal
-    from freemem.context import Context
+    from freemem.core.cleaner import Proposal
+    from freemem.core.context import Context
     from freemem.tokens import TokenCounter
 
 __all__ = ["RAW_ANSWER_CHARS", "RAW_STATE_CHARS", "CleanEvent"]
@@ -62,7 +62,7 @@ class CleanEvent:
     rounds: list[list[AppliedSpan]] = field(default_factory=list)
     #: Folds made after the rounds (whole messages replaced by one fold message), oldest first.
     folds: list[FoldRecord] = field(default_factory=list)
-    #: What the round cost under the prompt cache (cost-aware scheduling, :mod:`freemem.prompt_cache`):
+    #: What the round cost under the prompt cache (cost-aware scheduling, :mod:`freemem.core.prompt_cache`):
     #: ``price``, ``decision`` (applied / deferred / none), ``forced``, ``cold``, ``first_change`` (index of the
     #: first changed message), ``prefix_tokens`` (tokens before it: still cached), ``rewrite_tokens`` (tokens
     #: after it: written again), ``cost`` (input-token units more than not cleaning; negative when it saves).

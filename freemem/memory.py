@@ -2,7 +2,7 @@
 
 It holds the configuration (cleaner, token counter, triggers, protections, marker, share cap) and runs one
 cleaning round on a message list or a text: measure, ask the cleaner, apply the commands safely, measure
-again, and describe the round in a :class:`~freemem.ledger.CleanEvent`. Persisting is the caller's job (the
+again, and describe the round in a :class:`~freemem.core.ledger.CleanEvent`. Persisting is the caller's job (the
 LangGraph middleware writes the pruned messages into graph state; an archive keeps the removed spans).
 
 A cleaner that fails costs one skipped round, a warning and a counted error — never the caller's turn
@@ -21,18 +21,20 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from freemem.apply import DEFAULT_MAX_COMMANDS, DEFAULT_MESSAGE_MARKER, Marker, Outcome, apply_commands
-from freemem.cleaners.base import Cleaner, Proposal
-from freemem.commands import Command
-from freemem.context import MESSAGE_OVERHEAD_TOKENS, Context, MessageView, Protection, counted_texts, message_views
-from freemem.errors import CleanerError, CleanerTimeout, ConfigError
-from freemem.digest import summary_prompt
+from freemem.core.apply import DEFAULT_MAX_COMMANDS, DEFAULT_MESSAGE_MARKER, Marker, apply_commands
+from freemem.core.cleaner import Cleaner, Proposal
+from freemem.core.commands import Command
+from freemem.core.context import Context, Protection
+from freemem.core.digest import summary_prompt
+from freemem.core.errors import CleanerError, CleanerTimeout, ConfigError
+from freemem.core.folding import FoldMismatch, FoldRecord, fold_originals, fold_units, make_fold, replace_digest
+from freemem.core.ledger import CleanEvent
+from freemem.core.outcome import Outcome
+from freemem.core.prompt_cache import PriceModel, common_prefix, get_price_model, message_keys
+from freemem.core.views import MESSAGE_OVERHEAD_TOKENS, MessageView, counted_texts, message_views
 from freemem.driving import adrive, drive
-from freemem.folding import FoldMismatch, FoldRecord, fold_originals, fold_units, make_fold, replace_digest
-from freemem.ledger import CleanEvent
 from freemem.messages import answer_text, model_usage, newest_text
 from freemem.policies.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger, TriggerState
-from freemem.prompt_cache import PriceModel, common_prefix, get_price_model, message_keys
 from freemem.tokens import CachedCounter, TokenCounter, cached_counter
 
 __all__ = ["CleanResult", "DIGEST_SHARE", "FreeMemory", "MESSAGE_OVERHEAD_TOKENS", "SummaryRequest"]
@@ -101,10 +103,10 @@ class FreeMemory:
             own (1.0 for the verified heuristic, 0.9 for model cleaners).
         max_rounds: rounds per clean while still over budget and still making progress.
         archive: optional store with ``record(thread_id, event_dict)`` (and ``arecord``) that keeps the
-            removed spans and folded messages, e.g. :class:`freemem.archive.InMemoryArchive` or
+            removed spans and folded messages, e.g. :class:`freemem.core.archive.InMemoryArchive` or
             ``freemem.redis.RedisArchive``. With an archive, an edit is persisted only once its record is
             stored (fail closed for the edit).
-        fold: fold whole units of old messages into one fold message (:mod:`freemem.folding`) when
+        fold: fold whole units of old messages into one fold message (:mod:`freemem.core.folding`) when
             deletions cannot meet the budget, or when what deletions left of old messages (headers, markers,
             excerpts, protected arguments) passes ``fold_share`` of the budget. Needs a ``budget``.
         fold_share: see ``fold``; a fold then goes on until that residue is under half of it.
@@ -116,14 +118,14 @@ class FreeMemory:
             at least 100 (a digest holds the specifics of what it folded, several times denser than the raw
             turns it replaces, so a bigger budget gets a proportionally bigger one).
         summarizer: a chat model (LangChain ``invoke`` / ``ainvoke``) that writes each fold's digest, the
-            InftyThink move applied to transcripts (:func:`freemem.digest.summary_prompt`, bounded by
+            InftyThink move applied to transcripts (:func:`freemem.core.digest.summary_prompt`, bounded by
             ``digest_tokens``); None (default): the extractive digest, no call. A summariser that fails, times
             out (``round_timeout``) or answers nothing leaves the extractive digest in place (the event's note
             says why): the fold itself never depends on it.
         round_timeout: seconds one cleaner call may take (None: no bound). A cleaner still busy then is
             abandoned (a sync ``propose`` runs in a worker thread for this; ``apropose`` is cancelled) and
             the round fails open: a ``RuntimeWarning``, the event's ``error`` set, the state unchanged.
-        cache: schedule rounds by what they cost under a prompt cache (:mod:`freemem.prompt_cache`): a price
+        cache: schedule rounds by what they cost under a prompt cache (:mod:`freemem.core.prompt_cache`): a price
             model or its name (default ``"anthropic"``: reads 0.1x, writes 1.25x, 5-minute TTL); None turns
             cost-aware scheduling off (every round applies everything its cleaner proposes). See
             "Cost-aware scheduling" below.
@@ -136,7 +138,7 @@ class FreeMemory:
     Cost-aware scheduling (``cache`` set, messages only; plain text and ``cache=None`` are cost-blind). An
     edit invalidates the provider's cached prefix from its first changed message on, so a round costs
     ``write * (tokens after the first change) - read * (what those positions held)`` more than not cleaning
-    (:attr:`CleanEvent.cache <freemem.ledger.CleanEvent.cache>` records it). The candidate edit sets are
+    (:attr:`CleanEvent.cache <freemem.core.ledger.CleanEvent.cache>` records it). The candidate edit sets are
     the cleaner's edits from message ``m`` on, for each edited message ``m`` (the latest first change for
     that gain), and those edits plus a fold down to ``low_water``:
 

@@ -3,7 +3,7 @@ transcript message (its text, the newest assistant output, a JSON-plain form).
 
 Chat models are duck-typed (LangChain's ``AIMessage`` shape: ``content``, ``additional_kwargs``,
 ``usage_metadata``, ``response_metadata``); transcript messages are OpenAI-style dicts or LangChain messages,
-read through :func:`freemem.context.message_views`. Core: no LangChain import.
+read through :func:`freemem.core.context.message_views`. Core: no LangChain import.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from freemem.context import message_views
+from freemem.core.views import message_views
 
 __all__ = ["answer_text", "hit_length_limit", "json_message", "message_text", "model_usage", "newest_text"]
 
@@ -101,7 +101,7 @@ def newest_text(messages: Sequence[Any]) -> str:
 def json_message(message: Any) -> dict[str, Any]:
     """A message as a JSON-plain OpenAI-style dict (a dict is returned as a shallow copy): ``role``,
     ``content``, and ``id``, ``tool_call_id``, ``tool_calls`` when it has them. For showing and auditing; the
-    exact, revivable form the archive restores from is :func:`freemem.folding.plain_message`."""
+    exact, revivable form the archive restores from is :func:`freemem.core.folding.plain_message`."""
     if isinstance(message, dict):
         return dict(message)
     (view,) = message_views([message])

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from freemem.context import message_views
+from freemem.core.views import message_views
 
 __all__ = ["pairing_violations"]
 

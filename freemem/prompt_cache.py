@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from freemem.context import MessageView, message_views
-from freemem.errors import ConfigError
+from freemem.core.errors import ConfigError
+from freemem.core.views import MessageView, message_views
 
 __all__ = [
     "PRICE_MODELS",

@@ -31,8 +31,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from freemem.context import Context, Region
-from freemem.errors import ConfigError
+from freemem.core.context import Context, Region
+from freemem.core.errors import ConfigError
 
 __all__ = ["RENDER_MODES", "RenderMode", "RenderOptions", "RenderedContext", "prompt_text", "readable_arguments",
            "render_context"]

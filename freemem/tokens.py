@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from freemem.errors import ConfigError, TokenizerError
+from freemem.core.errors import ConfigError, TokenizerError
 
 if TYPE_CHECKING:  # pragma: no cover
     import tiktoken

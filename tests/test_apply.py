@@ -1,7 +1,7 @@
 """apply_commands semantics (DESIGN.md §3) on hand-made transcripts and texts."""
 
 from freemem import Command, Context, Protection, apply_commands, pairing_violations, restore_messages, restore_text
-from freemem.apply import DEFAULT_TEXT_MARKER
+from freemem.core.apply import DEFAULT_TEXT_MARKER
 
 
 def transcript():

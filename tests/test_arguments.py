@@ -9,7 +9,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from freemem import AnchorMaker, Context, FreeMemory, Protection, apply_commands, pairing_violations, restore_messages
-from freemem.context import arg_strings
+from freemem.core.json_args import arg_strings
 
 BODY = "\n".join(f"line {i}: print('héllo {i}')  # \"quoted\" \\ back" for i in range(60))
 

@@ -9,12 +9,12 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from freemem import Command, FreeMemory
-from freemem.archive import restore_event
-from freemem.cleaners.base import Cleaner, Proposal
-from freemem.errors import ConfigError
+from freemem.core.archive import restore_event
+from freemem.core.cleaner import Cleaner, Proposal
+from freemem.core.errors import ConfigError
+from freemem.core.ledger import CleanEvent
+from freemem.core.prompt_cache import PRICE_MODELS, CacheMeter, PriceModel, get_price_model, message_key, message_keys
 from freemem.langgraph import LAST_CALL_KEY, CleanStep
-from freemem.ledger import CleanEvent
-from freemem.prompt_cache import PRICE_MODELS, CacheMeter, PriceModel, get_price_model, message_key, message_keys
 
 
 def _rows(tag: str, n: int) -> str:

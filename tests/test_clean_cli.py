@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from freemem.cli.main import main
-from freemem.pairing import pairing_violations
+from freemem.core.pairing import pairing_violations
 
 
 def transcript(n=6):

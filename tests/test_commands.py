@@ -3,7 +3,7 @@
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from freemem.commands import COMMANDS_JSON_SCHEMA, Command, parse_commands
+from freemem.core.commands import COMMANDS_JSON_SCHEMA, Command, parse_commands
 
 
 def test_bare_array():

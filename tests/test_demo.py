@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from freemem.cli.demo import add_arguments, load_session, run_demo
-from freemem.errors import FormatError
+from freemem.core.errors import FormatError
 
 
 def _args(*argv: str) -> argparse.Namespace:

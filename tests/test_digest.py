@@ -1,4 +1,4 @@
-"""The extractive digest (freemem.digest): specifics first, echoes and small talk last, within the cap."""
+"""The extractive digest (freemem.core.digest): specifics first, echoes and small talk last, within the cap."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from freemem.context import message_views
-from freemem.digest import extractive_digest, specifics
+from freemem.core.digest import extractive_digest, specifics
+from freemem.core.views import message_views
 from freemem.tokens import get_counter
 
 COUNTER = get_counter("approx")

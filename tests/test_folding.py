@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from freemem import FreeMemory, pairing_violations
-from freemem import InMemoryArchive
-from freemem.archive import find_refs, restore_event
-from freemem.context import FOLD_KEY, Protection, message_views
-from freemem.folding import FOLD_ID_PREFIX, FoldMismatch, fold_units, unfold
+from freemem import FreeMemory, InMemoryArchive, pairing_violations
+from freemem.core.archive import find_refs, restore_event
+from freemem.core.context import Protection
+from freemem.core.folding import FOLD_ID_PREFIX, FoldMismatch, fold_units, unfold
+from freemem.core.views import FOLD_KEY, message_views
 
 
 def _tool_text(rng: random.Random, k: int, lines: int) -> str:
@@ -56,7 +56,7 @@ def build_transcript(seed: int, units: int, *, chat_share: float = 0.3, pinned: 
 
 def _protected_ids(messages: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Messages protection keeps whole (system, first and latest human, recent turn, pinned), by id."""
-    from freemem.context import protected_messages
+    from freemem.core.context import protected_messages
 
     views = message_views(messages)
     return {views[i].id: messages[i] for i in protected_messages(views, Protection())}
@@ -201,7 +201,7 @@ def test_recall_lookup_finds_spans_and_folds() -> None:
     assert "[assistant #a0]" in text and "req-0000" in text
     spans = [s for r in result.event.rounds for s in r]
     if spans:
-        from freemem.apply import span_ref
+        from freemem.core.apply import span_ref
 
         ref = span_ref(spans[0].original)
         assert spans[0].original in find_refs(archive.events("t"), "#" + ref)

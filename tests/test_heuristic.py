@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from freemem import Context, FreeMemory, HeuristicCleaner, apply_commands, get_counter, pairing_violations
-from freemem.loops import has_loop
+from freemem.core.loops import has_loop
 
 
 def looping_trace(copies: int = 40) -> tuple[str, str]:

@@ -30,8 +30,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from freemem import Context, FreeMemory, pairing_violations, restore_rounds
-from freemem.archive import restore_event
-from freemem.context import FOLD_KEY, MESSAGE_OVERHEAD_TOKENS
+from freemem.core.archive import restore_event
+from freemem.core.views import FOLD_KEY, MESSAGE_OVERHEAD_TOKENS
 
 SYSTEM = (
     "You are OpenHands agent, a helpful AI assistant that can interact with a computer to solve tasks.\n\n"

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from freemem import Command, Context, FreeMemory, Protection, apply_commands
-from freemem.cleaners.base import Cleaner, Proposal
-from freemem.ledger import RAW_ANSWER_CHARS, RAW_STATE_CHARS, CleanEvent
+from freemem.core.cleaner import Cleaner, Proposal
+from freemem.core.ledger import RAW_ANSWER_CHARS, RAW_STATE_CHARS, CleanEvent
 
 TEXT = (
     "Question: what is 6 * 7?\n"

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from freemem.cli.main import main
-from freemem.errors import FormatError, StoreError
-from freemem.io import atomic_path, read_document, render_document, write_files, write_text_atomic
+from freemem.core.errors import FormatError, StoreError
+from freemem.core.io import atomic_path, read_document, render_document, write_files, write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -16,8 +16,8 @@ from freemem import (
     Proposal,
     restore_rounds,
 )
-from freemem.archive import restore_event
-from freemem.ledger import CleanEvent
+from freemem.core.archive import restore_event
+from freemem.core.ledger import CleanEvent
 
 
 def session(n: int = 8):

@@ -12,8 +12,8 @@ import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
 from freemem import FreeMemory
-from freemem.archive import restore_event
-from freemem.errors import ConfigError
+from freemem.core.archive import restore_event
+from freemem.core.errors import ConfigError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_folding import build_transcript  # noqa: E402

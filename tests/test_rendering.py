@@ -1,4 +1,4 @@
-"""What a model cleaner is shown (freemem.rendering) and how its anchors map back; the v2 prompt templates."""
+"""What a model cleaner is shown (freemem.core.rendering) and how its anchors map back; the v2 prompt templates."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
 from freemem import Command, Context, FreeMemory, HeuristicCleaner, Protection, apply_commands, restore_messages
 from freemem.cleaners.prompted import PromptedCleaner
-from freemem.errors import ConfigError
+from freemem.core.errors import ConfigError
+from freemem.core.rendering import RenderOptions, readable_arguments, render_context
 from freemem.prompts import PromptTemplate, load_template
-from freemem.rendering import RenderOptions, readable_arguments, render_context
 
 BODY = 'def main():\n    print("hello")\n    return 0\n' * 8  # long enough to be an editable argument value
 

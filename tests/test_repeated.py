@@ -17,10 +17,10 @@ from freemem import (
     restore_messages,
     restore_text,
 )
-from freemem.apply import DEFAULT_TEXT_MARKER
-from freemem.cleaners.base import Cleaner, Proposal
-from freemem.errors import ConfigError
-from freemem.rendering import RenderOptions, render_context
+from freemem.core.apply import DEFAULT_TEXT_MARKER
+from freemem.core.cleaner import Cleaner, Proposal
+from freemem.core.errors import ConfigError
+from freemem.core.rendering import RenderOptions, render_context
 from tests.test_invariants import WORDS, check_invariants, commands_for, protections, transcripts
 
 LOOP = "Let me recompute: 17 * 23 = 391, so the product is 391. "

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from freemem import FreeMemory
-from freemem.cleaners.base import Cleaner, Proposal
-from freemem.commands import Command
-from freemem.context import Context
-from freemem.errors import ConfigError
+from freemem.core.cleaner import Cleaner, Proposal
+from freemem.core.commands import Command
+from freemem.core.context import Context
+from freemem.core.errors import ConfigError
 
 
 def transcript() -> list[dict[str, Any]]:

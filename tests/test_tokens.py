@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from freemem import tokens
-from freemem.errors import ConfigError, TokenizerError
+from freemem.core.errors import ConfigError, TokenizerError
 from freemem.tokens import (
     ApproxCounter,
     CachedCounter,

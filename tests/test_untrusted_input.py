@@ -30,7 +30,7 @@ from freemem import (
     pairing_violations,
     restore_messages,
 )
-from freemem.archive import restore_event
+from freemem.core.archive import restore_event
 
 # ------------------------------------------------------------------------------------------- helpers
 

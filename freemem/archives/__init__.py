@@ -6,7 +6,7 @@
   ``freemem.redis.RedisArchive`` / ``AsyncRedisArchive`` -- Redis;
 * :func:`persist_event` / :func:`apersist_event` -- record a cleaning event, fail closed for the edit.
 
-Restoring itself (spans and folds back into text or messages) is the core's :mod:`freemem.archive`.
+Restoring itself (spans and folds back into text or messages) is the core's :mod:`freemem.core.archive`.
 """
 
 from freemem.archives.base import (

@@ -1,6 +1,6 @@
 """The archive contract: what freemem needs of a store of cleaning events, sync and async.
 
-An archive keeps every cleaning event (:meth:`freemem.ledger.CleanEvent.to_dict` with ``spans=True``: the
+An archive keeps every cleaning event (:meth:`freemem.core.ledger.CleanEvent.to_dict` with ``spans=True``: the
 removed spans' original text and the folded messages whole) per thread, so a thread can be shown, audited,
 paged back in (the ``recall`` tool) and restored exactly. :class:`Archive` is the sync contract,
 :class:`AsyncArchive` its ``a``-prefixed twin; implementations:
@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from freemem.archive import ArchiveMismatch, event_spans, find_refs, restore_event
-from freemem.errors import FormatError
+from freemem.core.archive import ArchiveMismatch, event_spans, find_refs, restore_event
+from freemem.core.errors import FormatError
 
 __all__ = [
     "DEFAULT_THREAD",
@@ -163,7 +163,7 @@ class BaseArchive:
                 mark: bool = True) -> Restored:
         """Undo one event (or every unrestored one, newest first) on ``messages`` and, when ``mark``, mark them
         restored. A named event already restored is left alone. ``KeyError`` for an unknown event,
-        :class:`~freemem.archive.ArchiveMismatch` when the messages no longer hold an event's markers."""
+        :class:`~freemem.core.archive.ArchiveMismatch` when the messages no longer hold an event's markers."""
         events = ([self.get_event(thread_id, event_id)] if event_id  # type: ignore[attr-defined]
                   else self.events(thread_id))  # type: ignore[attr-defined]
         if event_id and events[0]["restored_at"] is not None:
@@ -219,7 +219,7 @@ class BaseArchive:
 
 def event_time(created_at: Any) -> float:
     """Epoch seconds of an event's ``created_at`` (epoch seconds or an ISO 8601 string; naive means UTC), the
-    order every archive lists events in; :class:`~freemem.errors.FormatError` for anything else."""
+    order every archive lists events in; :class:`~freemem.core.errors.FormatError` for anything else."""
     if isinstance(created_at, bool):
         raise FormatError(f"created_at must be epoch seconds or ISO 8601, got {created_at!r}")
     if isinstance(created_at, (int, float)):
@@ -238,7 +238,7 @@ def event_time(created_at: Any) -> float:
 def prepare_event(event: Any) -> tuple[dict[str, Any], float]:
     """What every archive's ``record`` stores: a copy of ``event`` with its ``id`` (a new uuid when it has
     none) and ``created_at`` (now when it has none), and that time in epoch seconds (what listings order by).
-    :class:`~freemem.errors.FormatError` for an event that is not a mapping or a time that is not one."""
+    :class:`~freemem.core.errors.FormatError` for an event that is not a mapping or a time that is not one."""
     if not isinstance(event, Mapping):
         raise FormatError(f"an archive event is a dict, got {type(event).__name__}")
     stored = dict(event)
@@ -249,7 +249,7 @@ def prepare_event(event: Any) -> tuple[dict[str, Any], float]:
 
 
 def dump_event(value: Any) -> bytes:
-    """``value`` as compact JSON; :class:`~freemem.errors.FormatError` when it is not JSON-plain (every archive
+    """``value`` as compact JSON; :class:`~freemem.core.errors.FormatError` when it is not JSON-plain (every archive
     stores events as JSON, so what one accepts every one accepts)."""
     try:
         return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
@@ -305,7 +305,7 @@ def _failed(exc: Exception, thread_id: str) -> ArchiveFailure:
 
 
 def persist_event(archive: Archive | None, thread_id: str | None, event: Any) -> ArchiveFailure | None:
-    """Record ``event`` (a :class:`~freemem.ledger.CleanEvent` or its dict) under ``thread_id`` (default
+    """Record ``event`` (a :class:`~freemem.core.ledger.CleanEvent` or its dict) under ``thread_id`` (default
     :data:`DEFAULT_THREAD`). Fail closed: ``None`` when it is stored (or there is no archive); otherwise a warning,
     a log line and the :class:`ArchiveFailure` -- the caller then keeps none of the edit (its removed text
     would be stored nowhere) and goes on."""

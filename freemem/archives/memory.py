@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from freemem.archive import summarize_event
 from freemem.archives.base import BaseArchive, dump_event, event_time, prepare_event
+from freemem.core.archive import summarize_event
 
 __all__ = ["InMemoryArchive"]
 
@@ -20,7 +20,7 @@ T = TypeVar("T")
 class InMemoryArchive(BaseArchive):
     """An :class:`~freemem.archives.Archive` (and :class:`~freemem.archives.AsyncArchive`) in process memory.
     Events are copied in as JSON (as every archive stores them), so later changes to the caller's objects do
-    not reach them and an event that is not JSON-plain is refused (:class:`~freemem.errors.FormatError`).
+    not reach them and an event that is not JSON-plain is refused (:class:`~freemem.core.errors.FormatError`).
 
     Args:
         max_events: per thread; the oldest events go first past it (they can no longer be restored).

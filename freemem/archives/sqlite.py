@@ -18,9 +18,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from freemem.archive import summarize_event
 from freemem.archives.base import BaseArchive, dump_event, prepare_event
-from freemem.errors import StoreError
+from freemem.core.archive import summarize_event
+from freemem.core.errors import StoreError
 
 __all__ = ["SqliteArchive"]
 

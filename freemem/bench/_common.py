@@ -19,15 +19,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from freemem.errors import ConfigError
-from freemem.io import dumps_json, write_text_atomic
+from freemem.core.errors import ConfigError
+from freemem.core.io import dumps_json, write_text_atomic
 from freemem.tokens import CachedCounter, cached_counter
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
     from rich.progress import Progress
 
-    from freemem.cleaners.base import Cleaner
+    from freemem.core.cleaner import Cleaner
 
 __all__ = [
     "MODEL_CLEANERS",
@@ -419,7 +419,7 @@ def pyplot() -> Any:
 
 def save_figure(fig: Any, path: str | os.PathLike[str]) -> None:
     """Save ``fig`` as a PNG (creating the folder) and close it."""
-    from freemem.io import atomic_path
+    from freemem.core.io import atomic_path
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as staged:  # a failed save never leaves half a PNG where the last one was

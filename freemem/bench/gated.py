@@ -42,7 +42,7 @@ from freemem.bench._common import (
     resolve_data,
     share,
 )
-from freemem.errors import ConfigError, FormatError
+from freemem.core.errors import ConfigError, FormatError
 
 __all__ = ["MODES", "OracleMemoryAgent", "Question", "add_arguments", "load_questions", "run"]
 

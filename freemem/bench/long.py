@@ -73,7 +73,7 @@ from freemem.bench.sessions import (
     tool_session,
 )
 from freemem.bench.transcripts import MIN_REFERENCE_CHARS, TrimPolicy, message_pieces, reference_strings
-from freemem.errors import ConfigError
+from freemem.core.errors import ConfigError
 from freemem.memory import FreeMemory
 from freemem.tokens import get_counter
 

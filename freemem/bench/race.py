@@ -102,7 +102,7 @@ def run_turns(graph: Any, thread: str, who: str, turns: int, *, around: Any = No
 
 def check_head(saver: Any, thread: str, acked: list[str]) -> dict[str, Any]:
     """What the thread's newest checkpoint keeps of the acknowledged turns, and its forks."""
-    from freemem.pairing import pairing_violations
+    from freemem.core.pairing import pairing_violations
 
     config = {"configurable": {"thread_id": thread}}
     tup = saver.get_tuple(config)
@@ -234,7 +234,7 @@ def _redis_url(args: argparse.Namespace, directory: Path) -> Iterator[str]:
         yield args.redis_url
         return
     from freemem.bench._redis8 import throwaway_redis
-    from freemem.errors import ConfigError
+    from freemem.core.errors import ConfigError
 
     if not args.redis_server:
         raise ConfigError("redis-server not found (apt-get install redis-server, or pass --redis-url)")
@@ -246,7 +246,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from rich.console import Console
     from rich.table import Table
 
-    from freemem.errors import ConfigError
+    from freemem.core.errors import ConfigError
 
     kinds = [k.strip() for k in args.savers.split(",") if k.strip()]
     unknown = [k for k in kinds if k not in SAVERS]

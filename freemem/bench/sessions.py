@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from freemem.bench.transcripts import MIN_REFERENCE_CHARS, load_trajectories
-from freemem.errors import FormatError
+from freemem.core.errors import FormatError
 
 __all__ = [
     "Probe",

@@ -204,7 +204,7 @@ async def _micro(name: str, saver: Any, *, is_async: bool, args: argparse.Namesp
 def _core_redis(binary: str | None, directory: Path) -> Iterator[str]:
     """A throwaway core redis-server on a free loopback port (no persistence); yields its URL."""
     from freemem.bench._redis8 import throwaway_redis
-    from freemem.errors import ConfigError
+    from freemem.core.errors import ConfigError
 
     if not binary:
         raise ConfigError("redis-server not found (apt-get install redis-server, or pass --redis-server PATH)")

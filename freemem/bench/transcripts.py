@@ -1,6 +1,6 @@
 """``freemem bench transcripts``: what pruning keeps and what it frees on recorded tool-use trajectories.
 
-Each recorded trajectory (OpenHands, tau-bench, or any OpenAI-format transcript file :func:`freemem.io.read_document`
+Each recorded trajectory (OpenHands, tau-bench, or any OpenAI-format transcript file :func:`freemem.core.io.read_document`
 reads) is replayed message by message. Before every assistant message, each policy builds the context it would
 send to the model under the same token budget:
 
@@ -58,12 +58,13 @@ from freemem.bench._common import (
     save_figure,
     time_summary,
 )
-from freemem.context import Context, message_views
-from freemem.errors import ConfigError, FormatError
-from freemem.io import read_document
+from freemem.core.context import Context
+from freemem.core.errors import ConfigError, FormatError
+from freemem.core.io import read_document
+from freemem.core.pairing import pairing_violations
+from freemem.core.prompt_cache import PRICE_MODELS, CacheMeter, PriceModel, get_price_model, message_keys
+from freemem.core.views import message_views
 from freemem.memory import MESSAGE_OVERHEAD_TOKENS, FreeMemory
-from freemem.pairing import pairing_violations
-from freemem.prompt_cache import PRICE_MODELS, CacheMeter, PriceModel, get_price_model, message_keys
 from freemem.tokens import CachedCounter
 
 __all__ = [
@@ -405,7 +406,7 @@ class PolicyRun:
     #: Over-budget turns where the protected part (plus one marker per editable field) alone is over it:
     #: ``{"turn", "tokens", "floor": {part: tokens, ..., "total": n}}``.
     floor_over: list[dict[str, Any]] = field(default_factory=list)
-    #: Per price model: the tokens of each request served from the prompt cache (see :mod:`freemem.prompt_cache`).
+    #: Per price model: the tokens of each request served from the prompt cache (see :mod:`freemem.core.prompt_cache`).
     cached: dict[str, list[int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -472,7 +473,7 @@ def replay(trajectory: Trajectory, policies: Sequence[Policy], *, budget: int, c
     """Replay one trajectory through every policy; per-turn figures per policy.
 
     With ``prices``, each policy's requests also go through one prompt cache per price model
-    (:class:`~freemem.prompt_cache.CacheMeter`: a request's cached prefix is the run of leading messages
+    (:class:`~freemem.core.prompt_cache.CacheMeter`: a request's cached prefix is the run of leading messages
     identical to the policy's previous request's); the recordings carry no timestamps, so the cache never
     expires between turns."""
     measurer = FreeMemory(counter=counter, every_tokens=None, on_loop=False)

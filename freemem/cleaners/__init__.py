@@ -12,8 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from freemem.cleaners.base import Cleaner, Proposal
 from freemem.cleaners.heuristic import HeuristicCleaner
+from freemem.core.cleaner import Cleaner, Proposal
 
 _LAZY = {"FreeModuleCleaner": "free_module", "Endpoint": "http", "CircuitBreaker": "http",
          "PromptedCleaner": "prompted"}

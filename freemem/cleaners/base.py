@@ -1,7 +1,7 @@
 """The cleaner protocol: look at a :class:`~freemem.Context`, propose deletion commands.
 
 Cleaners only *propose*; :func:`freemem.apply_commands` decides what is safe. A cleaner that cannot answer
-raises :class:`~freemem.errors.CleanerError`; callers skip the round (fail open for the agent, closed for
+raises :class:`~freemem.core.errors.CleanerError`; callers skip the round (fail open for the agent, closed for
 the edit).
 """
 
@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from freemem.apply import RepeatedMode
-    from freemem.commands import Command
-    from freemem.context import Context
-    from freemem.rendering import RenderedContext
+    from freemem.core.apply import RepeatedMode
+    from freemem.core.commands import Command
+    from freemem.core.context import Context
+    from freemem.core.rendering import RenderedContext
 
 __all__ = ["Cleaner", "Proposal"]
 

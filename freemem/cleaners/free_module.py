@@ -3,7 +3,7 @@
 SGLang is the first target (``--enable-lora --lora-paths free=<adapter>``; the adapter is chosen per request),
 vLLM (``--enable-lora --lora-modules free=<adapter>``) and llama.cpp servers work the same way. The cleaner
 renders a versioned prompt template around the context, asks for JSON commands (schema-constrained when the
-server supports it), and parses the answer with :func:`freemem.commands.parse_commands`.
+server supports it), and parses the answer with :func:`freemem.core.commands.parse_commands`.
 
 Works by default against every server: ``structured_output="auto"`` (the default) sends OpenAI's
 ``json_schema`` form (SGLang, vLLM, llama.cpp's llama-server) and, when a server refuses that form as invalid
@@ -13,12 +13,12 @@ form per endpoint (:attr:`FreeModuleCleaner.structured_output_in_use`).
 
 Failure semantics: an answer that holds no usable commands is *not* an error — it gives a :class:`Proposal`
 with no commands and ``note`` saying why. A request the server refuses as invalid (a validation answer, see
-:mod:`freemem.cleaners.refusals`) raises :class:`~freemem.errors.CleanerConfigError` at once: one line, with a
+:mod:`freemem.cleaners.refusals`) raises :class:`~freemem.core.errors.CleanerConfigError` at once: one line, with a
 hint, never retried, no mark against the endpoint. A server that cannot be reached, times out or keeps failing
-raises a :class:`~freemem.errors.CleanerError` subclass after bounded retries across the configured endpoints
+raises a :class:`~freemem.core.errors.CleanerError` subclass after bounded retries across the configured endpoints
 (a request that timed out is not re-sent to the same endpoint: the server is most likely still computing it,
 and a retry would queue behind it); a per-endpoint circuit breaker makes later calls fail at once
-(:class:`~freemem.errors.CleanerUnavailable`) while every endpoint is known to be down. Skipping the round is
+(:class:`~freemem.core.errors.CleanerUnavailable`) while every endpoint is known to be down. Skipping the round is
 the caller's job (fail open).
 
 Timeouts fit CPU serving by default: a 1.5B model on 2 CPU cores takes minutes per call on a few thousand
@@ -38,8 +38,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import openai
 
-from freemem.apply import REPEATED_MODES, RepeatedMode
-from freemem.cleaners.base import Cleaner, Proposal
 from freemem.cleaners.http import (
     HANDLERS,
     Attempts,
@@ -52,14 +50,16 @@ from freemem.cleaners.http import (
     short_error,
 )
 from freemem.cleaners.refusals import refusal_of
-from freemem.commands import COMMANDS_JSON_SCHEMA, parse_commands
+from freemem.core.apply import REPEATED_MODES, RepeatedMode
+from freemem.core.cleaner import Cleaner, Proposal
+from freemem.core.commands import COMMANDS_JSON_SCHEMA, parse_commands
+from freemem.core.errors import CleanerConfigError, CleanerError, ConfigError
+from freemem.core.rendering import RenderedContext, RenderOptions, prompt_text
 from freemem.driving import adrive, drive
-from freemem.errors import CleanerConfigError, CleanerError, ConfigError
 from freemem.prompts import PromptTemplate, load_template
-from freemem.rendering import RenderedContext, RenderOptions, prompt_text
 
 if TYPE_CHECKING:
-    from freemem.context import Context
+    from freemem.core.context import Context
 
 __all__ = [
     "AdapterMode",
@@ -96,7 +96,7 @@ logger = logging.getLogger("freemem")
 def commands_schema(
     *, max_commands: int | None = None, min_commands: int = 0, max_anchor_chars: int | None = None
 ) -> dict[str, Any]:
-    """:data:`~freemem.commands.COMMANDS_JSON_SCHEMA`, optionally bounded.
+    """:data:`~freemem.core.commands.COMMANDS_JSON_SCHEMA`, optionally bounded.
 
     Bounds keep grammar-constrained output finite: a weak model can otherwise fill ``max_tokens`` with one
     endless anchor and leave truncated JSON.
@@ -157,16 +157,16 @@ class FreeModuleCleaner(Cleaner):
             default ``free_module_v2`` shows protected parts tagged and explains them; ``free_module_v1`` (the
             context's own text) stays available, and a released adapter's training format can be matched
             with your own file.
-        render: how the context is shown to the model (:mod:`freemem.rendering`): ``"auto"`` (what the
+        render: how the context is shown to the model (:mod:`freemem.core.rendering`): ``"auto"`` (what the
             template declares), ``"raw"`` (the context's own text), ``"mark"``, ``"elide"`` or
-            :class:`~freemem.rendering.RenderOptions`. Anchors are located in what the model was shown.
+            :class:`~freemem.core.rendering.RenderOptions`. Anchors are located in what the model was shown.
         repeated: what a prefix that occurs more than once means when the commands are applied
-            (:data:`~freemem.apply.RepeatedMode`): ``"all"`` (the default, as the Free()LM paper's
+            (:data:`~freemem.core.apply.RepeatedMode`): ``"all"`` (the default, as the Free()LM paper's
             substitution of ``prefix.*?suffix`` and its adapters' training: every match is removed),
             ``"first"``, or ``"reject"`` (freemem's stricter rule before v2: the prefix must occur once).
         structured_output: how output is constrained, see :data:`StructuredOutput` (``auto``: detected per
             endpoint, see :attr:`structured_output_in_use`).
-        json_schema: the schema for constrained output (default :data:`~freemem.commands.COMMANDS_JSON_SCHEMA`;
+        json_schema: the schema for constrained output (default :data:`~freemem.core.commands.COMMANDS_JSON_SCHEMA`;
             :func:`commands_schema` builds bounded variants).
         api: ``chat`` (chat template applied by the server) or ``completions`` (the template rendered as one
             raw prompt: for adapters trained on raw prompt/completion pairs).

@@ -15,7 +15,7 @@ tool-using agents pile up:
   answer lines and the most recent reasoning stay.
 
 It emits ordinary :class:`~freemem.Command` objects with anchors verified against the context
-(:class:`~freemem.anchors.AnchorMaker`), so :func:`~freemem.apply_commands` accepts them as they are.
+(:class:`~freemem.core.anchors.AnchorMaker`), so :func:`~freemem.apply_commands` accepts them as they are.
 """
 
 from __future__ import annotations
@@ -27,11 +27,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from freemem.anchors import AnchorMaker
-from freemem.cleaners.base import Cleaner, Proposal
-from freemem.commands import Command
-from freemem.context import MESSAGE_OVERHEAD_TOKENS, Context, Region, counted_texts, parse_arg_field
-from freemem.loops import CHAR_LOOP, loop_runs, unit_key, units
+from freemem.core.anchors import AnchorMaker
+from freemem.core.cleaner import Cleaner, Proposal
+from freemem.core.commands import Command
+from freemem.core.context import Context, Region
+from freemem.core.json_args import parse_arg_field
+from freemem.core.loops import CHAR_LOOP, loop_runs, unit_key, units
+from freemem.core.views import MESSAGE_OVERHEAD_TOKENS, counted_texts
 
 __all__ = ["HeuristicCleaner"]
 

@@ -28,8 +28,8 @@ from urllib.parse import urlsplit
 
 import openai
 
+from freemem.core.errors import CleanerError, CleanerTimeout, CleanerUnavailable, ConfigError
 from freemem.driving import SLEEP_HANDLERS, Sleep
-from freemem.errors import CleanerError, CleanerTimeout, CleanerUnavailable, ConfigError
 
 __all__ = [
     "HANDLERS",

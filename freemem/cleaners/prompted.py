@@ -2,7 +2,7 @@
 
 No adapter and no special server: the prompt (a versioned :class:`~freemem.prompts.PromptTemplate`, by default
 ``prompted_v2``) tells a general model what to delete and how to answer; the answer is parsed with the same
-forgiving :func:`~freemem.commands.parse_commands` as the Free-Module's. The Free()LM paper found such prompting
+forgiving :func:`~freemem.core.commands.parse_commands` as the Free-Module's. The Free()LM paper found such prompting
 weaker than the trained adapter (it tends to cut anchors the reasoning still needs), which is why
 :func:`freemem.apply_commands` checks every command anyway.
 """
@@ -16,20 +16,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from freemem.apply import REPEATED_MODES, RepeatedMode
-from freemem.cleaners.base import Cleaner, Proposal
-from freemem.commands import parse_commands
 from freemem.cleaners.refusals import refusal_of
+from freemem.core.apply import REPEATED_MODES, RepeatedMode
+from freemem.core.cleaner import Cleaner, Proposal
+from freemem.core.commands import parse_commands
+from freemem.core.errors import CleanerConfigError, CleanerError, CleanerTimeout, ConfigError
+from freemem.core.rendering import RenderedContext, RenderOptions, prompt_text
 from freemem.messages import answer_text, model_usage
-from freemem.errors import CleanerConfigError, CleanerError, CleanerTimeout, ConfigError
 from freemem.prompts import PromptTemplate, load_template
-from freemem.rendering import RenderedContext, RenderOptions, prompt_text
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
     from langchain_core.messages import BaseMessage
 
-    from freemem.context import Context
+    from freemem.core.context import Context
 
 __all__ = ["PromptedCleaner"]
 
@@ -46,19 +46,19 @@ class PromptedCleaner(Cleaner):
             (temperature, max tokens, retries, timeout) apply; pass a configured instance.
         template: a :class:`~freemem.prompts.PromptTemplate`, a built-in name or a template file path
             (default ``prompted_v2``; ``prompted_v1`` stays available).
-        render: how the context is shown to the model (:mod:`freemem.rendering`): ``"auto"`` (what the
-            template declares), ``"raw"``, ``"mark"``, ``"elide"`` or :class:`~freemem.rendering.RenderOptions`.
+        render: how the context is shown to the model (:mod:`freemem.core.rendering`): ``"auto"`` (what the
+            template declares), ``"raw"``, ``"mark"``, ``"elide"`` or :class:`~freemem.core.rendering.RenderOptions`.
         repeated: what a repeated prefix means when the commands are applied: ``"all"`` (every match is
             removed, the Free()LM semantics; the default), ``"first"`` or ``"reject"``.
-        timeout: seconds :meth:`apropose` waits before raising :class:`~freemem.errors.CleanerTimeout`. The sync
+        timeout: seconds :meth:`apropose` waits before raising :class:`~freemem.core.errors.CleanerTimeout`. The sync
             :meth:`propose` cannot interrupt a blocking call: give the model its own timeout for that path.
         invoke_kwargs: extra keyword arguments for ``invoke``/``ainvoke`` (e.g. ``{"config": {...}}``).
         name: the name recorded in ledger events (default ``"prompted"``).
 
-    Any exception from the model becomes a :class:`~freemem.errors.CleanerError` (timeouts a
-    :class:`~freemem.errors.CleanerTimeout`; a request the model's server refuses as invalid -- an HTTP
+    Any exception from the model becomes a :class:`~freemem.core.errors.CleanerError` (timeouts a
+    :class:`~freemem.core.errors.CleanerTimeout`; a request the model's server refuses as invalid -- an HTTP
     validation answer, see :mod:`freemem.cleaners.refusals` -- a one-line
-    :class:`~freemem.errors.CleanerConfigError` with a hint); an answer without usable commands gives a
+    :class:`~freemem.core.errors.CleanerConfigError` with a hint); an answer without usable commands gives a
     :class:`Proposal` with no commands and a ``note``.
 
     For a local OpenAI-compatible server on CPUs, give the chat model a timeout that fits (minutes: see

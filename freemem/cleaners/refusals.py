@@ -3,7 +3,7 @@
 A refusal is a validation answer: HTTP 400/404/405/413/415/422, or a 5xx whose body is a validation report —
 llama-cpp-python's server answers an unknown ``response_format`` with HTTP 500 and a pydantic error list
 (``Input should be 'text' or 'json_object'``). Retrying a refusal cannot help and the endpoint is healthy, so
-the model cleaners raise :class:`~freemem.errors.CleanerConfigError` at once, with a one-line message and a
+the model cleaners raise :class:`~freemem.core.errors.CleanerConfigError` at once, with a one-line message and a
 hint, instead of retrying it as transient and opening the circuit breaker.
 
 Duck-typed on ``status_code`` plus ``body``/``message``/``response`` (the ``openai`` SDK's ``APIStatusError``

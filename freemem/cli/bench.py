@@ -7,7 +7,7 @@ import argparse
 import importlib
 from typing import Any
 
-from freemem.io import dumps_json, write_text_atomic
+from freemem.core.io import dumps_json, write_text_atomic
 
 __all__ = ["BENCHMARKS", "add_arguments", "run"]
 
@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from freemem.errors import ConfigError
+    from freemem.core.errors import ConfigError
 
     if getattr(args, "_missing", None):
         raise ConfigError(f"benchmark {args._missing!r} is not available in this build")

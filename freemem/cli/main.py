@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from freemem.errors import FreememError
+from freemem.core.errors import FreememError
 
 __all__ = ["main"]
 

@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from freemem.errors import ConfigError, StoreError
+from freemem.core.errors import ConfigError, StoreError
 
 if TYPE_CHECKING:
     from rich.console import Console

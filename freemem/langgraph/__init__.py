@@ -32,8 +32,8 @@ from freemem.langgraph._core import (
     bounded_ledger,
 )
 from freemem.langgraph.middleware import FreeMemoryAgentState, FreeMemoryMiddleware
-from freemem.langgraph.recall import RECALL_TOOL_NAME, recall_tool
 from freemem.langgraph.node import FreeNode, free_node, pre_model_hook, route_to_clean, should_clean
+from freemem.langgraph.recall import RECALL_TOOL_NAME, recall_tool
 from freemem.langgraph.threads import ThreadView, arestore_thread, ashow_thread, restore_thread, show_thread
 from freemem.langgraph.wrap import messages_update, wrap
 

@@ -3,7 +3,7 @@
 :class:`CleanStep` runs a trigger check on a message list and, when a trigger fires, a cleaning round, and turns
 the result into a LangGraph state update that *persists* the pruned messages: edited messages are returned
 with their original ids, so the ``add_messages`` reducer replaces them in place. Deletion rounds never remove a
-message; a *fold* does (:mod:`freemem.folding`): then, and when some messages in state have no id (a custom
+message; a *fold* does (:mod:`freemem.core.folding`): then, and when some messages in state have no id (a custom
 reducer that does not assign them), the update rewrites the list whole (``RemoveMessage(REMOVE_ALL_MESSAGES)``
 followed by every message, ids unchanged): ``add_messages`` would append the fold message's new id at the end
 instead of where the folded messages were.
@@ -35,8 +35,8 @@ from typing_extensions import NotRequired, TypedDict
 
 import freemem.lc  # noqa: F401 - registers the LangChain reviver: folds in graph state restore exactly
 from freemem.archives import ArchiveFailure, apersist_event, persist_event
-from freemem.messages import newest_text
 from freemem.memory import CleanResult
+from freemem.messages import newest_text
 from freemem.policy import MemoryPolicy
 
 __all__ = [

@@ -11,7 +11,7 @@ from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
-from freemem.errors import ConfigError
+from freemem.core.errors import ConfigError
 from freemem.langgraph.steps import PolicyGraph, steps_node
 from freemem.policies.gated import GatedReaderSteps, ReaderState, ReadResult
 

@@ -26,7 +26,7 @@ from langchain.agents.middleware.types import AgentMiddleware, AgentState, OmitF
 from langgraph.runtime import Runtime
 from typing_extensions import NotRequired
 
-from freemem.langgraph._core import CleanStep, StepStats, _last_value, latest_time, bounded_ledger, thread_id_of
+from freemem.langgraph._core import CleanStep, StepStats, _last_value, bounded_ledger, latest_time, thread_id_of
 from freemem.langgraph.recall import recall_tool
 from freemem.memory import FreeMemory
 from freemem.policy import MemoryPolicy

@@ -26,7 +26,7 @@ from typing import Any
 from langchain_core.runnables import RunnableLambda
 from langgraph.graph import END, START, StateGraph
 
-from freemem.errors import ConfigError
+from freemem.core.errors import ConfigError
 from freemem.langgraph.steps import PolicyGraph
 from freemem.policies.reasoner import (
     QWEN3_THINKING_PROMPT,

@@ -24,10 +24,9 @@ import asyncio
 from langchain_core.tools import BaseTool, StructuredTool
 from pydantic import BaseModel, Field
 
-from freemem.archive import normalize_ref
-from freemem.errors import ConfigError
+from freemem.core.archive import normalize_ref
+from freemem.core.errors import ConfigError
 from freemem.langgraph._core import thread_id_of
-from freemem.memory import FreeMemory
 from freemem.policy import MemoryPolicy
 
 __all__ = ["RECALL_TOOL_NAME", "recall_tool", "recall_text"]
@@ -68,8 +67,8 @@ def recall_tool(memory: MemoryPolicy, *, page_chars: int = 4000, name: str = REC
     """A LangChain tool that pages archived text back in for the running thread (sync and async).
 
     Args:
-        memory: the engine whose ``archive`` holds the thread's events (an :class:`~freemem.archive.Archive`
-            with ``find``/``afind``, e.g. :class:`~freemem.archive.InMemoryArchive` or ``RedisArchive``).
+        memory: the engine whose ``archive`` holds the thread's events (an :class:`~freemem.core.archive.Archive`
+            with ``find``/``afind``, e.g. :class:`~freemem.core.archive.InMemoryArchive` or ``RedisArchive``).
         page_chars: the most characters one call returns.
         name: the tool's name.
         thread_id: a fixed thread (default: the running graph's ``thread_id``, or ``"default"`` as the

@@ -30,11 +30,11 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
 from langgraph.checkpoint.base.id import uuid6
 
-from freemem.archive import event_refs
 from freemem.archives import Archive, AsyncArchive, Restored
-from freemem.context import message_views
+from freemem.core.archive import event_refs
+from freemem.core.errors import StoreError
+from freemem.core.views import message_views
 from freemem.driving import CALL_HANDLERS, Call, adrive, drive
-from freemem.errors import StoreError
 
 __all__ = [
     "ThreadView",
@@ -51,7 +51,7 @@ __all__ = [
     "write_messages",
 ]
 
-#: freemem's default message marker (:data:`freemem.apply.DEFAULT_MESSAGE_MARKER`), naming its span's ref.
+#: freemem's default message marker (:data:`freemem.core.apply.DEFAULT_MESSAGE_MARKER`), naming its span's ref.
 _MARKER = re.compile(r"\[freemem: #([0-9a-f]{8}) \d+ tokens freed\]")
 
 

@@ -35,7 +35,7 @@ from langgraph.managed.base import is_managed_value
 from langgraph.pregel import Pregel
 from typing_extensions import NotRequired, TypedDict
 
-from freemem.errors import ConfigError
+from freemem.core.errors import ConfigError
 from freemem.langgraph._core import LAST_CALL_KEY, LEDGER_KEY, TOKENS_KEY, CleanStep, FreeMemoryFields
 from freemem.langgraph.node import free_node
 from freemem.memory import FreeMemory

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from freemem.context import MESSAGE_OVERHEAD_TOKENS
+from freemem.core.views import MESSAGE_OVERHEAD_TOKENS
 from freemem.tokens import TokenCounter
 
 __all__ = [

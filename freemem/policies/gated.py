@@ -24,7 +24,7 @@ This module is the policy: chunking, parsing, prompts, the gates and the two ste
 ``read`` and ``answer``, each written once as a generator yielding :class:`~freemem.policies.calls.ModelCall`
 requests). The LangGraph graph (``read`` once per chunk, then ``answer``, each step persisted by the
 checkpointer) and the LangChain tool are :class:`freemem.langgraph.gated.GatedReader`. No LangGraph here.
-Every step writes a :class:`~freemem.ledger.CleanEvent` and a :class:`~freemem.policies.calls.CallRecord`
+Every step writes a :class:`~freemem.core.ledger.CleanEvent` and a :class:`~freemem.policies.calls.CallRecord`
 (tokens per call), the step record keeps the memory size, and the result says where the exit happened.
 """
 
@@ -37,8 +37,8 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Annotated, Any, TypedDict
 
-from freemem.errors import ConfigError
-from freemem.ledger import CleanEvent
+from freemem.core.errors import ConfigError
+from freemem.core.ledger import CleanEvent
 from freemem.messages import answer_text, model_usage
 from freemem.policies.calls import CallMetrics, CallRecord, ModelCall, model_handlers, prompt_tokens
 from freemem.tokens import TokenCounter, cached_counter

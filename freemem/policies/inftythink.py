@@ -22,9 +22,9 @@ from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypedDict
 
-from freemem.context import MESSAGE_OVERHEAD_TOKENS
-from freemem.errors import ConfigError
-from freemem.ledger import CleanEvent
+from freemem.core.errors import ConfigError
+from freemem.core.ledger import CleanEvent
+from freemem.core.views import MESSAGE_OVERHEAD_TOKENS
 from freemem.messages import answer_text, hit_length_limit, model_usage
 from freemem.policies.calls import (
     CallMetrics,

@@ -36,9 +36,9 @@ from freemem.cleaners.http import (
     Sleep,
     is_transient,
 )
+from freemem.core.errors import ConfigError, ServeError
+from freemem.core.ledger import CleanEvent
 from freemem.driving import adrive, drive
-from freemem.errors import ConfigError, ServeError
-from freemem.ledger import CleanEvent
 from freemem.memory import CleanResult, FreeMemory
 
 __all__ = [

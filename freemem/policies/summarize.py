@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from freemem.archives import ArchiveFailure, apersist_event, persist_event
-from freemem.context import message_views
-from freemem.digest import FOLD_SUMMARY_SYSTEM, render_for_summary, summary_prompt
+from freemem.core.digest import FOLD_SUMMARY_SYSTEM, render_for_summary, summary_prompt
+from freemem.core.errors import ConfigError
+from freemem.core.folding import FoldRecord, fold_message, new_handle, plain_message
+from freemem.core.ledger import CleanEvent
+from freemem.core.views import message_views
 from freemem.driving import adrive, drive
-from freemem.errors import ConfigError
-from freemem.folding import FoldRecord, fold_message, new_handle, plain_message
-from freemem.ledger import CleanEvent
 from freemem.memory import MESSAGE_OVERHEAD_TOKENS, CleanResult
 from freemem.messages import answer_text, json_message, model_usage
 from freemem.policies.calls import CallRecord, bind_max_tokens, prompt_tokens, tail_tokens
@@ -28,7 +28,7 @@ from freemem.tokens import TokenCounter, cached_counter
 
 __all__ = ["FOLD_SYSTEM", "SUMMARY_PREFIX", "FoldResult", "SummarizeMemory", "archive_record"]
 
-#: The fold instruction, kept under its old name (it lives in :mod:`freemem.digest`; this module's
+#: The fold instruction, kept under its old name (it lives in :mod:`freemem.core.digest`; this module's
 #: ``SUMMARY_SYSTEM`` is InftyThink's segment summary, another prompt).
 FOLD_SYSTEM = FOLD_SUMMARY_SYSTEM
 SUMMARY_PREFIX = "[freemem summary of {n} earlier messages]\n"
@@ -268,8 +268,8 @@ def _is_summary(view: Any) -> bool:
 
 def _summary_message(messages: Sequence[Any], body: str, n: int) -> Any:
     """The summary as a user message, in the same form (dict or LangChain) as the transcript, marked as a fold
-    message (:data:`freemem.context.FOLD_KEY`, id ``freemem-fold-<handle>``): protected from edits, merged by
-    the next fold, and undone exactly from the archive (:func:`freemem.archive.restore_event`)."""
+    message (:data:`freemem.core.context.FOLD_KEY`, id ``freemem-fold-<handle>``): protected from edits, merged by
+    the next fold, and undone exactly from the archive (:func:`freemem.core.archive.restore_event`)."""
     content = SUMMARY_PREFIX.format(n=n) + body
     handle = new_handle()
     like = next((m for m in messages if not isinstance(m, dict) and getattr(m, "type", None) == "human"), None)

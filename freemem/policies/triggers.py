@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from freemem.errors import ConfigError
-from freemem.loops import has_loop
+from freemem.core.errors import ConfigError
+from freemem.core.loops import has_loop
 
 __all__ = ["EveryNTokens", "LoopDetected", "OverBudget", "Trigger", "TriggerState"]
 

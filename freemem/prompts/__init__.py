@@ -8,7 +8,7 @@ in the format it was trained on, which freemem cannot know.
 Built-in versions (every one stays loadable by name):
 
 * ``free_module_v2`` / ``prompted_v2`` (the defaults): the context is shown with its protected parts inside
-  ``<protected>`` ... ``</protected>`` (``render_mode: mark``, see :mod:`freemem.rendering`), worked examples on
+  ``<protected>`` ... ``</protected>`` (``render_mode: mark``, see :mod:`freemem.core.rendering`), worked examples on
   real text as earlier chat turns, and every match of a command removed (``repeated="all"``);
 * ``free_module_v1`` / ``prompted_v1``: the context's own text (``render_mode: raw``), as before.
 
@@ -43,8 +43,8 @@ from importlib import resources
 from pathlib import Path
 from typing import ClassVar
 
-from freemem.errors import ConfigError
-from freemem.rendering import RENDER_MODES
+from freemem.core.errors import ConfigError
+from freemem.core.rendering import RENDER_MODES
 
 __all__ = ["PromptTemplate", "builtin_templates", "load_template"]
 
@@ -67,7 +67,7 @@ class PromptTemplate:
     user: str
     system: str | None = None
     description: str = ""
-    #: How the context is rendered into ``{context}`` (:data:`~freemem.rendering.RENDER_MODES`): ``raw``
+    #: How the context is rendered into ``{context}`` (:data:`~freemem.core.rendering.RENDER_MODES`): ``raw``
     #: (its own text), ``mark`` (protected parts tagged) or ``elide`` (protected parts replaced by a note).
     render_mode: str = "raw"
     #: Worked examples: ``(user, assistant)`` turns sent before the real user message (none by default).

@@ -11,7 +11,7 @@ tag, so it works on a cluster) holding its owner token (host, PID and a per-save
   with that read, so a plain ``graph.invoke`` takes it before it sees the state it builds on -- and by any
   write made without it. A writer that finds it held waits (blocked on a wake list, woken by a release, or
   retrying when the holder's lease expires) up to ``lease_wait`` seconds, then fails with a
-  :class:`~freemem.errors.StoreError` naming the thread and the holder;
+  :class:`~freemem.core.errors.StoreError` naming the thread and the holder;
 * **renewed** by every read and write of the holder, inside the write's own transaction;
 * **checked** by every write (the same script that writes): a writer whose lease was taken by another, or
   whose lease expired while another writer wrote the thread (its checkpoint's parent is no longer the newest),
@@ -40,7 +40,7 @@ from typing import Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from freemem.errors import ConfigError
+from freemem.core.errors import ConfigError
 from freemem.redis.connection import describe, ensure_binary
 from freemem.redis.keys import KeyLayout
 from freemem.redis.plans import Fence, LeasePolicy, PlanContext, StoragePolicy

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from redis import exceptions as rex
 
-from freemem.errors import StoreError
+from freemem.core.errors import StoreError
 from freemem.redis.protocol import Batch, Emit, Eval, Plan, Scan, translate_error, wire
 
 __all__ = ["AsyncDriver", "SyncDriver"]

@@ -1,13 +1,13 @@
 """The archive of freed spans: every cleaning event with the original text it removed, per thread.
 
-Events are JSON-plain dicts as :meth:`freemem.ledger.CleanEvent.to_dict` writes them with ``spans=True``:
+Events are JSON-plain dicts as :meth:`freemem.core.ledger.CleanEvent.to_dict` writes them with ``spans=True``:
 ``id``, ``created_at``, ``tokens_before``, ``tokens_after``, ... and ``rounds``, one list of removed spans per
 cleaning round (``{message_id, field, original, tokens, marker, pruned_start, ...}``). They live under the
 thread's hash tag next to its checkpoints (see :mod:`freemem.redis.keys`), ordered by ``created_at``; each
 write is one atomic script. Summaries (the event without its spans) are stored apart, so listing a long
 thread's history never moves the removed text.
 
-Restoring is the core's :func:`freemem.archive.restore_event` over the archived spans and folds: :meth:`RedisArchive.restore`
+Restoring is the core's :func:`freemem.core.archive.restore_event` over the archived spans and folds: :meth:`RedisArchive.restore`
 undoes one event or every event not yet restored (newest first) and marks them restored;
 :meth:`RedisArchive.original` rebuilds the unpruned messages without marking anything.
 
@@ -23,12 +23,11 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
-
 import freemem.lc  # noqa: F401 - registers the LangChain reviver for folded messages
-from freemem.archive import find_refs, summarize_event
 from freemem.archives.base import BaseArchive, Restored, dump_event, prepare_event, undo_events
+from freemem.core.archive import find_refs, summarize_event
+from freemem.core.errors import ConfigError, StoreError
 from freemem.lc import revive_message
-from freemem.errors import ConfigError, StoreError
 from freemem.redis import scripts
 from freemem.redis._drivers import AsyncDriver, SyncDriver
 from freemem.redis.connection import async_client, describe, describe_url, ensure_binary, sync_client
@@ -59,7 +58,7 @@ class ArchiveContext:
 
 
 #: The archive's summary of an event (no removed text) and its span lists are the core's, shared with
-#: :class:`freemem.archive.InMemoryArchive`.
+#: :class:`freemem.core.archive.InMemoryArchive`.
 summarize = summarize_event
 
 
@@ -280,7 +279,7 @@ class RedisArchive(_ArchiveShell, BaseArchive):
     ) -> Restored:
         """Undo one event (or all not restored yet) on ``messages`` and, when ``mark``, mark them restored.
 
-        Raises ``KeyError`` for an unknown event and :class:`~freemem.archive.ArchiveMismatch` when the
+        Raises ``KeyError`` for an unknown event and :class:`~freemem.core.archive.ArchiveMismatch` when the
         messages no longer hold an event's markers where the archive says (e.g. a newer event edited them).
         """
         return self._driver.run(restore_plan(self.context, thread_id, messages, event_id, mark=mark))

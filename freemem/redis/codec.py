@@ -16,7 +16,7 @@ from typing import Any
 from langgraph.checkpoint.base import ChannelVersions, PendingWrite
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from freemem.errors import StoreError
+from freemem.core.errors import StoreError
 
 __all__ = [
     "EMPTY_BLOB",
@@ -44,7 +44,7 @@ def pack(*parts: bytes) -> bytes:
 
 
 def unpack(data: bytes) -> list[bytes]:
-    """Invert :func:`pack`; a record that does not parse is a :class:`~freemem.errors.StoreError`."""
+    """Invert :func:`pack`; a record that does not parse is a :class:`~freemem.core.errors.StoreError`."""
     try:
         (n,) = _COUNT.unpack_from(data, 0)
         lengths = struct.unpack_from(f">{n}I", data, 1)

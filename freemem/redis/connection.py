@@ -2,7 +2,7 @@
 
 ``redis://[user:password@]host:port/db`` and ``rediss://`` (TLS) URLs are understood by redis-py itself;
 this module adds freemem's defaults (binary replies, bounded timeouts and retries, so a Redis that is down
-surfaces as :class:`~freemem.errors.StoreConnectionError` within about a second instead of hanging), builds
+surfaces as :class:`~freemem.core.errors.StoreConnectionError` within about a second instead of hanging), builds
 cluster clients on request, and describes a client without its password for error messages.
 """
 
@@ -16,7 +16,7 @@ import redis.asyncio
 import redis.asyncio.cluster
 from redis.backoff import ExponentialWithJitterBackoff
 
-from freemem.errors import ConfigError
+from freemem.core.errors import ConfigError
 
 __all__ = ["async_client", "describe", "describe_url", "ensure_binary", "sync_client"]
 

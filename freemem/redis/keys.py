@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from freemem.errors import ConfigError
+from freemem.core.errors import ConfigError
 
 __all__ = ["KeyLayout", "escape", "unescape"]
 

@@ -17,7 +17,7 @@ from typing import Any, TypeAlias, TypeVar
 
 from redis import exceptions as rex
 
-from freemem.errors import StoreConnectionError, StoreError
+from freemem.core.errors import StoreConnectionError, StoreError
 
 __all__ = ["Batch", "Command", "Emit", "Eval", "LeaseError", "Plan", "Scan", "Script", "translate_error"]
 
@@ -105,7 +105,7 @@ _LEASE_REPLY = "FREEMEM_LEASE "
 
 
 def translate_error(exc: BaseException, where: str) -> StoreError:
-    """Map a redis-py (or socket) error onto freemem's :class:`~freemem.errors.StoreError` hierarchy."""
+    """Map a redis-py (or socket) error onto freemem's :class:`~freemem.core.errors.StoreError` hierarchy."""
     text = str(exc)
     if isinstance(exc, rex.ResponseError) and _LEASE_REPLY in text:
         return LeaseError(text[text.index(_LEASE_REPLY) + len(_LEASE_REPLY):])

@@ -19,7 +19,7 @@ from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import ChannelVersions, Checkpoint, CheckpointMetadata, CheckpointTuple
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from freemem.errors import StoreError
+from freemem.core.errors import StoreError
 from freemem.redis import plans
 from freemem.redis._base import RedisSaverBase
 from freemem.redis._drivers import SyncDriver

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from freemem.errors import ConfigError
+from freemem.core.errors import ConfigError
 from freemem.serving.specs import LaunchPlan, ServeSpec
 
 __all__ = [

@@ -30,9 +30,9 @@ import json
 import re
 import statistics
 import sys
+import tempfile
 import time
 import uuid
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from freemem.cleaners.free_module import FreeModuleCleaner, commands_schema
-from freemem.commands import Command, parse_commands
-from freemem.io import write_text_atomic
+from freemem.core.commands import Command, parse_commands
+from freemem.core.io import write_text_atomic
 
 __all__ = ["RoundTiming", "build_trace", "main", "profile_round"]
 
@@ -136,8 +136,8 @@ def profile_round(
     server_log: Path | None = None,
 ) -> RoundTiming:
     """Measure one cleaning round at ``context_tokens`` (see the module docstring)."""
-    from freemem.apply import apply_commands
-    from freemem.context import Context
+    from freemem.core.apply import apply_commands
+    from freemem.core.context import Context
     from freemem.tokens import Qwen3Counter
 
     counter = Qwen3Counter()

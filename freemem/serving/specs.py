@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from freemem.errors import ConfigError
+from freemem.core.errors import ConfigError
 
 __all__ = ["BACKENDS", "DEFAULT_ADAPTER_NAME", "DEFAULT_PORTS", "AdapterSpec", "Backend", "LaunchPlan", "ServeSpec"]
 

@@ -17,9 +17,9 @@ from freemem.bench import sessions as S
 from freemem.bench._common import bench_counter
 from freemem.bench.transcripts import ReferenceIndex
 from freemem.cli.main import main
+from freemem.core.pairing import pairing_violations
 from freemem.langgraph import LEDGER_MAX_EVENTS
 from freemem.memory import FreeMemory
-from freemem.pairing import pairing_violations
 
 
 def test_text_index_matches_reference_index_on_prefixes() -> None:

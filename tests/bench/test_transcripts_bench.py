@@ -10,7 +10,7 @@ import pytest
 
 from freemem.bench import transcripts as T
 from freemem.bench._common import bench_counter, markdown_table, percentile
-from freemem.errors import ConfigError, FormatError
+from freemem.core.errors import ConfigError, FormatError
 
 
 def _trajectory(n_tools: int = 8, lines: int = 60) -> list[dict[str, Any]]:
@@ -116,7 +116,7 @@ def test_unknown_policy_and_helpers() -> None:
 
 
 def test_cache_priced_input_per_policy() -> None:
-    from freemem.prompt_cache import get_price_model
+    from freemem.core.prompt_cache import get_price_model
 
     counter = bench_counter("approx")
     budget = 2000

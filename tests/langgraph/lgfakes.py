@@ -16,8 +16,8 @@ from langchain_core.tools import tool
 from pydantic import Field
 
 from freemem import FreeMemory
-from freemem.cleaners.base import Cleaner, Proposal
-from freemem.pairing import pairing_violations
+from freemem.core.cleaner import Cleaner, Proposal
+from freemem.core.pairing import pairing_violations
 
 BUDGET = 8000
 

@@ -22,13 +22,13 @@ from lgfakes import (
 )
 
 from freemem import InMemoryArchive
-from freemem.archive import restore_event
-from freemem.folding import FOLD_ID_PREFIX
 from freemem.cleaners.heuristic import HeuristicCleaner
+from freemem.core.archive import restore_event
+from freemem.core.folding import FOLD_ID_PREFIX
 from freemem.langgraph import (
+    LAST_CALL_KEY,
     LEDGER_KEY,
     LEDGER_MAX_EVENTS,
-    LAST_CALL_KEY,
     TOKENS_KEY,
     CleanStep,
     FreeMemoryMiddleware,

@@ -12,11 +12,10 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, MessagesState, StateGraph
 from lgfakes import TOOLS, scripted_model
 
-from freemem import FreeMemory
-from freemem import InMemoryArchive
-from freemem.folding import FOLD_ID_PREFIX
+from freemem import FreeMemory, InMemoryArchive
+from freemem.core.folding import FOLD_ID_PREFIX
+from freemem.core.pairing import pairing_violations
 from freemem.langgraph import FreeMemoryMiddleware, wrap
-from freemem.pairing import pairing_violations
 from freemem.policies import SummarizeMemory
 from freemem.policy import MemoryPolicy
 

@@ -14,13 +14,12 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langgraph.checkpoint.memory import InMemorySaver
 from lgfakes import BUDGET, TOOLS, ScriptedModel, tool_call_message
 
-from freemem import FreeMemory
-from freemem import InMemoryArchive
-from freemem.context import FOLD_KEY
-from freemem.errors import ConfigError
-from freemem.folding import FOLD_ID_PREFIX
+from freemem import FreeMemory, InMemoryArchive
+from freemem.core.errors import ConfigError
+from freemem.core.folding import FOLD_ID_PREFIX
+from freemem.core.pairing import pairing_violations
+from freemem.core.views import FOLD_KEY
 from freemem.langgraph import FreeMemoryMiddleware, recall_tool
-from freemem.pairing import pairing_violations
 
 _HANDLE = re.compile(r'recall\("(f[0-9a-f]{8})"\)')
 _MARKER = re.compile(r"\[freemem: #([0-9a-f]{8}) ")

@@ -14,8 +14,8 @@ from langgraph.graph.message import REMOVE_ALL_MESSAGES
 from langgraph.prebuilt import ToolNode, tools_condition
 from lgfakes import BUDGET, TOOLS, assert_requests_ok, file_listing, make_memory, scripted_model
 
-from freemem.errors import ConfigError
-from freemem.folding import FOLD_ID_PREFIX
+from freemem.core.errors import ConfigError
+from freemem.core.folding import FOLD_ID_PREFIX
 from freemem.langgraph import (
     LEDGER_KEY,
     TOKENS_KEY,

@@ -18,7 +18,7 @@ from policyfakes import (
     paragraphs_doc,
 )
 
-from freemem.errors import ConfigError
+from freemem.core.errors import ConfigError
 from freemem.langgraph.gated import GatedReader
 from freemem.policies.gated import parse_gated_step, split_chunks
 from freemem.tokens import get_counter

@@ -12,11 +12,11 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langgraph.checkpoint.memory import InMemorySaver
 from policyfakes import ScriptedChatModel, cut_off, filler
 
-from freemem.errors import ConfigError
-from freemem.memory import MESSAGE_OVERHEAD_TOKENS
-from freemem.pairing import pairing_violations
 from freemem import InMemoryArchive
+from freemem.core.errors import ConfigError
+from freemem.core.pairing import pairing_violations
 from freemem.langgraph.inftythink import InftyThinker
+from freemem.memory import MESSAGE_OVERHEAD_TOKENS
 from freemem.policies.inftythink import fallback_summary, parse_segment
 from freemem.policies.summarize import SummarizeMemory
 from freemem.tokens import get_counter

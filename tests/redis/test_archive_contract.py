@@ -14,7 +14,7 @@ import pytest
 from freemem import FreeMemory
 from freemem.archives import Archive, AsyncArchive, InMemoryArchive, Restored, SqliteArchive
 from freemem.bench.store import tool_turn
-from freemem.errors import FormatError
+from freemem.core.errors import FormatError
 from freemem.redis import AsyncRedisArchive, RedisArchive
 from tests.redis.helpers import scripted_transcript
 from tests.support.redis_servers import RedisServerProcess
@@ -129,7 +129,7 @@ async def test_restore_original_mark_find_delete(archive: Calls) -> None:
     assert dry.event_ids == []  # thread u has nothing
     span = events[0]["rounds"][0][0]
     marker_ref = span["original"]
-    from freemem.apply import span_ref
+    from freemem.core.apply import span_ref
 
     assert marker_ref in await archive.find("t", span_ref(marker_ref))
     assert await archive.find("t", "deadbeef") == []

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from freemem import FreeMemory
-from freemem.archive import ArchiveMismatch
 from freemem.bench.store import build_graph, tool_turn
 from freemem.cli.main import main
-from freemem.errors import FormatError, StoreError
+from freemem.core.archive import ArchiveMismatch
+from freemem.core.errors import FormatError, StoreError
 from freemem.langgraph import restore_thread, show_thread
 from freemem.redis import AsyncRedisArchive, RedisArchive, RedisSaver
 from tests.redis.helpers import scripted_transcript

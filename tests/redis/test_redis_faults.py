@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from freemem.errors import FreememError, StoreConnectionError
+from freemem.core.errors import FreememError, StoreConnectionError
 from freemem.redis import AsyncRedisSaver, RedisSaver
 from tests.redis.helpers import checkpoint, config, metadata, new_thread, put_chain
 from tests.support.redis_servers import RedisServerProcess, start_server

@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import json
+
 import pytest
 
 from freemem import FreeMemory
 from freemem.bench.store import build_graph
 from freemem.cli.main import main
-from freemem.folding import FOLD_ID_PREFIX
-from freemem.pairing import pairing_violations
+from freemem.core.folding import FOLD_ID_PREFIX
+from freemem.core.pairing import pairing_violations
 from freemem.langgraph import show_thread
 from freemem.redis import RedisArchive, RedisSaver
 from tests.redis.helpers import scripted_transcript

@@ -18,7 +18,7 @@ from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.base import empty_checkpoint
 
 from freemem.bench.race import build_graph, check_head, spawn_writers
-from freemem.errors import ConfigError, StoreError
+from freemem.core.errors import ConfigError, StoreError
 from freemem.redis import AsyncRedisSaver, KeyLayout, LeaseError, RedisSaver
 from tests.support.redis_servers import RedisClusterProcess, RedisServerProcess
 

@@ -11,7 +11,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 from typing_extensions import TypedDict
 
-from freemem.errors import ConfigError
+from freemem.core.errors import ConfigError
 from freemem.redis import RedisSaver
 from tests.redis.helpers import CountingDriver, checkpoint, config, metadata, new_thread, put_chain
 from tests.support.redis_servers import RedisServerProcess

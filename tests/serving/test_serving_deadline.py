@@ -7,7 +7,7 @@ import pytest
 
 from freemem import FreeMemory
 from freemem.cleaners.free_module import DEFAULT_TOTAL_TIMEOUT, FreeModuleCleaner
-from freemem.errors import CleanerTimeout
+from freemem.core.errors import CleanerTimeout
 from tests.serving.stub_openai import StubReply
 
 

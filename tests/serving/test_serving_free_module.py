@@ -7,9 +7,9 @@ import time
 import pytest
 
 from freemem.cleaners.free_module import CircuitBreaker, Endpoint, FreeModuleCleaner, commands_schema
-from freemem.commands import COMMANDS_JSON_SCHEMA, Command
-from freemem.context import Context
-from freemem.errors import CleanerError, CleanerTimeout, CleanerUnavailable, ConfigError
+from freemem.core.commands import COMMANDS_JSON_SCHEMA, Command
+from freemem.core.context import Context
+from freemem.core.errors import CleanerError, CleanerTimeout, CleanerUnavailable, ConfigError
 from tests.serving.stub_openai import StubReply
 
 

@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from freemem.errors import ConfigError, ServeError
+from freemem.core.errors import ConfigError, ServeError
 from freemem.serving.commands import build_plan
 from freemem.serving.launch import add_arguments, run
 from freemem.serving.process import wait_for_health

@@ -10,11 +10,11 @@ import time
 
 import pytest
 
-from freemem.apply import apply_commands
 from freemem.cleaners.free_module import FreeModuleCleaner, commands_schema
-from freemem.commands import parse_commands
-from freemem.context import Context
-from freemem.errors import CleanerError, CleanerUnavailable
+from freemem.core.apply import apply_commands
+from freemem.core.commands import parse_commands
+from freemem.core.context import Context
+from freemem.core.errors import CleanerError, CleanerUnavailable
 
 pytestmark = pytest.mark.llamacpp
 

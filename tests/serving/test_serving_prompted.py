@@ -12,9 +12,9 @@ from langchain_core.language_models.fake_chat_models import FakeListChatModel, G
 from langchain_core.messages import AIMessage
 
 from freemem.cleaners.prompted import PromptedCleaner
-from freemem.commands import Command
-from freemem.context import Context
-from freemem.errors import CleanerError, CleanerTimeout, ConfigError
+from freemem.core.commands import Command
+from freemem.core.context import Context
+from freemem.core.errors import CleanerError, CleanerTimeout, ConfigError
 from freemem.prompts import PromptTemplate, builtin_templates, load_template
 
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 
 from freemem import FreeMemory
-from freemem.apply import apply_commands
 from freemem.cleaners.free_module import FreeModuleCleaner
-from freemem.context import Context
-from freemem.errors import CleanerConfigError
+from freemem.core.apply import apply_commands
+from freemem.core.context import Context
+from freemem.core.errors import CleanerConfigError
 from tests.support.llama_server import LlamaServer, llama_cpp_available, start_llama_server
 
 pytestmark = [pytest.mark.llamacpp, pytest.mark.real_model]
@@ -70,7 +70,7 @@ def test_free_module_defaults_work_and_the_round_is_inspectable(real_server: Lla
     assert all(r["detail"] for r in event.rejected), event.rejected
     assert "\\boxed{24}" in result.text and QUESTION in result.text  # what must stay, stays
     # Re-applying the same answer by hand gives the same outcome: the event describes what happened.
-    from freemem.commands import parse_commands
+    from freemem.core.commands import parse_commands
 
     outcome = apply_commands(Context.from_text(TEXT, question=QUESTION), parse_commands(event.raw).commands)
     assert len(outcome.applied) == event.applied and outcome.text == result.text

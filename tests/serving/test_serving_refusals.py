@@ -18,7 +18,7 @@ from freemem import FreeMemory
 from freemem.cleaners.free_module import DEFAULT_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, FreeModuleCleaner
 from freemem.cleaners.prompted import PromptedCleaner
 from freemem.cleaners.refusals import refusal_of
-from freemem.errors import CleanerConfigError, CleanerError, CleanerTimeout, ConfigError
+from freemem.core.errors import CleanerConfigError, CleanerError, CleanerTimeout, ConfigError
 from tests.serving.stub_openai import StubReply
 
 # What llama-cpp-python's server (0.3.x) answers to response_format {"type": "json_schema", ...}: HTTP 500 with

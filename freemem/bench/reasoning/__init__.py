@@ -11,7 +11,7 @@ Figures:
 
 * **skythought** (``skythought_longcot/raw/*.jsonl``; ``code[0]`` is the trace): tokens freed (share of the
   trace's tokens gone from the final context); on traces that **end in a repetition loop**, the share of *loop
-  tokens* freed; whether the **final answer line** (the last line :func:`freemem.context.answer_line_ranges`
+  tokens* freed; whether the **final answer line** (the last line :func:`freemem.core.context.answer_line_ranges`
   finds: ``\\boxed{...}``, "final answer", "Answer:") survives byte for byte.
 * **thought anchors** (``thought_anchors_r1_chunked_cot/cases.jsonl``): each trace is split into sentence
   chunks with measured counterfactual importance; the share of *high-importance* chunks kept (every character
@@ -25,10 +25,10 @@ Figures:
   the raw answer in ``--json``), and the model call's latency (prefill and decode tokens/s from llama.cpp's own
   timings with ``--server-log``, apply ms). This is issue 13's acceptance measurement of a model cleaner.
 
-**Loop tokens** (defined with :mod:`freemem.loops`): the trace is cut into :func:`~freemem.loops.units`, keyed
-with :func:`~freemem.loops.unit_key`, and :func:`~freemem.loops.loop_runs` (at least 3 copies) gives the
+**Loop tokens** (defined with :mod:`freemem.core.loops`): the trace is cut into :func:`~freemem.core.loops.units`, keyed
+with :func:`~freemem.core.loops.unit_key`, and :func:`~freemem.core.loops.loop_runs` (at least 3 copies) gives the
 repeating runs; the trace *ends in a loop* when a run reaches the last unit (a trailing partial copy aside)
-or a :data:`~freemem.loops.CHAR_LOOP` match inside one line reaches the end. Its loop tokens are the tokens of
+or a :data:`~freemem.core.loops.CHAR_LOOP` match inside one line reaches the end. Its loop tokens are the tokens of
 every copy but the last one — what a perfect cleaner removes while keeping one copy.
 
 Modules: :mod:`~freemem.bench.reasoning.data` (loading), :mod:`~freemem.bench.reasoning.streaming` (cleaning as
@@ -88,7 +88,7 @@ from freemem.bench.reasoning.windows import (
     summarize_windows,
     window_figures,
 )
-from freemem.errors import ConfigError
+from freemem.core.errors import ConfigError
 from freemem.memory import FreeMemory
 from freemem.tokens import CachedCounter
 

@@ -10,7 +10,7 @@ from freemem.bench._common import (
 )
 from freemem.bench.reasoning.data import AnchorCase, Trace
 from freemem.bench.reasoning.streaming import Streamed, removed_runs, tail_loop
-from freemem.context import answer_line_ranges
+from freemem.core.context import answer_line_ranges
 from freemem.tokens import CachedCounter
 
 __all__ = ["anchor_figures", "pct", "summarize_anchors", "summarize_traces", "trace_figures"]

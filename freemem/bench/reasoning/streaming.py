@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from freemem.loops import CHAR_LOOP, loop_runs, unit_key, units
+from freemem.core.loops import CHAR_LOOP, loop_runs, unit_key, units
 from freemem.memory import FreeMemory
 
 __all__ = ["Streamed", "chunk_bounds", "removed_runs", "stream_clean", "tail_loop"]

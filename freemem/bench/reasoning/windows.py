@@ -19,7 +19,7 @@ from freemem.bench._common import (
 from freemem.bench.reasoning.data import Trace, load_traces
 from freemem.bench.reasoning.figures import pct, trace_figures
 from freemem.bench.reasoning.streaming import Streamed, stream_clean, tail_loop
-from freemem.errors import ConfigError
+from freemem.core.errors import ConfigError
 from freemem.memory import FreeMemory
 from freemem.policies.triggers import EveryNTokens
 from freemem.tokens import CachedCounter

@@ -24,7 +24,7 @@ from pathlib import Path
 from freemem.cli.demo.agent import REDIS_PREFIX, DemoResult, run_demo
 from freemem.cli.demo.chart import live_view, plot, summary_table
 from freemem.cli.demo.session import load_session
-from freemem.io import check_destination, write_text_atomic
+from freemem.core.io import check_destination, write_text_atomic
 
 __all__ = ["DemoResult", "add_arguments", "load_session", "run", "run_demo"]
 

@@ -18,7 +18,7 @@ from freemem.cli.demo.session import (
     replay_model,
     scripted,
 )
-from freemem.errors import ConfigError
+from freemem.core.errors import ConfigError
 
 __all__ = ["REDIS_PREFIX", "DemoResult", "checkpointer", "run_demo"]
 
@@ -64,9 +64,9 @@ def run_demo(args: argparse.Namespace, *, on_call: Any = None) -> DemoResult:
     from langchain.agents import create_agent
     from langchain_core.messages import HumanMessage
 
+    from freemem.core.pairing import pairing_violations
     from freemem.langgraph import LEDGER_KEY, FreeMemoryMiddleware
     from freemem.memory import FreeMemory
-    from freemem.pairing import pairing_violations
 
     if args.budget is not None and args.budget < 1000:
         raise ConfigError("--budget must be at least 1,000 tokens")

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from freemem.cli.demo.agent import DemoResult
-from freemem.errors import ConfigError
-from freemem.io import atomic_path
+from freemem.core.errors import ConfigError
+from freemem.core.io import atomic_path
 
 __all__ = ["chart", "live_view", "plot", "summary_table"]
 

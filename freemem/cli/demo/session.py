@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from langchain_core.tools import InjectedToolCallId, tool
 
-from freemem.errors import ConfigError, FormatError
+from freemem.core.errors import ConfigError, FormatError
 
 __all__ = ["SESSION_RESOURCE", "call_id", "load_session", "recorded_tools", "replay_model", "scripted"]
 

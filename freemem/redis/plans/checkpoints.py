@@ -18,7 +18,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph.checkpoint.serde.base import SerializerProtocol
 
-from freemem.errors import ConfigError, StoreError
+from freemem.core.errors import ConfigError, StoreError
 from freemem.redis import codec, scripts
 from freemem.redis.keys import escape, unescape
 from freemem.redis.plans.context import (

@@ -9,7 +9,7 @@ from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 
-from freemem.errors import ConfigError
+from freemem.core.errors import ConfigError
 from freemem.redis.keys import KeyLayout
 
 __all__ = [

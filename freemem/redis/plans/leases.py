@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from freemem.errors import StoreError
+from freemem.core.errors import StoreError
 from freemem.redis import scripts
 from freemem.redis.plans.context import LEASE_BLOCK_S, LeasePolicy, PlanContext, as_text
 from freemem.redis.protocol import Batch, Eval, Plan

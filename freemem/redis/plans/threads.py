@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from freemem.errors import ConfigError
+from freemem.core.errors import ConfigError
 from freemem.redis import scripts
 from freemem.redis.keys import KeyLayout, escape, unescape
 from freemem.redis.plans.context import PlanContext, as_hash, as_text
