@@ -21,7 +21,7 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 
-from freemem.reasoner import FreeReasoner, ReasonerResult
+from freemem.langgraph.reasoner import FreeReasoner, ReasonerResult
 
 
 def _print_ledger(result: ReasonerResult) -> None:

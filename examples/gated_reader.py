@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _endpoint import add_endpoint_arguments, chat_model
 
-from freemem.policies.gated import GatedReader
+from freemem.langgraph.gated import GatedReader
 
 
 def haystack(n_paragraphs: int = 400, seed: int = 0) -> str:

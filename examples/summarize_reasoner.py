@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _endpoint import add_endpoint_arguments, chat_model
 
-from freemem.policies.summarize import InftyThinker
+from freemem.langgraph.inftythink import InftyThinker
 
 
 def main(argv: list[str] | None = None) -> int:

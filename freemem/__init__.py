@@ -6,13 +6,12 @@ no LangGraph, Redis or HTTP code; :mod:`freemem.memory` drives it, :mod:`freemem
 ``freemem.redis``, ``freemem.serving``. Every public name is importable from here.
 """
 
+from freemem.archives import Archive, AsyncArchive, InMemoryArchive, Restored, SqliteArchive
 from freemem.cleaners.heuristic import HeuristicCleaner
 from freemem.core.anchors import AnchorMaker
 from freemem.core.apply import apply_commands
 from freemem.core.archive import (
-    Archive,
     ArchiveMismatch,
-    InMemoryArchive,
     restore_event,
     restore_messages,
     restore_rounds,
@@ -53,6 +52,7 @@ __all__ = [
     "AppliedSpan",
     "ApproxCounter",
     "ArchiveMismatch",
+    "AsyncArchive",
     "COMMANDS_JSON_SCHEMA",
     "CachedCounter",
     "CleanEvent",
@@ -72,6 +72,8 @@ __all__ = [
     "FreememError",
     "HeuristicCleaner",
     "InMemoryArchive",
+    "Restored",
+    "SqliteArchive",
     "LoopDetected",
     "MissingExtraError",
     "MemoryPolicy",

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -33,10 +33,12 @@ from freemem.core.outcome import Outcome
 from freemem.core.prompt_cache import PriceModel, common_prefix, get_price_model, message_keys
 from freemem.core.scheduling import Option, choose, turn_tokens
 from freemem.core.views import MESSAGE_OVERHEAD_TOKENS, MessageView, count_messages, counted_texts, message_views
+from freemem.driving import adrive, drive
+from freemem.messages import answer_text, model_usage, newest_text
 from freemem.policies.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger, TriggerState
-from freemem.tokens import CachedCounter, TokenCounter, get_counter
+from freemem.tokens import CachedCounter, TokenCounter, cached_counter
 
-__all__ = ["CleanResult", "DIGEST_SHARE", "FreeMemory", "MESSAGE_OVERHEAD_TOKENS", "SummaryRequest", "newest_text"]
+__all__ = ["CleanResult", "DIGEST_SHARE", "FreeMemory", "MESSAGE_OVERHEAD_TOKENS", "SummaryRequest"]
 
 logger = logging.getLogger("freemem")
 
@@ -202,8 +204,7 @@ class FreeMemory:
         self.summarizer = summarizer
         if fold_keep_units < 0 or digest_tokens < 16:
             raise ConfigError("fold_keep_units must be >= 0 and digest_tokens >= 16")
-        base = get_counter(counter) if isinstance(counter, str) else counter
-        self.counter: CachedCounter = base if isinstance(base, CachedCounter) else CachedCounter(base)
+        self.counter: CachedCounter = cached_counter(counter)
         if cleaner is None:
             from freemem.cleaners.heuristic import HeuristicCleaner
 
@@ -419,7 +420,6 @@ class FreeMemory:
                       event: CleanEvent) -> tuple[list[Any], int]:
         """Put the summariser's answer in the fold message (header kept), or say why the extractive digest
         stays."""
-        from freemem.policies.summarize import message_text, model_usage
 
         def keep(why: str) -> tuple[list[Any], int]:
             event.note = ((event.note + "; ") if event.note else "") + f"extractive digest kept: {why}"
@@ -427,7 +427,7 @@ class FreeMemory:
 
         if isinstance(response, BaseException):
             return keep(f"summarizer failed ({type(response).__name__}: {response})")
-        body = message_text(response).strip()
+        body = answer_text(response).strip()
         if not body:
             return keep("the summarizer answered nothing")
         for key, value in model_usage(response).items():
@@ -581,48 +581,42 @@ class FreeMemory:
 
     def _run(self, messages: Any, text: str | None, trigger: str, tokens: int | None,
              question: str | None, idle_s: float | None = None, schedule: bool | None = None) -> CleanResult:
-        gen = self._rounds(messages, text, trigger, tokens, question, idle_s, schedule)
-        try:
-            request = next(gen)
-            while True:
-                if isinstance(request, SummaryRequest):
-                    model = _bound_summarizer(self.summarizer, request.max_tokens)
-                    answer: Any = _call_within(lambda: model.invoke(request.prompt), self.round_timeout,
-                                               "freemem-summarizer",
-                                               lambda: _summary_deadline_error(self.round_timeout))
-                else:
-                    answer = _as_proposal(self.cleaner, _propose_within(self.cleaner, request, self.round_timeout))
-                request = gen.send(answer)
-        except StopIteration as stop:
-            return stop.value
+        def summarize(request: SummaryRequest) -> Any:
+            model = _bound_summarizer(self.summarizer, request.max_tokens)
+            return _call_within(lambda: model.invoke(request.prompt), self.round_timeout, "freemem-summarizer",
+                                lambda: _summary_deadline_error(self.round_timeout))
+
+        def propose(context: Context) -> Proposal | BaseException:
+            return _as_proposal(self.cleaner, _propose_within(self.cleaner, context, self.round_timeout))
+
+        return drive(self._rounds(messages, text, trigger, tokens, question, idle_s, schedule),
+                     {SummaryRequest: summarize, Context: propose})
 
     async def _arun(self, messages: Any, text: str | None, trigger: str, tokens: int | None,
                     question: str | None = None, idle_s: float | None = None,
                     schedule: bool | None = None) -> CleanResult:
-        gen = self._rounds(messages, text, trigger, tokens, question, idle_s, schedule)
-        try:
-            request = next(gen)
-            while True:
-                summary = isinstance(request, SummaryRequest)
-                try:
-                    if summary:
-                        model = _bound_summarizer(self.summarizer, request.max_tokens)
-                        call = (model.ainvoke(request.prompt) if hasattr(model, "ainvoke")
-                                else asyncio.to_thread(model.invoke, request.prompt))
-                    else:
-                        call = self.cleaner.apropose(request)
-                    if self.round_timeout is None:
-                        answer: Any = await call
-                    else:
-                        answer = await asyncio.wait_for(call, self.round_timeout)
-                except TimeoutError:
-                    answer = (_summary_deadline_error(self.round_timeout) if summary
-                              else _deadline_error(self.cleaner, self.round_timeout))
-                except Exception as exc:  # noqa: BLE001 - fail open: any cleaner failure skips the round
-                    answer = exc
-                request = gen.send(answer if summary else _as_proposal(self.cleaner, answer))
-        except StopIteration as stop:
-            return stop.value
+        # fail_open: any cleaner or summariser failure is sent to the round loop, which skips the round.
+        async def summarize(request: SummaryRequest) -> Any:
+            model = _bound_summarizer(self.summarizer, request.max_tokens)
+            call = (model.ainvoke(request.prompt) if hasattr(model, "ainvoke")
+                    else asyncio.to_thread(model.invoke, request.prompt))
+            try:
+                return await self._within_round(call)
+            except TimeoutError:
+                return _summary_deadline_error(self.round_timeout)
+
+        async def propose(context: Context) -> Proposal | BaseException:
+            try:
+                answer = await self._within_round(self.cleaner.apropose(context))
+            except TimeoutError:
+                answer = _deadline_error(self.cleaner, self.round_timeout)
+            return _as_proposal(self.cleaner, answer)
+
+        return await adrive(self._rounds(messages, text, trigger, tokens, question, idle_s, schedule),
+                            {SummaryRequest: summarize, Context: propose}, fail_open=True)
+
+    async def _within_round(self, call: Awaitable[Any]) -> Any:
+        return await (call if self.round_timeout is None else asyncio.wait_for(call, self.round_timeout))
 
 
 def _bound_summarizer(model: Any, max_tokens: int) -> Any:
@@ -712,11 +706,3 @@ def _as_proposal(cleaner: Any, answer: Any) -> Proposal | BaseException:
     return answer
 
 
-def newest_text(messages: Sequence[Any]) -> str:
-    """The newest assistant output (content and reasoning), where loops show first."""
-    if not messages:
-        return ""
-    for view in reversed(message_views(messages[-4:])):
-        if view.role == "assistant":
-            return "\n".join(text for _name, text in view.fields)
-    return ""

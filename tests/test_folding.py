@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from freemem import FreeMemory, pairing_violations
-from freemem.core.archive import InMemoryArchive, find_refs, restore_event
+from freemem import FreeMemory, InMemoryArchive, pairing_violations
+from freemem.core.archive import find_refs, restore_event
 from freemem.core.context import Protection
 from freemem.core.folding import FOLD_ID_PREFIX, FoldMismatch, fold_units, unfold
 from freemem.core.views import FOLD_KEY, message_views

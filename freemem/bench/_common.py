@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from freemem.core.errors import ConfigError
 from freemem.core.io import dumps_json, write_text_atomic
-from freemem.tokens import CachedCounter, get_counter
+from freemem.tokens import CachedCounter, cached_counter
 
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
@@ -119,8 +119,7 @@ def add_common_arguments(p: argparse.ArgumentParser, *, default_relative: str, w
 
 def bench_counter(name: str) -> CachedCounter:
     """A cached token counter by name (shared by every policy of a run, so counts are comparable)."""
-    base = get_counter(name)
-    return base if isinstance(base, CachedCounter) else CachedCounter(base, max_entries=200_000)
+    return cached_counter(name, max_entries=200_000)
 
 
 #: ``--cleaner`` names of the model cleaners (they need ``--base-url`` and ``--model``).

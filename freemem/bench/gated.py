@@ -1,7 +1,7 @@
 """``freemem bench gated``: what GRU-Mem's gates save in calls and tokens when the decisions are right.
 
 On the long-context HotpotQA set (``hotpot_longctx_synth_16k.jsonl``: each question's 10 paragraphs plus
-distractor paragraphs, ~16k tokens, gold passages at known places) a :class:`~freemem.policies.gated.GatedReader`
+distractor paragraphs, ~16k tokens, gold passages at known places) a :class:`~freemem.langgraph.gated.GatedReader`
 reads every document chunk by chunk three ways, side by side on the same inputs and the same agent:
 
 * **gated + exit** — update gate and exit gate honoured (GRU-Mem with early exit);
@@ -204,7 +204,7 @@ class OracleMemoryAgent(BaseChatModel):
 
 
 def _read(question: Question, mode: str, args: argparse.Namespace, counter: Any) -> dict[str, Any]:
-    from freemem.policies.gated import GatedReader
+    from freemem.langgraph.gated import GatedReader
 
     use_exit, use_update = MODES[mode]
     oracle = OracleMemoryAgent(facts=question.facts, answer=question.answer, rewrite_every_step=not use_update)

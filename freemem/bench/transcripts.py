@@ -305,7 +305,7 @@ class FreememPolicy(Policy):
 
 
 def _newest_text(messages: Sequence[Any]) -> str:
-    from freemem.memory import newest_text as newest
+    from freemem.messages import newest_text as newest
 
     return newest(messages)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from freemem.cleaners.heuristic import HeuristicCleaner
 
-_LAZY = {"FreeModuleCleaner": "free_module", "Endpoint": "free_module", "CircuitBreaker": "free_module",
+_LAZY = {"FreeModuleCleaner": "free_module", "Endpoint": "http", "CircuitBreaker": "http",
          "PromptedCleaner": "prompted"}
 
 __all__ = ["HeuristicCleaner", *sorted(_LAZY)]

@@ -28,18 +28,13 @@ tokens of context, and a client that gives up early leaves the server computing 
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import itertools
 import logging
-import threading
 import time
-import weakref
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit
 
 from freemem.core.optional import require_extra
 
@@ -47,12 +42,24 @@ require_extra("serve", "openai", what="FreeModuleCleaner")
 
 import openai
 
+from freemem.cleaners.http import (
+    HANDLERS,
+    Attempts,
+    CircuitBreaker,
+    Completion,
+    Endpoint,
+    EndpointState,
+    Sleep,
+    is_transient,
+    short_error,
+)
 from freemem.cleaners.refusals import refusal_of
 from freemem.core.apply import REPEATED_MODES, RepeatedMode
 from freemem.core.cleaner import Cleaner, Proposal
 from freemem.core.commands import COMMANDS_JSON_SCHEMA, parse_commands
-from freemem.core.errors import CleanerConfigError, CleanerError, CleanerTimeout, CleanerUnavailable, ConfigError
+from freemem.core.errors import CleanerConfigError, CleanerError, ConfigError
 from freemem.core.rendering import RenderedContext, RenderOptions, prompt_text
+from freemem.driving import adrive, drive
 from freemem.prompts import PromptTemplate, load_template
 
 if TYPE_CHECKING:
@@ -60,10 +67,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AdapterMode",
-    "CircuitBreaker",
     "DEFAULT_TIMEOUT",
     "DEFAULT_TOTAL_TIMEOUT",
-    "Endpoint",
     "FreeModuleCleaner",
     "StructuredOutput",
     "commands_schema",
@@ -112,244 +117,6 @@ def commands_schema(
     return schema
 
 
-@dataclass(frozen=True)
-class Endpoint:
-    """One OpenAI-compatible server. ``base_url`` without a path gets ``/v1`` appended."""
-
-    base_url: str
-    api_key: str | None = None
-    #: Overrides the cleaner's ``model`` for this endpoint (servers may name the base model differently).
-    model: str | None = None
-
-    def __post_init__(self) -> None:
-        parts = urlsplit(self.base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(f"endpoint base_url must be an http(s) URL, got {self.base_url!r}")
-        url = self.base_url.rstrip("/")
-        if parts.path in ("", "/"):
-            url += "/v1"
-        object.__setattr__(self, "base_url", url)
-
-
-class CircuitBreaker:
-    """Stops calling an endpoint that keeps failing.
-
-    Closed: calls go through. After ``threshold`` consecutive failures it opens for ``cooldown_s`` seconds:
-    calls are refused. Then it is half-open: one trial call goes through; success closes it, failure opens it
-    again for another cooldown. Thread-safe.
-    """
-
-    def __init__(self, threshold: int = 3, cooldown_s: float = 30.0, *, clock: Callable[[], float] = time.monotonic) -> None:
-        if threshold < 1:
-            raise ConfigError("circuit breaker threshold must be >= 1")
-        if cooldown_s < 0:
-            raise ConfigError("circuit breaker cooldown must be >= 0")
-        self.threshold = threshold
-        self.cooldown_s = cooldown_s
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._failures = 0
-        self._opened_at: float | None = None
-        self._trial_in_flight = False
-
-    @property
-    def state(self) -> Literal["closed", "open", "half_open"]:
-        with self._lock:
-            return self._state_locked()
-
-    def _state_locked(self) -> Literal["closed", "open", "half_open"]:
-        if self._opened_at is None:
-            return "closed"
-        if self._clock() - self._opened_at < self.cooldown_s:
-            return "open"
-        return "half_open"
-
-    @property
-    def consecutive_failures(self) -> int:
-        return self._failures
-
-    def retry_after(self) -> float:
-        """Seconds until an open breaker lets a trial call through (0 when not open)."""
-        with self._lock:
-            if self._opened_at is None:
-                return 0.0
-            return max(0.0, self.cooldown_s - (self._clock() - self._opened_at))
-
-    def allow(self) -> bool:
-        """Whether a call may go out now. In half-open state only one trial call is let through at a time."""
-        with self._lock:
-            state = self._state_locked()
-            if state == "closed":
-                return True
-            if state == "open" or self._trial_in_flight:
-                return False
-            self._trial_in_flight = True
-            return True
-
-    def record_success(self) -> None:
-        with self._lock:
-            self._failures = 0
-            self._opened_at = None
-            self._trial_in_flight = False
-
-    def record_failure(self) -> None:
-        with self._lock:
-            self._failures += 1
-            if self._trial_in_flight or self._failures >= self.threshold:
-                self._opened_at = self._clock()
-            self._trial_in_flight = False
-
-    def release(self) -> None:
-        """Give back a call that :meth:`allow` let through but that was never made (no outcome to record)."""
-        with self._lock:
-            self._trial_in_flight = False
-
-    def reset(self) -> None:
-        """Close the breaker and forget past failures."""
-        self.record_success()
-
-
-class EndpointState:
-    """An endpoint with its breaker and lazily created clients."""
-
-    def __init__(self, endpoint: Endpoint, breaker: CircuitBreaker, structured: str = "json_schema") -> None:
-        self.endpoint = endpoint
-        self.breaker = breaker
-        #: The structured-output form sent to this endpoint (``auto`` starts at ``json_schema`` and moves on
-        #: when the server refuses a form).
-        self.structured = structured
-        self._sync: openai.OpenAI | None = None
-        self._async: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, openai.AsyncOpenAI] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._lock = threading.Lock()
-
-    def _kwargs(self, default_key: str, timeout: float) -> dict[str, Any]:
-        # Never fall back to OPENAI_API_KEY from the environment: it must not leak to a local model server.
-        return {"base_url": self.endpoint.base_url, "api_key": self.endpoint.api_key or default_key,
-                "max_retries": 0, "timeout": timeout}
-
-    def sync_client(self, default_key: str, timeout: float) -> openai.OpenAI:
-        with self._lock:
-            if self._sync is None:
-                self._sync = openai.OpenAI(**self._kwargs(default_key, timeout))
-            return self._sync
-
-    def async_client(self, default_key: str, timeout: float) -> openai.AsyncOpenAI:
-        # An async HTTP pool belongs to the event loop it was created on: keep one per loop.
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            client = self._async.get(loop)
-            if client is None:
-                client = openai.AsyncOpenAI(**self._kwargs(default_key, timeout))
-                self._async[loop] = client
-            return client
-
-    def close(self) -> None:
-        with self._lock:
-            if self._sync is not None:
-                self._sync.close()
-                self._sync = None
-
-    async def aclose(self) -> None:
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            client = self._async.pop(loop, None)
-        if client is not None:
-            await client.close()
-
-
-# Errors worth another attempt (possibly on another endpoint) and that count against an endpoint's breaker.
-_TRANSIENT_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
-
-
-def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, openai.APIConnectionError):  # includes APITimeoutError
-        return True
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code in _TRANSIENT_STATUS or exc.status_code >= 500
-    return False
-
-
-class _Attempts:
-    """One call's attempt plan: round-robin start, failover, bounded retries with backoff, breakers.
-
-    Shared by the sync and async shells, which only differ in how they sleep and send.
-    """
-
-    def __init__(self, cleaner: FreeModuleCleaner) -> None:
-        self._cleaner = cleaner
-        states = cleaner._states
-        start = next(cleaner._rr) % len(states)
-        self._order = states[start:] + states[:start]
-        self._budget = cleaner.max_retries + 1
-        self._tried: dict[int, int] = {}
-        self._cursor = 0
-        self.attempts = 0
-        self.errors: list[tuple[str, BaseException]] = []
-        self._deadline = (time.monotonic() + cleaner.total_timeout) if cleaner.total_timeout else None
-        self.out_of_time = False
-        # Endpoints whose request timed out in this call: most likely still computing it, so not asked again.
-        self._busy: set[int] = set()
-
-    def next(self) -> tuple[EndpointState, float, float] | None:
-        """The next endpoint, the delay to wait before calling it, and the request timeout; None when done."""
-        if self.attempts >= self._budget:
-            return None
-        n = len(self._order)
-        for _ in range(n):
-            state = self._order[self._cursor % n]
-            self._cursor += 1
-            if id(state) in self._busy or not state.breaker.allow():
-                continue
-            previous = self._tried.get(id(state), 0)
-            delay = self._cleaner._backoff(previous) if previous else 0.0
-            timeout = self._cleaner.timeout
-            if self._deadline is not None:
-                remaining = self._deadline - time.monotonic() - delay
-                if remaining <= 0:
-                    state.breaker.release()
-                    self.out_of_time = True
-                    return None
-                timeout = min(timeout, remaining)
-            self._tried[id(state)] = previous + 1
-            self.attempts += 1
-            return state, delay, timeout
-        return None
-
-    def failed(self, state: EndpointState, exc: BaseException) -> None:
-        state.breaker.record_failure()
-        self.errors.append((state.endpoint.base_url, exc))
-        if isinstance(exc, (openai.APITimeoutError, TimeoutError)):
-            self._busy.add(id(state))
-
-    def error(self) -> CleanerError:
-        """The exception to raise once the plan is exhausted."""
-        if not self.errors:
-            waits = [s.breaker.retry_after() for s in self._order]
-            return CleanerUnavailable(
-                f"{self._cleaner.name}: circuit open for every endpoint "
-                f"({len(self._order)}); next trial in {min(waits):.1f}s"
-            )
-        detail = "; ".join(f"{url}: {type(e).__name__}: {_short(e)}" for url, e in self.errors[-3:])
-        msg = f"{self._cleaner.name}: no answer after {self.attempts} attempt(s): {detail}"
-        timeouts = all(isinstance(e, (openai.APITimeoutError, TimeoutError)) for _, e in self.errors)
-        if timeouts:
-            msg += (f" (timeout={self._cleaner.timeout:g} s per request; a slow server, e.g. a model on CPUs, "
-                    "needs a larger timeout)")
-        if self.out_of_time:
-            msg += f" (total_timeout of {self._cleaner.total_timeout:g} s reached)"
-            return CleanerTimeout(msg)
-        if timeouts:
-            return CleanerTimeout(msg)
-        return CleanerUnavailable(msg)
-
-
-def _short(exc: BaseException, limit: int = 200) -> str:
-    text = " ".join(str(exc).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _fatal(cleaner_name: str, state: EndpointState, exc: openai.OpenAIError) -> CleanerError:
     refusal = refusal_of(exc)
     if refusal is not None:
@@ -358,8 +125,8 @@ def _fatal(cleaner_name: str, state: EndpointState, exc: openai.OpenAIError) -> 
     if isinstance(exc, openai.APIStatusError):
         body = exc.body if exc.body is not None else exc.message
         return CleanerError(f"{cleaner_name}: {state.endpoint.base_url} refused the request "
-                            f"(HTTP {exc.status_code}): {_short(Exception(body))}")
-    return CleanerError(f"{cleaner_name}: unusable answer from {state.endpoint.base_url}: {_short(exc)}")
+                            f"(HTTP {exc.status_code}): {short_error(Exception(body))}")
+    return CleanerError(f"{cleaner_name}: unusable answer from {state.endpoint.base_url}: {short_error(exc)}")
 
 
 DEFAULT_TIMEOUT = 600.0
@@ -518,8 +285,11 @@ class FreeModuleCleaner(Cleaner):
         far; ``json_schema`` until a server refuses it)."""
         return {s.endpoint.base_url: s.structured for s in self._states}
 
-    def _backoff(self, previous_tries: int) -> float:
-        return min(self.backoff_max_s, self.backoff_s * 2.0 ** (previous_tries - 1))
+    def _attempts(self) -> Attempts:
+        """This call's attempt plan (round robin over the endpoints, retries, backoff, breakers)."""
+        return Attempts(self._states, start=next(self._rr), max_retries=self.max_retries, timeout=self.timeout,
+                        total_timeout=self.total_timeout, backoff_s=self.backoff_s,
+                        backoff_max_s=self.backoff_max_s, name=self.name)
 
     def request_for(self, text: str, endpoint: Endpoint | None = None, *,
                     structured_output: str | None = None) -> dict[str, Any]:
@@ -568,7 +338,7 @@ class FreeModuleCleaner(Cleaner):
         """The text put in the prompt for ``context`` (rendered as :attr:`render` says) and its rendering."""
         return prompt_text(context, self.render)
 
-    def _proposal(self, response: Any, request: dict[str, Any], state: EndpointState, plan: _Attempts,
+    def _proposal(self, response: Any, request: dict[str, Any], state: EndpointState, plan: Attempts,
                   started: float, request_s: float, shown: RenderedContext | None = None) -> Proposal:
         choices = getattr(response, "choices", None) or []
         raw: str | None = None
@@ -618,14 +388,14 @@ class FreeModuleCleaner(Cleaner):
             },
         )
 
-    def _failed(self, state: EndpointState, plan: _Attempts, exc: openai.OpenAIError) -> bool:
+    def _failed(self, state: EndpointState, plan: Attempts, exc: openai.OpenAIError) -> bool:
         """A request to ``state`` raised ``exc``. True: send it to the same endpoint again at once (it refused
         the structured-output form and ``auto`` moved on to the next); False: a transient failure, recorded
         (the plan moves on). Raises :class:`CleanerConfigError` (a refusal) or :class:`CleanerError`."""
         if is_transient(exc) and refusal_of(exc) is None:
             plan.failed(state, exc)
             return False
-        state.breaker.record_success()  # the server is up; the request is what is wrong
+        plan.succeeded(state)  # the server is up; the request is what is wrong
         refusal = refusal_of(exc)
         if (refusal is not None and refusal.kind == "response_format" and self.structured_output == "auto"
                 and state.structured in _FALLBACK):
@@ -635,65 +405,43 @@ class FreeModuleCleaner(Cleaner):
             return True
         raise _fatal(self.name, state, exc) from exc
 
-    # -- sync and async shells ----------------------------------------------------------------------------
+    # -- the request logic, once: steps yielding Sleep / Completion requests; sync and async drive them ----
+
+    def _propose_steps(self, context: Context | str) -> Generator[Sleep | Completion, Any, Proposal]:
+        started = time.perf_counter()
+        text, shown = self.prompt_text(context)
+        plan = self._attempts()
+        while (step := plan.next()) is not None:
+            state, delay, timeout = step
+            if delay:
+                try:
+                    yield Sleep(delay)
+                except BaseException:
+                    plan.release(state)  # cancelled while backing off: the call was never made
+                    raise
+            while True:  # again at once only when the endpoint refused the structured-output form ("auto")
+                request = self.request_for(text, state.endpoint, structured_output=state.structured)
+                t0 = time.perf_counter()
+                try:
+                    response = yield Completion(state, self.api, request, timeout, self.api_key, self.timeout)
+                except openai.OpenAIError as exc:
+                    if self._failed(state, plan, exc):
+                        continue
+                    break
+                except BaseException:
+                    plan.release(state)  # cancelled or a bug: no verdict on the endpoint
+                    raise
+                plan.succeeded(state)
+                return self._proposal(response, request, state, plan, started, time.perf_counter() - t0, shown)
+        raise plan.error()
 
     def propose(self, context: Context | str) -> Proposal:
         """Ask the Free-Module for commands. Raises :class:`CleanerError` subclasses when no server answers."""
-        started = time.perf_counter()
-        text, shown = self.prompt_text(context)
-        plan = _Attempts(self)
-        while (step := plan.next()) is not None:
-            state, delay, timeout = step
-            if delay:
-                time.sleep(delay)
-            client = state.sync_client(self.api_key, self.timeout)
-            while True:  # again at once only when the endpoint refused the structured-output form ("auto")
-                request = self.request_for(text, state.endpoint, structured_output=state.structured)
-                t0 = time.perf_counter()
-                try:
-                    if self.api == "chat":
-                        response = client.chat.completions.create(**request, timeout=timeout)
-                    else:
-                        response = client.completions.create(**request, timeout=timeout)
-                except openai.OpenAIError as exc:
-                    if self._failed(state, plan, exc):
-                        continue
-                    break
-                except BaseException:
-                    state.breaker.release()  # cancelled or a bug: no verdict on the endpoint
-                    raise
-                state.breaker.record_success()
-                return self._proposal(response, request, state, plan, started, time.perf_counter() - t0, shown)
-        raise plan.error()
+        return drive(self._propose_steps(context), HANDLERS["sync"])
 
     async def apropose(self, context: Context | str) -> Proposal:
         """Async twin of :meth:`propose`."""
-        started = time.perf_counter()
-        text, shown = self.prompt_text(context)
-        plan = _Attempts(self)
-        while (step := plan.next()) is not None:
-            state, delay, timeout = step
-            if delay:
-                await asyncio.sleep(delay)
-            client = state.async_client(self.api_key, self.timeout)
-            while True:  # again at once only when the endpoint refused the structured-output form ("auto")
-                request = self.request_for(text, state.endpoint, structured_output=state.structured)
-                t0 = time.perf_counter()
-                try:
-                    if self.api == "chat":
-                        response = await client.chat.completions.create(**request, timeout=timeout)
-                    else:
-                        response = await client.completions.create(**request, timeout=timeout)
-                except openai.OpenAIError as exc:
-                    if self._failed(state, plan, exc):
-                        continue
-                    break
-                except BaseException:
-                    state.breaker.release()  # cancelled or a bug: no verdict on the endpoint
-                    raise
-                state.breaker.record_success()
-                return self._proposal(response, request, state, plan, started, time.perf_counter() - t0, shown)
-        raise plan.error()
+        return await adrive(self._propose_steps(context), HANDLERS["async"])
 
     def close(self) -> None:
         """Close the sync HTTP clients (async ones: :meth:`aclose`, on their loop)."""

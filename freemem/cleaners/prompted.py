@@ -22,6 +22,7 @@ from freemem.core.cleaner import Cleaner, Proposal
 from freemem.core.commands import parse_commands
 from freemem.core.errors import CleanerConfigError, CleanerError, CleanerTimeout, ConfigError
 from freemem.core.rendering import RenderedContext, RenderOptions, prompt_text
+from freemem.messages import answer_text, model_usage
 from freemem.prompts import PromptTemplate, load_template
 
 if TYPE_CHECKING:
@@ -33,32 +34,8 @@ if TYPE_CHECKING:
 __all__ = ["PromptedCleaner"]
 
 
-def _message_text(message: Any) -> str:
-    """Text of a chat model's answer, whatever shape its content has (str, or a list of content blocks)."""
-    content = getattr(message, "content", message)
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts: list[str] = []
-        for block in content:
-            if isinstance(block, str):
-                parts.append(block)
-            elif isinstance(block, Mapping) and block.get("type") == "text" and isinstance(block.get("text"), str):
-                parts.append(block["text"])
-        return "".join(parts)
-    return "" if content is None else str(content)
 
 
-def _usage(message: Any) -> dict[str, int]:
-    """Token usage in the ledger's names (OpenAI's), from LangChain's ``usage_metadata``."""
-    meta = getattr(message, "usage_metadata", None) or {}
-    usage: dict[str, int] = {}
-    for ours, theirs in (("prompt_tokens", "input_tokens"), ("completion_tokens", "output_tokens"),
-                         ("total_tokens", "total_tokens")):
-        value = meta.get(theirs) if isinstance(meta, Mapping) else None
-        if isinstance(value, int):
-            usage[ours] = value
-    return usage
 
 
 class PromptedCleaner(Cleaner):
@@ -130,13 +107,13 @@ class PromptedCleaner(Cleaner):
         return prompt_text(context, self.render)
 
     def _proposal(self, answer: Any, started: float, shown: RenderedContext | None = None) -> Proposal:
-        raw = _message_text(answer)
+        raw = answer_text(answer, reasoning=False)
         parsed = parse_commands(raw)
         return Proposal(
             commands=parsed.commands,
             cleaner=self.name,
             latency_s=time.perf_counter() - started,
-            usage=_usage(answer),
+            usage=model_usage(answer),
             raw=raw,
             note=parsed.error,
             shown=shown,

@@ -22,8 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "clean": ("freemem.cli.clean", "prune a transcript or reasoning-trace file"),
     "bench": ("freemem.cli.bench", "run a benchmark: transcripts, reasoning, store, overhead, gated"),
     "serve": ("freemem.serving.launch", "start (or print) a Free-Module server: SGLang on GPUs, llama.cpp on CPUs"),
-    "thread": ("freemem.cli.thread", "list, show or restore what freemem freed in a Redis-persisted thread"),
     "ui": ("freemem.cli.ui", "inspect threads in the browser: tokens per call, cleaning events, removed text, restore"),
+    "thread": ("freemem.cli.thread", "list, show or restore what freemem freed in a persisted thread (Redis or SQLite)"),
 }
 
 

@@ -3,19 +3,15 @@
 Every :class:`~freemem.core.outcome.AppliedSpan` knows its field, its original text, its marker and where the marker
 sits in the pruned field, so one round is undone exactly; a tool-call argument string gets back its bytes as
 they were encoded in the arguments JSON (``AppliedSpan.raw_original``). Several rounds are undone newest first
-(:func:`restore_rounds`); persisting the spans is the job of a store (``freemem.redis.RedisArchive``).
+(:func:`restore_rounds`); persisting the spans is the job of a store (:mod:`freemem.archives`: the
+``Archive`` contract, in memory, SQLite; ``freemem.redis.RedisArchive``).
 """
 
 from __future__ import annotations
 
-import asyncio
-import copy
 import json
-import threading
-import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from freemem.core.apply import span_ref
 from freemem.core.edits import ArgPiece, edit_messages
@@ -26,15 +22,11 @@ from freemem.core.outcome import AppliedSpan
 from freemem.core.views import message_views
 
 __all__ = [
-    "Archive",
     "ArchiveMismatch",
-    "InMemoryArchive",
-    "arecord_event",
     "event_refs",
     "event_spans",
     "find_refs",
     "normalize_ref",
-    "record_event",
     "render_folded",
     "restore_event",
     "restore_messages",
@@ -204,39 +196,6 @@ def render_folded(records: Sequence[Mapping[str, Any]]) -> str:
     return "\n\n".join(parts)
 
 
-class Archive(Protocol):
-    """What freemem needs of an archive: store an event per thread, list and read them back, mark restored.
-
-    :class:`InMemoryArchive` (process memory) and ``freemem.redis.RedisArchive`` implement it; async callers
-    use ``arecord`` when the archive has it (see :func:`arecord_event`).
-    """
-
-    def record(self, thread_id: str, event: Mapping[str, Any]) -> str: ...
-
-    def list_events(self, thread_id: str, *, newest_first: bool = False,
-                    limit: int | None = None) -> list[dict[str, Any]]: ...
-
-    def get_event(self, thread_id: str, event_id: str) -> dict[str, Any]: ...
-
-    def events(self, thread_id: str, *, include_restored: bool = False) -> list[dict[str, Any]]: ...
-
-
-def record_event(archive: Any, thread_id: str, event: Any) -> str:
-    """Store a :class:`~freemem.core.ledger.CleanEvent` (or its dict) in ``archive``; raises what the archive
-    raises (callers decide: the LangGraph surfaces then persist no edit)."""
-    payload = event.to_dict(spans=True) if hasattr(event, "to_dict") else dict(event)
-    return archive.record(thread_id, payload)
-
-
-async def arecord_event(archive: Any, thread_id: str, event: Any) -> str:
-    """Async twin of :func:`record_event`: the archive's ``arecord`` when it has one, else ``record`` in a
-    worker thread."""
-    payload = event.to_dict(spans=True) if hasattr(event, "to_dict") else dict(event)
-    if hasattr(archive, "arecord"):
-        return await archive.arecord(thread_id, payload)
-    return await asyncio.to_thread(archive.record, thread_id, payload)
-
-
 def find_refs(events: Iterable[Mapping[str, Any]], ref: str) -> list[str]:
     """The archived texts an id names, over ``events`` (newest match last)."""
     ref = normalize_ref(ref)
@@ -244,101 +203,3 @@ def find_refs(events: Iterable[Mapping[str, Any]], ref: str) -> list[str]:
     for event in events:
         out.extend(event_refs(event).get(ref, []))
     return out
-
-
-class InMemoryArchive:
-    """An :class:`Archive` in process memory (bounded per thread): for tests, notebooks and single-process
-    agents. Events are copied in (JSON-plain), so later changes to the caller's objects do not reach them.
-
-    Args:
-        max_events: per thread; the oldest events go first past it (they can no longer be restored).
-        revive: turns an archived LangChain message dump back into a message (default: the registered one,
-            :func:`freemem.lc.revive_message`, once LangChain layers are imported).
-    """
-
-    def __init__(self, *, max_events: int = 100_000,
-                 revive: Callable[[dict[str, Any]], Any] | None = None) -> None:
-        self.max_events = max_events
-        self.revive = revive
-        self._threads: dict[str, dict[str, dict[str, Any]]] = {}
-        self._restored: dict[tuple[str, str], float] = {}
-        self._lock = threading.Lock()
-
-    def record(self, thread_id: str, event: Mapping[str, Any]) -> str:
-        stored = copy.deepcopy(dict(event))
-        event_id = str(stored.get("id") or uuid.uuid4().hex)
-        stored["id"] = event_id
-        stored.setdefault("created_at", time.time())
-        with self._lock:
-            events = self._threads.setdefault(str(thread_id), {})
-            events[event_id] = stored
-            while len(events) > self.max_events:
-                events.pop(next(iter(events)))
-        return event_id
-
-    async def arecord(self, thread_id: str, event: Mapping[str, Any]) -> str:
-        return self.record(thread_id, event)
-
-    def _with_mark(self, thread_id: str, event: dict[str, Any], *, full: bool) -> dict[str, Any]:
-        out = copy.deepcopy(event) if full else summarize_event(event)
-        out["restored_at"] = self._restored.get((str(thread_id), event["id"]))
-        return out
-
-    def _ordered(self, thread_id: str) -> list[dict[str, Any]]:
-        with self._lock:
-            events = list(self._threads.get(str(thread_id), {}).values())
-        return sorted(events, key=lambda e: float(e.get("created_at") or 0))
-
-    def list_events(self, thread_id: str, *, newest_first: bool = False,
-                    limit: int | None = None) -> list[dict[str, Any]]:
-        events = self._ordered(thread_id)
-        if newest_first:
-            events.reverse()
-        if limit is not None:
-            events = events[:max(0, limit)]
-        return [self._with_mark(thread_id, e, full=False) for e in events]
-
-    def get_event(self, thread_id: str, event_id: str) -> dict[str, Any]:
-        with self._lock:
-            event = self._threads.get(str(thread_id), {}).get(event_id)
-        if event is None:
-            raise KeyError(f"no archived event {event_id!r} in thread {thread_id!r}")
-        return self._with_mark(thread_id, event, full=True)
-
-    def events(self, thread_id: str, *, include_restored: bool = False) -> list[dict[str, Any]]:
-        out = [self._with_mark(thread_id, e, full=True) for e in self._ordered(thread_id)]
-        return out if include_restored else [e for e in out if e["restored_at"] is None]
-
-    def mark_restored(self, thread_id: str, event_id: str, *, restored_at: float | None = None) -> None:
-        self.get_event(thread_id, event_id)
-        self._restored[(str(thread_id), event_id)] = time.time() if restored_at is None else restored_at
-
-    def mark_all_restored(self, thread_id: str, event_ids: Sequence[str]) -> None:
-        for event_id in event_ids:
-            self.mark_restored(thread_id, event_id)
-
-    def original(self, thread_id: str, messages: Sequence[Any]) -> list[Any]:
-        """``messages`` with every unrestored event undone; marks nothing."""
-        current = list(messages)
-        for event in reversed(self.events(thread_id)):
-            current = restore_event(current, event, revive=self.revive)
-        return current
-
-    def restore(self, thread_id: str, messages: Sequence[Any], event_id: str | None = None, *,
-                mark: bool = True) -> list[Any]:
-        """Undo one event (or every unrestored one, newest first) on ``messages``; mark them restored."""
-        events = [self.get_event(thread_id, event_id)] if event_id else self.events(thread_id)
-        current = list(messages)
-        for event in reversed(events):
-            current = restore_event(current, event, revive=self.revive)
-        if mark:
-            self.mark_all_restored(thread_id, [e["id"] for e in events])
-        return current
-
-    def find(self, thread_id: str, ref: str) -> list[str]:
-        """The archived texts a marker's or fold message's id names (see :func:`find_refs`)."""
-        return find_refs(self._ordered(thread_id), ref)
-
-    def delete_thread(self, thread_id: str) -> bool:
-        with self._lock:
-            return self._threads.pop(str(thread_id), None) is not None

@@ -34,9 +34,9 @@ from langgraph.graph.message import REMOVE_ALL_MESSAGES
 from typing_extensions import TypedDict
 
 import freemem.lc  # noqa: F401 - registers the LangChain reviver: folds in graph state restore exactly
-from freemem.core.archive import arecord_event, record_event
-from freemem.core.views import message_views
+from freemem.archives import ArchiveFailure, apersist_event, persist_event
 from freemem.memory import CleanResult
+from freemem.messages import newest_text
 from freemem.policy import MemoryPolicy
 
 __all__ = [
@@ -164,14 +164,6 @@ def thread_id_of(config: Any = None, runtime: Any = None) -> str | None:
     return None if tid is None else str(tid)
 
 
-def newest_text(messages: Sequence[Any]) -> str:
-    """The newest assistant output (content and reasoning), where repetition loops show first."""
-    if not messages:
-        return ""
-    for view in reversed(message_views(list(messages[-4:]))):
-        if view.role == "assistant":
-            return "\n".join(text for _name, text in view.fields)
-    return ""
 
 
 def _with_ids(messages: Sequence[Any]) -> tuple[list[Any], bool]:
@@ -365,11 +357,8 @@ class CleanStep:
             if plan is None or plan.reason is None:
                 return self._stamp(plan, None, thread)
             result = self._clean(plan)
-            if result.changed and self.memory.archive is not None:
-                try:
-                    record_event(self.memory.archive, thread or "default", result.event)
-                except Exception as exc:  # noqa: BLE001 - fail closed for the edit, open for the turn
-                    result = self._unpersisted(plan, result, exc)
+            if result.changed and (failure := persist_event(self.memory.archive, thread, result.event)):
+                result = self._unpersisted(plan, result, failure)
             return self._stamp(plan, self._update(plan, result, thread), thread)
         except Exception as exc:  # noqa: BLE001 - fail open: the agent's turn goes on
             self._fail(exc)
@@ -377,15 +366,13 @@ class CleanStep:
         finally:
             self._finish(plan, t_start)
 
-    def _unpersisted(self, plan: _Plan, result: CleanResult, exc: BaseException) -> CleanResult:
-        """The archive could not take the round's record: nothing is persisted (the removed text would be
-        stored nowhere), the event says why, and the agent's turn goes on with the unpruned messages."""
-        message = f"archive failed ({type(exc).__name__}: {exc}); the edit was not persisted"
+    def _unpersisted(self, plan: _Plan, result: CleanResult, failure: ArchiveFailure) -> CleanResult:
+        """The archive could not take the round's record (:func:`~freemem.archives.persist_event` warned):
+        nothing is persisted (the removed text would be stored nowhere), the event says why, and the agent's
+        turn goes on with the unpruned messages."""
         event = result.event
-        event.error = message
+        event.error = failure.message
         event.tokens_after = plan.tokens
-        warnings.warn(f"freemem: {message}", RuntimeWarning, stacklevel=3)
-        logger.warning("%s", message, exc_info=exc)
         return CleanResult(messages=None, text=None, event=event, outcome=None)
 
     # -- async ------------------------------------------------------------------------------------------
@@ -398,11 +385,8 @@ class CleanStep:
             if plan is None or plan.reason is None:
                 return self._stamp(plan, None, thread)
             result = await self._aclean(plan)
-            if result.changed and self.memory.archive is not None:
-                try:
-                    await arecord_event(self.memory.archive, thread or "default", result.event)
-                except Exception as exc:  # noqa: BLE001
-                    result = self._unpersisted(plan, result, exc)
+            if result.changed and (failure := await apersist_event(self.memory.archive, thread, result.event)):
+                result = self._unpersisted(plan, result, failure)
             return self._stamp(plan, self._update(plan, result, thread), thread)
         except Exception as exc:  # noqa: BLE001
             self._fail(exc)

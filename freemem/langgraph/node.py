@@ -33,8 +33,9 @@ from langchain_core.messages import RemoveMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
 
-from freemem.langgraph._core import TOKENS_KEY, CleanStep, messages_of, newest_text, thread_id_of
+from freemem.langgraph._core import TOKENS_KEY, CleanStep, messages_of, thread_id_of
 from freemem.memory import FreeMemory
+from freemem.messages import newest_text
 from freemem.policy import MemoryPolicy
 
 __all__ = ["FreeNode", "free_node", "pre_model_hook", "route_to_clean", "should_clean"]

@@ -1,12 +1,17 @@
-"""Memory policies: when to clean (:mod:`~freemem.policies.triggers`) and the two sibling designs of ``free``.
+"""Memory policies: when to clean (:mod:`~freemem.policies.triggers`) and the sibling designs of ``free``.
 
-* ``summarize`` (InftyThink): :class:`InftyThinker` reasons in segments that each end with a summary;
-  :class:`SummarizeMemory` folds older turns of a transcript into one summary message.
-* ``gated`` (GRU-Mem): :class:`GatedReader` reads a long input chunk by chunk into a bounded memory with an
-  update gate and an exit gate.
+* ``summarize`` for transcripts: :class:`SummarizeMemory` folds older turns into one summary message.
+* ``summarize`` for reasoning (InftyThink, :mod:`~freemem.policies.inftythink`): segments that each end with a
+  summary; its graph is ``freemem.langgraph.InftyThinker``.
+* ``gated`` (GRU-Mem, :mod:`~freemem.policies.gated`): read a long input chunk by chunk into a bounded memory
+  with an update gate and an exit gate; its graph and tool are ``freemem.langgraph.GatedReader``.
+* the Free()LM reasoning loop's steps (:mod:`~freemem.policies.reasoner`); its graph is
+  ``freemem.langgraph.FreeReasoner``.
+* :mod:`~freemem.policies.calls`: the model calls every policy makes and their metrics.
 
-The policy classes are imported on first use (``from freemem.policies import GatedReader``), so importing
-freemem costs nothing for them.
+No LangGraph here: each step is written once as a generator (:mod:`freemem.driving`), and the graphs in
+:mod:`freemem.langgraph` drive them. The names below are imported on first use, so importing freemem costs
+nothing for them.
 """
 
 from __future__ import annotations
@@ -15,9 +20,9 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "InftyThinker": "summarize", "SummarizeMemory": "summarize", "ThinkResult": "summarize",
-    "FoldResult": "summarize", "parse_segment": "summarize",
-    "GatedReader": "gated", "ReadResult": "gated", "parse_gated_step": "gated", "split_chunks": "gated",
+    "SummarizeMemory": "summarize", "FoldResult": "summarize",
+    "InftyThinkerSteps": "inftythink", "ThinkResult": "inftythink", "parse_segment": "inftythink",
+    "GatedReaderSteps": "gated", "ReadResult": "gated", "parse_gated_step": "gated", "split_chunks": "gated",
 }
 
 __all__ = sorted(_LAZY)

@@ -12,7 +12,7 @@ The memory is bounded (default 1,024 tokens): a candidate is re-counted and trun
 memory never exceeds it whatever the model writes. After the last step one *answer* call sees only the
 question and the memory.
 
-Inference modes (:class:`GatedReader` arguments): ``use_exit_gate=True`` stops at the step whose exit gate
+Inference modes (:class:`GatedReaderSteps` arguments): ``use_exit_gate=True`` stops at the step whose exit gate
 says ``end``; ``use_exit_gate=False`` reads everything (the gate is still parsed and recorded).
 ``use_update_gate=False`` is MemAgent: the memory is overwritten with the candidate every step.
 
@@ -20,9 +20,11 @@ Parsing is strict — each tag exactly once, the gate values exactly ``yes``/``n
 and a malformed step is asked again (``step_retries`` times), then falls back: update gate unreadable or no
 candidate → keep the old memory; exit gate unreadable → continue (never stop on a malformed step).
 
-:class:`GatedReader` is a LangGraph graph (``read`` once per chunk, then ``answer``), each step persisted by
-the checkpointer; :meth:`GatedReader.as_tool` makes it a LangChain tool an agent can call on a long document.
-Every step writes a :class:`~freemem.core.ledger.CleanEvent` and a :class:`~freemem.policies.summarize.CallRecord`
+This module is the policy: chunking, parsing, prompts, the gates and the two steps (:class:`GatedReaderSteps`:
+``read`` and ``answer``, each written once as a generator yielding :class:`~freemem.policies.calls.ModelCall`
+requests). The LangGraph graph (``read`` once per chunk, then ``answer``, each step persisted by the
+checkpointer) and the LangChain tool are :class:`freemem.langgraph.gated.GatedReader`. No LangGraph here.
+Every step writes a :class:`~freemem.core.ledger.CleanEvent` and a :class:`~freemem.policies.calls.CallRecord`
 (tokens per call), the step record keeps the memory size, and the result says where the exit happened.
 """
 
@@ -37,22 +39,13 @@ from typing import Annotated, Any, TypedDict
 
 from freemem.core.errors import ConfigError
 from freemem.core.ledger import CleanEvent
-from freemem.policies.summarize import (
-    CallMetrics,
-    CallRecord,
-    adrive,
-    bind_max_tokens,
-    drive,
-    message_text,
-    model_usage,
-    prompt_tokens,
-    resolve_counter,
-)
-from freemem.tokens import TokenCounter
+from freemem.messages import answer_text, model_usage
+from freemem.policies.calls import CallMetrics, CallRecord, ModelCall, model_handlers, prompt_tokens
+from freemem.tokens import TokenCounter, cached_counter
 
 __all__ = [
     "GateDecision",
-    "GatedReader",
+    "GatedReaderSteps",
     "ReadResult",
     "StepRecord",
     "parse_gated_step",
@@ -282,8 +275,9 @@ class ReadResult(CallMetrics):
 # ---------------------------------------------------------------------------------------------- reader
 
 
-class GatedReader:
-    """GRU-Mem's gated memory reader as a LangGraph graph, for any LangChain chat model.
+class GatedReaderSteps:
+    """GRU-Mem's gated memory reader, its steps without a graph (the graph and the tool:
+    :class:`freemem.langgraph.gated.GatedReader`), for any LangChain chat model.
 
     Args:
         model: the memory agent (a LangChain chat model: ``invoke``/``ainvoke`` on a list of messages).
@@ -297,7 +291,6 @@ class GatedReader:
         max_tokens_param: the keyword capping generation (``"max_tokens"``; None binds nothing). A memory step
             may write ``memory_tokens`` plus ``think_tokens`` for its reasoning and tags.
         think_tokens: generation allowance beyond the memory for ``<think>`` and the tags (default 1,024).
-        checkpointer: a LangGraph checkpointer; then pass ``{"configurable": {"thread_id": ...}}``.
 
     Raises:
         ConfigError: non-positive sizes or negative retries.
@@ -316,7 +309,6 @@ class GatedReader:
         counter: TokenCounter | str = "auto",
         max_tokens_param: str | None = "max_tokens",
         think_tokens: int = 1024,
-        checkpointer: Any = None,
     ) -> None:
         for name, value in (("chunk_tokens", chunk_tokens), ("memory_tokens", memory_tokens)):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -330,11 +322,9 @@ class GatedReader:
         self.use_exit_gate = use_exit_gate
         self.use_update_gate = use_update_gate
         self.step_retries = step_retries
-        self.counter = resolve_counter(counter)
+        self.counter = cached_counter(counter)
         self.max_tokens_param = max_tokens_param
         self.think_tokens = think_tokens
-        self.checkpointer = checkpointer
-        self._graph: Any = None
 
     @property
     def mode(self) -> str:
@@ -406,8 +396,8 @@ class GatedReader:
             update["exit_position"] = i
         return update
 
-    def _read_steps(self, state: ReaderState) -> Generator[Any, Any, dict[str, Any]]:
-        """One reading step, written once: yields each prompt (a retry re-asks with the problems stated),
+    def read_steps(self, state: ReaderState) -> Generator[ModelCall, Any, dict[str, Any]]:
+        """One reading step: yields each memory-agent call (a retry re-asks with the problems stated),
         receives the model's response; returns the state update."""
         t0 = time.perf_counter()
         calls: list[dict[str, Any]] = []
@@ -416,7 +406,7 @@ class GatedReader:
         for attempt in range(1, self.step_retries + 2):  # noqa: B007 - the last attempt number is used after the loop
             prompt = self._step_prompt(state, problems)
             c0 = time.perf_counter()
-            response = yield prompt
+            response = yield ModelCall(prompt, self.memory_tokens + self.think_tokens)
             decision, record = self._parse_call(state, prompt, response, c0)
             calls.append(record)
             if decision.ok:
@@ -427,18 +417,9 @@ class GatedReader:
         update["calls"] = calls
         return update
 
-    def _memory_model(self) -> Any:
-        return bind_max_tokens(self.model, self.max_tokens_param, self.memory_tokens + self.think_tokens)
-
-    def _read(self, state: ReaderState) -> dict[str, Any]:
-        return drive(self._read_steps(state), self._memory_model().invoke)
-
-    async def _aread(self, state: ReaderState) -> dict[str, Any]:
-        return await adrive(self._read_steps(state), self._memory_model().ainvoke)
-
     def _parse_call(self, state: ReaderState, prompt: list[tuple[str, str]], response: Any,
                     c0: float) -> tuple[GateDecision, dict[str, Any]]:
-        text = message_text(response)
+        text = answer_text(response)
         record = CallRecord("memory", state.get("position", 0), prompt_tokens(self.counter, prompt),
                             self.counter.count(text), time.perf_counter() - c0, model_usage(response))
         return parse_gated_step(text, need_gates=self.use_update_gate), record.to_dict()
@@ -448,45 +429,32 @@ class GatedReader:
 
     def _after_answer(self, state: ReaderState, prompt: list[tuple[str, str]], response: Any,
                       c0: float) -> dict[str, Any]:
-        text = message_text(response)
+        text = answer_text(response)
         call = CallRecord("answer", state.get("position", 0), prompt_tokens(self.counter, prompt),
                           self.counter.count(text), time.perf_counter() - c0, model_usage(response))
         return {"answer": parse_answer(text), "calls": [call.to_dict()]}
 
-    def _answer(self, state: ReaderState) -> dict[str, Any]:
+    def answer_steps(self, state: ReaderState) -> Generator[ModelCall, Any, dict[str, Any]]:
+        """The answer call: the question and the memory only, by ``answer_model``."""
         c0 = time.perf_counter()
         prompt = self._answer_prompt(state)
-        return self._after_answer(state, prompt, self.answer_model.invoke(prompt), c0)
+        response = yield ModelCall(prompt, None, model=self.answer_model)
+        return self._after_answer(state, prompt, response, c0)
 
-    async def _aanswer(self, state: ReaderState) -> dict[str, Any]:
-        c0 = time.perf_counter()
-        prompt = self._answer_prompt(state)
-        return self._after_answer(state, prompt, await self.answer_model.ainvoke(prompt), c0)
+    @property
+    def handlers(self) -> dict[str, Callable[[ModelCall], Any]]:
+        """What answers the steps' :class:`~freemem.policies.calls.ModelCall` requests, by mode."""
+        return model_handlers(self.model, self.max_tokens_param)
 
     @staticmethod
-    def _route(state: ReaderState) -> str:
+    def route(state: ReaderState) -> str:
+        """The next node: ``read`` (another chunk) or ``answer``."""
         if state.get("done") or state.get("position", 0) >= len(state.get("chunks", [])):
             return "answer"
         return "read"
 
-    # -- graph ------------------------------------------------------------------------------------------
-    @property
-    def graph(self) -> Any:
-        """The compiled LangGraph graph: ``read`` once per chunk (state persisted per step), then ``answer``."""
-        if self._graph is None:
-            from langchain_core.runnables import RunnableLambda
-            from langgraph.graph import END, START, StateGraph
-
-            builder = StateGraph(ReaderState)
-            builder.add_node("read", RunnableLambda(self._read, afunc=self._aread, name="read"))
-            builder.add_node("answer", RunnableLambda(self._answer, afunc=self._aanswer, name="answer"))
-            builder.add_conditional_edges(START, self._route, {"read": "read", "answer": "answer"})
-            builder.add_conditional_edges("read", self._route, {"read": "read", "answer": "answer"})
-            builder.add_edge("answer", END)
-            self._graph = builder.compile(checkpointer=self.checkpointer, name="GatedReader")
-        return self._graph
-
-    def _input(self, question: str | None, document: str | None) -> dict[str, Any] | None:
+    def initial_state(self, question: str | None, document: str | None) -> dict[str, Any] | None:
+        """The state a run starts from; None when both are None (resume from a checkpoint)."""
         if question is None and document is None:
             return None  # resume from the checkpoint
         if not isinstance(question, str) or not question.strip():
@@ -498,86 +466,9 @@ class GatedReader:
                 "exit_position": None, "exit_signalled": None, "answer": None}
 
     @staticmethod
-    def _config(config: Mapping[str, Any] | None, inputs: Mapping[str, Any] | None) -> dict[str, Any]:
-        cfg = dict(config or {})
-        if "recursion_limit" not in cfg:  # one graph step per chunk, plus the answer
-            cfg["recursion_limit"] = (len(inputs["chunks"]) if inputs else 100_000) + 10
-        return cfg
-
-    def invoke(self, question: str | None, document: str | None = None,
-               config: Mapping[str, Any] | None = None) -> ReadResult:
-        """Read ``document`` to answer ``question``. ``invoke(None, None, config)`` resumes the thread named in
-        ``config`` from its last checkpoint (needs a checkpointer)."""
-        inputs = self._input(question, document)
-        state = self.graph.invoke(inputs, self._config(config, inputs))
-        return ReadResult.from_state(state)
-
-    async def ainvoke(self, question: str | None, document: str | None = None,
-                      config: Mapping[str, Any] | None = None) -> ReadResult:
-        """Async twin of :meth:`invoke`."""
-        inputs = self._input(question, document)
-        state = await self.graph.ainvoke(inputs, self._config(config, inputs))
-        return ReadResult.from_state(state)
-
-    # -- as a tool --------------------------------------------------------------------------------------
-    def as_tool(self, *, name: str = "read_long_document",
-                description: str | None = None,
-                documents: Mapping[str, str] | Callable[[str], str] | None = None) -> Any:
-        """This reader as a LangChain tool (sync and async).
-
-        Without ``documents`` the tool takes ``question`` and ``document`` (the text). With ``documents`` — a
-        mapping or a function from a name to the text — it takes ``question`` and ``source`` (the name), so an
-        agent never has to paste a long document into a tool call. The tool returns the answer, the memory
-        the answer came from, and where reading stopped.
-        """
-        from langchain_core.tools import StructuredTool
-        from pydantic import BaseModel, Field
-
-        def lookup(source: str) -> str:
-            if documents is None:
-                raise ConfigError("this tool has no document store")
-            if callable(documents):
-                return documents(source)
-            if source not in documents:
-                raise ConfigError(f"unknown source {source!r}; known: {', '.join(sorted(documents))}")
-            return documents[source]
-
-        def render(result: ReadResult) -> str:
-            where = (f"stopped after chunk {result.exit_position + 1} of {result.chunks_total}"
-                     if result.exit_position is not None else f"read {result.chunks_read} chunks")
-            return f"Answer: {result.answer}\nMemory: {result.memory}\n({where})"
-
-        if documents is None:
-            class TextArgs(BaseModel):
-                question: str = Field(description="what to find out from the document")
-                document: str = Field(description="the full text of the long document")
-
-            def run_text(question: str, document: str) -> str:
-                return render(self.invoke(question, document))
-
-            async def arun_text(question: str, document: str) -> str:
-                return render(await self.ainvoke(question, document))
-
-            return StructuredTool.from_function(
-                func=run_text, coroutine=arun_text, name=name, args_schema=TextArgs,
-                description=description or "Read a long document chunk by chunk with a bounded memory and "
-                                           "answer a question about it.")
-
-        class SourceArgs(BaseModel):
-            question: str = Field(description="what to find out from the document")
-            source: str = Field(description="the name of the document to read")
-
-        def run_source(question: str, source: str) -> str:
-            return render(self.invoke(question, lookup(source)))
-
-        async def arun_source(question: str, source: str) -> str:
-            return render(await self.ainvoke(question, lookup(source)))
-
-        known = f" Known documents: {', '.join(sorted(documents))}." if isinstance(documents, Mapping) else ""
-        return StructuredTool.from_function(
-            func=run_source, coroutine=arun_source, name=name, args_schema=SourceArgs,
-            description=(description or "Read a long document chunk by chunk with a bounded memory and answer a "
-                                        "question about it.") + known)
+    def recursion_limit(inputs: Mapping[str, Any] | None) -> int:
+        """Graph steps a run of ``inputs`` may take: one per chunk, plus the answer and slack."""
+        return (len(inputs["chunks"]) if inputs else 100_000) + 10
 
 
 def _gate(value: bool | None, yes: str, no: str) -> str:

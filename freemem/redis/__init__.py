@@ -6,8 +6,9 @@ thread share one hash tag, so every multi-key write is a single atomic script on
 
 Modules: :mod:`~freemem.redis.keys` (key layout), :mod:`~freemem.redis.codec` (serialization),
 :mod:`~freemem.redis.scripts` (Lua), :mod:`~freemem.redis.plans` (command plans, shared by sync and async),
-:mod:`~freemem.redis.saver` / :mod:`~freemem.redis.aio` (thin shells), :mod:`~freemem.redis.archive`,
-:mod:`~freemem.redis.threads` (a thread's pruned vs original context, restore into a new checkpoint).
+:mod:`~freemem.redis.saver` / :mod:`~freemem.redis.aio` (thin shells), :mod:`~freemem.redis.archive` (an
+:class:`~freemem.archives.Archive`; a thread's pruned vs original context over any saver and archive is
+:mod:`freemem.langgraph.threads`).
 An opt-in per-thread writer lease (``RedisSaver(lease=True)``) keeps two processes on one thread from losing
 each other's turns; its design is in :mod:`freemem.redis._base`.
 """
@@ -17,12 +18,11 @@ from freemem.core.optional import require_extra
 require_extra("redis", "redis", "langgraph", "langchain_core", what="freemem.redis")
 
 from freemem.redis.aio import AsyncRedisSaver
-from freemem.redis.archive import AsyncRedisArchive, RedisArchive, Restored
+from freemem.redis.archive import AsyncRedisArchive, RedisArchive
 from freemem.redis.keys import KeyLayout
 from freemem.redis.plans import LeasePolicy, StoragePolicy
 from freemem.redis.protocol import LeaseError
 from freemem.redis.saver import RedisSaver
-from freemem.redis.threads import ThreadView, restore_thread, show_thread
 
 __all__ = [
     "AsyncRedisArchive",
@@ -32,9 +32,5 @@ __all__ = [
     "LeasePolicy",
     "RedisArchive",
     "RedisSaver",
-    "Restored",
     "StoragePolicy",
-    "ThreadView",
-    "restore_thread",
-    "show_thread",
 ]

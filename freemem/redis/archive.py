@@ -16,24 +16,17 @@ undoes one event or every event not yet restored (newest first) and marks them r
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import time
-import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any
-
-import redis
-import redis.asyncio
-import redis.asyncio.cluster
+from typing import Any, TypeVar
 
 import freemem.lc  # noqa: F401 - registers the LangChain reviver for folded messages
-from freemem.core.archive import ArchiveMismatch, event_spans, find_refs, restore_event, summarize_event
-from freemem.core.errors import ConfigError, FormatError, StoreError
+from freemem.archives.base import BaseArchive, Restored, dump_event, prepare_event, undo_events
+from freemem.core.archive import find_refs, summarize_event
+from freemem.core.errors import ConfigError, StoreError
 from freemem.lc import revive_message
 from freemem.redis import scripts
 from freemem.redis._drivers import AsyncDriver, SyncDriver
@@ -41,7 +34,7 @@ from freemem.redis.connection import async_client, describe, describe_url, ensur
 from freemem.redis.keys import KeyLayout
 from freemem.redis.protocol import Batch, Eval, Plan
 
-__all__ = ["ArchiveContext", "AsyncRedisArchive", "RedisArchive", "Restored", "event_spans", "summarize"]
+__all__ = ["ArchiveContext", "AsyncRedisArchive", "RedisArchive", "summarize"]
 
 
 class ArchiveContext:
@@ -61,15 +54,6 @@ class ArchiveContext:
         return 0 if self.ttl is None else max(1, math.ceil(self.ttl * 1000))
 
 
-@dataclass
-class Restored:
-    """What a restore produced: the messages with the spans put back, and which events were undone."""
-
-    messages: list[Any]
-    event_ids: list[str] = field(default_factory=list)
-    tokens_restored: int = 0
-
-
 # -- pure helpers ----------------------------------------------------------------------------------------------
 
 
@@ -78,28 +62,7 @@ class Restored:
 summarize = summarize_event
 
 
-def _score_ms(created_at: Any) -> int:
-    """Milliseconds since the epoch of ``created_at`` (epoch seconds or an ISO 8601 string)."""
-    if isinstance(created_at, bool):
-        raise FormatError(f"created_at must be epoch seconds or ISO 8601, got {created_at!r}")
-    if isinstance(created_at, (int, float)):
-        return int(round(created_at * 1000))
-    if isinstance(created_at, str):
-        try:
-            moment = datetime.fromisoformat(created_at.replace("Z", "+00:00"))
-        except ValueError as exc:
-            raise FormatError(f"created_at is not ISO 8601: {created_at!r}") from exc
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return int(round(moment.timestamp() * 1000))
-    raise FormatError(f"created_at must be epoch seconds or ISO 8601, got {created_at!r}")
-
-
-def _dumps(value: Any) -> bytes:
-    try:
-        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
-    except (TypeError, ValueError) as exc:
-        raise FormatError(f"archive events must be JSON-plain: {exc}") from exc
+_dumps = dump_event
 
 
 def _loads(raw: bytes | str) -> Any:
@@ -120,38 +83,14 @@ def _refresh(ctx: ArchiveContext, keys: Sequence[str]) -> list[tuple[Any, ...]]:
     return [("PEXPIRE", key, ctx.ttl_ms) for key in keys]
 
 
-def _undo(messages: Sequence[Any], events: Sequence[Mapping[str, Any]], thread_id: str) -> Restored:
-    """Undo ``events`` (oldest first) on ``messages``, newest event first."""
-    current: list[Any] = list(messages)
-    done: list[str] = []
-    tokens = 0
-    for event in reversed(list(events)):
-        try:
-            current = restore_event(current, event, revive=revive_message)
-        except ArchiveMismatch as exc:
-            raise ArchiveMismatch(
-                f"thread {thread_id!r}, event {event.get('id')!r}: {exc} (a newer event edited the same text; "
-                "restore the newer events first, or restore all)"
-            ) from exc
-        done.append(str(event["id"]))
-        tokens += sum(int(s.get("tokens", 0) or 0) for r in event_spans(event) for s in r)
-        tokens += sum(int(f.get("tokens", 0) or 0) for f in event.get("folds") or [] if isinstance(f, Mapping))
-    return Restored(messages=current, event_ids=done, tokens_restored=tokens)
-
-
 # -- plans -----------------------------------------------------------------------------------------------------
 
 
 def record_plan(ctx: ArchiveContext, thread_id: str, event: Mapping[str, Any]) -> Plan[str]:
     """Store one event (atomically, idempotent per id); returns its id."""
-    if not isinstance(event, Mapping):
-        raise FormatError(f"an archive event is a dict, got {type(event).__name__}")
-    stored = dict(event)
-    event_id = str(stored.get("id") or uuid.uuid4().hex)
-    stored["id"] = event_id
-    if stored.get("created_at") is None:
-        stored["created_at"] = time.time()
-    score = _score_ms(stored["created_at"])
+    stored, at = prepare_event(event)
+    event_id = stored["id"]
+    score = int(round(at * 1000))
     summary = summarize(stored)
     yield Batch(
         Eval(
@@ -224,7 +163,7 @@ def restore_plan(
     events = yield from events_plan(ctx, thread_id, event_id)
     if event_id is not None and events[0]["restored_at"] is not None:
         return Restored(messages=list(messages))
-    result = _undo(messages, events, str(thread_id))
+    result = undo_events(messages, events, str(thread_id), revive=revive_message)
     if mark:
         yield from mark_plan(ctx, thread_id, result.event_ids)
     return result
@@ -239,21 +178,15 @@ def delete_plan(ctx: ArchiveContext, thread_id: str) -> Plan[bool]:
 # -- shells ----------------------------------------------------------------------------------------------------
 
 
-class RedisArchive:
-    """Synchronous archive of freed spans; pass it as ``FreeMemory(archive=...)``.
+class _ArchiveShell:
+    """What the sync and async archives share: the client, the key layout and TTL policy, the driver."""
 
-    Args:
-        client: ``redis.Redis`` or ``redis.RedisCluster`` (``decode_responses=False``).
-        key_prefix: Same prefix as the thread's checkpointer, so a thread's data shares one hash tag.
-        ttl: Seconds the archive of a thread lives after its last write (``None``: forever). A checkpointer
-            with a TTL on the same prefix also extends archive keys that have one.
-        refresh_on_read: Re-arm the TTL on reads too.
-        owns_client: Close the client on :meth:`close`.
-    """
+    _driver_class: Any = SyncDriver
+    _connect: Any = staticmethod(sync_client)
 
     def __init__(
         self,
-        client: redis.Redis | redis.RedisCluster,
+        client: Any,
         *,
         key_prefix: str = "freemem",
         ttl: float | None = None,
@@ -264,11 +197,11 @@ class RedisArchive:
         self.client = client
         self.owns_client = owns_client
         self.context = ArchiveContext(key_prefix, ttl, refresh_on_read)
-        self._driver = SyncDriver(client, describe(client))
+        self._driver = self._driver_class(client, describe(client))
 
     @classmethod
     def from_url(
-        cls,
+        cls: type[_Shell],
         url: str,
         *,
         key_prefix: str = "freemem",
@@ -276,10 +209,10 @@ class RedisArchive:
         refresh_on_read: bool = False,
         cluster: bool = False,
         **client_kwargs: Any,
-    ) -> RedisArchive:
+    ) -> _Shell:
         """An archive owning a new client for ``url`` (``redis://`` or ``rediss://``, credentials in the URL)."""
         archive = cls(
-            sync_client(url, cluster=cluster, **client_kwargs),
+            cls._connect(url, cluster=cluster, **client_kwargs),
             key_prefix=key_prefix,
             ttl=ttl,
             refresh_on_read=refresh_on_read,
@@ -287,6 +220,24 @@ class RedisArchive:
         )
         archive._driver.where = describe_url(url)
         return archive
+
+
+_Shell = TypeVar("_Shell", bound=_ArchiveShell)
+
+
+class RedisArchive(_ArchiveShell, BaseArchive):
+    """Synchronous archive of freed spans; pass it as ``FreeMemory(archive=...)``. An
+    :class:`~freemem.archives.Archive`, and an :class:`~freemem.archives.AsyncArchive` whose methods run the
+    sync ones in a worker thread (native asyncio: :class:`AsyncRedisArchive`).
+
+    Args:
+        client: ``redis.Redis`` or ``redis.RedisCluster`` (``decode_responses=False``).
+        key_prefix: Same prefix as the thread's checkpointer, so a thread's data shares one hash tag.
+        ttl: Seconds the archive of a thread lives after its last write (``None``: forever). A checkpointer
+            with a TTL on the same prefix also extends archive keys that have one.
+        refresh_on_read: Re-arm the TTL on reads too.
+        owns_client: Close the client on :meth:`close`.
+    """
 
     def close(self) -> None:
         """Close the client if this archive created it."""
@@ -302,10 +253,6 @@ class RedisArchive:
     def record(self, thread_id: str, event: Mapping[str, Any]) -> str:
         """Store an event (its ``"id"``, or a new uuid); returns the id. Re-recording an id overwrites it."""
         return self._driver.run(record_plan(self.context, thread_id, event))
-
-    async def arecord(self, thread_id: str, event: Mapping[str, Any]) -> str:
-        """:meth:`record` in a worker thread (for async callers holding a sync archive)."""
-        return await asyncio.to_thread(self.record, thread_id, event)
 
     def list_events(self, thread_id: str, *, newest_first: bool = False, limit: int | None = None) -> list[dict[str, Any]]:
         """Summaries (events without spans, with ``n_spans``, ``span_tokens``, ``restored_at``) in time order."""
@@ -350,45 +297,12 @@ class RedisArchive:
         return self._driver.run(delete_plan(self.context, thread_id))
 
 
-class AsyncRedisArchive:
-    """Asyncio twin of :class:`RedisArchive` (same arguments, ``redis.asyncio`` clients, ``a``-prefixed methods)."""
+class AsyncRedisArchive(_ArchiveShell):
+    """Asyncio twin of :class:`RedisArchive` (same arguments, ``redis.asyncio`` clients, ``a``-prefixed methods):
+    an :class:`~freemem.archives.AsyncArchive`."""
 
-    def __init__(
-        self,
-        client: redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster,
-        *,
-        key_prefix: str = "freemem",
-        ttl: float | None = None,
-        refresh_on_read: bool = False,
-        owns_client: bool = False,
-    ) -> None:
-        ensure_binary(client)
-        self.client = client
-        self.owns_client = owns_client
-        self.context = ArchiveContext(key_prefix, ttl, refresh_on_read)
-        self._driver = AsyncDriver(client, describe(client))
-
-    @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        key_prefix: str = "freemem",
-        ttl: float | None = None,
-        refresh_on_read: bool = False,
-        cluster: bool = False,
-        **client_kwargs: Any,
-    ) -> AsyncRedisArchive:
-        """An archive owning a new asyncio client for ``url``."""
-        archive = cls(
-            async_client(url, cluster=cluster, **client_kwargs),
-            key_prefix=key_prefix,
-            ttl=ttl,
-            refresh_on_read=refresh_on_read,
-            owns_client=True,
-        )
-        archive._driver.where = describe_url(url)
-        return archive
+    _driver_class = AsyncDriver
+    _connect = staticmethod(async_client)
 
     async def aclose(self) -> None:
         """Close the client if this archive created it."""
@@ -440,6 +354,10 @@ class AsyncRedisArchive:
     ) -> Restored:
         """See :meth:`RedisArchive.restore`."""
         return await self._driver.run(restore_plan(self.context, thread_id, messages, event_id, mark=mark))
+
+    async def amark_all_restored(self, thread_id: str, event_ids: Sequence[str]) -> None:
+        """Mark several events restored in one round trip; ``KeyError`` if one is absent."""
+        await self._driver.run(mark_plan(self.context, thread_id, list(event_ids)))
 
     async def afind(self, thread_id: str, ref: str) -> list[str]:
         """Async twin of :meth:`RedisArchive.find`."""

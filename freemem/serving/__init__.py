@@ -1,8 +1,9 @@
 """Serving the Free-Module: the ``freemem serve`` launcher.
 
-``freemem.serving.launch`` builds and runs the server commands (SGLang, vLLM, llama.cpp); the client side,
-:class:`~freemem.cleaners.FreeModuleCleaner`, talks to them over OpenAI-compatible HTTP and is imported from
-:mod:`freemem.cleaners` (one import path per name).
+``freemem serve`` (:mod:`~freemem.serving.launch`) builds (:mod:`~freemem.serving.commands`, from a
+:mod:`~freemem.serving.specs` spec) and runs (:mod:`~freemem.serving.process`) the server commands (SGLang,
+vLLM, llama.cpp);
+:class:`~freemem.cleaners.free_module.FreeModuleCleaner` talks to them over OpenAI-compatible HTTP.
 ``freemem.serving.profile`` measures a cleaning round's latency split against a running server.
 Names are imported lazily, so ``python -m freemem.serving.launch`` runs cleanly.
 """
@@ -13,11 +14,11 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "AdapterSpec": "freemem.serving.launch",
-    "LaunchPlan": "freemem.serving.launch",
-    "ServeSpec": "freemem.serving.launch",
-    "build_plan": "freemem.serving.launch",
-    "wait_for_health": "freemem.serving.launch",
+    "AdapterSpec": "freemem.serving.specs",
+    "LaunchPlan": "freemem.serving.specs",
+    "ServeSpec": "freemem.serving.specs",
+    "build_plan": "freemem.serving.commands",
+    "wait_for_health": "freemem.serving.process",
 }
 
 __all__ = sorted(_EXPORTS)

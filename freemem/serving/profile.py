@@ -221,7 +221,9 @@ def _llamacpp_server(model: str, adapter: str, *, threads: int | None, n_ctx: in
     import socket
     import subprocess
 
-    from freemem.serving.launch import AdapterSpec, ServeSpec, llamacpp_command, llamacpp_config, wait_for_health
+    from freemem.serving.commands import llamacpp_command, llamacpp_config
+    from freemem.serving.process import wait_for_health
+    from freemem.serving.specs import AdapterSpec, ServeSpec
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

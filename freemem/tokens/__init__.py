@@ -29,7 +29,7 @@ The package: :mod:`~freemem.tokens.base` (the contract), :mod:`~freemem.tokens.q
 
 from freemem.tokens.approx import ApproxCounter
 from freemem.tokens.base import TokenCounter
-from freemem.tokens.cache import CachedCounter
+from freemem.tokens.cache import CachedCounter, cached_counter
 from freemem.tokens.qwen3 import Qwen3Counter
 from freemem.tokens.registry import COUNTER_NAMES, get_counter
 from freemem.tokens.tiktoken import TiktokenCounter
@@ -38,6 +38,7 @@ __all__ = [
     "COUNTER_NAMES",
     "ApproxCounter",
     "CachedCounter",
+    "cached_counter",
     "Qwen3Counter",
     "TiktokenCounter",
     "TokenCounter",

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from freemem.core.errors import ConfigError
 from freemem.tokens.base import TokenCounter
 
-__all__ = ["CachedCounter"]
+__all__ = ["CachedCounter", "cached_counter"]
 
 
 class CachedCounter(TokenCounter):
@@ -127,3 +127,15 @@ class CachedCounter(TokenCounter):
 
     def __repr__(self) -> str:
         return f"CachedCounter({self.counter!r}, max_entries={self.max_entries})"
+
+
+def cached_counter(counter: TokenCounter | str, *, max_entries: int | None = None) -> CachedCounter:
+    """A :class:`CachedCounter` for ``counter``: a counter object (returned as it is when it already caches,
+    else wrapped) or a :func:`~freemem.tokens.get_counter` name. ``max_entries`` bounds a new cache (default:
+    its default)."""
+    from freemem.tokens.registry import get_counter
+
+    base = get_counter(counter) if isinstance(counter, str) else counter
+    if isinstance(base, CachedCounter):
+        return base
+    return CachedCounter(base) if max_entries is None else CachedCounter(base, max_entries=max_entries)

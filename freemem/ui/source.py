@@ -479,7 +479,7 @@ class ThreadSource:
         """
         if self.archive is None:
             raise StoreError("no archive: this inspector was started without one, so there is nothing to restore")
-        from freemem.redis.threads import write_messages
+        from freemem.langgraph.threads import write_messages
 
         with self._lock:
             tup, pruned, _ = self._latest(thread_id)

@@ -157,15 +157,3 @@ class FailingCleaner(Cleaner):
         self.calls += 1
         raise RuntimeError("cleaner exploded")
 
-
-class ListArchive:
-    """An in-memory archive with FreeMemory's ``record`` / ``arecord`` protocol."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, dict[str, Any]]] = []
-
-    def record(self, thread_id: str, event: dict[str, Any]) -> None:
-        self.events.append((thread_id, event))
-
-    async def arecord(self, thread_id: str, event: dict[str, Any]) -> None:
-        self.events.append((thread_id, event))

@@ -16,12 +16,12 @@ from lgfakes import (
     BUDGET,
     TOOLS,
     FailingCleaner,
-    ListArchive,
     assert_requests_ok,
     make_memory,
     scripted_model,
 )
 
+from freemem import InMemoryArchive
 from freemem.cleaners.heuristic import HeuristicCleaner
 from freemem.core.archive import restore_event
 from freemem.core.folding import FOLD_ID_PREFIX
@@ -119,7 +119,7 @@ def test_updates_replace_by_known_id_only() -> None:
 
 
 def test_archive_keeps_removed_spans_and_restores_the_original() -> None:
-    archive = ListArchive()
+    archive = InMemoryArchive()
     memory = make_memory(archive=archive)
     model = scripted_model([40])
     agent = create_agent(model, TOOLS, middleware=[FreeMemoryMiddleware(memory)], checkpointer=InMemorySaver())
@@ -127,11 +127,12 @@ def test_archive_keeps_removed_spans_and_restores_the_original() -> None:
     baseline = scripted_model([40])
     original = create_agent(baseline, TOOLS).invoke(_ask("dig into the logs"), _config("x"))["messages"]
 
-    assert archive.events and {tid for tid, _ in archive.events} == {"arch"}
-    assert all((e["applied"] and e["rounds"]) or e.get("folds") for _, e in archive.events)
+    events = archive.events("arch")  # every event under the agent's thread
+    assert events and archive.events("default") == []
+    assert all((e["applied"] and e["rounds"]) or e.get("folds") for e in events)
     pruned = agent.get_state(_config("arch")).values["messages"]
     restored = pruned
-    for _, event in reversed(archive.events):
+    for event in reversed(events):
         restored = restore_event(restored, event)
     assert [m.content for m in restored] == [m.content for m in original]
 

@@ -12,8 +12,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import START, MessagesState, StateGraph
 from lgfakes import TOOLS, scripted_model
 
-from freemem import FreeMemory
-from freemem.core.archive import InMemoryArchive
+from freemem import FreeMemory, InMemoryArchive
 from freemem.core.folding import FOLD_ID_PREFIX
 from freemem.core.pairing import pairing_violations
 from freemem.langgraph import FreeMemoryMiddleware, wrap

@@ -14,8 +14,7 @@ from langchain_core.outputs import ChatGeneration, ChatResult
 from langgraph.checkpoint.memory import InMemorySaver
 from lgfakes import BUDGET, TOOLS, ScriptedModel, tool_call_message
 
-from freemem import FreeMemory
-from freemem.core.archive import InMemoryArchive
+from freemem import FreeMemory, InMemoryArchive
 from freemem.core.errors import ConfigError
 from freemem.core.folding import FOLD_ID_PREFIX
 from freemem.core.pairing import pairing_violations

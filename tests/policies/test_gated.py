@@ -19,7 +19,8 @@ from policyfakes import (
 )
 
 from freemem.core.errors import ConfigError
-from freemem.policies.gated import GatedReader, parse_gated_step, split_chunks
+from freemem.langgraph.gated import GatedReader
+from freemem.policies.gated import parse_gated_step, split_chunks
 from freemem.tokens import get_counter
 
 COUNTER = get_counter("approx")

@@ -12,10 +12,13 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langgraph.checkpoint.memory import InMemorySaver
 from policyfakes import ScriptedChatModel, cut_off, filler
 
+from freemem import InMemoryArchive
 from freemem.core.errors import ConfigError
 from freemem.core.pairing import pairing_violations
+from freemem.langgraph.inftythink import InftyThinker
 from freemem.memory import MESSAGE_OVERHEAD_TOKENS
-from freemem.policies.summarize import InftyThinker, SummarizeMemory, fallback_summary, parse_segment
+from freemem.policies.inftythink import fallback_summary, parse_segment
+from freemem.policies.summarize import SummarizeMemory
 from freemem.tokens import get_counter
 
 COUNTER = get_counter("approx")
@@ -214,17 +217,9 @@ def tool_transcript(turns: int, seed: int = 0, lc: bool = False) -> list:
     return out
 
 
-class ListArchive:
-    def __init__(self) -> None:
-        self.records: list[tuple[str | None, dict]] = []
-
-    def record(self, thread_id: str | None, event: dict) -> None:
-        self.records.append((thread_id, event))
-
-
 def test_fold_keeps_pairs_valid_and_archives_originals() -> None:
     msgs = tool_transcript(12)
-    archive = ListArchive()
+    archive = InMemoryArchive()
     summarizer = ScriptedChatModel(script=["Read m0..m8; tests fail on an encoding bug in io.read()."])
     memory = SummarizeMemory(summarizer, budget=1500, keep_tokens=600, summary_tokens=100, counter=COUNTER,
                              archive=archive)
@@ -239,8 +234,8 @@ def test_fold_keeps_pairs_valid_and_archives_originals() -> None:
     assert memory.count(result.messages[3:]) >= 600
     assert result.event.tokens_before == before and result.event.tokens_after == memory.count(result.messages)
     assert result.event.applied == len(result.folded)
-    (thread, record), = archive.records
-    assert thread == "t1" and record["folded"] == result.folded and record["policy"] == "summarize"
+    (record,) = archive.events("t1")  # one event, under the thread named
+    assert record["folded"] == result.folded and record["policy"] == "summarize"
     # The summarizer saw only the folded part.
     assert "Fix the failing test" not in summarizer.received[0][-1].content
 

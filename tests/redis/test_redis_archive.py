@@ -13,7 +13,8 @@ from freemem.bench.store import build_graph, tool_turn
 from freemem.cli.main import main
 from freemem.core.archive import ArchiveMismatch
 from freemem.core.errors import FormatError, StoreError
-from freemem.redis import AsyncRedisArchive, RedisArchive, RedisSaver, restore_thread, show_thread
+from freemem.langgraph import restore_thread, show_thread
+from freemem.redis import AsyncRedisArchive, RedisArchive, RedisSaver
 from tests.redis.helpers import scripted_transcript
 from tests.support.redis_servers import RedisServerProcess
 

@@ -12,7 +12,8 @@ from freemem.bench.store import build_graph
 from freemem.cli.main import main
 from freemem.core.folding import FOLD_ID_PREFIX
 from freemem.core.pairing import pairing_violations
-from freemem.redis import RedisArchive, RedisSaver, show_thread
+from freemem.langgraph import show_thread
+from freemem.redis import RedisArchive, RedisSaver
 from tests.redis.helpers import scripted_transcript
 from tests.support.redis_servers import RedisServerProcess
 

@@ -12,8 +12,9 @@ import pytest
 from freemem import FreeMemory
 from freemem.bench.store import build_graph
 from freemem.cli.main import main
-from freemem.redis import KeyLayout, RedisArchive, RedisSaver, show_thread
-from freemem.redis.threads import freemem_refs
+from freemem.langgraph import show_thread
+from freemem.langgraph.threads import freemem_refs
+from freemem.redis import KeyLayout, RedisArchive, RedisSaver
 from tests.support.redis_servers import RedisServerProcess
 
 

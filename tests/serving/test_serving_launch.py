@@ -14,14 +14,10 @@ import urllib.request
 import pytest
 
 from freemem.core.errors import ConfigError, ServeError
-from freemem.serving.launch import (
-    AdapterSpec,
-    ServeSpec,
-    add_arguments,
-    build_plan,
-    run,
-    wait_for_health,
-)
+from freemem.serving.commands import build_plan
+from freemem.serving.launch import add_arguments, run
+from freemem.serving.process import wait_for_health
+from freemem.serving.specs import AdapterSpec, ServeSpec
 from tests.support.llama_server import free_port
 
 

@@ -15,8 +15,8 @@ import pytest
 from freemem.cleaners.free_module import FreeModuleCleaner, commands_schema
 from freemem.core.context import Protection
 from freemem.core.errors import ConfigError, ServeError
+from freemem.langgraph.reasoner import QWEN3_THINKING_PROMPT, FreeReasoner, ReasonerResult
 from freemem.memory import FreeMemory
-from freemem.reasoner import QWEN3_THINKING_PROMPT, FreeReasoner, ReasonerResult
 
 QUESTION = "Is 391 equal to 17 * 23? Check it step by step."
 SMALL_SCHEMA = commands_schema(min_commands=1, max_commands=2, max_anchor_chars=8)

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from freemem.serving.launch import AdapterSpec, ServeSpec, llamacpp_command, llamacpp_config, wait_for_health
+from freemem.serving.commands import llamacpp_command, llamacpp_config
+from freemem.serving.process import wait_for_health
+from freemem.serving.specs import AdapterSpec, ServeSpec
 
 __all__ = ["LlamaServer", "free_port", "llama_cpp_available", "start_llama_server"]
 

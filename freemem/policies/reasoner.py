@@ -1,55 +1,55 @@
-"""FreeReasoner: the Free()LM loop for raw reasoning models, as a LangGraph graph.
+"""The Free()LM loop for raw reasoning models: the policy's steps, without a graph.
 
 The loop of the Free()LM paper: the base reasoning model thinks for up to ``L`` new tokens (5,000 by default);
 the Free-Module (the same model plus a LoRA adapter, usually on the same server) names obsolete spans of the
 thinking; freemem deletes them safely; the model continues from the pruned text. It stops when the model ends
 its output (an answer), when a total budget of generated tokens is spent, when the round limit is reached, or
-when the context window is full::
-
-    START -> generate --(running)--> clean -> generate -> ... --(answer | budget | rounds | context)--> END
+when the context window is full.
 
 Generation is a *completion-style continuation*: each request sends the rendered prompt plus the (pruned)
 thinking so far as one raw prompt, so the server's prefix cache (SGLang's radix cache, llama.cpp's prompt
 cache) reuses everything up to the first deletion. The state (question, thinking, counters, ledger) is plain
-JSON, so any LangGraph checkpointer persists it; with one, an interrupted run resumes with :meth:`resume`.
-
-One server is enough: SGLang serving ``--model-path M --enable-lora --lora-paths free=A`` answers generation
-requests for ``M`` (no adapter) and cleaning requests for ``M:free``::
-
-    reasoner = FreeReasoner("http://127.0.0.1:30000/v1", model="Qwen/Qwen3-8B", adapter="free")
-    result = reasoner.invoke("How many primes are there below 100?")
-    result.answer, result.status, result.ledger
-
-The cleaner is a :class:`~freemem.cleaners.free_module.FreeModuleCleaner` by default; pass ``memory=`` to use
-any :class:`~freemem.FreeMemory` (another cleaner, a token counter, an archive, markers). Cleaning fails open: a
-cleaner that is down costs one skipped round (a warning and a ledger entry with the error), never the run.
+JSON. :class:`FreeReasonerSteps` holds the two steps (generate, clean) with their sync and async twins; the
+LangGraph graph that runs them with a checkpointer is :class:`freemem.langgraph.reasoner.FreeReasoner`.
+Generation requests reuse the HTTP plan of :mod:`freemem.cleaners.http` (retries with backoff), written once
+as steps driven sync or async (:mod:`freemem.driving`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
 from freemem.core.optional import require_extra
 
-require_extra("serve", "openai", "langgraph", what="FreeReasoner")
+require_extra("serve", "openai", what="freemem.policies.reasoner")
 
 import openai
 
-from freemem.cleaners.free_module import CircuitBreaker, Endpoint, EndpointState, FreeModuleCleaner, is_transient
+from freemem.archives import ArchiveFailure, apersist_event, persist_event
+from freemem.cleaners.free_module import FreeModuleCleaner
+from freemem.cleaners.http import (
+    HANDLERS,
+    Attempts,
+    CircuitBreaker,
+    Completion,
+    Endpoint,
+    EndpointState,
+    Sleep,
+    is_transient,
+)
 from freemem.core.errors import ConfigError, ServeError
 from freemem.core.ledger import CleanEvent
+from freemem.driving import adrive, drive
 from freemem.memory import CleanResult, FreeMemory
 
 __all__ = [
     "QWEN3_THINKING_PROMPT",
-    "FreeReasoner",
     "ReasonerResult",
     "ReasonerState",
+    "FreeReasonerSteps",
     "Status",
 ]
 
@@ -131,8 +131,9 @@ class _Generation:
     attempts: int
 
 
-class FreeReasoner:
-    """The Free()LM reasoning loop (generate L tokens → clean with the Free-Module → continue) as a graph.
+class FreeReasonerSteps:
+    """The Free()LM reasoning loop's steps (generate L tokens → clean with the Free-Module → continue), without
+    a graph: :class:`freemem.langgraph.reasoner.FreeReasoner` wires them into one (with a checkpointer).
 
     Args:
         base_url: the OpenAI-compatible server of the base reasoning model (``/v1`` is appended to a bare
@@ -157,7 +158,6 @@ class FreeReasoner:
         timeout: seconds per generation request; ``max_retries``: further attempts on connection errors,
             timeouts and 5xx answers (with exponential backoff from ``backoff_s``).
         extra_body: extra JSON fields of every generation request (e.g. SGLang's ``{"top_k": 20}``).
-        checkpointer: any LangGraph checkpointer (``InMemorySaver``, SQLite, freemem's Redis saver...).
         api_key: sent to the server (local servers ignore it; ``OPENAI_API_KEY`` is never read).
     """
 
@@ -183,7 +183,6 @@ class FreeReasoner:
         max_retries: int = 2,
         backoff_s: float = 0.5,
         extra_body: Mapping[str, Any] | None = None,
-        checkpointer: Any = None,
         api_key: str = "EMPTY",
     ) -> None:
         if chunk_tokens < 1 or max_total_tokens < 1 or max_rounds < 1:
@@ -220,10 +219,8 @@ class FreeReasoner:
         self.backoff_s = backoff_s
         self.extra_body: dict[str, Any] = dict(extra_body or {})
         self.api_key = api_key
-        self.checkpointer = checkpointer
         # The breaker of the shared client holder is not used for generation: a reasoning run has one server.
         self._client = EndpointState(self.endpoint, CircuitBreaker())
-        self.graph = self._build_graph()
 
     # -- pure pieces (shared by sync and async) ----------------------------------------------------------
 
@@ -303,11 +300,18 @@ class FreeReasoner:
         return head, head + thinking
 
     def _after_clean(self, state: Mapping[str, Any], head: str, result: CleanResult | None,
-                     error: BaseException | None = None) -> dict[str, Any]:
+                     error: BaseException | None = None, *,
+                     failure: ArchiveFailure | None = None) -> dict[str, Any]:
         ledger = [dict(entry) for entry in state.get("ledger", [])]
         if result is None:  # the engine itself failed (not the cleaner: FreeMemory already fails open there)
             event = CleanEvent(trigger="every_chunk", error=f"{type(error).__name__}: {error}")
             update: dict[str, Any] = {}
+        elif failure is not None:  # fail closed: the removed text would be stored nowhere, so the edit goes
+            event = result.event
+            event.error = failure.message
+            event.tokens_after = event.tokens_before
+            self.memory.stats.errors += 1
+            update = {}
         else:
             event = result.event
             update = {}
@@ -323,21 +327,34 @@ class FreeReasoner:
         update["ledger"] = ledger
         return update
 
-    # -- nodes -------------------------------------------------------------------------------------------
+    # -- the loop's two steps, sync and async (a graph node each) ----------------------------------------
 
-    def _generate(self, state: ReasonerState) -> dict[str, Any]:
+    def initial_state(self, question: str) -> ReasonerState:
+        """The state a new run starts from."""
+        if not isinstance(question, str) or not question.strip():
+            raise ConfigError("the question must be a non-empty string")
+        return ReasonerState(question=question, text="", status="running", rounds=0, generated_tokens=0,
+                             context_tokens=0, finish_reason=None, ledger=[])
+
+    def generate(self, state: ReasonerState) -> dict[str, Any]:
+        """One generation request of at most L tokens; the state update (status says whether to go on)."""
         request = self.request_for(state)
         if request is None:
             return {"status": self._out_of_room(state)}
-        return self._after_generation(state, request, self._complete(request))
+        return self._after_generation(state, request, drive(self._completion_steps(request), HANDLERS["sync"]))
 
-    async def _agenerate(self, state: ReasonerState) -> dict[str, Any]:
+    async def agenerate(self, state: ReasonerState) -> dict[str, Any]:
+        """Async twin of :meth:`generate`."""
         request = self.request_for(state)
         if request is None:
             return {"status": self._out_of_room(state)}
-        return self._after_generation(state, request, await self._acomplete(request))
+        return self._after_generation(state, request,
+                                      await adrive(self._completion_steps(request), HANDLERS["async"]))
 
-    def _clean(self, state: ReasonerState, config: Any) -> dict[str, Any]:
+    def clean(self, state: ReasonerState, thread_id: str | None = None) -> dict[str, Any]:
+        """Clean the thinking once (fail open: an engine failure is a ledger entry, the reasoning goes on
+        unpruned). The removed spans go to the memory's archive under ``thread_id`` (default ``"default"``);
+        when the archive cannot take them the edit is not kept (fail closed, the ledger entry says why)."""
         prepared = self._clean_input(state)
         if prepared is None:
             return {}
@@ -346,10 +363,11 @@ class FreeReasoner:
             result = self.memory.clean_text(text, question=head, trigger="every_chunk")
         except Exception as exc:  # noqa: BLE001 - fail open: the reasoning goes on unpruned
             return self._after_clean(state, head, None, exc)
-        self._archive(result, config)
-        return self._after_clean(state, head, result)
+        failure = persist_event(self.memory.archive, thread_id, result.event) if result.event.applied else None
+        return self._after_clean(state, head, result, failure=failure)
 
-    async def _aclean(self, state: ReasonerState, config: Any) -> dict[str, Any]:
+    async def aclean(self, state: ReasonerState, thread_id: str | None = None) -> dict[str, Any]:
+        """Async twin of :meth:`clean`."""
         prepared = self._clean_input(state)
         if prepared is None:
             return {}
@@ -358,42 +376,9 @@ class FreeReasoner:
             result = await self.memory.aclean_text(text, question=head, trigger="every_chunk")
         except Exception as exc:  # noqa: BLE001
             return self._after_clean(state, head, None, exc)
-        archive = self.memory.archive
-        if archive is not None and result.event.applied:
-            try:
-                record = getattr(archive, "arecord", None)
-                if record is not None:
-                    await record(_thread_of(config), result.event.to_dict(spans=True))
-                else:
-                    await asyncio.to_thread(archive.record, _thread_of(config), result.event.to_dict(spans=True))
-            except Exception:  # noqa: BLE001 - the archive never breaks a run
-                self.memory.stats.errors += 1
-        return self._after_clean(state, head, result)
-
-    def _archive(self, result: CleanResult, config: Any) -> None:
-        archive = self.memory.archive
-        if archive is None or not result.event.applied:
-            return
-        try:
-            archive.record(_thread_of(config), result.event.to_dict(spans=True))
-        except Exception:  # noqa: BLE001 - the archive never breaks a run
-            self.memory.stats.errors += 1
-
-    @staticmethod
-    def _route(state: ReasonerState) -> str:
-        return "clean" if state.get("status") == "running" else "__end__"
-
-    def _build_graph(self) -> Any:
-        from langchain_core.runnables import RunnableLambda
-        from langgraph.graph import END, START, StateGraph
-
-        builder = StateGraph(ReasonerState)
-        builder.add_node("generate", RunnableLambda(self._generate, afunc=self._agenerate, name="generate"))
-        builder.add_node("clean", RunnableLambda(self._clean, afunc=self._aclean, name="clean"))
-        builder.add_edge(START, "generate")
-        builder.add_conditional_edges("generate", self._route, {"clean": "clean", "__end__": END})
-        builder.add_edge("clean", "generate")
-        return builder.compile(checkpointer=self.checkpointer)
+        failure = (await apersist_event(self.memory.archive, thread_id, result.event)
+                   if result.event.applied else None)
+        return self._after_clean(state, head, result, failure=failure)
 
     # -- HTTP --------------------------------------------------------------------------------------------
 
@@ -419,99 +404,27 @@ class FreeReasoner:
         return ServeError(f"generation at {self.endpoint.base_url} failed after {attempts} attempt(s): "
                           f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
 
-    def _complete(self, request: Mapping[str, Any]) -> _Generation:
-        client = self._client.sync_client(self.api_key, self.timeout)
+    def _completion_steps(self, request: Mapping[str, Any]) -> Generator[Sleep | Completion, Any, _Generation]:
+        """One generation request with retries on transient failures (connection, timeout, 5xx) and
+        exponential backoff, by the shared plan of :mod:`freemem.cleaners.http` (one server, no breaker: the
+        run itself stops on failure)."""
         started = time.perf_counter()
-        for attempt in range(self.max_retries + 1):
+        plan = Attempts([self._client], max_retries=self.max_retries, timeout=self.timeout,
+                        backoff_s=self.backoff_s, name="generation", use_breakers=False, skip_timed_out=False)
+        while (step := plan.next()) is not None:
+            state, delay, timeout = step
+            if delay:
+                yield Sleep(delay)
             try:
-                response = client.completions.create(**request, timeout=self.timeout)
+                response = yield Completion(state, "completions", request, timeout, self.api_key, self.timeout)
             except openai.OpenAIError as exc:
-                if not is_transient(exc) or attempt == self.max_retries:
-                    raise self._give_up(exc, attempt + 1) from exc
-                time.sleep(self.backoff_s * 2**attempt)
+                if not is_transient(exc):
+                    raise self._give_up(exc, plan.attempts) from exc
+                plan.failed(state, exc)
                 continue
-            return self._generation(response, started, attempt + 1)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    async def _acomplete(self, request: Mapping[str, Any]) -> _Generation:
-        client = self._client.async_client(self.api_key, self.timeout)
-        started = time.perf_counter()
-        for attempt in range(self.max_retries + 1):
-            try:
-                response = await client.completions.create(**request, timeout=self.timeout)
-            except openai.OpenAIError as exc:
-                if not is_transient(exc) or attempt == self.max_retries:
-                    raise self._give_up(exc, attempt + 1) from exc
-                await asyncio.sleep(self.backoff_s * 2**attempt)
-                continue
-            return self._generation(response, started, attempt + 1)
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    # -- public API --------------------------------------------------------------------------------------
-
-    def _config(self, thread_id: str | None, config: Mapping[str, Any] | None) -> tuple[dict[str, Any], str | None]:
-        cfg: dict[str, Any] = dict(config or {})
-        configurable = dict(cfg.get("configurable", {}))
-        thread = thread_id or configurable.get("thread_id")
-        if thread is None and self.checkpointer is not None:
-            thread = uuid.uuid4().hex
-        if thread is not None:
-            configurable["thread_id"] = thread
-        cfg["configurable"] = configurable
-        cfg.setdefault("recursion_limit", 2 * self.max_rounds + 8)
-        return cfg, thread
-
-    def initial_state(self, question: str) -> ReasonerState:
-        """The state a new run starts from."""
-        if not isinstance(question, str) or not question.strip():
-            raise ConfigError("the question must be a non-empty string")
-        return ReasonerState(question=question, text="", status="running", rounds=0, generated_tokens=0,
-                             context_tokens=0, finish_reason=None, ledger=[])
-
-    def invoke(self, question: str, *, thread_id: str | None = None,
-               config: Mapping[str, Any] | None = None) -> ReasonerResult:
-        """Reason about ``question`` until an answer or a limit. With a checkpointer every step is persisted
-        under ``thread_id`` (a new id when None; see :attr:`ReasonerResult.thread_id`)."""
-        cfg, thread = self._config(thread_id, config)
-        state = self.graph.invoke(self.initial_state(question), cfg)
-        return ReasonerResult.from_state(state, thread_id=thread, think_end=self.think_end)
-
-    async def ainvoke(self, question: str, *, thread_id: str | None = None,
-                      config: Mapping[str, Any] | None = None) -> ReasonerResult:
-        """Async twin of :meth:`invoke`."""
-        cfg, thread = self._config(thread_id, config)
-        state = await self.graph.ainvoke(self.initial_state(question), cfg)
-        return ReasonerResult.from_state(state, thread_id=thread, think_end=self.think_end)
-
-    def _require_thread(self, thread_id: str) -> dict[str, Any]:
-        if self.checkpointer is None:
-            raise ConfigError("resuming needs a checkpointer (FreeReasoner(checkpointer=...))")
-        cfg, _ = self._config(thread_id, None)
-        return cfg
-
-    def resume(self, thread_id: str) -> ReasonerResult:
-        """Continue an interrupted run from its last checkpoint (a finished run is returned as it is)."""
-        cfg = self._require_thread(thread_id)
-        snapshot = self.graph.get_state(cfg)
-        if not snapshot.values:
-            raise ConfigError(f"no FreeReasoner run is stored under thread {thread_id!r}")
-        state = self.graph.invoke(None, cfg) if snapshot.next else snapshot.values
-        return ReasonerResult.from_state(state, thread_id=thread_id, think_end=self.think_end)
-
-    async def aresume(self, thread_id: str) -> ReasonerResult:
-        """Async twin of :meth:`resume`."""
-        cfg = self._require_thread(thread_id)
-        snapshot = await self.graph.aget_state(cfg)
-        if not snapshot.values:
-            raise ConfigError(f"no FreeReasoner run is stored under thread {thread_id!r}")
-        state = await self.graph.ainvoke(None, cfg) if snapshot.next else snapshot.values
-        return ReasonerResult.from_state(state, thread_id=thread_id, think_end=self.think_end)
-
-    def get_state(self, thread_id: str) -> ReasonerResult | None:
-        """The stored state of a thread as a result (status ``running`` while unfinished); None if unknown."""
-        cfg = self._require_thread(thread_id)
-        values = self.graph.get_state(cfg).values
-        return ReasonerResult.from_state(values, thread_id=thread_id, think_end=self.think_end) if values else None
+            return self._generation(response, started, plan.attempts)
+        last = plan.errors[-1][1]
+        raise self._give_up(last, plan.attempts) from last
 
     def close(self) -> None:
         """Close the sync HTTP client of generation (and of the default cleaner)."""
@@ -528,11 +441,8 @@ class FreeReasoner:
             await aclose()
 
     def __repr__(self) -> str:
-        return (f"FreeReasoner(base_url={self.endpoint.base_url!r}, model={self.model!r}, "
+        return (f"{type(self).__name__}(base_url={self.endpoint.base_url!r}, model={self.model!r}, "
                 f"chunk_tokens={self.chunk_tokens}, max_total_tokens={self.max_total_tokens}, "
                 f"cleaner={self.memory.cleaner!r})")
 
 
-def _thread_of(config: Any) -> str:
-    configurable = (config or {}).get("configurable", {}) if isinstance(config, Mapping) else {}
-    return str(configurable.get("thread_id") or "default")

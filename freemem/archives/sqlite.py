@@ -1,0 +1,160 @@
+"""An archive in one SQLite file: durable, no server, for one machine (the stdlib's ``sqlite3``).
+
+The persistent archive for agents that keep their checkpoints in SQLite too (LangGraph's ``SqliteSaver``):
+``freemem thread show|restore --saver threads.sqlite --archive threads.sqlite`` works on it like on Redis.
+One table, ``freemem_archive``, keyed by (thread, event id); summaries (the event without its removed text) are
+stored apart, so listing a long thread's history never reads the removed text. Writes are transactions; one
+connection serves every thread of the process behind a lock (async methods run in a worker thread).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from freemem.archives.base import BaseArchive, dump_event, prepare_event
+from freemem.core.archive import summarize_event
+from freemem.core.errors import StoreError
+
+__all__ = ["SqliteArchive"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS freemem_archive (
+    thread TEXT NOT NULL,
+    id TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    event TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    restored_at REAL,
+    PRIMARY KEY (thread, id)
+);
+CREATE INDEX IF NOT EXISTS freemem_archive_by_time ON freemem_archive (thread, created_at);
+"""
+
+
+class SqliteArchive(BaseArchive):
+    """An :class:`~freemem.archives.Archive` (and :class:`~freemem.archives.AsyncArchive`) in a SQLite file.
+
+    Args:
+        path: the database file (created with its table when missing), or ``":memory:"``.
+        revive: turns an archived LangChain message dump back into a message (default: the registered one,
+            :func:`freemem.lc.revive_message`, once LangChain layers are imported).
+    """
+
+    def __init__(self, path: str | Path, *, revive: Callable[[dict[str, Any]], Any] | None = None) -> None:
+        self.path = str(path)
+        self.revive = revive
+        self._lock = threading.Lock()
+        try:
+            self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._conn.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the SQLite archive {self.path!r}: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the database connection."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> SqliteArchive:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            with self._lock:
+                return self._conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite archive {self.path!r}: {exc}") from exc
+
+    @staticmethod
+    def _load(raw: str, restored_at: float | None) -> dict[str, Any]:
+        try:
+            record = json.loads(raw)
+        except ValueError as exc:
+            raise StoreError(f"corrupt archive record: {exc}") from exc
+        record["restored_at"] = restored_at
+        return record
+
+    def record(self, thread_id: str, event: Mapping[str, Any]) -> str:
+        """Store an event (its ``"id"``, or a new uuid); returns the id. Re-recording an id overwrites it."""
+        stored, at = prepare_event(event)
+        event_id = stored["id"]
+        body, summary = dump_event(stored).decode(), dump_event(summarize_event(stored)).decode()
+        self._rows("INSERT INTO freemem_archive (thread, id, created_at, event, summary) VALUES (?, ?, ?, ?, ?) "
+                   "ON CONFLICT (thread, id) DO UPDATE SET created_at = excluded.created_at, "
+                   "event = excluded.event, summary = excluded.summary",
+                   (str(thread_id), event_id, at, body, summary))
+        return event_id
+
+    def list_events(self, thread_id: str, *, newest_first: bool = False,
+                    limit: int | None = None) -> list[dict[str, Any]]:
+        """Summaries (events without spans, with ``n_spans``, ``span_tokens``, ``restored_at``) in time order."""
+        if limit is not None and limit <= 0:
+            return []
+        order = "DESC" if newest_first else "ASC"
+        rows = self._rows(f"SELECT summary, restored_at FROM freemem_archive WHERE thread = ? "
+                          f"ORDER BY created_at {order}, rowid {order} LIMIT ?",
+                          (str(thread_id), -1 if limit is None else limit))
+        return [self._load(raw, restored) for raw, restored in rows]
+
+    def get_event(self, thread_id: str, event_id: str) -> dict[str, Any]:
+        """The full event, spans included; raises ``KeyError`` if absent."""
+        rows = self._rows("SELECT event, restored_at FROM freemem_archive WHERE thread = ? AND id = ?",
+                          (str(thread_id), str(event_id)))
+        if not rows:
+            raise KeyError(f"no archived event {event_id!r} in thread {thread_id!r}")
+        return self._load(*rows[0])
+
+    def events(self, thread_id: str, *, include_restored: bool = False) -> list[dict[str, Any]]:
+        """Full events oldest first (by default only those not restored yet)."""
+        where = "" if include_restored else " AND restored_at IS NULL"
+        rows = self._rows(f"SELECT event, restored_at FROM freemem_archive WHERE thread = ?{where} "
+                          "ORDER BY created_at, rowid", (str(thread_id),))
+        return [self._load(raw, restored) for raw, restored in rows]
+
+    def mark_restored(self, thread_id: str, event_id: str, *, restored_at: float | None = None) -> None:
+        """Mark an event as restored (now, or at ``restored_at`` epoch seconds); ``KeyError`` if absent."""
+        self._mark(thread_id, [event_id], time.time() if restored_at is None else restored_at)
+
+    def mark_all_restored(self, thread_id: str, event_ids: Sequence[str]) -> None:
+        """Mark several events restored in one transaction; ``KeyError`` (and nothing marked) if one is absent."""
+        self._mark(thread_id, list(event_ids), time.time())
+
+    def _mark(self, thread_id: str, event_ids: list[str], at: float) -> None:
+        if not event_ids:
+            return
+        try:
+            with self._lock:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for event_id in event_ids:
+                        done = self._conn.execute(
+                            "UPDATE freemem_archive SET restored_at = ? WHERE thread = ? AND id = ?",
+                            (at, str(thread_id), str(event_id))).rowcount
+                        if not done:
+                            raise KeyError(f"no archived event {event_id!r} in thread {thread_id!r}")
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite archive {self.path!r}: {exc}") from exc
+
+    def delete_thread(self, thread_id: str) -> bool:
+        """Delete the thread's events; ``True`` if there were any."""
+        try:
+            with self._lock:
+                return self._conn.execute("DELETE FROM freemem_archive WHERE thread = ?",
+                                          (str(thread_id),)).rowcount > 0
+        except sqlite3.Error as exc:
+            raise StoreError(f"SQLite archive {self.path!r}: {exc}") from exc

@@ -1,0 +1,254 @@
+"""A persisted thread seen whole: its latest messages (from any LangGraph checkpointer) next to what freemem
+freed (from any :class:`~freemem.archives.Archive`), and restoring freed spans back into the thread as a new
+checkpoint. Sync (:func:`show_thread`, :func:`restore_thread`) and async (:func:`ashow_thread`,
+:func:`arestore_thread`, over an :class:`~freemem.archives.AsyncArchive` and the saver's async methods): each
+is written once as steps yielding :class:`~freemem.driving.Call` requests (``saver.get_tuple`` / ``aget_tuple``,
+``archive.restore`` / ``arestore``...), driven sync or async.
+
+Restoring writes a checkpoint the way ``graph.update_state`` does (``source: "update"``, the next step, the
+previous checkpoint as parent), with only the messages channel replaced, so the next ``invoke`` on the thread
+continues from the restored context and the pruned one stays in history.
+
+Lost archive events. The archive can lose events the checkpoints still point to (its keys expired with a
+shorter TTL, were deleted, or were written to another key prefix). The pruned messages then still hold
+freemem's markers (``[freemem: #<ref> N tokens freed]``) and fold messages whose text no event names.
+:func:`orphaned_refs` finds them, and :class:`ThreadView` carries them (``orphans``), so a caller can say the
+removed text is gone instead of reporting "nothing pruned" or "nothing to restore". Markers of a custom
+``marker=`` template are not recognised (only freemem's default marker and fold messages).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver, CheckpointTuple
+from langgraph.checkpoint.base.id import uuid6
+
+from freemem.archives import Archive, AsyncArchive, Restored
+from freemem.core.archive import event_refs
+from freemem.core.errors import StoreError
+from freemem.core.views import message_views
+from freemem.driving import CALL_HANDLERS, Call, adrive, drive
+
+__all__ = [
+    "ThreadView",
+    "aload_messages",
+    "aorphaned_refs",
+    "arestore_thread",
+    "ashow_thread",
+    "awrite_messages",
+    "freemem_refs",
+    "load_messages",
+    "orphaned_refs",
+    "restore_thread",
+    "show_thread",
+    "write_messages",
+]
+
+#: freemem's default message marker (:data:`freemem.core.apply.DEFAULT_MESSAGE_MARKER`), naming its span's ref.
+_MARKER = re.compile(r"\[freemem: #([0-9a-f]{8}) \d+ tokens freed\]")
+
+
+@dataclass
+class ThreadView:
+    """A thread's pruned context, the original rebuilt from the archive, and its archived events."""
+
+    thread_id: str
+    checkpoint_id: str | None
+    pruned: list[Any]
+    original: list[Any]
+    events: list[dict[str, Any]] = field(default_factory=list)
+    #: Refs of markers and fold messages in ``pruned`` that no archived event names (their text is lost).
+    orphans: list[str] = field(default_factory=list)
+
+
+def _config(thread_id: str, checkpoint_ns: str) -> RunnableConfig:
+    return {"configurable": {"thread_id": thread_id, "checkpoint_ns": checkpoint_ns}}
+
+
+Steps = Generator[Call, Any, Any]
+
+
+def _load_steps(saver: BaseCheckpointSaver[Any], thread_id: str, channel: str, checkpoint_ns: str) -> Steps:
+    tup: CheckpointTuple | None = yield Call(saver, "get_tuple", (_config(thread_id, checkpoint_ns),))
+    if tup is None:
+        return None, []
+    value = tup.checkpoint["channel_values"].get(channel)
+    if value is None:
+        return tup, []
+    if not isinstance(value, list):
+        raise StoreError(f"thread {thread_id!r}: channel {channel!r} holds a {type(value).__name__}, not messages")
+    return tup, list(value)
+
+
+def load_messages(
+    saver: BaseCheckpointSaver[Any], thread_id: str, *, channel: str = "messages", checkpoint_ns: str = ""
+) -> tuple[CheckpointTuple | None, list[Any]]:
+    """The thread's latest checkpoint and the message list in its ``channel`` (empty if none)."""
+    return drive(_load_steps(saver, thread_id, channel, checkpoint_ns), CALL_HANDLERS["sync"])
+
+
+async def aload_messages(
+    saver: BaseCheckpointSaver[Any], thread_id: str, *, channel: str = "messages", checkpoint_ns: str = ""
+) -> tuple[CheckpointTuple | None, list[Any]]:
+    """Async twin of :func:`load_messages`."""
+    return await adrive(_load_steps(saver, thread_id, channel, checkpoint_ns), CALL_HANDLERS["async"])
+
+
+def _write_steps(saver: BaseCheckpointSaver[Any], parent: CheckpointTuple, messages: Sequence[Any], channel: str,
+                 note: dict[str, Any] | None) -> Steps:
+    checkpoint = copy.deepcopy(parent.checkpoint)
+    checkpoint["id"] = str(uuid6(clock_seq=-1))
+    checkpoint["ts"] = datetime.now(UTC).isoformat()
+    checkpoint["channel_values"][channel] = list(messages)
+    version = saver.get_next_version(checkpoint["channel_versions"].get(channel), None)
+    checkpoint["channel_versions"][channel] = version
+    step = parent.metadata.get("step", -1) if parent.metadata else -1
+    metadata: dict[str, Any] = {"source": "update", "step": int(step) + 1, "parents": {}}
+    if note:
+        metadata.update(note)
+    return (yield Call(saver, "put", (parent.config, checkpoint, metadata, {channel: version})))
+
+
+def write_messages(
+    saver: BaseCheckpointSaver[Any],
+    parent: CheckpointTuple,
+    messages: Sequence[Any],
+    *,
+    channel: str = "messages",
+    note: dict[str, Any] | None = None,
+) -> RunnableConfig:
+    """Store a child of ``parent`` whose ``channel`` holds ``messages`` (everything else unchanged)."""
+    return drive(_write_steps(saver, parent, messages, channel, note), CALL_HANDLERS["sync"])
+
+
+async def awrite_messages(
+    saver: BaseCheckpointSaver[Any],
+    parent: CheckpointTuple,
+    messages: Sequence[Any],
+    *,
+    channel: str = "messages",
+    note: dict[str, Any] | None = None,
+) -> RunnableConfig:
+    """Async twin of :func:`write_messages`."""
+    return await adrive(_write_steps(saver, parent, messages, channel, note), CALL_HANDLERS["async"])
+
+
+def freemem_refs(messages: Sequence[Any]) -> list[str]:
+    """The refs freemem left in ``messages``: each default marker's ``#ref`` and each fold message's handle,
+    in order (a ref twice if it occurs twice)."""
+    refs: list[str] = []
+    for view in message_views(messages):
+        if view.fold is not None:
+            refs.append(view.fold)
+        for _name, text in view.fields:
+            refs.extend(_MARKER.findall(text))
+    return refs
+
+
+def _orphan_steps(archive: Archive | AsyncArchive, thread_id: str, messages: Sequence[Any]) -> Steps:
+    refs = freemem_refs(messages)
+    if not refs:
+        return []
+    known: set[str] = set()
+    for event in (yield Call(archive, "events", (thread_id,), {"include_restored": True})):
+        known.update(event_refs(event))
+    return list(dict.fromkeys(r for r in refs if r not in known))
+
+
+def orphaned_refs(archive: Archive, thread_id: str, messages: Sequence[Any]) -> list[str]:
+    """The refs in ``messages`` (see :func:`freemem_refs`) that no archived event of the thread names, in
+    order, each once: text freemem removed that the archive no longer holds (expired, deleted)."""
+    return drive(_orphan_steps(archive, thread_id, messages), CALL_HANDLERS["sync"])
+
+
+async def aorphaned_refs(archive: AsyncArchive, thread_id: str, messages: Sequence[Any]) -> list[str]:
+    """Async twin of :func:`orphaned_refs`."""
+    return await adrive(_orphan_steps(archive, thread_id, messages), CALL_HANDLERS["async"])
+
+
+def _show_steps(saver: BaseCheckpointSaver[Any], archive: Archive | AsyncArchive, thread_id: str, channel: str,
+                checkpoint_ns: str) -> Steps:
+    tup, pruned = yield from _load_steps(saver, thread_id, channel, checkpoint_ns)
+    events = yield Call(archive, "list_events", (thread_id,))
+    original = (yield Call(archive, "original", (thread_id, pruned))) if pruned else []
+    orphans = (yield from _orphan_steps(archive, thread_id, pruned)) if pruned else []
+    return ThreadView(thread_id=thread_id,
+                      checkpoint_id=None if tup is None else tup.config["configurable"]["checkpoint_id"],
+                      pruned=pruned, original=original, events=events, orphans=orphans)
+
+
+def show_thread(
+    saver: BaseCheckpointSaver[Any],
+    archive: Archive,
+    thread_id: str,
+    *,
+    channel: str = "messages",
+    checkpoint_ns: str = "",
+) -> ThreadView:
+    """The thread's pruned messages, the original rebuilt from its unrestored events, and all its events."""
+    return drive(_show_steps(saver, archive, thread_id, channel, checkpoint_ns), CALL_HANDLERS["sync"])
+
+
+async def ashow_thread(
+    saver: BaseCheckpointSaver[Any],
+    archive: AsyncArchive,
+    thread_id: str,
+    *,
+    channel: str = "messages",
+    checkpoint_ns: str = "",
+) -> ThreadView:
+    """Async twin of :func:`show_thread`."""
+    return await adrive(_show_steps(saver, archive, thread_id, channel, checkpoint_ns), CALL_HANDLERS["async"])
+
+
+def _restore_steps(saver: BaseCheckpointSaver[Any], archive: Archive | AsyncArchive, thread_id: str,
+                   event_id: str | None, channel: str, checkpoint_ns: str, dry_run: bool) -> Steps:
+    # The archive marks events restored only after the new checkpoint is stored, so a failure in between
+    # leaves the events restorable (a retry rebuilds the same messages from the same pruned checkpoint).
+    tup, pruned = yield from _load_steps(saver, thread_id, channel, checkpoint_ns)
+    if tup is None:
+        raise StoreError(f"thread {thread_id!r} has no checkpoints under this key prefix")
+    result: Restored = yield Call(archive, "restore", (thread_id, pruned, event_id), {"mark": False})
+    if dry_run or not result.event_ids:
+        return result
+    yield from _write_steps(saver, tup, result.messages, channel, {"freemem_restored": result.event_ids})
+    yield Call(archive, "mark_all_restored", (thread_id, result.event_ids))
+    return result
+
+
+def restore_thread(
+    saver: BaseCheckpointSaver[Any],
+    archive: Archive,
+    thread_id: str,
+    event_id: str | None = None,
+    *,
+    channel: str = "messages",
+    checkpoint_ns: str = "",
+    dry_run: bool = False,
+) -> Restored:
+    """Undo one event (or every unrestored one) in the thread's latest messages and store the result as a new
+    checkpoint; the events are marked restored once it is stored (``dry_run``: compute, write nothing)."""
+    steps = _restore_steps(saver, archive, thread_id, event_id, channel, checkpoint_ns, dry_run)
+    return drive(steps, CALL_HANDLERS["sync"])
+
+
+async def arestore_thread(
+    saver: BaseCheckpointSaver[Any],
+    archive: AsyncArchive,
+    thread_id: str,
+    event_id: str | None = None,
+    *,
+    channel: str = "messages",
+    checkpoint_ns: str = "",
+    dry_run: bool = False,
+) -> Restored:
+    """Async twin of :func:`restore_thread` (the saver's ``aget_tuple``/``aput``, the archive's ``a`` methods)."""
+    steps = _restore_steps(saver, archive, thread_id, event_id, channel, checkpoint_ns, dry_run)
+    return await adrive(steps, CALL_HANDLERS["async"])
