@@ -12,9 +12,7 @@ A cleaner that fails costs one skipped round, a warning and a counted error — 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
-import threading
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,14 +21,21 @@ from typing import Any
 
 from freemem.core.apply import DEFAULT_MAX_COMMANDS, DEFAULT_MESSAGE_MARKER, Marker, apply_commands
 from freemem.core.cleaner import Cleaner, Proposal
-from freemem.core.commands import Command
 from freemem.core.context import Context, Protection
 from freemem.core.digest import summary_prompt
-from freemem.core.errors import CleanerError, CleanerTimeout, ConfigError
+from freemem.core.errors import ConfigError
 from freemem.core.folding import FoldMismatch, FoldRecord, fold_originals, fold_units, make_fold, replace_digest
 from freemem.core.ledger import CleanEvent
 from freemem.core.outcome import Outcome
 from freemem.core.prompt_cache import PriceModel, common_prefix, get_price_model, message_keys
+from freemem.core.round_calls import (
+    as_proposal,
+    bound_summarizer,
+    call_within,
+    cleaner_deadline_error,
+    propose_within,
+    summary_deadline_error,
+)
 from freemem.core.scheduling import Option, choose, turn_tokens
 from freemem.core.views import MESSAGE_OVERHEAD_TOKENS, MessageView, count_messages, counted_texts, message_views
 from freemem.driving import adrive, drive
@@ -582,12 +587,12 @@ class FreeMemory:
     def _run(self, messages: Any, text: str | None, trigger: str, tokens: int | None,
              question: str | None, idle_s: float | None = None, schedule: bool | None = None) -> CleanResult:
         def summarize(request: SummaryRequest) -> Any:
-            model = _bound_summarizer(self.summarizer, request.max_tokens)
-            return _call_within(lambda: model.invoke(request.prompt), self.round_timeout, "freemem-summarizer",
-                                lambda: _summary_deadline_error(self.round_timeout))
+            model = bound_summarizer(self.summarizer, request.max_tokens)
+            return call_within(lambda: model.invoke(request.prompt), self.round_timeout, "freemem-summarizer",
+                                lambda: summary_deadline_error(self.round_timeout))
 
         def propose(context: Context) -> Proposal | BaseException:
-            return _as_proposal(self.cleaner, _propose_within(self.cleaner, context, self.round_timeout))
+            return as_proposal(self.cleaner, propose_within(self.cleaner, context, self.round_timeout))
 
         return drive(self._rounds(messages, text, trigger, tokens, question, idle_s, schedule),
                      {SummaryRequest: summarize, Context: propose})
@@ -597,112 +602,23 @@ class FreeMemory:
                     schedule: bool | None = None) -> CleanResult:
         # fail_open: any cleaner or summariser failure is sent to the round loop, which skips the round.
         async def summarize(request: SummaryRequest) -> Any:
-            model = _bound_summarizer(self.summarizer, request.max_tokens)
+            model = bound_summarizer(self.summarizer, request.max_tokens)
             call = (model.ainvoke(request.prompt) if hasattr(model, "ainvoke")
                     else asyncio.to_thread(model.invoke, request.prompt))
             try:
                 return await self._within_round(call)
             except TimeoutError:
-                return _summary_deadline_error(self.round_timeout)
+                return summary_deadline_error(self.round_timeout)
 
         async def propose(context: Context) -> Proposal | BaseException:
             try:
                 answer = await self._within_round(self.cleaner.apropose(context))
             except TimeoutError:
-                answer = _deadline_error(self.cleaner, self.round_timeout)
-            return _as_proposal(self.cleaner, answer)
+                answer = cleaner_deadline_error(self.cleaner, self.round_timeout)
+            return as_proposal(self.cleaner, answer)
 
         return await adrive(self._rounds(messages, text, trigger, tokens, question, idle_s, schedule),
                             {SummaryRequest: summarize, Context: propose}, fail_open=True)
 
     async def _within_round(self, call: Awaitable[Any]) -> Any:
         return await (call if self.round_timeout is None else asyncio.wait_for(call, self.round_timeout))
-
-
-def _bound_summarizer(model: Any, max_tokens: int) -> Any:
-    """The summariser with its answer bounded (``bind(max_tokens=...)`` where the model supports it)."""
-    bind = getattr(model, "bind", None)
-    if bind is None:
-        return model
-    try:
-        return bind(max_tokens=max_tokens)
-    except Exception:  # noqa: BLE001 - a model that cannot bind answers unbounded; the digest is truncated
-        return model
-
-
-def _cleaner_name(cleaner: Any) -> str:
-    return str(getattr(cleaner, "name", type(cleaner).__name__))
-
-
-def _deadline_error(cleaner: Any, seconds: float | None) -> CleanerTimeout:
-    return CleanerTimeout(f"cleaner {_cleaner_name(cleaner)} exceeded {seconds:g} s (round_timeout); "
-                          "abandoned")
-
-
-def _summary_deadline_error(seconds: float | None) -> CleanerTimeout:
-    return CleanerTimeout(f"summarizer exceeded {seconds:g} s (round_timeout); abandoned")
-
-
-def _propose_within(cleaner: Any, context: Context, seconds: float | None) -> Any:
-    """``cleaner.propose(context)``, or the exception it raised, or a :class:`CleanerTimeout` once ``seconds``
-    pass (see :func:`_call_within`)."""
-    return _call_within(lambda: cleaner.propose(context), seconds, f"freemem-cleaner-{_cleaner_name(cleaner)}",
-                        lambda: _deadline_error(cleaner, seconds))
-
-
-def _call_within(call: Callable[[], Any], seconds: float | None, name: str,
-                 on_deadline: Callable[[], Exception]) -> Any:
-    """``call()``, or the exception it raised, or ``on_deadline()`` once ``seconds`` pass. With a
-    deadline the call runs in a daemon worker thread (in a copy of the caller's contextvars), so a hung call is
-    left behind rather than waited for; Python cannot kill a thread, and its late answer is dropped."""
-    if seconds is None:
-        try:
-            return call()
-        except Exception as exc:  # noqa: BLE001 - fail open: the caller decides
-            return exc
-    box: list[Any] = []
-    done = threading.Event()
-    run_in_context = contextvars.copy_context().run
-
-    def work() -> None:
-        try:
-            box.append(run_in_context(call))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-            box.append(exc)
-        finally:
-            done.set()
-
-    worker = threading.Thread(target=work, name=name, daemon=True)
-    worker.start()
-    if not done.wait(seconds):
-        return on_deadline()
-    answer = box[0]
-    if isinstance(answer, BaseException) and not isinstance(answer, Exception):
-        raise answer  # KeyboardInterrupt, SystemExit: not a cleaner failure
-    return answer
-
-
-def _as_proposal(cleaner: Any, answer: Any) -> Proposal | BaseException:
-    """``answer`` as a :class:`Proposal` the round can use, or an error saying why it is not one.
-
-    A cleaner returning garbage fails its round like a cleaner that raises (a warning, the event's error);
-    a plain list of :class:`Command` is accepted as a proposal."""
-    if isinstance(answer, BaseException):
-        return answer
-    name = _cleaner_name(cleaner)
-    if isinstance(answer, list) and all(isinstance(c, Command) for c in answer):
-        return Proposal(commands=answer, cleaner=name)
-    if not isinstance(answer, Proposal):
-        return CleanerError(f"cleaner {name} returned {type(answer).__name__}, not a Proposal or a list of Command")
-    if not isinstance(answer.commands, list) or not all(isinstance(c, Command) for c in answer.commands):
-        bad = answer.commands if not isinstance(answer.commands, list) else next(
-            c for c in answer.commands if not isinstance(c, Command))
-        return CleanerError(f"cleaner {name} proposed {type(bad).__name__} where a Command belongs")
-    if not isinstance(answer.latency_s, (int, float)) or not isinstance(answer.usage, dict) or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in answer.usage.values()):
-        return CleanerError(f"cleaner {name} returned a Proposal whose latency_s or usage is not numeric")
-    if answer.note is not None and not isinstance(answer.note, str):
-        return CleanerError(f"cleaner {name} returned a Proposal whose note is not a string")
-    return answer
-
-

@@ -21,6 +21,11 @@ import json
 import time
 from pathlib import Path
 
+from freemem.core.optional import require_extra
+
+require_extra("langgraph", "langgraph", "langchain", "langchain_core", "langgraph.checkpoint.sqlite",
+              what="freemem demo")
+
 from freemem.cli.demo.agent import REDIS_PREFIX, DemoResult, run_demo
 from freemem.cli.demo.chart import live_view, plot, summary_table
 from freemem.cli.demo.session import load_session
