@@ -32,6 +32,7 @@ from typing import Any
 
 from freemem import AppliedSpan, ArchiveMismatch, FreeMemory, StoreError, restore_event
 from freemem.core.views import message_views
+from freemem.langgraph.threads import freemem_refs
 
 __all__ = [
     "Call",
@@ -244,17 +245,6 @@ def _texts(messages: Sequence[Any], freed: Mapping[tuple[Any, str], list[tuple[i
                                tool_calls=list(view.tool_calls), tool_call_id=view.tool_call_id, fold=view.fold,
                                folded_by=(folded or {}).get(view.id) if view.id is not None else None))
     return out
-
-
-def freemem_refs(messages: Sequence[Any]) -> list[str]:
-    """The refs freemem left in ``messages`` (default markers' ``#ref``, fold handles), in order."""
-    refs: list[str] = []
-    for view in message_views(messages):
-        if view.fold is not None:
-            refs.append(view.fold)
-        for _name, text in view.fields:
-            refs.extend(MARKER_RE.findall(text))
-    return refs
 
 
 class ThreadSource:
