@@ -207,8 +207,11 @@ def _model_cleaner(args: argparse.Namespace) -> Cleaner:
     from freemem.cleaners.prompted import PromptedCleaner
 
     # No retries: a retried request would wait behind the abandoned one, which a local server keeps computing.
+    # langchain-openai sends max_tokens as max_completion_tokens, which llama.cpp's server ignores: the bound
+    # goes in the request body as max_tokens too (SGLang and vLLM read either).
+    bound = max_tokens or 1024
     chat = ChatOpenAI(model=model, base_url=base_url, api_key="EMPTY", temperature=0, max_retries=0,
-                      timeout=timeout or DEFAULT_TIMEOUT, max_tokens=max_tokens or 1024)
+                      timeout=timeout or DEFAULT_TIMEOUT, max_tokens=bound, extra_body={"max_tokens": bound})
     return PromptedCleaner(chat, timeout=timeout or DEFAULT_TIMEOUT)
 
 

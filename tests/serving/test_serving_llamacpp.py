@@ -162,12 +162,15 @@ def test_prompted_cleaner_through_a_langchain_chat_model(llama_server) -> None:
     langchain_openai = pytest.importorskip("langchain_openai", reason="langchain-openai is not installed")
     from freemem.cleaners.prompted import PromptedCleaner
 
+    # langchain-openai sends max_tokens as max_completion_tokens, which llama.cpp's server ignores: the bound
+    # goes in the body too, or an unconstrained answer runs to the context length.
     chat = langchain_openai.ChatOpenAI(model="tiny:free", base_url=llama_server.base_url, api_key="x",
-                                       temperature=0, max_tokens=96, max_retries=0, timeout=300)
+                                       temperature=0, max_tokens=96, extra_body={"max_tokens": 96},
+                                       max_retries=0, timeout=300)
     constrained = chat.bind(response_format={"type": "json_object", "schema": SMALL_SCHEMA})
     p = PromptedCleaner(constrained, name="prompted-tiny").propose(CONTEXT)
     assert p.cleaner == "prompted-tiny" and p.note is None, p.raw
     assert 1 <= len(p.commands) <= 2
     assert p.usage["prompt_tokens"] > 100 and p.usage["completion_tokens"] > 0
-    free_text = PromptedCleaner(chat.bind(max_tokens=8)).propose(CONTEXT)  # unconstrained: random text
+    free_text = PromptedCleaner(chat.bind(max_tokens=8, extra_body={"max_tokens": 8})).propose(CONTEXT)  # unconstrained: random text
     assert free_text.commands == [] and free_text.note

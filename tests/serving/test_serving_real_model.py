@@ -90,7 +90,8 @@ def test_prompted_cleaner_against_the_real_model(real_server: LlamaServer) -> No
     from freemem.cleaners.prompted import PromptedCleaner
 
     chat = langchain_openai.ChatOpenAI(model=real_server.base_alias, base_url=real_server.base_url, api_key="x",
-                                       temperature=0, max_tokens=256, max_retries=0, timeout=300)
+                                       temperature=0, max_tokens=256, extra_body={"max_tokens": 256},
+                                       max_retries=0, timeout=300)
     proposal = PromptedCleaner(chat).propose(Context.from_text(TEXT, question=QUESTION))
     assert proposal.raw  # a real model answers with text; commands when it follows the format, else a note
     assert proposal.commands or proposal.note
