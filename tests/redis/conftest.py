@@ -21,7 +21,6 @@ from tests.support.redis_servers import (  # noqa: E402
     RedisClusterProcess,
     RedisServerProcess,
     start_cluster,
-    start_server,
 )
 
 requires_redis = pytest.mark.skipif(REDIS_SERVER is None, reason="redis-server is not installed (apt: redis-server)")
@@ -35,16 +34,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if Path(str(item.fspath)).is_relative_to(here):
             item.add_marker(requires_redis)
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServerProcess]:
-    """A standalone redis-server for the whole session (no persistence)."""
-    server = start_server(tmp_path_factory.mktemp("redis"))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,7 @@ if str(ROOT) not in sys.path:  # `tests.support` is imported as a package from t
     sys.path.insert(0, str(ROOT))
 
 from tests.server.scripted_model import FINAL_ANSWER, SCRIPT_CALLS  # noqa: E402
-from tests.support.redis_servers import REDIS_SERVER, RedisServerProcess, start_server  # noqa: E402
+from tests.support.redis_servers import REDIS_SERVER, RedisServerProcess  # noqa: E402
 
 pytest.importorskip("langgraph_api", reason="the LangGraph server is not installed (pip install -e '.[server]')")
 langgraph_sdk = pytest.importorskip("langgraph_sdk", reason="langgraph-sdk is not installed (pip install -e '.[server]')")
@@ -50,15 +50,6 @@ BUDGET = 6000
 #: the margin that keeps this from failing there.
 START_TIMEOUT = 240.0
 RUN_TIMEOUT = 300.0
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServerProcess]:
-    server = start_server(tmp_path_factory.mktemp("redis"))
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -4,11 +4,8 @@ scripted model writing threads into a real checkpointer and archive, one tool of
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 _ROOT = Path(__file__).resolve().parents[2]
 for extra in (str(_ROOT), str(_ROOT / "tests" / "langgraph")):
@@ -22,7 +19,6 @@ from lgfakes import BUDGET, TOOLS, ScriptedModel, tool_call_message  # noqa: E40
 
 from freemem import FreeMemory  # noqa: E402
 from freemem.langgraph import FreeMemoryMiddleware  # noqa: E402
-from tests.support.redis_servers import REDIS_SERVER, RedisServerProcess, start_server  # noqa: E402
 
 #: What a hostile web page could put in a tool result: markup that runs script if a page ever renders it raw.
 XSS = ('<script>window.__freemem_xss = 1; document.title = "pwned"</script>'
@@ -65,12 +61,3 @@ def run_agent(saver: Any, archive: Any, thread: str, *, calls: int = 36) -> dict
     return agent.get_state(config).values
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServerProcess]:
-    if REDIS_SERVER is None:
-        pytest.skip("redis-server is not installed (apt: redis-server)")
-    server = start_server(tmp_path_factory.mktemp("ui-redis"))
-    try:
-        yield server
-    finally:
-        server.stop()
