@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -188,7 +189,7 @@ def test_cleaners_declare_render_and_repeated() -> None:
     model = FakeListChatModel(responses=["[]"])
     c = PromptedCleaner(model)
     assert c.repeated == "all" and c.render is not None and c.render.protected == "mark"
-    assert c.template.version == "prompted_v2" and HeuristicCleaner().repeated == "reject"
+    assert c.template.version == "prompted_v3" and HeuristicCleaner().repeated == "reject"
     old = PromptedCleaner(model, template="prompted_v1")
     assert old.render is None  # v1 shows the context's own text, as before
     ctx = Context.from_text("Q\nsome text", question="Q", protection=Protection(recent_chars=0))
@@ -207,9 +208,10 @@ def test_cleaners_declare_render_and_repeated() -> None:
 # -- templates ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["free_module_v2", "prompted_v2"])
+@pytest.mark.parametrize("name", ["free_module_v2", "prompted_v2", "free_module_v3", "prompted_v3"])
 def test_v2_templates_have_a_real_worked_example_and_no_easy_exit(name: str) -> None:
     t = load_template(name)
+    options = RenderOptions(collapse_repeats=t.collapse_repeats)
     assert t.render_mode == "mark" and "<protected>" in t.system and t.examples
     whole = t.render_prompt("X")
     assert '"..."' not in whole and "If nothing" not in whole and '{"commands": []}' not in whole
@@ -221,9 +223,11 @@ def test_v2_templates_have_a_real_worked_example_and_no_easy_exit(name: str) -> 
         if shown_text.startswith("["):  # a transcript
             ctx = Context.from_messages(_example_messages())
         else:
-            src = shown_text.replace("<protected>", "").replace("</protected>", "")
+            src = re.sub(r'<repeated times="(\d+)">\n(.*?)</repeated>\n', lambda m: m.group(2) * int(m.group(1)),
+                         shown_text, flags=re.DOTALL)  # a passage shown once stands for its copies
+            src = src.replace("<protected>", "").replace("</protected>", "")
             ctx = Context.from_text(src, question=src.splitlines()[0], protection=Protection(recent_chars=0))
-        shown = render_context(ctx)
+        shown = render_context(ctx, options)
         assert shown.text == shown_text
         out = apply_commands(ctx, answer["commands"], shown=shown, repeated="all", max_freed_share=1.0)
         assert out.applied and not [r for r in out.rejected if r.reason != "frees_nothing"], out.rejected

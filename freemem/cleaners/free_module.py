@@ -158,9 +158,10 @@ class FreeModuleCleaner(Cleaner):
         adapter: the adapter's served name (``free`` in ``--lora-paths free=...``); ``None`` for no adapter.
         adapter_mode: how the adapter is named in the request, see :data:`AdapterMode`.
         template: a :class:`~freemem.prompts.PromptTemplate`, a built-in name or a template file path. The
-            default ``free_module_v2`` shows protected parts tagged and explains them; ``free_module_v1`` (the
-            context's own text) stays available, and a released adapter's training format can be matched
-            with your own file.
+            default ``free_module_v3`` shows protected parts tagged and a passage repeated verbatim once, inside
+            ``<repeated times="N">`` tags, and explains both; ``free_module_v2`` (no collapsing) and
+            ``free_module_v1`` (the context's own text) stay available, and a released adapter's training
+            format can be matched with your own file.
         render: how the context is shown to the model (:mod:`freemem.core.rendering`): ``"auto"`` (what the
             template declares), ``"raw"`` (the context's own text), ``"mark"``, ``"elide"`` or
             :class:`~freemem.core.rendering.RenderOptions`. Anchors are located in what the model was shown.
@@ -201,7 +202,7 @@ class FreeModuleCleaner(Cleaner):
         model: str,
         adapter: str | None = "free",
         adapter_mode: AdapterMode = "model_suffix",
-        template: PromptTemplate | str | Path = "free_module_v2",
+        template: PromptTemplate | str | Path = "free_module_v3",
         render: RenderOptions | Literal["auto", "raw", "mark", "elide"] = "auto",
         repeated: RepeatedMode = "all",
         structured_output: StructuredOutput = "auto",
@@ -247,7 +248,8 @@ class FreeModuleCleaner(Cleaner):
         self.adapter_mode: AdapterMode = adapter_mode
         self.template = load_template(template)
         #: How contexts are rendered for the model (None: their own text).
-        self.render: RenderOptions | None = RenderOptions.of(render, auto=self.template.render_mode)
+        self.render: RenderOptions | None = RenderOptions.of(render, auto=self.template.render_mode,
+                                                              collapse_repeats=self.template.collapse_repeats)
         if repeated not in REPEATED_MODES:
             raise ConfigError(f"repeated must be one of {REPEATED_MODES}, got {repeated!r}")
         self.repeated: RepeatedMode = repeated

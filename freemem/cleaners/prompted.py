@@ -1,7 +1,7 @@
 """PromptedCleaner: the cleaner protocol through in-context instructions to any LangChain chat model.
 
 No adapter and no special server: the prompt (a versioned :class:`~freemem.prompts.PromptTemplate`, by default
-``prompted_v2``) tells a general model what to delete and how to answer; the answer is parsed with the same
+``prompted_v3``) tells a general model what to delete and how to answer; the answer is parsed with the same
 forgiving :func:`~freemem.core.commands.parse_commands` as the Free-Module's. The Free()LM paper found such prompting
 weaker than the trained adapter (it tends to cut anchors the reasoning still needs), which is why
 :func:`freemem.apply_commands` checks every command anyway.
@@ -45,7 +45,8 @@ class PromptedCleaner(Cleaner):
         model: any ``BaseChatModel`` (``ChatOpenAI``, ``ChatAnthropic``, a local model...). Its own settings
             (temperature, max tokens, retries, timeout) apply; pass a configured instance.
         template: a :class:`~freemem.prompts.PromptTemplate`, a built-in name or a template file path
-            (default ``prompted_v2``; ``prompted_v1`` stays available).
+            (default ``prompted_v3``: protected parts tagged, verbatim repeats shown once; ``prompted_v2`` and
+            ``prompted_v1`` stay available).
         render: how the context is shown to the model (:mod:`freemem.core.rendering`): ``"auto"`` (what the
             template declares), ``"raw"``, ``"mark"``, ``"elide"`` or :class:`~freemem.core.rendering.RenderOptions`.
         repeated: what a repeated prefix means when the commands are applied: ``"all"`` (every match is
@@ -72,7 +73,7 @@ class PromptedCleaner(Cleaner):
         self,
         model: BaseChatModel,
         *,
-        template: PromptTemplate | str | Path = "prompted_v2",
+        template: PromptTemplate | str | Path = "prompted_v3",
         render: RenderOptions | Literal["auto", "raw", "mark", "elide"] = "auto",
         repeated: RepeatedMode = "all",
         timeout: float | None = None,
@@ -86,7 +87,8 @@ class PromptedCleaner(Cleaner):
         self.model = model
         self.template = load_template(template)
         #: How contexts are rendered for the model (None: their own text).
-        self.render: RenderOptions | None = RenderOptions.of(render, auto=self.template.render_mode)
+        self.render: RenderOptions | None = RenderOptions.of(render, auto=self.template.render_mode,
+                                                              collapse_repeats=self.template.collapse_repeats)
         if repeated not in REPEATED_MODES:
             raise ConfigError(f"repeated must be one of {REPEATED_MODES}, got {repeated!r}")
         self.repeated: RepeatedMode = repeated

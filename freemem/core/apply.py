@@ -21,7 +21,9 @@ stops at a deadline (``"deadline"``); a prefix that is frequent in protected tex
 protected region it occurs in, not one per occurrence, and each distinct prefix is searched once.
 
 Given ``shown`` (what a model cleaner was shown, :mod:`freemem.core.rendering`), anchors are located in that text and
-each span is mapped back exactly to the context.
+each span is mapped back exactly to the context. A span inside a passage the model was shown once for its
+copies (``RenderOptions.collapse_repeats``) is removed from every copy under ``"reject"`` and ``"all"`` (the
+copies are byte-identical, so each is exactly what the model named), from the first one under ``"first"``.
 
 Tool-call argument strings are edited in place in their JSON: only the bytes of the removed range change,
 and each :class:`AppliedSpan` keeps the range as it was encoded (``raw_original``), so restoring is
@@ -96,6 +98,12 @@ def span_ref(original: str) -> str:
     """The short id a marker names for the text it replaced: 8 hex digits of the text's SHA-1, so the same
     text always gets the same id and an archive can find it again (the ``recall`` tool)."""
     return hashlib.sha1(original.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+
+
+def _copies(shown: RenderedContext | None, span: tuple[int, int]) -> list[tuple[int, int]]:
+    """The same span in the copies of a repeated passage the model was shown once (``collapse_repeats``):
+    what the model named in the shown copy it names in every copy. Byte-identical text, same field."""
+    return shown.repeats(*span) if shown is not None and shown.collapsed else []
 
 
 def _marker_fn(marker: Marker | None, kind: str) -> Callable[[str, int], str]:
@@ -246,6 +254,7 @@ def apply_commands(
                 rejected.append(located)
             else:
                 spans.append((located[0], located[1], i))
+                spans.extend((s_, e_, i) for s_, e_ in _copies(shown, located))
             continue
         matches = locate_matches(finder, i, cmd, first=repeated == "first", max_matches=max_matches,
                                   frees_nothing=frees_nothing)
@@ -253,6 +262,8 @@ def apply_commands(
             rejected.append(matches)
             continue
         spans.extend((s_, e_, i) for s_, e_ in matches.spans)
+        if repeated == "all":
+            spans.extend((s_, e_, i) for span in matches.spans for s_, e_ in _copies(shown, span))
         if matches.protected or matches.frees_nothing:
             skipped.append(Rejection(i, cmd, "protected" if matches.protected else "frees_nothing",
                                      f"{len(matches.spans)} match(es) applied; " + matches.skip_note()))

@@ -7,13 +7,18 @@ a released Free-Module adapter answers best in the format it was trained on, whi
 
 Built-in versions (every one stays loadable by name):
 
-* ``free_module_v2`` / ``prompted_v2`` (the defaults): the context is shown with its protected parts inside
+* ``free_module_v3`` / ``prompted_v3`` (the defaults): v2, and a passage the agent wrote again and again
+  verbatim (a repetition loop) is shown once inside ``<repeated times="N">`` ... ``</repeated>``
+  (``collapse_repeats: true``); a span named inside it is removed from every copy;
+* ``free_module_v2`` / ``prompted_v2``: the context is shown with its protected parts inside
   ``<protected>`` ... ``</protected>`` (``render_mode: mark``, see :mod:`freemem.core.rendering`), worked examples on
   real text as earlier chat turns, and every match of a command removed (``repeated="all"``);
 * ``free_module_v1`` / ``prompted_v1``: the context's own text (``render_mode: raw``), as before.
 
 A template declares how the context is rendered into ``{context}`` (``render_mode: raw | mark | elide``,
-default ``raw``): its instructions must explain what the model sees. A cleaner's ``render=`` overrides it.
+default ``raw``; ``collapse_repeats: true`` shows a passage repeated verbatim once, inside ``<repeated
+times="N">`` ... ``</repeated>``): its instructions must explain what the model sees. A cleaner's ``render=``
+overrides the mode (a mode given by name keeps the template's ``collapse_repeats``).
 
 File format (``.txt``)::
 
@@ -21,6 +26,7 @@ File format (``.txt``)::
     version: my_adapter_v3
     description: what this template is for
     render_mode: raw
+    collapse_repeats: false
     === system ===
     You are ...
     === example user ===
@@ -31,7 +37,7 @@ File format (``.txt``)::
     ... {context} ...
 
 A ``.json`` file with the keys ``version``, ``user`` and optionally ``system``, ``description``,
-``render_mode`` and ``examples`` (a list of ``{"user", "assistant"}``) works too.
+``render_mode``, ``collapse_repeats`` and ``examples`` (a list of ``{"user", "assistant"}``) works too.
 """
 
 from __future__ import annotations
@@ -49,7 +55,17 @@ from freemem.core.rendering import RENDER_MODES
 __all__ = ["PromptTemplate", "builtin_templates", "load_template"]
 
 _SECTION = re.compile(r"^===\s*(system|user|example user|example assistant)\s*===\s*$", re.MULTILINE)
-_HEADER_FIELD = re.compile(r"^(version|description|render_mode)\s*:\s*(.*?)\s*$")
+_HEADER_FIELD = re.compile(r"^(version|description|render_mode|collapse_repeats)\s*:\s*(.*?)\s*$")
+_BOOLS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+
+
+def _flag(value: object, what: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    flag = _BOOLS.get(str(value).strip().lower())
+    if flag is None:
+        raise ConfigError(f"prompt template: {what} must be true or false, got {value!r}")
+    return flag
 
 
 @dataclass(frozen=True)
@@ -72,6 +88,9 @@ class PromptTemplate:
     render_mode: str = "raw"
     #: Worked examples: ``(user, assistant)`` turns sent before the real user message (none by default).
     examples: tuple[tuple[str, str], ...] = ()
+    #: Whether a passage repeated verbatim is shown once inside ``<repeated times="N">`` tags
+    #: (:class:`~freemem.core.rendering.RenderOptions`); the instructions must explain the tags.
+    collapse_repeats: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "examples", tuple((str(u), str(a)) for u, a in self.examples))
@@ -113,6 +132,8 @@ class PromptTemplate:
             lines.append(f"description: {self.description}")
         if self.render_mode != "raw":
             lines.append(f"render_mode: {self.render_mode}")
+        if self.collapse_repeats:
+            lines.append("collapse_repeats: true")
         if self.system is not None:
             lines += ["=== system ===", self.system]
         for user, assistant in self.examples:
@@ -168,7 +189,8 @@ class PromptTemplate:
             raise ConfigError("prompt template has no 'version:' line")
         return cls(version=version, user=sections["user"], system=sections.get("system"),
                    description=fields.get("description", ""), render_mode=fields.get("render_mode") or "raw",
-                   examples=tuple(examples))
+                   examples=tuple(examples),
+                   collapse_repeats=_flag(fields.get("collapse_repeats", False), "collapse_repeats"))
 
     @classmethod
     def from_file(cls, path: str | Path) -> PromptTemplate:
@@ -192,7 +214,8 @@ class PromptTemplate:
                 raise ConfigError(f"prompt template {p}: 'examples' must be a list of {{'user', 'assistant'}} strings")
             return cls(version=str(data.get("version") or p.stem), user=data["user"], system=data.get("system"),
                        description=str(data.get("description", "")), render_mode=str(data.get("render_mode") or "raw"),
-                       examples=tuple((e["user"], e["assistant"]) for e in raw_examples))
+                       examples=tuple((e["user"], e["assistant"]) for e in raw_examples),
+                       collapse_repeats=_flag(data.get("collapse_repeats", False), "collapse_repeats"))
         return cls.loads(text, default_version=p.stem)
 
 

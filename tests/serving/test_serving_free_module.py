@@ -105,7 +105,7 @@ def test_commands_usage_and_request(stub_server) -> None:
     assert p.note is None and p.cleaner == "free-module"
     assert p.usage == {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
     assert p.latency_s > 0 and p.extra["endpoint"] == stub.base_url and p.extra["attempts"] == 1
-    assert p.extra["template"] == "free_module_v2"
+    assert p.extra["template"] == "free_module_v3"
     sent = stub.requests[0]
     assert sent["path"] == "/v1/chat/completions"
     assert sent["json"]["model"] == "Qwen/Qwen3-8B:free"

@@ -27,7 +27,7 @@ def test_prompted_cleaner_parses_commands_and_usage() -> None:
     p = PromptedCleaner(model).propose(ctx)
     assert p.commands == [Command(prefix="Try x = 2 again:", suffix="= 5? No.")]
     assert p.usage == {"prompt_tokens": 120, "completion_tokens": 30, "total_tokens": 150}
-    assert p.note is None and p.cleaner == "prompted" and p.extra["template"] == "prompted_v2"
+    assert p.note is None and p.cleaner == "prompted" and p.extra["template"] == "prompted_v3"
 
 
 def test_prompted_cleaner_sends_the_template() -> None:
@@ -88,7 +88,7 @@ def test_prompted_rejects_non_models() -> None:
 
 
 def test_builtin_templates_load_and_round_trip() -> None:
-    assert {"free_module_v1", "prompted_v1", "free_module_v2", "prompted_v2"} <= set(builtin_templates())
+    assert {"free_module_v1", "prompted_v1", "free_module_v2", "prompted_v2", "free_module_v3", "prompted_v3"} <= set(builtin_templates())
     for name in builtin_templates():
         t = load_template(name)
         assert t.version == name and t.system and PromptTemplate.PLACEHOLDER in t.user

@@ -15,7 +15,7 @@ def test_free_module_cleaner_sends_the_rendering(stub_server) -> None:
     stub.default = StubReply(json.dumps({"commands": [{"prefix": "Writing it again", "suffix": "a note."}]}))
     ctx = Context.from_messages(transcript())
     cleaner = FreeModuleCleaner(stub.base_url, model="m", adapter=None)
-    assert cleaner.repeated == "all" and cleaner.template.version == "free_module_v2"
+    assert cleaner.repeated == "all" and cleaner.template.version == "free_module_v3"
     p = cleaner.propose(ctx)
     sent = stub.requests[0]["json"]["messages"][-1]["content"]
     assert p.shown is not None and p.shown.text in sent and "<protected>" in sent and ctx.text not in sent
