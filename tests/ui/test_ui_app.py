@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import XSS, run_agent
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from starlette.testclient import TestClient
@@ -25,6 +24,7 @@ from freemem.cli.main import main
 from freemem.cli.ui import is_loopback
 from freemem.ui import ThreadSource, create_app
 from tests.support.redis_servers import free_port
+from tests.support.ui_agents import XSS, run_agent
 
 THREAD = "agent/thread 1"  # a slash and a space: ids travel in query strings
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import run_agent
 
 from freemem.redis import RedisArchive, RedisSaver
 from tests.support.redis_servers import RedisServerProcess, free_port
+from tests.support.ui_agents import run_agent
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.chrome.options import Options  # noqa: E402
