@@ -112,6 +112,41 @@ def test_a_partial_span_goes_from_every_copy() -> None:
     assert out.text.count("2200 / 288 = 137.5 / 18") == 12 and restore_text(out.text, out.applied) == text
 
 
+SENTENCE = "Wait, but in this game n=0 is a losing position for the player to move, since no move is left.\n"
+
+
+@pytest.mark.parametrize("copies", [30, 31])
+def test_a_command_means_in_the_copies_what_it_means_in_the_raw_text(copies: int) -> None:
+    # A small model names a one-sentence loop by the sentence and, as its suffix, the sentence's own end: in
+    # the raw text the first suffix after the prefix closes the span in the next copy, so each match takes two
+    # copies. Matched on the copies' real text, the collapsed rendering means the same.
+    text = QUESTION + LEAD + SENTENCE * copies + "So n=0 loses. Next, n=1.\n"
+    ctx = plain(text)
+    cmd = Command(prefix=SENTENCE.strip(), suffix="but in this game n=0 is a losing position for the player to move, "
+                                                  "since no move is left.")
+    shown = render_context(ctx, COLLAPSE)
+    assert shown.text.count("n=0 is a losing") == 1
+    collapsed = apply_commands(ctx, [cmd], repeated="all", shown=shown)
+    raw = apply_commands(ctx, [cmd], repeated="all")
+    assert collapsed.rejected == raw.rejected == []
+    assert [(s.start, s.end) for s in collapsed.applied] == [(s.start, s.end) for s in raw.applied]
+    assert collapsed.text == raw.text and collapsed.text.count("n=0 is a losing") == copies % 2
+    assert restore_text(collapsed.text, collapsed.applied) == text
+    first = apply_commands(ctx, [cmd], repeated="first", shown=shown)
+    assert [(s.start, s.end) for s in first.applied] == [(s.start, s.end) for s in raw.applied[:1]]
+
+
+def test_a_span_wrapping_round_the_cycle_is_matched_copy_to_copy() -> None:
+    # prefix late in the cycle, suffix early in it: each match runs from one copy into the next
+    text = loop_text(10)
+    ctx = plain(text)
+    cmd = Command(prefix="Wait, perhaps I need to express it", suffix="2200 / 288 = 137.5 / 18")
+    out = apply_commands(ctx, [cmd], repeated="all", shown=render_context(ctx, COLLAPSE))
+    raw = apply_commands(ctx, [cmd], repeated="all")
+    assert [(s.start, s.end) for s in out.applied] == [(s.start, s.end) for s in raw.applied] and len(out.applied) == 9
+    assert restore_text(out.text, out.applied) == text
+
+
 def test_tags_are_structure_a_span_may_run_through() -> None:
     text = loop_text(12)
     ctx = plain(text)
@@ -217,3 +252,21 @@ def test_a_model_cleaner_shown_one_copy_cleans_the_whole_loop() -> None:
     result = memory.clean_text(text, question=QUESTION)
     assert "137.5" not in result.text and result.event.applied == 20
     assert memory.count_text(result.text) < memory.count_text(text) // 3
+
+
+def test_the_round_cap_counts_a_loops_copies_once() -> None:
+    # A trace that is nearly all loop: removing the loop whole is 95% of the editable characters, but each
+    # copy after the first says nothing new, so the model cleaners' cap (0.9) lets it through; removing most
+    # of what the text says (the loop and the reasoning before it) is still refused whole.
+    text = QUESTION + "Short lead.\n" + CYCLE * 40 + "So I will try another way.\n"
+    ctx = plain(text)
+    shown = render_context(ctx, COLLAPSE)
+    loop = apply_commands(ctx, [WHOLE], repeated="all", shown=shown)
+    assert loop.rejected == [] and loop.refused is None and len(loop.applied) == 40
+    assert sum(len(s.original) for s in loop.applied) > 0.9 * ctx.editable_chars
+    raw = apply_commands(ctx, [WHOLE], repeated="all")  # shown the raw text, the copies count in full
+    assert raw.refused is not None and raw.applied == []
+    everything = Command(prefix="Short lead.", suffix="try another way.")
+    out = apply_commands(ctx, [WHOLE, everything], repeated="all", shown=shown)
+    assert out.refused is not None and "counting each repeated passage's copies once" in out.refused
+    assert [r.reason for r in out.rejected] == ["round_refused", "round_refused"] and out.text == text

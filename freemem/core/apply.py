@@ -12,7 +12,8 @@ Semantics (README, "How applying works"), for every command on the *same* snapsh
    and the headers between stay;
 5. every piece becomes a marker (``<Del>`` for plain text, ``[freemem: N tokens freed]`` for messages, or
    whatever ``marker`` says);
-6. a round that would free more than ``max_freed_share`` of the editable characters is refused whole.
+6. a round that would free more than ``max_freed_share`` of the editable characters is refused whole (with a
+   rendering that showed repeated passages once, their copies after the first count once on both sides).
 
 Nothing here raises on bad cleaner output: the :class:`Outcome` lists what was applied and what was
 rejected, and why. A flood of commands is bounded too: identical commands are examined once (the repeats are
@@ -21,9 +22,10 @@ stops at a deadline (``"deadline"``); a prefix that is frequent in protected tex
 protected region it occurs in, not one per occurrence, and each distinct prefix is searched once.
 
 Given ``shown`` (what a model cleaner was shown, :mod:`freemem.core.rendering`), anchors are located in that text and
-each span is mapped back exactly to the context. A span inside a passage the model was shown once for its
-copies (``RenderOptions.collapse_repeats``) is removed from every copy under ``"reject"`` and ``"all"`` (the
-copies are byte-identical, so each is exactly what the model named), from the first one under ``"first"``.
+each span is mapped back exactly to the context. In a passage the model was shown once for its copies
+(``RenderOptions.collapse_repeats``), ``"all"`` and ``"first"`` match a command on the copies' real text (every
+match, or the first), so a command means there what it would mean in the raw text; under ``"reject"`` a span
+inside the shown copy is removed from every copy (byte-identical text, so each is exactly what was named).
 
 Tool-call argument strings are edited in place in their JSON: only the bytes of the removed range change,
 and each :class:`AppliedSpan` keeps the range as it was encoded (``raw_original``), so restoring is
@@ -101,9 +103,26 @@ def span_ref(original: str) -> str:
 
 
 def _copies(shown: RenderedContext | None, span: tuple[int, int]) -> list[tuple[int, int]]:
-    """The same span in the copies of a repeated passage the model was shown once (``collapse_repeats``):
-    what the model named in the shown copy it names in every copy. Byte-identical text, same field."""
+    """The same span in the copies of a repeated passage the model was shown once (``collapse_repeats``;
+    ``repeated="reject"``, whose one span names the passage in every copy). Byte-identical text, same field."""
     return shown.repeats(*span) if shown is not None and shown.collapsed else []
+
+
+def _distinct_share(shown: RenderedContext | None, pieces: Sequence[tuple[int, int, Any, Any]], freed: int,
+                    editable: int) -> tuple[int, int]:
+    """``(freed, editable)`` characters as ``max_freed_share`` weighs them: with a rendering that showed
+    repeated passages once (``collapse_repeats``), the copies after the first count once — they say nothing
+    the first does not, so removing a verbatim loop whole is not the "delete everything" the cap guards
+    against, while removing most of what the text says still is."""
+    if shown is None or not shown.collapsed:
+        return freed, editable
+    redundant_removed = redundant = 0
+    for c in shown.collapsed:
+        extra = c.period * (c.copies - 1)
+        redundant += extra
+        removed = sum(max(0, min(e, c.end) - max(s, c.source)) for s, e, _, _ in pieces)
+        redundant_removed += min(removed, extra)
+    return freed - redundant_removed, max(1, editable - redundant)
 
 
 def _marker_fn(marker: Marker | None, kind: str) -> Callable[[str, int], str]:
@@ -262,8 +281,6 @@ def apply_commands(
             rejected.append(matches)
             continue
         spans.extend((s_, e_, i) for s_, e_ in matches.spans)
-        if repeated == "all":
-            spans.extend((s_, e_, i) for span in matches.spans for s_, e_ in _copies(shown, span))
         if matches.protected or matches.frees_nothing:
             skipped.append(Rejection(i, cmd, "protected" if matches.protected else "frees_nothing",
                                      f"{len(matches.spans)} match(es) applied; " + matches.skip_note()))
@@ -297,8 +314,11 @@ def apply_commands(
     text = context.text
     freed = sum(e - s for s, e, _, _ in pieces)
     editable = context.editable_chars
-    if pieces and freed > max_freed_share * editable:
-        reason = (f"round would free {freed} of {editable} editable characters "
+    freed_distinct, distinct = _distinct_share(shown, pieces, freed, editable)
+    if pieces and freed_distinct > max_freed_share * distinct:
+        what = "" if distinct == editable else (
+            f"; {freed_distinct} of {distinct} counting each repeated passage's copies once")
+        reason = (f"round would free {freed} of {editable} editable characters{what} "
                   f"(> max_freed_share={max_freed_share})")
         seen = {i for _, _, _, idxs in pieces for i in idxs}
         for i in sorted(seen):

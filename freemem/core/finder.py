@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from freemem.core.commands import Command
 from freemem.core.context import Context, Region
 from freemem.core.outcome import Rejection, RejectReason
-from freemem.core.rendering import RenderedContext
+from freemem.core.rendering import Collapsed, RenderedContext
 
 __all__ = ["Finder", "Matches", "locate", "locate_matches"]
 
@@ -130,6 +130,39 @@ class Finder:
             if m is not None:
                 return m.start(), m.end()
         return None
+
+    def run_matches(self, prefix: str, suffix: str, run: Collapsed) -> list[tuple[int, int]]:
+        """Every non-overlapping ``prefix ... suffix`` match inside a passage the model was shown once for its
+        copies (``collapse_repeats``), found on the copies' real text (context offsets), left to right, the
+        suffix (exact first, then ignoring whitespace) within the copies too: what a command names in the text
+        the shown copy stands for. ``prefix`` is the real text a shown occurrence maps to. Empty when the
+        suffix closes no match inside the copies (the span then runs out of the passage, as the model saw)."""
+        assert self.shown is not None
+        text, lo, hi = self.shown.context.text, run.source, run.end
+        has_suffix = bool(suffix.strip())
+        suffix_ws = _ws_pattern(suffix) if has_suffix else None
+        out: list[tuple[int, int]] = []
+        pos = lo
+        while pos < hi and prefix:
+            at = text.find(prefix, pos, hi)
+            if at < 0:
+                break
+            p_end = at + len(prefix)
+            stop = p_end
+            if has_suffix:
+                found = text.find(suffix, p_end, hi)
+                if found >= 0:
+                    stop = found + len(suffix)
+                else:
+                    m = suffix_ws.search(text, p_end, hi) if suffix_ws is not None else None
+                    if m is None:
+                        break
+                    stop = m.end()
+            if stop <= at:
+                break
+            out.append((at, stop))
+            pos = stop
+        return out
 
     def span_problem(self, start: int, end: int) -> str | None:
         """Why ``[start, end)`` may not be removed (it touches protected text, or holds only headers), or
@@ -260,10 +293,28 @@ def locate_matches(finder: Finder, index: int, cmd: Command, *, first: bool, max
     # A skipped match blocks every later prefix occurrence before the same protected region that ends at the
     # same suffix: they are skipped in one step each, without re-reading the regions between.
     blocked: tuple[int, tuple[int, int] | None] | None = None
+    shown = finder.shown if finder.shown is not None and finder.shown.collapsed else None
     for start, end in finder.occurrences(cmd.prefix, protected):
         seen_prefix = True
         if start < consumed:
             continue
+        src = finder.source(start, end) if shown is not None else None
+        run = shown.collapsed_holding(src[0]) if shown is not None and src is not None else None
+        if run is not None and shown is not None and src is not None:
+            # A prefix in the shown copy of a repeated passage names it in every copy: matched on the copies'
+            # real text (the text this occurrence stands for), where a suffix may close the span in the next
+            # copy, as it would in the raw text.
+            in_run = finder.run_matches(shown.context.text[src[0]:src[1]], cmd.suffix, run)
+            if in_run:
+                out.spans.extend(in_run[:1] if first else in_run)
+                consumed = run.shown + run.period  # the shown copy is done: the next occurrence is after it
+                if first:
+                    break
+                if max_matches is not None and len(out.spans) > max_matches:
+                    return Rejection(index, cmd, "too_many_matches",
+                                     f"prefix...suffix matches more than max_matches={max_matches} times in "
+                                     "editable text: anchors that generic name no repeated passage")
+                continue
         if has_suffix:
             if suffix is None or suffix[0] < end:
                 suffix = finder.find_suffix(cmd.suffix, end)

@@ -18,9 +18,9 @@ found". :func:`render_context` renders the same context for a model:
 * with ``collapse_repeats``, a passage of editable text written again and again verbatim (a repetition loop:
   the same lines, one after another, at least twice) is shown once between ``<repeated times="N">`` and
   ``</repeated>``. A small model shown 63 copies of a 140-character cycle brackets a sentence or two of it;
-  shown one copy with its count it can name the passage whole, and the prompt is that much shorter. A span
-  named inside the shown copy stands for the same span in every copy (:meth:`RenderedContext.repeats`): the
-  copies are byte-identical and in the same editable field, so each is exactly the text the model named.
+  shown one copy with its count it can name the passage whole, and the prompt is that much shorter. A command
+  whose prefix lies in the shown copy is matched on the copies' real text (:meth:`Finder.run_matches
+  <freemem.core.finder.Finder.run_matches>`), so it means there what it would mean in the raw text.
 
 :func:`freemem.apply_commands` takes the :class:`RenderedContext` as ``shown=`` and locates anchors in the
 text the model saw: an anchor in editable text maps back to the identical stored text, one that touches a
@@ -173,6 +173,13 @@ class RenderedContext:
         assert src_end is not None
         return (src_start, src_end) if src_end > src_start else None
 
+    def collapsed_holding(self, source: int) -> Collapsed | None:
+        """The collapsed passage whose shown (first) copy holds offset ``source`` of the context's text."""
+        i = bisect.bisect_right(self._collapsed_starts, source) - 1
+        if i >= 0 and source < self.collapsed[i].source + self.collapsed[i].period:
+            return self.collapsed[i]
+        return None
+
     def repeats(self, start: int, end: int) -> list[tuple[int, int]]:
         """The other copies of ``[start, end)`` of the context's text when it lies inside the shown copy of a
         collapsed passage: the same offsets in each copy not shown (byte-identical text in the same editable
@@ -196,11 +203,18 @@ class RenderedContext:
 @dataclass(frozen=True, slots=True)
 class Collapsed:
     """A passage shown once for ``copies`` verbatim copies in a row: the first starts at ``source`` of the
-    context's text, each is ``period`` characters long."""
+    context's text, each is ``period`` characters long; the shown copy starts at ``shown`` of the rendered
+    text."""
 
     source: int
     period: int
     copies: int
+    shown: int = 0
+
+    @property
+    def end(self) -> int:
+        """Where the copies end in the context's text."""
+        return self.source + self.period * self.copies
 
 
 def repeated_runs(text: str, min_hidden: int) -> list[tuple[int, int, int]]:
@@ -375,10 +389,11 @@ def _add_collapsing(b: _Builder, text: str, r: Region, options: RenderOptions, o
         # Each tag on a line of its own (newlines in a note cost nothing: the note is not the context's text).
         before = "" if b.pos == 0 or b.parts[-1].endswith("\n") else "\n"
         b.add(before + options.repeat_open.replace("{times}", str(copies)) + "\n", None, note, resume=src)
+        shown_at = b.pos
         b.add(copy, src, _piece(r, src, src + period))
         b.add(("" if copy.endswith("\n") else "\n") + options.repeat_close + "\n", None, note,
               resume=src + period * copies)
-        out.append(Collapsed(src, period, copies))
+        out.append(Collapsed(src, period, copies, shown_at))
         at = src + period * copies
     b.add(text[at:r.end], at, _piece(r, at, r.end))
 
