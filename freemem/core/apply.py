@@ -116,13 +116,11 @@ def _distinct_share(shown: RenderedContext | None, pieces: Sequence[tuple[int, i
     against, while removing most of what the text says still is."""
     if shown is None or not shown.collapsed:
         return freed, editable
-    redundant_removed = redundant = 0
+    redundant_removed = 0
     for c in shown.collapsed:
-        extra = c.period * (c.copies - 1)
-        redundant += extra
         removed = sum(max(0, min(e, c.end) - max(s, c.source)) for s, e, _, _ in pieces)
-        redundant_removed += min(removed, extra)
-    return freed - redundant_removed, max(1, editable - redundant)
+        redundant_removed += min(removed, c.hidden)
+    return freed - redundant_removed, max(1, editable - shown.repeated_chars)
 
 
 def _marker_fn(marker: Marker | None, kind: str) -> Callable[[str, int], str]:

@@ -119,50 +119,53 @@ class Finder:
             return ("protected", f"prefix only occurs in protected text ({protected[0].reason})")
         return "prefix_not_found"
 
-    def find_suffix(self, suffix: str, after: int) -> tuple[int, int] | None:
-        """First occurrence at or after ``after``: exact first, whitespace-insensitive only when none."""
-        pos = self.text.find(suffix, after)
+    def find_suffix(self, suffix: str, after: int, stop: int | None = None, text: str | None = None
+                    ) -> tuple[int, int] | None:
+        """First occurrence at or after ``after`` (and ending by ``stop``): exact first, whitespace-insensitive
+        only when none. ``text`` is what is searched (the searched text by default)."""
+        text = self.text if text is None else text
+        stop = len(text) if stop is None else stop
+        pos = text.find(suffix, after, stop)
         if pos >= 0:
             return pos, pos + len(suffix)
         pattern = _ws_pattern(suffix)
         if pattern is not None:
-            m = pattern.search(self.text, after)
+            m = pattern.search(text, after, stop)
             if m is not None:
                 return m.start(), m.end()
         return None
 
-    def run_matches(self, prefix: str, suffix: str, run: Collapsed) -> list[tuple[int, int]]:
-        """Every non-overlapping ``prefix ... suffix`` match inside a passage the model was shown once for its
-        copies (``collapse_repeats``), found on the copies' real text (context offsets), left to right, the
-        suffix (exact first, then ignoring whitespace) within the copies too: what a command names in the text
-        the shown copy stands for. ``prefix`` is the real text a shown occurrence maps to. Empty when the
-        suffix closes no match inside the copies (the span then runs out of the passage, as the model saw)."""
-        assert self.shown is not None
-        text, lo, hi = self.shown.context.text, run.source, run.end
+    def run_matches(self, start: int, end: int, suffix: str) -> tuple[Collapsed, list[tuple[int, int]]] | None:
+        """For a prefix occurrence ``[start, end)`` of the searched text that lies in the shown copy of a
+        passage the model was shown once (``collapse_repeats``): that passage, and every non-overlapping
+        ``prefix ... suffix`` match in its copies' real text (context offsets, left to right, the suffix
+        found within the copies too) -- what the command names in the text the shown copy stands for. The
+        list is empty when the suffix closes no match inside the copies (the span then runs out of the
+        passage, as the model saw). None when the occurrence is in no shown copy."""
+        if self.shown is None or not self.shown.collapsed:
+            return None
+        src = self.source(start, end)
+        run = self.shown.collapsed_holding(src[0]) if src is not None else None
+        if run is None or src is None:
+            return None
+        text, hi = self.shown.context.text, run.end
+        prefix = text[src[0]:src[1]]  # the real text the occurrence stands for
         has_suffix = bool(suffix.strip())
-        suffix_ws = _ws_pattern(suffix) if has_suffix else None
         out: list[tuple[int, int]] = []
-        pos = lo
-        while pos < hi and prefix:
+        pos = run.source
+        while pos < hi:
             at = text.find(prefix, pos, hi)
             if at < 0:
                 break
-            p_end = at + len(prefix)
-            stop = p_end
+            stop = at + len(prefix)
             if has_suffix:
-                found = text.find(suffix, p_end, hi)
-                if found >= 0:
-                    stop = found + len(suffix)
-                else:
-                    m = suffix_ws.search(text, p_end, hi) if suffix_ws is not None else None
-                    if m is None:
-                        break
-                    stop = m.end()
-            if stop <= at:
-                break
+                found = self.find_suffix(suffix, stop, hi, text)
+                if found is None:
+                    break
+                stop = found[1]
             out.append((at, stop))
             pos = stop
-        return out
+        return run, out
 
     def span_problem(self, start: int, end: int) -> str | None:
         """Why ``[start, end)`` may not be removed (it touches protected text, or holds only headers), or
@@ -271,6 +274,12 @@ class Matches:
         return "; ".join(bits)
 
 
+def _too_many(index: int, cmd: Command, max_matches: int) -> Rejection:
+    return Rejection(index, cmd, "too_many_matches",
+                     f"prefix...suffix matches more than max_matches={max_matches} times in editable text: "
+                     "anchors that generic name no repeated passage")
+
+
 def locate_matches(finder: Finder, index: int, cmd: Command, *, first: bool, max_matches: int | None,
                     frees_nothing: Callable[[int, int], bool]) -> Matches | Rejection:
     """Every non-overlapping ``prefix ... suffix`` match in editable text, left to right — what the Free()LM
@@ -293,28 +302,22 @@ def locate_matches(finder: Finder, index: int, cmd: Command, *, first: bool, max
     # A skipped match blocks every later prefix occurrence before the same protected region that ends at the
     # same suffix: they are skipped in one step each, without re-reading the regions between.
     blocked: tuple[int, tuple[int, int] | None] | None = None
-    shown = finder.shown if finder.shown is not None and finder.shown.collapsed else None
     for start, end in finder.occurrences(cmd.prefix, protected):
         seen_prefix = True
         if start < consumed:
             continue
-        src = finder.source(start, end) if shown is not None else None
-        run = shown.collapsed_holding(src[0]) if shown is not None and src is not None else None
-        if run is not None and shown is not None and src is not None:
-            # A prefix in the shown copy of a repeated passage names it in every copy: matched on the copies'
-            # real text (the text this occurrence stands for), where a suffix may close the span in the next
-            # copy, as it would in the raw text.
-            in_run = finder.run_matches(shown.context.text[src[0]:src[1]], cmd.suffix, run)
-            if in_run:
-                out.spans.extend(in_run[:1] if first else in_run)
-                consumed = run.shown + run.period  # the shown copy is done: the next occurrence is after it
-                if first:
-                    break
-                if max_matches is not None and len(out.spans) > max_matches:
-                    return Rejection(index, cmd, "too_many_matches",
-                                     f"prefix...suffix matches more than max_matches={max_matches} times in "
-                                     "editable text: anchors that generic name no repeated passage")
-                continue
+        # A prefix in the shown copy of a repeated passage names it in every copy: matched on the copies' real
+        # text, where a suffix may close the span in the next copy, as it would in the raw text.
+        hit = finder.run_matches(start, end, cmd.suffix)
+        if hit is not None and hit[1]:
+            run, in_run = hit
+            out.spans.extend(in_run[:1] if first else in_run)
+            consumed = run.shown + run.period  # the shown copy is done: the next occurrence is after it
+            if first:
+                break
+            if max_matches is not None and len(out.spans) > max_matches:
+                return _too_many(index, cmd, max_matches)
+            continue
         if has_suffix:
             if suffix is None or suffix[0] < end:
                 suffix = finder.find_suffix(cmd.suffix, end)
@@ -343,9 +346,7 @@ def locate_matches(finder: Finder, index: int, cmd: Command, *, first: bool, max
         if first:
             break
         if max_matches is not None and len(out.spans) > max_matches:
-            return Rejection(index, cmd, "too_many_matches",
-                             f"prefix...suffix matches more than max_matches={max_matches} times in editable "
-                             "text: anchors that generic name no repeated passage")
+            return _too_many(index, cmd, max_matches)
     if len(out.spans) > 1:
         kept = [span for span in out.spans if not frees_nothing(*span)]
         out.frees_nothing = len(out.spans) - len(kept)

@@ -141,7 +141,7 @@ class RenderedContext:
         #: The repeated passages shown once (``collapse_repeats``), in the order they are shown.
         self.collapsed: tuple[Collapsed, ...] = tuple(collapsed)
         #: Characters of editable text not shown because they repeat a passage shown once.
-        self.repeated_chars = sum(c.period * (c.copies - 1) for c in self.collapsed)
+        self.repeated_chars = sum(c.hidden for c in self.collapsed)
         self._collapsed_starts = [c.source for c in self.collapsed]
 
     def to_source(self, start: int, end: int) -> tuple[int, int] | None:
@@ -184,11 +184,8 @@ class RenderedContext:
         """The other copies of ``[start, end)`` of the context's text when it lies inside the shown copy of a
         collapsed passage: the same offsets in each copy not shown (byte-identical text in the same editable
         field), in order; empty otherwise."""
-        i = bisect.bisect_right(self._collapsed_starts, start) - 1
-        if i < 0:
-            return []
-        c = self.collapsed[i]
-        if not (c.source <= start < end <= c.source + c.period):
+        c = self.collapsed_holding(start)
+        if c is None or end > c.source + c.period:
             return []
         return [(start + k * c.period, end + k * c.period) for k in range(1, c.copies)]
 
@@ -216,6 +213,11 @@ class Collapsed:
         """Where the copies end in the context's text."""
         return self.source + self.period * self.copies
 
+    @property
+    def hidden(self) -> int:
+        """Characters of the copies not shown (every copy after the first)."""
+        return self.period * (self.copies - 1)
+
 
 def repeated_runs(text: str, min_hidden: int) -> list[tuple[int, int, int]]:
     """``(start, period, copies)`` of the passages of ``text`` written verbatim at least twice in a row (whole
@@ -237,7 +239,7 @@ def repeated_runs(text: str, min_hidden: int) -> list[tuple[int, int, int]]:
             continue
         first = text[start:start + period]
         if any(text[start + k * period:start + (k + 1) * period] != first for k in range(1, copies)):
-            continue  # units compared equal but their joins differ (cannot happen with exact keys; kept safe)
+            continue  # whitespace-only units share the key "" without being the same text
         out.append((start, period, copies))
     out.sort()
     return out
@@ -389,12 +391,11 @@ def _add_collapsing(b: _Builder, text: str, r: Region, options: RenderOptions, o
         # Each tag on a line of its own (newlines in a note cost nothing: the note is not the context's text).
         before = "" if b.pos == 0 or b.parts[-1].endswith("\n") else "\n"
         b.add(before + options.repeat_open.replace("{times}", str(copies)) + "\n", None, note, resume=src)
-        shown_at = b.pos
+        c = Collapsed(src, period, copies, b.pos)
         b.add(copy, src, _piece(r, src, src + period))
-        b.add(("" if copy.endswith("\n") else "\n") + options.repeat_close + "\n", None, note,
-              resume=src + period * copies)
-        out.append(Collapsed(src, period, copies, shown_at))
-        at = src + period * copies
+        b.add(("" if copy.endswith("\n") else "\n") + options.repeat_close + "\n", None, note, resume=c.end)
+        out.append(c)
+        at = c.end
     b.add(text[at:r.end], at, _piece(r, at, r.end))
 
 
