@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "core": "the core's own costs: apply 50 commands and count a new message on a 128k-token context",
     "long": "bounded at any length: 10,000-call tool sessions and 2,000-turn chats, early vs late step time",
     "race": "two writers on one thread: what RedisSaver (with and without the lease), SqliteSaver, InMemorySaver keep",
+    "inspector": "the inspector's thread page on a 10,000-event thread: time and bytes of the first page",
 }
 
 

@@ -325,6 +325,13 @@ def show(args: argparse.Namespace, saver: Any, archive: Archive | None, console:
             changed += 1
             table.add_row(str(i), f"{len(pt):,}", f"{len(ot):,}", pt[:80].replace("\n", " "))
     console.print(table)
+    if archive is None:
+        from freemem.langgraph.threads import freemem_refs
+
+        marked = sum(1 for p in view.pruned if freemem_refs([p]))
+        console.print(f"{marked} of {len(view.pruned)} messages hold freemem markers or folds; no archive "
+                      "configured, so what they removed is not shown (give --archive, or --redis)")
+        return 0
     console.print(f"{changed} of {len(view.pruned)} messages pruned, {folds} fold message(s) standing for "
                   f"{len(view.original) - len(view.pruned) + folds} folded; "
                   + (f"{sum(1 for e in view.events if not e.get('restored_at')) - len(view.skipped)} events "

@@ -26,7 +26,8 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -138,7 +139,7 @@ class Rebuilt:
     """The original rebuilt from pruned messages and archived events, with what was removed located in it."""
 
     messages: list[Any]
-    freed: dict[tuple[Any, str], list[tuple[int, int, str]]]
+    freed: Mapping[Any, list[tuple[int, int, str]]]
     folded: dict[str, tuple[str, str]]
     #: The first event the messages no longer match (it and any like it were left out), else None.
     error: str | None = None
@@ -222,6 +223,63 @@ def _span_key(span: AppliedSpan) -> Any:
     return span.message_id if span.message_id is not None else ("#", span.message_index)
 
 
+class FreedIntervals(Mapping[Any, list[tuple[int, int, str]]]):
+    """Where removed text sits in the rebuilt original: ``{(message key, field): [(start, end, event_id)]}``,
+    worked out per field when first asked for (a page of a long thread locates only its own messages)."""
+
+    def __init__(self) -> None:
+        #: Per field, the rounds that put text back into it, in the order they were undone.
+        self.rounds: dict[Any, list[tuple[str, list[AppliedSpan]]]] = {}
+        self._done: dict[Any, list[tuple[int, int, str]]] = {}
+
+    def add(self, event_id: str, spans: list[AppliedSpan]) -> None:
+        groups: dict[tuple[Any, str], list[AppliedSpan]] = {}
+        for sp in spans:
+            groups.setdefault((_span_key(sp), sp.field), []).append(sp)
+        for key, group in groups.items():
+            self.rounds.setdefault(key, []).append((event_id, sorted(group, key=lambda sp: sp.pruned_start)))
+            self._done.pop(key, None)
+
+    def drop(self, event_id: str) -> None:
+        """Forget what ``event_id`` put back (an event that did not match, rolled back)."""
+        for key, rounds in self.rounds.items():
+            if rounds and rounds[-1][0] == event_id:
+                while rounds and rounds[-1][0] == event_id:
+                    rounds.pop()
+                self._done.pop(key, None)
+
+    def __getitem__(self, key: Any) -> list[tuple[int, int, str]]:
+        if key not in self.rounds:
+            raise KeyError(key)
+        done = self._done.get(key)
+        if done is None:
+            done = []
+            for eid, group in self.rounds[key]:
+                moved = [(_shift(a, group), _shift(b, group), who) for a, b, who in done]
+                delta = 0
+                for sp in group:
+                    start = sp.pruned_start + delta
+                    moved.append((start, start + len(sp.original), eid))
+                    delta += len(sp.original) - len(sp.marker)
+                done = moved
+            self._done[key] = done
+        return done
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.rounds)
+
+    def __len__(self) -> int:
+        return len(self.rounds)
+
+    def count(self) -> int:
+        """How many removed spans are located, over every field."""
+        return sum(len(group) for rounds in self.rounds.values() for _, group in rounds)
+
+    def keys_of(self, event_id: str) -> set[Any]:
+        """The fields ``event_id`` put text back into."""
+        return {key for key, rounds in self.rounds.items() if any(eid == event_id for eid, _ in rounds)}
+
+
 def rebuild(pruned: Sequence[Any], events: Sequence[Mapping[str, Any]], *,
             revive: Callable[[dict[str, Any]], Any] | None = None, lineage: Lineage | None = None) -> Rebuilt:
     """Undo ``events`` (full archived events, oldest first) on ``pruned``, newest first, tracking where each
@@ -230,16 +288,16 @@ def rebuild(pruned: Sequence[Any], events: Sequence[Mapping[str, Any]], *,
     Events of another branch (``lineage``: a concurrent run's that lost the race, a fork) are left out, and so
     is an event the messages no longer match (:class:`~freemem.ArchiveMismatch`): ``skipped`` says which and
     why, and ``error`` names the first mismatch. Linear in what the events removed
-    (:class:`~freemem.core.archive.EventUndo`), so a thread of thousands of events rebuilds in one pass.
+    (:class:`~freemem.core.archive.EventUndo`; intervals are located per field when asked for), so a thread of
+    thousands of events rebuilds in one pass.
     """
     chosen, skipped = split_by_lineage(events, lineage)
     undo = EventUndo(pruned, revive=revive)
-    freed: dict[Any, list[tuple[int, int, str]]] = {}
+    freed = FreedIntervals()
     folded: dict[str, tuple[str, str]] = {}
     error: str | None = None
     for event in reversed(chosen):
         eid = str(event.get("id"))
-        before_freed: dict[Any, list[tuple[int, int, str]] | None] = {}
         added_folded: list[str] = []
 
         def on_fold(fold: Mapping[str, Any], eid: str = eid, added: list[str] = added_folded) -> None:
@@ -250,30 +308,13 @@ def rebuild(pruned: Sequence[Any], events: Sequence[Mapping[str, Any]], *,
                     folded[str(mid)] = (eid, str(fold.get("handle")))
                     added.append(str(mid))
 
-        def on_round(spans: list[AppliedSpan], eid: str = eid,
-                     saved: dict[Any, list[tuple[int, int, str]] | None] = before_freed) -> None:
-            groups: dict[tuple[Any, str], list[AppliedSpan]] = {}
-            for sp in spans:
-                groups.setdefault((_span_key(sp), sp.field), []).append(sp)
-            for key, group in groups.items():
-                group.sort(key=lambda sp: sp.pruned_start)
-                saved.setdefault(key, freed.get(key))
-                moved = [(_shift(a, group), _shift(b, group), who) for a, b, who in freed.get(key, [])]
-                delta = 0
-                for sp in group:
-                    start = sp.pruned_start + delta
-                    moved.append((start, start + len(sp.original), eid))
-                    delta += len(sp.original) - len(sp.marker)
-                freed[key] = moved
+        def on_round(spans: list[AppliedSpan], eid: str = eid) -> None:
+            freed.add(eid, spans)
 
         try:
             undo.undo(event, on_round=on_round, on_fold=on_fold)
         except ArchiveMismatch as exc:
-            for key, old in before_freed.items():
-                if old is None:
-                    freed.pop(key, None)
-                else:
-                    freed[key] = old
+            freed.drop(eid)
             for mid in added_folded:
                 folded.pop(mid, None)
             skipped.append(Skipped(eid, MISMATCH, f"the messages do not hold its markers ({exc})"))
@@ -325,6 +366,20 @@ def _page_of(page: int, total: int, size: int) -> tuple[int, int]:
     return min(max(1, page), pages), pages
 
 
+@dataclass
+class _ThreadState:
+    """What :meth:`ThreadSource.thread` keeps of a thread between pages."""
+
+    tup: Any
+    pruned: list[Any]
+    events: list[EventRow]
+    unrestored: set[str]
+    rebuilt: Rebuilt
+    orphans: list[str]
+    calls: list[Call]
+    truncated: bool
+
+
 class ThreadSource:
     """A checkpointer and an archive, read for the inspector (and written only by :meth:`restore`).
 
@@ -342,11 +397,14 @@ class ThreadSource:
         page_size: events per page of the event list, and messages per page of the context.
         hint: where else threads may live, said when none are found here (a string, or a callable called
             then: the CLI names the key prefix it looked under and the prefixes that hold threads).
+        cache_threads: how many threads' rebuilt originals are kept between page views (each is kept for one
+            latest checkpoint and newest archived event: a new checkpoint or event rebuilds it).
     """
 
     def __init__(self, saver: Any, archive: Any = None, *, channel: str = "messages", checkpoint_ns: str = "",
                  counter: Any = "auto", max_history: int = 5000, max_threads: int = 500,
-                 describe: str = "", page_size: int = 50, hint: str | Callable[[], str] = "") -> None:
+                 describe: str = "", page_size: int = 50, hint: str | Callable[[], str] = "",
+                 cache_threads: int = 8) -> None:
         self.saver = saver
         self.archive = archive
         self.channel = channel
@@ -359,6 +417,9 @@ class ThreadSource:
             raise ValueError(f"page_size must be at least 1, got {page_size}")
         self.page_size = page_size
         self.hint = hint
+        self.cache_threads = cache_threads
+        self._cache: OrderedDict[Any, _ThreadState] = OrderedDict()
+        self._cache_lock = threading.Lock()
         self._lock = threading.Lock()  # one restore at a time per source (read-modify-write of a thread)
 
     # -- threads -----------------------------------------------------------------------------------------
@@ -480,14 +541,13 @@ class ThreadSource:
     def events(self, thread_id: str, state_ledger: Sequence[Mapping[str, Any]] = (), *,
                archived: Sequence[Mapping[str, Any]] | None = None) -> list[EventRow]:
         """The thread's cleaning events, oldest first: the archive's (``archived``: its full events, already
-        read, else its summaries), and the state ledger's it lacks."""
+        read, else its summaries), and the state ledger's it lacks. Rows over full events hold them as they
+        are (:meth:`thread` summarises the rows of the page it shows)."""
         rows: dict[str, EventRow] = {}
-        if archived is None:
-            listed: Iterable[Mapping[str, Any]] = self._archive_events(thread_id, full=False)
-        else:
-            listed = (summarize_event(ev) for ev in archived)
+        listed = self._archive_events(thread_id, full=False) if archived is None else archived
         for ev in listed:
-            rows[str(ev.get("id"))] = EventRow(dict(ev), in_state=False, in_archive=True)
+            rows[str(ev.get("id"))] = EventRow(ev if archived is not None else dict(ev), in_state=False,
+                                               in_archive=True)
         for ev in state_ledger:
             if not isinstance(ev, Mapping):
                 continue
@@ -496,63 +556,97 @@ class ThreadSource:
                 rows[str(ev.get("id"))] = EventRow(dict(ev), in_state=True, in_archive=False)
             else:
                 row.in_state = True
-        return sorted(rows.values(), key=lambda r: _time(r.data.get("created_at")))
+        out = list(rows.values())
+        if any(not r.in_archive for r in out) or archived is None:
+            out.sort(key=lambda r: _time(r.data.get("created_at")))  # archives list in time order already
+        return out
 
-    def _rebuild(self, thread_id: str, tup: Any, pruned: list[Any], full: Sequence[dict[str, Any]]) -> Rebuilt:
+    def _fingerprint(self, thread_id: str) -> Any:
+        """What changes when the archive gains an event (the newest one's id and time)."""
+        if self.archive is None:
+            return None
+        newest = self.archive.list_events(thread_id, newest_first=True, limit=1)
+        return tuple((str(e.get("id")), e.get("created_at"), e.get("restored_at")) for e in newest)
+
+    def _state(self, thread_id: str) -> _ThreadState:
+        """The thread's expensive parts (its archived events, the rebuilt original, the chart's calls), kept per
+        (latest checkpoint, newest archived event): a later page of the same thread reads only those two."""
+        tup, pruned, values = self._latest(thread_id)
+        if tup is None:
+            raise KeyError(f"no thread {thread_id!r} in {self.describe}")
+        key = (thread_id, tup.config["configurable"].get("checkpoint_id"), self._fingerprint(thread_id))
+        with self._cache_lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+                return cached
+        full = self._archive_events(thread_id, full=True)
+        ledger = values.get(LEDGER_KEY) or []
         unrestored = [e for e in full if not e.get("restored_at")]
         branch = lineage(self.saver, tup, unrestored, checkpoint_ns=self.checkpoint_ns) if unrestored else None
-        return rebuild(pruned, unrestored, revive=getattr(self.archive, "revive", None), lineage=branch)
+        rebuilt = rebuild(pruned, unrestored, revive=getattr(self.archive, "revive", None), lineage=branch)
+        known: set[str] = set()
+        for ev in full:
+            known.update(event_refs(ev))
+        calls, truncated = self.calls(thread_id)
+        state = _ThreadState(
+            tup=tup, pruned=pruned, events=self.events(thread_id, ledger if isinstance(ledger, list) else [],
+                                                       archived=full),
+            unrestored={str(e.get("id")) for e in unrestored}, rebuilt=rebuilt,
+            orphans=list(dict.fromkeys(r for r in freemem_refs(pruned) if r not in known)),
+            calls=calls, truncated=truncated)
+        with self._cache_lock:
+            self._cache[key] = state
+            while len(self._cache) > self.cache_threads:
+                self._cache.popitem(last=False)
+        return state
+
+    def forget(self, thread_id: str) -> None:
+        """Drop what is kept of ``thread_id`` (after a write through this source)."""
+        with self._cache_lock:
+            for key in [k for k in self._cache if k[0] == thread_id]:
+                del self._cache[key]
 
     def thread(self, thread_id: str, *, events_page: int = 1, messages_page: int = 1) -> ThreadPage:
         """The thread view, one page of events and one page of messages (``page_size`` each; 1 is the
         oldest; a page past the end shows the last); ``KeyError`` when the checkpointer has no such thread."""
-        tup, pruned, values = self._latest(thread_id)
-        if tup is None:
-            raise KeyError(f"no thread {thread_id!r} in {self.describe}")
-        ledger = values.get(LEDGER_KEY) or []
-        full = self._archive_events(thread_id, full=True)
-        events = self.events(thread_id, ledger if isinstance(ledger, list) else [], archived=full)
-        rebuilt = self._rebuild(thread_id, tup, pruned, full)
-        known: set[str] = set()
-        for ev in full:
-            known.update(event_refs(ev))
-        orphans = list(dict.fromkeys(r for r in freemem_refs(pruned) if r not in known))
-        calls, truncated = self.calls(thread_id)
+        state = self._state(thread_id)
+        rebuilt, pruned, events = state.rebuilt, state.pruned, state.events
         size = self.page_size
         ev_page, ev_pages = _page_of(events_page, len(events), size)
+        shown = [EventRow(summarize_event(r.data) if r.in_archive else r.data, r.in_state, r.in_archive)
+                 for r in events[(ev_page - 1) * size: ev_page * size]]
         msg_pages = max(_pages(len(rebuilt.messages), size), _pages(len(pruned), size))
         msg_page = min(max(1, messages_page), msg_pages)
         lo, hi = (msg_page - 1) * size, msg_page * size
-        return ThreadPage(thread_id=thread_id, checkpoint_id=tup.config["configurable"].get("checkpoint_id"),
-                          calls=calls, events=events[(ev_page - 1) * size: ev_page * size],
-                          pruned=_texts(pruned, start=lo, stop=hi),
-                          original=_texts(rebuilt.messages, rebuilt.freed, rebuilt.folded, start=lo, stop=hi),
-                          orphans=orphans, rebuild_error=rebuilt.error, history_truncated=truncated,
+        freed = rebuilt.freed
+        return ThreadPage(thread_id=thread_id, checkpoint_id=state.tup.config["configurable"].get("checkpoint_id"),
+                          calls=state.calls, events=shown, pruned=_texts(pruned, start=lo, stop=hi),
+                          original=_texts(rebuilt.messages, freed, rebuilt.folded, start=lo, stop=hi),
+                          orphans=state.orphans, rebuild_error=rebuilt.error, history_truncated=state.truncated,
                           events_total=len(events), events_page=ev_page, events_pages=ev_pages,
-                          restorable_total=sum(1 for e in events if e.restorable),
+                          restorable_total=sum(1 for e in events if e.restorable) - len(rebuilt.skipped),
                           messages_page=msg_page, messages_pages=msg_pages, pruned_total=len(pruned),
                           original_total=len(rebuilt.messages), page_size=size, skipped=rebuilt.skipped,
                           has_archive=self.archive is not None,
-                          freed_total=sum(len(v) for v in rebuilt.freed.values()),
+                          freed_total=freed.count() if isinstance(freed, FreedIntervals) else len(freed),
                           folded_total=len(rebuilt.folded))
 
     def event_context(self, thread_id: str, event_id: str) -> tuple[list[MessageText], bool]:
         """The messages of the rebuilt original that ``event_id`` touched (spans it removed, messages it
         folded), and whether the event can still be restored (archived, not restored yet, on the branch)."""
-        tup, pruned, _ = self._latest(thread_id)
-        if tup is None:
-            raise KeyError(f"no thread {thread_id!r} in {self.describe}")
-        full = self._archive_events(thread_id, full=True)
-        rebuilt = self._rebuild(thread_id, tup, pruned, full)
-        keys = {key for key, ivs in rebuilt.freed.items() if any(iv[2] == event_id for iv in ivs)}
+        state = self._state(thread_id)
+        rebuilt = state.rebuilt
+        freed = rebuilt.freed
+        keys = (freed.keys_of(event_id) if isinstance(freed, FreedIntervals)
+                else {k for k, ivs in freed.items() if any(iv[2] == event_id for iv in ivs)})
+        messages_of = {k for k, _ in keys}
         wanted = [i for i, m in enumerate(rebuilt.messages)
-                  if _msg_id_key(m, i) in {k for k, _ in keys}
+                  if _msg_id_key(m, i) in messages_of
                   or rebuilt.folded.get(str(_message_id(m)), ("",))[0] == event_id]
-        touched = [t for i in wanted for t in _texts(rebuilt.messages, rebuilt.freed, rebuilt.folded,
-                                                      start=i, stop=i + 1)]
+        touched = [t for i in wanted for t in _texts(rebuilt.messages, freed, rebuilt.folded, start=i, stop=i + 1)]
         skipped = {sk.event_id for sk in rebuilt.skipped}
-        restorable = any(str(e.get("id")) == event_id and not e.get("restored_at") for e in full)
-        return touched, restorable and event_id not in skipped
+        return touched, event_id in state.unrestored and event_id not in skipped
 
     def event(self, thread_id: str, event_id: str) -> dict[str, Any]:
         """One archived event in full (spans, folds); ``KeyError`` when absent. Without an archive, the state
@@ -592,8 +686,11 @@ class ThreadSource:
             tup, _, _ = self._latest(thread_id)
             if tup is None:
                 raise KeyError(f"no thread {thread_id!r} in {self.describe}")
-            result = restore_thread(self.saver, self.archive, thread_id, event_id, channel=self.channel,
-                                    checkpoint_ns=self.checkpoint_ns)
+            try:
+                result = restore_thread(self.saver, self.archive, thread_id, event_id, channel=self.channel,
+                                        checkpoint_ns=self.checkpoint_ns)
+            finally:
+                self.forget(thread_id)
             after, _, _ = self._latest(thread_id) if result.event_ids else (tup, None, None)
             return RestoreOutcome(result.event_ids, result.tokens_restored,
                                   after.config["configurable"].get("checkpoint_id"), skipped=result.skipped)
