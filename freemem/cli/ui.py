@@ -27,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--redis", metavar="URL", help="redis:// or rediss:// URL of freemem's RedisSaver and archive")
     where.add_argument("--sqlite", metavar="PATH", type=Path,
-                       help="a LangGraph SqliteSaver file (the ledger in state; no archive, so no removed text)")
+                       help="a LangGraph SqliteSaver file; freemem's SqliteArchive in the same file is used when "
+                            "present (else the ledger in state only: no removed text)")
     p.add_argument("--key-prefix", default="freemem", help="Redis key prefix of the saver and archive (default freemem)")
     p.add_argument("--cluster", action="store_true", help="the Redis URL names a node of a Redis Cluster")
     p.add_argument("--ca-cert", help="CA bundle for rediss:// URLs")
@@ -73,8 +74,18 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any, str, list[Any], Callable[
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     conn = sqlite3.connect(str(path), check_same_thread=False)
-    return (SqliteSaver(conn), None, f"sqlite {path} (no archive)", [conn.close],
-            lambda: empty_hint(threads=sqlite_threads(path)))
+    hint = lambda: empty_hint(threads=sqlite_threads(path))  # noqa: E731
+    if not _has_archive(conn):
+        return SqliteSaver(conn), None, f"sqlite {path} (no archive)", [conn.close], hint
+    from freemem.archives import SqliteArchive
+
+    archive = SqliteArchive(path)  # freemem's archive in the same file (`freemem demo` writes one)
+    return SqliteSaver(conn), archive, f"sqlite {path}", [conn.close, archive.close], hint
+
+
+def _has_archive(conn: sqlite3.Connection) -> bool:
+    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'freemem_archive'").fetchone()
+    return row is not None
 
 
 def run(args: argparse.Namespace) -> int:
