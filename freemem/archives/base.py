@@ -344,9 +344,10 @@ def persist_event(archive: Archive | None, thread_id: str | None, event: Any, *,
                   checkpoint: Mapping[str, str] | None = None) -> ArchiveFailure | None:
     """Record ``event`` (a :class:`~freemem.core.ledger.CleanEvent` or its dict) under ``thread_id`` (default
     :data:`DEFAULT_THREAD`); ``checkpoint``: the ids of the checkpoints the recording step ran on, by
-    namespace (``{"": id}`` for the root graph), stored as ``checkpoint_map`` / ``checkpoint_id``. Fail closed: ``None`` when it is stored (or there is no archive); otherwise a warning,
-    a log line and the :class:`ArchiveFailure` -- the caller then keeps none of the edit (its removed text
-    would be stored nowhere) and goes on."""
+    namespace (``{"": id}`` for the root graph), stored as ``checkpoint_map`` / ``checkpoint_id`` (a restore
+    tells the event's branch from them). Fail closed: ``None`` when it is stored (or there is no archive);
+    otherwise a warning, a log line and the :class:`ArchiveFailure` -- the caller then keeps none of the edit
+    (its removed text would be stored nowhere) and goes on."""
     if archive is None:
         return None
     thread = thread_id or DEFAULT_THREAD

@@ -4,8 +4,9 @@ Builds one thread whose latest checkpoint holds ``--tool-messages`` tool results
 cleaning events, each removing one line of one tool result (so the pruned messages hold ``--events`` markers and
 the original is rebuilt from every event), in a SQLite checkpoint file with a SQLite archive (``--redis URL``:
 freemem's RedisSaver and RedisArchive instead). Then it serves ``freemem ui``'s app in process and measures the
-thread page: the first request (cold), the median of ``--repeat`` more, and its size in bytes; and the same for
-a later page of events and of messages. The figures the issue asks for: first page under 300 ms and 300 KB.
+thread page: the first request (cold: the thread's events read and the original rebuilt; the process has
+served a small thread before), the median of ``--repeat`` more (warm: the rebuilt original is kept per thread
+state), and the page's size in bytes; and the same for a later page of events and of messages. The figures the issue asks for: first page under 300 ms and 300 KB.
 
 :func:`build_thread` is also what the paging tests build, so the benchmark and the tests measure the same thread.
 """
@@ -135,13 +136,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             t0 = time.perf_counter()
             built = build_thread(saver, archive, thread, events=args.events, tool_messages=args.tool_messages)
             build_s = time.perf_counter() - t0
+            build_thread(saver, archive, thread + "-warmup", events=10, tool_messages=5)
             client = TestClient(create_app(ThreadSource(saver, archive, counter="approx", describe=store)))
+            # The process warms up on a small thread first: "first" is the long thread's first (cold) view,
+            # not the first request this process serves.
+            client.get("/thread", params={"id": thread + "-warmup"})
             pages = [_measure(client, {"id": thread}, args.repeat),
                      _measure(client, {"id": thread, "epage": 100}, args.repeat),
                      _measure(client, {"id": thread, "mpage": 10}, args.repeat)]
             if args.redis:
-                saver.delete_thread(thread)
-                archive.delete_thread(thread)
+                for name in (thread, thread + "-warmup"):
+                    saver.delete_thread(name)
+                    archive.delete_thread(name)
         finally:
             for close in closers:
                 close()

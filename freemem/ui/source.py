@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from freemem import AppliedSpan, ArchiveMismatch, FreeMemory, FreememError, StoreError
+from freemem import AppliedSpan, ArchiveMismatch, FreememError, FreeMemory, StoreError
 from freemem.archives import event_time
 from freemem.core.archive import (
     MISMATCH,

@@ -26,7 +26,7 @@ from freemem.redis import AsyncRedisArchive, AsyncRedisSaver, RedisArchive, Redi
 from tests.support.redis_servers import RedisServerProcess
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "langgraph"))
-from lgfakes import TOOLS, make_memory, scripted_model  # noqa: E402
+from lgfakes import TOOLS, make_memory, scripted_model
 
 THREAD = "race"
 
