@@ -13,7 +13,9 @@ The rules every implementation keeps (one parametrized suite, ``tests/redis/test
 ``record`` returns the event's id (its ``"id"``, or a new one) and re-recording an id overwrites it; listings
 are oldest first by ``created_at`` and carry ``restored_at`` (``None`` until restored); an unknown event is a
 :class:`KeyError`; ``restore`` undoes one event (or every unrestored one, newest first), marks them only
-when ``mark`` and returns :class:`Restored`; a named event already restored is left alone.
+when ``mark`` and returns :class:`Restored`; a named event already restored is left alone; undoing every event
+skips (``Restored.skipped``, with the reason) those whose markers the messages do not hold -- another branch's
+events -- instead of failing.
 
 Writing to an archive from the cleaning surfaces goes through :func:`persist_event` / :func:`apersist_event`:
 fail closed for the edit (an edit whose removed text could not be stored is not kept), open for the caller.

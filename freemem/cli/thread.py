@@ -12,6 +12,12 @@ The actions are written against the :class:`~freemem.archives.Archive` contract 
 * ``restore``: put one event's spans (``--event ID``) or every unrestored event's back into the thread, as a
   new checkpoint the next ``invoke`` continues from (``--dry-run``: compute, write nothing).
 
+``show`` needs only ``--saver`` when no archive was configured: it then says "no archive configured" (not
+"expired") and shows no removed text. ``show`` and ``restore`` undo only the events of the latest checkpoint's
+branch; events of another branch (a concurrent run that lost the race, a fork) are listed as skipped, with the
+reason, on stderr (``--json``: ``"skipped"``). An empty answer names the store and key prefix looked in and the
+prefixes (or, for a SQLite file, the threads) that do hold threads.
+
 When the pruned messages hold freemem markers or fold messages that no archived event names (the archive
 expired or lost them), ``show`` and ``restore`` say so on stderr instead of reporting a clean thread, and
 ``restore`` with nothing restorable exits 1: the removed text is gone and the markers stay.

@@ -9,6 +9,14 @@ Restoring writes a checkpoint the way ``graph.update_state`` does (``source: "up
 previous checkpoint as parent), with only the messages channel replaced, so the next ``invoke`` on the thread
 continues from the restored context and the pruned one stays in history.
 
+Branches. Two runs started together on one thread (or a fork) write two branches of checkpoints; the thread's
+latest checkpoint is on one of them, while the archive keeps every branch's events. Each event names the
+checkpoint its step ran on (``checkpoint_id`` / ``checkpoint_map``, recorded by :class:`~freemem.langgraph.CleanStep`
+from LangGraph's task config), so :func:`lineage` places the events against the latest checkpoint's ancestors and
+restoring or showing a thread undoes the events of its branch only; the others are in ``Restored.skipped`` /
+``ThreadView.skipped`` with the reason (another branch's; pending on the latest checkpoint; markers not in the
+messages), never an ``ArchiveMismatch``.
+
 Lost archive events. The archive can lose events the checkpoints still point to (its keys expired with a
 shorter TTL, were deleted, or were written to another key prefix). The pruned messages then still hold
 freemem's markers (``[freemem: #<ref> N tokens freed]``) and fold messages whose text no event names.

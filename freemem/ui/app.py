@@ -3,7 +3,8 @@
 Routes (thread and event ids travel in the query string, so any id works, slashes included)::
 
     GET  /                          the thread picker
-    GET  /thread?id=T               the sawtooth, the cleaning events, the context (original / pruned)
+    GET  /thread?id=T[&epage=N][&mpage=M]   the sawtooth, one page of the cleaning events (epage), one page
+                                    of the context, original / pruned (mpage)
     GET  /event?thread=T&id=E       one event: summary, cache cost, removed spans, folds, in place
     GET  /recall?thread=T&ref=R     the archived text a marker or fold handle names
     POST /restore  thread=T [event=E] csrf=...   put text back (the only write), then redirect to the thread
@@ -13,7 +14,8 @@ Safety. Every GET only reads. ``POST /restore`` needs the page's CSRF token (a r
 in the pages it serves), so another site open in the same browser cannot make it restore. ``token``: every
 request but ``/healthz`` needs it (``Authorization: Bearer``, or ``?token=`` once, which sets an HttpOnly,
 SameSite=Strict cookie and redirects to the URL without it). ``allowed_hosts``: requests naming another Host
-are refused (against DNS rebinding on a loopback bind). Pages carry a Content-Security-Policy with no inline
+are refused (against DNS rebinding on a loopback bind); an IPv6 literal's brackets and the port are taken off
+first (``[::1]:8765`` is ``::1``). Pages carry a Content-Security-Policy with no inline
 script and no third-party origin: the page loads nothing from the network but its own two static files.
 """
 

@@ -15,10 +15,17 @@ object with the archive protocol, or none) and answers the inspector's questions
 * putting one event's text back, or every unrestored event's, as a new checkpoint the next ``invoke`` continues
   from (:meth:`ThreadSource.restore`: the only method that writes).
 
+Long threads. :meth:`ThreadSource.thread` returns one page of events and one page of messages; the thread's
+archived events are read and the original rebuilt once per thread state (latest checkpoint, newest archived
+event) and kept for the next pages (``cache_threads``), in one pass linear in what the events removed
+(:class:`~freemem.core.archive.EventUndo`); events of another branch of the thread are left out
+(:func:`freemem.langgraph.threads.lineage`) and listed in ``ThreadPage.skipped``.
+
 Locating removed spans in the original: the archive undoes events newest first, round by round; each undo
 replaces markers by the original text at known offsets, so the positions of everything put back so far shift by
-a computable amount. :func:`rebuild` replays exactly that with :func:`freemem.restore_event` (the same code the
-archive and ``freemem thread restore`` use) and carries the intervals along.
+a computable amount. :func:`rebuild` replays exactly that with :class:`~freemem.core.archive.EventUndo` (the same
+code the archive and ``freemem thread restore`` use) and :class:`FreedIntervals` carries the intervals along,
+per field, when a page asks for them.
 """
 
 from __future__ import annotations
