@@ -200,6 +200,7 @@ def _elsewhere(args: argparse.Namespace, command: str, spec: str | None = None) 
             kwargs: dict[str, Any] = {"ssl_ca_certs": args.ca_cert} if args.ca_cert else {}
             with closing(redis_lib.Redis.from_url(spec, **kwargs)) as client:
                 hint = empty_hint(prefix=args.key_prefix, prefixes=redis_prefixes(client),
+                                  holding=redis_prefixes(client, thread=args.thread), thread=args.thread,
                                   command=f"freemem {command} {args.thread}")
         else:
             hint = empty_hint(threads=sqlite_threads(_sqlite_path(spec) or spec))

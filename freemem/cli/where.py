@@ -21,12 +21,20 @@ DEMO_PREFIX = "freemem-demo"
 SCAN_LIMIT = 20_000
 
 
-def redis_prefixes(client: Any, *, limit: int = SCAN_LIMIT) -> dict[str, int]:
+def _glob_literal(text: str) -> str:
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
+def redis_prefixes(client: Any, *, thread: str | None = None, limit: int = SCAN_LIMIT) -> dict[str, int]:
     """``{key prefix: threads}`` for the freemem prefixes found in the first ``limit`` keys of a SCAN (a
-    thread counts under a prefix when it has checkpoints or archived events there)."""
+    thread counts under a prefix when it has checkpoints or archived events there), most threads first;
+    ``thread``: only the prefixes holding that thread."""
+    from freemem.redis.keys import escape
+
+    tag = "*" if thread is None else _glob_literal(escape(thread))
     threads: dict[str, set[str]] = {}
     seen = 0
-    for pattern in ("*:{*}:ns", "*:{*}:a:ev"):
+    for pattern in (f"*:{{{tag}}}:ns", f"*:{{{tag}}}:a:ev"):
         for key in client.scan_iter(match=pattern, count=1000):
             name = key.decode() if isinstance(key, bytes) else str(key)
             seen += 1
@@ -60,15 +68,27 @@ def sqlite_threads(path: str | Path, *, limit: int = 20) -> list[str]:
 
 
 def empty_hint(*, prefix: str | None = None, prefixes: dict[str, int] | None = None,
-               threads: list[str] | None = None, command: str = "freemem ui") -> str:
-    """How to look elsewhere: the other prefixes that hold threads (Redis), or the threads a file holds."""
+               threads: list[str] | None = None, command: str = "freemem ui",
+               holding: dict[str, int] | None = None, thread: str | None = None) -> str:
+    """How to look elsewhere: the other prefixes that hold threads (Redis; ``holding``: those that hold
+    ``thread`` itself, said first), or the threads a file holds."""
+    if prefix is not None and thread is not None and holding:
+        found = [p for p in holding if p != prefix]
+        if found:
+            return (f"thread {thread!r} is under key prefix " + ", ".join(repr(p) for p in found[:8])
+                    + f": pass --key-prefix, e.g. `{command} ... --key-prefix {found[0]}`")
     if prefix is not None:
         others = {p: n for p, n in (prefixes or {}).items() if p != prefix}
         if others:
-            listed = ", ".join(f"{p!r} ({n} thread{'s' if n != 1 else ''})" for p, n in list(others.items())[:8])
-            pick = next(iter(others))
-            return (f"key prefix {prefix!r} holds none; this Redis holds threads under {listed}: pass "
-                    f"--key-prefix, e.g. `{command} ... --key-prefix {pick}`")
+            shown = list(others)[:8]
+            if DEMO_PREFIX in others and DEMO_PREFIX not in shown:
+                shown[-1] = DEMO_PREFIX  # the prefix the README's demo writes under is always named
+            listed = ", ".join(f"{p!r} ({others[p]} thread{'s' if others[p] != 1 else ''})" for p in shown)
+            listed += f" and {len(others) - len(shown)} more" if len(others) > len(shown) else ""
+            pick = DEMO_PREFIX if DEMO_PREFIX in others else shown[0]
+            return (f"key prefix {prefix!r} holds none" + (f" of thread {thread!r}" if thread else "")
+                    + f"; this Redis holds threads under {listed}: pass --key-prefix, e.g. "
+                    f"`{command} ... --key-prefix {pick}`")
         return (f"key prefix {prefix!r} holds none, and no other freemem prefix was found in this Redis "
                 f"(`freemem demo --redis` writes under --key-prefix {DEMO_PREFIX}; your agent's is "
                 "RedisSaver(key_prefix=...))")

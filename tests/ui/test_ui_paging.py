@@ -25,7 +25,7 @@ from freemem.cli.main import main
 from freemem.redis import RedisArchive, RedisSaver
 from freemem.ui import ThreadSource, create_app
 from freemem.ui.app import host_of
-from tests.support.redis_servers import RedisServerProcess, free_port
+from tests.support.redis_servers import RedisServerProcess, free_port, start_server
 from tests.support.ui_agents import run_agent
 
 MAX_PAGE_BYTES = 300_000
@@ -132,16 +132,21 @@ def test_cli_ui_on_ipv6_loopback_answers_its_printed_url(tmp_path: Path) -> None
         proc.wait(timeout=30)
 
 
-def test_empty_listing_names_the_prefix_and_the_ones_holding_threads(redis_server: RedisServerProcess) -> None:
-    with RedisSaver.from_url(redis_server.url, key_prefix="freemem-demo") as saver, \
-            RedisArchive.from_url(redis_server.url, key_prefix="freemem-demo") as archive:
-        run_agent(saver, archive, "elsewhere", calls=6)
+def test_empty_listing_names_the_prefix_and_the_ones_holding_threads(tmp_path: Path) -> None:
     from freemem.cli.where import empty_hint, redis_prefixes
 
-    with RedisSaver.from_url(redis_server.url, key_prefix="nothing-here") as saver:
-        source = ThreadSource(saver, None, counter="approx", describe="redis (prefix nothing-here)",
-                              hint=lambda: empty_hint(prefix="nothing-here", prefixes=redis_prefixes(saver.client)))
-        page = TestClient(create_app(source)).get("/").text
+    server = start_server(tmp_path)  # its own server: the listing names every prefix it holds
+    try:
+        with RedisSaver.from_url(server.url, key_prefix="freemem-demo") as saver, \
+                RedisArchive.from_url(server.url, key_prefix="freemem-demo") as archive:
+            run_agent(saver, archive, "elsewhere", calls=6)
+        with RedisSaver.from_url(server.url, key_prefix="nothing-here") as saver:
+            source = ThreadSource(saver, None, counter="approx", describe="redis (prefix nothing-here)",
+                                  hint=lambda: empty_hint(prefix="nothing-here",
+                                                          prefixes=redis_prefixes(saver.client)))
+            page = TestClient(create_app(source)).get("/").text
+    finally:
+        server.stop()
     assert 'id="no-threads"' in page and "nothing-here" in page
     assert "&#x27;freemem-demo&#x27; (1 thread)" in page and "--key-prefix freemem-demo" in page
 
