@@ -6,7 +6,8 @@ the original is rebuilt from every event), in a SQLite checkpoint file with a SQ
 freemem's RedisSaver and RedisArchive instead). Then it serves ``freemem ui``'s app in process and measures the
 thread page: the first request (cold: the thread's events read and the original rebuilt; the process has
 served a small thread before), the median of ``--repeat`` more (warm: the rebuilt original is kept per thread
-state), and the page's size in bytes; and the same for a later page of events and of messages. The figures the issue asks for: first page under 300 ms and 300 KB.
+state), and the page's size in bytes; and the same for a later page of events and of messages. The figures
+the issue asks for: first page under 300 ms and 300 KB.
 
 :func:`build_thread` is also what the paging tests build, so the benchmark and the tests measure the same thread.
 """
