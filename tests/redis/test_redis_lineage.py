@@ -9,7 +9,9 @@ redis-server, the async archive."""
 from __future__ import annotations
 
 import asyncio
+import html
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -127,3 +129,30 @@ def test_concurrent_writers_sync_restore_and_cli(raced: tuple[str, str], capsys:
     assert main(["thread", "restore", THREAD, *common]) == 0
     out, err = capsys.readouterr()
     assert "restored" in out and "lost_branch" in err and "Traceback" not in err
+
+
+def test_the_inspector_shows_the_branch_and_lists_what_it_skipped(raced: tuple[str, str]) -> None:
+    from starlette.testclient import TestClient
+
+    from freemem.ui import ThreadSource, create_app
+
+    url, prefix = raced
+    with RedisSaver.from_url(url, key_prefix=prefix) as saver, RedisArchive.from_url(url, key_prefix=prefix) as archive:
+        lost = {sk.event_id for sk in restore_thread(saver, archive, THREAD, dry_run=True).skipped}
+        client = TestClient(create_app(ThreadSource(saver, archive, counter="approx")))
+        page = client.get("/thread", params={"id": THREAD}).text
+        assert 'id="skipped"' in page and "does not descend from" in page
+        assert lost <= set(re.findall(r'<li data-event="([^"]+)" data-kind="lost_branch"', page))
+        original = page.split('id="pane-original"')[1].split('id="pane-pruned"')[0]
+        assert "[freemem: #" not in original  # the surviving branch's text is all back in the original
+        event = client.get("/event", params={"thread": THREAD, "id": sorted(lost)[0]}).text
+        assert "restore this event" not in event  # not on this branch: nothing to restore here
+        r = client.post("/restore", data={"thread": THREAD, "csrf": _csrf(page)}, follow_redirects=False)
+        assert r.status_code == 303 and "skipped" in r.headers["location"]
+        assert all(archive.get_event(THREAD, eid)["restored_at"] is None for eid in lost)
+
+
+def _csrf(page: str) -> str:
+    found = re.search(r'<meta name="freemem-csrf" content="([^"]+)">', page)
+    assert found
+    return html.unescape(found.group(1))
