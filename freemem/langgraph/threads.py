@@ -168,6 +168,10 @@ def freemem_refs(messages: Sequence[Any]) -> list[str]:
 
 #: Checkpoints read per listing call while placing events on the thread's branches.
 LINEAGE_PAGE = 100
+#: The most checkpoints read to place events (newest first): events recorded on older checkpoints cannot be
+#: placed and are tried instead (applied when the messages hold their markers). Races are recent; this bounds
+#: what showing or restoring a thread of thousands of checkpoints reads.
+LINEAGE_MAX_CHECKPOINTS = 2000
 
 
 class _Pages:
@@ -203,11 +207,14 @@ def _lineage_steps(saver: BaseCheckpointSaver[Any], tup: CheckpointTuple, events
     config = _config(str(tup.config["configurable"]["thread_id"]), checkpoint_ns)
     before: RunnableConfig | None = None
     pages = _Pages(saver)
+    read = 0
     while True:
         page: list[CheckpointTuple] = yield Call(pages, "page", (config, before, LINEAGE_PAGE))
+        read += len(page)
         for item in page:
             parents[str(_checkpoint_id(item.config))] = _checkpoint_id(item.parent_config)
-        if len(page) < LINEAGE_PAGE or str(_checkpoint_id(page[-1].config)) < oldest:
+        if (len(page) < LINEAGE_PAGE or str(_checkpoint_id(page[-1].config)) < oldest
+                or read >= LINEAGE_MAX_CHECKPOINTS):
             break
         before = page[-1].config
     ancestors: set[str] = set()
