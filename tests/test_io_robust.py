@@ -18,7 +18,7 @@ import pytest
 
 from freemem.cli.main import main
 from freemem.core.errors import FormatError, StoreError
-from freemem.core.io import atomic_path, read_document, render_document, write_files, write_text_atomic
+from freemem.io import atomic_path, read_document, render_document, write_files, write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 

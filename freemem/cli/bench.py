@@ -7,7 +7,7 @@ import argparse
 import importlib
 from typing import Any
 
-from freemem.core.io import dumps_json, write_text_atomic
+from freemem.io import dumps_json, write_text_atomic
 
 __all__ = ["BENCHMARKS", "add_arguments", "run"]
 

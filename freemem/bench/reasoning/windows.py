@@ -21,7 +21,7 @@ from freemem.bench.reasoning.figures import pct, trace_figures
 from freemem.bench.reasoning.streaming import Streamed, stream_clean, tail_loop
 from freemem.core.errors import ConfigError
 from freemem.memory import FreeMemory
-from freemem.policies.triggers import EveryNTokens
+from freemem.engine.triggers import EveryNTokens
 from freemem.tokens import CachedCounter
 
 __all__ = ["DEFAULT_WINDOW_CHARS", "llama_timings", "loop_windows", "run_windows", "summarize_windows", "window_figures"]

@@ -1,6 +1,6 @@
 """``freemem bench transcripts``: what pruning keeps and what it frees on recorded tool-use trajectories.
 
-Each recorded trajectory (OpenHands, tau-bench, or any OpenAI-format transcript file :func:`freemem.core.io.read_document`
+Each recorded trajectory (OpenHands, tau-bench, or any OpenAI-format transcript file :func:`freemem.io.read_document`
 reads) is replayed message by message. Before every assistant message, each policy builds the context it would
 send to the model under the same token budget:
 

@@ -14,7 +14,7 @@ from freemem.bench.transcripts.policies import FreememPolicy, Policy
 from freemem.bench.transcripts.references import MIN_REFERENCE_CHARS, SEP, PieceCache, ReferenceIndex, reference_strings
 from freemem.core.context import Context
 from freemem.core.errors import ConfigError, FormatError
-from freemem.core.io import read_document
+from freemem.io import read_document
 from freemem.core.pairing import pairing_violations
 from freemem.core.prompt_cache import CacheMeter, PriceModel, message_keys
 from freemem.memory import MESSAGE_OVERHEAD_TOKENS, FreeMemory
