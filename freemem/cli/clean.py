@@ -16,8 +16,8 @@ from typing import Any
 
 from freemem.core.context import answer_line_ranges
 from freemem.core.errors import ConfigError
-from freemem.io import FORMATS, check_destination, dumps_json, read_document, render_document, write_files
 from freemem.core.pairing import pairing_violations
+from freemem.io import FORMATS, check_destination, dumps_json, read_document, render_document, write_files
 
 __all__ = ["add_arguments", "clean_file", "run"]
 
