@@ -184,7 +184,7 @@ LONG = "long-10k"
 @pytest.fixture
 def long_ui_server(redis_server: RedisServerProcess) -> Iterator[str]:
     """A 10,000-event thread (``freemem bench inspector``'s) in Redis, and ``freemem ui`` serving it."""
-    from freemem.bench.inspector import build_thread
+    from freemem_bench.inspector import build_thread
 
     prefix = "uipaging"
     with RedisSaver.from_url(redis_server.url, key_prefix=prefix) as saver, \

@@ -1,7 +1,7 @@
 """The inspector at scale (issue 24): a 10,000-event thread's page is served a page at a time -- events and
 context both -- and stays under 300 KB; ``--host ::1`` answers its own URL; an empty listing says where it
 looked and where else threads are; "no archive configured" is not "text expired". Over the same thread the
-``freemem bench inspector`` benchmark builds (its timings are the benchmark's, not asserted here)."""
+``freemem bench inspector`` benchmark (``freemem_bench.inspector``) builds (its timings are the benchmark's, not asserted here)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from starlette.testclient import TestClient
 
 from freemem import InMemoryArchive
-from freemem.bench.inspector import build_thread
+from freemem_bench.inspector import build_thread
 from freemem.cli.main import main
 from freemem.redis import RedisArchive, RedisSaver
 from freemem.ui import ThreadSource, create_app

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from freemem.core.optional import require_extra
+from freemem.optional import require_extra
 
 require_extra("langgraph", "langgraph", "langchain", "langchain_core", "langgraph.checkpoint.sqlite",
               what="freemem demo")
@@ -32,7 +32,7 @@ require_extra("langgraph", "langgraph", "langchain", "langchain_core", "langgrap
 from freemem.cli.demo.agent import DemoResult, run_demo
 from freemem.cli.demo.chart import live_view, plot, summary_table
 from freemem.cli.demo.session import load_session
-from freemem.core.io import check_destination, write_text_atomic
+from freemem.io import check_destination, write_text_atomic
 
 __all__ = ["DemoResult", "add_arguments", "inspect_commands", "load_session", "run", "run_demo"]
 
