@@ -20,11 +20,11 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from starlette.testclient import TestClient
 
 from freemem import InMemoryArchive
-from freemem_bench.inspector import build_thread
 from freemem.cli.main import main
 from freemem.redis import RedisArchive, RedisSaver
 from freemem.ui import ThreadSource, create_app
 from freemem.ui.app import host_of
+from freemem_bench.inspector import build_thread
 from tests.support.redis_servers import RedisServerProcess, free_port, start_server
 from tests.support.ui_agents import run_agent
 
