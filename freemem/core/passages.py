@@ -6,7 +6,8 @@ agent asks about, each with the id that recalls it whole (the ``recall`` tool):
 
 * ``message`` -- a folded utterance (user or assistant text, with its speaker and, when the message carries one,
   its date); recalled by the message's id;
-* ``tool`` -- a folded tool result, with the call that made it (``name(args)``); recalled by its message's id;
+* ``tool`` -- a folded tool result, with the call that made it (``name(args)``); recalled by its message's id
+  (an assistant message's calls are searched through their results, so its passage is its text alone);
 * ``digest`` -- the digest a fold message showed in place of the messages; recalled by the fold's handle (which
   gives back every message the fold covers);
 * ``span`` -- text freed inside a message; recalled by the 8 hex digits its marker names.
@@ -32,7 +33,7 @@ from freemem.core.apply import span_ref
 from freemem.core.folding import FOLD_ID_PREFIX
 from freemem.core.views import FOLD_KEY
 
-__all__ = ["PIECE_CHARS", "Passage", "event_passages", "message_role", "message_text", "snippet", "terms"]
+__all__ = ["PIECE_CHARS", "Passage", "event_passages", "message_role", "message_text", "snippet", "terms", "tool_calls"]
 
 #: About how many characters one passage holds (a longer text becomes several passages with the same id).
 PIECE_CHARS = 1500
@@ -142,15 +143,15 @@ def message_text(msg: Mapping[str, Any]) -> str:
     return "" if content is None else str(content)
 
 
-def _calls(msg: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """``(id, name, arguments)`` of each tool call an archived assistant message makes."""
+def tool_calls(msg: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """``(id, name, arguments)`` of each tool call of an archived message (OpenAI or LangChain form)."""
     out = []
     for call in msg.get("tool_calls") or []:
         if not isinstance(call, Mapping):
             continue
         fn = call.get("function") if isinstance(call.get("function"), Mapping) else None
         name = str((fn.get("name") if fn else call.get("name")) or "")
-        args = fn.get("arguments") if fn else json.dumps(call.get("args"), ensure_ascii=False, sort_keys=True)
+        args = fn.get("arguments") if fn else json.dumps(call.get("args"), ensure_ascii=False)
         out.append((str(call.get("id") or ""), name, str(args if args is not None else "")))
     return out
 
@@ -210,7 +211,7 @@ def _fold_passages(fold: Mapping[str, Any], event_id: str, created: Any) -> list
     handle = str(fold.get("handle") or "")
     records = [r.get("message") for r in fold.get("messages") or [] if isinstance(r, Mapping)]
     messages: Sequence[Mapping[str, Any]] = [m for m in records if isinstance(m, Mapping)]
-    calls = {cid: (name, args) for m in messages for cid, name, args in _calls(m) if cid}
+    calls = {cid: (name, args) for m in messages for cid, name, args in tool_calls(m) if cid}
     out: list[Passage] = []
     digest = fold.get("digest")
     if isinstance(digest, str) and digest.strip():
@@ -229,8 +230,6 @@ def _fold_passages(fold: Mapping[str, Any], event_id: str, created: Any) -> list
                 call = f"{answered[0]}({answered[1]})"
             elif msg.get("name"):
                 call = str(msg["name"])
-        elif _calls(msg):
-            text = "\n".join([text, *(f"{name}({args})" for _, name, args in _calls(msg))]).strip()
         name = msg.get("name")
         out.extend(_split(Passage(ref=ref, event_id=event_id, kind="tool" if role == "tool" else "message",
                                   text=text, role=role, name=str(name) if name else None, call=call,

@@ -7,6 +7,13 @@ thread's hash tag next to its checkpoints (see :mod:`freemem.redis.keys`), order
 write is one atomic script. Summaries (the event without its spans) are stored apart, so listing a long
 thread's history never moves the removed text.
 
+Search (:meth:`RedisArchive.search`) works on core Redis 7, no module needed: recording an event also indexes
+its passages (:func:`freemem.core.passages.event_passages`) in the same script, under the thread's hash tag
+(postings in one sorted set read by ``ZRANGEBYLEX`` per query word, the passages in a hash; see
+:mod:`freemem.redis.keys`); a query reads its words' postings in one round trip, ranks them with BM25
+(:func:`freemem.core.bm25.bm25_scores`, the words of :func:`freemem.core.passages.terms` as every archive) and
+fetches the best passages in a second. A thread archived before search existed is indexed on its first search.
+
 Restoring is the core's :func:`freemem.core.archive.restore_event` over the archived spans and folds: :meth:`RedisArchive.restore`
 undoes one event or every event not yet restored (newest first) and marks them restored;
 :meth:`RedisArchive.original` rebuilds the unpruned messages without marking anything.
@@ -25,7 +32,10 @@ from typing import Any, TypeVar
 
 import freemem.lc  # noqa: F401 - registers the LangChain reviver for folded messages
 from freemem.archives.base import BaseArchive, Restored, dump_event, prepare_event, undo_events
+from freemem.archives.search import SearchHit, check_search, distinct_hits
 from freemem.core.archive import find_refs, summarize_event
+from freemem.core.bm25 import bm25_scores
+from freemem.core.passages import Passage, event_passages, terms
 from freemem.core.errors import ConfigError, StoreError
 from freemem.lc import revive_message
 from freemem.redis import scripts
@@ -86,8 +96,32 @@ def _refresh(ctx: ArchiveContext, keys: Sequence[str]) -> list[tuple[Any, ...]]:
 # -- plans -----------------------------------------------------------------------------------------------------
 
 
+_SEP = "\x1f"
+
+
+def _all_keys(ctx: ArchiveContext, thread_id: str) -> tuple[str, ...]:
+    return ctx.layout.archive_keys(str(thread_id)) + ctx.layout.search_keys(str(thread_id))
+
+
+def index_entry(event: Mapping[str, Any]) -> bytes:
+    """The search index entry of a stored event (what ``ARCHIVE_RECORD`` adds): its passages under keys
+    ``"<n>:<event id>"`` and one postings member per (word, passage): ``word \\x1f key \\x1f tf \\x1f length``."""
+    event_id = str(event["id"])
+    passages, members, total = [], [], 0
+    for n, passage in enumerate(event_passages(event)):
+        key = f"{n}:{event_id}"
+        words = terms(passage.indexed_text())
+        counts: dict[str, int] = {}
+        for word in words:
+            counts[word] = counts.get(word, 0) + 1
+        members.extend(f"{w}{_SEP}{key}{_SEP}{tf}{_SEP}{len(words)}" for w, tf in counts.items())
+        passages.append([key, _dumps(passage.to_dict()).decode()])
+        total += len(words)
+    return _dumps({"p": passages, "m": members, "l": total})
+
+
 def record_plan(ctx: ArchiveContext, thread_id: str, event: Mapping[str, Any]) -> Plan[str]:
-    """Store one event (atomically, idempotent per id); returns its id."""
+    """Store one event and index its passages (atomically, idempotent per id); returns its id."""
     stored, at = prepare_event(event)
     event_id = stored["id"]
     score = int(round(at * 1000))
@@ -95,11 +129,65 @@ def record_plan(ctx: ArchiveContext, thread_id: str, event: Mapping[str, Any]) -
     yield Batch(
         Eval(
             scripts.ARCHIVE_RECORD,
-            ctx.layout.archive_keys(str(thread_id)),
-            (event_id, score, _dumps(stored), _dumps(summary), ctx.ttl_ms),
+            _all_keys(ctx, thread_id),
+            (event_id, score, _dumps(stored), _dumps(summary), ctx.ttl_ms, index_entry(stored)),
         )
     )
     return event_id
+
+
+def _postings(raw: Sequence[bytes], postings: dict[str, dict[str, int]], lengths: dict[str, int]) -> None:
+    for member in raw:
+        word, rest = member.decode().split(_SEP, 1)
+        key, tf, length = rest.rsplit(_SEP, 2)
+        postings.setdefault(word, {})[key] = int(tf)
+        lengths[key] = int(length)
+
+
+def search_plan(ctx: ArchiveContext, thread_id: str, query: str, k: int) -> Plan[list[SearchHit]]:
+    """The ``k`` best passages of the thread for ``query``: its words' postings in one round trip, BM25 here,
+    the best passages in a second (more only when several pieces of one text crowd the first ones)."""
+    query_terms = check_search(query, k)
+    if not query_terms:
+        return []
+    thread = str(thread_id)
+    by_time = ctx.layout.archive_keys(thread)[0]
+    _, passages_key, _, stats = ctx.layout.search_keys(thread)
+    words = list(dict.fromkeys(query_terms))
+    replies = yield Batch(("HMGET", stats, "docs", "len"), ("ZCARD", by_time),
+                          *(("ZRANGEBYLEX", ctx.layout.search_keys(thread)[0], f"[{w}{_SEP}".encode(),
+                             f"({w}\x20".encode()) for w in words),
+                          *_refresh(ctx, _all_keys(ctx, thread)))
+    (docs, total), count, *raw = replies[:2 + len(words)]
+    if docs is None:
+        if not count:
+            return []
+        # Archived before search existed: index its events once (re-recording is idempotent), then search.
+        for event in (yield from events_plan(ctx, thread, include_restored=True)):
+            event.pop("restored_at", None)
+            yield from record_plan(ctx, thread, event)
+        return (yield from search_plan(ctx, thread, query, k))
+    n_docs, total_len = int(docs), int(total or 0)
+    if n_docs <= 0:
+        return []
+    postings: dict[str, dict[str, int]] = {}
+    lengths: dict[str, int] = {}
+    for part in raw:
+        _postings(part, postings, lengths)
+    scores = bm25_scores(query_terms, postings, lengths, n_docs, total_len / n_docs)
+    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    hits: list[SearchHit] = []
+    at, step = 0, k * 4
+    while at < len(ranked) and len(hits) < k:
+        chunk = ranked[at:at + step]
+        (values,) = yield Batch(("HMGET", passages_key, *(key for key, _ in chunk)))
+        seen = {h.ref for h in hits}
+        found = [(Passage.from_dict(_loads(v)), score) for v, (_, score) in zip(values, chunk, strict=True)
+                 if v is not None]
+        hits += distinct_hits(((p, sc) for p, sc in found if p.ref not in seen), query_terms, k - len(hits))
+        at += step
+        step *= 4
+    return hits
 
 
 def list_plan(
@@ -150,7 +238,8 @@ def mark_plan(ctx: ArchiveContext, thread_id: str, event_ids: Sequence[str], res
     keys = ctx.layout.archive_keys(str(thread_id))
     if not event_ids:
         return
-    found = yield Batch(*(Eval(scripts.ARCHIVE_MARK, keys, (eid, mark, ctx.ttl_ms)) for eid in event_ids))
+    found = yield Batch(*(Eval(scripts.ARCHIVE_MARK, keys + ctx.layout.search_keys(str(thread_id)),
+                               (eid, mark, ctx.ttl_ms)) for eid in event_ids))
     missing = [eid for eid, ok in zip(event_ids, found, strict=True) if not ok]
     if missing:
         raise KeyError(f"no archived event {missing[0]!r} in thread {thread_id!r}")
@@ -171,7 +260,7 @@ def restore_plan(
 
 def delete_plan(ctx: ArchiveContext, thread_id: str) -> Plan[bool]:
     """Delete a thread's archive; ``True`` if it had one."""
-    (deleted,) = yield Batch(("DEL", *ctx.layout.archive_keys(str(thread_id))))
+    (deleted,) = yield Batch(("DEL", *_all_keys(ctx, thread_id)))
     return bool(deleted)
 
 
@@ -292,6 +381,11 @@ class RedisArchive(_ArchiveShell, BaseArchive):
         """The archived texts a marker's or fold message's id names (the ``recall`` tool's lookup)."""
         return find_refs(self.events(thread_id, include_restored=True), ref)
 
+    def search(self, thread_id: str, query: str, k: int = 5) -> list[SearchHit]:
+        """The ``k`` archived passages of the thread that best match ``query`` (BM25 over the thread's index
+        in Redis), best first; never another thread's."""
+        return self._driver.run(search_plan(self.context, thread_id, query, k))
+
     def delete_thread(self, thread_id: str) -> bool:
         """Delete the thread's archive; ``True`` if there was one."""
         return self._driver.run(delete_plan(self.context, thread_id))
@@ -362,6 +456,10 @@ class AsyncRedisArchive(_ArchiveShell):
     async def afind(self, thread_id: str, ref: str) -> list[str]:
         """Async twin of :meth:`RedisArchive.find`."""
         return find_refs(await self.aevents(thread_id, include_restored=True), ref)
+
+    async def asearch(self, thread_id: str, query: str, k: int = 5) -> list[SearchHit]:
+        """Async twin of :meth:`RedisArchive.search`."""
+        return await self._driver.run(search_plan(self.context, thread_id, query, k))
 
     async def adelete_thread(self, thread_id: str) -> bool:
         """Delete the thread's archive; ``True`` if there was one."""

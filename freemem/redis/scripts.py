@@ -43,7 +43,7 @@ local function refresh(reg, marker, ttl, slack, touched)
   for i = 1, #members do redis.call('PEXPIRE', members[i], exp) end
   redis.call('PEXPIRE', reg, exp)
   local base = string.sub(reg, 1, -4)
-  for _, suffix in ipairs({'a:ev', 'a:e', 'a:s', 'a:r'}) do
+  for _, suffix in ipairs({'a:ev', 'a:e', 'a:s', 'a:r', 'a:x:z', 'a:x:p', 'a:x:e', 'a:x:n'}) do
     redis.call('PEXPIRE', base .. suffix, exp, 'GT')
   end
   redis.call('SET', marker, '1', 'PX', slack)
@@ -379,12 +379,38 @@ return redis.call('EXISTS', KEYS[1])
 ARCHIVE_RECORD = Script(
     "archive_record",
     r"""
--- KEYS: events-by-time, events, summaries, restore marks.  ARGV: id, score, event, summary, ttl (ms, 0: none)
+-- KEYS: events-by-time, events, summaries, restore marks, then the search index: postings, passages,
+--       event passages, stats (see freemem.redis.keys).
+-- ARGV: id, score, event, summary, ttl (ms, 0: none),
+--       index JSON {p: [[passage key, passage JSON], ...], m: [postings members], l: total length in terms}
+local function chunked(cmd, key, items)
+  for i = 1, #items, 500 do redis.call(cmd, key, unpack(items, i, math.min(i + 499, #items))) end
+end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
+-- Re-recorded: the event's old passages leave the index first.
+local old = redis.call('HGET', KEYS[7], ARGV[1])
+if old then
+  old = cjson.decode(old)
+  if #old.m > 0 then chunked('ZREM', KEYS[5], old.m) end
+  if #old.p > 0 then chunked('HDEL', KEYS[6], old.p) end
+  redis.call('HINCRBY', KEYS[8], 'docs', -#old.p)
+  redis.call('HINCRBY', KEYS[8], 'len', -old.l)
+end
+local new = cjson.decode(ARGV[6])
+local zargs, hargs, pkeys = {}, {}, {}
+for i = 1, #new.m do zargs[#zargs + 1] = 0; zargs[#zargs + 1] = new.m[i] end
+for i = 1, #new.p do
+  hargs[#hargs + 1] = new.p[i][1]; hargs[#hargs + 1] = new.p[i][2]; pkeys[#pkeys + 1] = new.p[i][1]
+end
+if #zargs > 0 then chunked('ZADD', KEYS[5], zargs) end
+if #hargs > 0 then chunked('HSET', KEYS[6], hargs) end
+redis.call('HINCRBY', KEYS[8], 'docs', #pkeys)
+redis.call('HINCRBY', KEYS[8], 'len', new.l)
+redis.call('HSET', KEYS[7], ARGV[1], cjson.encode({p = pkeys, m = new.m, l = new.l}))
 local ttl = tonumber(ARGV[5])
-if ttl > 0 then for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ttl) end end
+if ttl > 0 then for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end end
 return 1
 """,
 )
@@ -392,11 +418,12 @@ return 1
 ARCHIVE_MARK = Script(
     "archive_mark",
     r"""
--- KEYS: events-by-time, events, summaries, restore marks.  ARGV: id, mark, ttl (ms, 0: none)
+-- KEYS: events-by-time, events, summaries, restore marks (and the search index's keys, for the TTL).
+-- ARGV: id, mark, ttl (ms, 0: none)
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
 local ttl = tonumber(ARGV[3])
-if ttl > 0 then for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ttl) end end
+if ttl > 0 then for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end end
 return 1
 """,
 )
