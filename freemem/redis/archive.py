@@ -10,9 +10,9 @@ thread's history never moves the removed text.
 Search (:meth:`RedisArchive.search`) works on core Redis 7, no module needed: recording an event also indexes
 its passages (:func:`freemem.core.passages.event_passages`) in the same script, under the thread's hash tag
 (postings in one sorted set read by ``ZRANGEBYLEX`` per query word, the passages in a hash; see
-:mod:`freemem.redis.keys`); a query reads its words' postings in one round trip, ranks them with BM25
-(:func:`freemem.core.bm25.bm25_scores`, the words of :func:`freemem.core.passages.terms` as every archive) and
-fetches the best passages in a second. A thread archived before search existed is indexed on its first search.
+:mod:`freemem.redis.keys`); a query is one script that ranks its words' postings with BM25 on the server (the
+formula of :mod:`freemem.core.bm25`, over the words of :func:`freemem.core.passages.terms` as every archive) and
+returns only the best passages: one round trip. A thread archived before search existed is indexed on its first search.
 
 Restoring is the core's :func:`freemem.core.archive.restore_event` over the archived spans and folds: :meth:`RedisArchive.restore`
 undoes one event or every event not yet restored (newest first) and marks them restored;
@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
@@ -34,7 +35,6 @@ import freemem.lc  # noqa: F401 - registers the LangChain reviver for folded mes
 from freemem.archives.base import BaseArchive, Restored, dump_event, prepare_event, undo_events
 from freemem.archives.search import SearchHit, check_search, distinct_hits
 from freemem.core.archive import find_refs, summarize_event
-from freemem.core.bm25 import bm25_scores
 from freemem.core.passages import Passage, event_passages, terms
 from freemem.core.errors import ConfigError, StoreError
 from freemem.lc import revive_message
@@ -136,58 +136,35 @@ def record_plan(ctx: ArchiveContext, thread_id: str, event: Mapping[str, Any]) -
     return event_id
 
 
-def _postings(raw: Sequence[bytes], postings: dict[str, dict[str, int]], lengths: dict[str, int]) -> None:
-    for member in raw:
-        word, rest = member.decode().split(_SEP, 1)
-        key, tf, length = rest.rsplit(_SEP, 2)
-        postings.setdefault(word, {})[key] = int(tf)
-        lengths[key] = int(length)
-
-
 def search_plan(ctx: ArchiveContext, thread_id: str, query: str, k: int) -> Plan[list[SearchHit]]:
-    """The ``k`` best passages of the thread for ``query``: its words' postings in one round trip, BM25 here,
-    the best passages in a second (more only when several pieces of one text crowd the first ones)."""
+    """The ``k`` best passages of the thread for ``query``: one script ranks its words' postings with BM25 on
+    the server and sends back only the best passages (more only when several pieces of one text crowd them)."""
     query_terms = check_search(query, k)
     if not query_terms:
         return []
     thread = str(thread_id)
     by_time = ctx.layout.archive_keys(thread)[0]
-    _, passages_key, _, stats = ctx.layout.search_keys(thread)
-    words = list(dict.fromkeys(query_terms))
-    replies = yield Batch(("HMGET", stats, "docs", "len"), ("ZCARD", by_time),
-                          *(("ZRANGEBYLEX", ctx.layout.search_keys(thread)[0], f"[{w}{_SEP}".encode(),
-                             f"({w}\x20".encode()) for w in words),
-                          *_refresh(ctx, _all_keys(ctx, thread)))
-    (docs, total), count, *raw = replies[:2 + len(words)]
-    if docs is None:
-        if not count:
-            return []
-        # Archived before search existed: index its events once (re-recording is idempotent), then search.
-        for event in (yield from events_plan(ctx, thread, include_restored=True)):
-            event.pop("restored_at", None)
-            yield from record_plan(ctx, thread, event)
-        return (yield from search_plan(ctx, thread, query, k))
-    n_docs, total_len = int(docs), int(total or 0)
-    if n_docs <= 0:
-        return []
-    postings: dict[str, dict[str, int]] = {}
-    lengths: dict[str, int] = {}
-    for part in raw:
-        _postings(part, postings, lengths)
-    scores = bm25_scores(query_terms, postings, lengths, n_docs, total_len / n_docs)
-    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
-    hits: list[SearchHit] = []
-    at, step = 0, k * 4
-    while at < len(ranked) and len(hits) < k:
-        chunk = ranked[at:at + step]
-        (values,) = yield Batch(("HMGET", passages_key, *(key for key, _ in chunk)))
-        seen = {h.ref for h in hits}
-        found = [(Passage.from_dict(_loads(v)), score) for v, (_, score) in zip(values, chunk, strict=True)
-                 if v is not None]
-        hits += distinct_hits(((p, sc) for p, sc in found if p.ref not in seen), query_terms, k - len(hits))
-        at += step
-        step *= 4
-    return hits
+    postings, passages, _, stats = ctx.layout.search_keys(thread)
+    words = [x for word, times in Counter(query_terms).items() for x in (word, times)]
+    want = k * 4
+    while True:
+        reply, *_ = yield Batch(Eval(scripts.ARCHIVE_SEARCH, (postings, passages, stats, by_time), (want, *words)),
+                                *_refresh(ctx, _all_keys(ctx, thread)))
+        if int(reply[0]) < 0:
+            if not int(reply[1]):
+                return []
+            # Archived before search existed: index its events once (re-recording is idempotent), then search.
+            for event in (yield from events_plan(ctx, thread, include_restored=True)):
+                event.pop("restored_at", None)
+                yield from record_plan(ctx, thread, event)
+            continue
+        entries = reply[1:]
+        ranked = [(Passage.from_dict(_loads(entries[i + 2])), float(entries[i + 1]))
+                  for i in range(0, len(entries), 3) if entries[i + 2] is not None]
+        hits = distinct_hits(ranked, query_terms, k)
+        if len(hits) == k or len(entries) < 3 * want:
+            return hits
+        want *= 4
 
 
 def list_plan(

@@ -19,6 +19,7 @@ from freemem.redis.protocol import Script
 __all__ = [
     "ARCHIVE_MARK",
     "ARCHIVE_RECORD",
+    "ARCHIVE_SEARCH",
     "DELETE_THREAD",
     "DROP",
     "EXPORT",
@@ -412,6 +413,65 @@ redis.call('HSET', KEYS[7], ARGV[1], cjson.encode({p = pkeys, m = new.m, l = new
 local ttl = tonumber(ARGV[5])
 if ttl > 0 then for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end end
 return 1
+""",
+)
+
+ARCHIVE_SEARCH = Script(
+    "archive_search",
+    r"""
+-- BM25 over the thread's search index, on the server: only the best passages travel.
+-- KEYS: postings, passages, stats, events-by-time.  ARGV: how many, then (term, times in the query) pairs.
+-- Returns {-1, events} when the thread has events but no index yet; else {n, key, score, passage, ...} best
+-- first (n: passages indexed). Same formula as freemem.core.bm25 (k1 1.2, b 0.75).
+local raw = redis.call('HGET', KEYS[3], 'docs')
+if not raw then return {-1, redis.call('ZCARD', KEYS[4])} end
+local n = tonumber(raw)
+if n <= 0 then return {0} end
+local avg = tonumber(redis.call('HGET', KEYS[3], 'len') or '0') / n
+if avg <= 0 then avg = 1 end
+local k1, b, want = 1.2, 0.75, tonumber(ARGV[1])
+local scores, seen = {}, {}
+for i = 2, #ARGV, 2 do
+  local term, times = ARGV[i], tonumber(ARGV[i + 1])
+  local members = redis.call('ZRANGEBYLEX', KEYS[1], '[' .. term .. '\31', '(' .. term .. ' ')
+  local df = #members
+  if df > 0 then
+    local w = math.log(1 + (n - df + 0.5) / (df + 0.5)) * times * (k1 + 1)
+    local skip = #term + 2
+    for j = 1, df do
+      local rest = string.sub(members[j], skip)
+      local at, _, tf, len = string.find(rest, '\31(%d+)\31(%d+)$')
+      local key = string.sub(rest, 1, at - 1)
+      tf = tonumber(tf)
+      local s = w * tf / (tf + k1 * (1 - b + b * tonumber(len) / avg))
+      local old = scores[key]
+      if old then scores[key] = old + s else scores[key] = s; seen[#seen + 1] = key end
+    end
+  end
+end
+-- The best `want`, kept sorted in a small list (ties: the key first in order, as sorted() would).
+local best = {}
+for _, key in ipairs(seen) do
+  local s = scores[key]
+  local last = best[#best]
+  if #best < want or s > scores[last] or (s == scores[last] and key < last) then
+    local at = #best + 1
+    while at > 1 and (scores[best[at - 1]] < s or (scores[best[at - 1]] == s and best[at - 1] > key)) do
+      at = at - 1
+    end
+    table.insert(best, at, key)
+    if #best > want then best[#best] = nil end
+  end
+end
+local out = {n}
+if #best == 0 then return out end
+local passages = redis.call('HMGET', KEYS[2], unpack(best))
+for i, key in ipairs(best) do
+  out[#out + 1] = key
+  out[#out + 1] = string.format('%.17g', scores[key])
+  out[#out + 1] = passages[i]
+end
+return out
 """,
 )
 

@@ -251,3 +251,23 @@ async def test_search_over_real_cleaning_events(archive: Calls) -> None:
     assert hits and all(h.event_id in {e["id"] for e in events} for h in hits)
     texts = [t for h in hits for t in await archive.find("t", h.ref)]
     assert span in texts
+
+
+def test_stores_written_before_search_are_indexed(tmp_path: Path, redis_server: RedisServerProcess,
+                                                  prefix: str) -> None:
+    event = _chat_event("e1", car="red Toyota Prius", plate="KX-4471")
+    # SQLite: a file without the search tables (as an older freemem wrote it) is indexed when opened.
+    path = tmp_path / "old.sqlite"
+    with SqliteArchive(path) as store:
+        store.record("t", event)
+        store._rows("DROP TABLE freemem_passages_fts")
+        store._rows("DROP TABLE freemem_passages")
+    with SqliteArchive(path) as store:
+        assert store.search("t", "Evan Prius", 1)[0].ref == "e1-u1"
+    # Redis: a thread archived without its index is indexed on its first search.
+    with RedisArchive.from_url(redis_server.url, key_prefix=prefix) as store:
+        store.record("t", event)
+        store.client.delete(*store.context.layout.search_keys("t"))
+        assert store.search("t", "Evan Prius", 1)[0].ref == "e1-u1"
+        assert store.search("t", "Evan Prius", 1)[0].ref == "e1-u1"
+        assert store.get_event("t", "e1")["restored_at"] is None
