@@ -74,7 +74,7 @@ def test_a_fold_handle_flattens_every_merged_fold_oldest_first() -> None:
     folds, previous = [], None
     for n in range(60):  # 60 folds, each taking the previous fold message in first
         handle = f"f{n:08x}"
-        inner = [_msg("user", f"[freemem: folded]", f"freemem-fold-{previous}")] if previous else []
+        inner = [_msg("user", "[freemem: folded]", f"freemem-fold-{previous}")] if previous else []
         folds.append(_fold(handle, [*inner, _msg("user", f"message {n}", f"m{n}")], merged=previous))
         previous = handle
     events = [{"id": f"e{n}", "created_at": float(n), "folds": [f]} for n, f in enumerate(folds)]

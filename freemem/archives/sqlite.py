@@ -27,8 +27,8 @@ from typing import Any, TypeVar
 from freemem.archives.base import BaseArchive, dump_event, prepare_event
 from freemem.archives.search import SearchHit, check_search, distinct_hits
 from freemem.core.archive import summarize_event
-from freemem.core.passages import Passage, event_passages, terms
 from freemem.core.errors import StoreError
+from freemem.core.passages import Passage, event_passages, terms
 
 __all__ = ["SqliteArchive"]
 

@@ -93,7 +93,7 @@ def build_events(lines: list[tuple[str, str, str]], passages: int, fold_size: in
     through ``lines``; the ids carry ``tag`` (a thread's own)."""
     events: list[dict[str, Any]] = []
     for e in range(-(-passages // fold_size)):
-        messages = []
+        messages: list[dict[str, Any]] = []
         for m in range(min(fold_size, passages - e * fold_size)):
             k = e * fold_size + m
             who, date, text = lines[k % len(lines)]

@@ -9,7 +9,6 @@ they were encoded in the arguments JSON (``AppliedSpan.raw_original``). Several 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 

@@ -35,8 +35,8 @@ import freemem.lc  # noqa: F401 - registers the LangChain reviver for folded mes
 from freemem.archives.base import BaseArchive, Restored, dump_event, prepare_event, undo_events
 from freemem.archives.search import SearchHit, check_search, distinct_hits
 from freemem.core.archive import find_refs, summarize_event
-from freemem.core.passages import Passage, event_passages, terms
 from freemem.core.errors import ConfigError, StoreError
+from freemem.core.passages import Passage, event_passages, terms
 from freemem.lc import revive_message
 from freemem.redis import scripts
 from freemem.redis._drivers import AsyncDriver, SyncDriver
@@ -107,7 +107,9 @@ def index_entry(event: Mapping[str, Any]) -> bytes:
     """The search index entry of a stored event (what ``ARCHIVE_RECORD`` adds): its passages under keys
     ``"<n>:<event id>"`` and one postings member per (word, passage): ``word \\x1f key \\x1f tf \\x1f length``."""
     event_id = str(event["id"])
-    passages, members, total = [], [], 0
+    passages: list[list[str]] = []
+    members: list[str] = []
+    total = 0
     for n, passage in enumerate(event_passages(event)):
         key = f"{n}:{event_id}"
         words = terms(passage.indexed_text())
