@@ -9,12 +9,14 @@ connection serves every thread of the process behind a lock (async methods run i
 Search is SQLite's FTS5 (built into Python's ``sqlite3``): each event's passages
 (:func:`freemem.core.passages.event_passages`) sit in ``freemem_passages`` (thread, event, the passage) and their
 words, as :func:`freemem.core.passages.terms` reads them (the same words every archive ranks by), in the FTS5
-table ``freemem_passages_fts`` under the same rowid; :meth:`SqliteArchive.search` ranks with FTS5's ``bm25()``.
+table ``freemem_passages_fts`` under the same rowid, beside a word that stands for the thread (so a search
+matches only its thread's passages before ranking); :meth:`SqliteArchive.search` ranks with FTS5's ``bm25()``.
 A file written before search existed is indexed when it is opened.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 import threading
@@ -56,9 +58,14 @@ CREATE TABLE IF NOT EXISTS freemem_passages (
 );
 CREATE INDEX IF NOT EXISTS freemem_passages_by_event ON freemem_passages (thread, event_id);
 CREATE VIRTUAL TABLE IF NOT EXISTS freemem_passages_fts USING fts5(
-    body, tokenize = "unicode61 remove_diacritics 0 tokenchars '_'"
+    thread_tag, body, tokenize = "unicode61 remove_diacritics 0 tokenchars '_'"
 );
 """
+
+
+def _thread_tag(thread: str) -> str:
+    """The one word that stands for a thread in the search index (any thread id, as a token FTS5 keeps whole)."""
+    return "t" + hashlib.sha1(thread.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 
 class SqliteArchive(BaseArchive):
@@ -114,8 +121,8 @@ class SqliteArchive(BaseArchive):
             rowid = self._conn.execute(
                 "INSERT INTO freemem_passages (thread, event_id, passage) VALUES (?, ?, ?)",
                 (thread, event_id, dump_event(passage.to_dict()).decode())).lastrowid
-            self._conn.execute("INSERT INTO freemem_passages_fts (rowid, body) VALUES (?, ?)",
-                               (rowid, " ".join(terms(passage.indexed_text()))))
+            self._conn.execute("INSERT INTO freemem_passages_fts (rowid, thread_tag, body) VALUES (?, ?, ?)",
+                               (rowid, _thread_tag(thread), " ".join(terms(passage.indexed_text()))))
 
     def _write(self, fn: Callable[[], T]) -> T:
         """``fn`` in one transaction (rolled back whole when it fails)."""
@@ -183,15 +190,22 @@ class SqliteArchive(BaseArchive):
         query_terms = check_search(query, k)
         if not query_terms:
             return []
-        match = " OR ".join(f'"{t}"' for t in dict.fromkeys(query_terms))
+        words = " OR ".join(f'"{t}"' for t in dict.fromkeys(query_terms))
+        # The thread's tag narrows the match to its passages before anything is ranked (the tag column weighs
+        # nothing in the score); the passages are then read by rowid, the thread checked again.
+        thread = str(thread_id)
+        match = f'thread_tag : "{_thread_tag(thread)}" AND body : ({words})'
         want = k * 4
         while True:
             rows = self._rows(
-                "SELECT p.passage, -bm25(freemem_passages_fts) AS score FROM freemem_passages_fts "
-                "JOIN freemem_passages p ON p.id = freemem_passages_fts.rowid "
-                "WHERE freemem_passages_fts MATCH ? AND p.thread = ? ORDER BY bm25(freemem_passages_fts), p.id DESC "
-                "LIMIT ?", (match, str(thread_id), want))
-            ranked = [(Passage.from_dict(json.loads(raw)), float(score)) for raw, score in rows]
+                "SELECT rowid, -bm25(freemem_passages_fts, 0.0, 1.0) FROM freemem_passages_fts "
+                "WHERE freemem_passages_fts MATCH ? ORDER BY bm25(freemem_passages_fts, 0.0, 1.0), rowid DESC "
+                "LIMIT ?", (match, want))
+            found = dict(self._rows(
+                f"SELECT id, passage FROM freemem_passages WHERE thread = ? AND id IN ({','.join('?' * len(rows))})",
+                (thread, *(rowid for rowid, _ in rows)))) if rows else {}
+            ranked = [(Passage.from_dict(json.loads(found[rowid])), float(score)) for rowid, score in rows
+                      if rowid in found]
             hits = distinct_hits(ranked, query_terms, k)
             if len(hits) == k or len(rows) < want:
                 return hits

@@ -7,13 +7,16 @@ amount of text again, so a store's search must find the running thread's passage
 MemoryBank probing question (or generated ones) is asked ``--repeat`` times through ``archive.search`` with
 ``k=--k``, and each call is timed: reported per archive (in memory, SQLite FTS5, Redis on a core redis-server
 with no modules) as p50 / p95 / max milliseconds, with the time it took to record the events, and a check that
-no hit ever came from another thread.
+no hit ever came from another thread. Beside the wall-clock times, the searching process's CPU time per search
+(for Redis the client's share only: the ranking runs in the server) and the machine's load average, since a
+shared machine's other work stretches the wall clock.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import shutil
 import tempfile
@@ -24,7 +27,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from freemem.bench._common import default_data, finish, make_console, markdown_table, print_table, time_summary
+from freemem.bench._common import (
+    default_data,
+    finish,
+    machine_info,
+    make_console,
+    markdown_table,
+    print_table,
+    time_summary,
+)
 
 __all__ = ["add_arguments", "build_events", "questions", "run"]
 
@@ -156,18 +167,29 @@ def _measure(archive: Any, corpus: dict[str, list[dict[str, Any]]], asked: list[
     record_s = clock() - t0
     main = next(iter(corpus))
     seconds: list[float] = []
+    cpu: list[float] = []
     leaked = empty = 0
     for _ in range(repeat):
         for question in asked:
-            t = clock()
+            t, c = clock(), time.process_time()
             hits = archive.search(main, question, k)
             seconds.append(clock() - t)
+            cpu.append(time.process_time() - c)
             leaked += sum(1 for h in hits if not h.event_id.startswith(f"{main}-"))
             empty += not hits
-    summary = time_summary(seconds)
+    summary, busy = time_summary(seconds), time_summary(cpu)
     return {"record_s": round(record_s, 2), "searches": len(seconds), "p50_ms": summary["p50_ms"],
             "p95_ms": summary["p95_ms"], "max_ms": summary["max_ms"], "mean_ms": summary["mean_ms"],
+            "cpu_p50_ms": busy["p50_ms"], "cpu_p95_ms": busy["p95_ms"],
             "hits_from_other_threads": leaked, "searches_without_hits": empty}
+
+
+def _load() -> float | None:
+    """The 1-minute load average (what else the machine was running), when the platform has it."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -183,17 +205,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for t in range(max(0, args.other_threads)):
         corpus[f"bench-other{t}"] = build_events(rotated, args.passages, args.fold_size, tag=f"bench-other{t}")
     rows: dict[str, Any] = {}
+    load_before = _load()
     for kind in [a.strip() for a in args.archives.split(",") if a.strip()]:
         with tempfile.TemporaryDirectory(prefix="freemem-bench-recall-") as tmp, \
                 _archive(kind, Path(tmp), args.redis_server) as archive:
             console.print(f"[dim]{kind}: recording {sum(len(e) for e in corpus.values())} events ...[/dim]")
             rows[kind] = _measure(archive, corpus, asked, k=args.k, repeat=args.repeat)
-    columns = ["archive", "passages", "searches", "p50 ms", "p95 ms", "max ms", "record s", "other-thread hits"]
-    table = [[kind, args.passages, r["searches"], r["p50_ms"], r["p95_ms"], r["max_ms"], r["record_s"],
-              r["hits_from_other_threads"]] for kind, r in rows.items()]
-    print_table(console, f"search latency at {args.passages:,} passages (k={args.k})", columns, table)
+    load_after = _load()
+    columns = ["archive", "passages", "searches", "p50 ms", "p95 ms", "max ms", "CPU p50 ms", "CPU p95 ms",
+               "record s", "other-thread hits"]
+    table = [[kind, args.passages, r["searches"], r["p50_ms"], r["p95_ms"], r["max_ms"], r["cpu_p50_ms"],
+              r["cpu_p95_ms"], r["record_s"], r["hits_from_other_threads"]] for kind, r in rows.items()]
+    print_table(console, f"search latency at {args.passages:,} passages (k={args.k}; load average "
+                         f"{load_before} before, {load_after} after)", columns, table)
     result = {"bench": "recall", "passages": args.passages, "other_threads": args.other_threads,
               "fold_size": args.fold_size, "k": args.k, "questions": len(asked), "repeat": args.repeat,
               "source": source, "piece_chars": PIECE_CHARS, "archives": rows,
+              "load_average": {"before": load_before, "after": load_after}, "machine": machine_info(),
               "markdown": markdown_table(columns, table)}
     return finish(args, result)
