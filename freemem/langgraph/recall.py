@@ -166,6 +166,8 @@ def recall_tool(memory: MemoryPolicy, *, page_chars: int = 4000, name: str = REC
         return thread_id or thread_id_of() or "default"
 
     def _no_search() -> str:
+        if hasattr(archive, "asearch"):
+            return f"recall: {type(archive).__name__} searches in async agents only (ainvoke/astream)"
         return f"recall: {type(archive).__name__} cannot search; pass an id instead"
 
     def recall(id: str | None = None, query: str | None = None, page: int = 1) -> str:

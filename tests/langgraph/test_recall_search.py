@@ -220,3 +220,15 @@ def test_recall_arguments_are_checked_by_the_tool() -> None:
     assert tool.invoke({"query": "Evan"}).startswith("recall: nothing archived in this thread matches 'Evan'")
     assert "recall(query=...)" in tool.invoke({"id": "deadbeef"})
     assert "query" in tool.args and "id" in tool.args and "search" in tool.description
+
+
+async def test_recall_by_query_over_an_async_only_archive(redis_server: RedisServerProcess) -> None:
+    from freemem.redis import AsyncRedisArchive
+
+    async with AsyncRedisArchive.from_url(redis_server.url, key_prefix=f"t{uuid.uuid4().hex[:10]}") as archive:
+        await archive.arecord("t", {"id": "e1", "created_at": 1.0,
+                                    "rounds": [[{"original": "Evan parks the Prius in garage B", "tokens": 8}]]})
+        tool = recall_tool(_memory(archive), thread_id="t")
+        answer = await tool.ainvoke({"query": "where is the Prius parked"})
+        assert "garage B" in answer and answer.startswith("[recall search")
+        assert "async agents only" in tool.invoke({"query": "Prius"})
