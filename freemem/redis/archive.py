@@ -105,7 +105,7 @@ def _all_keys(ctx: ArchiveContext, thread_id: str) -> tuple[str, ...]:
 
 def index_entry(event: Mapping[str, Any]) -> bytes:
     """The search index entry of a stored event (what ``ARCHIVE_RECORD`` adds): its passages under keys
-    ``"<n>:<event id>"`` and one postings member per (word, passage): ``word \\x1f key \\x1f tf \\x1f length``."""
+    ``"<n>:<event id>"`` and one postings member per (word, passage): ``word \\x1f tf \\x1f length \\x1f key``."""
     event_id = str(event["id"])
     passages: list[list[str]] = []
     members: list[str] = []
@@ -116,7 +116,7 @@ def index_entry(event: Mapping[str, Any]) -> bytes:
         counts: dict[str, int] = {}
         for word in words:
             counts[word] = counts.get(word, 0) + 1
-        members.extend(f"{w}{_SEP}{key}{_SEP}{tf}{_SEP}{len(words)}" for w, tf in counts.items())
+        members.extend(f"{w}{_SEP}{tf}{_SEP}{len(words)}{_SEP}{key}" for w, tf in counts.items())
         passages.append([key, _dumps(passage.to_dict()).decode()])
         total += len(words)
     return _dumps({"p": passages, "m": members, "l": total})

@@ -16,7 +16,7 @@ Layout for prefix ``P`` and thread ``T`` (``N`` = checkpoint namespace, ``C`` = 
     P:{T}:a:e          HASH  archive event id -> event JSON (with the freed spans)
     P:{T}:a:s          HASH  archive event id -> summary JSON (the event without its spans)
     P:{T}:a:r          HASH  archive event id -> restore mark JSON
-    P:{T}:a:x:z        ZSET  search postings, all scored 0, members "<term>\x1f<passage>\x1f<tf>\x1f<length>"
+    P:{T}:a:x:z        ZSET  search postings, all scored 0, members "<term>\\x1f<tf>\\x1f<length>\\x1f<passage>"
                              (ZRANGEBYLEX reads one term's postings)
     P:{T}:a:x:p        HASH  passage key "<n>:<event id>" -> passage JSON (what a search hit shows)
     P:{T}:a:x:e        HASH  archive event id -> JSON of its passage keys and postings (to unindex it)
