@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from freemem.bench.recall import build_events, questions
+from freemem_bench.recall import build_events, questions
 from freemem.cli.main import main
 
 

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from freemem.bench._common import (
+from freemem_bench._common import (
     default_data,
     finish,
     machine_info,
@@ -144,7 +144,7 @@ def _archive(kind: str, directory: Path, redis_binary: str | None) -> Iterator[A
         with SqliteArchive(directory / "archive.sqlite") as store:
             yield store
     elif kind == "redis":
-        from freemem.bench._redis8 import throwaway_redis
+        from freemem_bench._redis8 import throwaway_redis
         from freemem.core.errors import ConfigError
         from freemem.redis import RedisArchive
 
@@ -232,7 +232,7 @@ def _load() -> float | None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from freemem.bench._common import ensure_positive
+    from freemem_bench._common import ensure_positive
     from freemem.core.passages import PIECE_CHARS
 
     for name in ("passages", "fold_size", "k", "repeat"):
