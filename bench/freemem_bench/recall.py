@@ -144,9 +144,9 @@ def _archive(kind: str, directory: Path, redis_binary: str | None) -> Iterator[A
         with SqliteArchive(directory / "archive.sqlite") as store:
             yield store
     elif kind == "redis":
-        from freemem_bench._redis8 import throwaway_redis
         from freemem.core.errors import ConfigError
         from freemem.redis import RedisArchive
+        from freemem_bench._redis8 import throwaway_redis
 
         if not redis_binary:
             raise ConfigError("redis-server not found (apt-get install redis-server, or pass --redis-server PATH)")
@@ -232,8 +232,8 @@ def _load() -> float | None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from freemem_bench._common import ensure_positive
     from freemem.core.passages import PIECE_CHARS
+    from freemem_bench._common import ensure_positive
 
     for name in ("passages", "fold_size", "k", "repeat"):
         ensure_positive(f"--{name.replace('_', '-')}", getattr(args, name))

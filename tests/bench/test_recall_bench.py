@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from freemem_bench.recall import build_events, questions
 from freemem.cli.main import main
+from freemem_bench.recall import build_events, questions
 
 
 @pytest.mark.slow  # starts its own redis-server
