@@ -36,6 +36,7 @@ from pydantic import BaseModel, Field
 from freemem.archives.search import SearchHit
 from freemem.core.archive import normalize_ref
 from freemem.core.errors import ConfigError
+from freemem.core.passages import terms
 from freemem.langgraph._core import thread_id_of
 from freemem.policy import MemoryPolicy
 
@@ -107,6 +108,9 @@ def recall_hits(hits: list[SearchHit], query: str, page: int, page_chars: int) -
     """The answer for a query's ``hits`` (best first): the page of matches that fits ``page_chars``, each with the
     id that recalls it whole. A match never straddles two pages (one longer than a page is cut)."""
     if not hits:
+        if not terms(query):
+            return (f"recall: {query!r} has no words to search for (common words such as 'the' or 'what' are "
+                    "skipped): name what you look for, e.g. a name, a date, a file")
         return (f"recall: nothing archived in this thread matches {query!r} (try other words: names, dates, "
                 "file names; or recall(id=...) with an id a marker or fold note names)")
     pages: list[list[str]] = [[]]

@@ -219,6 +219,7 @@ def test_recall_arguments_are_checked_by_the_tool() -> None:
     assert both.startswith("recall: pass exactly one of id") and neither == both
     assert tool.invoke({"query": "Evan"}).startswith("recall: nothing archived in this thread matches 'Evan'")
     assert "recall(query=...)" in tool.invoke({"id": "deadbeef"})
+    assert "has no words to search for" in tool.invoke({"query": "what was it?"})
     assert "query" in tool.args and "id" in tool.args and "search" in tool.description
 
 
