@@ -105,6 +105,8 @@ def assistant_step(provider: Provider, k: int, *, call: bool = True) -> AIMessag
             kwargs[GEMINI_CALL_SIGNATURES_KEY] = {call_id: signature(f"gemini-call-{k}")}
     elif provider == "gemini_v1":
         content = [v1_reasoning(k, "gemini-v1"), gemini_signed_text(k)]
+        if call:
+            kwargs[GEMINI_CALL_SIGNATURES_KEY] = {call_id: signature(f"gemini-v1-call-{k}")}
     else:
         content = [v1_reasoning(k, "lc-v1"), {"type": "text", "text": f"Reading the log of svc{k % 5}."}]
     calls = [{"name": "read_log", "args": args, "id": call_id, "type": "tool_call"}] if call else []
