@@ -17,11 +17,11 @@ if _LANGGRAPH_TESTS not in sys.path:  # `lgfakes`, as tests/langgraph import it
     sys.path.insert(0, _LANGGRAPH_TESTS)
 
 from langchain_core.messages import AIMessage, BaseMessage  # noqa: E402
-from lgfakes import ScriptedModel  # noqa: E402
+from lgfakes import TOOLS, ScriptedModel  # noqa: E402
 
 from tests.support import provider_blocks as pb  # noqa: E402
 
-__all__ = ["check_requests", "script", "scripted"]
+__all__ = ["TOOLS", "check_requests", "script", "scripted"]
 
 
 def script(provider: pb.Provider, steps: int) -> list[AIMessage]:
