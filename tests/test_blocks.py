@@ -156,6 +156,34 @@ def test_dict_messages_keep_litellm_thinking_and_signed_calls() -> None:
         assert restore_event(result.messages, archive.events(thread)[-1]) == original
 
 
+def test_reasoning_text_beside_signed_details_is_kept() -> None:
+    details = [{"type": "reasoning.text", "text": "t", "signature": pb.signature("or"), "format": "anthropic-claude-v1"}]
+    encrypted = [{"type": "reasoning.encrypted", "data": pb.signature("enc"), "format": "openai-responses-v1"}]
+    long = pb.thinking_text(3)
+    cases: list[Any] = [
+        {"role": "assistant", "id": "a", "content": "ok", "reasoning": long, "reasoning_details": details},
+        {"role": "assistant", "id": "a", "content": "ok", "reasoning": long, "reasoning_details": encrypted},
+        AIMessage("ok", id="a", additional_kwargs={"reasoning_content": long, "reasoning_details": details}),
+        AIMessage("ok", id="a", additional_kwargs={"reasoning_content": long,
+                                                   "thinking_blocks": [pb.anthropic_thinking(3)]}),
+    ]
+    for msg in cases:
+        msgs = [{"role": "user", "content": "q", "id": "u"}, msg, {"role": "user", "content": "next", "id": "n"},
+                {"role": "assistant", "content": "end", "id": "z"}]
+        if not isinstance(msg, dict):
+            msgs = [HumanMessage("q", id="u"), msg, HumanMessage("next", id="n"), AIMessage("end", id="z")]
+        view = message_views(msgs)[1]
+        assert view.signed and set(view.kept.values()) == {"mirrors signed thinking blocks"}
+        ctx = Context.from_messages(msgs)
+        assert not any(r.editable for r in ctx.regions if r.message_index == 1 and r.field != "content")
+        assert any(r.field and r.field.startswith("reasoning") and not r.editable for r in ctx.regions)
+    unsigned = [{"role": "user", "content": "q", "id": "u"},
+                {"role": "assistant", "id": "a", "content": "ok", "reasoning_content": long},
+                {"role": "user", "content": "next", "id": "n"}, {"role": "assistant", "content": "end", "id": "z"}]
+    ctx = Context.from_messages(unsigned)
+    assert any(r.editable and r.field == "reasoning_content" for r in ctx.regions)
+
+
 def test_signed_latest_turn_stays_whole_without_recent_turn_protection() -> None:
     msgs = pb.provider_transcript("anthropic", 6)[:-1]  # the loop is unfinished: the last message is a result
     protection = Protection(recent_turn=False)

@@ -27,6 +27,7 @@ __all__ = [
     "BLOCK_RULES",
     "GEMINI_CALL_SIGNATURES_KEY",
     "SIGNATURE_KEYS",
+    "SIGNED_REASONING_KEYS",
     "BlockRule",
     "block_rule",
     "block_text",
@@ -196,11 +197,23 @@ def block_text(block: Any, rule: BlockRule | None = None) -> str | None:
     return text if isinstance(text, str) else None
 
 
+#: Keys beside a message's reasoning text that hold the same reasoning signed: LiteLLM's ``thinking_blocks``
+#: (Anthropic's blocks), OpenRouter's ``reasoning_details`` (``reasoning.text`` with a signature,
+#: ``reasoning.encrypted``).
+SIGNED_REASONING_KEYS = ("thinking_blocks", "reasoning_details")
+
+
 def signed_reasoning_field(message: Mapping[str, Any]) -> bool:
-    """Whether a dict message's ``reasoning_content`` mirrors signed blocks: LiteLLM's OpenAI-format messages
-    carry Anthropic's signed ``thinking_blocks`` beside the same text in ``reasoning_content``."""
-    blocks = message.get("thinking_blocks")
-    return isinstance(blocks, list) and any(is_signed(b) for b in blocks)
+    """Whether a message's reasoning text (a dict message's ``reasoning_content`` / ``reasoning``, a LangChain
+    message's ``additional_kwargs["reasoning_content"]``) mirrors signed blocks kept beside it: ``message`` is
+    the dict message or the ``additional_kwargs``."""
+    for key in SIGNED_REASONING_KEYS:
+        blocks = message.get(key)
+        if isinstance(blocks, list) and any(
+                is_signed(b) or (isinstance(b, Mapping) and b.get("type") == "reasoning.encrypted")
+                for b in blocks[:256]):
+            return True
+    return False
 
 
 def signed_call_ids(calls: Any, kwargs: Mapping[str, Any] | None = None) -> set[str]:

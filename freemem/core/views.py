@@ -112,7 +112,7 @@ def _dict_view(index: int, msg: dict[str, Any]) -> MessageView:
         args = _args_text(index, args) if not isinstance(args, str) else _checked(index, args)
         view.tool_calls.append((str(call.get("id") or ""), str(name or "?"), args))
     view.signed_calls = _signed_indexes(view, signed)
-    view.signed = view.signed or bool(view.signed_calls) or signed_reasoning_field(msg)
+    view.signed = view.signed or bool(view.signed_calls)
     return view
 
 
@@ -165,6 +165,9 @@ def _lc_view(index: int, msg: Any) -> MessageView:
     reasoning = kwargs.get("reasoning_content")
     if isinstance(reasoning, str) and reasoning:
         view.fields.append(("reasoning_content", reasoning))
+        if signed_reasoning_field(kwargs):
+            view.kept["reasoning_content"] = "mirrors signed thinking blocks"
+            view.signed = True
     _content_fields(view, msg.content)
     calls = getattr(msg, "tool_calls", None) or []
     for call in calls:
