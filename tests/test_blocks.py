@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
@@ -20,6 +20,7 @@ from freemem.core.blocks import BLOCK_RULES, GEMINI_CALL_SIGNATURES_KEY, block_r
 from freemem.core.errors import FormatError
 from freemem.core.json_args import MAX_ARG_DEPTH, arg_strings, json_depth
 from freemem.core.views import message_views
+from freemem.lc import revive_message
 from tests.support import provider_blocks as pb
 
 # -- the table -------------------------------------------------------------------------------------------------
@@ -116,7 +117,7 @@ def test_clean_over_budget_edits_no_signed_block(provider: pb.Provider, fold: bo
         assert after <= 9_000
     # the archive gives the content lists back equal
     archive.record("t", result.event.to_dict(spans=True))
-    restored = restore_event(result.messages, archive.events("t")[-1])
+    restored = restore_event(result.messages, archive.events("t")[-1], revive=revive_message)
     assert [m.content for m in restored] == [m.content for m in original]
     assert [m.additional_kwargs for m in restored] == [m.additional_kwargs for m in original]
     assert [getattr(m, "tool_calls", None) for m in restored] == [getattr(m, "tool_calls", None) for m in original]
@@ -291,9 +292,53 @@ def test_arguments_nested_2000_deep_give_a_format_error_not_a_recursion_error() 
                "tool_calls": [{"id": "c", "name": "f", "args": {"opts": value}}]}
     with pytest.raises(FormatError, match="nest deeper"):
         memory.clean([dict_msgs[0], as_args, *dict_msgs[2:]])
+    # not JSON at all (nothing parses it deeply): cleaned like any text
+    text_args = {**dict_msgs[1], "tool_calls": [{"id": "c", "type": "function", "function": {
+        "name": "f", "arguments": "print(a" + "[" * 3_000 + ")"}}]}
+    assert memory.clean([dict_msgs[0], text_args, *dict_msgs[2:]]).messages is not None
     # within the limit: a normal clean
     ok = json.loads(_nested(MAX_ARG_DEPTH - 2))
     fine = {**dict_msgs[1], "tool_calls": [{"id": "c", "type": "function", "function": {
         "name": "f", "arguments": json.dumps({"opts": ok})}}]}
     result = memory.clean([dict_msgs[0], fine, *dict_msgs[2:]])
     assert result.messages is not None
+
+
+@st.composite
+def _mixed_transcripts(draw: Any) -> list[Any]:
+    """A LangChain transcript whose assistant steps come from any provider, in any order, some without tool
+    calls, with user messages between them."""
+    msgs: list[Any] = [HumanMessage("Why does svc3 drop connections?", id="task")]
+    for k in range(draw(st.integers(3, 14))):
+        if draw(st.integers(0, 5)) == 0:
+            msgs.append(HumanMessage(f"Also check svc{k}. " * draw(st.integers(1, 30)), id=f"h{k}"))
+            continue
+        call = draw(st.booleans()) or k == 0
+        step = pb.assistant_step(draw(st.sampled_from(pb.PROVIDERS)), k, call=call)
+        step = step.model_copy(update={"id": f"ai-{k}"})
+        msgs.append(step)
+        if call:
+            msgs.append(ToolMessage(pb.tool_output(k, draw(st.integers(5, 120))),
+                                    tool_call_id=step.tool_calls[0]["id"], id=f"t{k}"))
+    return msgs
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_mixed_transcripts(), st.integers(1_500, 12_000), st.booleans(), st.booleans())
+def test_any_transcript_any_budget_keeps_every_kept_block(msgs: list[Any], budget: int, fold: bool,
+                                                          recent_turn: bool) -> None:
+    archive = InMemoryArchive()
+    memory = FreeMemory(counter="approx", budget=budget, fold=fold, archive=archive,
+                        protection=Protection(recent_turn=recent_turn))
+    result = memory.clean(msgs)
+    event(f"changed={result.changed}, folded={bool(result.event.folds) if result.changed else None}")
+    if not result.changed:
+        return
+    assert result.messages is not None
+    _kept_equal(msgs, result.messages)
+    assert pairing_violations(result.messages) == []
+    last_ai = next(m for m in reversed(msgs) if isinstance(m, AIMessage))
+    assert any(m is last_ai or m == last_ai for m in result.messages)  # the latest assistant turn stays whole
+    archive.record("p", result.event.to_dict(spans=True))
+    restored = restore_event(result.messages, archive.events("p")[-1], revive=revive_message)
+    assert [(m.id, m.content) for m in restored] == [(m.id, m.content) for m in msgs]

@@ -132,7 +132,7 @@ def _args_text(index: int, args: Any) -> str:
 def _checked(index: int, args: str) -> str:
     """``args`` (JSON text), refused when it nests deeper than :data:`MAX_ARG_DEPTH`: every later step
     (parsing for a digest, archiving, copying a message) would hit Python's recursion limit on it."""
-    if json_depth(args, MAX_ARG_DEPTH) > MAX_ARG_DEPTH:
+    if args.lstrip()[:1] in ("{", "[") and json_depth(args, MAX_ARG_DEPTH) > MAX_ARG_DEPTH:
         raise FormatError(f"message {index}: tool-call arguments nest deeper than {MAX_ARG_DEPTH} levels")
     return args
 
