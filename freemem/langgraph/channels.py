@@ -20,7 +20,7 @@ from langgraph.graph.message import REMOVE_ALL_MESSAGES
 
 from freemem.core.errors import ConfigError
 
-__all__ = ["check_messages_channel", "messages_channel", "remove_aware"]
+__all__ = ["check_messages_channel", "check_state_messages", "messages_channel", "remove_aware"]
 
 #: The key under which LangGraph hands a running node the function that reads its graph's channels
 #: (``langgraph._internal._constants.CONFIG_KEY_READ``; spelled out so no private module is imported).
@@ -31,15 +31,16 @@ def remove_aware(reducer: Callable[[Any, Any], Any]) -> bool:
     """Whether ``reducer`` applies freemem's updates as ``add_messages`` does: an edited message replaces the
     one with its id, ``RemoveMessage(id)`` removes it, ``RemoveMessage(REMOVE_ALL_MESSAGES)`` clears the list.
     Checked by calling it on three small lists."""
-    a, b = HumanMessage("a", id="freemem-probe-a"), HumanMessage("b", id="freemem-probe-b")
+    a_id, b_id = "freemem-probe-a", "freemem-probe-b"
+    a, b = HumanMessage("a", id=a_id), HumanMessage("b", id=b_id)
     try:
-        edited = reducer([a, b], [HumanMessage("a2", id=a.id)])
-        removed = reducer([a, b], [RemoveMessage(id=b.id)])
+        edited = reducer([a, b], [HumanMessage("a2", id=a_id)])
+        removed = reducer([a, b], [RemoveMessage(id=b_id)])
         rewritten = reducer([a, b], [RemoveMessage(id=REMOVE_ALL_MESSAGES), b])
     except Exception:  # noqa: BLE001 - a reducer that cannot take these updates is not remove-aware
         return False
-    return (_ids_texts(edited) == [(a.id, "a2"), (b.id, "b")] and _ids_texts(removed) == [(a.id, "a")]
-            and _ids_texts(rewritten) == [(b.id, "b")])
+    return (_ids_texts(edited) == [(a_id, "a2"), (b_id, "b")] and _ids_texts(removed) == [(a_id, "a")]
+            and _ids_texts(rewritten) == [(b_id, "b")])
 
 
 def _ids_texts(value: Any) -> list[tuple[Any, Any]] | None:
