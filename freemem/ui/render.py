@@ -297,13 +297,15 @@ def events_table(events: Sequence[EventRow], thread_id: str, *, csrf: str | None
             f"<th>found in</th><th>status</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
-def _pager(page: ThreadPage, which: str, anchor: str) -> str:
-    """First / previous / "page X of Y" / next / last links for the events (``epage``) or messages (``mpage``)."""
+def _pager(page: ThreadPage, which: str, anchor: str, context: str | None = None) -> str:
+    """First / previous / "page X of Y" / next / last links for the events (``epage``) or messages (``mpage``);
+    ``context`` (the ``context=`` asked for: ``original`` / ``pruned``) is kept."""
     current, pages = ((page.events_page, page.events_pages) if which == "epage"
                       else (page.messages_page, page.messages_pages))
     if pages <= 1:
         return ""
-    other = {"mpage": page.messages_page} if which == "epage" else {"epage": page.events_page}
+    other: dict[str, Any] = ({"mpage": page.messages_page} if which == "epage" else {"epage": page.events_page})
+    other["context"] = context
 
     def link(n: int, label: str, rel: str) -> str:
         if n == current or not 1 <= n <= pages:
@@ -330,7 +332,7 @@ def _skipped_note(page: ThreadPage) -> str:
 
 
 def thread_page(page: ThreadPage, *, where: str, csrf: str | None, flash: str | None = None,
-                has_archive: bool = True) -> str:
+                has_archive: bool = True, context: str | None = None) -> str:
     tid = page.thread_id
     has_archive = has_archive and page.has_archive
     notes = []
@@ -358,7 +360,26 @@ def thread_page(page: ThreadPage, *, where: str, csrf: str | None, flash: str | 
     restore_all = (_restore_form(tid, csrf, None, f"restore all {page.restorable_total} events")
                    if csrf and page.restorable_total else "")
     pruned = "".join(message_html(m, thread_id=tid, pruned=True) for m in page.pruned)
-    original = "".join(message_html(m, thread_id=tid, pruned=False) for m in page.original)
+    mlo = (page.messages_page - 1) * page.page_size
+    shown_msgs = max(len(page.original), len(page.pruned))
+    if page.original_rebuilt:
+        original = "".join(message_html(m, thread_id=tid, pruned=False) for m in page.original)
+        context_count = (f"{page.freed_total:,} removed span(s) and {page.folded_total:,} folded message(s) "
+                         f"highlighted in place; messages {mlo + 1:,}–{mlo + shown_msgs:,} of "
+                         f"{page.original_total:,} (original) and of {page.pruned_total:,} (what the model sees).")
+    else:
+        # A long thread's first view: the original needs every archived event read in full, so it is rebuilt
+        # on request (then kept for the next pages).
+        href = _url("/thread", id=tid, context="original", epage=page.events_page) + "#context"
+        original = (f'<p class="muted" id="original-on-request">The original is rebuilt from all '
+                    f"{page.events_total:,} archived events, on request: "
+                    f'<a id="rebuild-original" href="{href}">rebuild and show the original</a> (kept for the '
+                    "next pages).</p>")
+        context_count = (f"messages {mlo + 1:,}–{mlo + shown_msgs:,} of {page.pruned_total:,} (what the model "
+                         "sees); the original, with what was removed, is rebuilt on request.")
+        if has_archive and not page.orphans_checked:
+            notes.append('<p class="muted" id="orphans-unchecked">Markers whose text the archive no longer holds '
+                         "are checked with the original.</p>")
     sent = sum(c.tokens_sent for c in page.calls)
     without = sum(c.tokens_without for c in page.calls)
     stats = (f"{len(page.calls):,} model calls, {sent:,} tokens of messages sent"
@@ -366,25 +387,26 @@ def thread_page(page: ThreadPage, *, where: str, csrf: str | None, flash: str | 
     lo = (page.events_page - 1) * page.page_size
     shown_events = (f'<p class="muted" id="events-count">{page.events_total:,} events; showing '
                     f"{lo + 1 if page.events else 0:,}–{lo + len(page.events):,}, oldest first.</p>")
-    mlo = (page.messages_page - 1) * page.page_size
+    first = "original" if page.original_rebuilt else "pruned"
+
+    def tab(name: str, label: str) -> str:
+        return f'<button class="tab{" active" if name == first else ""}" data-tab="{name}" id="tab-{name}">{label}</button>'
+
     body = (
         f'<h1>Thread <span class="tid">{esc(tid)}</span></h1>'
         f'<p class="muted">checkpoint {esc(page.checkpoint_id)} · {esc(stats)}</p>'
         + "".join(notes)
         + "<section><h2>Tokens sent per model call</h2>" + sawtooth_svg(page.calls, page.events, tid) + "</section>"
         + f'<section id="events-section"><h2>Cleaning events</h2>{restore_all}{shown_events}'
-        + _pager(page, "epage", "events-section")
+        + _pager(page, "epage", "events-section", context)
         + events_table(page.events, tid, csrf=csrf, has_archive=has_archive)
         + "</section>"
         + '<section id="context"><h2>Context</h2><div class="tabs" role="tablist">'
-        '<button class="tab active" data-tab="original" id="tab-original">original, with what was removed</button>'
-        '<button class="tab" data-tab="pruned" id="tab-pruned">what the model sees now</button></div>'
-        f'<p class="muted" id="context-count">{page.freed_total:,} removed span(s) and {page.folded_total:,} folded '
-        f"message(s) highlighted in place; messages {mlo + 1:,}–{mlo + max(len(page.original), len(page.pruned)):,} of "
-        f"{page.original_total:,} (original) and of {page.pruned_total:,} (what the model sees).</p>"
-        + _pager(page, "mpage", "context")
-        + f'<div class="pane" id="pane-original">{original}</div>'
-        f'<div class="pane hidden" id="pane-pruned">{pruned}</div></section>'
+        + tab("original", "original, with what was removed") + tab("pruned", "what the model sees now")
+        + f'</div><p class="muted" id="context-count">{context_count}</p>'
+        + _pager(page, "mpage", "context", context)
+        + f'<div class="pane{" hidden" if first != "original" else ""}" id="pane-original">{original}</div>'
+        f'<div class="pane{" hidden" if first != "pruned" else ""}" id="pane-pruned">{pruned}</div></section>'
         + "<section><h2>Recall</h2>"
         '<form class="recall" method="get" action="/recall">'
         f'<input type="hidden" name="thread" value="{esc(tid)}">'
