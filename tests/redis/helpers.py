@@ -82,6 +82,20 @@ def scripted_transcript(turns: int) -> list[dict[str, Any]]:
     return msgs
 
 
+def message_list(n: int, *, edited: int | None = None) -> list[Any]:
+    """A human message, then ``n`` tool calls with ~600-byte results (result ``edited`` shortened, as pruning
+    would)."""
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+    out: list[Any] = [HumanMessage("Read every part.", id="h0")]
+    for i in range(n):
+        out.append(AIMessage(f"Reading part {i}.", id=f"a{i}",
+                             tool_calls=[{"name": "read", "args": {"part": i}, "id": f"c{i}", "type": "tool_call"}]))
+        text = f"part {i}: " + " ".join(f"w{(i * 7 + j) % 97}" for j in range(150)) if i != edited else f"[part {i} pruned]"
+        out.append(ToolMessage(text, tool_call_id=f"c{i}", id=f"t{i}"))
+    return out
+
+
 def assert_counts_exact(raw: Any, layout: Any, thread_id: str, checkpoint_ns: str = "") -> int:
     """The element store of a namespace is exactly what its records reference: every count equals the number
     of references to that digest from the channel values, the pending writes and the stored chunks; every

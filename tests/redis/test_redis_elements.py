@@ -7,23 +7,13 @@ from typing import Any
 
 import pytest
 import redis
-from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
 from freemem.redis import RedisSaver, codec
 from freemem.redis.keys import KeyLayout
-from tests.redis.helpers import assert_counts_exact, checkpoint, config, metadata, new_thread
+from tests.redis.helpers import assert_counts_exact, checkpoint, config, message_list, metadata, new_thread
 from tests.support.redis_servers import RedisServerProcess
-
-
-def _messages(n: int, *, edited: int | None = None) -> list[Any]:
-    out: list[Any] = [HumanMessage("Read every part.", id="h0")]
-    for i in range(n):
-        out.append(AIMessage(f"Reading part {i}.", id=f"a{i}",
-                             tool_calls=[{"name": "read", "args": {"part": i}, "id": f"c{i}", "type": "tool_call"}]))
-        text = f"part {i}: " + "x" * 600 if i != edited else f"[part {i} pruned]"
-        out.append(ToolMessage(text, tool_call_id=f"c{i}", id=f"t{i}"))
-    return out
 
 
 def _put_messages(saver: Any, parent: Any, messages: list[Any], version: int) -> Any:
@@ -36,7 +26,7 @@ def test_a_new_checkpoint_stores_only_its_new_messages(saver: RedisSaver, raw: r
     parent = config(thread)
     sizes = []
     for step in range(1, 61):  # a list that grows past CHUNK_OVER: chunks take over
-        parent = _put_messages(saver, parent, _messages(step), step)
+        parent = _put_messages(saver, parent, message_list(step), step)
         sizes.append(saver.memory_usage(thread))
     assert raw.hlen(layout.elements(thread, "")) == assert_counts_exact(raw, layout, thread)
     leaves = 1 + 2 * 60
@@ -44,7 +34,7 @@ def test_a_new_checkpoint_stores_only_its_new_messages(saver: RedisSaver, raw: r
     growth = [b - a for a, b in zip(sizes[40:], sizes[41:])]
     # Each step adds two messages (~700 B); the whole list (60 x ~700 B) is never stored again.
     assert max(growth) < 6_000, growth
-    assert saver.get_tuple(config(thread)).checkpoint["channel_values"]["messages"] == _messages(60)
+    assert saver.get_tuple(config(thread)).checkpoint["channel_values"]["messages"] == message_list(60)
 
 
 def test_reads_match_inmemory_through_a_cold_saver(redis_server: RedisServerProcess, prefix: str) -> None:
@@ -55,10 +45,10 @@ def test_reads_match_inmemory_through_a_cold_saver(redis_server: RedisServerProc
         parents = {"redis": config(thread), "memory": config(thread)}
         for step in range(1, 45):
             edited = step - 3 if step > 10 else None
-            cp = checkpoint({"messages": _messages(step, edited=edited)}, {"messages": step})
+            cp = checkpoint({"messages": message_list(step, edited=edited)}, {"messages": step})
             for name, target in (("redis", writer), ("memory", memory)):
                 parents[name] = target.put(parents[name], cp, metadata(step=step), {"messages": step})
-                target.put_writes(parents[name], [("messages", _messages(step)[-2:]), ("other", 1)], task_id=f"t{step}")
+                target.put_writes(parents[name], [("messages", message_list(step)[-2:]), ("other", 1)], task_id=f"t{step}")
     with RedisSaver.from_url(redis_server.url, key_prefix=prefix) as reader:
         got = list(reader.list(config(thread)))
         want = list(memory.list(config(thread)))
@@ -82,12 +72,12 @@ def test_keep_last_frees_the_messages_no_kept_checkpoint_references(redis_server
         parent = config(thread)
         for step in range(1, 50):
             # a sliding window: the head leaves (as a fold does), so old messages must be freed
-            window = _messages(step)[-12:]
+            window = message_list(step)[-12:]
             parent = _put_messages(saver, parent, window, step)
             saver.put_writes(parent, [("messages", window[-2:])], task_id=f"t{step}")
         count = assert_counts_exact(raw, layout, thread)
         assert count <= 2 * 14, count  # the two kept windows (one message apart), no history
-        assert saver.get_tuple(config(thread)).checkpoint["channel_values"]["messages"] == _messages(49)[-12:]
+        assert saver.get_tuple(config(thread)).checkpoint["channel_values"]["messages"] == message_list(49)[-12:]
         saver.prune([thread], strategy="keep_latest")
         assert assert_counts_exact(raw, layout, thread) <= 14
         saver.delete_thread(thread)
@@ -96,11 +86,11 @@ def test_keep_last_frees_the_messages_no_kept_checkpoint_references(redis_server
 
 def test_retried_put_and_writes_count_once(saver: RedisSaver, raw: redis.Redis, prefix: str) -> None:
     thread, layout = new_thread(), KeyLayout(prefix)
-    cp = checkpoint({"messages": _messages(40)}, {"messages": 1})
+    cp = checkpoint({"messages": message_list(40)}, {"messages": 1})
     for _ in range(3):  # the same put, retried
         stored = saver.put(config(thread), cp, metadata(step=1), {"messages": 1})
     for _ in range(2):
-        saver.put_writes(stored, [("messages", _messages(3))], task_id="t1")
+        saver.put_writes(stored, [("messages", message_list(3))], task_id="t1")
     assert_counts_exact(raw, layout, thread)
     saver.delete_thread(thread)
     assert raw.keys(f"{prefix}:*") == []
@@ -113,17 +103,17 @@ def test_copy_fork_delete(saver: RedisSaver, raw: redis.Redis, prefix: str) -> N
     parent = config(source)
     stored = []
     for step in range(1, 40):
-        parent = _put_messages(saver, parent, _messages(step), step)
+        parent = _put_messages(saver, parent, message_list(step), step)
         stored.append(parent)
-    fork = _put_messages(saver, stored[10], [*_messages(11), HumanMessage("forked", id="f")], 100)
+    fork = _put_messages(saver, stored[10], [*message_list(11), HumanMessage("forked", id="f")], 100)
     assert saver.get_tuple(fork).checkpoint["channel_values"]["messages"][-1].content == "forked"
-    assert saver.get_tuple(stored[10]).checkpoint["channel_values"]["messages"] == _messages(11)
+    assert saver.get_tuple(stored[10]).checkpoint["channel_values"]["messages"] == message_list(11)
     saver.copy_thread(source, target)
     saver.copy_thread(source, target)  # merging twice over-counts at worst: nothing referenced is lost
     saver.delete_thread(source)
     assert raw.keys(f"{layout.thread_base(source)}*") == []
     got = saver.get_tuple(config(target, "", stored[20]["configurable"]["checkpoint_id"]))
-    assert got is not None and got.checkpoint["channel_values"]["messages"] == _messages(21)
+    assert got is not None and got.checkpoint["channel_values"]["messages"] == message_list(21)
     saver.prune([target], strategy="keep_latest")
     assert saver.get_tuple(config(target)).checkpoint["channel_values"]["messages"][-1].content == "forked"
     saver.delete_thread(target)
