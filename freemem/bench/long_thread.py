@@ -19,8 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SessionAgent", "SessionResult", "ToolCallingModel", "arun_session", "build_session_agent", "output_text",
-           "run_session"]
+__all__ = ["SessionAgent", "SessionResult", "arun_session", "build_session_agent", "output_text", "run_session",
+           "thread_rows", "tool_calling_model_class"]
 
 _WORDS = ["config", "parser", "value", "return", "error", "module", "path", "index", "token", "cache", "self",
           "import", "class", "None", "list", "dict", "handler", "request", "timeout", "buffer"]
@@ -38,7 +38,8 @@ def output_text(call: int, size: int = 10_000) -> str:
     return "\n".join(lines)
 
 
-def _model_class() -> type:
+def tool_calling_model_class() -> type:
+    """The scripted model class (built on first use: it needs LangChain)."""
     from langchain_core.language_models.fake_chat_models import FakeMessagesListChatModel
     from langchain_core.messages import AIMessage
     from langchain_core.outputs import ChatGeneration, ChatResult
@@ -74,12 +75,6 @@ def _model_class() -> type:
     return ToolCallingModel
 
 
-def __getattr__(name: str) -> Any:  # the model class needs langchain, imported only when used
-    if name == "ToolCallingModel":
-        return _model_class()
-    raise AttributeError(name)
-
-
 @dataclass
 class SessionAgent:
     """The agent of the session and what it needs to run turns."""
@@ -104,7 +99,7 @@ def build_session_agent(checkpointer: Any, archive: Any, *, budget: int = 16_000
         """Read one part of the repository."""
         return output_text(part, output_bytes)
 
-    model = _model_class()(responses=[], calls_per_turn=calls_per_turn)
+    model = tool_calling_model_class()(responses=[], calls_per_turn=calls_per_turn)
     memory = FreeMemory(budget=budget, archive=archive)
     agent = create_agent(model, [read_part], middleware=[FreeMemoryMiddleware(memory, recall=True)],
                          checkpointer=checkpointer)
@@ -293,3 +288,139 @@ def _fork_ok(old: Any, child: Any, again: Any, notes: list[str]) -> bool:
         ok = False
         notes.append("fork: the old checkpoint changed")
     return ok
+
+
+# -- freemem bench store: the long-thread rows -------------------------------------------------------------------
+
+
+def _used_memory(client: Any) -> int:
+    return int(client.info("memory")["used_memory"])
+
+
+def _archive_bytes(client: Any, prefix: str, thread: str) -> int:
+    from freemem.redis.keys import KeyLayout
+
+    keys = KeyLayout(prefix).archive_keys(thread)
+    return sum(int(client.memory_usage(k, samples=0) or 0) for k in keys)
+
+
+def _row(name: str, result: SessionResult, checkpoint_bytes: int, archive_bytes: int,
+         measure: str) -> dict[str, Any]:
+    calls = max(1, result.tool_calls)
+    return {"saver": name, **result.as_dict(), "checkpoint_bytes_per_call": round(checkpoint_bytes / calls),
+            "archive_bytes_per_call": round(archive_bytes / calls),
+            "bytes_per_call": round((checkpoint_bytes + archive_bytes) / calls), "measured_as": measure}
+
+
+async def thread_rows(*, calls: int, keep_last: int, redis_server: str, budget: int = 16_000,
+                      calls_per_turn: int = 100, output_bytes: int = 10_000,
+                      progress: Callable[[int], None] | None = None, official: bool = True,
+                      sqlite: bool = True, notes: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The README session, ``calls`` tool calls on one thread, through each checkpointer; each Redis on a
+    throwaway server of its own so that ``INFO memory`` ``used_memory`` growth is the thread's."""
+    import tempfile
+    from pathlib import Path
+
+    import redis
+
+    from freemem.bench._redis8 import throwaway_redis
+    from freemem.redis import RedisArchive, RedisSaver
+
+    notes = {} if notes is None else notes
+    rows: list[dict[str, Any]] = []
+    shape = {"budget": budget, "calls_per_turn": calls_per_turn, "output_bytes": output_bytes}
+    with tempfile.TemporaryDirectory(prefix="freemem-bench-thread-") as tmp:
+        for label, kept in (("freemem RedisSaver (Redis 7), every checkpoint", None),
+                            (f"freemem RedisSaver (Redis 7), keep_last={keep_last}", keep_last)):
+            directory = Path(tmp) / f"r{len(rows)}"
+            directory.mkdir()
+            with throwaway_redis(redis_server, directory) as url, redis.Redis.from_url(url) as raw, \
+                    RedisSaver.from_url(url, keep_last=kept) as saver, RedisArchive.from_url(url) as archive:
+                before = _used_memory(raw)
+                session = build_session_agent(saver, archive, **shape)
+                result = run_session(session, "long-thread", calls, progress=progress)
+                total = _used_memory(raw) - before
+                archived = _archive_bytes(raw, "freemem", "long-thread")
+                row = _row(label, result, total - archived, archived, "used_memory growth (archive: MEMORY USAGE)")
+                row["checkpoint_keys_memory_usage_per_call"] = round(saver.memory_usage("long-thread") / max(1, calls))
+                rows.append(row)
+        if official:
+            rows.extend(await _official_row(Path(tmp), calls, redis_server, shape, progress, notes))
+        if sqlite:
+            rows.append(await _sqlite_row(Path(tmp), calls, redis_server, shape, progress))
+    return rows
+
+
+async def _official_row(directory: Any, calls: int, redis_server: str, shape: dict[str, int],
+                        progress: Callable[[int], None] | None, notes: dict[str, str]) -> list[dict[str, Any]]:
+    """langgraph-checkpoint-redis (its sync ``RedisSaver``, ``setup()`` as its README shows) on a throwaway Redis 8
+    with its modules; the archive on a core Redis of its own."""
+    import importlib.util
+
+    import redis
+
+    from freemem.bench._redis8 import Redis8Unavailable, locate, redis8_server, throwaway_redis
+    from freemem.redis import RedisArchive
+
+    name = "langgraph-checkpoint-redis (Redis 8), every checkpoint"
+    if importlib.util.find_spec("langgraph.checkpoint.redis") is None:
+        notes[name] = "langgraph-checkpoint-redis is not installed (pip install 'freemem[bench]')"
+        return []
+    try:
+        locate()
+    except Redis8Unavailable as exc:
+        notes[name] = str(exc)
+        return []
+    from langgraph.checkpoint.redis import RedisSaver as OfficialRedisSaver
+
+    (directory / "o8").mkdir()
+    (directory / "oa").mkdir()
+    try:
+        with redis8_server(directory / "o8") as url8, throwaway_redis(redis_server, directory / "oa") as url7, \
+                redis.Redis.from_url(url8) as raw8, redis.Redis.from_url(url7) as raw7, \
+                OfficialRedisSaver.from_conn_string(url8) as saver, RedisArchive.from_url(url7) as archive:
+            saver.setup()
+            before = _used_memory(raw8)
+            session = build_session_agent(saver, archive, **shape)
+            result = run_session(session, "long-thread", calls, progress=progress)
+            total = _used_memory(raw8) - before
+            archived = _archive_bytes(raw7, "freemem", "long-thread")
+            return [_row(name, result, total, archived, "used_memory growth of its Redis 8 (archive: MEMORY USAGE)")]
+    except Redis8Unavailable as exc:
+        notes[name] = str(exc)
+    except Exception as exc:  # noqa: BLE001 - an optional comparison row must not sink the whole benchmark
+        notes[name] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
+    return []
+
+
+async def _sqlite_row(directory: Any, calls: int, redis_server: str, shape: dict[str, int],
+                      progress: Callable[[int], None] | None) -> dict[str, Any]:
+    """LangGraph's ``AsyncSqliteSaver`` on a file (through ``ainvoke``); the archive on a core Redis."""
+    import os
+
+    import aiosqlite
+    import redis
+    from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+
+    from freemem.bench._redis8 import throwaway_redis
+    from freemem.redis import RedisArchive
+
+    (directory / "sa").mkdir()
+    db = directory / "thread.sqlite"
+
+    def file_bytes() -> int:
+        return sum(os.path.getsize(p) for p in (db, db.with_name(db.name + "-wal")) if p.exists())
+
+    with throwaway_redis(redis_server, directory / "sa") as url, redis.Redis.from_url(url) as raw, \
+            RedisArchive.from_url(url) as archive:
+        async with aiosqlite.connect(str(db)) as conn:
+            saver = AsyncSqliteSaver(conn)
+            await saver.setup()
+            before = file_bytes()
+            session = build_session_agent(saver, archive, **shape)
+            result = await arun_session(session, "long-thread", calls, progress=progress)
+            await conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            total = file_bytes() - before
+        archived = _archive_bytes(raw, "freemem", "long-thread")
+    return _row("AsyncSqliteSaver (file), every checkpoint", result, total, archived,
+                "file growth (archive: MEMORY USAGE)")
