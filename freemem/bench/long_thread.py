@@ -206,7 +206,8 @@ def run_session(session: SessionAgent, thread: str, tool_calls: int, *,
         t0 = time.perf_counter()
         agent.get_state(plain)
         samples.append((time.perf_counter() - t0) * 1000)
-    out.get_state_ms = {"p50": statistics.median(samples), "p99": _pct(samples, 0.99)}
+    if samples:
+        out.get_state_ms = {"p50": statistics.median(samples), "p99": _pct(samples, 0.99)}
     if check:
         checked = [(snap, agent.checkpointer.get_tuple(snap.config)) for snap in _sample(history)]
         out.history_exact = _history_ok(checked, out.notes)
@@ -244,7 +245,8 @@ async def arun_session(session: SessionAgent, thread: str, tool_calls: int, *,
         t0 = time.perf_counter()
         await agent.aget_state(plain)
         samples.append((time.perf_counter() - t0) * 1000)
-    out.get_state_ms = {"p50": statistics.median(samples), "p99": _pct(samples, 0.99)}
+    if samples:
+        out.get_state_ms = {"p50": statistics.median(samples), "p99": _pct(samples, 0.99)}
     if check:
         checked = [(snap, await agent.checkpointer.aget_tuple(snap.config)) for snap in _sample(history)]
         out.history_exact = _history_ok(checked, out.notes)
@@ -315,10 +317,14 @@ def _row(name: str, result: SessionResult, checkpoint_bytes: int, archive_bytes:
 async def thread_rows(*, calls: int, keep_last: int, redis_server: str, budget: int = 16_000,
                       calls_per_turn: int = 100, output_bytes: int = 10_000,
                       progress: Callable[[int], None] | None = None, official: bool = True,
-                      sqlite: bool = True, notes: dict[str, str] | None = None) -> list[dict[str, Any]]:
+                      sqlite: bool = True, notes: dict[str, str] | None = None,
+                      get_state_samples: int = 300) -> list[dict[str, Any]]:
     """The README session, ``calls`` tool calls on one thread, through each checkpointer; each Redis on a
-    throwaway server of its own so that ``INFO memory`` ``used_memory`` growth is the thread's."""
+    throwaway server of its own so that ``INFO memory`` ``used_memory`` growth is the thread's. Every store stays
+    up until the end, where ``get_state`` is timed round-robin over all of them (a loaded machine then slows
+    them alike)."""
     import tempfile
+    from contextlib import AsyncExitStack
     from pathlib import Path
 
     import redis
@@ -328,31 +334,58 @@ async def thread_rows(*, calls: int, keep_last: int, redis_server: str, budget: 
 
     notes = {} if notes is None else notes
     rows: list[dict[str, Any]] = []
+    readers: list[tuple[Any, bool]] = []
     shape = {"budget": budget, "calls_per_turn": calls_per_turn, "output_bytes": output_bytes}
-    with tempfile.TemporaryDirectory(prefix="freemem-bench-thread-") as tmp:
+    async with AsyncExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="freemem-bench-thread-")))
         for label, kept in (("freemem RedisSaver (Redis 7), every checkpoint", None),
                             (f"freemem RedisSaver (Redis 7), keep_last={keep_last}", keep_last)):
-            directory = Path(tmp) / f"r{len(rows)}"
+            directory = tmp / f"r{len(rows)}"
             directory.mkdir()
-            with throwaway_redis(redis_server, directory) as url, redis.Redis.from_url(url) as raw, \
-                    RedisSaver.from_url(url, keep_last=kept) as saver, RedisArchive.from_url(url) as archive:
-                before = _used_memory(raw)
-                session = build_session_agent(saver, archive, **shape)
-                result = run_session(session, "long-thread", calls, progress=progress)
-                total = _used_memory(raw) - before
-                archived = _archive_bytes(raw, "freemem", "long-thread")
-                row = _row(label, result, total - archived, archived, "used_memory growth (archive: MEMORY USAGE)")
-                row["checkpoint_keys_memory_usage_per_call"] = round(saver.memory_usage("long-thread") / max(1, calls))
-                rows.append(row)
+            url = stack.enter_context(throwaway_redis(redis_server, directory))
+            raw = stack.enter_context(redis.Redis.from_url(url))
+            saver = stack.enter_context(RedisSaver.from_url(url, keep_last=kept))
+            archive = stack.enter_context(RedisArchive.from_url(url))
+            before = _used_memory(raw)
+            session = build_session_agent(saver, archive, **shape)
+            result = run_session(session, THREAD, calls, progress=progress, get_state_samples=0)
+            total = _used_memory(raw) - before
+            archived = _archive_bytes(raw, "freemem", THREAD)
+            row = _row(label, result, total - archived, archived, "used_memory growth (archive: MEMORY USAGE)")
+            row["checkpoint_keys_memory_usage_per_call"] = round(saver.memory_usage(THREAD) / max(1, calls))
+            rows.append(row)
+            readers.append((session.agent, False))
         if official:
-            rows.extend(await _official_row(Path(tmp), calls, redis_server, shape, progress, notes))
+            got = await _official_row(stack, tmp, calls, redis_server, shape, progress, notes)
+            if got is not None:
+                rows.append(got[0])
+                readers.append((got[1], False))
         if sqlite:
-            rows.append(await _sqlite_row(Path(tmp), calls, redis_server, shape, progress))
+            row, agent = await _sqlite_row(stack, tmp, calls, redis_server, shape, progress)
+            rows.append(row)
+            readers.append((agent, True))
+        samples: list[list[float]] = [[] for _ in readers]
+        cfg: Any = {"configurable": {"thread_id": THREAD}}
+        for _ in range(get_state_samples):
+            for i, (agent, is_async) in enumerate(readers):
+                t0 = time.perf_counter()
+                if is_async:
+                    await agent.aget_state(cfg)
+                else:
+                    agent.get_state(cfg)
+                samples[i].append((time.perf_counter() - t0) * 1000)
+        for row, taken in zip(rows, samples, strict=True):
+            if taken:
+                row["get_state_ms"] = {"p50": round(statistics.median(taken), 3), "p99": round(_pct(taken, 0.99), 3)}
     return rows
 
 
-async def _official_row(directory: Any, calls: int, redis_server: str, shape: dict[str, int],
-                        progress: Callable[[int], None] | None, notes: dict[str, str]) -> list[dict[str, Any]]:
+THREAD = "long-thread"
+
+
+async def _official_row(stack: Any, directory: Any, calls: int, redis_server: str, shape: dict[str, int],
+                        progress: Callable[[int], None] | None,
+                        notes: dict[str, str]) -> tuple[dict[str, Any], Any] | None:
     """langgraph-checkpoint-redis (its sync ``RedisSaver``, ``setup()`` as its README shows) on a throwaway Redis 8
     with its modules; the archive on a core Redis of its own."""
     import importlib.util
@@ -365,36 +398,40 @@ async def _official_row(directory: Any, calls: int, redis_server: str, shape: di
     name = "langgraph-checkpoint-redis (Redis 8), every checkpoint"
     if importlib.util.find_spec("langgraph.checkpoint.redis") is None:
         notes[name] = "langgraph-checkpoint-redis is not installed (pip install 'freemem[bench]')"
-        return []
+        return None
     try:
         locate()
     except Redis8Unavailable as exc:
         notes[name] = str(exc)
-        return []
+        return None
     from langgraph.checkpoint.redis import RedisSaver as OfficialRedisSaver
 
     (directory / "o8").mkdir()
     (directory / "oa").mkdir()
     try:
-        with redis8_server(directory / "o8") as url8, throwaway_redis(redis_server, directory / "oa") as url7, \
-                redis.Redis.from_url(url8) as raw8, redis.Redis.from_url(url7) as raw7, \
-                OfficialRedisSaver.from_conn_string(url8) as saver, RedisArchive.from_url(url7) as archive:
-            saver.setup()
-            before = _used_memory(raw8)
-            session = build_session_agent(saver, archive, **shape)
-            result = run_session(session, "long-thread", calls, progress=progress)
-            total = _used_memory(raw8) - before
-            archived = _archive_bytes(raw7, "freemem", "long-thread")
-            return [_row(name, result, total, archived, "used_memory growth of its Redis 8 (archive: MEMORY USAGE)")]
+        url8 = stack.enter_context(redis8_server(directory / "o8"))
+        url7 = stack.enter_context(throwaway_redis(redis_server, directory / "oa"))
+        raw8 = stack.enter_context(redis.Redis.from_url(url8))
+        raw7 = stack.enter_context(redis.Redis.from_url(url7))
+        saver = stack.enter_context(OfficialRedisSaver.from_conn_string(url8))
+        archive = stack.enter_context(RedisArchive.from_url(url7))
+        saver.setup()
+        before = _used_memory(raw8)
+        session = build_session_agent(saver, archive, **shape)
+        result = run_session(session, THREAD, calls, progress=progress, get_state_samples=0)
+        total = _used_memory(raw8) - before
+        archived = _archive_bytes(raw7, "freemem", THREAD)
+        row = _row(name, result, total, archived, "used_memory growth of its Redis 8 (archive: MEMORY USAGE)")
+        return row, session.agent
     except Redis8Unavailable as exc:
         notes[name] = str(exc)
     except Exception as exc:  # noqa: BLE001 - an optional comparison row must not sink the whole benchmark
         notes[name] = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:200]
-    return []
+    return None
 
 
-async def _sqlite_row(directory: Any, calls: int, redis_server: str, shape: dict[str, int],
-                      progress: Callable[[int], None] | None) -> dict[str, Any]:
+async def _sqlite_row(stack: Any, directory: Any, calls: int, redis_server: str, shape: dict[str, int],
+                      progress: Callable[[int], None] | None) -> tuple[dict[str, Any], Any]:
     """LangGraph's ``AsyncSqliteSaver`` on a file (through ``ainvoke``); the archive on a core Redis."""
     import os
 
@@ -411,16 +448,18 @@ async def _sqlite_row(directory: Any, calls: int, redis_server: str, shape: dict
     def file_bytes() -> int:
         return sum(os.path.getsize(p) for p in (db, db.with_name(db.name + "-wal")) if p.exists())
 
-    with throwaway_redis(redis_server, directory / "sa") as url, redis.Redis.from_url(url) as raw, \
-            RedisArchive.from_url(url) as archive:
-        async with aiosqlite.connect(str(db)) as conn:
-            saver = AsyncSqliteSaver(conn)
-            await saver.setup()
-            before = file_bytes()
-            session = build_session_agent(saver, archive, **shape)
-            result = await arun_session(session, "long-thread", calls, progress=progress)
-            await conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            total = file_bytes() - before
-        archived = _archive_bytes(raw, "freemem", "long-thread")
-    return _row("AsyncSqliteSaver (file), every checkpoint", result, total, archived,
-                "file growth (archive: MEMORY USAGE)")
+    url = stack.enter_context(throwaway_redis(redis_server, directory / "sa"))
+    raw = stack.enter_context(redis.Redis.from_url(url))
+    archive = stack.enter_context(RedisArchive.from_url(url))
+    conn = await stack.enter_async_context(aiosqlite.connect(str(db)))
+    saver = AsyncSqliteSaver(conn)
+    await saver.setup()
+    before = file_bytes()
+    session = build_session_agent(saver, archive, **shape)
+    result = await arun_session(session, THREAD, calls, progress=progress, get_state_samples=0)
+    await conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    total = file_bytes() - before
+    archived = _archive_bytes(raw, "freemem", THREAD)
+    row = _row("AsyncSqliteSaver (file), every checkpoint", result, total, archived,
+               "file growth (archive: MEMORY USAGE)")
+    return row, session.agent
