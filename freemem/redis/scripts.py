@@ -222,12 +222,14 @@ PUT_LEASED = Script(
     + _LEASE_GUARD
     + r"""
 -- PUT behind the writer lease. KEYS: as PUT, then lease.  ARGV: ns ... run as PUT, then owner, lease ttl (ms),
--- thread, then the chunk and reference pairs as PUT.
--- A refused write stores nothing of the checkpoint (the channel values and element records HSET before it in
--- the same MULTI/EXEC are then unreferenced: their versions are new, so no checkpoint ever reads them).
-local refs_at = 15
+-- thread, then m and m (digest, element record) pairs, then the chunk and reference pairs as PUT.
+-- A refused write stores nothing of the checkpoint and no element record (the plain channel values HSET before
+-- it in the same MULTI/EXEC are then unreferenced: their versions are new, so no checkpoint ever reads them).
+local leaves = tonumber(ARGV[15])
+local refs_at = 16 + 2 * leaves
 local refused = lease_guard(KEYS[9], ARGV[12], ARGV[13], ARGV[14], KEYS[3], ARGV[9])
 if refused then return redis.error_reply(refused) end
+for i = 16, 15 + 2 * leaves, 2 do redis.call('HSET', KEYS[7], ARGV[i], ARGV[i + 1]) end
 """
     + _PUT_BODY,
 )
@@ -262,14 +264,18 @@ PUT_WRITES_LEASED = Script(
 -- PUT_WRITES behind the writer lease, with the writes themselves: they must not land when the lease is
 -- refused, and commands queued in a MULTI/EXEC run whatever an earlier one answers.
 -- KEYS: reg, namespaces, checkpoint, marker, lease, elements, element counts
--- ARGV: ns, ttl, slack, owner, lease ttl (ms), thread, k and k (digest, chunk record) pairs as PUT_WRITES,
--- then n (pairs kept if present: HSETNX, their references counted when created), then field, value pairs:
--- the first n kept-first, the rest overwritten (HSET; never reference records).
+-- ARGV: ns, ttl, slack, owner, lease ttl (ms), thread, m and m (digest, element record) pairs, k and k
+-- (digest, chunk record) pairs as PUT_WRITES, then n (pairs kept if present: HSETNX, their references counted
+-- when created), then field, value pairs: the first n kept-first, the rest overwritten (HSET; never reference
+-- records). A refused write stores nothing.
 local refused = lease_guard(KEYS[5], ARGV[4], ARGV[5], ARGV[6], nil, nil)
 if refused then return redis.error_reply(refused) end
-local nchunks = tonumber(ARGV[7])
-set_counted(KEYS[6], KEYS[7], 8, nchunks)
-local at = 8 + 2 * nchunks
+local leaves = tonumber(ARGV[7])
+for i = 8, 7 + 2 * leaves, 2 do redis.call('HSET', KEYS[6], ARGV[i], ARGV[i + 1]) end
+local kat = 8 + 2 * leaves
+local nchunks = tonumber(ARGV[kat])
+set_counted(KEYS[6], KEYS[7], kat + 1, nchunks)
+local at = kat + 1 + 2 * nchunks
 local n = tonumber(ARGV[at])
 set_counted(KEYS[3], KEYS[7], at + 1, n)
 for i = at + 1 + 2 * n, #ARGV - 1, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end

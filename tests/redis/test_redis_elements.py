@@ -143,3 +143,36 @@ def test_chunked_round_trip(n: int) -> None:
     assert bool(enc.chunks) == (n > codec.CHUNK_OVER)
     cuts = codec.chunk_bounds(list(enc.leaves))
     assert cuts == sorted(cuts) and (not cuts or cuts[-1] == len(enc.leaves))
+
+
+def test_leased_writes_count_exactly_and_a_refused_one_stores_no_message(
+        redis_server: RedisServerProcess, raw: redis.Redis, prefix: str) -> None:
+    """Behind the writer lease the scripts store the element records themselves: a refused put or put_writes
+    leaves no message record behind, an accepted one is counted like any other."""
+    from freemem.redis import LeaseError
+
+    thread, layout = new_thread(), KeyLayout(prefix)
+    with RedisSaver.from_url(redis_server.url, key_prefix=prefix, lease=True, lease_ttl=60, lease_wait=1) as a, \
+            RedisSaver.from_url(redis_server.url, key_prefix=prefix, lease=True, lease_ttl=60, lease_wait=1) as b:
+        parent = config(thread)
+        for step in range(1, 36):
+            parent = _put_messages(a, parent, message_list(step), step)
+            a.put_writes(parent, [("messages", message_list(step)[-2:])], task_id=f"t{step}")
+        stored = assert_counts_exact(raw, layout, thread)
+        raw.delete(layout.lease(thread))  # A's lease expired during a long step (A does not know) ...
+        b.acquire(thread)  # ... and B took the thread
+        late = [HumanMessage("late " + "z" * 2000, id="late")]
+        with pytest.raises(LeaseError):
+            _put_messages(a, parent, [*message_list(35), *late], 36)
+        b.release(thread)
+        a.acquire(thread)
+        raw.delete(layout.lease(thread))
+        b.acquire(thread)
+        with pytest.raises(LeaseError):
+            a.put_writes(parent, [("messages", [*late, *message_list(2)])], task_id="late")
+        assert assert_counts_exact(raw, layout, thread) == stored  # nothing of the refused writes
+        b.put_writes(parent, [("messages", [*late, *message_list(2)])], task_id="b-task")
+        assert assert_counts_exact(raw, layout, thread) == stored + 1
+        b.release(thread)
+        a.delete_thread(thread)
+    assert [k for k in raw.keys(f"{prefix}:*") if not k.endswith(b":lease:wake")] == []  # the wake list expires

@@ -357,14 +357,14 @@ def list_checkpoints(
 # -- writes ----------------------------------------------------------------------------------------------------
 
 
-def _counted_args(chunks: codec.Elements) -> tuple[Any, ...]:
-    """``k`` and the ``(digest, chunk record)`` pairs a script writes if absent and counts."""
-    return (len(chunks), *(x for pair in chunks.items() for x in pair))
+def _counted_args(records: codec.Elements) -> tuple[Any, ...]:
+    """``k`` and ``k`` ``(digest, record)`` pairs, as the scripts take them."""
+    return (len(records), *(x for pair in records.items() for x in pair))
 
 
 def _element_commands(ctx: PlanContext, thread_id: str, checkpoint_ns: str, elements: codec.Elements) -> list[Any]:
-    """Plain commands that store element records (each rewritten with the same bytes if present): registered
-    with the thread, and given the thread's TTL, even if the script after them refuses the write."""
+    """Plain commands that store element records (each rewritten with the same bytes if present), registered
+    with the thread and given its TTL, before the script that references them (a write without a lease)."""
     if not elements:
         return []
     layout, policy = ctx.layout, ctx.policy
@@ -434,15 +434,16 @@ def put(
         refs_raw,
         run,
     )
-    refs = (*_counted_args(chunks), len(ref_args) // 2, *ref_args)
+    counted = (*_counted_args(chunks), len(ref_args) // 2, *ref_args)
+    commands: list[Any] = []
     if fence is None:
-        call = Eval(scripts.PUT, keys, (*args, *refs))
-    else:
+        call = Eval(scripts.PUT, keys, (*args, *counted))
+        # Element records and plain channel values go in plain HSETs (never through Lua), atomically with the
+        # script: MULTI/EXEC.
+        commands.extend(_element_commands(ctx, thread_id, checkpoint_ns, leaves))
+    else:  # element records through the script, which stores none when it refuses the write
         call = Eval(scripts.PUT_LEASED, (*keys, layout.lease(thread_id)),
-                    (*args, fence.owner, fence.ttl_ms, repr(thread_id), *refs))
-    # Element records and plain channel values go in plain HSETs (never through Lua), atomically with the
-    # script: MULTI/EXEC.
-    commands: list[Any] = _element_commands(ctx, thread_id, checkpoint_ns, leaves)
+                    (*args, fence.owner, fence.ttl_ms, repr(thread_id), *_counted_args(leaves), *counted))
     if blob_args:
         commands.append(("HSET", layout.blobs(thread_id, checkpoint_ns), *blob_args))
     commands.append(call)
@@ -495,8 +496,8 @@ def put_writes(
         leaves.update(enc.leaves)
         chunks.update(enc.chunks)
     element_keys = (layout.elements(thread_id, checkpoint_ns), layout.element_counts(thread_id, checkpoint_ns))
-    commands: list[Any] = _element_commands(ctx, thread_id, checkpoint_ns, leaves)
-    if fence is not None:
+    commands: list[Any] = []
+    if fence is not None:  # everything through the script, which stores nothing when it refuses the write
         first = [*counted, *keep_first]
         pairs = [x for pair in (*first, *overwrite) for x in pair]
         commands.append(Eval(
@@ -504,9 +505,10 @@ def put_writes(
             (layout.registry(thread_id), layout.namespaces(thread_id), key, layout.refresh_marker(thread_id),
              layout.lease(thread_id), *element_keys),
             (escape(checkpoint_ns), policy.ttl_ms, policy.slack_ms, fence.owner, fence.ttl_ms, repr(thread_id),
-             *_counted_args(chunks), len(first), *pairs),
+             *_counted_args(leaves), *_counted_args(chunks), len(first), *pairs),
         ))
     else:
+        commands.extend(_element_commands(ctx, thread_id, checkpoint_ns, leaves))
         # Regular writes keep the first value stored for (task_id, idx) (HSETNX); special channels (negative
         # idx) are overwritten. Plain commands so values never pass through Lua; MULTI/EXEC with the script.
         commands.extend(("HSETNX", key, f, v) for f, v in keep_first)
