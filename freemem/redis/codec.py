@@ -23,11 +23,12 @@ still decode: a record is a reference record only when its type says so.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import struct
+import threading
 import zlib
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -181,12 +182,42 @@ def chunk_bounds(digests: Sequence[bytes]) -> list[int]:
     return cuts
 
 
-@functools.lru_cache(maxsize=2048)
+class _Memo:
+    """``(record, digest)`` of serialized elements by the digest of their serialized bytes, bounded by the bytes
+    of the records it holds: a thread's messages are serialized again at every step, but compressed and hashed
+    once. A pure function of the bytes, so it is shared by every saver of the process."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.entries: OrderedDict[bytes, tuple[bytes, bytes]] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def element(self, type_: str, data: bytes) -> tuple[bytes, bytes]:
+        key = hashlib.blake2b(data, digest_size=DIGEST_SIZE, person=type_.encode()[:16]).digest()
+        with self.lock:
+            hit = self.entries.get(key)
+            if hit is not None:
+                self.entries.move_to_end(key)
+                return hit
+        record = pack(*_compress(type_, data))
+        value = (record, digest(record))
+        with self.lock:
+            if key not in self.entries:
+                self.entries[key] = value
+                self.size += len(record)
+                while self.size > self.max_bytes and self.entries:
+                    _, (dropped, _) = self.entries.popitem(last=False)
+                    self.size -= len(dropped)
+        return value
+
+
+_MEMO = _Memo(32 << 20)
+
+
 def _element(type_: str, data: bytes) -> tuple[bytes, bytes]:
-    """``(record, digest)`` of a serialized element. A pure function of its bytes, memoized: a thread's
-    messages are serialized again at every step, but compressed and hashed once."""
-    record = pack(*_compress(type_, data))
-    return record, digest(record)
+    """``(record, digest)`` of one serialized element (memoized, see :class:`_Memo`)."""
+    return _MEMO.element(type_, data)
 
 
 def _split(serde: SerializerProtocol, value: Any) -> tuple[bytes, Elements, Elements] | None:
