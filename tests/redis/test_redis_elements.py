@@ -176,3 +176,22 @@ def test_leased_writes_count_exactly_and_a_refused_one_stores_no_message(
         b.release(thread)
         a.delete_thread(thread)
     assert [k for k in raw.keys(f"{prefix}:*") if not k.endswith(b":lease:wake")] == []  # the wake list expires
+
+
+def test_delete_for_runs_frees_only_that_runs_messages(saver: RedisSaver, raw: redis.Redis, prefix: str) -> None:
+    thread, layout = new_thread(), KeyLayout(prefix)
+    parent = config(thread)
+    kept = []
+    for step in range(1, 41):
+        run = "run-a" if step <= 20 else "run-b"
+        cp = checkpoint({"messages": message_list(step)}, {"messages": step})
+        parent = saver.put(parent, cp, metadata(step=step, run_id=run), {"messages": step})
+        saver.put_writes(parent, [("messages", message_list(step)[-2:])], task_id=f"t{step}")
+        if run == "run-b":
+            kept.append((parent, message_list(step)))
+    saver.delete_for_runs(["run-a"])
+    assert_counts_exact(raw, layout, thread)
+    assert len(list(saver.list(config(thread)))) == 20
+    for stored, messages in kept[::5]:
+        tup = saver.get_tuple(stored)
+        assert tup is not None and tup.checkpoint["channel_values"]["messages"] == messages
