@@ -329,8 +329,8 @@ async def thread_rows(*, calls: int, keep_last: int, redis_server: str, budget: 
 
     import redis
 
-    from freemem_bench._redis8 import throwaway_redis
     from freemem.redis import RedisArchive, RedisSaver
+    from freemem_bench._redis8 import throwaway_redis
 
     notes = {} if notes is None else notes
     rows: list[dict[str, Any]] = []
@@ -397,8 +397,8 @@ async def _official_row(stack: Any, directory: Any, calls: int, redis_server: st
 
     import redis
 
-    from freemem_bench._redis8 import Redis8Unavailable, locate, redis8_server, throwaway_redis
     from freemem.redis import RedisArchive
+    from freemem_bench._redis8 import Redis8Unavailable, locate, redis8_server, throwaway_redis
 
     name = "langgraph-checkpoint-redis (Redis 8), every checkpoint"
     if importlib.util.find_spec("langgraph.checkpoint.redis") is None:
@@ -444,8 +444,8 @@ async def _sqlite_row(stack: Any, directory: Any, calls: int, redis_server: str,
     import redis
     from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
 
-    from freemem_bench._redis8 import throwaway_redis
     from freemem.redis import RedisArchive
+    from freemem_bench._redis8 import throwaway_redis
 
     (directory / "sa").mkdir()
     db = directory / "thread.sqlite"

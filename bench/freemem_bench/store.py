@@ -420,8 +420,8 @@ async def _thread_run(args: argparse.Namespace, console: Any) -> dict[str, Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from freemem_bench.long_thread import thread_rows
     from freemem.core.errors import ConfigError
+    from freemem_bench.long_thread import thread_rows
 
     if args.thread_calls <= 0:
         raise ConfigError("--thread-only needs --thread-calls > 0")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import redis
 
-from freemem_bench.long_thread import arun_session, build_session_agent, run_session
 from freemem.redis import AsyncRedisArchive, AsyncRedisSaver, RedisArchive, RedisSaver
+from freemem_bench.long_thread import arun_session, build_session_agent, run_session
 from tests.redis.helpers import assert_counts_exact, new_thread
 from tests.support.redis_servers import RedisServerProcess
 
