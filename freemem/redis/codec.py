@@ -297,12 +297,33 @@ def _expand(data: bytes, elements: Mapping[bytes, bytes], out: list[bytes], dept
             _expand(inner, elements, out, depth + 1)
 
 
+_ZLIB = ZLIB_PREFIX.encode()
+
+
+def _array_header(n: int) -> bytes:
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
 def _decode_parts(serde: SerializerProtocol, type_: bytes, data: bytes, elements: Mapping[bytes, bytes]) -> Any:
     if type_ != _REFS:
         return _loads(serde, type_, data)
     leaves: list[bytes] = []
     _expand(data, elements, leaves)
-    return [decode_typed(serde, record) for record in leaves]
+    typed = []
+    for record in leaves:
+        name, body = unpack(record)
+        if name.startswith(_ZLIB):
+            name, body = name[len(_ZLIB) :], zlib.decompress(body)
+        typed.append((name, body))
+    if typed and all(name == b"msgpack" for name, _ in typed):
+        # A msgpack array is its header followed by its items, each encoded as it is alone: one call decodes the
+        # list as fast as a list stored whole (the serde's ext hooks see the same bytes).
+        return serde.loads_typed(("msgpack", _array_header(len(typed)) + b"".join(body for _, body in typed)))
+    return [serde.loads_typed((name.decode(), body)) for name, body in typed]
 
 
 def decode_value(serde: SerializerProtocol, raw: bytes, elements: Mapping[bytes, bytes]) -> Any:

@@ -195,3 +195,16 @@ def test_delete_for_runs_frees_only_that_runs_messages(saver: RedisSaver, raw: r
     for stored, messages in kept[::5]:
         tup = saver.get_tuple(stored)
         assert tup is not None and tup.checkpoint["channel_values"]["messages"] == messages
+
+
+@pytest.mark.parametrize("extra", [[], [None, b"raw bytes " * 80, "text " * 200]])
+def test_a_list_decodes_as_it_was_whatever_its_elements(extra: list[Any]) -> None:
+    """One msgpack call decodes a list of msgpack elements (array header + their bytes); other element types
+    (``null``, ``bytes``) are decoded one by one. Both give what was stored."""
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    serde = JsonPlusSerializer()
+    value = [*message_list(20), {"nested": [1, 2, {"x": "y" * 700}]}, *extra]
+    enc = codec.encode_value(serde, value)
+    assert enc.leaves and enc.record != codec.encode_typed(serde, value)
+    assert codec.decode_value(serde, enc.record, {**enc.leaves, **enc.chunks}) == value
