@@ -299,19 +299,25 @@ def _used_memory(client: Any) -> int:
     return int(client.info("memory")["used_memory"])
 
 
-def _archive_bytes(client: Any, prefix: str, thread: str) -> int:
+def _archive_bytes(client: Any, prefix: str, thread: str) -> tuple[int, int]:
+    """``MEMORY USAGE`` of the thread's archived events, and of the archive's search index."""
     from freemem.redis.keys import KeyLayout
 
-    keys = KeyLayout(prefix).archive_keys(thread)
-    return sum(int(client.memory_usage(k, samples=0) or 0) for k in keys)
+    layout = KeyLayout(prefix)
+
+    def usage(keys: Sequence[str]) -> int:
+        return sum(int(client.memory_usage(k, samples=0) or 0) for k in keys)
+
+    return usage(layout.archive_keys(thread)), usage(layout.search_keys(thread))
 
 
-def _row(name: str, result: SessionResult, checkpoint_bytes: int, archive_bytes: int,
+def _row(name: str, result: SessionResult, checkpoint_bytes: int, archive: tuple[int, int],
          measure: str) -> dict[str, Any]:
     calls = max(1, result.tool_calls)
+    events, index = archive
     return {"saver": name, **result.as_dict(), "checkpoint_bytes_per_call": round(checkpoint_bytes / calls),
-            "archive_bytes_per_call": round(archive_bytes / calls),
-            "bytes_per_call": round((checkpoint_bytes + archive_bytes) / calls), "measured_as": measure}
+            "archive_bytes_per_call": round(events / calls), "search_index_bytes_per_call": round(index / calls),
+            "bytes_per_call": round((checkpoint_bytes + events + index) / calls), "measured_as": measure}
 
 
 async def thread_rows(*, calls: int, keep_last: int, redis_server: str, budget: int = 16_000,
@@ -351,7 +357,7 @@ async def thread_rows(*, calls: int, keep_last: int, redis_server: str, budget: 
             result = run_session(session, THREAD, calls, progress=progress, get_state_samples=0)
             total = _used_memory(raw) - before
             archived = _archive_bytes(raw, "freemem", THREAD)
-            row = _row(label, result, total - archived, archived, "used_memory growth (archive: MEMORY USAGE)")
+            row = _row(label, result, total - sum(archived), archived, "used_memory growth (archive: MEMORY USAGE)")
             row["checkpoint_keys_memory_usage_per_call"] = round(saver.memory_usage(THREAD) / max(1, calls))
             rows.append(row)
             readers.append((session.agent, False))

@@ -436,13 +436,14 @@ async def _thread_run(args: argparse.Namespace, console: Any) -> dict[str, Any]:
                                  notes=notes)
     table = Table(title=f"freemem bench store — one thread, {args.thread_calls:,} tool calls of ~10 KB, README session "
                         "(create_agent + FreeMemoryMiddleware(recall=True) + RedisArchive, budget 16k)")
-    for col in ("saver", "checkpoints", "ckpt B/call", "archive B/call", "total B/call", "get_state p50/p99 ms",
-                "(CPU ms)", "put ops/s", "history/fork exact"):
+    for col in ("saver", "checkpoints", "ckpt B/call", "archive B/call", "search index B/call", "total B/call",
+                "get_state p50/p99 ms", "(CPU ms)", "put ops/s", "history/fork exact"):
         table.add_column(col, justify="left" if col == "saver" else "right")
     for row in rows:
         gs, gc = row["get_state_ms"], row.get("get_state_cpu_ms") or {"p50": 0.0, "p99": 0.0}
         table.add_row(row["saver"], f"{row['checkpoints']:,}", f"{row['checkpoint_bytes_per_call']:,}",
-                      f"{row['archive_bytes_per_call']:,}", f"{row['bytes_per_call']:,}",
+                      f"{row['archive_bytes_per_call']:,}", f"{row['search_index_bytes_per_call']:,}",
+                      f"{row['bytes_per_call']:,}",
                       f"{gs['p50']:.2f} / {gs['p99']:.2f}", f"{gc['p50']:.2f} / {gc['p99']:.2f}",
                       f"{row['put_ops_s']:,.0f}", f"{row['history_exact']}/{row['fork_exact']}")
     console.print(table)
