@@ -12,6 +12,7 @@ A cleaner that fails costs one skipped round, a warning and a counted error — 
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 import warnings
@@ -26,6 +27,7 @@ from freemem.core.digest import summary_prompt
 from freemem.core.errors import ConfigError
 from freemem.core.folding import FoldMismatch, FoldRecord, fold_originals, fold_units, make_fold, replace_digest
 from freemem.core.ledger import CleanEvent
+from freemem.core.media import check_image_rule
 from freemem.core.outcome import Outcome
 from freemem.core.prompt_cache import PriceModel, common_prefix, get_price_model, message_keys
 from freemem.core.round_calls import (
@@ -37,7 +39,15 @@ from freemem.core.round_calls import (
     summary_deadline_error,
 )
 from freemem.core.scheduling import Option, choose, turn_tokens
-from freemem.core.views import MESSAGE_OVERHEAD_TOKENS, MessageView, count_messages, counted_texts, message_views
+from freemem.core.views import (
+    MESSAGE_OVERHEAD_TOKENS,
+    MessageView,
+    count_messages,
+    counted_texts,
+    image_rule_of,
+    message_views,
+    views_media_tokens,
+)
 from freemem.driving import adrive, drive
 from freemem.messages import answer_text, model_usage, newest_text
 from freemem.policies.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger, TriggerState
@@ -141,6 +151,14 @@ class FreeMemory:
             less of the conversation (retention 0.9566 at 0.9, 0.9550 at 0.8, 0.9487 at 0.5; below
             ``trim_messages`` on long chats at 0.5 and 0.7).
         clock: seconds since the epoch, for the cache's TTL (``time.time``; inject a fake one in tests).
+        fixed_tokens: tokens of the request that are not messages: the system prompt (when it is not a message
+            in the list) and the bound tools' schemas (see ``docs/budget.md``). ``budget`` is the whole request,
+            so the messages get ``budget - fixed_tokens``. ``FreeMemoryMiddleware`` measures this itself from
+            each model request (:meth:`reserved`); give it here for ``wrap``, ``free_node`` and
+            ``pre_model_hook`` (``freemem.langgraph.request_tokens`` measures it).
+        image_rule: how images and documents are billed (:data:`freemem.core.media.IMAGE_RULES`:
+            ``"anthropic"`` or ``"openai"``); None: the counter's own (tiktoken encodings: ``"openai"``,
+            the others: ``"anthropic"``).
 
     Cost-aware scheduling (``cache`` set, messages only; plain text and ``cache=None`` are cost-blind). An
     edit invalidates the provider's cached prefix from its first changed message on, so a round costs
@@ -188,9 +206,23 @@ class FreeMemory:
         low_water: float = 0.9,
         clock: Callable[[], float] = time.time,
         summarizer: Any = None,
+        fixed_tokens: int = 0,
+        image_rule: str | None = None,
     ) -> None:
         if budget is not None and budget <= 0:
             raise ConfigError("budget must be a positive number of tokens")
+        if isinstance(fixed_tokens, bool) or not isinstance(fixed_tokens, int) or fixed_tokens < 0:
+            raise ConfigError(f"fixed_tokens must be a non-negative int, got {fixed_tokens!r}")
+        if budget is not None and fixed_tokens >= budget:
+            raise ConfigError(f"fixed_tokens ({fixed_tokens:,}: system prompt and tool schemas) leave no room "
+                              f"for messages in a budget of {budget:,} tokens")
+        #: The whole request's budget (system prompt, tool schemas and messages), as given.
+        self.request_budget = budget
+        #: The request's tokens outside the messages (see :meth:`reserved`).
+        self.fixed_tokens = fixed_tokens
+        self._default_digest = digest_tokens is None
+        if budget is not None:
+            budget -= fixed_tokens  # from here on, ``budget`` is what the messages get
         if max_rounds < 1:
             raise ConfigError("max_rounds must be at least 1")
         if not 0 < low_water <= 1:
@@ -210,6 +242,8 @@ class FreeMemory:
         if fold_keep_units < 0 or digest_tokens < 16:
             raise ConfigError("fold_keep_units must be >= 0 and digest_tokens >= 16")
         self.counter: CachedCounter = cached_counter(counter)
+        self.image_rule = image_rule_of(self.counter) if image_rule is None else check_image_rule(image_rule)
+        self._own_cleaner = cleaner is None
         if cleaner is None:
             from freemem.cleaners.heuristic import HeuristicCleaner
 
@@ -220,6 +254,7 @@ class FreeMemory:
             target = 0.9 if fold and budget is not None else 0.8
             cleaner = HeuristicCleaner(budget=budget, counter=self.counter, fit_roles=roles, target=target)
         self.cleaner = cleaner
+        #: The messages' budget: ``request_budget - fixed_tokens`` (None: no budget).
         self.budget = budget
         if triggers is None:
             built: list[Trigger] = []
@@ -248,11 +283,47 @@ class FreeMemory:
             raise ConfigError("round_timeout must be a positive number of seconds or None")
         self.round_timeout = round_timeout
 
+    # -- the fixed part of the request ------------------------------------------------------------------
+    def reserved(self, fixed_tokens: int) -> FreeMemory:
+        """This memory for requests whose system prompt and tool schemas take ``fixed_tokens``: the messages
+        get ``request_budget - fixed_tokens`` (this memory itself when that is already so).
+
+        A shallow copy: cleaner, counter, archive, triggers and statistics are shared, but the budget, the
+        default cleaner's and the budget triggers' bounds and the default digest bound follow the messages'
+        budget. Thread-safe (nothing is changed in place). When ``fixed_tokens`` alone reaches the request's
+        budget no message list can fit: the copy has no budget (it cleans on its other triggers only; the
+        surfaces warn once and note it in the ledger).
+        """
+        if isinstance(fixed_tokens, bool) or not isinstance(fixed_tokens, int) or fixed_tokens < 0:
+            raise ConfigError(f"fixed_tokens must be a non-negative int, got {fixed_tokens!r}")
+        if fixed_tokens == self.fixed_tokens or self.request_budget is None:
+            return self
+        total = self.request_budget
+        budget = total - fixed_tokens if fixed_tokens < total else None
+        out = copy.copy(self)
+        out.fixed_tokens = fixed_tokens
+        out.budget = budget
+        if self._default_digest:
+            out.digest_tokens = max(100, int(DIGEST_SHARE * budget)) if budget is not None else 400
+        if self._own_cleaner and hasattr(self.cleaner, "budget"):
+            out.cleaner = copy.copy(self.cleaner)
+            out.cleaner.budget = budget
+        triggers: list[Trigger] = []
+        for trigger in self.triggers:
+            if isinstance(trigger, OverBudget) and trigger.budget == self.budget:  # the budget's own trigger
+                if budget is None:
+                    continue
+                trigger = OverBudget(budget)
+            triggers.append(trigger)
+        out.triggers = triggers
+        return out
+
     # -- measuring --------------------------------------------------------------------------------------
     def count_messages(self, messages: Sequence[Any]) -> int:
-        """Tokens of a message list: each text field, tool-call arguments and names, plus a per-message
-        overhead. Cached per text, so a new turn costs O(new tokens)."""
-        return count_messages(self.counter, messages)
+        """Tokens of a message list: each text field, tool-call arguments and names, the images and
+        documents by their pixel size and pages (``image_rule``), plus a per-message overhead. Cached per
+        text, so a new turn costs O(new tokens)."""
+        return count_messages(self.counter, messages, self.image_rule)
 
     #: The policy protocol's name for :meth:`count_messages` (see :class:`freemem.policy.MemoryPolicy`).
     def count(self, messages: Sequence[Any]) -> int:
@@ -264,8 +335,9 @@ class FreeMemory:
 
     def _view_tokens(self, views: Sequence[MessageView]) -> list[int]:
         """Tokens of each message, as :meth:`count_messages` counts them (cached per text)."""
-        count = self.counter.count
-        return [sum(count(t) for t in counted_texts([v])) + MESSAGE_OVERHEAD_TOKENS for v in views]
+        count, rule = self.counter.count, self.image_rule
+        return [sum(count(t) for t in counted_texts([v])) + views_media_tokens(self.counter, [v], rule)
+                + MESSAGE_OVERHEAD_TOKENS for v in views]
 
     def count_text(self, text: str) -> int:
         return self.counter.count(text)
@@ -413,7 +485,7 @@ class FreeMemory:
                 response = yield SummaryRequest(prompt, cap)
             current_messages, current = self._model_digest(current_messages, current, record, response, cap, event)
         if self.budget is not None and current > self.budget and event.error is None:
-            event.note_unreachable_budget(context, self.budget, self.counter)
+            event.note_unreachable_budget(context, self.budget, self.counter, fixed=self.fixed_tokens)
         event.tokens_after = current
         event.latency_s = time.perf_counter() - t0
         self.stats.rounds += 1

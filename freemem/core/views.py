@@ -18,8 +18,10 @@ from freemem.core.json_args import (
     arg_field_name,
     arg_strings,
 )
+from freemem.core.media import DEFAULT_IMAGE_RULE, Media, media_of, media_tokens
 
-__all__ = ["FOLD_KEY", "MESSAGE_OVERHEAD_TOKENS", "MessageView", "count_messages", "counted_texts", "message_views"]
+__all__ = ["FOLD_KEY", "MESSAGE_OVERHEAD_TOKENS", "MessageView", "count_messages", "counted_texts", "image_rule_of",
+           "message_views", "views_media_tokens"]
 
 #: Tokens a chat template adds around each message (role markers, separators); OpenAI documents ~3-4.
 MESSAGE_OVERHEAD_TOKENS = 4
@@ -46,6 +48,8 @@ class MessageView:
     pinned: bool = False
     #: The handle of a fold message (one freemem wrote in place of folded messages), else None.
     fold: str | None = None
+    #: The images and documents of the content (counted by their size, never edited: :mod:`freemem.core.media`).
+    media: list[Media] = field(default_factory=list)
 
     def arg_strings(self, k: int, min_chars: int = ARG_FIELD_MIN_CHARS) -> list[ArgString]:
         """Top-level string values (``min_chars`` and longer) of the ``k``-th tool call's arguments."""
@@ -149,6 +153,8 @@ def _content_fields(view: MessageView, content: Any) -> None:
             else:
                 kind = part.get("type", "non-text") if isinstance(part, dict) else type(part).__name__
                 view.fields.append(("part", f"[{kind} part]"))
+                if isinstance(part, dict) and (found := media_of(part)) is not None:
+                    view.media.append(found)
         return
     raise FormatError(f"message {view.index}: content of type {type(content).__name__} is not supported")
 
@@ -176,14 +182,28 @@ def counted_texts(views: Sequence[MessageView]) -> list[str]:
     return texts
 
 
-def count_messages(counter: Any, messages: Sequence[Any]) -> int:
+def image_rule_of(counter: Any, image_rule: str | None = None) -> str:
+    """The image rule to count by: ``image_rule`` when given, else the counter's own (``counter.image_rule``:
+    tiktoken encodings bill by OpenAI's rule), else :data:`~freemem.core.media.DEFAULT_IMAGE_RULE`."""
+    return image_rule or getattr(counter, "image_rule", None) or DEFAULT_IMAGE_RULE
+
+
+def views_media_tokens(counter: Any, views: Sequence[MessageView], image_rule: str | None = None) -> int:
+    """Tokens of the images and documents in ``views`` (:func:`freemem.core.media.media_tokens`)."""
+    rule = image_rule_of(counter, image_rule)
+    return sum(media_tokens(m, rule, counter.count) for view in views for m in view.media)
+
+
+def count_messages(counter: Any, messages: Sequence[Any], image_rule: str | None = None) -> int:
     """Tokens of a message list by ``counter`` (a :class:`~freemem.tokens.TokenCounter`): every text in
-    :func:`counted_texts`, plus :data:`MESSAGE_OVERHEAD_TOKENS` per message. With a
+    :func:`counted_texts`, the images and documents by their size (:func:`views_media_tokens`, by
+    ``image_rule`` or the counter's), plus :data:`MESSAGE_OVERHEAD_TOKENS` per message. With a
     :class:`~freemem.tokens.CachedCounter` the texts are counted in one batch and cached, so a new turn costs
     O(new tokens)."""
-    texts = counted_texts(message_views(messages))
+    views = message_views(messages)
+    texts = counted_texts(views)
     total = counter.count_texts(texts) if hasattr(counter, "count_texts") else sum(counter.count_many(texts))
-    return int(total) + MESSAGE_OVERHEAD_TOKENS * len(messages)
+    return int(total) + views_media_tokens(counter, views, image_rule) + MESSAGE_OVERHEAD_TOKENS * len(messages)
 
 
 class _LcViewCache:
@@ -210,14 +230,14 @@ class _LcViewCache:
             c = hit[1]
             return MessageView(index=index, role=c.role, id=c.id, name=c.name, fields=list(c.fields),
                                tool_calls=list(c.tool_calls), tool_call_id=c.tool_call_id, pinned=c.pinned,
-                               fold=c.fold)
+                               fold=c.fold, media=list(c.media))
         view = _lc_view(index, msg)
         if len(self._entries) >= self.LIMIT:
             self._entries.clear()
         self._entries[key] = (copy.deepcopy(rest), MessageView(
             index=index, role=view.role, id=view.id, name=view.name, fields=list(view.fields),
             tool_calls=list(view.tool_calls), tool_call_id=view.tool_call_id, pinned=view.pinned,
-            fold=view.fold))
+            fold=view.fold, media=list(view.media)))
         return view
 
 
