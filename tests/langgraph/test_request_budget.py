@@ -142,6 +142,7 @@ def test_the_fixture_sizes_are_what_the_issue_describes() -> None:
     assert 1700 <= len(_output("log", "svc1")) <= 2300
 
 
+@pytest.mark.slow
 def test_create_agent_never_sends_more_than_the_budget() -> None:
     memory = _memory()
     model = RecordingModel(responses=script(CALLS))
@@ -174,6 +175,7 @@ async def test_create_agent_async_never_sends_more_than_the_budget() -> None:
     assert max(sizes) > 0.8 * BUDGET
 
 
+@pytest.mark.slow
 def test_deep_agent_never_sends_more_than_the_budget() -> None:
     deepagents = pytest.importorskip("deepagents")
     memory = _memory()
