@@ -243,7 +243,6 @@ class FreeMemory:
             raise ConfigError("fold_keep_units must be >= 0 and digest_tokens >= 16")
         self.counter: CachedCounter = cached_counter(counter)
         self.image_rule = image_rule_of(self.counter) if image_rule is None else check_image_rule(image_rule)
-        self._own_cleaner = cleaner is None
         if cleaner is None:
             from freemem.cleaners.heuristic import HeuristicCleaner
 
@@ -266,6 +265,9 @@ class FreeMemory:
                 built.append(LoopDetected())
             triggers = built
         self.triggers = list(triggers)
+        if fixed_tokens and budget is not None:
+            # A cleaner or an OverBudget trigger given with the request's budget bounds the messages' share.
+            self._rebase({self.request_budget}, budget)
         self.protection = protection or Protection()
         self.marker = marker
         self.max_freed_share = max_freed_share
@@ -289,8 +291,8 @@ class FreeMemory:
         get ``request_budget - fixed_tokens`` (this memory itself when that is already so).
 
         A shallow copy: cleaner, counter, archive, triggers and statistics are shared, but the budget, the
-        default cleaner's and the budget triggers' bounds and the default digest bound follow the messages'
-        budget. Thread-safe (nothing is changed in place). When ``fixed_tokens`` alone reaches the request's
+        cleaner's and the ``OverBudget`` triggers' bounds (where they hold this memory's budget or the
+        request's) and the default digest bound follow the messages' budget. Thread-safe (nothing is changed in place). When ``fixed_tokens`` alone reaches the request's
         budget no message list can fit: the copy has no budget (it cleans on its other triggers only; the
         surfaces warn once and note it in the ledger).
         """
@@ -305,18 +307,24 @@ class FreeMemory:
         out.budget = budget
         if self._default_digest:
             out.digest_tokens = max(100, int(DIGEST_SHARE * budget)) if budget is not None else 400
-        if self._own_cleaner and hasattr(self.cleaner, "budget"):
-            out.cleaner = copy.copy(self.cleaner)
-            out.cleaner.budget = budget
+        out._rebase({self.budget, total}, budget)
+        return out
+
+    def _rebase(self, old: set[int | None], budget: int | None) -> None:
+        """Point the cleaner's budget and the ``OverBudget`` triggers that hold one of ``old`` (the request's
+        budget, or the messages' budget they were given) at the messages' ``budget`` (None: the budget's
+        trigger goes). Works on copies: a cleaner or trigger may be shared with other memories."""
+        if getattr(self.cleaner, "budget", None) in old - {None}:
+            self.cleaner = copy.copy(self.cleaner)
+            self.cleaner.budget = budget  # type: ignore[attr-defined]
         triggers: list[Trigger] = []
         for trigger in self.triggers:
-            if isinstance(trigger, OverBudget) and trigger.budget == self.budget:  # the budget's own trigger
+            if isinstance(trigger, OverBudget) and trigger.budget in old:  # the budget's own trigger
                 if budget is None:
                     continue
                 trigger = OverBudget(budget)
             triggers.append(trigger)
-        out.triggers = triggers
-        return out
+        self.triggers = triggers
 
     # -- measuring --------------------------------------------------------------------------------------
     def count_messages(self, messages: Sequence[Any]) -> int:

@@ -262,3 +262,19 @@ def test_steps_per_model_call_are_as_documented() -> None:
         create_agent(RecordingModel(responses=script(calls)), TOOLS,
                      middleware=[FreeMemoryMiddleware(_memory())]).invoke(
             {"messages": [HumanMessage("go")]}, _config("m2", 3 * calls + 2))
+
+
+def test_summarize_memory_gets_the_same_accounting() -> None:
+    from freemem.policies import SummarizeMemory
+
+    memory = SummarizeMemory(budget=BUDGET, counter="approx")
+    other = memory.reserved(5000)
+    assert (other.budget, other.keep_tokens, memory.budget) == (BUDGET - 5000, (BUDGET - 5000) // 4, BUDGET)
+    assert memory.reserved(BUDGET).check(10 * BUDGET) is None  # nothing can meet it: no fold in vain
+    model = RecordingModel(responses=script(60))
+    agent = create_agent(model, TOOLS, system_prompt=SYSTEM_PROMPT, middleware=[FreeMemoryMiddleware(memory)],
+                         checkpointer=InMemorySaver())
+    agent.invoke({"messages": [HumanMessage("Why is it slow?")]}, _config("summ"))
+    sizes = [count_messages(memory.counter, messages) + sum(tool_schema_tokens(memory.counter, t) for t in tools)
+             for messages, tools in model.received]
+    assert max(sizes) <= BUDGET, max(sizes)
