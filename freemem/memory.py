@@ -292,9 +292,10 @@ class FreeMemory:
 
         A shallow copy: cleaner, counter, archive, triggers and statistics are shared, but the budget, the
         cleaner's and the ``OverBudget`` triggers' bounds (where they hold this memory's budget or the
-        request's) and the default digest bound follow the messages' budget. Thread-safe (nothing is changed in place). When ``fixed_tokens`` alone reaches the request's
-        budget no message list can fit: the copy has no budget (it cleans on its other triggers only; the
-        surfaces warn once and note it in the ledger).
+        request's; copied, not changed) and the default digest bound follow the messages' budget. Thread-safe:
+        nothing is changed in place. When ``fixed_tokens`` alone reaches the request's budget no message list
+        can fit: the copy has no budget (it cleans on its other triggers only; the surfaces warn once and note
+        it in the ledger).
         """
         if isinstance(fixed_tokens, bool) or not isinstance(fixed_tokens, int) or fixed_tokens < 0:
             raise ConfigError(f"fixed_tokens must be a non-negative int, got {fixed_tokens!r}")

@@ -10,7 +10,6 @@ It takes the memory-policy protocol (count / check / clean / aclean), so every L
 from __future__ import annotations
 
 import copy
-
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
