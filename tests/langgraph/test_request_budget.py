@@ -278,3 +278,35 @@ def test_summarize_memory_gets_the_same_accounting() -> None:
     sizes = [count_messages(memory.counter, messages) + sum(tool_schema_tokens(memory.counter, t) for t in tools)
              for messages, tools in model.received]
     assert max(sizes) <= BUDGET, max(sizes)
+
+
+def test_protected_messages_over_what_is_left_are_reported_once() -> None:
+    fixed = request_tokens("approx", system_prompt=SYSTEM_PROMPT, tools=TOOLS)
+    memory = FreeMemory(budget=fixed + 500, archive=InMemoryArchive(), counter="approx")
+    model = RecordingModel(responses=script(5))
+    agent = create_agent(model, TOOLS, system_prompt=SYSTEM_PROMPT, middleware=[FreeMemoryMiddleware(memory)],
+                         checkpointer=InMemorySaver())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = agent.invoke({"messages": [HumanMessage("Check it.")]}, _config("protected"))
+    told = [str(w.message) for w in caught if "stays over its budget" in str(w.message)]
+    assert len(told) == 1, told
+    assert f"system prompt and tools {fixed:,}" in told[0]
+    notes = [e["note"] for e in out["freemem_ledger"] if "protected messages" in (e.get("note") or "")]
+    assert notes and f"system prompt and tool schemas ({fixed:,} tokens)" in notes[0]
+
+
+def test_a_given_cleaner_and_trigger_follow_the_messages_budget() -> None:
+    from freemem.cleaners.heuristic import HeuristicCleaner
+    from freemem.policies.triggers import OverBudget
+
+    cleaner = HeuristicCleaner(budget=BUDGET)
+    memory = FreeMemory(cleaner, budget=BUDGET, fixed_tokens=3000, triggers=[OverBudget(BUDGET)],
+                        counter="approx")
+    assert memory.cleaner.budget == BUDGET - 3000 and cleaner.budget == BUDGET  # a copy, the given one unchanged
+    assert [t.budget for t in memory.triggers] == [BUDGET - 3000]  # type: ignore[attr-defined]
+    other = memory.reserved(5000)
+    assert other.cleaner.budget == BUDGET - 5000 and [t.budget for t in other.triggers] == [BUDGET - 5000]  # type: ignore[attr-defined]
+    off = memory.reserved(BUDGET)
+    assert off.budget is None and off.triggers == [] and off.cleaner.budget is None
+    assert memory.budget == BUDGET - 3000  # reserved() never changes the memory it is called on
