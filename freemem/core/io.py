@@ -83,10 +83,10 @@ class Item:
     kind: Literal["messages", "text"]
     value: Any  # list of messages, or the trace text
     question: str | None = None
-    #: The tool definitions the record sends with its messages (a ``tools`` list beside them), else None.
-    tools: list[Any] | None = None
     #: Writes a new value back into the parsed document.
     put: Callable[[Any], None] = field(repr=False, default=lambda _v: None)
+    #: The tool definitions the record sends with its messages (a ``tools`` list beside them), else None.
+    tools: list[Any] | None = None
 
 
 @dataclass(frozen=True)
