@@ -245,8 +245,10 @@ class CleanStep:
         self.stats = StepStats()
         self._marks = _ThreadMarks()
         self._calls = _ThreadMarks(default=None)
-        # Threads already told (a warning, a ledger note) that their budget cannot be met.
-        self._told = _ThreadMarks(default=False)
+        # Threads already told (a warning, a ledger note) that their budget cannot be met: by the request's
+        # fixed part alone, or by it with the protected messages.
+        self._told_fixed = _ThreadMarks(default=False)
+        self._told_over = _ThreadMarks(default=False)
         # A memory that schedules by prompt-cache cost takes the idle gap (FreeMemory with a cache TTL);
         # other policies keep the plain protocol.
         self._idle = (getattr(memory, "cache_ttl_s", None) is not None
@@ -274,9 +276,9 @@ class CleanStep:
         """Once per thread: the text saying that the request's fixed part alone passes the budget (warned
         too), else None."""
         total = getattr(self.memory, "request_budget", None)
-        if fixed is None or total is None or fixed < total or self._told.get(thread):
+        if fixed is None or total is None or fixed < total or self._told_fixed.get(thread):
             return None
-        self._told.set(thread, True)
+        self._told_fixed.set(thread, True)
         note = (f"the system prompt and tool schemas alone take {fixed:,} tokens, over the budget of {total:,}: "
                 "no cleaning can meet it, so rounds for the budget are off for this thread (shorten the "
                 "prompt or the tools, or raise the budget)")
@@ -288,9 +290,9 @@ class CleanStep:
         """Once per thread: warn that a round ended over the budget (what it may not touch is too big)."""
         budget = getattr(plan.memory, "budget", None)
         event = result.event
-        if budget is None or event.error or event.tokens_after <= budget or self._told.get(thread):
+        if budget is None or event.error or event.tokens_after <= budget or self._told_over.get(thread):
             return
-        self._told.set(thread, True)
+        self._told_over.set(thread, True)
         fixed = int(getattr(plan.memory, "fixed_tokens", 0) or 0)
         note = event.note or "the cleaner could not free enough"
         warnings.warn(f"freemem: the request stays over its budget of {budget + fixed:,} tokens after cleaning "

@@ -310,3 +310,27 @@ def test_a_given_cleaner_and_trigger_follow_the_messages_budget() -> None:
     off = memory.reserved(BUDGET)
     assert off.budget is None and off.triggers == [] and off.cleaner.budget is None
     assert memory.budget == BUDGET - 3000  # reserved() never changes the memory it is called on
+
+
+def test_an_image_in_the_thread_is_counted_at_its_pixel_size() -> None:
+    import base64
+    import struct
+
+    header = (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + struct.pack(">IIBBBBB", 1920, 1080, 8, 2, 0, 0, 0)
+              + b"\x00" * 4)
+    payload = base64.b64encode(header + b"\x00" * 200_000).decode()
+    question = HumanMessage(content=[{"type": "text", "text": "Why does this dashboard look wrong?"},
+                                     {"type": "image", "base64": payload, "mime_type": "image/png"}])
+    memory = _memory()
+    assert memory.count([question]) > 1600  # Anthropic's rule on 1920x1080, not ~8 tokens
+    model = RecordingModel(responses=script(40))
+    agent = create_agent(model, TOOLS, system_prompt=SYSTEM_PROMPT,
+                         middleware=[FreeMemoryMiddleware(memory, recall=True)], checkpointer=InMemorySaver())
+    agent.invoke({"messages": [question]}, _config("image"))
+    sizes = request_sizes(model, memory)
+    assert max(sizes) <= BUDGET, max(sizes)
+    assert max(sizes) > 0.8 * BUDGET
+    # the image reached every request whole
+    assert all(any(isinstance(p, dict) and p.get("base64") == payload for m in messages
+                   for p in (m.content if isinstance(m.content, list) else []))
+               for messages, _ in model.received)
