@@ -30,15 +30,6 @@ from freemem.core.ledger import CleanEvent
 from freemem.core.media import check_image_rule
 from freemem.core.outcome import Outcome
 from freemem.core.prompt_cache import PriceModel, common_prefix, get_price_model, message_keys
-from freemem.core.round_calls import (
-    as_proposal,
-    bound_summarizer,
-    call_within,
-    cleaner_deadline_error,
-    propose_within,
-    summary_deadline_error,
-)
-from freemem.core.scheduling import Option, choose, turn_tokens
 from freemem.core.views import (
     MESSAGE_OVERHEAD_TOKENS,
     MessageView,
@@ -49,8 +40,17 @@ from freemem.core.views import (
     views_media_tokens,
 )
 from freemem.driving import adrive, drive
+from freemem.engine.round_calls import (
+    as_proposal,
+    bound_summarizer,
+    call_within,
+    cleaner_deadline_error,
+    propose_within,
+    summary_deadline_error,
+)
+from freemem.engine.scheduling import Option, choose, turn_tokens
+from freemem.engine.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger, TriggerState
 from freemem.messages import answer_text, model_usage, newest_text
-from freemem.policies.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger, TriggerState
 from freemem.tokens import CachedCounter, TokenCounter, cached_counter
 
 __all__ = ["CleanResult", "DIGEST_SHARE", "FreeMemory", "MESSAGE_OVERHEAD_TOKENS", "SummaryRequest"]

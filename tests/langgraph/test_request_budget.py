@@ -298,7 +298,7 @@ def test_protected_messages_over_what_is_left_are_reported_once() -> None:
 
 def test_a_given_trigger_follows_the_messages_budget_and_a_given_cleaner_is_left_alone() -> None:
     from freemem.cleaners.heuristic import HeuristicCleaner
-    from freemem.policies.triggers import OverBudget
+    from freemem.engine.triggers import OverBudget
 
     cleaner = HeuristicCleaner(budget=BUDGET - 3000)
     memory = FreeMemory(cleaner, budget=BUDGET, fixed_tokens=3000, triggers=[OverBudget(BUDGET)],
