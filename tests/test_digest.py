@@ -107,5 +107,5 @@ def test_digest_is_bounded_and_extractive(turns: list[tuple[str, str]], cap: int
     source = " ".join(" ".join(t.split()) for _r, t in turns)
     for line in text.split("\n")[1:]:
         body = line.split(": ", 1)[1]
-        for piece in body.replace("…", "").split(" "):
+        for piece in body.replace("…", " ").split(" "):  # "…" ends a cut sentence (or was in the text)
             assert piece in source

@@ -19,7 +19,7 @@ from freemem.core.json_args import (
     arg_strings,
 )
 
-__all__ = ["FOLD_KEY", "MESSAGE_OVERHEAD_TOKENS", "MessageView", "count_messages", "counted_texts", "message_views"]
+__all__ = ["DATE_KEYS", "FOLD_KEY", "MESSAGE_OVERHEAD_TOKENS", "MessageView", "count_messages", "counted_texts", "message_views"]
 
 #: Tokens a chat template adds around each message (role markers, separators); OpenAI documents ~3-4.
 MESSAGE_OVERHEAD_TOKENS = 4
@@ -27,6 +27,10 @@ MESSAGE_OVERHEAD_TOKENS = 4
 #: Where a fold message carries its handle: the dict message's ``metadata`` key, or a LangChain message's
 #: ``additional_kwargs`` key (see :mod:`freemem.core.folding`).
 FOLD_KEY = "freemem_fold"
+
+#: Metadata keys a message may carry its own date under (first found wins): the message dict itself, its
+#: ``metadata``, or a LangChain message's ``additional_kwargs`` / ``response_metadata``.
+DATE_KEYS = ("date", "created_at", "timestamp", "time", "datetime")
 
 
 @dataclass
@@ -46,6 +50,8 @@ class MessageView:
     pinned: bool = False
     #: The handle of a fold message (one freemem wrote in place of folded messages), else None.
     fold: str | None = None
+    #: The date the message carries in its own metadata (:data:`DATE_KEYS`), as given; None when it has none.
+    date: str | None = None
 
     def arg_strings(self, k: int, min_chars: int = ARG_FIELD_MIN_CHARS) -> list[ArgString]:
         """Top-level string values (``min_chars`` and longer) of the ``k``-th tool call's arguments."""
@@ -77,6 +83,7 @@ def _dict_view(index: int, msg: dict[str, Any]) -> MessageView:
         tool_call_id=_str_or_none(msg.get("tool_call_id")),
         pinned=bool(msg.get("pinned")) or bool(_meta(msg).get("freemem_pinned")),
         fold=_fold_handle(_meta(msg).get(FOLD_KEY)),
+        date=_date_of(msg, _meta(msg)),
     )
     reasoning = msg.get("reasoning_content") or msg.get("reasoning")
     if isinstance(reasoning, str) and reasoning:
@@ -117,6 +124,7 @@ def _lc_view(index: int, msg: Any) -> MessageView:
         tool_call_id=_str_or_none(getattr(msg, "tool_call_id", None)),
         pinned=bool(kwargs.get("freemem_pinned") or meta.get("freemem_pinned")),
         fold=_fold_handle(kwargs.get(FOLD_KEY)),
+        date=_date_of(kwargs, meta),
     )
     reasoning = kwargs.get("reasoning_content")
     if isinstance(reasoning, str) and reasoning:
@@ -158,6 +166,17 @@ def _fold_handle(value: Any) -> str | None:
     if isinstance(value, dict):
         value = value.get("handle")
     return value if isinstance(value, str) and value else None
+
+
+def _date_of(*holders: Any) -> str | None:
+    """The first date found under :data:`DATE_KEYS` in ``holders`` (dicts), as a string."""
+    for holder in holders:
+        if isinstance(holder, dict):
+            for key in DATE_KEYS:
+                value = holder.get(key)
+                if isinstance(value, (str, int, float)) and not isinstance(value, bool) and str(value).strip():
+                    return str(value).strip()
+    return None
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -210,14 +229,14 @@ class _LcViewCache:
             c = hit[1]
             return MessageView(index=index, role=c.role, id=c.id, name=c.name, fields=list(c.fields),
                                tool_calls=list(c.tool_calls), tool_call_id=c.tool_call_id, pinned=c.pinned,
-                               fold=c.fold)
+                               fold=c.fold, date=c.date)
         view = _lc_view(index, msg)
         if len(self._entries) >= self.LIMIT:
             self._entries.clear()
         self._entries[key] = (copy.deepcopy(rest), MessageView(
             index=index, role=view.role, id=view.id, name=view.name, fields=list(view.fields),
             tool_calls=list(view.tool_calls), tool_call_id=view.tool_call_id, pinned=view.pinned,
-            fold=view.fold))
+            fold=view.fold, date=view.date))
         return view
 
 
