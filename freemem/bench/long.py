@@ -82,7 +82,7 @@ from freemem.core.errors import ConfigError
 from freemem.memory import FreeMemory
 from freemem.tokens import get_counter
 
-__all__ = ["DEFAULT_SESSIONS", "QA_COLUMNS", "RECALL_K", "RECALL_PAGE_CHARS", "SESSIONS", "add_arguments", "apply_update", "fold_count", "qa_rows", "recall_page", "replay", "run", "trim_input"]
+__all__ = ["ANSWER_POLICIES", "DEFAULT_SESSIONS", "F1_COLUMNS", "QA_COLUMNS", "RECALL_K", "RECALL_PAGE_CHARS", "SESSIONS", "add_arguments", "apply_update", "f1_rows", "fold_count", "qa_rows", "recall_page", "replay", "run", "trim_input"]
 
 SESSIONS: tuple[str, ...] = ("tools", "chat", "memorybank", "openhands", "memorybank-chats")
 #: What ``--sessions`` runs when not given (``memorybank-chats`` is asked for by name).
@@ -197,11 +197,14 @@ def trim_input(full: list[Any], prefix_tokens: list[int], budget: int) -> list[A
 
 def replay(session: Session, *, budget: int, counter: str, samples: int, max_seconds: float | None,
            min_ref_chars: int = MIN_REFERENCE_CHARS, on_step: Callable[[], None] | None = None,
-           memory_options: dict[str, Any] | None = None) -> dict[str, Any]:
+           memory_options: dict[str, Any] | None = None, answerer: Any = None,
+           answer_questions: int | None = None) -> dict[str, Any]:
     """Replay ``session`` through freemem as the middleware runs it; the figures described in the module
     docstring. A session with probing questions runs with an :class:`~freemem.archives.InMemoryArchive` (what
     freemem removes is archived and searchable, as with the ``recall`` tool); ``memory_options`` go to
-    :class:`~freemem.memory.FreeMemory` as they are (for experiments; the bench's figures use none)."""
+    :class:`~freemem.memory.FreeMemory` as they are (for experiments; the bench's figures use none). With an
+    ``answerer`` (:class:`~freemem.bench.answers.LocalAnswerer`), a real model answers the first
+    ``answer_questions`` probing questions (all when None) from each policy's final context."""
     from freemem.archives import InMemoryArchive
     from freemem.langgraph import CleanStep
 
@@ -303,7 +306,8 @@ def replay(session: Session, *, budget: int, counter: str, samples: int, max_sec
     rss_after = _rss_mb()
 
     probes = _probes(session, state["messages"], full, prefix_tokens, budget, trim, pieces,
-                     archive=archive, thread=thread, measure=measure)
+                     archive=archive, thread=thread, measure=measure, answerer=answerer,
+                     answer_questions=answer_questions)
     ms = [1000 * x for x in seconds]
     early = ms[EARLY[0]:EARLY[1]]
     # The last LATE steps, never overlapping the early window (shorter sessions get a shorter late window).
@@ -397,13 +401,15 @@ def _fold_tokens(context: Sequence[Any], measure: Callable[[Sequence[Any]], int]
 
 def _probes(session: Session, context: Sequence[Any], full: list[Any], prefix_tokens: list[int], budget: int,
             trim: TrimPolicy, pieces: _Pieces, *, archive: Any = None, thread: str = "",
-            measure: Callable[[Sequence[Any]], int] | None = None) -> dict[str, Any] | None:
+            measure: Callable[[Sequence[Any]], int] | None = None, answerer: Any = None,
+            answer_questions: int | None = None) -> dict[str, Any] | None:
     """Per probing question: are its key strings in the final context (freemem, ``trim_messages``, no pruning),
     and, for freemem, are they (or the answering turn) reachable with one ``recall(query=question)``."""
     if not session.probes:
         return None
     fm_text = pieces.context(context)
-    tr_text = _SEP.join(pieces.of(m) for m in trim.prune([], trim_input(full, prefix_tokens, budget)))
+    trimmed = trim.prune([], trim_input(full, prefix_tokens, budget))
+    tr_text = _SEP.join(pieces.of(m) for m in trimmed)
     all_text = pieces.context(full)
     rows = []
     search_ms: list[float] = []
@@ -438,11 +444,43 @@ def _probes(session: Session, context: Sequence[Any], full: list[Any], prefix_to
         "digest_tokens": _fold_tokens(context, measure) if measure is not None else None,
         "per_question": rows,
     }
+    if answerer is not None:
+        out["answers"] = _answer(answerer, session, rows, {"freemem": context, "trim": trimmed, "none": full},
+                                 answer_questions)
     if archive is not None:
         out["freemem_reachable"] = sum(r["freemem_reachable"] for r in rows)
         out["recall"] = {"k": RECALL_K, "page_chars": RECALL_PAGE_CHARS, "archive": type(archive).__name__,
                          "search_ms_p50": percentile(search_ms, 50), "search_ms_p95": percentile(search_ms, 95)}
     return out
+
+
+#: The policies a real model answers from, in the order they are asked (each context's questions in a row).
+ANSWER_POLICIES = ("freemem", "trim", "none")
+
+
+def _answer(answerer: Any, session: Session, rows: list[dict[str, Any]], contexts: dict[str, Sequence[Any]],
+            limit: int | None) -> dict[str, Any]:
+    """A real model answers the first ``limit`` probing questions from each policy's context, all questions of one
+    context in a row (llama.cpp reuses the shared prefix); token F1 against the gold answer (MemoryBank: the key
+    strings joined, a heuristic gold)."""
+    from freemem.bench.answers import token_f1
+
+    probes = list(zip(session.probes, rows, strict=True))[:limit]
+    f1: dict[str, list[float]] = {name: [] for name in ANSWER_POLICIES}
+    named: dict[str, list[float]] = {name: [] for name in ANSWER_POLICIES}
+    for name in ANSWER_POLICIES:
+        for probe, row in probes:
+            reply = answerer.answer(contexts[name], probe.question)
+            score = token_f1(reply, " ".join(probe.keys))
+            row.setdefault("answers", {})[name] = {"answer": reply, "f1": round(score, 4)}
+            f1[name].append(score)
+            if probe.key_kind == "names":
+                named[name].append(score)
+    return {"questions": len(probes), "gold": "the key strings joined",
+            "f1": {name: mean(v) for name, v in f1.items()},
+            "f1_named_keys": {name: mean(v) for name, v in named.items()},
+            "named_questions": len(named["freemem"]), "sums": {name: sum(v) for name, v in f1.items()},
+            "named_sums": {name: sum(v) for name, v in named.items()}}
 
 
 # ----------------------------------------------------------------------------------------------- CLI
@@ -461,6 +499,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"memorybank-chats: the users that tuned the chat defaults (tune: the first "
                         f"{MEMORYBANK_TUNE_USERS}), the others (held-out, the default) or all")
     p.add_argument("--users-per-chat", type=int, default=4, help="memorybank-chats: users per chat (default 4)")
+    g = p.add_argument_group("answer model", "a real local model answers each probing question from each "
+                                             "policy's final context (llama.cpp, CPU); token F1 against the gold")
+    g.add_argument("--answer-model", metavar="GGUF",
+                   help="a GGUF chat model (../shared/models/get-qwen-coder 0.5b|1.5b prints one)")
+    g.add_argument("--answer-threads", type=int, default=2, help="CPU threads of the answer model (default 2)")
+    g.add_argument("--answer-ctx", type=int, default=20_480,
+                   help="its context window: the longest chat unpruned, plus the question (default 20480)")
+    g.add_argument("--answer-questions", type=int, metavar="N",
+                   help="answer only the first N questions of each session (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic sessions")
     p.add_argument("--samples", type=int, default=200, help="retention samples per session (default 200)")
     p.add_argument("--max-seconds", type=float, default=300.0,
@@ -513,6 +560,42 @@ def _sessions(args: argparse.Namespace) -> tuple[list[tuple[Session, int]], list
             else:
                 out.append((openhands_session(path, limit=limit), args.budget))
     return out, notes
+
+
+F1_COLUMNS = ("session", "questions", "F1 freemem", "F1 trim", "F1 no pruning", "named-key questions",
+              "F1 freemem (named)", "F1 trim (named)", "F1 no pruning (named)")
+
+
+def f1_rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
+    """One row per session a model answered from, and one per budget over all of them."""
+    rows: list[list[str]] = []
+    totals: dict[int, list[Any]] = {}
+
+    def line(label: str, n: int, sums: dict[str, float], m: int, named: dict[str, float]) -> list[str]:
+        def f(total: float, k: int) -> str:
+            return f"{total / k:.3f}" if k else "–"
+
+        return [label, str(n), *(f(sums[p], n) for p in ANSWER_POLICIES), str(m),
+                *(f(named[p], m) for p in ANSWER_POLICIES)]
+
+    for r in results:
+        a = (r.get("probes") or {}).get("answers")
+        if not a:
+            continue
+        rows.append(line(f"{r['session']} @{r['budget']:,}", a["questions"], a["sums"], a["named_questions"],
+                         a["named_sums"]))
+        t = totals.setdefault(r["budget"], [0, dict.fromkeys(ANSWER_POLICIES, 0.0), 0,
+                                            dict.fromkeys(ANSWER_POLICIES, 0.0), 0])
+        t[0] += a["questions"]
+        t[2] += a["named_questions"]
+        t[4] += 1
+        for p in ANSWER_POLICIES:
+            t[1][p] += a["sums"][p]
+            t[3][p] += a["named_sums"][p]
+    if sum(t[4] for t in totals.values()) > len(totals):
+        for budget, t in sorted(totals.items()):
+            rows.append(line(f"all {t[4]} @{budget:,}", t[0], t[1], t[2], t[3]))
+    return rows
 
 
 QA_COLUMNS = ("session", "questions", "gold present freemem", "trim", "no pruning", "reachable freemem",
@@ -608,6 +691,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     console.width = max(console.width, 210)  # 15 columns: wide enough that no cell is cut
     t0 = time.perf_counter()
     sessions, notes = _sessions(args)
+    answerer = None
+    if getattr(args, "answer_model", None):
+        from freemem.bench.answers import LocalAnswerer
+
+        answerer = LocalAnswerer(args.answer_model, n_ctx=args.answer_ctx, threads=args.answer_threads)
     for note in notes:
         console.print(f"[yellow]{note}[/yellow]")
     results: list[dict[str, Any]] = []
@@ -616,7 +704,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             task = bar.add_task(session.name, total=len(session.steps)) if bar is not None else None
             advance = (lambda t=task: bar.advance(t)) if bar is not None else None
             results.append(replay(session, budget=budget, counter=args.counter, samples=args.samples,
-                                  max_seconds=args.max_seconds or None, on_step=advance))
+                                  max_seconds=args.max_seconds or None, on_step=advance, answerer=answerer,
+                                  answer_questions=args.answer_questions))
     seconds = time.perf_counter() - t0
     rows = [_row(r) for r in results]
     title = f"freemem bench long — {args.counter} counter, time per step in CleanStep.run"
@@ -629,12 +718,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print_table(console, "probing questions: all key strings in the final context (gold present), or in "
                     f"context or one recall(query=question) page (reachable: best {RECALL_K} hits within "
                     f"{RECALL_PAGE_CHARS:,} characters, or the answering turn among them)", QA_COLUMNS, qa)
+    f1 = f1_rows(results)
+    if f1:
+        print_table(console, f"answers of {answerer.path.name if answerer else 'the model'} from each policy's "
+                    "final context: token F1 against the gold (MemoryBank: its key strings)", F1_COLUMNS, f1)
     console.print(f"{seconds:.0f} s in all")
     result: dict[str, Any] = {
         "benchmark": "long", "counter": args.counter, "seed": args.seed, "quick": bool(args.quick),
         "max_seconds": args.max_seconds or None, "seconds": round(seconds, 2), "machine": machine_info(),
         "skipped": notes, "sessions": results, "table": markdown_table(TABLE_COLUMNS, rows),
         "qa_table": markdown_table(QA_COLUMNS, qa) if qa else None,
+        "answer_model": answerer.describe() if answerer is not None else None,
+        "f1_table": markdown_table(F1_COLUMNS, f1) if f1 else None,
     }
     if getattr(args, "png", None):
         plot(results, args.png)
