@@ -11,15 +11,26 @@ messages:
   sentence (names, places) and quoted strings;
 * each sentence gets a tier: one whose specifics the later, unfolded conversation uses (user and assistant
   text and call arguments; a tool's output mentioning a string is not the agent using it) first; then what
-  the user stated; then what the assistant said or did with specifics, the tool calls (name and short
-  argument values) and what the user asked; then the rest (small talk), which goes first when room is short;
+  the user stated with specifics; then what the assistant said or did with specifics (a recommendation, a
+  title) and the tool calls (name and short argument values); then the user's plain statements about
+  themselves, what chat questions ask about most ("I enjoy badminton and swimming", "my sister moved to...":
+  first person, two or more content words); then what the user asked; then the rest (small talk), which goes
+  first when room is short;
+* a fact is kept densely: a sentence with specifics is cut to the clauses that hold them (with the short clause
+  before, which says what they are), and words that open a sentence without adding to it ("Okay, ", "Haha, ",
+  "By the way, ") are left out; the text is cut, never rewritten;
 * sentences are taken in tier order, newest first within a tier, while they fit ``cap_tokens``; a sentence
-  with specifics that add nothing to what is already taken (an answer that repeats the fact it answers) is
-  left out, so the room goes to facts, not to their echoes;
-* a merged older digest's lines are read back the same way (their role is on the line), so an old fact keeps
-  the tier it earned and competes with the new ones on equal terms;
+  with specifics that add nothing to what is already taken (an answer that repeats the fact it answers), or a
+  plain statement whose content words are all taken, is left out, so the room goes to facts, not to echoes;
+* a merged older digest's lines are read back the same way (their role is on the line, their day on the date
+  line above), so an old fact keeps the tier it earned and competes with the new ones on equal terms;
 * the taken sentences are written in conversation order, one line per message (``- user: ...``,
-  ``- assistant: ...``, ``- called tool(arg=...)``, ``  tool said: ...``).
+  ``- assistant: ...``, ``- called tool(arg=...)``, ``  tool said: ...``); when messages carry their date
+  (``date`` / ``created_at`` / ``timestamp`` in their metadata, :attr:`MessageView.date`), each day's lines
+  follow a ``[YYYY-MM-DD]`` line, so a fact keeps the day it was said.
+
+In a thread of conversation only, :class:`~freemem.FreeMemory` gives the digest twice the room it gives an
+agent's (``CHAT_DIGEST_SHARE``): the digest is then all that stays of the earlier days (``docs/chat.md``).
 
 A model summary (the ``summarize`` policy's summariser) is the other digest; this one costs no call and is
 deterministic. Core module: plain strings and :class:`~freemem.core.views.MessageView`, no LangChain import.
