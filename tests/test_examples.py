@@ -150,3 +150,35 @@ def test_chat_cleans_between_turns(endpoint: Any, tmp_path: Path) -> None:
     assert "Noted part 5" in out.stdout and "cleaning rounds so far" in out.stderr
     assert len(stub.requests) == 6
     assert "[freemem:" in json.dumps(stub.requests[-1]["messages"])
+
+
+def _readme_block() -> str:
+    """The README's "Use it" code block."""
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("```python\n", readme.index("## Use it")) + len("```python\n")
+    return readme[start:readme.index("```", start)]
+
+
+def test_the_readme_example_is_the_quickstart_file() -> None:
+    source = (EXAMPLES / "quickstart.py").read_text()
+    body = source[source.index("# --- README: use it ---\n") + len("# --- README: use it ---\n"):
+                  source.index("# --- end ---")]
+    assert _readme_block() == body
+
+
+def test_the_readme_example_runs(endpoint: Any, tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_text("# demo\n\n" + "The service retries the upload three times.\n" * 400)
+    replies = [{"tool_calls": [("read_file", {"path": "README.md"})]},
+               {"content": "It says the service retries the upload three times."}]
+    url, stub = endpoint(replies)
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_BASE_URL", "FREEMEM_MODEL", "OPENAI_MODEL")}
+    env.update(OPENAI_BASE_URL=url, FREEMEM_MODEL="stub")
+    out = subprocess.run([sys.executable, str(EXAMPLES / "quickstart.py"), "What is in README.md?"],
+                         capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "retries the upload three times" in out.stdout
+    assert len(stub.requests) == 2
+    tools = {t["function"]["name"] for t in stub.requests[0].get("tools", [])}
+    assert tools == {"read_file", "recall"}  # the recall tool is offered beside the agent's own
+    assert "The service retries the upload" in json.dumps(stub.requests[1]["messages"])  # the tool output arrived
+    assert (tmp_path / "threads.sqlite").exists()

@@ -1,6 +1,6 @@
 """Apply deletion commands to a :class:`~freemem.Context` safely, in one pass.
 
-Semantics (README, "How applying works"), for every command on the *same* snapshot of the text:
+Semantics (docs/applying.md, "How applying works"), for every command on the *same* snapshot of the text:
 
 1. the prefix is looked for in editable text — exact match first, then whitespace-insensitive. What a prefix
    that occurs more than once means is ``repeated``: ``"reject"`` (the default: it must occur exactly once),

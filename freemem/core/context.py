@@ -74,7 +74,7 @@ class Region:
 
 @dataclass(frozen=True)
 class Protection:
-    """Which parts of a context a cleaner may never touch. All on by default (README, "What freemem guarantees")."""
+    """Which parts of a context a cleaner may never touch. All on by default (docs/guarantees.md)."""
 
     system: bool = True
     first_human: bool = True
