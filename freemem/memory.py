@@ -50,9 +50,9 @@ logger = logging.getLogger("freemem")
 #: A fold digest's default bound, as a share of the budget (``FreeMemory(digest_tokens=None)``).
 DIGEST_SHARE = 0.15
 #: The default bound of the digest of a fold of conversation only (no tool calls, no tool results): in chat the
-#: digest is what remains of every earlier day, so it gets twice the room (MemoryBank's probing questions, tuned
-#: on 8 users, held out on 7: docs/chat.md).
-CHAT_DIGEST_SHARE = 0.3
+#: digest is what remains of every earlier day, so it gets more than twice the room (MemoryBank's probing
+#: questions, tuned on 8 users, held out on 7: docs/chat.md).
+CHAT_DIGEST_SHARE = 0.35
 #: The least room a digest gets while the budget allows it (the header alone is ~25 tokens).
 _MIN_DIGEST = 64
 
@@ -127,7 +127,7 @@ class FreeMemory:
         digest_tokens: the bound on a fold message's digest; default ``DIGEST_SHARE`` (15%) of the budget,
             at least 100 (a digest holds the specifics of what it folded, several times denser than the raw
             turns it replaces, so a bigger budget gets a proportionally bigger one), and
-            ``CHAT_DIGEST_SHARE`` (30%) in a thread of conversation only (no tool calls or results), where the
+            ``CHAT_DIGEST_SHARE`` (35%) in a thread of conversation only (no tool calls or results), where the
             digest is all that stays of the earlier days. A given value bounds every digest.
         summarizer: a chat model (LangChain ``invoke`` / ``ainvoke``) that writes each fold's digest, the
             InftyThink move applied to transcripts (:func:`freemem.core.digest.summary_prompt`, bounded by

@@ -82,7 +82,24 @@ from freemem.core.errors import ConfigError
 from freemem.memory import FreeMemory
 from freemem.tokens import get_counter
 
-__all__ = ["ANSWER_POLICIES", "DEFAULT_SESSIONS", "F1_COLUMNS", "QA_COLUMNS", "RECALL_K", "RECALL_PAGE_CHARS", "SESSIONS", "add_arguments", "apply_update", "f1_rows", "fold_count", "qa_rows", "recall_page", "replay", "run", "trim_input"]
+__all__ = [
+    "ANSWER_POLICIES",
+    "DEFAULT_SESSIONS",
+    "F1_COLUMNS",
+    "QA_COLUMNS",
+    "RECALL_K",
+    "RECALL_PAGE_CHARS",
+    "SESSIONS",
+    "add_arguments",
+    "apply_update",
+    "f1_rows",
+    "fold_count",
+    "qa_rows",
+    "recall_page",
+    "replay",
+    "run",
+    "trim_input",
+]
 
 SESSIONS: tuple[str, ...] = ("tools", "chat", "memorybank", "openhands", "memorybank-chats")
 #: What ``--sessions`` runs when not given (``memorybank-chats`` is asked for by name).
@@ -439,6 +456,9 @@ def _probes(session: Session, context: Sequence[Any], full: list[Any], prefix_to
         "freemem_all_kept": sum(r["freemem_all_kept"] for r in rows),
         "trim_all_kept": sum(r["trim_all_kept"] for r in rows),
         "none_all_kept": sum(r["none_all_kept"] for r in rows),
+        # The questions whose keys are names, titles, places (not the rare-word fallback): what a digest can hold.
+        "named_freemem_all_kept": sum(r["freemem_all_kept"] for r in rows if r["key_kind"] == "names"),
+        "named_trim_all_kept": sum(r["trim_all_kept"] for r in rows if r["key_kind"] == "names"),
         "freemem_key_share": sum(r["freemem_keys_kept"] for r in rows) / keys if keys else None,
         "trim_key_share": sum(r["trim_keys_kept"] for r in rows) / keys if keys else None,
         "digest_tokens": _fold_tokens(context, measure) if measure is not None else None,
@@ -599,14 +619,17 @@ def f1_rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
 
 
 QA_COLUMNS = ("session", "questions", "gold present freemem", "trim", "no pruning", "reachable freemem",
-              "digest tok", "search p95 ms")
+              "named keys: freemem", "trim", "digest tok", "search p95 ms")
 
 
-def _qa_row(label: str, n: int, fm: int, tr: int, none: int, reach: int | None, digest: str, p95: str) -> list[str]:
-    def share(k: int | None) -> str:
-        return "–" if k is None or not n else f"{k / n:.3f} ({k}/{n})"
+def _qa_row(label: str, n: int, fm: int, tr: int, none: int, reach: int | None, named: tuple[int, int, int],
+            digest: str, p95: str) -> list[str]:
+    def share(k: int | None, of: int) -> str:
+        return "–" if k is None or not of else f"{k / of:.3f} ({k}/{of})"
 
-    return [label, str(n), share(fm), share(tr), share(none), share(reach), digest, p95]
+    m, nf, nt = named
+    return [label, str(n), share(fm, n), share(tr, n), share(none, n), share(reach, n), share(nf, m), share(nt, m),
+            digest, p95]
 
 
 def qa_rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
@@ -619,10 +642,14 @@ def qa_rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
             continue
         reach = p.get("freemem_reachable")
         p95 = p.get("recall", {}).get("search_ms_p95")
+        named = (p["questions_with_named_keys"], p["named_freemem_all_kept"], p["named_trim_all_kept"])
         rows.append(_qa_row(f"{r['session']} @{r['budget']:,}", p["questions"], p["freemem_all_kept"],
-                            p["trim_all_kept"], p["none_all_kept"], reach, str(p["digest_tokens"]),
+                            p["trim_all_kept"], p["none_all_kept"], reach, named, str(p["digest_tokens"]),
                             "–" if p95 is None else f"{p95:.1f}"))
-        t = totals.setdefault(r["budget"], [0, 0, 0, 0, 0, [], 0])
+        t = totals.setdefault(r["budget"], [0, 0, 0, 0, 0, [], 0, 0, 0, 0])
+        t[7] += named[0]
+        t[8] += named[1]
+        t[9] += named[2]
         t[0] += p["questions"]
         t[1] += p["freemem_all_kept"]
         t[2] += p["trim_all_kept"]
@@ -632,7 +659,7 @@ def qa_rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
         t[6] += 1
     if sum(t[6] for t in totals.values()) > len(totals):
         for budget, t in sorted(totals.items()):
-            rows.append(_qa_row(f"all {t[6]} @{budget:,}", t[0], t[1], t[2], t[3], t[4],
+            rows.append(_qa_row(f"all {t[6]} @{budget:,}", t[0], t[1], t[2], t[3], t[4], (t[7], t[8], t[9]),
                                 f"{mean(t[5]):.0f} (mean)", ""))
     return rows
 

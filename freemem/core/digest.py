@@ -29,7 +29,7 @@ messages:
   (``date`` / ``created_at`` / ``timestamp`` in their metadata, :attr:`MessageView.date`), each day's lines
   follow a ``[YYYY-MM-DD]`` line, so a fact keeps the day it was said.
 
-In a thread of conversation only, :class:`~freemem.FreeMemory` gives the digest twice the room it gives an
+In a thread of conversation only, :class:`~freemem.FreeMemory` gives the digest more than twice the room it gives an
 agent's (``CHAT_DIGEST_SHARE``): the digest is then all that stays of the earlier days (``docs/chat.md``).
 
 A model summary (the ``summarize`` policy's summariser) is the other digest; this one costs no call and is
@@ -189,12 +189,12 @@ def content_words(sentence: str) -> set[str]:
     return {w for w in (_norm(x) for x in _WORD.findall(sentence)) if len(w) >= 4 and w not in _STOP}
 
 
-def _told(sentence: str, words: set[str]) -> bool:
+def _told(sentence: str, words: frozenset[str] | set[str]) -> bool:
     """A plain statement about oneself with something in it: "I enjoy playing badminton and swimming"."""
     return len(words) >= 2 and _FIRST_PERSON.search(sentence) is not None
 
 
-def _tier(role: str, sentence: str, keys: set[str], later: set[str], words: set[str] = frozenset()) -> int:
+def _tier(role: str, sentence: str, keys: set[str], later: set[str], words: frozenset[str] | set[str] = frozenset()) -> int:
     user = role in ("user", "human")
     question = sentence.rstrip().endswith("?")
     if keys & later:
