@@ -29,8 +29,9 @@ messages:
   (``date`` / ``created_at`` / ``timestamp`` in their metadata, :attr:`MessageView.date`), each day's lines
   follow a ``[YYYY-MM-DD]`` line, so a fact keeps the day it was said.
 
-In a thread of conversation only, :class:`~freemem.FreeMemory` gives the digest more than twice the room it gives an
-agent's (``CHAT_DIGEST_SHARE``): the digest is then all that stays of the earlier days (``docs/chat.md``).
+In a thread of conversation only, :class:`~freemem.FreeMemory` gives the digest more than twice the room it
+gives an agent's (``CHAT_DIGEST_SHARE``): the digest is then all that stays of the earlier days
+(``docs/chat.md``).
 
 A model summary (the ``summarize`` policy's summariser) is the other digest; this one costs no call and is
 deterministic. Core module: plain strings and :class:`~freemem.core.views.MessageView`, no LangChain import.
@@ -81,8 +82,8 @@ further going gone good great have having here hers herself himself into itself 
 made make many more most much must myself never nice only other ours ourselves over own really same should
 some something such sure than thank thanks that that's their theirs them themselves then there these they thing
 things think this those though through today together tomorrow under until very want was were what when where
-which while will with would yesterday your yours yourself yourselves recently lately maybe quite still will
-feel felt today's day days time times way ways well also please hope""".split())
+which while will with would yesterday your yours yourself yourselves recently lately maybe quite still feel
+felt today's day days time times way ways well please hope""".split())
 
 #: The instruction of a model summary of folded messages (``{summary_tokens}``: its bound).
 FOLD_SUMMARY_SYSTEM = (
@@ -184,7 +185,7 @@ def _sentences(text: str) -> Iterable[str]:
             yield _one_line(part, _SENTENCE_CHARS)
 
 
-def content_words(sentence: str) -> set[str]:
+def _content_words(sentence: str) -> set[str]:
     """The words of ``sentence`` that may carry a fact: 4+ letters, not a common word (lower-cased)."""
     return {w for w in (_norm(x) for x in _WORD.findall(sentence)) if len(w) >= 4 and w not in _STOP}
 
@@ -194,7 +195,8 @@ def _told(sentence: str, words: frozenset[str] | set[str]) -> bool:
     return len(words) >= 2 and _FIRST_PERSON.search(sentence) is not None
 
 
-def _tier(role: str, sentence: str, keys: set[str], later: set[str], words: frozenset[str] | set[str] = frozenset()) -> int:
+def _tier(role: str, sentence: str, keys: set[str], later: set[str],
+          words: frozenset[str] | set[str] = frozenset()) -> int:
     user = role in ("user", "human")
     question = sentence.rstrip().endswith("?")
     if keys & later:
@@ -228,7 +230,7 @@ def _clauses_with(sentence: str, keys: set[str]) -> str:
     if all(holding) or not any(holding):
         return sentence
     first = holding.index(True)
-    keep = set(k for k, h in enumerate(holding) if h)
+    keep = {k for k, h in enumerate(holding) if h}
     if first > 0 and len(sentence[slice(*spans[first - 1])].split()) <= _LEAD_WORDS:
         keep.add(first - 1)
     out = "".join(sentence[a:b] for k, (a, b) in enumerate(spans) if k in keep).strip()
@@ -265,7 +267,7 @@ class _Collector:
         prefix = prefix if prefix is not None else f"- {role}: "
         for sentence in _sentences(text):
             keys = specifics(sentence)
-            words = content_words(sentence)
+            words = _content_words(sentence)
             tier = _tier(role, sentence, keys, self.later, words)
             if tier >= _TIER_TOLD:
                 sentence = _strip_filler(_clauses_with(sentence, keys) if keys else sentence)
