@@ -357,3 +357,25 @@ def test_answer_model_must_exist(tmp_path: Path) -> None:
         LocalAnswerer(tmp_path / "absent.gguf")
     assert main(["bench", "long", "--quiet", "--sessions", "chat", "--answer-model",
                  str(tmp_path / "absent.gguf")]) == 1
+
+
+def test_a_real_llama_cpp_model_answers_from_each_policy(tmp_path: Path) -> None:
+    """--answer-model end to end on llama.cpp: the tiny random-weight Qwen3 GGUF (real tokenizer and chat
+    template; its answers are noise, so this checks the wiring and the figures' shape, not their values)."""
+    pytest.importorskip("gguf", reason="the gguf package is needed to write the tiny test model")
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    from tests.support.tiny_gguf import write_tiny_model
+
+    model = write_tiny_model(tmp_path / "gguf", seed=0).model
+    data = tmp_path / "data"
+    data.mkdir()
+    _long_bank(data)
+    result = _run(tmp_path, "--sessions", "memorybank-chats", "--data", str(data), "--split", "all",
+                  "--users-per-chat", "3", "--chat-budget", "600", "--samples", "5", "--answer-model", str(model),
+                  "--answer-threads", "1", "--answer-ctx", "4096", "--answer-questions", "2")
+    answers = result["sessions"][0]["probes"]["answers"]
+    assert answers["questions"] == 2 and set(answers["f1"]) == set(L.ANSWER_POLICIES)
+    assert all(0.0 <= answers["f1"][p] <= 1.0 for p in L.ANSWER_POLICIES)
+    rows = result["sessions"][0]["probes"]["per_question"]
+    assert all(set(r["answers"]) == set(L.ANSWER_POLICIES) for r in rows[:2]) and "answers" not in rows[2]
+    assert result["answer_model"]["calls"] == 6 and "F1 freemem" in result["f1_table"]
