@@ -28,7 +28,9 @@ from freemem.core.folding import FoldMismatch, FoldRecord, fold_originals, fold_
 from freemem.core.ledger import CleanEvent
 from freemem.core.outcome import Outcome
 from freemem.core.prompt_cache import PriceModel, common_prefix, get_price_model, message_keys
-from freemem.core.round_calls import (
+from freemem.core.views import MESSAGE_OVERHEAD_TOKENS, MessageView, count_messages, counted_texts, message_views
+from freemem.driving import adrive, drive
+from freemem.engine.round_calls import (
     as_proposal,
     bound_summarizer,
     call_within,
@@ -36,11 +38,9 @@ from freemem.core.round_calls import (
     propose_within,
     summary_deadline_error,
 )
-from freemem.core.scheduling import Option, choose, turn_tokens
-from freemem.core.views import MESSAGE_OVERHEAD_TOKENS, MessageView, count_messages, counted_texts, message_views
-from freemem.driving import adrive, drive
+from freemem.engine.scheduling import Option, choose, turn_tokens
+from freemem.engine.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger, TriggerState
 from freemem.messages import answer_text, model_usage, newest_text
-from freemem.policies.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger, TriggerState
 from freemem.tokens import CachedCounter, TokenCounter, cached_counter
 
 __all__ = ["CHAT_DIGEST_SHARE", "CleanResult", "DIGEST_SHARE", "FreeMemory", "MESSAGE_OVERHEAD_TOKENS", "SummaryRequest"]

@@ -22,7 +22,7 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
-from freemem.core.optional import require_extra
+from freemem.optional import require_extra
 
 require_extra("serve", "openai", what="freemem.policies.reasoner")
 
