@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from freemem.core.context import Protection, protected_messages
+from freemem.core.context import RECENT_TURN, Protection, protected_messages
 from freemem.core.digest import extractive_digest
 from freemem.core.errors import FreememError
 from freemem.core.views import FOLD_KEY, MessageView, message_views
@@ -149,7 +149,7 @@ def fold_units(views: Sequence[MessageView], protection: Protection, *, keep_uni
             i += 1
             continue
         if i in whole:
-            if whole[i] == "most recent turn":
+            if whole[i] == RECENT_TURN:
                 break  # the rest of the list is the recent turn
             i += 1  # a protected message stays in place; folding goes on after it
             continue
@@ -258,7 +258,8 @@ def make_fold(messages: Sequence[Any], views: Sequence[MessageView], plan: FoldP
     merged = next((v.fold for v in folded_views if v.fold is not None), None)
     previous = sum(_fold_count(messages[v.index]) for v in folded_views if v.fold is not None)
     total = n_folded + previous
-    how = f'recall("{handle}") pages them back in' if recall else f"fold {handle}, kept in freemem's archive"
+    how = (f'recall("{handle}") pages them all back in, recall(query="...") searches them' if recall
+           else f"fold {handle}, kept in freemem's archive")
     header = f"[freemem: {total} earlier messages folded; {how}]"
     if digest is None:
         later = [v for v in views[start:] if v.index not in chosen]
