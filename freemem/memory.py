@@ -23,7 +23,7 @@ from freemem.core.apply import DEFAULT_MAX_COMMANDS, DEFAULT_MESSAGE_MARKER, Mar
 from freemem.core.cleaner import Cleaner, Proposal
 from freemem.core.context import Context, Protection
 from freemem.core.digest import summary_prompt
-from freemem.core.errors import ConfigError
+from freemem.core.errors import ConfigError, FormatError
 from freemem.core.folding import FoldMismatch, FoldRecord, fold_originals, fold_units, make_fold, replace_digest
 from freemem.core.ledger import CleanEvent
 from freemem.core.outcome import Outcome
@@ -43,7 +43,8 @@ from freemem.engine.triggers import EveryNTokens, LoopDetected, OverBudget, Trig
 from freemem.messages import answer_text, model_usage, newest_text
 from freemem.tokens import CachedCounter, TokenCounter, cached_counter
 
-__all__ = ["CHAT_DIGEST_SHARE", "CleanResult", "DIGEST_SHARE", "FreeMemory", "MESSAGE_OVERHEAD_TOKENS", "SummaryRequest"]
+__all__ = ["CHAT_DIGEST_SHARE", "CleanResult", "DIGEST_SHARE", "FreeMemory", "MESSAGE_OVERHEAD_TOKENS",
+           "SummaryRequest", "reject_duplicate_ids"]
 
 logger = logging.getLogger("freemem")
 
@@ -55,6 +56,23 @@ DIGEST_SHARE = 0.15
 CHAT_DIGEST_SHARE = 0.35
 #: The least room a digest gets while the budget allows it (the header alone is ~25 tokens).
 _MIN_DIGEST = 64
+
+
+def reject_duplicate_ids(messages: Sequence[Any]) -> None:
+    """:class:`~freemem.core.errors.FormatError` when two messages share an id. Removed text is put back by
+    message id (an archived span names its message; a fold its messages), so with shared ids a restore could
+    not tell which message a span came from: such input is refused before anything is edited."""
+    seen: dict[str, int] = {}
+    for view in message_views(messages):
+        if view.id is None:
+            continue
+        first = seen.setdefault(view.id, view.index)
+        if first != view.index:
+            raise FormatError(
+                f"messages {first} and {view.index} share the id {view.id!r}: freemem puts removed text back by "
+                "message id, so every message needs its own (LangGraph's add_messages reducer assigns them; "
+                "drop or renew the duplicate). Nothing was cleaned."
+            )
 
 
 @dataclass(frozen=True)
@@ -348,6 +366,8 @@ class FreeMemory:
                 question: str | None, idle_s: float | None = None,
                 schedule: bool | None = None):
         t0 = time.perf_counter()
+        if messages is not None:
+            reject_duplicate_ids(messages)
         event = CleanEvent(trigger=trigger, cleaner=getattr(self.cleaner, "name", type(self.cleaner).__name__))
         measure = (lambda m, t: self.count_messages(m)) if messages is not None else (lambda m, t: self.count_text(t))
         before = tokens if tokens is not None else measure(messages, text)
