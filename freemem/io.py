@@ -85,6 +85,8 @@ class Item:
     question: str | None = None
     #: Writes a new value back into the parsed document.
     put: Callable[[Any], None] = field(repr=False, default=lambda _v: None)
+    #: The tool definitions the record sends with its messages (a ``tools`` list beside them), else None.
+    tools: list[Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -228,7 +230,9 @@ def _record_items(record: Any, index: int, container: Any, key: Any, text_field:
                               "per line or one message list per record")
         mkey = _message_key(record, where)
         if mkey is not None:
-            return [Item(label, "messages", record[mkey], put=_setter(record, mkey, touch))]
+            tools = record.get("tools")
+            return [Item(label, "messages", record[mkey], put=_setter(record, mkey, touch),
+                         tools=list(tools) if isinstance(tools, list) else None)]
     tkey = _text_key(record, text_field)
     if tkey is None:
         raise FormatError(f"{where} ({label}) holds no message list and no text field "

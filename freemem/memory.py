@@ -12,6 +12,7 @@ A cleaner that fails costs one skipped round, a warning and a counted error — 
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 import warnings
@@ -26,9 +27,18 @@ from freemem.core.digest import summary_prompt
 from freemem.core.errors import ConfigError, FormatError
 from freemem.core.folding import FoldMismatch, FoldRecord, fold_originals, fold_units, make_fold, replace_digest
 from freemem.core.ledger import CleanEvent
+from freemem.core.media import check_image_rule
 from freemem.core.outcome import Outcome
 from freemem.core.prompt_cache import PriceModel, common_prefix, get_price_model, message_keys
-from freemem.core.views import MESSAGE_OVERHEAD_TOKENS, MessageView, count_messages, counted_texts, message_views
+from freemem.core.views import (
+    MESSAGE_OVERHEAD_TOKENS,
+    MessageView,
+    count_messages,
+    counted_texts,
+    image_rule_of,
+    message_views,
+    views_media_tokens,
+)
 from freemem.driving import adrive, drive
 from freemem.engine.round_calls import (
     as_proposal,
@@ -43,13 +53,17 @@ from freemem.engine.triggers import EveryNTokens, LoopDetected, OverBudget, Trig
 from freemem.messages import answer_text, model_usage, newest_text
 from freemem.tokens import CachedCounter, TokenCounter, cached_counter
 
-__all__ = ["CleanResult", "DIGEST_SHARE", "FreeMemory", "MESSAGE_OVERHEAD_TOKENS", "SummaryRequest",
-           "reject_duplicate_ids"]
+__all__ = ["CHAT_DIGEST_SHARE", "CleanResult", "DIGEST_SHARE", "FreeMemory", "MESSAGE_OVERHEAD_TOKENS",
+           "SummaryRequest", "reject_duplicate_ids"]
 
 logger = logging.getLogger("freemem")
 
 #: A fold digest's default bound, as a share of the budget (``FreeMemory(digest_tokens=None)``).
 DIGEST_SHARE = 0.15
+#: The default bound of the digest of a fold of conversation only (no tool calls, no tool results): in chat the
+#: digest is what remains of every earlier day, so it gets more than twice the room (MemoryBank's probing
+#: questions, tuned on 8 users, held out on 7: docs/chat.md).
+CHAT_DIGEST_SHARE = 0.35
 #: The least room a digest gets while the budget allows it (the header alone is ~25 tokens).
 _MIN_DIGEST = 64
 
@@ -140,7 +154,9 @@ class FreeMemory:
             that never fold.
         digest_tokens: the bound on a fold message's digest; default ``DIGEST_SHARE`` (15%) of the budget,
             at least 100 (a digest holds the specifics of what it folded, several times denser than the raw
-            turns it replaces, so a bigger budget gets a proportionally bigger one).
+            turns it replaces, so a bigger budget gets a proportionally bigger one), and
+            ``CHAT_DIGEST_SHARE`` (35%) in a thread of conversation only (no tool calls or results), where the
+            digest is all that stays of the earlier days. A given value bounds every digest.
         summarizer: a chat model (LangChain ``invoke`` / ``ainvoke``) that writes each fold's digest, the
             InftyThink move applied to transcripts (:func:`freemem.core.digest.summary_prompt`, bounded by
             ``digest_tokens``); None (default): the extractive digest, no call. A summariser that fails, times
@@ -159,6 +175,14 @@ class FreeMemory:
             less of the conversation (retention 0.9566 at 0.9, 0.9550 at 0.8, 0.9487 at 0.5; below
             ``trim_messages`` on long chats at 0.5 and 0.7).
         clock: seconds since the epoch, for the cache's TTL (``time.time``; inject a fake one in tests).
+        fixed_tokens: tokens of the request that are not messages: the system prompt (when it is not a message
+            in the list) and the bound tools' schemas (see ``docs/budget.md``). ``budget`` is the whole request,
+            so the messages get ``budget - fixed_tokens``. ``FreeMemoryMiddleware`` measures this itself from
+            each model request (:meth:`reserved`); give it here for ``wrap``, ``free_node`` and
+            ``pre_model_hook`` (``freemem.langgraph.request_tokens`` measures it).
+        image_rule: how images and documents are billed (:data:`freemem.core.media.IMAGE_RULES`:
+            ``"anthropic"`` or ``"openai"``); None: the counter's own (tiktoken encodings: ``"openai"``,
+            the others: ``"anthropic"``).
 
     Cost-aware scheduling (``cache`` set, messages only; plain text and ``cache=None`` are cost-blind). An
     edit invalidates the provider's cached prefix from its first changed message on, so a round costs
@@ -206,9 +230,23 @@ class FreeMemory:
         low_water: float = 0.9,
         clock: Callable[[], float] = time.time,
         summarizer: Any = None,
+        fixed_tokens: int = 0,
+        image_rule: str | None = None,
     ) -> None:
         if budget is not None and budget <= 0:
             raise ConfigError("budget must be a positive number of tokens")
+        if isinstance(fixed_tokens, bool) or not isinstance(fixed_tokens, int) or fixed_tokens < 0:
+            raise ConfigError(f"fixed_tokens must be a non-negative int, got {fixed_tokens!r}")
+        if budget is not None and fixed_tokens >= budget:
+            raise ConfigError(f"fixed_tokens ({fixed_tokens:,}: system prompt and tool schemas) leave no room "
+                              f"for messages in a budget of {budget:,} tokens")
+        #: The whole request's budget (system prompt, tool schemas and messages), as given.
+        self.request_budget = budget
+        #: The request's tokens outside the messages (see :meth:`reserved`).
+        self.fixed_tokens = fixed_tokens
+        self._default_digest = digest_tokens is None
+        if budget is not None:
+            budget -= fixed_tokens  # from here on, ``budget`` is what the messages get
         if max_rounds < 1:
             raise ConfigError("max_rounds must be at least 1")
         if not 0 < low_water <= 1:
@@ -217,8 +255,12 @@ class FreeMemory:
         self.low_water = low_water
         if not 0 < fold_share <= 1 or not 0 < fold_target <= 1:
             raise ConfigError("fold_share and fold_target must be in (0, 1]")
+        #: The digest bound of a fold of conversation only (``CHAT_DIGEST_SHARE`` of the budget unless
+        #: ``digest_tokens`` was given).
+        self.chat_digest_tokens = digest_tokens
         if digest_tokens is None:
             digest_tokens = max(100, int(DIGEST_SHARE * budget)) if budget is not None else 400
+            self.chat_digest_tokens = max(digest_tokens, int(CHAT_DIGEST_SHARE * budget)) if budget else digest_tokens
         if not callable(clock):
             raise ConfigError("clock must be a callable returning seconds")
         self.clock = clock
@@ -228,6 +270,8 @@ class FreeMemory:
         if fold_keep_units < 0 or digest_tokens < 16:
             raise ConfigError("fold_keep_units must be >= 0 and digest_tokens >= 16")
         self.counter: CachedCounter = cached_counter(counter)
+        self._own_cleaner = cleaner is None
+        self.image_rule = image_rule_of(self.counter) if image_rule is None else check_image_rule(image_rule)
         if cleaner is None:
             from freemem.cleaners.heuristic import HeuristicCleaner
 
@@ -238,6 +282,7 @@ class FreeMemory:
             target = 0.9 if fold and budget is not None else 0.8
             cleaner = HeuristicCleaner(budget=budget, counter=self.counter, fit_roles=roles, target=target)
         self.cleaner = cleaner
+        #: The messages' budget: ``request_budget - fixed_tokens`` (None: no budget).
         self.budget = budget
         if triggers is None:
             built: list[Trigger] = []
@@ -249,6 +294,9 @@ class FreeMemory:
                 built.append(LoopDetected())
             triggers = built
         self.triggers = list(triggers)
+        if fixed_tokens and budget is not None:
+            # An OverBudget trigger given with the request's budget bounds the messages' share.
+            self._rebase({self.request_budget}, budget)
         self.protection = protection or Protection()
         self.marker = marker
         self.max_freed_share = max_freed_share
@@ -266,11 +314,56 @@ class FreeMemory:
             raise ConfigError("round_timeout must be a positive number of seconds or None")
         self.round_timeout = round_timeout
 
+    # -- the fixed part of the request ------------------------------------------------------------------
+    def reserved(self, fixed_tokens: int) -> FreeMemory:
+        """This memory for requests whose system prompt and tool schemas take ``fixed_tokens``: the messages
+        get ``request_budget - fixed_tokens`` (this memory itself when that is already so).
+
+        A shallow copy: cleaner, counter, archive, triggers and statistics are shared, but the budget, the
+        default cleaner's and the ``OverBudget`` triggers' bounds (where they hold this memory's budget or the
+        request's; copied, not changed) and the default digest bound follow the messages' budget. A cleaner
+        you gave keeps its own budget (give it the messages' share yourself). Thread-safe:
+        nothing is changed in place. When ``fixed_tokens`` alone reaches the request's budget no message list
+        can fit: the copy has no budget (it cleans on its other triggers only; the surfaces warn once and note
+        it in the ledger).
+        """
+        if isinstance(fixed_tokens, bool) or not isinstance(fixed_tokens, int) or fixed_tokens < 0:
+            raise ConfigError(f"fixed_tokens must be a non-negative int, got {fixed_tokens!r}")
+        if fixed_tokens == self.fixed_tokens or self.request_budget is None:
+            return self
+        total = self.request_budget
+        budget = total - fixed_tokens if fixed_tokens < total else None
+        out = copy.copy(self)
+        out.fixed_tokens = fixed_tokens
+        out.budget = budget
+        if self._default_digest:
+            out.digest_tokens = max(100, int(DIGEST_SHARE * budget)) if budget is not None else 400
+        out._rebase({self.budget, total}, budget)
+        return out
+
+    def _rebase(self, old: set[int | None], budget: int | None) -> None:
+        """Point the default cleaner's budget and the ``OverBudget`` triggers that hold one of ``old`` (the
+        request's budget, or the messages' budget they were given) at the messages' ``budget`` (None: the
+        budget's trigger goes). The cleaner is copied (the original serves the other requests); a cleaner you
+        gave is yours, with its own budget and state, and is left as it is."""
+        if self._own_cleaner and getattr(self.cleaner, "budget", None) in old - {None}:
+            self.cleaner = copy.copy(self.cleaner)
+            self.cleaner.budget = budget  # type: ignore[attr-defined]
+        triggers: list[Trigger] = []
+        for trigger in self.triggers:
+            if isinstance(trigger, OverBudget) and trigger.budget in old:  # the budget's own trigger
+                if budget is None:
+                    continue
+                trigger = OverBudget(budget)
+            triggers.append(trigger)
+        self.triggers = triggers
+
     # -- measuring --------------------------------------------------------------------------------------
     def count_messages(self, messages: Sequence[Any]) -> int:
-        """Tokens of a message list: each text field, tool-call arguments and names, plus a per-message
-        overhead. Cached per text, so a new turn costs O(new tokens)."""
-        return count_messages(self.counter, messages)
+        """Tokens of a message list: each text field, tool-call arguments and names, the images and
+        documents by their pixel size and pages (``image_rule``), plus a per-message overhead. Cached per
+        text, so a new turn costs O(new tokens)."""
+        return count_messages(self.counter, messages, self.image_rule)
 
     #: The policy protocol's name for :meth:`count_messages` (see :class:`freemem.policy.MemoryPolicy`).
     def count(self, messages: Sequence[Any]) -> int:
@@ -282,8 +375,9 @@ class FreeMemory:
 
     def _view_tokens(self, views: Sequence[MessageView]) -> list[int]:
         """Tokens of each message, as :meth:`count_messages` counts them (cached per text)."""
-        count = self.counter.count
-        return [sum(count(t) for t in counted_texts([v])) + MESSAGE_OVERHEAD_TOKENS for v in views]
+        count, rule = self.counter.count, self.image_rule
+        return [sum(count(t) for t in counted_texts([v])) + views_media_tokens(self.counter, [v], rule)
+                + MESSAGE_OVERHEAD_TOKENS for v in views]
 
     def count_text(self, text: str) -> int:
         return self.counter.count(text)
@@ -433,7 +527,7 @@ class FreeMemory:
                 response = yield SummaryRequest(prompt, cap)
             current_messages, current = self._model_digest(current_messages, current, record, response, cap, event)
         if self.budget is not None and current > self.budget and event.error is None:
-            event.note_unreachable_budget(context, self.budget, self.counter)
+            event.note_unreachable_budget(context, self.budget, self.counter, fixed=self.fixed_tokens)
         event.tokens_after = current
         event.latency_s = time.perf_counter() - t0
         self.stats.rounds += 1
@@ -491,7 +585,10 @@ class FreeMemory:
         share_limit = self.fold_share * self.budget
         if tokens <= self.budget and residue <= share_limit and not force:
             return None
-        digest_cost = self.digest_tokens + MESSAGE_OVERHEAD_TOKENS
+        # A fold of conversation only (chat) keeps a larger digest: it is all that remains of the earlier days.
+        chat = not any(v.role == "tool" or v.tool_calls for v in views)
+        digest_tokens = self.chat_digest_tokens if chat and self.chat_digest_tokens else self.digest_tokens
+        digest_cost = digest_tokens + MESSAGE_OVERHEAD_TOKENS
         if tokens > self.budget and self.fold_keep_units:
             reachable = tokens - sum(sizes[i] for u in plan.units for i in range(u.start, u.end)) + digest_cost
             if reachable > self.budget:
@@ -514,7 +611,7 @@ class FreeMemory:
         # The digest gets its bound, or less when what stays would leave it no room under the goal (a long
         # current turn): never so much that the fold itself breaks the budget.
         rest = tokens - freed + MESSAGE_OVERHEAD_TOKENS
-        cap = min(self.digest_tokens, max(_MIN_DIGEST, int(goal) - rest))
+        cap = min(digest_tokens, max(_MIN_DIGEST, int(goal) - rest))
         cap = max(_MIN_DIGEST // 2, min(cap, self.budget - rest))
         before = {v.id: v for v in message_views(given) if v.id is not None}
         new, record = make_fold(messages, views, plan, count, counter=self.counter,

@@ -33,7 +33,7 @@ from freemem.core.commands import Command
 from freemem.core.context import Context, Region
 from freemem.core.json_args import parse_arg_field
 from freemem.core.loops import CHAR_LOOP, loop_runs, unit_key, units
-from freemem.core.views import MESSAGE_OVERHEAD_TOKENS, counted_texts
+from freemem.core.views import MESSAGE_OVERHEAD_TOKENS, counted_texts, views_media_tokens
 
 __all__ = ["HeuristicCleaner"]
 
@@ -293,7 +293,8 @@ class HeuristicCleaner(Cleaner):
         if context.kind == "messages" and context.views is not None:
             # What FreeMemory.count_messages counts (a CachedCounter makes the repeats free).
             texts = counted_texts(context.views)
-            total = sum(counter.count_many(texts)) + MESSAGE_OVERHEAD_TOKENS * len(context.views)
+            total = (sum(counter.count_many(texts)) + views_media_tokens(counter, context.views)
+                     + MESSAGE_OVERHEAD_TOKENS * len(context.views))
         else:
             editable_chars = sum(len(f.text) for f in fields)
             rest = _protected_texts(context)

@@ -84,9 +84,11 @@ class CleanEvent:
         if proposal.raw is not None:
             self.raw = _bounded(proposal.raw)
 
-    def note_unreachable_budget(self, context: Context, budget: int, counter: TokenCounter) -> None:
-        """Add a note when the protected text of ``context`` alone is over ``budget``: then no cleaner can meet
-        it, and the fix is the protection (or the budget), not the cleaner."""
+    def note_unreachable_budget(self, context: Context, budget: int, counter: TokenCounter, *,
+                                fixed: int = 0) -> None:
+        """Add a note when the protected text of ``context`` alone is over ``budget`` (the messages' budget,
+        after ``fixed`` tokens of system prompt and tool schemas): then no cleaner can meet it, and the fix is
+        the protection, the prompt and tools, or the budget, not the cleaner."""
         text = context.text
         protected = sum(counter.count(text[r.start:r.end]) for r in context.regions if not r.editable)
         if protected <= budget:
@@ -97,8 +99,13 @@ class CleanEvent:
                 key = r.reason or r.kind
                 reasons[key] = reasons.get(key, 0) + r.end - r.start
         top = ", ".join(k for k, _ in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
-        note = (f"protected text alone is about {protected:,} tokens, over the budget of {budget:,}: no cleaner "
-                f"can meet it (mostly: {top}); loosen Protection or raise the budget")
+        if fixed:
+            note = (f"system prompt and tool schemas ({fixed:,} tokens) plus protected messages (about "
+                    f"{protected:,} tokens) pass the budget of {budget + fixed:,}: no cleaner can meet it (mostly: "
+                    f"{top}); shorten the prompt or the tools, loosen Protection or raise the budget")
+        else:
+            note = (f"protected text alone is about {protected:,} tokens, over the budget of {budget:,}: no "
+                    f"cleaner can meet it (mostly: {top}); loosen Protection or raise the budget")
         self.note = f"{self.note}; {note}" if self.note else note
 
     def add_outcome(self, outcome: Outcome) -> None:

@@ -22,8 +22,10 @@ from freemem.core.json_args import (
     arg_strings,
     json_depth,
 )
+from freemem.core.media import DEFAULT_IMAGE_RULE, Media, media_of, media_tokens
 
-__all__ = ["FOLD_KEY", "MESSAGE_OVERHEAD_TOKENS", "MessageView", "count_messages", "counted_texts", "message_views"]
+__all__ = ["DATE_KEYS", "FOLD_KEY", "MESSAGE_OVERHEAD_TOKENS", "MessageView", "count_messages", "counted_texts",
+           "image_rule_of", "message_views", "views_media_tokens"]
 
 #: Tokens a chat template adds around each message (role markers, separators); OpenAI documents ~3-4.
 MESSAGE_OVERHEAD_TOKENS = 4
@@ -31,6 +33,10 @@ MESSAGE_OVERHEAD_TOKENS = 4
 #: Where a fold message carries its handle: the dict message's ``metadata`` key, or a LangChain message's
 #: ``additional_kwargs`` key (see :mod:`freemem.core.folding`).
 FOLD_KEY = "freemem_fold"
+
+#: Metadata keys a message may carry its own date under (first found wins): the message dict itself, its
+#: ``metadata``, or a LangChain message's ``additional_kwargs`` / ``response_metadata``.
+DATE_KEYS = ("date", "created_at", "timestamp", "time", "datetime")
 
 
 @dataclass
@@ -50,6 +56,10 @@ class MessageView:
     pinned: bool = False
     #: The handle of a fold message (one freemem wrote in place of folded messages), else None.
     fold: str | None = None
+    #: The images and documents of the content (counted by their size, never edited: :mod:`freemem.core.media`).
+    media: list[Media] = field(default_factory=list)
+    #: The date the message carries in its own metadata (:data:`DATE_KEYS`), as given; None when it has none.
+    date: str | None = None
     #: Text fields that are never edited, with the reason (a signed thinking block, a text block with
     #: citations: the rows of :data:`freemem.core.blocks.BLOCK_RULES` whose fate is ``"keep"``).
     kept: dict[str, str] = field(default_factory=dict)
@@ -88,6 +98,7 @@ def _dict_view(index: int, msg: dict[str, Any]) -> MessageView:
         tool_call_id=_str_or_none(msg.get("tool_call_id")),
         pinned=bool(msg.get("pinned")) or bool(_meta(msg).get("freemem_pinned")),
         fold=_fold_handle(_meta(msg).get(FOLD_KEY)),
+        date=_date_of(msg, _meta(msg)),
     )
     reasoning = msg.get("reasoning_content") or msg.get("reasoning")
     if isinstance(reasoning, str) and reasoning:
@@ -161,6 +172,7 @@ def _lc_view(index: int, msg: Any) -> MessageView:
         tool_call_id=_str_or_none(getattr(msg, "tool_call_id", None)),
         pinned=bool(kwargs.get("freemem_pinned") or meta.get("freemem_pinned")),
         fold=_fold_handle(kwargs.get(FOLD_KEY)),
+        date=_date_of(kwargs, meta),
     )
     reasoning = kwargs.get("reasoning_content")
     if isinstance(reasoning, str) and reasoning:
@@ -194,6 +206,8 @@ def _content_fields(view: MessageView, content: Any) -> None:
             if text is None:
                 kind = part.get("type", "non-text") if isinstance(part, dict) else type(part).__name__
                 view.fields.append(("part", f"[{kind} part]"))
+                if isinstance(part, dict) and (found := media_of(part)) is not None:
+                    view.media.append(found)
                 continue
             fname = f"content[{i}]"
             view.fields.append((fname, text))
@@ -208,6 +222,17 @@ def _fold_handle(value: Any) -> str | None:
     if isinstance(value, dict):
         value = value.get("handle")
     return value if isinstance(value, str) and value else None
+
+
+def _date_of(*holders: Any) -> str | None:
+    """The first date found under :data:`DATE_KEYS` in ``holders`` (dicts), as a string."""
+    for holder in holders:
+        if isinstance(holder, dict):
+            for key in DATE_KEYS:
+                value = holder.get(key)
+                if isinstance(value, (str, int, float)) and not isinstance(value, bool) and str(value).strip():
+                    return str(value).strip()
+    return None
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -226,14 +251,28 @@ def counted_texts(views: Sequence[MessageView]) -> list[str]:
     return texts
 
 
-def count_messages(counter: Any, messages: Sequence[Any]) -> int:
+def image_rule_of(counter: Any, image_rule: str | None = None) -> str:
+    """The image rule to count by: ``image_rule`` when given, else the counter's own (``counter.image_rule``:
+    tiktoken encodings bill by OpenAI's rule), else :data:`~freemem.core.media.DEFAULT_IMAGE_RULE`."""
+    return image_rule or getattr(counter, "image_rule", None) or DEFAULT_IMAGE_RULE
+
+
+def views_media_tokens(counter: Any, views: Sequence[MessageView], image_rule: str | None = None) -> int:
+    """Tokens of the images and documents in ``views`` (:func:`freemem.core.media.media_tokens`)."""
+    rule = image_rule_of(counter, image_rule)
+    return sum(media_tokens(m, rule, counter.count) for view in views for m in view.media)
+
+
+def count_messages(counter: Any, messages: Sequence[Any], image_rule: str | None = None) -> int:
     """Tokens of a message list by ``counter`` (a :class:`~freemem.tokens.TokenCounter`): every text in
-    :func:`counted_texts`, plus :data:`MESSAGE_OVERHEAD_TOKENS` per message. With a
+    :func:`counted_texts`, the images and documents by their size (:func:`views_media_tokens`, by
+    ``image_rule`` or the counter's), plus :data:`MESSAGE_OVERHEAD_TOKENS` per message. With a
     :class:`~freemem.tokens.CachedCounter` the texts are counted in one batch and cached, so a new turn costs
     O(new tokens)."""
-    texts = counted_texts(message_views(messages))
+    views = message_views(messages)
+    texts = counted_texts(views)
     total = counter.count_texts(texts) if hasattr(counter, "count_texts") else sum(counter.count_many(texts))
-    return int(total) + MESSAGE_OVERHEAD_TOKENS * len(messages)
+    return int(total) + views_media_tokens(counter, views, image_rule) + MESSAGE_OVERHEAD_TOKENS * len(messages)
 
 
 class _LcViewCache:
@@ -268,7 +307,7 @@ class _LcViewCache:
 def _copy_view(view: MessageView, index: int) -> MessageView:
     """A copy of ``view`` at ``index`` whose lists and maps can be changed without touching the original."""
     return dataclasses.replace(view, index=index, fields=list(view.fields), tool_calls=list(view.tool_calls),
-                               kept=dict(view.kept))
+                               kept=dict(view.kept), media=list(view.media))
 
 
 _LC_VIEWS = _LcViewCache()

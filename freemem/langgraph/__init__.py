@@ -6,6 +6,8 @@
   cleans between turns of multi-turn chat.
 * :func:`free_node` and :func:`route_to_clean` / :func:`should_clean` — for hand-built graphs.
 * :func:`pre_model_hook` — for the legacy ``langgraph.prebuilt.create_react_agent``.
+* :func:`request_tokens` / :func:`request_size` — the tokens of a request's system prompt and tool schemas,
+  which the budget counts too (the middleware measures them itself; see ``docs/budget.md``).
 * :func:`show_thread` / :func:`restore_thread` (and async twins) — a persisted thread's pruned context next
   to the original rebuilt from any archive, and restoring it as a new checkpoint (any checkpointer).
 * :class:`FreeReasoner` — the Free()LM loop for raw reasoning models over an OpenAI-compatible server;
@@ -37,6 +39,7 @@ from freemem.langgraph._core import (
 from freemem.langgraph.middleware import FreeMemoryAgentState, FreeMemoryMiddleware
 from freemem.langgraph.node import FreeNode, free_node, pre_model_hook, route_to_clean, should_clean
 from freemem.langgraph.recall import RECALL_TOOL_NAME, recall_tool
+from freemem.langgraph.request import RequestSize, request_size, request_tokens
 from freemem.langgraph.threads import ThreadView, arestore_thread, ashow_thread, restore_thread, show_thread
 from freemem.langgraph.wrap import messages_update, wrap
 
@@ -54,6 +57,7 @@ __all__ = [
     "FreeNode",
     "FreeReasoner",
     "GatedReader",
+    "RequestSize",
     "InftyThinker",
     "StepStats",
     "ThreadView",
@@ -63,6 +67,8 @@ __all__ = [
     "free_node",
     "messages_update",
     "pre_model_hook",
+    "request_size",
+    "request_tokens",
     "restore_thread",
     "route_to_clean",
     "should_clean",

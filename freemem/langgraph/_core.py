@@ -35,6 +35,7 @@ from typing_extensions import TypedDict
 
 import freemem.lc  # noqa: F401 - registers the LangChain reviver: folds in graph state restore exactly
 from freemem.archives import DEFAULT_THREAD, ArchiveFailure, apersist_event, persist_event
+from freemem.core.ledger import CleanEvent
 from freemem.memory import CleanResult
 from freemem.messages import newest_text
 from freemem.policy import MemoryPolicy
@@ -215,6 +216,9 @@ def _with_ids(messages: Sequence[Any]) -> tuple[list[Any], bool]:
 class _Plan:
     """A step between measuring and cleaning."""
 
+    #: The memory this step runs with: the surface's, with the messages' budget left by the request's fixed
+    #: part (:meth:`FreeMemory.reserved <freemem.FreeMemory.reserved>`).
+    memory: MemoryPolicy
     messages: list[Any]
     rewrite: bool
     tokens: int
@@ -224,6 +228,8 @@ class _Plan:
     idle_s: float | None = None
     #: This step's time, recorded as the thread's last model call (None: the memory does not use it).
     now: float | None = None
+    #: A ledger note to write once: the request's fixed part alone passes the budget.
+    notice: str | None = None
 
 
 class _ThreadMarks:
@@ -267,6 +273,10 @@ class CleanStep:
         self.stats = StepStats()
         self._marks = _ThreadMarks()
         self._calls = _ThreadMarks(default=None)
+        # Threads already told (a warning, a ledger note) that their budget cannot be met: by the request's
+        # fixed part alone, or by it with the protected messages.
+        self._told_fixed = _ThreadMarks(default=False)
+        self._told_over = _ThreadMarks(default=False)
         # A memory that schedules by prompt-cache cost takes the idle gap (FreeMemory with a cache TTL);
         # other policies keep the plain protocol.
         self._idle = (getattr(memory, "cache_ttl_s", None) is not None
@@ -283,31 +293,75 @@ class CleanStep:
         clock = getattr(self.memory, "clock", None)
         return float(clock() if callable(clock) else time.time())
 
+    def memory_for(self, fixed: int | None) -> MemoryPolicy:
+        """The memory for a request whose system prompt and tool schemas take ``fixed`` tokens (None:
+        unknown, the memory as configured): its budget is what the messages get."""
+        reserved = getattr(self.memory, "reserved", None)
+        if fixed is None or not callable(reserved):
+            return self.memory
+        return reserved(fixed)  # type: ignore[no-any-return]
+
+    def budget_notice(self, memory: MemoryPolicy, fixed: int | None, thread: str | None) -> str | None:
+        """Once per thread: the text saying that the request's fixed part alone passes the budget (warned
+        too), else None."""
+        total = getattr(self.memory, "request_budget", None)
+        if fixed is None or total is None or fixed < total or self._told_fixed.get(thread):
+            return None
+        self._told_fixed.set(thread, True)
+        note = (f"the system prompt and tool schemas alone take {fixed:,} tokens, over the budget of {total:,}: "
+                "no cleaning can meet it, so rounds for the budget are off for this thread (shorten the "
+                "prompt or the tools, or raise the budget)")
+        warnings.warn(f"freemem: {note}", RuntimeWarning, stacklevel=4)
+        logger.warning("%s", note)
+        return note
+
+    def _tell_unreachable(self, plan: _Plan, result: CleanResult, thread: str | None) -> None:
+        """Once per thread: warn that a round ended over the budget (what it may not touch is too big)."""
+        budget = getattr(plan.memory, "budget", None)
+        event = result.event
+        if budget is None or event.error or event.tokens_after <= budget or self._told_over.get(thread):
+            return
+        self._told_over.set(thread, True)
+        fixed = int(getattr(plan.memory, "fixed_tokens", 0) or 0)
+        note = event.note or "the cleaner could not free enough"
+        warnings.warn(f"freemem: the request stays over its budget of {budget + fixed:,} tokens after cleaning "
+                      f"(system prompt and tools {fixed:,} + messages {event.tokens_after:,}): {note}",
+                      RuntimeWarning, stacklevel=4)
+
     # -- the two halves shared by sync and async --------------------------------------------------------
-    def _plan(self, state: Any, thread: str | None) -> _Plan | None:
+    def _plan(self, state: Any, thread: str | None, fixed: int | None = None) -> _Plan | None:
         t0 = time.perf_counter()
         messages = _get(state, self.messages_key) or []
         if not messages:
             return None
+        memory = self.memory_for(fixed)
+        notice = self.budget_notice(memory, fixed, thread)
         msgs, rewrite = _with_ids(messages)
-        tokens = self.memory.count(msgs)
+        tokens = memory.count(msgs)
         if self.state_fields:
             last = int(_get(state, TOKENS_KEY) or 0)
         else:
             last = self._marks.get(thread)
         if not self._idle:
-            return _Plan(msgs, rewrite, tokens, self.memory.check(tokens, last, newest_text(msgs)), t0)
+            return _Plan(memory, msgs, rewrite, tokens, memory.check(tokens, last, newest_text(msgs)), t0,
+                         notice=notice)
         now = self.clock()
         called = _get(state, LAST_CALL_KEY) if self.state_fields else None
         if called is None:
             called = self._calls.get(thread)
         idle = None if called is None else max(0.0, now - float(called))
-        reason = self.memory.check(tokens, last, newest_text(msgs), idle_s=idle)  # type: ignore[call-arg]
-        return _Plan(msgs, rewrite, tokens, reason, t0, idle_s=idle, now=now)
+        reason = memory.check(tokens, last, newest_text(msgs), idle_s=idle)  # type: ignore[call-arg]
+        return _Plan(memory, msgs, rewrite, tokens, reason, t0, idle_s=idle, now=now, notice=notice)
 
     def _stamp(self, plan: _Plan | None, update: dict[str, Any] | None, thread: str | None
                ) -> dict[str, Any] | None:
-        """Record this step's time as the thread's last model call (the call follows the step)."""
+        """Record this step's time as the thread's last model call (the call follows the step), and write a
+        pending notice into the ledger."""
+        if plan is not None and plan.notice is not None and self.state_fields:
+            event = CleanEvent(trigger="budget", cleaner="none", note=plan.notice)
+            event.tokens_before = event.tokens_after = plan.tokens
+            update = dict(update or {})
+            update[LEDGER_KEY] = [*(update.get(LEDGER_KEY) or []), event.to_dict(spans=False)]
         if plan is None or plan.now is None:
             return update
         self._calls.set(thread, plan.now)
@@ -319,19 +373,20 @@ class CleanStep:
 
     def _clean(self, plan: _Plan) -> CleanResult:
         if plan.now is None:
-            return self.memory.clean(plan.messages, trigger=plan.reason or "manual", tokens=plan.tokens)
-        return self.memory.clean(plan.messages, trigger=plan.reason or "manual", tokens=plan.tokens,  # type: ignore[call-arg]
+            return plan.memory.clean(plan.messages, trigger=plan.reason or "manual", tokens=plan.tokens)
+        return plan.memory.clean(plan.messages, trigger=plan.reason or "manual", tokens=plan.tokens,  # type: ignore[call-arg]
                                  idle_s=plan.idle_s)
 
     async def _aclean(self, plan: _Plan) -> CleanResult:
         if plan.now is None:
-            return await self.memory.aclean(plan.messages, trigger=plan.reason or "manual", tokens=plan.tokens)
-        return await self.memory.aclean(plan.messages, trigger=plan.reason or "manual",  # type: ignore[call-arg]
+            return await plan.memory.aclean(plan.messages, trigger=plan.reason or "manual", tokens=plan.tokens)
+        return await plan.memory.aclean(plan.messages, trigger=plan.reason or "manual",  # type: ignore[call-arg]
                                         tokens=plan.tokens, idle_s=plan.idle_s)
 
     def _update(self, plan: _Plan, result: CleanResult, thread: str | None) -> dict[str, Any]:
         event = result.event
         update: dict[str, Any] = {}
+        self._tell_unreachable(plan, result, thread)
         if result.changed and result.messages is not None:
             if plan.rewrite or result.folded:
                 # A fold removes messages and puts its fold message where they were; add_messages would
@@ -388,24 +443,26 @@ class CleanStep:
         logger.warning("cleaning step skipped: %s", message, exc_info=exc)
 
     # -- sync -------------------------------------------------------------------------------------------
-    def run(self, state: Any, *, thread: str | None = None,
-            checkpoint: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    def run(self, state: Any, *, thread: str | None = None, checkpoint: Mapping[str, str] | None = None,
+            fixed: int | None = None) -> dict[str, Any] | None:
         """One step: None when no trigger fires (or on failure), else the state update. ``checkpoint``: the
         ids of the checkpoints the step runs on, by namespace (default: the running LangGraph task's), stored
         with the archived event so a restore can tell its branch.
 
-        With a memory that schedules by prompt-cache cost and ``state_fields``, every step's update holds
-        :data:`LAST_CALL_KEY` (only that, when no trigger fires)."""
+        ``fixed``: the tokens of the request outside the messages (system prompt, tool schemas; see
+        :mod:`freemem.langgraph.request`), so the messages get what the budget leaves (None: the memory's own
+        ``fixed_tokens``). With a memory that schedules by prompt-cache cost and ``state_fields``, every
+        step's update holds :data:`LAST_CALL_KEY` (only that, when no trigger fires)."""
         t_start = time.perf_counter()
         plan = None
         self._check_thread(thread)
         try:
-            plan = self._plan(state, thread)
+            plan = self._plan(state, thread, fixed)
             if plan is None or plan.reason is None:
                 return self._stamp(plan, None, thread)
             target = self._archive_target(checkpoint)
             result = self._clean(plan)
-            if result.changed and (failure := persist_event(self.memory.archive, thread, result.event,
+            if result.changed and (failure := persist_event(plan.memory.archive, thread, result.event,
                                                             checkpoint=target)):
                 result = self._unpersisted(plan, result, failure)
             return self._stamp(plan, self._update(plan, result, thread), thread)
@@ -414,6 +471,76 @@ class CleanStep:
             return None
         finally:
             self._finish(plan, t_start)
+
+    # -- one model request ------------------------------------------------------------------------------
+    def _request_plan(self, messages: Sequence[Any], fixed: int, thread: str | None) -> _Plan | None:
+        memory = self.memory_for(fixed)
+        budget = getattr(memory, "budget", None)
+        if budget is None or not messages:
+            return None
+        msgs, _ = _with_ids(messages)
+        tokens = memory.count(msgs)
+        if tokens <= budget:
+            return None
+        reason = f"request over budget ({tokens:,} + {fixed:,} fixed > {budget + fixed:,})"
+        return _Plan(memory, msgs, False, tokens, reason, time.perf_counter())
+
+    def _request_result(self, plan: _Plan, result: CleanResult, thread: str | None) -> list[Any] | None:
+        self.stats.cleans += 1
+        self._tell_unreachable(plan, result, thread)
+        if result.event.error:
+            self._count_error(result.event.error)
+        if not result.changed or result.messages is None:
+            return None
+        self.stats.changed += 1
+        self.stats.tokens_freed += max(0, result.event.tokens_freed)
+        return list(result.messages)
+
+    def fit_request(self, messages: Sequence[Any], *, fixed: int, thread: str | None = None) -> list[Any] | None:
+        """The messages of one model request cleaned to fit the budget left by its ``fixed`` part, or None
+        when they fit already (or the round changed nothing, or failed: fail open).
+
+        For a request the step before it measured with a smaller fixed part (the first model call of a
+        thread in this process, or a system prompt that grew): the pruned list goes to this call only, the
+        round's record to the archive (markers stay recallable), and the state is pruned at the next step."""
+        t_start = time.perf_counter()
+        plan = None
+        try:
+            plan = self._request_plan(messages, fixed, thread)
+            if plan is None:
+                return None
+            result = self._clean(plan)
+            if result.changed and persist_event(plan.memory.archive, thread, result.event,
+                                                checkpoint=self._archive_target(None)):
+                return None
+            return self._request_result(plan, result, thread)
+        except Exception as exc:  # noqa: BLE001 - fail open: the model call goes on
+            self._fail(exc)
+            return None
+        finally:
+            if plan is not None:
+                self._finish(plan, t_start)
+
+    async def afit_request(self, messages: Sequence[Any], *, fixed: int, thread: str | None = None
+                           ) -> list[Any] | None:
+        """Async twin of :meth:`fit_request`."""
+        t_start = time.perf_counter()
+        plan = None
+        try:
+            plan = self._request_plan(messages, fixed, thread)
+            if plan is None:
+                return None
+            result = await self._aclean(plan)
+            if result.changed and await apersist_event(plan.memory.archive, thread, result.event,
+                                                       checkpoint=self._archive_target(None)):
+                return None
+            return self._request_result(plan, result, thread)
+        except Exception as exc:  # noqa: BLE001
+            self._fail(exc)
+            return None
+        finally:
+            if plan is not None:
+                self._finish(plan, t_start)
 
     def _unpersisted(self, plan: _Plan, result: CleanResult, failure: ArchiveFailure) -> CleanResult:
         """The archive could not take the round's record (:func:`~freemem.archives.persist_event` warned):
@@ -425,19 +552,19 @@ class CleanStep:
         return CleanResult(messages=None, text=None, event=event, outcome=None)
 
     # -- async ------------------------------------------------------------------------------------------
-    async def arun(self, state: Any, *, thread: str | None = None,
-                   checkpoint: Mapping[str, str] | None = None) -> dict[str, Any] | None:
+    async def arun(self, state: Any, *, thread: str | None = None, checkpoint: Mapping[str, str] | None = None,
+                   fixed: int | None = None) -> dict[str, Any] | None:
         """Async twin of :meth:`run` (the cleaner's ``apropose`` and the archive's ``arecord`` do the I/O)."""
         t_start = time.perf_counter()
         plan = None
         self._check_thread(thread)
         try:
-            plan = self._plan(state, thread)
+            plan = self._plan(state, thread, fixed)
             if plan is None or plan.reason is None:
                 return self._stamp(plan, None, thread)
             target = self._archive_target(checkpoint)
             result = await self._aclean(plan)
-            if result.changed and (failure := await apersist_event(self.memory.archive, thread, result.event,
+            if result.changed and (failure := await apersist_event(plan.memory.archive, thread, result.event,
                                                                    checkpoint=target)):
                 result = self._unpersisted(plan, result, failure)
             return self._stamp(plan, self._update(plan, result, thread), thread)

@@ -27,15 +27,17 @@ pruned messages are written back by id. Any other reducer (``operator.add``, non
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from langchain_core.messages import RemoveMessage
 from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
 
+from freemem.core.errors import ConfigError
 from freemem.langgraph._core import TOKENS_KEY, CleanStep, messages_of, thread_id_of
 from freemem.langgraph.channels import check_messages_channel, check_state_messages, messages_channel
+from freemem.langgraph.request import request_tokens
 from freemem.memory import FreeMemory
 from freemem.messages import newest_text
 from freemem.policy import MemoryPolicy
@@ -110,8 +112,28 @@ class FreeNode(RunnableLambda):
         return out
 
 
+def with_request(memory: MemoryPolicy, system_prompt: Any = None, tools: Sequence[Any] = ()) -> MemoryPolicy:
+    """``memory`` for requests with this system prompt and these tools: the messages get the budget they
+    leave (:meth:`FreeMemory.reserved <freemem.FreeMemory.reserved>`); ``memory`` itself when neither is
+    given or the policy has no fixed part to reserve.
+
+    Raises:
+        ConfigError: the system prompt and the tools alone take the whole budget.
+    """
+    reserved = getattr(memory, "reserved", None)
+    if (system_prompt is None and not tools) or not callable(reserved):
+        return memory
+    fixed = request_tokens(getattr(memory, "counter", None) or "approx", system_prompt=system_prompt,
+                           tools=tools, image_rule=getattr(memory, "image_rule", None))
+    total = getattr(memory, "request_budget", None)
+    if total is not None and fixed >= total:
+        raise ConfigError(f"the system prompt and tool schemas take {fixed:,} tokens, the whole budget of "
+                          f"{total:,}: no room is left for messages")
+    return reserved(fixed)  # type: ignore[no-any-return]
+
+
 def free_node(memory: MemoryPolicy | None = None, *, name: str = "freemem", state_fields: bool = True,
-              messages_key: str = "messages") -> FreeNode:
+              messages_key: str = "messages", system_prompt: Any = None, tools: Sequence[Any] = ()) -> FreeNode:
     """A node that cleans ``state[messages_key]`` when one of ``memory``'s triggers fires.
 
     Args:
@@ -121,6 +143,10 @@ def free_node(memory: MemoryPolicy | None = None, *, name: str = "freemem", stat
             state schema must declare them (mix in :class:`~freemem.langgraph.FreeMemoryFields`). When False
             the tokens-at-last-clean mark is kept in process memory per thread.
         messages_key: the state key of the message list (an ``add_messages`` channel).
+        system_prompt / tools: the system prompt (text or ``SystemMessage``) and the tools your model node
+            sends with the messages, when they are not in the message list: the budget is the whole request,
+            so the messages get what these leave (see ``docs/budget.md``). Or give
+            ``FreeMemory(fixed_tokens=...)``.
 
     Returns:
         A :class:`FreeNode` (a ``RunnableLambda`` with a sync and an async function): no update when no
@@ -130,7 +156,7 @@ def free_node(memory: MemoryPolicy | None = None, *, name: str = "freemem", stat
         ConfigError: at the node's first run, when the graph's ``messages_key`` channel is not reduced by
             ``add_messages`` or another reducer that applies ``RemoveMessage`` and replaces by id.
     """
-    memory = memory if memory is not None else FreeMemory()
+    memory = with_request(memory if memory is not None else FreeMemory(), system_prompt, tools)
     return FreeNode(CleanStep(memory, state_fields=state_fields, messages_key=messages_key), name=name,
                     output="messages")
 
@@ -169,7 +195,8 @@ def route_to_clean(memory: MemoryPolicy, *, clean: str = "freemem", otherwise: s
 
 def pre_model_hook(memory: MemoryPolicy | None = None, *,
                    output: Literal["messages", "llm_input_messages"] = "messages",
-                   state_fields: bool = False, name: str = "freemem") -> FreeNode:
+                   state_fields: bool = False, name: str = "freemem", system_prompt: Any = None,
+                   tools: Sequence[Any] = ()) -> FreeNode:
     """A ``pre_model_hook`` for ``langgraph.prebuilt.create_react_agent``.
 
     Args:
@@ -181,6 +208,8 @@ def pre_model_hook(memory: MemoryPolicy | None = None, *,
             ``state_schema`` that declares them (e.g. ``class S(AgentState, FreeMemoryFields)``). By default
             the prebuilt state has no such keys, and the mark is kept in process memory per thread.
         name: the node's run name.
+        system_prompt / tools: the agent's ``prompt`` and ``tools`` (what ``create_react_agent`` sends besides
+            the messages): the messages get the budget these leave (see ``docs/budget.md``).
     """
-    memory = memory if memory is not None else FreeMemory()
+    memory = with_request(memory if memory is not None else FreeMemory(), system_prompt, tools)
     return FreeNode(CleanStep(memory, state_fields=state_fields), name=name, output=output)

@@ -37,7 +37,7 @@ from typing_extensions import TypedDict
 
 from freemem.core.errors import ConfigError
 from freemem.langgraph._core import LAST_CALL_KEY, LEDGER_KEY, TOKENS_KEY, CleanStep, FreeMemoryFields
-from freemem.langgraph.node import free_node
+from freemem.langgraph.node import free_node, with_request
 from freemem.memory import FreeMemory
 from freemem.policy import MemoryPolicy
 
@@ -47,7 +47,8 @@ _FREEMEM_KEYS = (LEDGER_KEY, TOKENS_KEY, LAST_CALL_KEY)
 
 
 def wrap(graph: Pregel, memory: MemoryPolicy | None = None, *, checkpointer: Any = None, store: Any = None,
-         name: str | None = None, clean_node: str = "freemem", agent_node: str = "agent") -> Any:
+         name: str | None = None, clean_node: str = "freemem", agent_node: str = "agent",
+         system_prompt: Any = None, tools: Sequence[Any] = ()) -> Any:
     """Put freemem in front of ``graph``: clean the thread between turns, then run ``graph`` as a subgraph.
 
     Args:
@@ -60,6 +61,8 @@ def wrap(graph: Pregel, memory: MemoryPolicy | None = None, *, checkpointer: Any
         store: a LangGraph store for the outer graph (the subgraph sees it).
         name: the outer graph's name (default: ``"<graph name>+freemem"``).
         clean_node / agent_node: the two nodes' names.
+        system_prompt / tools: what ``graph``'s model receives besides the messages (its system prompt and
+            bound tools), so the messages get the budget these leave (see ``docs/budget.md``).
 
     Returns:
         The compiled outer graph (a ``CompiledStateGraph``).
@@ -71,7 +74,7 @@ def wrap(graph: Pregel, memory: MemoryPolicy | None = None, *, checkpointer: Any
         raise ConfigError(f"wrap() takes a compiled LangGraph graph, got {type(graph).__name__}")
     if "messages" not in graph.channels:
         raise ConfigError("wrap() needs a graph whose state has a 'messages' channel")
-    memory = memory if memory is not None else FreeMemory()
+    memory = with_request(memory if memory is not None else FreeMemory(), system_prompt, tools)
     inner_saver = graph.checkpointer
     if isinstance(inner_saver, BaseCheckpointSaver) or inner_saver is True:
         if checkpointer is None and isinstance(inner_saver, BaseCheckpointSaver):

@@ -9,6 +9,7 @@ It takes the memory-policy protocol (count / check / clean / aclean), so every L
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
@@ -81,11 +82,33 @@ class SummarizeMemory:
             raise ConfigError("budget and summary_tokens must be positive, keep_tokens non-negative")
         self.summarizer = summarizer
         self.budget = budget
+        #: The whole request's budget; ``budget`` is the messages' share (see :meth:`reserved`).
+        self.request_budget = budget
+        self.fixed_tokens = 0
+        self._budget_off = False
+        self._default_keep = keep_tokens is None
         self.keep_tokens = budget // 4 if keep_tokens is None else keep_tokens
         self.summary_tokens = summary_tokens
         self.counter = cached_counter(counter)
         self.archive = archive
         self.max_tokens_param = max_tokens_param
+
+    def reserved(self, fixed_tokens: int) -> SummarizeMemory:
+        """This policy for requests whose system prompt and tool schemas take ``fixed_tokens``: it folds when
+        the messages pass ``budget - fixed_tokens`` (a shallow copy; the default ``keep_tokens`` follows). When
+        ``fixed_tokens`` alone reaches the budget no fold can meet it: the copy's :meth:`check` never fires
+        (the surfaces warn once)."""
+        if isinstance(fixed_tokens, bool) or not isinstance(fixed_tokens, int) or fixed_tokens < 0:
+            raise ConfigError(f"fixed_tokens must be a non-negative int, got {fixed_tokens!r}")
+        if fixed_tokens == self.fixed_tokens:
+            return self
+        out = copy.copy(self)
+        out.fixed_tokens = fixed_tokens
+        out.budget = max(1, self.request_budget - fixed_tokens)
+        out._budget_off = fixed_tokens >= self.request_budget
+        if self._default_keep:
+            out.keep_tokens = out.budget // 4
+        return out
 
     # -- planning ---------------------------------------------------------------------------------------
     def count(self, messages: Sequence[Any]) -> int:
@@ -209,6 +232,8 @@ class SummarizeMemory:
     # -- the memory-policy protocol (count / check / clean / aclean): every LangGraph surface takes it ----------
     def check(self, tokens: int, tokens_at_last_clean: int = 0, newest_text: str = "") -> str | None:
         """A reason to fold (over budget), or None; the policy protocol's trigger check."""
+        if self._budget_off:
+            return None
         del tokens_at_last_clean, newest_text
         return f"{tokens} tokens > budget {self.budget}" if tokens > self.budget else None
 

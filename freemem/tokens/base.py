@@ -27,6 +27,9 @@ class TokenCounter(ABC):
 
     #: A short name for the tokenizer (``"qwen3"``, ``"o200k_base"``, ``"approx"``...).
     name: str = "abstract"
+    #: How images and documents are billed (:data:`freemem.core.media.IMAGE_RULES`): the provider this
+    #: tokenizer stands for. ``"anthropic"`` unless a backend says otherwise (tiktoken: ``"openai"``).
+    image_rule: str = "anthropic"
 
     @abstractmethod
     def count(self, text: str) -> int:

@@ -34,6 +34,7 @@ class CachedCounter(TokenCounter):
             raise ConfigError(f"max_entries must be a positive int, got {max_entries!r}")
         self.counter = counter
         self.name = counter.name
+        self.image_rule = counter.image_rule
         self.max_entries = max_entries
         self._cache: OrderedDict[str, int] = OrderedDict()
         self._lock = threading.Lock()

@@ -171,6 +171,8 @@ class TiktokenCounter(TokenCounter):
         TokenizerError: the encoding cannot be loaded offline.
     """
 
+    image_rule = "openai"  # an OpenAI tokenizer: images billed by OpenAI's tiles
+
     def __init__(self, encoding: str = "o200k_base") -> None:
         self.name = encoding
         self._enc = _load_tiktoken(encoding)

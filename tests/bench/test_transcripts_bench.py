@@ -143,3 +143,32 @@ def test_cache_priced_input_per_policy() -> None:
     assert all(len(r) == len(columns) for r in rows)
     assert "input cost ×none (anthropic)" in columns and rows[-1][columns.index("input cost ×none (openai)")] == "1.00×"
     assert len(T.cumulative_cost([result], "freemem", prices[0])) == result["turns"]
+
+
+_TOOLS = [{"type": "function", "function": {
+    "name": "read_file", "description": "Read a file of the repository. " * 20,
+    "parameters": {"type": "object", "properties": {"path": {"type": "string", "description": "The path."}},
+                   "required": ["path"]}}}]
+
+
+def test_recorded_tool_definitions_are_counted_in_every_request(tmp_path: Path) -> None:
+    jsonl = tmp_path / "runs.jsonl"
+    jsonl.write_text(json.dumps({"instance_id": "x", "tools": _TOOLS, "messages": _trajectory()}) + "\n")
+    (traj,) = T.load_trajectories(jsonl)
+    assert traj.tools == _TOOLS
+    counter = bench_counter("approx")
+    budget = 2000
+    names = ["freemem", "clear_tool_uses", "trim", "none"]
+    plain = T.replay(traj, T.build_policies(names, budget=budget, counter=counter, cleaner=None, every=None),
+                     budget=budget, counter=counter)
+    policies = T.build_policies(names, budget=budget, counter=counter, cleaner=None, every=None)
+    counted = T.replay(traj, policies, budget=budget, counter=counter, count_tools=True)
+    from freemem.langgraph.request import request_tokens
+
+    fixed = request_tokens(counter, tools=_TOOLS)
+    assert fixed > 150
+    none_plain, none_counted = plain["policies"]["none"]["tokens"], counted["policies"]["none"]["tokens"]
+    assert [t + fixed for t in none_plain] == none_counted  # every request carries the definitions
+    for name in ("freemem", "trim"):  # the messages get what the definitions leave
+        assert max(counted["policies"][name]["tokens"]) <= budget, name
+    assert policies[0].memory.budget == budget - fixed  # type: ignore[attr-defined]

@@ -110,6 +110,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policies", default=",".join(POLICIES),
                    help=f"comma-separated list from {','.join(POLICIES + EXTRA_POLICIES)} "
                         f"(default: {','.join(POLICIES)})")
+    p.add_argument("--count-tools", action="store_true",
+                   help="count the tool definitions a trajectory records (OpenHands rows carry them) in every "
+                        "request, as FreeMemoryMiddleware does; each policy's messages get what they leave of the "
+                        "budget (default: the messages only, as the published figures)")
     p.add_argument("--min-ref-chars", type=int, default=MIN_REFERENCE_CHARS,
                    help="shortest shared substring that counts as a reference (default: 8)")
     p.add_argument("--plot-item", metavar="LABEL", help="trajectory for the per-turn plot (default: the longest)")
@@ -141,7 +145,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         task = bar.add_task("replaying", total=len(trajectories)) if bar is not None else None
         for traj in trajectories:
             results.append(replay(traj, policies, budget=args.budget, counter=counter,
-                                  min_ref_chars=args.min_ref_chars, prices=prices))
+                                  min_ref_chars=args.min_ref_chars, prices=prices,
+                                  count_tools=getattr(args, "count_tools", False)))
             if bar is not None:
                 bar.advance(task)
     seconds = time.perf_counter() - t0
@@ -152,14 +157,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     columns = table_columns(prices)
     for src, summary in by_source.items():
         n = sum(1 for r in results if r["source"] == src)
-        title = f"transcripts — {src}: {n} trajectories, budget {args.budget:,} ({counter.name})"
+        title = (f"transcripts — {src}: {n} trajectories, budget {args.budget:,} ({counter.name}"
+                 + (", tool definitions counted)" if getattr(args, "count_tools", False) else ")"))
         rows = table_rows(summary, prices)
         tables[src] = markdown_table(columns, rows)
         print_table(console, title, columns, rows)
     result: dict[str, Any] = {
         "benchmark": "transcripts", "data": str(data), "budget": args.budget, "counter": counter.name,
         "cleaner": args.cleaner, "every_tokens": args.every or None, "policies": names,
-        "min_ref_chars": args.min_ref_chars, "prices": [p.to_dict() for p in prices],
+        "min_ref_chars": args.min_ref_chars, "count_tools": bool(getattr(args, "count_tools", False)),
+        "prices": [p.to_dict() for p in prices],
         "trajectories": len(results), "seconds": round(seconds, 2),
         "machine": machine_info(), "summary": by_source, "tables": tables, "results": results,
     }

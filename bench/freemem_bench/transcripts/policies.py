@@ -33,8 +33,9 @@ class Policy:
     name = "policy"
     langchain = False  # reads the LangChain copy of the history
 
-    def reset(self) -> None:
-        """Forget the previous trajectory."""
+    def reset(self, fixed: int = 0) -> None:
+        """Forget the previous trajectory; the next one's requests carry ``fixed`` tokens besides the messages
+        (tool definitions), which come out of the budget."""
 
     def prune(self, history: list[dict[str, Any]], lc_history: list[Any]) -> list[Any]:
         """The context to send to the model, given the full recorded history so far."""
@@ -53,17 +54,17 @@ class FreememPolicy(Policy):
 
     name = "freemem"
 
-    def __init__(self, make_memory: Callable[[], FreeMemory]) -> None:
+    def __init__(self, make_memory: Callable[[int], FreeMemory]) -> None:
         self.make_memory = make_memory
-        self.memory = make_memory()
+        self.memory = make_memory(0)
         self.state: list[Any] = []
         self.seen = 0
         self.tokens_at_last_clean = 0
         self.cleans = 0
         self.last_event: Any = None
 
-    def reset(self) -> None:
-        self.memory = self.make_memory()
+    def reset(self, fixed: int = 0) -> None:
+        self.memory = self.make_memory(fixed)
         self.state = []
         self.seen = 0
         self.tokens_at_last_clean = 0
@@ -99,10 +100,15 @@ class ClearToolUsesPolicy(Policy):
     langchain = True
 
     def __init__(self, budget: int, count: Counter, **edit_options: Any) -> None:
+        self.budget = budget
+        self.options = edit_options
+        self.count = count
+        self.reset()
+
+    def reset(self, fixed: int = 0) -> None:
         from langchain.agents.middleware.context_editing import ClearToolUsesEdit
 
-        self.edit = ClearToolUsesEdit(trigger=budget, **edit_options)
-        self.count = count
+        self.edit = ClearToolUsesEdit(trigger=max(1, self.budget - fixed), **self.options)
 
     def prune(self, history: list[dict[str, Any]], lc_history: list[Any]) -> list[Any]:
         # ContextEditingMiddleware.wrap_model_call: deepcopy the request's messages, apply each edit.
@@ -128,11 +134,16 @@ class TrimPolicy(Policy):
         self.count = count
         self.start_on = start_on
         self.name = name
+        self.fixed = 0
+
+    def reset(self, fixed: int = 0) -> None:
+        self.fixed = fixed
 
     def prune(self, history: list[dict[str, Any]], lc_history: list[Any]) -> list[Any]:
         from langchain_core.messages import trim_messages
 
-        return trim_messages(lc_history, max_tokens=self.budget, token_counter=self.count, strategy="last",
+        return trim_messages(lc_history, max_tokens=max(1, self.budget - self.fixed), token_counter=self.count,
+                             strategy="last",
                              start_on=self.start_on, include_system=True)
 
 
@@ -143,8 +154,10 @@ def build_policies(names: Sequence[str], *, budget: int, counter: CachedCounter,
     measurer = FreeMemory(counter=counter, every_tokens=None, on_loop=False)
     make_cleaner = cleaner if callable(cleaner) else (lambda b: load_cleaner(cleaner, budget=b, counter=counter))
 
-    def make_memory() -> FreeMemory:
-        return FreeMemory(make_cleaner(budget), counter=counter, budget=budget, every_tokens=every)
+    def make_memory(fixed: int) -> FreeMemory:
+        # The request's budget, ``fixed`` of it tool definitions: the cleaner fits the messages' share.
+        return FreeMemory(make_cleaner(budget - fixed), counter=counter, budget=budget, every_tokens=every,
+                          fixed_tokens=fixed)
 
     out: list[Policy] = []
     for name in names:

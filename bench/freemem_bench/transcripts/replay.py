@@ -15,6 +15,7 @@ from freemem.core.errors import ConfigError, FormatError
 from freemem.core.pairing import pairing_violations
 from freemem.core.prompt_cache import CacheMeter, PriceModel, message_keys
 from freemem.io import read_document
+from freemem.langgraph.request import request_tokens
 from freemem.memory import MESSAGE_OVERHEAD_TOKENS, FreeMemory
 from freemem.tokens import CachedCounter
 from freemem_bench.transcripts.policies import FreememPolicy, Policy
@@ -32,6 +33,8 @@ class Trajectory:
     label: str
     source: str
     messages: list[dict[str, Any]]
+    #: The tool definitions sent with every request (OpenHands rows carry them); counted in each request.
+    tools: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -73,7 +76,8 @@ def load_trajectories(path: Path, limit: int | None = None) -> list[Trajectory]:
                 continue
             msgs = [m for m in item.value if isinstance(m, dict)]
             if any(m.get("role") == "assistant" for m in msgs[1:]):
-                out.append(Trajectory(item.label, file.name, msgs))
+                tools = [t for t in item.tools or [] if isinstance(t, dict)]
+                out.append(Trajectory(item.label, file.name, msgs, tools))
             if limit is not None and len(out) >= limit:
                 return out
     if not out:
@@ -90,10 +94,10 @@ def _to_langchain(message: dict[str, Any]) -> Any:
     return convert_to_messages([clean])[0]
 
 
-def _floor_tokens(messages: Sequence[Any], memory: FreeMemory) -> dict[str, int]:
+def _floor_tokens(messages: Sequence[Any], memory: FreeMemory, fixed: int = 0) -> dict[str, int]:
     """Tokens freemem cannot go below, by part: protected text (system, first/last human, the most recent
     turn, tool-call arguments, answer lines, pins), tool names, per-message overhead, one marker per editable
-    field. ``total`` is their sum."""
+    field, the tool definitions (``fixed``). ``total`` is their sum."""
     ctx = Context.from_messages(messages, protection=memory.protection)
     parts: dict[str, int] = {}
     for r in ctx.regions:
@@ -105,22 +109,30 @@ def _floor_tokens(messages: Sequence[Any], memory: FreeMemory) -> dict[str, int]
     parts["tool names"] = sum(memory.counter.count(name) for v in views for _cid, name, _a in v.tool_calls)
     parts["message overhead"] = MESSAGE_OVERHEAD_TOKENS * len(messages)
     parts["markers"] = memory.counter.count("[freemem: 1000 tokens freed]") * len(editable_fields)
+    parts["tool definitions"] = fixed
     parts["total"] = sum(parts.values())
     return parts
 
 
 def replay(trajectory: Trajectory, policies: Sequence[Policy], *, budget: int, counter: CachedCounter,
-           min_ref_chars: int = MIN_REFERENCE_CHARS, prices: Sequence[PriceModel] = ()) -> dict[str, Any]:
+           min_ref_chars: int = MIN_REFERENCE_CHARS, prices: Sequence[PriceModel] = (),
+           count_tools: bool = False) -> dict[str, Any]:
     """Replay one trajectory through every policy; per-turn figures per policy.
 
     With ``prices``, each policy's requests also go through one prompt cache per price model
     (:class:`~freemem.core.prompt_cache.CacheMeter`: a request's cached prefix is the run of leading messages
     identical to the policy's previous request's); the recordings carry no timestamps, so the cache never
-    expires between turns."""
+    expires between turns.
+
+    With ``count_tools``, every request is counted as the model receives it: the messages (the system message
+    among them) plus the trajectory's tool definitions (:func:`~freemem.langgraph.request.request_tokens`), a
+    prefix that leads every request; each policy gives the messages the budget the tools leave, as
+    ``FreeMemoryMiddleware`` does. Without, the messages only."""
     measurer = FreeMemory(counter=counter, every_tokens=None, on_loop=False)
     want_lc = any(p.langchain for p in policies)
+    fixed = request_tokens(counter, tools=trajectory.tools) if count_tools and trajectory.tools else 0
     for p in policies:
-        p.reset()
+        p.reset(fixed)
     runs = {p.name: PolicyRun(cached={price.name: [] for price in prices}) for p in policies}
     meters = {p.name: [CacheMeter(price) for price in prices] for p in policies}
     index = ReferenceIndex()
@@ -133,14 +145,14 @@ def replay(trajectory: Trajectory, policies: Sequence[Policy], *, budget: int, c
         if msg.get("role") == "assistant" and history:
             turns += 1
             refs = reference_strings(index, msg, system_text, min_ref_chars)
-            unpruned = measurer.count_messages(history)
-            unpruned_lc = measurer.count_messages(lc_history) if want_lc else unpruned
+            unpruned = measurer.count_messages(history) + fixed
+            unpruned_lc = measurer.count_messages(lc_history) + fixed if want_lc else unpruned
             for p in policies:
                 t0 = time.perf_counter()
                 pruned = p.prune(history, lc_history)
                 elapsed = time.perf_counter() - t0
                 run = runs[p.name]
-                tokens = measurer.count_messages(pruned)
+                tokens = measurer.count_messages(pruned) + fixed
                 run.seconds.append(elapsed)
                 run.tokens.append(tokens)
                 run.unpruned.append(unpruned_lc if p.langchain else unpruned)
@@ -154,10 +166,12 @@ def replay(trajectory: Trajectory, policies: Sequence[Policy], *, budget: int, c
                 run.pairing.append(len(pairing_violations(pruned)))
                 if prices:
                     keys, sizes = message_keys(pruned), measurer.message_tokens(pruned)
+                    if fixed:  # the tool definitions lead every request: a prefix that never changes
+                        keys, sizes = ["tool definitions", *keys], [fixed, *sizes]
                     for meter in meters[p.name]:
                         run.cached[meter.price.name].append(meter.request(keys, sizes).cached)
                 if tokens > budget and isinstance(p, FreememPolicy):
-                    floor = _floor_tokens(pruned, p.memory)
+                    floor = _floor_tokens(pruned, p.memory, fixed)
                     if floor["total"] > budget:
                         run.floor_over.append({"turn": turns - 1, "tokens": tokens, "floor": floor})
         history.append(msg)

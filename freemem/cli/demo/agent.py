@@ -68,24 +68,26 @@ def run_demo(args: argparse.Namespace, *, on_call: Any = None) -> DemoResult:
 
     from freemem.core.pairing import pairing_violations
     from freemem.langgraph import LEDGER_KEY, FreeMemoryMiddleware
+    from freemem.langgraph.request import request_tokens
     from freemem.memory import FreeMemory
 
     if args.budget is not None and args.budget < 1000:
         raise ConfigError("--budget must be at least 1,000 tokens")
     session = load_session(args.session)
     replies, outputs, baselines = scripted(session)
-    # The budget is of what the model is sent: the system prompt create_agent adds comes out of it.
+    # The budget is of what the model is sent: the middleware measures the system prompt and the tool schemas
+    # at each call and gives the messages the rest; the figures count the request the same way.
     system = session.get("system") or None
-    reserve = FreeMemory(counter=args.counter, fold=False).count_messages(
-        [{"role": "system", "content": system}]) if system else 0
-    memory = FreeMemory(counter=args.counter, budget=args.budget - reserve if args.budget else None)
+    memory = FreeMemory(counter=args.counter, budget=args.budget)
+    tools = recorded_tools(outputs)
+    schemas = request_tokens(memory.counter, tools=tools, image_rule=memory.image_rule)
     result = DemoResult()
     violations = 0
 
     def on_request(i: int, messages: list[Any]) -> None:
         nonlocal violations
-        result.without.append(memory.count_messages(baselines[i]))
-        result.with_freemem.append(memory.count_messages(messages))
+        result.without.append(memory.count_messages(baselines[i]) + schemas)
+        result.with_freemem.append(memory.count_messages(messages) + schemas)
         violations += len(pairing_violations(messages))
         if on_call is not None:
             on_call(result)
@@ -97,7 +99,7 @@ def run_demo(args: argparse.Namespace, *, on_call: Any = None) -> DemoResult:
     with checkpointer(args) as (saver, where, archive):
         db_path = Path(where.split(" ", 1)[1]) if not args.redis else None
         memory.archive = archive  # what was freed is kept: `freemem thread show/restore`, `freemem ui`
-        agent = create_agent(model, recorded_tools(outputs), system_prompt=system,
+        agent = create_agent(model, tools, system_prompt=system,
                              middleware=[middleware], checkpointer=saver)
         thread = f"demo-{int(time.time() * 1000)}"
         config = {"configurable": {"thread_id": thread}, "recursion_limit": 10_000}
