@@ -578,7 +578,8 @@ class ThreadSource:
         rows: dict[str, EventRow] = {}
         listed = self._archive_events(thread_id, full=False) if archived is None else archived
         for ev in listed:  # list_events' summaries are fresh dicts, full events are kept as they are
-            rows[str(ev.get("id"))] = EventRow(ev, in_state=False, in_archive=True)
+            rows[str(ev.get("id"))] = EventRow(ev if isinstance(ev, dict) else dict(ev), in_state=False,
+                                               in_archive=True)
         for ev in state_ledger:
             if not isinstance(ev, Mapping):
                 continue
