@@ -156,6 +156,25 @@ def test_small_threads_show_the_original_at_once() -> None:
         ThreadSource(saver, archive, rebuild_events=-1)
 
 
+def test_cheap_view_of_a_real_agent_thread_lists_what_the_original_view_lists() -> None:
+    """A thread a real agent wrote (ledger in state, events archived, a fold): the view without the original
+    (rebuild_events=0) lists the same events, in the same order, as the one with it; without an archive, the
+    ledger's events, and every marker is told as text no archive was given."""
+    saver, archive = InMemorySaver(), CountingArchive()
+    run_agent(saver, archive, "agent", calls=24)
+    full = ThreadSource(saver, archive, counter="approx", page_size=500).thread("agent")
+    cheap = ThreadSource(saver, archive, counter="approx", page_size=500, rebuild_events=0).thread("agent")
+    assert full.original_rebuilt and not cheap.original_rebuilt and not cheap.original
+    assert [e.id for e in cheap.events] == [e.id for e in full.events] and cheap.events
+    assert [(e.in_state, e.in_archive) for e in cheap.events] == [(e.in_state, e.in_archive) for e in full.events]
+    assert [e.data.get("n_spans") for e in cheap.events] == [e.data.get("n_spans") for e in full.events]
+    assert [m.id for m in cheap.pruned] == [m.id for m in full.pruned]
+    bare = ThreadSource(saver, None, counter="approx", page_size=500, rebuild_events=0).thread("agent")
+    assert {e.id for e in bare.events} <= {e.id for e in full.events} and bare.events
+    assert all(e.in_state and not e.in_archive for e in bare.events)
+    assert bare.orphans and bare.orphans_checked
+
+
 def test_event_page_of_a_long_thread(long_thread: tuple[TestClient, dict[str, Any]]) -> None:
     client, _ = long_thread
     page = client.get("/event", params={"thread": "long", "id": "ev004321"})
