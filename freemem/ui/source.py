@@ -30,6 +30,7 @@ per field, when a page asks for them.
 
 from __future__ import annotations
 
+import inspect
 import re
 import sqlite3
 import threading
@@ -378,6 +379,16 @@ def _page_of(page: int, total: int, size: int) -> tuple[int, int]:
     return min(max(1, page), pages), pages
 
 
+def _takes(method: Callable[..., Any], name: str) -> bool:
+    """Whether ``method`` accepts the keyword argument ``name`` (named, or through ``**kwargs``)."""
+    try:
+        params = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) or p.kind is p.VAR_KEYWORD
+               for p in params)
+
+
 @dataclass
 class _Rebuild:
     """A thread's rebuilt original and what it needed: every archived event read in full."""
@@ -451,6 +462,7 @@ class ThreadSource:
             raise ValueError(f"rebuild_events must be at least 0, got {rebuild_events}")
         self.rebuild_events = rebuild_events
         self._cache: OrderedDict[Any, _ThreadState] = OrderedDict()
+        self._pages_events: bool | None = None  # whether the archive's list_events takes offset=
         self._cache_lock = threading.Lock()
         self._lock = threading.Lock()  # one restore at a time per source (read-modify-write of a thread)
 
@@ -656,6 +668,10 @@ class ThreadSource:
         (``count_events``, ``list_events(offset=)``) and holds every event of the state ledger (checked once
         per thread state against the archive's newest events: the ledger keeps the newest)."""
         if self.archive is None or not callable(getattr(self.archive, "count_events", None)):
+            return False
+        if self._pages_events is None:  # an archive of one's own may count without paging
+            self._pages_events = _takes(self.archive.list_events, "offset")
+        if not self._pages_events:
             return False
         if state.ledger_archived is None:
             ids = {str(e.get("id")) for e in state.ledger if isinstance(e, Mapping)}

@@ -57,6 +57,18 @@ class Unpaged:
         return getattr(self.inner, name)
 
 
+class CountsOnly(Unpaged):
+    """An archive that counts its events but lists them without ``offset`` (an older third-party archive):
+    the inspector must not pass it ``offset=``, and reads every summary instead."""
+
+    def count_events(self, thread_id: str) -> tuple[int, int]:
+        return self.inner.count_events(thread_id)
+
+    def list_events(self, thread_id: str, *, newest_first: bool = False,
+                    limit: int | None = None) -> list[dict[str, Any]]:
+        return self.inner.list_events(thread_id, newest_first=newest_first, limit=limit)
+
+
 @pytest.fixture(scope="module")
 def long_thread() -> tuple[TestClient, dict[str, Any]]:
     saver, archive = InMemorySaver(), CountingArchive()
@@ -114,6 +126,10 @@ def test_a_10000_event_thread_first_page_reads_no_event_in_full(
     # An archive that cannot page gives the same page, from every summary.
     plain = TestClient(create_app(ThreadSource(built["saver"], Unpaged(archive), counter="approx")))
     again = plain.get("/thread", params={"id": "long", "epage": 137}).text
+    assert _ids(again, r'class="event-row" data-event="(ev\d+)"') == [f"ev{k:06d}" for k in range(6800, 6850)]
+    assert 'id="epage-pager" data-page="137" data-pages="200"' in again and archive.full_reads == reads
+    older = TestClient(create_app(ThreadSource(built["saver"], CountsOnly(archive), counter="approx")))
+    again = older.get("/thread", params={"id": "long", "epage": 137}).text
     assert _ids(again, r'class="event-row" data-event="(ev\d+)"') == [f"ev{k:06d}" for k in range(6800, 6850)]
     assert 'id="epage-pager" data-page="137" data-pages="200"' in again and archive.full_reads == reads
 
