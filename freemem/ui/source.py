@@ -551,7 +551,7 @@ class ThreadSource:
         calls: list[Call] = []
         largest: dict[Any, int] = {}  # per message id, its largest version seen: the history without freemem
         prev_ids: set[Any] = set()
-        prev_msgs: list[Any] = []
+        prev_sent: int | None = None  # tokens of the previous checkpoint's messages (None: it had none)
         prev_ledger: set[str] = set()
         pending: list[str] = []
         for tup in history:
@@ -564,22 +564,23 @@ class ThreadSource:
             prev_ledger |= ledger_ids
             views = message_views(msgs)
             new_ai = [v for v in views if v.role == "assistant" and v.id is not None and v.id not in prev_ids]
-            if new_ai and prev_msgs:
-                sent = self.memory.count(prev_msgs)
+            if new_ai and prev_sent is not None:
                 without = sum(largest.values())
-                calls.append(Call(index=len(calls) + 1, tokens_sent=sent, tokens_without=max(without, sent),
+                calls.append(Call(index=len(calls) + 1, tokens_sent=prev_sent,
+                                  tokens_without=max(without, prev_sent),
                                   checkpoint_id=str(tup.config["configurable"].get("checkpoint_id")),
                                   events=pending))
                 pending = []
-            for view, msg in zip(views, msgs):
+            # Each message counted once per checkpoint (their sum is the list's count: what the next call sent).
+            sizes = self.memory.message_tokens(msgs) if msgs else []
+            for view, n in zip(views, sizes, strict=True):
                 if view.fold is not None:
                     continue
                 key = _msg_key(view)
-                n = self.memory.count([msg])
                 if n > largest.get(key, 0):
                     largest[key] = n
             prev_ids = {v.id for v in views if v.id is not None}
-            prev_msgs = msgs
+            prev_sent = sum(sizes) if msgs else None
         return calls, truncated
 
     def events(self, thread_id: str, state_ledger: Sequence[Mapping[str, Any]] = (), *,
@@ -699,9 +700,9 @@ class ThreadSource:
         state = self._state(thread_id)
         size = self.page_size
         pageable = self._pageable(thread_id, state)
+        counted = self.archive.count_events(thread_id) if pageable else None  # (all, not restored yet)
         if original is None:
-            count = (self.archive.count_events(thread_id)[0] if pageable
-                     else len(self._listed(thread_id, state)))
+            count = counted[0] if counted is not None else len(self._listed(thread_id, state))
             original = count <= self.rebuild_events
         if original:
             state = self._state(thread_id, full=True)
@@ -714,8 +715,8 @@ class ThreadSource:
             # The cheap page: the context as the model sees it and one page of event summaries, no archived
             # event read in full. Markers whose text the archive lacks are told only with the original (that
             # needs every event's refs) -- or at once when there is no archive (then no marker's text is here).
-            if pageable:
-                total, restorable = self.archive.count_events(thread_id)
+            if counted is not None:
+                total, restorable = counted
                 ev_page, ev_pages = _page_of(events_page, total, size)
                 in_state = {str(e.get("id")) for e in state.ledger if isinstance(e, Mapping)}
                 shown = [EventRow(ev, in_state=str(ev.get("id")) in in_state, in_archive=True)

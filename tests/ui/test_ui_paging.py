@@ -20,7 +20,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from starlette.testclient import TestClient
 
-from freemem import InMemoryArchive
+from freemem import FreeMemory, InMemoryArchive
 from freemem.cli.main import main
 from freemem.redis import RedisArchive, RedisSaver
 from freemem.ui import ThreadSource, create_app
@@ -185,6 +185,17 @@ def test_cheap_view_of_a_real_agent_thread_lists_what_the_original_view_lists() 
     assert [(e.in_state, e.in_archive) for e in cheap.events] == [(e.in_state, e.in_archive) for e in full.events]
     assert [e.data.get("n_spans") for e in cheap.events] == [e.data.get("n_spans") for e in full.events]
     assert [m.id for m in cheap.pruned] == [m.id for m in full.pruned]
+    # The chart: each call sent the messages of the checkpoint before it (counted whole, independently here).
+    history = list(saver.list({"configurable": {"thread_id": "agent", "checkpoint_ns": ""}}))[::-1]
+    memory, sent, seen = FreeMemory(counter="approx"), [], set()
+    for before, after in zip(history, history[1:]):
+        new_ai = {m.id for m in after.checkpoint["channel_values"].get("messages", []) if m.type == "ai"} - seen
+        msgs = before.checkpoint["channel_values"].get("messages", [])
+        seen |= new_ai
+        if new_ai and msgs:
+            sent.append(memory.count(msgs))
+    assert [c.tokens_sent for c in cheap.calls] == sent and len(sent) >= 20
+    assert all(c.tokens_without >= c.tokens_sent for c in cheap.calls) and cheap.calls == full.calls
     bare = ThreadSource(saver, None, counter="approx", page_size=500, rebuild_events=0).thread("agent")
     assert {e.id for e in bare.events} <= {e.id for e in full.events} and bare.events
     assert all(e.in_state and not e.in_archive for e in bare.events)
