@@ -34,10 +34,12 @@ def _words(m: int, j: int) -> str:
     return ("alpha", "beta", "gamma", "delta", "epsilon")[(m + j) % 5]
 
 
-def build_thread(saver: Any, archive: Any, thread: str, *, events: int = 10_000, tool_messages: int = 500
-                 ) -> dict[str, Any]:
+def build_thread(saver: Any, archive: Any, thread: str, *, events: int = 10_000, tool_messages: int = 500,
+                 history: int = 0) -> dict[str, Any]:
     """Write a thread of ``tool_messages`` tool turns whose latest checkpoint is pruned by ``events`` archived
-    events (oldest first, each removing one line of one tool result); returns what was built."""
+    events (oldest first, each removing one line of one tool result); returns what was built. ``history``
+    checkpoints before the latest one hold the transcript as it grew (each a model call more, unpruned: the
+    chart walks them), spread evenly over the tool turns."""
     from langgraph.checkpoint.base import empty_checkpoint
     from langgraph.checkpoint.base.id import uuid6
 
@@ -62,6 +64,14 @@ def build_thread(saver: Any, archive: Any, thread: str, *, events: int = 10_000,
     root["id"] = str(uuid6(clock_seq=-1))
     config = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
     parent = saver.put(config, root, {"source": "input", "step": -1, "parents": {}}, {})
+    for h in range(history):
+        turns = max(1, (h + 1) * tool_messages // history)
+        grown = empty_checkpoint()
+        grown["id"] = str(uuid6(clock_seq=-1))
+        grown["channel_values"] = {"messages": original[: 2 + 2 * turns]}
+        grown["channel_versions"] = {"messages": saver.get_next_version(None, None)}
+        parent = saver.put(parent, grown, {"source": "loop", "step": h, "parents": {}},
+                           dict(grown["channel_versions"]))
     t0 = time.time() - events
     for k in range(events):
         m, j = k % tool_messages, k // tool_messages
@@ -82,14 +92,17 @@ def build_thread(saver: Any, archive: Any, thread: str, *, events: int = 10_000,
     head["id"] = str(uuid6(clock_seq=-1))
     head["channel_values"] = {"messages": messages}
     head["channel_versions"] = {"messages": saver.get_next_version(None, None)}
-    saver.put(parent, head, {"source": "loop", "step": 0, "parents": {}}, dict(head["channel_versions"]))
+    saver.put(parent, head, {"source": "loop", "step": history, "parents": {}}, dict(head["channel_versions"]))
     return {"thread": thread, "events": events, "messages": len(messages), "original": original,
-            "pruned": messages, "head": head["id"]}
+            "pruned": messages, "head": head["id"], "checkpoints": history + 2}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--events", type=int, default=10_000, help="archived cleaning events (default 10,000)")
     p.add_argument("--tool-messages", type=int, default=500, help="tool results they prune (default 500)")
+    p.add_argument("--history", type=int, default=0,
+                   help="checkpoints before the latest, the transcript as it grew (default 0; the chart walks "
+                        "them: a real long thread has thousands)")
     p.add_argument("--repeat", type=int, default=5, help="warm requests per page measured (default 5)")
     p.add_argument("--redis", metavar="URL", help="use freemem's RedisSaver and RedisArchive at this URL")
     p.add_argument("--json", help="write the figures as JSON")
@@ -149,7 +162,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             store = "SQLite (SqliteSaver + SqliteArchive, one file)"
         try:
             t0 = time.perf_counter()
-            built = build_thread(saver, archive, thread, events=args.events, tool_messages=args.tool_messages)
+            built = build_thread(saver, archive, thread, events=args.events, tool_messages=args.tool_messages,
+                                 history=args.history)
             build_s = time.perf_counter() - t0
             build_thread(saver, archive, thread + "-warmup", events=10, tool_messages=5)
 
@@ -177,7 +191,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             for close in closers:
                 close()
-    result = {"store": store, "events": args.events, "messages": built["messages"],
+    result = {"store": store, "events": args.events, "messages": built["messages"], "checkpoints": built["checkpoints"],
               "build_s": round(build_s, 2), "pages": pages,
               "load_average": [round(x, 2) for x in load], "load_average_after": [round(x, 2) for x in load_after],
               "first_page_ok": pages[0]["cold_ms"] < 300 and pages[0]["bytes"] < 300_000}
@@ -185,6 +199,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         after = f" (after {page['after']})" if page["after"] else ""
         print(f"/thread {page['params'] or '(first page)'}{after}: cold {page['cold_ms']} ms, warm median "
               f"{page['warm_median_ms']} ms, {page['bytes']:,} bytes")
-    print(f"{args.events:,} events over {built['messages']:,} messages in {store}; built in {build_s:.1f} s; "
+    print(f"{args.events:,} events over {built['messages']:,} messages, {built['checkpoints']:,} checkpoints in "
+          f"{store}; built in {build_s:.1f} s; "
           f"load average {load[0]:.2f} before, {load_after[0]:.2f} after")
     return result

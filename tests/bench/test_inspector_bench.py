@@ -1,0 +1,43 @@
+"""``freemem bench inspector``: the inspector's pages of a long thread, cold and warm (the figures themselves come
+from the full run; here: that it runs on a small thread, with a checkpoint history the chart walks, and reports
+every page it names)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from langgraph.checkpoint.memory import InMemorySaver
+
+from freemem import InMemoryArchive
+from freemem.cli.main import main
+from freemem.ui import ThreadSource
+from freemem_bench.inspector import build_thread
+
+
+def test_bench_inspector_reports_cold_and_warm_pages(tmp_path: Path) -> None:
+    out = tmp_path / "inspector.json"
+    assert main(["bench", "inspector", "--events", "60", "--tool-messages", "10", "--history", "4",
+                 "--repeat", "1", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["events"] == 60 and result["messages"] == 22 and result["checkpoints"] == 6
+    assert [p["params"] for p in result["pages"]] == [
+        {}, {"epage": 100}, {"mpage": 10}, {"context": "original"}, {"context": "original", "mpage": 10}]
+    assert result["pages"][4]["after"] == {"context": "original"}
+    for page in result["pages"]:
+        assert page["cold_ms"] > 0 and page["warm_median_ms"] > 0 and 0 < page["bytes"] < 300_000
+    assert len(result["load_average"]) == 3 and isinstance(result["first_page_ok"], bool)
+
+
+def test_history_is_the_transcript_as_it_grew() -> None:
+    saver, archive = InMemorySaver(), InMemoryArchive()
+    built = build_thread(saver, archive, "t", events=20, tool_messages=10, history=5)
+    history = list(saver.list({"configurable": {"thread_id": "t", "checkpoint_ns": ""}}))[::-1]
+    sizes = [len(c.checkpoint["channel_values"].get("messages", [])) for c in history]
+    assert sizes == [0, 6, 10, 14, 18, 22, 22] and built["checkpoints"] == 7
+    assert [m["id"] for m in history[3].checkpoint["channel_values"]["messages"]] == \
+        [m["id"] for m in built["original"][:14]]
+    # The chart counts one model call per checkpoint that added an assistant message.
+    calls, truncated = ThreadSource(saver, archive, counter="approx").calls("t")
+    assert len(calls) == 4 and not truncated
+    assert [c.tokens_sent for c in calls] == sorted(c.tokens_sent for c in calls)
