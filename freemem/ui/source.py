@@ -203,6 +203,16 @@ class RestoreOutcome:
     skipped: list[Skipped] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Measured:
+    """What the chart needs of one message of a checkpoint (:meth:`ThreadSource._measured`)."""
+
+    role: str
+    id: str | None
+    fold: str | None
+    tokens: int
+
+
 def _msg_key(view: Any) -> Any:
     return view.id if view.id is not None else ("#", view.index)
 
@@ -554,6 +564,7 @@ class ThreadSource:
         prev_sent: int | None = None  # tokens of the previous checkpoint's messages (None: it had none)
         prev_ledger: set[str] = set()
         pending: list[str] = []
+        memo: dict[Any, tuple[Any, _Measured]] = {}  # per message id: the message last measured, and its measure
         for tup in history:
             values = tup.checkpoint.get("channel_values") or {}
             msgs = values.get(self.channel)
@@ -562,8 +573,8 @@ class ThreadSource:
             ledger_ids = {str(e.get("id")) for e in ledger if isinstance(e, Mapping)}
             pending.extend(sorted(ledger_ids - prev_ledger))
             prev_ledger |= ledger_ids
-            views = message_views(msgs)
-            new_ai = [v for v in views if v.role == "assistant" and v.id is not None and v.id not in prev_ids]
+            measured = self._measured(msgs, memo)
+            new_ai = [m for m in measured if m.role == "assistant" and m.id is not None and m.id not in prev_ids]
             if new_ai and prev_sent is not None:
                 without = sum(largest.values())
                 calls.append(Call(index=len(calls) + 1, tokens_sent=prev_sent,
@@ -571,17 +582,40 @@ class ThreadSource:
                                   checkpoint_id=str(tup.config["configurable"].get("checkpoint_id")),
                                   events=pending))
                 pending = []
-            # Each message counted once per checkpoint (their sum is the list's count: what the next call sent).
-            sizes = self.memory.message_tokens(msgs) if msgs else []
-            for view, n in zip(views, sizes, strict=True):
-                if view.fold is not None:
+            for i, m in enumerate(measured):
+                if m.fold is not None:
                     continue
-                key = _msg_key(view)
-                if n > largest.get(key, 0):
-                    largest[key] = n
-            prev_ids = {v.id for v in views if v.id is not None}
-            prev_sent = sum(sizes) if msgs else None
+                key = m.id if m.id is not None else ("#", i)
+                if m.tokens > largest.get(key, 0):
+                    largest[key] = m.tokens
+            prev_ids = {m.id for m in measured if m.id is not None}
+            # Their sum is the list's count: what the next model call sent.
+            prev_sent = sum(m.tokens for m in measured) if msgs else None
         return calls, truncated
+
+    def _measured(self, msgs: Sequence[Any], memo: dict[Any, tuple[Any, _Measured]]) -> list[_Measured]:
+        """Each message's role, id, fold handle and tokens (as :meth:`FreeMemory.message_tokens` counts them).
+        Consecutive checkpoints hold mostly the same messages: one equal (``==``) to the message last measured
+        under its id is not read again (none of these depends on the messages around it), so a walk of the
+        history costs about its new messages, not every checkpoint's whole list."""
+        out: list[_Measured | None] = []
+        fresh: list[int] = []
+        for i, msg in enumerate(msgs):
+            raw = msg.get("id") if isinstance(msg, Mapping) else getattr(msg, "id", None)
+            hit = memo.get(raw) if isinstance(raw, str) else None
+            if hit is not None and (hit[0] is msg or hit[0] == msg):
+                out.append(hit[1])
+            else:
+                out.append(None)
+                fresh.append(i)
+        if fresh:
+            new = [msgs[i] for i in fresh]
+            for i, view, n in zip(fresh, message_views(new), self.memory.message_tokens(new), strict=True):
+                out[i] = measure = _Measured(role=view.role, id=view.id, fold=view.fold, tokens=n)
+                raw = msgs[i].get("id") if isinstance(msgs[i], Mapping) else getattr(msgs[i], "id", None)
+                if isinstance(raw, str):
+                    memo[raw] = (msgs[i], measure)
+        return out  # type: ignore[return-value]
 
     def events(self, thread_id: str, state_ledger: Sequence[Mapping[str, Any]] = (), *,
                archived: Sequence[Mapping[str, Any]] | None = None) -> list[EventRow]:

@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.checkpoint.base.id import uuid6
 from langgraph.checkpoint.memory import InMemorySaver
 
-from freemem import InMemoryArchive
+from freemem import FreeMemory, InMemoryArchive
 from freemem.cli.main import main
 from freemem.ui import ThreadSource
 from freemem_bench.inspector import build_thread
@@ -40,4 +42,17 @@ def test_history_is_the_transcript_as_it_grew() -> None:
     # The chart counts one model call per checkpoint that added an assistant message.
     calls, truncated = ThreadSource(saver, archive, counter="approx").calls("t")
     assert len(calls) == 4 and not truncated
-    assert [c.tokens_sent for c in calls] == sorted(c.tokens_sent for c in calls)
+    counter = FreeMemory(counter="approx")
+    assert [c.tokens_sent for c in calls] == [counter.count(h.checkpoint["channel_values"]["messages"])
+                                              for h in history[1:5]]
+    # The latest checkpoint holds the same ids, pruned: a call after it sent the pruned ones (each message is
+    # measured again when it changed, not taken for its earlier version).
+    answer = empty_checkpoint()
+    answer["id"] = str(uuid6(clock_seq=-1))
+    answer["channel_values"] = {"messages": [*built["pruned"], {"role": "assistant", "id": "end", "content": "ok"}]}
+    answer["channel_versions"] = {"messages": saver.get_next_version(None, None)}
+    saver.put(history[-1].config, answer, {"source": "loop", "step": 9, "parents": {}},
+              dict(answer["channel_versions"]))
+    calls, _ = ThreadSource(saver, archive, counter="approx").calls("t")
+    assert len(calls) == 5 and calls[-1].tokens_sent == counter.count(built["pruned"])
+    assert counter.count(built["pruned"]) < counter.count(built["original"]) <= calls[-1].tokens_without
