@@ -331,6 +331,41 @@ def _skipped_note(page: ThreadPage) -> str:
             f"skips them.</p><ul>{items}{more}</ul></div>")
 
 
+def _chart_stats(page: ThreadPage) -> str:
+    sent = sum(c.tokens_sent for c in page.calls)
+    without = sum(c.tokens_without for c in page.calls)
+    return (f"{len(page.calls):,} model calls, {sent:,} tokens of messages sent"
+            + (f" ({without:,} without freemem: {1 - sent / without:.0%} saved)" if without else ""))
+
+
+def chart_section(page: ThreadPage, *, stats: bool = False) -> str:
+    """The chart of tokens sent per model call (``stats``: with the totals above it, as on its own page)."""
+    return ('<section id="chart-section"><h2>Tokens sent per model call</h2>'
+            + (f'<p class="muted" id="chart-stats">{esc(_chart_stats(page))}</p>' if stats else "")
+            + sawtooth_svg(page.calls, page.events, page.thread_id)
+            + ('<p class="muted" id="chart-truncated">The chart shows the newest checkpoints only.</p>'
+               if page.history_truncated else "")
+            + "</section>")
+
+
+def _chart_deferred(page: ThreadPage) -> str:
+    """A long thread's chart, drawn on its own request (``/chart``: a walk of the checkpoint history, each read
+    in full): the page's script puts it in place once drawn; without script, a link to it."""
+    href = _url("/chart", id=page.thread_id, epage=page.events_page)
+    return (f'<section id="chart-section" data-chart="{href}"><h2>Tokens sent per model call</h2>'
+            '<p class="muted" id="chart-deferred">The chart walks the thread\'s checkpoint history, so it is drawn '
+            f'after the page: <a id="draw-chart" href="{href}">draw the chart</a>.</p></section>')
+
+
+def chart_page(page: ThreadPage, *, where: str) -> str:
+    """The chart of one thread on its own (what :func:`_chart_deferred` fetches, or links to)."""
+    tid = page.thread_id
+    body = (f'<h1>Thread <span class="tid">{esc(tid)}</span></h1>'
+            f'<p><a href="{_url("/thread", id=tid, epage=page.events_page)}">back to the thread</a></p>'
+            + chart_section(page, stats=True))
+    return _layout(f"chart of {tid}", body, where=where)
+
+
 def thread_page(page: ThreadPage, *, where: str, csrf: str | None, flash: str | None = None,
                 has_archive: bool = True, context: str | None = None) -> str:
     tid = page.thread_id
@@ -355,8 +390,6 @@ def thread_page(page: ThreadPage, *, where: str, csrf: str | None, flash: str | 
     notes.append(_skipped_note(page))
     if page.rebuild_error and not page.skipped:
         notes.append(f'<p class="warn">The original could be rebuilt only in part: {esc(page.rebuild_error)}</p>')
-    if page.history_truncated:
-        notes.append('<p class="muted">The chart shows the newest checkpoints only.</p>')
     restore_all = (_restore_form(tid, csrf, None, f"restore all {page.restorable_total} events")
                    if csrf and page.restorable_total else "")
     pruned = "".join(message_html(m, thread_id=tid, pruned=True) for m in page.pruned)
@@ -380,10 +413,6 @@ def thread_page(page: ThreadPage, *, where: str, csrf: str | None, flash: str | 
         if has_archive and not page.orphans_checked:
             notes.append('<p class="muted" id="orphans-unchecked">Markers whose text the archive no longer holds '
                          "are checked with the original.</p>")
-    sent = sum(c.tokens_sent for c in page.calls)
-    without = sum(c.tokens_without for c in page.calls)
-    stats = (f"{len(page.calls):,} model calls, {sent:,} tokens of messages sent"
-             + (f" ({without:,} without freemem: {1 - sent / without:.0%} saved)" if without else ""))
     lo = (page.events_page - 1) * page.page_size
     shown_events = (f'<p class="muted" id="events-count">{page.events_total:,} events; showing '
                     f"{lo + 1 if page.events else 0:,}–{lo + len(page.events):,}, oldest first.</p>")
@@ -394,9 +423,10 @@ def thread_page(page: ThreadPage, *, where: str, csrf: str | None, flash: str | 
 
     body = (
         f'<h1>Thread <span class="tid">{esc(tid)}</span></h1>'
-        f'<p class="muted">checkpoint {esc(page.checkpoint_id)} · {esc(stats)}</p>'
+        f'<p class="muted">checkpoint {esc(page.checkpoint_id)}'
+        + (f" · {esc(_chart_stats(page))}" if page.chart_drawn else "") + "</p>"
         + "".join(notes)
-        + "<section><h2>Tokens sent per model call</h2>" + sawtooth_svg(page.calls, page.events, tid) + "</section>"
+        + (chart_section(page) if page.chart_drawn else _chart_deferred(page))
         + f'<section id="events-section"><h2>Cleaning events</h2>{restore_all}{shown_events}'
         + _pager(page, "epage", "events-section", context)
         + events_table(page.events, tid, csrf=csrf, has_archive=has_archive)

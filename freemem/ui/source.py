@@ -190,6 +190,9 @@ class ThreadPage:
     original_rebuilt: bool = True
     #: Whether ``orphans`` was worked out (it needs every archived event's refs, read with the original).
     orphans_checked: bool = True
+    #: Whether ``calls`` was walked from the checkpoint history (False: a long thread's cheap page, whose chart
+    #: is drawn on its own request: :meth:`ThreadSource.thread` with ``chart=True``).
+    chart_drawn: bool = True
 
 
 @dataclass
@@ -412,13 +415,14 @@ class _Rebuild:
 @dataclass
 class _ThreadState:
     """What :meth:`ThreadSource.thread` keeps of a thread between pages: the cheap parts (the latest checkpoint,
-    the chart's calls, the archive's event summaries) at once, the rebuilt original when first asked for."""
+    the archive's event summaries) at once, the chart's calls and the rebuilt original when first asked for."""
 
     tup: Any
     pruned: list[Any]
     ledger: list[Any]
-    calls: list[Call]
-    truncated: bool
+    #: The chart's model calls (walked from the checkpoint history); None until a page asks for the chart.
+    calls: list[Call] | None = None
+    truncated: bool = False
     #: Rows over every archived event's summary (no removed text), when the archive cannot page; else None.
     listed: list[EventRow] | None = None
     #: Whether every event of the state ledger is in the archive (then the archive's pages are the list's).
@@ -647,11 +651,12 @@ class ThreadSource:
         newest = self.archive.list_events(thread_id, newest_first=True, limit=1)
         return tuple((str(e.get("id")), e.get("created_at"), e.get("restored_at")) for e in newest)
 
-    def _state(self, thread_id: str, *, full: bool = False) -> _ThreadState:
+    def _state(self, thread_id: str, *, full: bool = False, chart: bool = False) -> _ThreadState:
         """The thread's parts a page needs, kept per (latest checkpoint, newest archived event): a later page of
-        the same thread state reads only those two. The cheap parts (the chart's calls from the checkpoint
-        history, the archive's event summaries) are read at once; every archived event in full, their lineage
-        and the rebuilt original only when ``full`` (the original's view, the event view), then kept too."""
+        the same thread state reads only those two. The cheap parts (the latest checkpoint, the archive's
+        event summaries) are read at once; the chart's calls (a walk of the checkpoint history) only when
+        ``chart``; every archived event in full, their lineage and the rebuilt original only when ``full``
+        (the original's view, the event view); each kept once read."""
         tup, pruned, values = self._latest(thread_id)
         if tup is None:
             raise KeyError(f"no thread {thread_id!r} in {self.describe}")
@@ -662,9 +667,9 @@ class ThreadSource:
                 self._cache.move_to_end(key)
         if state is None:
             ledger = values.get(LEDGER_KEY) or []
-            calls, truncated = self.calls(thread_id)
-            state = _ThreadState(tup=tup, pruned=pruned, ledger=ledger if isinstance(ledger, list) else [],
-                                 calls=calls, truncated=truncated)
+            state = _ThreadState(tup=tup, pruned=pruned, ledger=ledger if isinstance(ledger, list) else [])
+        if chart and state.calls is None:
+            state.calls, state.truncated = self.calls(thread_id)
         if full and state.full is None:
             state.full = self._rebuild(thread_id, state)
         with self._cache_lock:
@@ -722,7 +727,7 @@ class ThreadSource:
         return state.listed
 
     def thread(self, thread_id: str, *, events_page: int = 1, messages_page: int = 1,
-               original: bool | None = None) -> ThreadPage:
+               original: bool | None = None, chart: bool | None = None) -> ThreadPage:
         """The thread view, one page of events and one page of messages (``page_size`` each; 1 is the
         oldest; a page past the end shows the last); ``KeyError`` when the checkpointer has no such thread.
 
@@ -730,7 +735,11 @@ class ThreadSource:
         thread's first view); ``None`` rebuilds it for threads of at most ``rebuild_events`` archived events.
         Without it the page shows the context as the model sees it and one page of the events' summaries
         (read a page at a time when the archive can), ``original_rebuilt`` is False, and ``original=True``
-        rebuilds it (kept for the next pages, like the rest of the thread's state)."""
+        rebuilds it (kept for the next pages, like the rest of the thread's state).
+
+        ``chart``: whether to walk the checkpoint history for the chart's ``calls`` (up to ``max_history``
+        checkpoints, each read in full: seconds for a long history); ``None`` walks it with the original.
+        Without it ``calls`` is empty and ``chart_drawn`` False (the inspector draws it on its own request)."""
         state = self._state(thread_id)
         size = self.page_size
         pageable = self._pageable(thread_id, state)
@@ -738,13 +747,15 @@ class ThreadSource:
         if original is None:
             count = counted[0] if counted is not None else len(self._listed(thread_id, state))
             original = count <= self.rebuild_events
-        if original:
-            state = self._state(thread_id, full=True)
+        if chart is None:
+            chart = original
+        if original or chart:
+            state = self._state(thread_id, full=original, chart=chart)
         pruned = state.pruned
         common: dict[str, Any] = dict(
             thread_id=thread_id, checkpoint_id=state.tup.config["configurable"].get("checkpoint_id"),
-            calls=state.calls, history_truncated=state.truncated, pruned_total=len(pruned), page_size=size,
-            has_archive=self.archive is not None)
+            calls=list(state.calls or []) if chart else [], history_truncated=chart and state.truncated,
+            chart_drawn=chart, pruned_total=len(pruned), page_size=size, has_archive=self.archive is not None)
         if not original or state.full is None:
             # The cheap page: the context as the model sees it and one page of event summaries, no archived
             # event read in full. Markers whose text the archive lacks are told only with the original (that

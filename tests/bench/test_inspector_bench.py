@@ -23,9 +23,10 @@ def test_bench_inspector_reports_cold_and_warm_pages(tmp_path: Path) -> None:
                  "--repeat", "1", "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     assert result["events"] == 60 and result["messages"] == 22 and result["checkpoints"] == 6
-    assert [p["params"] for p in result["pages"]] == [
-        {}, {"epage": 100}, {"mpage": 10}, {"context": "original"}, {"context": "original", "mpage": 10}]
-    assert result["pages"][4]["after"] == {"context": "original"}
+    assert [(p["path"], p["params"]) for p in result["pages"]] == [
+        ("/thread", {}), ("/thread", {"epage": 100}), ("/thread", {"mpage": 10}), ("/chart", {}),
+        ("/thread", {"context": "original"}), ("/thread", {"context": "original", "mpage": 10})]
+    assert result["pages"][3]["after"] == {} and result["pages"][5]["after"] == {"context": "original"}
     for page in result["pages"]:
         assert page["cold_ms"] > 0 and page["warm_median_ms"] > 0 and 0 < page["bytes"] < 300_000
     assert len(result["load_average"]) == 3 and isinstance(result["first_page_ok"], bool)

@@ -191,7 +191,7 @@ def long_ui_server(redis_server: RedisServerProcess) -> Iterator[str]:
             RedisArchive.from_url(redis_server.url, key_prefix=prefix) as archive:
         saver.delete_thread(LONG)
         archive.delete_thread(LONG)
-        build_thread(saver, archive, LONG, events=10_000, tool_messages=500)
+        build_thread(saver, archive, LONG, events=10_000, tool_messages=500, history=20)
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "freemem.cli.main", "ui", "--redis", redis_server.url,
                              "--key-prefix", prefix, "--port", str(port), "--counter", "approx"],
@@ -227,6 +227,11 @@ def test_page_through_a_10000_event_thread(long_ui_server: str, browser: webdriv
     assert len(browser.page_source.encode()) < 300_000
     pager = browser.find_element(By.ID, "epage-pager")
     assert pager.get_attribute("data-pages") == "200" and "page 1 of 200" in pager.text
+    # The chart (a walk of the checkpoint history) comes on its own request and is put in place by the script.
+    wait.until(ec.presence_of_element_located((By.ID, "sawtooth")))
+    points = browser.find_element(By.CSS_SELECTOR, "#sawtooth polyline.sent").get_attribute("points").split()
+    assert len(points) == 19 and not browser.find_elements(By.ID, "chart-deferred")
+    assert "19 model calls" in browser.find_element(By.ID, "chart-stats").text
     _shot(browser, tmp_path, "6-long-thread-top", whole=False)
 
     for page in (2, 3):

@@ -72,7 +72,7 @@ class CountsOnly(Unpaged):
 @pytest.fixture(scope="module")
 def long_thread() -> tuple[TestClient, dict[str, Any]]:
     saver, archive = InMemorySaver(), CountingArchive()
-    built = build_thread(saver, archive, "long", events=10_000, tool_messages=500)
+    built = build_thread(saver, archive, "long", events=10_000, tool_messages=500, history=10)
     built["saver"], built["archive"] = saver, archive
     return TestClient(create_app(ThreadSource(saver, archive, counter="approx"))), built
 
@@ -109,6 +109,14 @@ def test_a_10000_event_thread_first_page_reads_no_event_in_full(
     # No removed text is on it: the removed lines live only in the archive.
     removed = built["original"][3]["content"].split("\n")[0]
     assert removed not in built["pruned"][3]["content"] and removed not in page
+    # The chart walks the checkpoint history (each checkpoint read in full): drawn on its own request, which
+    # reads no archived event in full either.
+    assert 'data-chart="/chart?id=long&amp;epage=1"' in page and 'id="draw-chart"' in page
+    assert 'id="sawtooth"' not in page and "model calls" not in page
+    chart = client.get("/chart", params={"id": "long"})
+    assert chart.status_code == 200 and 'id="chart-stats">9 model calls' in chart.text
+    assert len(re.search(r'<polyline class="sent" points="([^"]+)"', chart.text).group(1).split()) == 9
+    assert archive.full_reads == reads
 
     later = client.get("/thread", params={"id": "long", "epage": 137}).text
     assert _ids(later, r'class="event-row" data-event="(ev\d+)"') == [f"ev{k:06d}" for k in range(6800, 6850)]
@@ -147,6 +155,7 @@ def test_a_10000_event_thread_original_on_request(long_thread: tuple[TestClient,
     assert "[freemem: #" not in original and original.count('class="freed') > 100
     assert _pane(text, "pane-pruned").count('class="marker"') > 100
     assert 'id="orphans-unchecked"' not in text and 'id="orphans"' not in text
+    assert 'id="sawtooth"' in text and "9 model calls" in text and "data-chart" not in text  # drawn in place
     reads = archive.full_reads
 
     # Its pages keep context=original, and the rebuilt original is kept: no event is read again.
@@ -185,6 +194,9 @@ def test_cheap_view_of_a_real_agent_thread_lists_what_the_original_view_lists() 
     assert [(e.in_state, e.in_archive) for e in cheap.events] == [(e.in_state, e.in_archive) for e in full.events]
     assert [e.data.get("n_spans") for e in cheap.events] == [e.data.get("n_spans") for e in full.events]
     assert [m.id for m in cheap.pruned] == [m.id for m in full.pruned]
+    assert full.chart_drawn and not cheap.chart_drawn and not cheap.calls
+    charted = ThreadSource(saver, archive, counter="approx", rebuild_events=0).thread("agent", chart=True)
+    assert charted.chart_drawn and not charted.original_rebuilt and charted.calls == full.calls
     # The chart: each call sent the messages of the checkpoint before it (counted whole, independently here).
     history = list(saver.list({"configurable": {"thread_id": "agent", "checkpoint_ns": ""}}))[::-1]
     memory, sent, seen = FreeMemory(counter="approx"), [], set()
@@ -194,8 +206,8 @@ def test_cheap_view_of_a_real_agent_thread_lists_what_the_original_view_lists() 
         seen |= new_ai
         if new_ai and msgs:
             sent.append(memory.count(msgs))
-    assert [c.tokens_sent for c in cheap.calls] == sent and len(sent) >= 20
-    assert all(c.tokens_without >= c.tokens_sent for c in cheap.calls) and cheap.calls == full.calls
+    assert [c.tokens_sent for c in full.calls] == sent and len(sent) >= 20
+    assert all(c.tokens_without >= c.tokens_sent for c in full.calls)
     bare = ThreadSource(saver, None, counter="approx", page_size=500, rebuild_events=0).thread("agent")
     assert {e.id for e in bare.events} <= {e.id for e in full.events} and bare.events
     assert all(e.in_state and not e.in_archive for e in bare.events)
