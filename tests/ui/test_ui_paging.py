@@ -117,6 +117,8 @@ def test_a_10000_event_thread_first_page_reads_no_event_in_full(
     assert chart.status_code == 200 and 'id="chart-stats">9 model calls' in chart.text
     assert len(re.search(r'<polyline class="sent" points="([^"]+)"', chart.text).group(1).split()) == 9
     assert archive.full_reads == reads
+    assert client.get("/chart", params={"id": "nope"}).status_code == 404
+    assert client.get("/chart").status_code == 404 and "Traceback" not in client.get("/chart").text
 
     later = client.get("/thread", params={"id": "long", "epage": 137}).text
     assert _ids(later, r'class="event-row" data-event="(ev\d+)"') == [f"ev{k:06d}" for k in range(6800, 6850)]
