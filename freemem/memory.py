@@ -53,12 +53,16 @@ from freemem.messages import answer_text, model_usage, newest_text
 from freemem.policies.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger, TriggerState
 from freemem.tokens import CachedCounter, TokenCounter, cached_counter
 
-__all__ = ["CleanResult", "DIGEST_SHARE", "FreeMemory", "MESSAGE_OVERHEAD_TOKENS", "SummaryRequest"]
+__all__ = ["CHAT_DIGEST_SHARE", "CleanResult", "DIGEST_SHARE", "FreeMemory", "MESSAGE_OVERHEAD_TOKENS", "SummaryRequest"]
 
 logger = logging.getLogger("freemem")
 
 #: A fold digest's default bound, as a share of the budget (``FreeMemory(digest_tokens=None)``).
 DIGEST_SHARE = 0.15
+#: The default bound of the digest of a fold of conversation only (no tool calls, no tool results): in chat the
+#: digest is what remains of every earlier day, so it gets more than twice the room (MemoryBank's probing
+#: questions, tuned on 8 users, held out on 7: docs/chat.md).
+CHAT_DIGEST_SHARE = 0.35
 #: The least room a digest gets while the budget allows it (the header alone is ~25 tokens).
 _MIN_DIGEST = 64
 
@@ -132,7 +136,9 @@ class FreeMemory:
             that never fold.
         digest_tokens: the bound on a fold message's digest; default ``DIGEST_SHARE`` (15%) of the budget,
             at least 100 (a digest holds the specifics of what it folded, several times denser than the raw
-            turns it replaces, so a bigger budget gets a proportionally bigger one).
+            turns it replaces, so a bigger budget gets a proportionally bigger one), and
+            ``CHAT_DIGEST_SHARE`` (35%) in a thread of conversation only (no tool calls or results), where the
+            digest is all that stays of the earlier days. A given value bounds every digest.
         summarizer: a chat model (LangChain ``invoke`` / ``ainvoke``) that writes each fold's digest, the
             InftyThink move applied to transcripts (:func:`freemem.core.digest.summary_prompt`, bounded by
             ``digest_tokens``); None (default): the extractive digest, no call. A summariser that fails, times
@@ -231,8 +237,12 @@ class FreeMemory:
         self.low_water = low_water
         if not 0 < fold_share <= 1 or not 0 < fold_target <= 1:
             raise ConfigError("fold_share and fold_target must be in (0, 1]")
+        #: The digest bound of a fold of conversation only (``CHAT_DIGEST_SHARE`` of the budget unless
+        #: ``digest_tokens`` was given).
+        self.chat_digest_tokens = digest_tokens
         if digest_tokens is None:
             digest_tokens = max(100, int(DIGEST_SHARE * budget)) if budget is not None else 400
+            self.chat_digest_tokens = max(digest_tokens, int(CHAT_DIGEST_SHARE * budget)) if budget else digest_tokens
         if not callable(clock):
             raise ConfigError("clock must be a callable returning seconds")
         self.clock = clock
@@ -552,7 +562,10 @@ class FreeMemory:
         share_limit = self.fold_share * self.budget
         if tokens <= self.budget and residue <= share_limit and not force:
             return None
-        digest_cost = self.digest_tokens + MESSAGE_OVERHEAD_TOKENS
+        # A fold of conversation only (chat) keeps a larger digest: it is all that remains of the earlier days.
+        chat = not any(v.role == "tool" or v.tool_calls for v in views)
+        digest_tokens = self.chat_digest_tokens if chat and self.chat_digest_tokens else self.digest_tokens
+        digest_cost = digest_tokens + MESSAGE_OVERHEAD_TOKENS
         if tokens > self.budget and self.fold_keep_units:
             reachable = tokens - sum(sizes[i] for u in plan.units for i in range(u.start, u.end)) + digest_cost
             if reachable > self.budget:
@@ -575,7 +588,7 @@ class FreeMemory:
         # The digest gets its bound, or less when what stays would leave it no room under the goal (a long
         # current turn): never so much that the fold itself breaks the budget.
         rest = tokens - freed + MESSAGE_OVERHEAD_TOKENS
-        cap = min(self.digest_tokens, max(_MIN_DIGEST, int(goal) - rest))
+        cap = min(digest_tokens, max(_MIN_DIGEST, int(goal) - rest))
         cap = max(_MIN_DIGEST // 2, min(cap, self.budget - rest))
         before = {v.id: v for v in message_views(given) if v.id is not None}
         new, record = make_fold(messages, views, plan, count, counter=self.counter,

@@ -107,5 +107,43 @@ def test_digest_is_bounded_and_extractive(turns: list[tuple[str, str]], cap: int
     source = " ".join(" ".join(t.split()) for _r, t in turns)
     for line in text.split("\n")[1:]:
         body = line.split(": ", 1)[1]
-        for piece in body.replace("…", "").split(" "):
+        for piece in body.replace("…", " ").split(" "):  # "…" ends a cut sentence (or was in the text)
             assert piece in source
+
+
+def test_plain_statements_about_oneself_are_facts_and_filler_goes() -> None:
+    folded = []
+    for k in range(12):
+        folded.append({"role": "user", "content": "Okay, thank you. The weather was nice.", "id": f"s{k}"})
+        folded.append({"role": "assistant", "content": "You're welcome, happy to help any time.", "id": f"r{k}"})
+    folded.insert(3, {"role": "user", "content": "Haha, I really enjoy playing badminton, running and swimming.",
+                      "id": "pref"})
+    text = _digest(folded, cap=40)
+    assert "- user: I really enjoy playing badminton, running and swimming." in text  # "Haha, " left out
+    assert "weather" not in text and "welcome" not in text
+
+
+def test_a_fact_is_cut_to_the_clauses_that_hold_it() -> None:
+    sentence = ('Recently, I have been reading a book called "To Live", which is very touching, and it made me '
+                "understand the value of life.")
+    text = _digest([{"role": "user", "content": sentence, "id": "u"}])
+    # The clause before the fact's ("Recently,") says what it is about; the clauses after hold nothing.
+    assert text.split("\n")[1] == '- user: Recently, I have been reading a book called "To Live"'
+
+
+
+def test_dated_messages_give_day_lines_that_a_merged_digest_keeps() -> None:
+    folded = [{"role": "user", "content": "I visited the Green Meadow Park.", "id": "u1",
+               "metadata": {"date": "2023-04-28"}},
+              {"role": "user", "content": "I bought a Yamaha guitar.", "id": "u2", "created_at": "2023-05-02T10:00:00"},
+              {"role": "user", "content": "My cousin Lena Ortiz called.", "id": "u3"}]
+    first = _digest(folded)
+    assert first.split("\n")[1:] == ["[2023-04-28]", "- user: I visited the Green Meadow Park.", "[2023-05-02]",
+                                     "- user: I bought a Yamaha guitar.", "- user: My cousin Lena Ortiz called."]
+    fold_msg = {"role": "user", "content": first, "id": "freemem-fold-f0000000",
+                "metadata": {"freemem_fold": {"handle": "f0000000", "messages": 3}}}
+    later = {"role": "user", "content": "I ran the Oslo Marathon.", "id": "u4", "metadata": {"date": "2023-05-06"}}
+    again = _digest([fold_msg, later])
+    assert again.split("\n")[1:] == ["[2023-04-28]", "- user: I visited the Green Meadow Park.", "[2023-05-02]",
+                                     "- user: I bought a Yamaha guitar.", "- user: My cousin Lena Ortiz called.",
+                                     "[2023-05-06]", "- user: I ran the Oslo Marathon."]

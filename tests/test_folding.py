@@ -215,3 +215,30 @@ def test_unfold_without_its_message_is_a_clear_error() -> None:
     without = [m for m in result.messages if not m["id"].startswith(FOLD_ID_PREFIX)]
     with pytest.raises(FoldMismatch, match="not in the messages"):
         unfold(without, record)
+
+
+def test_a_chat_digest_gets_chat_digest_share_and_an_agent_digest_digest_share() -> None:
+    from freemem.memory import CHAT_DIGEST_SHARE, DIGEST_SHARE
+
+    chat = FreeMemory(counter="approx", budget=4000)
+    assert chat.digest_tokens == int(DIGEST_SHARE * 4000) and chat.chat_digest_tokens == int(CHAT_DIGEST_SHARE * 4000)
+    fixed = FreeMemory(counter="approx", budget=4000, digest_tokens=300)
+    assert fixed.digest_tokens == fixed.chat_digest_tokens == 300
+    facts = [f"My friend Person{k} lives in City{k} and works at Company{k}." for k in range(400)]
+    messages: list[dict[str, Any]] = [{"role": "system", "content": "Be kind.", "id": "sys"}]
+    for k, fact in enumerate(facts):
+        messages.append({"role": "user", "content": fact, "id": f"u{k}"})
+        messages.append({"role": "assistant", "content": "Noted.", "id": f"a{k}"})
+    result = chat.clean(messages)
+    (record,) = result.event.folds
+    assert record.digest_cap > int(DIGEST_SHARE * 4000) and record.digest_tokens > int(DIGEST_SHARE * 4000)
+    # The same amount of text in a tool-using thread: the agent's share.
+    agent = FreeMemory(counter="approx", budget=4000)
+    tools: list[dict[str, Any]] = [{"role": "system", "content": "Be kind.", "id": "sys"},
+                                   {"role": "user", "content": "Go.", "id": "task"}]
+    for k, fact in enumerate(facts):
+        tools.append({"role": "assistant", "content": "", "id": f"a{k}", "tool_calls": [
+            {"id": f"c{k}", "type": "function", "function": {"name": "note", "arguments": "{}"}}]})
+        tools.append({"role": "tool", "tool_call_id": f"c{k}", "content": fact, "id": f"t{k}"})
+    (agent_record,) = agent.clean(tools).event.folds
+    assert agent_record.digest_cap <= int(DIGEST_SHARE * 4000)

@@ -4,6 +4,7 @@
   gives back, :class:`BaseArchive` the shared part of a sync store (restore, find, the async twins);
 * :class:`InMemoryArchive` -- process memory; :class:`SqliteArchive` -- one SQLite file;
   ``freemem.redis.RedisArchive`` / ``AsyncRedisArchive`` -- Redis;
+* :class:`SearchHit` -- what ``archive.search(thread_id, query, k)`` returns (see :mod:`freemem.archives.search`);
 * :func:`persist_event` / :func:`apersist_event` -- record a cleaning event, fail closed for the edit.
 
 Restoring itself (spans and folds back into text or messages) is the core's :mod:`freemem.core.archive`.
@@ -24,6 +25,7 @@ from freemem.archives.base import (
     undo_events,
 )
 from freemem.archives.memory import InMemoryArchive
+from freemem.archives.search import SearchHit
 from freemem.archives.sqlite import SqliteArchive
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "BaseArchive",
     "InMemoryArchive",
     "Restored",
+    "SearchHit",
     "SqliteArchive",
     "apersist_event",
     "dump_event",

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
+from freemem.archives.search import SearchHit, check_search, rank_events
 from freemem.core.archive import ArchiveMismatch, event_spans, find_refs, restore_event
 from freemem.core.errors import FormatError
 
@@ -41,7 +42,8 @@ __all__ = [
     "ArchiveFailure",
     "AsyncArchive",
     "BaseArchive",
-        "Restored",
+    "Restored",
+    "SearchHit",
     "apersist_event",
     "dump_event",
     "event_time",
@@ -109,6 +111,11 @@ class Archive(Protocol):
         """The archived texts a marker's or fold message's id names (the ``recall`` tool's lookup)."""
         ...
 
+    def search(self, thread_id: str, query: str, k: int = 5) -> list[SearchHit]:
+        """The ``k`` archived passages of the thread that best match ``query``, best first, each with the id
+        that recalls it whole (:class:`~freemem.archives.search.SearchHit`); never another thread's."""
+        ...
+
     def delete_thread(self, thread_id: str) -> bool:
         """Delete the thread's events; ``True`` if there were any."""
         ...
@@ -138,13 +145,16 @@ class AsyncArchive(Protocol):
 
     async def afind(self, thread_id: str, ref: str) -> list[str]: ...
 
+    async def asearch(self, thread_id: str, query: str, k: int = 5) -> list[SearchHit]: ...
+
     async def adelete_thread(self, thread_id: str) -> bool: ...
 
 
 class BaseArchive:
     """A base for sync archives: given ``record``, ``list_events``, ``get_event``, ``events``,
-    ``mark_restored``, ``mark_all_restored`` and ``delete_thread``, it provides ``original``, ``restore`` and
-    ``find`` (the same for every store), and every :class:`AsyncArchive` method, each running its sync twin
+    ``mark_restored``, ``mark_all_restored`` and ``delete_thread``, it provides ``original``, ``restore``,
+    ``find`` (the same for every store) and ``search`` (ranking the thread's events in memory, for stores
+    without an index of their own), and every :class:`AsyncArchive` method, each running its sync twin
     through :meth:`_acall` (a worker thread by default, so a blocking store does not stall the event loop; a
     store whose calls never block overrides it to call directly).
 
@@ -176,6 +186,15 @@ class BaseArchive:
     def find(self, thread_id: str, ref: str) -> list[str]:
         """The archived texts a marker's or fold message's id names (the ``recall`` tool's lookup)."""
         return find_refs(self.events(thread_id, include_restored=True), ref)  # type: ignore[attr-defined]
+
+    def search(self, thread_id: str, query: str, k: int = 5) -> list[SearchHit]:
+        """The ``k`` archived passages of the thread that best match ``query`` (BM25), best first. This base
+        reads the thread's events and ranks them in memory; stores with an index of their own override it."""
+        query_terms = check_search(query, k)
+        if not query_terms:
+            return []
+        return rank_events(self.events(thread_id, include_restored=True),  # type: ignore[attr-defined]
+                           query_terms, k)
 
     async def _acall(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -212,6 +231,9 @@ class BaseArchive:
 
     async def afind(self, thread_id: str, ref: str) -> list[str]:
         return await self._acall(self.find, thread_id, ref)  # type: ignore[attr-defined]
+
+    async def asearch(self, thread_id: str, query: str, k: int = 5) -> list[SearchHit]:
+        return await self._acall(self.search, thread_id, query, k)
 
     async def adelete_thread(self, thread_id: str) -> bool:
         return await self._acall(self.delete_thread, thread_id)  # type: ignore[attr-defined]

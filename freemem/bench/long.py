@@ -67,9 +67,12 @@ from freemem.bench._common import (
     save_figure,
 )
 from freemem.bench.sessions import (
+    MEMORYBANK_TUNE_USERS,
+    SPLITS,
     Session,
     TextIndex,
     chat_session,
+    memorybank_chats,
     memorybank_session,
     openhands_session,
     tool_session,
@@ -79,9 +82,28 @@ from freemem.core.errors import ConfigError
 from freemem.memory import FreeMemory
 from freemem.tokens import get_counter
 
-__all__ = ["SESSIONS", "add_arguments", "apply_update", "fold_count", "replay", "run", "trim_input"]
+__all__ = [
+    "ANSWER_POLICIES",
+    "DEFAULT_SESSIONS",
+    "F1_COLUMNS",
+    "QA_COLUMNS",
+    "RECALL_K",
+    "RECALL_PAGE_CHARS",
+    "SESSIONS",
+    "add_arguments",
+    "apply_update",
+    "f1_rows",
+    "fold_count",
+    "qa_rows",
+    "recall_page",
+    "replay",
+    "run",
+    "trim_input",
+]
 
-SESSIONS: tuple[str, ...] = ("tools", "chat", "memorybank", "openhands")
+SESSIONS: tuple[str, ...] = ("tools", "chat", "memorybank", "openhands", "memorybank-chats")
+#: What ``--sessions`` runs when not given (``memorybank-chats`` is asked for by name).
+DEFAULT_SESSIONS: tuple[str, ...] = ("tools", "chat", "memorybank", "openhands")
 MEMORYBANK = "memorybank_chat_en"
 OPENHANDS = "openhands_swebench_verified_claude35/trajectories.jsonl"
 #: Steps of the early timing window (0-based, end excluded) and the length of the late one.
@@ -191,13 +213,24 @@ def trim_input(full: list[Any], prefix_tokens: list[int], budget: int) -> list[A
 
 
 def replay(session: Session, *, budget: int, counter: str, samples: int, max_seconds: float | None,
-           min_ref_chars: int = MIN_REFERENCE_CHARS, on_step: Callable[[], None] | None = None) -> dict[str, Any]:
+           min_ref_chars: int = MIN_REFERENCE_CHARS, on_step: Callable[[], None] | None = None,
+           memory_options: dict[str, Any] | None = None, answerer: Any = None,
+           answer_questions: int | None = None) -> dict[str, Any]:
     """Replay ``session`` through freemem as the middleware runs it; the figures described in the module
-    docstring."""
+    docstring. A session with probing questions runs with an :class:`~freemem.archives.InMemoryArchive` (what
+    freemem removes is archived and searchable, as with the ``recall`` tool); ``memory_options`` go to
+    :class:`~freemem.memory.FreeMemory` as they are (for experiments; the bench's figures use none). With an
+    ``answerer`` (:class:`~freemem.bench.answers.LocalAnswerer`), a real model answers the first
+    ``answer_questions`` probing questions (all when None) from each policy's final context."""
+    from freemem.archives import InMemoryArchive
     from freemem.langgraph import CleanStep
 
-    # What a user builds: FreeMemory(budget=...) with a counter by name (FreeMemory adds its own cache).
-    memory = FreeMemory(counter=get_counter(counter), budget=budget)
+    # What a user builds: FreeMemory(budget=...) with a counter by name (FreeMemory adds its own cache), and an
+    # archive the agent can search where the session asks questions about its past.
+    archive = InMemoryArchive() if session.probes else None
+    memory = FreeMemory(counter=get_counter(counter), budget=budget, archive=archive, **(memory_options or {}))
+    if archive is not None:
+        memory.recall_hint = True  # as when the agent is given the recall tool
     step = CleanStep(memory, state_fields=True)
     measure = FreeMemory(counter=bench_counter(counter), every_tokens=None, on_loop=False).count_messages
     trim = TrimPolicy(budget, measure)
@@ -289,7 +322,9 @@ def replay(session: Session, *, budget: int, counter: str, samples: int, max_sec
     gc.collect()
     rss_after = _rss_mb()
 
-    probes = _probes(session, state["messages"], full, prefix_tokens, budget, trim, pieces)
+    probes = _probes(session, state["messages"], full, prefix_tokens, budget, trim, pieces,
+                     archive=archive, thread=thread, measure=measure, answerer=answerer,
+                     answer_questions=answer_questions)
     ms = [1000 * x for x in seconds]
     early = ms[EARLY[0]:EARLY[1]]
     # The last LATE steps, never overlapping the early window (shorter sessions get a shorter late window).
@@ -348,34 +383,124 @@ def replay(session: Session, *, budget: int, counter: str, samples: int, max_sec
     }
 
 
+#: What one ``recall(query=...)`` call shows: the best ``RECALL_K`` hits, as many as fit ``RECALL_PAGE_CHARS``
+#: (the recall tool's default page; each hit costs its text plus a line naming its id, speaker and date).
+RECALL_K = 10
+RECALL_PAGE_CHARS = 4000
+_HIT_LINE_CHARS = 60
+
+
+def recall_page(archive: Any, thread: str, question: str) -> tuple[str, set[str], float]:
+    """What one ``recall(query=question)`` returns, as the bench counts it: ``(text, refs, seconds)`` of the
+    best hits of ``archive.search(thread, question, RECALL_K)`` that fit in ``RECALL_PAGE_CHARS``."""
+    t0 = time.perf_counter()
+    hits = archive.search(thread, question, k=RECALL_K)
+    seconds = time.perf_counter() - t0
+    texts: list[str] = []
+    refs: set[str] = set()
+    used = 0
+    for hit in hits:
+        cost = len(hit.text) + _HIT_LINE_CHARS
+        if used + cost > RECALL_PAGE_CHARS:
+            break
+        used += cost
+        texts.append(hit.text)
+        refs.add(hit.ref)
+    return _SEP.join(texts), refs, seconds
+
+
+def _fold_tokens(context: Sequence[Any], measure: Callable[[Sequence[Any]], int]) -> int:
+    """Tokens of the fold messages (digests) in ``context``."""
+    from freemem.core.views import message_views
+
+    return sum(measure([m]) for m, v in zip(context, message_views(context), strict=True) if v.fold is not None)
+
+
 def _probes(session: Session, context: Sequence[Any], full: list[Any], prefix_tokens: list[int], budget: int,
-            trim: TrimPolicy, pieces: _Pieces) -> dict[str, Any] | None:
-    """Whether each probing question's key strings are in the final context (freemem and trim_messages)."""
+            trim: TrimPolicy, pieces: _Pieces, *, archive: Any = None, thread: str = "",
+            measure: Callable[[Sequence[Any]], int] | None = None, answerer: Any = None,
+            answer_questions: int | None = None) -> dict[str, Any] | None:
+    """Per probing question: are its key strings in the final context (freemem, ``trim_messages``, no pruning),
+    and, for freemem, are they (or the answering turn) reachable with one ``recall(query=question)``."""
     if not session.probes:
         return None
     fm_text = pieces.context(context)
-    tr_text = _SEP.join(pieces.of(m) for m in trim.prune([], trim_input(full, prefix_tokens, budget)))
+    trimmed = trim.prune([], trim_input(full, prefix_tokens, budget))
+    tr_text = _SEP.join(pieces.of(m) for m in trimmed)
+    all_text = pieces.context(full)
     rows = []
+    search_ms: list[float] = []
     for p in session.probes:
         fm = [k for k in p.keys if k in fm_text]
         tr = [k for k in p.keys if k in tr_text]
-        rows.append({"user": p.user, "question": p.question, "evidence_date": p.evidence_date, "keys": p.keys,
-                     "key_kind": p.key_kind,
-                     "freemem_keys_kept": len(fm), "trim_keys_kept": len(tr),
-                     "freemem_all_kept": len(fm) == len(p.keys), "trim_all_kept": len(tr) == len(p.keys)})
+        row = {"user": p.user, "question": p.question, "evidence_date": p.evidence_date, "keys": p.keys,
+               "key_kind": p.key_kind,
+               "freemem_keys_kept": len(fm), "trim_keys_kept": len(tr),
+               "freemem_all_kept": len(fm) == len(p.keys), "trim_all_kept": len(tr) == len(p.keys),
+               "none_all_kept": all(k in all_text for k in p.keys)}
+        if archive is not None:
+            page, refs, seconds = recall_page(archive, thread, p.question)
+            search_ms.append(1000 * seconds)
+            in_page = all(k in fm_text or k in page for k in p.keys)
+            row["recall_evidence"] = bool(refs & set(p.evidence_ids))
+            row["recall_keys"] = in_page
+            row["freemem_reachable"] = row["freemem_all_kept"] or in_page or row["recall_evidence"]
+        rows.append(row)
     n = len(rows)
     keys = sum(len(r["keys"]) for r in rows)
-    return {
+    out = {
         "method": "key strings of the turn that best matches each question (content words, the named day); "
                   "MemoryBank gives no answers, so this is a heuristic",
         "questions": n,
         "questions_with_named_keys": sum(1 for r in rows if r["key_kind"] == "names"),
         "freemem_all_kept": sum(r["freemem_all_kept"] for r in rows),
         "trim_all_kept": sum(r["trim_all_kept"] for r in rows),
+        "none_all_kept": sum(r["none_all_kept"] for r in rows),
+        # The questions whose keys are names, titles, places (not the rare-word fallback): what a digest can hold.
+        "named_freemem_all_kept": sum(r["freemem_all_kept"] for r in rows if r["key_kind"] == "names"),
+        "named_trim_all_kept": sum(r["trim_all_kept"] for r in rows if r["key_kind"] == "names"),
         "freemem_key_share": sum(r["freemem_keys_kept"] for r in rows) / keys if keys else None,
         "trim_key_share": sum(r["trim_keys_kept"] for r in rows) / keys if keys else None,
+        "digest_tokens": _fold_tokens(context, measure) if measure is not None else None,
         "per_question": rows,
     }
+    if answerer is not None:
+        out["answers"] = _answer(answerer, session, rows, {"freemem": context, "trim": trimmed, "none": full},
+                                 answer_questions)
+    if archive is not None:
+        out["freemem_reachable"] = sum(r["freemem_reachable"] for r in rows)
+        out["recall"] = {"k": RECALL_K, "page_chars": RECALL_PAGE_CHARS, "archive": type(archive).__name__,
+                         "search_ms_p50": percentile(search_ms, 50), "search_ms_p95": percentile(search_ms, 95)}
+    return out
+
+
+#: The policies a real model answers from, in the order they are asked (each context's questions in a row).
+ANSWER_POLICIES = ("freemem", "trim", "none")
+
+
+def _answer(answerer: Any, session: Session, rows: list[dict[str, Any]], contexts: dict[str, Sequence[Any]],
+            limit: int | None) -> dict[str, Any]:
+    """A real model answers the first ``limit`` probing questions from each policy's context, all questions of one
+    context in a row (llama.cpp reuses the shared prefix); token F1 against the gold answer (MemoryBank: the key
+    strings joined, a heuristic gold)."""
+    from freemem.bench.answers import token_f1
+
+    probes = list(zip(session.probes, rows, strict=True))[:limit]
+    f1: dict[str, list[float]] = {name: [] for name in ANSWER_POLICIES}
+    named: dict[str, list[float]] = {name: [] for name in ANSWER_POLICIES}
+    for name in ANSWER_POLICIES:
+        for probe, row in probes:
+            reply = answerer.answer(contexts[name], probe.question)
+            score = token_f1(reply, " ".join(probe.keys))
+            row.setdefault("answers", {})[name] = {"answer": reply, "f1": round(score, 4)}
+            f1[name].append(score)
+            if probe.key_kind == "names":
+                named[name].append(score)
+    return {"questions": len(probes), "gold": "the key strings joined",
+            "f1": {name: mean(v) for name, v in f1.items()},
+            "f1_named_keys": {name: mean(v) for name, v in named.items()},
+            "named_questions": len(named["freemem"]), "sums": {name: sum(v) for name, v in f1.items()},
+            "named_sums": {name: sum(v) for name, v in named.items()}}
 
 
 # ----------------------------------------------------------------------------------------------- CLI
@@ -383,18 +508,43 @@ def _probes(session: Session, context: Sequence[Any], full: list[Any], prefix_to
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_common_arguments(p, default_relative="", what=f"the data folder holding {MEMORYBANK}/ and {OPENHANDS}")
-    p.add_argument("--sessions", default=",".join(SESSIONS),
-                   help=f"comma-separated list from {','.join(SESSIONS)} (default: all)")
+    p.add_argument("--sessions", default=",".join(DEFAULT_SESSIONS),
+                   help=f"comma-separated list from {','.join(SESSIONS)} (default: {','.join(DEFAULT_SESSIONS)})")
     p.add_argument("--tool-calls", type=int, default=10_000, help="tool calls of the synthetic tool session")
     p.add_argument("--chat-turns", type=int, default=2_000, help="turns of the synthetic chat")
     p.add_argument("--budget", type=int, default=16_000, help="budget of the tool-use sessions (default 16000)")
-    p.add_argument("--chat-budget", type=int, default=4_000, help="budget of the chat sessions (default 4000)")
+    p.add_argument("--chat-budget", default="4000",
+                   help="budget of the chat sessions, or a comma-separated list: each chat runs at each (default 4000)")
+    p.add_argument("--split", choices=SPLITS, default="held-out",
+                   help=f"memorybank-chats: the users that tuned the chat defaults (tune: the first "
+                        f"{MEMORYBANK_TUNE_USERS}), the others (held-out, the default) or all")
+    p.add_argument("--users-per-chat", type=int, default=4, help="memorybank-chats: users per chat (default 4)")
+    g = p.add_argument_group("answer model", "a real local model answers each probing question from each "
+                                             "policy's final context (llama.cpp, CPU); token F1 against the gold")
+    g.add_argument("--answer-model", metavar="GGUF",
+                   help="a GGUF chat model (../shared/models/get-qwen-coder 0.5b|1.5b prints one)")
+    g.add_argument("--answer-threads", type=int, default=2, help="CPU threads of the answer model (default 2)")
+    g.add_argument("--answer-ctx", type=int, default=20_480,
+                   help="its context window: the longest chat unpruned, plus the question (default 20480)")
+    g.add_argument("--answer-questions", type=int, metavar="N",
+                   help="answer only the first N questions of each session (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic sessions")
     p.add_argument("--samples", type=int, default=200, help="retention samples per session (default 200)")
     p.add_argument("--max-seconds", type=float, default=300.0,
                    help="stop a session after this many seconds (0: never; default 300)")
     p.add_argument("--quick", action="store_true",
                    help="small sizes (400 tool calls, 400 chat turns, 2 users / 2 trajectories, 20 samples)")
+
+
+def _budgets(text: Any) -> list[int]:
+    """``--chat-budget``: one budget or a comma-separated list of positive ints."""
+    try:
+        values = [int(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--chat-budget {text!r}: give a number of tokens or a comma-separated list") from None
+    if not values or any(v <= 0 for v in values):
+        raise ConfigError("--chat-budget must be positive")
+    return values
 
 
 def _sessions(args: argparse.Namespace) -> tuple[list[tuple[Session, int]], list[str]]:
@@ -406,25 +556,112 @@ def _sessions(args: argparse.Namespace) -> tuple[list[tuple[Session, int]], list
     if root is not None and not root.is_dir():
         raise ConfigError(f"--data {args.data}: no such directory")
     limit = args.limit or (2 if args.quick else None)
+    chat_budgets = _budgets(args.chat_budget)
     out: list[tuple[Session, int]] = []
     notes: list[str] = []
     for name in names:
         if name == "tools":
             out.append((tool_session(args.tool_calls, seed=args.seed), args.budget))
         elif name == "chat":
-            out.append((chat_session(args.chat_turns, seed=args.seed), args.chat_budget))
+            out.extend((chat_session(args.chat_turns, seed=args.seed), b) for b in chat_budgets)
         else:
-            relative = MEMORYBANK if name == "memorybank" else OPENHANDS
+            relative = OPENHANDS if name == "openhands" else MEMORYBANK
             path = root / relative if root is not None else default_data(relative)
             if path is None or not path.exists():
                 notes.append(f"{name}: skipped, {relative} not found"
                              + (f" under {root}" if root is not None else " (give --data DIR)"))
                 continue
             if name == "memorybank":
-                out.append((memorybank_session(path, users=limit), args.chat_budget))
+                out.extend((memorybank_session(path, users=limit), b) for b in chat_budgets)
+            elif name == "memorybank-chats":
+                chats = memorybank_chats(path, users_per_chat=args.users_per_chat, split=args.split)
+                chats = chats[:limit] if limit else chats
+                out.extend((chat, b) for b in chat_budgets for chat in chats)
             else:
                 out.append((openhands_session(path, limit=limit), args.budget))
     return out, notes
+
+
+F1_COLUMNS = ("session", "questions", "F1 freemem", "F1 trim", "F1 no pruning", "named-key questions",
+              "F1 freemem (named)", "F1 trim (named)", "F1 no pruning (named)")
+
+
+def f1_rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
+    """One row per session a model answered from, and one per budget over all of them."""
+    rows: list[list[str]] = []
+    totals: dict[int, list[Any]] = {}
+
+    def line(label: str, n: int, sums: dict[str, float], m: int, named: dict[str, float]) -> list[str]:
+        def f(total: float, k: int) -> str:
+            return f"{total / k:.3f}" if k else "–"
+
+        return [label, str(n), *(f(sums[p], n) for p in ANSWER_POLICIES), str(m),
+                *(f(named[p], m) for p in ANSWER_POLICIES)]
+
+    for r in results:
+        a = (r.get("probes") or {}).get("answers")
+        if not a:
+            continue
+        rows.append(line(f"{r['session']} @{r['budget']:,}", a["questions"], a["sums"], a["named_questions"],
+                         a["named_sums"]))
+        t = totals.setdefault(r["budget"], [0, dict.fromkeys(ANSWER_POLICIES, 0.0), 0,
+                                            dict.fromkeys(ANSWER_POLICIES, 0.0), 0])
+        t[0] += a["questions"]
+        t[2] += a["named_questions"]
+        t[4] += 1
+        for p in ANSWER_POLICIES:
+            t[1][p] += a["sums"][p]
+            t[3][p] += a["named_sums"][p]
+    if sum(t[4] for t in totals.values()) > len(totals):
+        for budget, t in sorted(totals.items()):
+            rows.append(line(f"all {t[4]} @{budget:,}", t[0], t[1], t[2], t[3]))
+    return rows
+
+
+QA_COLUMNS = ("session", "questions", "gold present freemem", "trim", "no pruning", "reachable freemem",
+              "named keys: freemem", "trim", "digest tok", "search p95 ms")
+
+
+def _qa_row(label: str, n: int, fm: int, tr: int, none: int, reach: int | None, named: tuple[int, int, int],
+            digest: str, p95: str) -> list[str]:
+    def share(k: int | None, of: int) -> str:
+        return "–" if k is None or not of else f"{k / of:.3f} ({k}/{of})"
+
+    m, nf, nt = named
+    return [label, str(n), share(fm, n), share(tr, n), share(none, n), share(reach, n), share(nf, m), share(nt, m),
+            digest, p95]
+
+
+def qa_rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
+    """One row per session with probing questions, and one per budget over all of them."""
+    rows: list[list[str]] = []
+    totals: dict[int, list[Any]] = {}
+    for r in results:
+        p = r.get("probes")
+        if not p:
+            continue
+        reach = p.get("freemem_reachable")
+        p95 = p.get("recall", {}).get("search_ms_p95")
+        named = (p["questions_with_named_keys"], p["named_freemem_all_kept"], p["named_trim_all_kept"])
+        rows.append(_qa_row(f"{r['session']} @{r['budget']:,}", p["questions"], p["freemem_all_kept"],
+                            p["trim_all_kept"], p["none_all_kept"], reach, named, str(p["digest_tokens"]),
+                            "–" if p95 is None else f"{p95:.1f}"))
+        t = totals.setdefault(r["budget"], [0, 0, 0, 0, 0, [], 0, 0, 0, 0])
+        t[7] += named[0]
+        t[8] += named[1]
+        t[9] += named[2]
+        t[0] += p["questions"]
+        t[1] += p["freemem_all_kept"]
+        t[2] += p["trim_all_kept"]
+        t[3] += p["none_all_kept"]
+        t[4] += reach or 0
+        t[5].append(p["digest_tokens"] or 0)
+        t[6] += 1
+    if sum(t[6] for t in totals.values()) > len(totals):
+        for budget, t in sorted(totals.items()):
+            rows.append(_qa_row(f"all {t[6]} @{budget:,}", t[0], t[1], t[2], t[3], t[4], (t[7], t[8], t[9]),
+                                f"{mean(t[5]):.0f} (mean)", ""))
+    return rows
 
 
 TABLE_COLUMNS = ("session", "steps", "over budget", "final tok", "peak tok", "msgs", "cleans", "folds",
@@ -473,7 +710,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         args.tool_calls = min(args.tool_calls, 400)
         args.chat_turns = min(args.chat_turns, 400)
         args.samples = min(args.samples, 20)
-    for name in ("--tool-calls", "--chat-turns", "--budget", "--chat-budget", "--samples", "--limit"):
+    for name in ("--tool-calls", "--chat-turns", "--budget", "--samples", "--limit", "--users-per-chat"):
         ensure_positive(name, getattr(args, name[2:].replace("-", "_")))
     if args.max_seconds is not None and args.max_seconds < 0:
         raise ConfigError("--max-seconds must be 0 (no limit) or positive")
@@ -481,6 +718,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     console.width = max(console.width, 210)  # 15 columns: wide enough that no cell is cut
     t0 = time.perf_counter()
     sessions, notes = _sessions(args)
+    answerer = None
+    if getattr(args, "answer_model", None):
+        from freemem.bench.answers import LocalAnswerer
+
+        answerer = LocalAnswerer(args.answer_model, n_ctx=args.answer_ctx, threads=args.answer_threads)
     for note in notes:
         console.print(f"[yellow]{note}[/yellow]")
     results: list[dict[str, Any]] = []
@@ -489,7 +731,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             task = bar.add_task(session.name, total=len(session.steps)) if bar is not None else None
             advance = (lambda t=task: bar.advance(t)) if bar is not None else None
             results.append(replay(session, budget=budget, counter=args.counter, samples=args.samples,
-                                  max_seconds=args.max_seconds or None, on_step=advance))
+                                  max_seconds=args.max_seconds or None, on_step=advance, answerer=answerer,
+                                  answer_questions=args.answer_questions))
     seconds = time.perf_counter() - t0
     rows = [_row(r) for r in results]
     title = f"freemem bench long — {args.counter} counter, time per step in CleanStep.run"
@@ -497,16 +740,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for r in results:
         if r["stopped"]:
             console.print(f"[yellow]{r['session']}: {r['stopped']}[/yellow]")
-        if r["probes"]:
-            p = r["probes"]
-            console.print(f"{r['session']} probing questions: all key strings kept in the final context for "
-                          f"{p['freemem_all_kept']}/{p['questions']} (freemem) vs {p['trim_all_kept']}/"
-                          f"{p['questions']} (trim_messages)")
+    qa = qa_rows(results)
+    if qa:
+        print_table(console, "probing questions: all key strings in the final context (gold present), or in "
+                    f"context or one recall(query=question) page (reachable: best {RECALL_K} hits within "
+                    f"{RECALL_PAGE_CHARS:,} characters, or the answering turn among them)", QA_COLUMNS, qa)
+    f1 = f1_rows(results)
+    if f1:
+        print_table(console, f"answers of {answerer.path.name if answerer else 'the model'} from each policy's "
+                    "final context: token F1 against the gold (MemoryBank: its key strings)", F1_COLUMNS, f1)
     console.print(f"{seconds:.0f} s in all")
     result: dict[str, Any] = {
         "benchmark": "long", "counter": args.counter, "seed": args.seed, "quick": bool(args.quick),
         "max_seconds": args.max_seconds or None, "seconds": round(seconds, 2), "machine": machine_info(),
         "skipped": notes, "sessions": results, "table": markdown_table(TABLE_COLUMNS, rows),
+        "qa_table": markdown_table(QA_COLUMNS, qa) if qa else None,
+        "answer_model": answerer.describe() if answerer is not None else None,
+        "f1_table": markdown_table(F1_COLUMNS, f1) if f1 else None,
     }
     if getattr(args, "png", None):
         plot(results, args.png)

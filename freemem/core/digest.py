@@ -11,15 +11,27 @@ messages:
   sentence (names, places) and quoted strings;
 * each sentence gets a tier: one whose specifics the later, unfolded conversation uses (user and assistant
   text and call arguments; a tool's output mentioning a string is not the agent using it) first; then what
-  the user stated; then what the assistant said or did with specifics, the tool calls (name and short
-  argument values) and what the user asked; then the rest (small talk), which goes first when room is short;
+  the user stated with specifics; then what the assistant said or did with specifics (a recommendation, a
+  title) and the tool calls (name and short argument values); then the user's plain statements about
+  themselves, what chat questions ask about most ("I enjoy badminton and swimming", "my sister moved to...":
+  first person, two or more content words); then what the user asked; then the rest (small talk), which goes
+  first when room is short;
+* a fact is kept densely: a sentence with specifics is cut to the clauses that hold them (with the short clause
+  before, which says what they are), and words that open a sentence without adding to it ("Okay, ", "Haha, ",
+  "By the way, ") are left out; the text is cut, never rewritten;
 * sentences are taken in tier order, newest first within a tier, while they fit ``cap_tokens``; a sentence
-  with specifics that add nothing to what is already taken (an answer that repeats the fact it answers) is
-  left out, so the room goes to facts, not to their echoes;
-* a merged older digest's lines are read back the same way (their role is on the line), so an old fact keeps
-  the tier it earned and competes with the new ones on equal terms;
+  with specifics that add nothing to what is already taken (an answer that repeats the fact it answers), or a
+  plain statement whose content words are all taken, is left out, so the room goes to facts, not to echoes;
+* a merged older digest's lines are read back the same way (their role is on the line, their day on the date
+  line above), so an old fact keeps the tier it earned and competes with the new ones on equal terms;
 * the taken sentences are written in conversation order, one line per message (``- user: ...``,
-  ``- assistant: ...``, ``- called tool(arg=...)``, ``  tool said: ...``).
+  ``- assistant: ...``, ``- called tool(arg=...)``, ``  tool said: ...``); when messages carry their date
+  (``date`` / ``created_at`` / ``timestamp`` in their metadata, :attr:`MessageView.date`), each day's lines
+  follow a ``[YYYY-MM-DD]`` line, so a fact keeps the day it was said.
+
+In a thread of conversation only, :class:`~freemem.FreeMemory` gives the digest more than twice the room it
+gives an agent's (``CHAT_DIGEST_SHARE``): the digest is then all that stays of the earlier days
+(``docs/chat.md``).
 
 A model summary (the ``summarize`` policy's summariser) is the other digest; this one costs no call and is
 deterministic. Core module: plain strings and :class:`~freemem.core.views.MessageView`, no LangChain import.
@@ -54,6 +66,24 @@ Does Did Is Are Was Were Have Has Had And But So Or If Then Also Well Oh Please 
 Monday Tuesday Wednesday Thursday Friday Saturday Sunday Today Tomorrow Yesterday""".split())
 #: A merged digest's lines: ``- role: text``, ``- called name(args)``, ``  name said: text``.
 _LINE = re.compile(r"^(?:- (?P<role>[\w-]+): |- (?P<called>called) |  (?P<tool>[\w.\-]+) said: )(?P<text>.*)$")
+#: A merged digest's date line: the facts under it were said that day.
+_DATE_LINE = re.compile(r"^\[(?P<date>\d{4}-\d{2}-\d{2})\]$")
+_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}")
+#: What a person says about themselves: their likes, plans, doings ("I enjoy...", "my sister...").
+_FIRST_PERSON = re.compile(r"\b(?:I|I'm|I’m|I've|I’ve|I'd|I’d|I'll|I’ll|my|My|me|we|We|our|Our)\b")
+#: Words that open a sentence without adding to it ("Okay, ", "Haha, ", "By the way, ").
+_FILLER_LEAD = re.compile(
+    r"^(?:(?:ok(?:ay)?|yes|yeah|yep|well|oh|ah|haha+|hmm+|wow|great|sure|actually|anyway|so|hi|hello|hey|alright|"
+    r"certainly|of course|absolutely|indeed|by the way|in fact|honestly|you know)\b[,!.]*\s+)+", re.IGNORECASE)
+#: Common words that carry no fact (a plain statement's content words are its other words of 4+ letters).
+_STOP = frozenset("""about above after again against also always another anything around away back because been
+before being below between both came come could does doing done down during each else even ever every from
+further going gone good great have having here hers herself himself into itself just know like little lot lots
+made make many more most much must myself never nice only other ours ourselves over own really same should
+some something such sure than thank thanks that that's their theirs them themselves then there these they thing
+things think this those though through today together tomorrow under until very want was were what when where
+which while will with would yesterday your yours yourself yourselves recently lately maybe quite still feel
+felt today's day days time times way ways well please hope""".split())
 
 #: The instruction of a model summary of folded messages (``{summary_tokens}``: its bound).
 FOLD_SUMMARY_SYSTEM = (
@@ -63,7 +93,8 @@ FOLD_SUMMARY_SYSTEM = (
     "{summary_tokens} tokens."
 )
 
-_TIER_REFERENCED_STATED, _TIER_REFERENCED, _TIER_STATED, _TIER_DID, _TIER_ASKED, _TIER_REST = 5, 4, 3, 2, 1, 0
+_TIER_REFERENCED_STATED, _TIER_REFERENCED, _TIER_STATED, _TIER_DID, _TIER_TOLD, _TIER_ASKED, _TIER_REST = (
+    6, 5, 4, 3, 2, 1, 0)
 _SENTENCE_CHARS = 240
 _HANDLE = re.compile(r"\bf[0-9a-f]{8}\b")
 _HEADER_SLACK = 4
@@ -143,6 +174,8 @@ class _Piece:
     tier: int
     keys: frozenset[str]
     joinable: bool = True  # sentences of one message share a line; calls and tool lines stand alone
+    day: str | None = None  # the day it was said (a date line precedes each day's lines)
+    words: frozenset[str] = frozenset()  # content words (the echo check of plain statements)
 
 
 def _sentences(text: str) -> Iterable[str]:
@@ -152,7 +185,18 @@ def _sentences(text: str) -> Iterable[str]:
             yield _one_line(part, _SENTENCE_CHARS)
 
 
-def _tier(role: str, sentence: str, keys: set[str], later: set[str]) -> int:
+def _content_words(sentence: str) -> set[str]:
+    """The words of ``sentence`` that may carry a fact: 4+ letters, not a common word (lower-cased)."""
+    return {w for w in (_norm(x) for x in _WORD.findall(sentence)) if len(w) >= 4 and w not in _STOP}
+
+
+def _told(sentence: str, words: frozenset[str] | set[str]) -> bool:
+    """A plain statement about oneself with something in it: "I enjoy playing badminton and swimming"."""
+    return len(words) >= 2 and _FIRST_PERSON.search(sentence) is not None
+
+
+def _tier(role: str, sentence: str, keys: set[str], later: set[str],
+          words: frozenset[str] | set[str] = frozenset()) -> int:
     user = role in ("user", "human")
     question = sentence.rstrip().endswith("?")
     if keys & later:
@@ -161,9 +205,51 @@ def _tier(role: str, sentence: str, keys: set[str], later: set[str]) -> int:
         if user and not question:
             return _TIER_STATED
         return _TIER_DID if not user else _TIER_ASKED
+    if user and not question and _told(sentence, words):
+        return _TIER_TOLD
     if user and question:
         return _TIER_ASKED
     return _TIER_REST
+
+
+#: Where a sentence splits into clauses: a comma, semicolon, colon or dash and the space after it.
+_CLAUSE = re.compile(r"(?<=[,;:])\s+|\s+[—–-]\s+")
+#: The most words of the clause kept in front of a fact's first clause (its context: "I read a book called").
+_LEAD_WORDS = 12
+
+
+def _clauses_with(sentence: str, keys: set[str]) -> str:
+    """The clauses of ``sentence`` that hold one of ``keys``, with the clause before the first of them when it
+    is short (what the fact is about); ``sentence`` itself when every clause holds one or none does. The text
+    is cut, never rewritten: each clause keeps its own punctuation."""
+    starts = [0] + [m.end() for m in _CLAUSE.finditer(sentence)]
+    if len(starts) < 2:
+        return sentence
+    spans = [(a, b) for a, b in zip(starts, [*starts[1:], len(sentence)], strict=True)]
+    holding = [bool(specifics(sentence[a:b]) & keys) for a, b in spans]
+    if all(holding) or not any(holding):
+        return sentence
+    first = holding.index(True)
+    keep = {k for k, h in enumerate(holding) if h}
+    if first > 0 and len(sentence[slice(*spans[first - 1])].split()) <= _LEAD_WORDS:
+        keep.add(first - 1)
+    out = "".join(sentence[a:b] for k, (a, b) in enumerate(spans) if k in keep).strip()
+    return out.rstrip(",;:—–- ") or sentence
+
+
+def _strip_filler(sentence: str) -> str:
+    """``sentence`` without the words that open it and add nothing ("Okay, ", "Haha, "); itself when that
+    would leave nothing."""
+    out = _FILLER_LEAD.sub("", sentence)
+    return out if out.strip() else sentence
+
+
+def _day(date: str | None) -> str | None:
+    """A message's date as its day (``YYYY-MM-DD``) where it is one, else None."""
+    if date is None:
+        return None
+    m = _ISO_DAY.match(date.strip())
+    return m.group(0) if m else None
 
 
 class _Collector:
@@ -176,19 +262,23 @@ class _Collector:
         self.groups += 1
         return self.groups
 
-    def text(self, role: str, text: str, *, prefix: str | None = None) -> None:
+    def text(self, role: str, text: str, *, prefix: str | None = None, day: str | None = None) -> None:
         group = self.new_group()
         prefix = prefix if prefix is not None else f"- {role}: "
         for sentence in _sentences(text):
             keys = specifics(sentence)
-            tier = _tier(role, sentence, keys, self.later)
-            self.pieces.append(_Piece(group, len(self.pieces), prefix, sentence, tier, frozenset(keys)))
+            words = _content_words(sentence)
+            tier = _tier(role, sentence, keys, self.later, words)
+            if tier >= _TIER_TOLD:
+                sentence = _strip_filler(_clauses_with(sentence, keys) if keys else sentence)
+            self.pieces.append(_Piece(group, len(self.pieces), prefix, sentence, tier, frozenset(keys),
+                                      day=day, words=frozenset(words)))
 
-    def single(self, line: str, keys: set[str], tier: int) -> None:
+    def single(self, line: str, keys: set[str], tier: int, *, day: str | None = None) -> None:
         if keys & self.later:
             tier = _TIER_REFERENCED
         self.pieces.append(_Piece(self.new_group(), len(self.pieces), "", line, tier, frozenset(keys),
-                                  joinable=False))
+                                  joinable=False, day=day))
 
     def tool_lines(self, name: str, text: str, limit: int) -> None:
         """The lines of a tool's output that the later conversation used (at most ``limit``)."""
@@ -204,17 +294,17 @@ class _Collector:
                 self.single(f"  {name} said: " + _one_line(clean, 160), keys, _TIER_REFERENCED)
                 found += 1
 
-    def merged_line(self, line: str) -> None:
-        """A line of a merged older digest, read back with its role."""
+    def merged_line(self, line: str, day: str | None = None) -> None:
+        """A line of a merged older digest, read back with its role (and the day of the date line above it)."""
         m = _LINE.match(line)
         if m is None:
-            self.text("note", line, prefix="- ")
+            self.text("note", line, prefix="- ", day=day)
         elif m["called"]:
-            self.single(line, specifics(m["text"]) | _call_keys(m["text"]), _TIER_DID)
+            self.single(line, specifics(m["text"]) | _call_keys(m["text"]), _TIER_DID, day=day)
         elif m["tool"]:
-            self.single(line, specifics(m["text"]), _TIER_DID)
+            self.single(line, specifics(m["text"]), _TIER_DID, day=day)
         else:
-            self.text(m["role"], m["text"])
+            self.text(m["role"], m["text"], day=day)
 
 
 def _call_keys(text: str) -> set[str]:
@@ -233,47 +323,62 @@ def extractive_digest(folded: Sequence[MessageView], later: Sequence[MessageView
     for view in folded:
         if view.fold is not None:
             text = "\n".join(t for _n, t in view.fields)
+            day: str | None = None
             for line in text.split("\n")[1:]:
-                if line.strip():
-                    col.merged_line(line)
+                if (dated := _DATE_LINE.match(line.strip())) is not None:
+                    day = dated["date"]
+                elif line.strip():
+                    col.merged_line(line, day)
             continue
         text = "\n".join(t for n, t in view.fields if n != "part")
+        day = _day(view.date)
         if view.role in ("user", "human"):
-            col.text("user", text)
+            col.text("user", text, day=day)
         elif view.role == "assistant":
             if text.strip():
-                col.text("assistant", text)
+                col.text("assistant", text, day=day)
             for _cid, name, args in view.tool_calls:
                 line = "- called " + _call_line(name, args)
-                col.single(line, _call_keys(args) | specifics(line), _TIER_DID)
+                col.single(line, _call_keys(args) | specifics(line), _TIER_DID, day=day)
         elif view.role == "tool":
             col.tool_lines(view.name or "tool", text, ref_lines)
         elif text.strip():
-            col.text(view.role, text)
+            col.text(view.role, text, day=day)
 
     # The header names a random handle, whose token count varies: budget with a fixed one (and a little slack)
     # so the same messages always give the same digest.
     budget = max(0, cap_tokens - counter.count(_HANDLE.sub("f00000000", header)) - _HEADER_SLACK)
-    # Take in tier order, newest first within a tier; skip echoes (specifics all taken already).
+    # Take in tier order, newest first within a tier; skip echoes (specifics all taken already; for a plain
+    # statement, its content words all taken already).
     taken: set[int] = set()
     seen: set[str] = set()
+    seen_words: set[str] = set()
+    days: set[str] = set()
     used = 0
     prefix_paid: set[int] = set()
     for piece in sorted(col.pieces, key=lambda p: (-p.tier, -p.order)):
         if piece.keys and piece.keys <= seen:
             continue
+        if not piece.keys and piece.tier == _TIER_TOLD and piece.words <= seen_words:
+            continue
         cost = counter.count(piece.text) + 1
         if piece.joinable and piece.group not in prefix_paid:
             cost += counter.count(piece.prefix)
+        if piece.day is not None and piece.day not in days:
+            cost += counter.count(f"[{piece.day}]") + 1
         if used + cost > budget:
             continue
         taken.add(piece.order)
         seen |= piece.keys
+        seen_words |= piece.words
         used += cost
+        if piece.day is not None:
+            days.add(piece.day)
         if piece.joinable:
             prefix_paid.add(piece.group)
     lines: list[str] = []
     current: tuple[int, list[str]] | None = None
+    shown_day: str | None = None
     for piece in col.pieces:
         if piece.order not in taken:
             continue
@@ -282,6 +387,9 @@ def extractive_digest(folded: Sequence[MessageView], later: Sequence[MessageView
             continue
         if current is not None:
             lines.append(" ".join(current[1]))
+        if piece.day is not None and piece.day != shown_day:
+            lines.append(f"[{piece.day}]")
+            shown_day = piece.day
         current = (piece.group, [piece.prefix + piece.text])
     if current is not None:
         lines.append(" ".join(current[1]))

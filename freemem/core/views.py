@@ -20,8 +20,8 @@ from freemem.core.json_args import (
 )
 from freemem.core.media import DEFAULT_IMAGE_RULE, Media, media_of, media_tokens
 
-__all__ = ["FOLD_KEY", "MESSAGE_OVERHEAD_TOKENS", "MessageView", "count_messages", "counted_texts", "image_rule_of",
-           "message_views", "views_media_tokens"]
+__all__ = ["DATE_KEYS", "FOLD_KEY", "MESSAGE_OVERHEAD_TOKENS", "MessageView", "count_messages", "counted_texts",
+           "image_rule_of", "message_views", "views_media_tokens"]
 
 #: Tokens a chat template adds around each message (role markers, separators); OpenAI documents ~3-4.
 MESSAGE_OVERHEAD_TOKENS = 4
@@ -29,6 +29,10 @@ MESSAGE_OVERHEAD_TOKENS = 4
 #: Where a fold message carries its handle: the dict message's ``metadata`` key, or a LangChain message's
 #: ``additional_kwargs`` key (see :mod:`freemem.core.folding`).
 FOLD_KEY = "freemem_fold"
+
+#: Metadata keys a message may carry its own date under (first found wins): the message dict itself, its
+#: ``metadata``, or a LangChain message's ``additional_kwargs`` / ``response_metadata``.
+DATE_KEYS = ("date", "created_at", "timestamp", "time", "datetime")
 
 
 @dataclass
@@ -50,6 +54,8 @@ class MessageView:
     fold: str | None = None
     #: The images and documents of the content (counted by their size, never edited: :mod:`freemem.core.media`).
     media: list[Media] = field(default_factory=list)
+    #: The date the message carries in its own metadata (:data:`DATE_KEYS`), as given; None when it has none.
+    date: str | None = None
 
     def arg_strings(self, k: int, min_chars: int = ARG_FIELD_MIN_CHARS) -> list[ArgString]:
         """Top-level string values (``min_chars`` and longer) of the ``k``-th tool call's arguments."""
@@ -81,6 +87,7 @@ def _dict_view(index: int, msg: dict[str, Any]) -> MessageView:
         tool_call_id=_str_or_none(msg.get("tool_call_id")),
         pinned=bool(msg.get("pinned")) or bool(_meta(msg).get("freemem_pinned")),
         fold=_fold_handle(_meta(msg).get(FOLD_KEY)),
+        date=_date_of(msg, _meta(msg)),
     )
     reasoning = msg.get("reasoning_content") or msg.get("reasoning")
     if isinstance(reasoning, str) and reasoning:
@@ -121,6 +128,7 @@ def _lc_view(index: int, msg: Any) -> MessageView:
         tool_call_id=_str_or_none(getattr(msg, "tool_call_id", None)),
         pinned=bool(kwargs.get("freemem_pinned") or meta.get("freemem_pinned")),
         fold=_fold_handle(kwargs.get(FOLD_KEY)),
+        date=_date_of(kwargs, meta),
     )
     reasoning = kwargs.get("reasoning_content")
     if isinstance(reasoning, str) and reasoning:
@@ -164,6 +172,17 @@ def _fold_handle(value: Any) -> str | None:
     if isinstance(value, dict):
         value = value.get("handle")
     return value if isinstance(value, str) and value else None
+
+
+def _date_of(*holders: Any) -> str | None:
+    """The first date found under :data:`DATE_KEYS` in ``holders`` (dicts), as a string."""
+    for holder in holders:
+        if isinstance(holder, dict):
+            for key in DATE_KEYS:
+                value = holder.get(key)
+                if isinstance(value, (str, int, float)) and not isinstance(value, bool) and str(value).strip():
+                    return str(value).strip()
+    return None
 
 
 def _str_or_none(value: Any) -> str | None:
@@ -230,14 +249,14 @@ class _LcViewCache:
             c = hit[1]
             return MessageView(index=index, role=c.role, id=c.id, name=c.name, fields=list(c.fields),
                                tool_calls=list(c.tool_calls), tool_call_id=c.tool_call_id, pinned=c.pinned,
-                               fold=c.fold, media=list(c.media))
+                               fold=c.fold, media=list(c.media), date=c.date)
         view = _lc_view(index, msg)
         if len(self._entries) >= self.LIMIT:
             self._entries.clear()
         self._entries[key] = (copy.deepcopy(rest), MessageView(
             index=index, role=view.role, id=view.id, name=view.name, fields=list(view.fields),
             tool_calls=list(view.tool_calls), tool_call_id=view.tool_call_id, pinned=view.pinned,
-            fold=view.fold, media=list(view.media)))
+            fold=view.fold, media=list(view.media), date=view.date))
         return view
 
 

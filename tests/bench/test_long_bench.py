@@ -15,8 +15,10 @@ from langgraph.graph.message import REMOVE_ALL_MESSAGES
 from freemem.bench import long as L
 from freemem.bench import sessions as S
 from freemem.bench._common import bench_counter
+from freemem.bench.answers import LocalAnswerer, chat_prompt, token_f1
 from freemem.bench.transcripts import ReferenceIndex
 from freemem.cli.main import main
+from freemem.core.errors import ConfigError
 from freemem.core.pairing import pairing_violations
 from freemem.langgraph import LEDGER_MAX_EVENTS
 from freemem.memory import FreeMemory
@@ -266,3 +268,114 @@ def test_data_sessions_run_from_a_data_folder_and_missing_ones_are_skipped(tmp_p
     assert probes["freemem_all_kept"] == probes["trim_all_kept"] == 3
     assert main(["bench", "long", "--quiet", "--sessions", "nope"]) == 1
     assert main(["bench", "long", "--quiet", "--data", str(tmp_path / "absent")]) == 1
+
+
+_PLACES, _SIDES, _FRIENDS = ("Amber", "Birch", "Cedar"), ("North", "South", "East", "West", "Upper", "Lower"), "ABC"
+
+
+def _long_bank(tmp_path: Path, users: int = 3, days: int = 6) -> Path:
+    """MemoryBank-shaped data with enough text per user that a small budget folds: each day one fact with a
+    name, and small talk."""
+    folder = tmp_path / "memorybank_chat_en"
+    folder.mkdir()
+    bank: dict[str, Any] = {}
+    questions: list[str] = []
+    for u in range(users):
+        name = f"User{u}" if u else " Spacey "  # MemoryBank has names with stray spaces (" Jason ")
+        history = {}
+        for d in range(days):
+            history[f"2023-04-{27 + d:02d}" if d < 4 else f"2023-05-{d - 3:02d}"] = [
+                {"query": f"Today I visited the {_PLACES[u]} {_SIDES[d]} Gallery with my friend {_FRIENDS[u]}{d}.",
+                 "response": "That sounds lovely. " + "Museums are a wonderful way to spend a day. " * 6},
+                {"query": "The weather was fine and I walked a lot. " * 4,
+                 "response": "Walking is good for you. " * 8}]
+        bank[name] = {"history": history}
+        questions.append(json.dumps({name.strip(): [f"On May 1st, which gallery did I visit with {_FRIENDS[u]}4?"]}))
+    (folder / "memory_bank_en.json").write_text(json.dumps(bank))
+    (folder / "probing_questions_en.jsonl").write_text("\n".join(questions) + "\n")
+    return folder
+
+
+def test_memorybank_chats_are_dated_shifted_and_split(tmp_path: Path) -> None:
+    folder = _long_bank(tmp_path)
+    (chat,) = S.memorybank_chats(folder, users_per_chat=3, split="all")
+    assert chat.name == "memorybank[Spacey+User1+User2]" and len(chat.steps) == 3 * 6 * 2
+    dates = [step[0].additional_kwargs["date"] for step in chat.steps]
+    assert dates == sorted(dates) and dates[0] == "2023-04-27" and dates[-1] == "2023-05-14"  # 18 days, in order
+    assert all(step[1].additional_kwargs["date"] == step[0].additional_kwargs["date"] for step in chat.steps)
+    # Every user keeps their question (the one with stray spaces too), its named day shifted with the user's days.
+    assert [p.question for p in chat.probes] == ["On May 1st, which gallery did I visit with A4?",
+                                                 "On May 7th, which gallery did I visit with B4?",
+                                                 "On May 13th, which gallery did I visit with C4?"]
+    assert [p.evidence_date for p in chat.probes] == ["2023-05-01", "2023-05-07", "2023-05-13"]
+    assert chat.probes[1].keys == ["Birch Upper Gallery"] and chat.probes[1].evidence_ids == ["mb1-8-q", "mb1-8-r"]
+    # The split: the first MEMORYBANK_TUNE_USERS users tune, the others are held out (none here).
+    assert len(S.memorybank_chats(folder, users_per_chat=2, split="tune")) == 2
+    assert S.memorybank_chats(folder, split="held-out") == []
+    with pytest.raises(ConfigError):
+        S.memorybank_chats(folder, split="nope")
+    with pytest.raises(ConfigError):
+        S.memorybank_chats(folder, users_per_chat=0)
+
+
+def test_memorybank_chats_report_gold_present_reachable_and_digest(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    _long_bank(data)
+    result = _run(tmp_path, "--sessions", "memorybank-chats", "--data", str(data), "--split", "all",
+                  "--users-per-chat", "3", "--chat-budget", "600,100000", "--samples", "5")
+    small, whole = result["sessions"]
+    assert small["budget"] == 600 and whole["budget"] == 100_000
+    assert small["steps_over_budget"] == 0 and small["folds"] >= 1
+    p = small["probes"]
+    assert p["questions"] == 3 and p["none_all_kept"] == 3
+    assert 0 <= p["freemem_all_kept"] <= p["freemem_reachable"] <= 3
+    # What left the context, one recall(query=question) finds (the answering turn among its hits).
+    assert p["freemem_reachable"] == 3 and p["freemem_all_kept"] < 3
+    assert all(r["recall_evidence"] for r in p["per_question"] if not r["freemem_all_kept"])
+    assert 0 < p["digest_tokens"] <= 600 and p["recall"]["k"] == L.RECALL_K
+    # Unpruned, everything is in context and nothing was folded.
+    w = whole["probes"]
+    assert w["freemem_all_kept"] == w["trim_all_kept"] == w["none_all_kept"] == 3 and w["digest_tokens"] == 0
+    assert "gold present freemem" in result["qa_table"] and result["f1_table"] is None
+    assert main(["bench", "long", "--quiet", "--chat-budget", "4000,x"]) == 1
+    assert main(["bench", "long", "--quiet", "--chat-budget", "0"]) == 1
+
+
+def test_token_f1_and_answer_prompt() -> None:
+    assert token_f1("The Little Prince.", "the little prince") == 1.0
+    assert token_f1("Leonardo da Vinci and Raphael", "Leonardo Vinci Michelangelo Raphael") == pytest.approx(
+        2 * (3 / 5) * (3 / 4) / (3 / 5 + 3 / 4))
+    assert token_f1("", "x") == token_f1("unknown", "Paris") == 0.0
+    prompt = chat_prompt([SystemMessage("be kind"), HumanMessage("I saw Oslo."), AIMessage("Nice!")], "Where?")
+    assert [m["role"] for m in prompt] == ["system", "user", "assistant", "user"]
+    assert prompt[-1]["content"].startswith("Where?\n")
+
+
+def test_answer_model_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        LocalAnswerer(tmp_path / "absent.gguf")
+    assert main(["bench", "long", "--quiet", "--sessions", "chat", "--answer-model",
+                 str(tmp_path / "absent.gguf")]) == 1
+
+
+def test_a_real_llama_cpp_model_answers_from_each_policy(tmp_path: Path) -> None:
+    """--answer-model end to end on llama.cpp: the tiny random-weight Qwen3 GGUF (real tokenizer and chat
+    template; its answers are noise, so this checks the wiring and the figures' shape, not their values)."""
+    pytest.importorskip("gguf", reason="the gguf package is needed to write the tiny test model")
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    from tests.support.tiny_gguf import write_tiny_model
+
+    model = write_tiny_model(tmp_path / "gguf", seed=0).model
+    data = tmp_path / "data"
+    data.mkdir()
+    _long_bank(data)
+    result = _run(tmp_path, "--sessions", "memorybank-chats", "--data", str(data), "--split", "all",
+                  "--users-per-chat", "3", "--chat-budget", "600", "--samples", "5", "--answer-model", str(model),
+                  "--answer-threads", "1", "--answer-ctx", "4096", "--answer-questions", "2")
+    answers = result["sessions"][0]["probes"]["answers"]
+    assert answers["questions"] == 2 and set(answers["f1"]) == set(L.ANSWER_POLICIES)
+    assert all(0.0 <= answers["f1"][p] <= 1.0 for p in L.ANSWER_POLICIES)
+    rows = result["sessions"][0]["probes"]["per_question"]
+    assert all(set(r["answers"]) == set(L.ANSWER_POLICIES) for r in rows[:2]) and "answers" not in rows[2]
+    assert result["answer_model"]["calls"] == 6 and "F1 freemem" in result["f1_table"]

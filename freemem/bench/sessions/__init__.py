@@ -15,6 +15,9 @@ with a tool call plus its result, or a user turn plus the assistant's reply. Eve
 * :func:`memorybank_session` — MemoryBank's simulated users (all days of each, users one after another) as
   one chat, with its probing questions; each question's *key strings* are taken from the turn that answers it
   (:func:`probe_keys`: the data has no answers, so this is a lexical heuristic, stated as such in the output).
+* :func:`memorybank_chats` — multi-session chats of several MemoryBank users each (12-15k tokens, dated
+  messages, their probing questions with the ids of the answering turn), split into users that tuned the chat
+  defaults and held-out users.
 * :func:`openhands_session` — recorded OpenHands trajectories concatenated into one session.
 
 :class:`TextIndex` finds the maximal shared substrings of a message with a long growing text, with exactly the
@@ -25,15 +28,25 @@ the text (a suffix automaton of a 10,000-call session, one Python dict per state
 from __future__ import annotations
 
 from freemem.bench.sessions.model import Probe, Session
-from freemem.bench.sessions.recorded import memorybank_session, openhands_session, probe_keys
+from freemem.bench.sessions.recorded import (
+    MEMORYBANK_TUNE_USERS,
+    SPLITS,
+    memorybank_chats,
+    memorybank_session,
+    openhands_session,
+    probe_keys,
+)
 from freemem.bench.sessions.synthetic import chat_session, tool_session
 from freemem.bench.sessions.text_index import TextIndex
 
 __all__ = [
+    "MEMORYBANK_TUNE_USERS",
     "Probe",
+    "SPLITS",
     "Session",
     "TextIndex",
     "chat_session",
+    "memorybank_chats",
     "memorybank_session",
     "openhands_session",
     "probe_keys",

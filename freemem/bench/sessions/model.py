@@ -19,6 +19,8 @@ class Probe:
     keys: list[str]
     #: "names" (quoted phrases, capitalised names) or "rare words" (the fallback, a weaker signal).
     key_kind: str = "names"
+    #: Ids of the messages that hold the fact (the answering turn's user and assistant messages), when known.
+    evidence_ids: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -3,6 +3,7 @@ probing questions, and the OpenHands trajectories concatenated into one tool-use
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections import Counter as Tally
@@ -12,9 +13,9 @@ from typing import Any
 
 from freemem.bench.sessions.model import Probe, Session
 from freemem.bench.transcripts import load_trajectories
-from freemem.core.errors import FormatError
+from freemem.core.errors import ConfigError, FormatError
 
-__all__ = ["memorybank_session", "openhands_session", "probe_keys"]
+__all__ = ["MEMORYBANK_TUNE_USERS", "SPLITS", "memorybank_chats", "memorybank_session", "openhands_session", "probe_keys"]
 
 # ------------------------------------------------------------------------------------- memorybank
 
@@ -97,14 +98,12 @@ def probe_keys(question: str, turns: Sequence[tuple[str, str, str]], user: str =
     return date, text, keys, "names"
 
 
-def memorybank_session(folder: Path, *, users: int | None = None) -> Session:
-    """MemoryBank's users one after another as one chat, with every user's probing questions.
+def _read_memorybank(folder: Path) -> tuple[dict[str, list[tuple[str, str, str]]], dict[str, list[str]]]:
+    """``(turns per user, probing questions per user)``; turns are ``(date, query, response)`` by date.
 
     Raises:
         FormatError: ``memory_bank_en.json`` is not of the form ``{user: {history: {date: [{query, response}]}}}``.
     """
-    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
-
     bank_file = folder / "memory_bank_en.json"
     try:
         bank = json.loads(bank_file.read_text(encoding="utf-8"))
@@ -113,23 +112,123 @@ def memorybank_session(folder: Path, *, users: int | None = None) -> Session:
                     for name, body in bank.items()}
     except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
         raise FormatError(f"{bank_file}: not MemoryBank's format ({exc})") from None
-    names = list(per_user)[:users] if users else list(per_user)
     questions: dict[str, list[str]] = {}
     probe_file = folder / "probing_questions_en.jsonl"
     if probe_file.exists():
         for line in probe_file.read_text(encoding="utf-8").splitlines():
             if line.strip():
                 questions.update(json.loads(line))
+    return per_user, questions
+
+
+#: MemoryBank users (in file order) whose chats tune freemem's chat defaults; the rest are held out.
+MEMORYBANK_TUNE_USERS = 8
+SPLITS = ("tune", "held-out", "all")
+
+
+def memorybank_chats(folder: Path, *, users_per_chat: int = 4, split: str = "held-out") -> list[Session]:
+    """Multi-session chats built from MemoryBank: ``users_per_chat`` users' ten days each, one after another
+    (12-15k tokens a chat), every message dated (``additional_kwargs["date"]``), with those users' probing
+    questions. ``split``: the first :data:`MEMORYBANK_TUNE_USERS` users (``"tune"``: what the chat defaults were
+    tuned on), the others (``"held-out"``: what the figures report), or ``"all"``.
+
+    Raises:
+        ConfigError: an unknown ``split`` or ``users_per_chat`` under 1.
+        FormatError: MemoryBank's files are not in its format.
+    """
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+    if split not in SPLITS:
+        raise ConfigError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+    if users_per_chat < 1:
+        raise ConfigError("users_per_chat must be at least 1")
+    per_user, questions = _read_memorybank(folder)
+    names = list(per_user)
+    if split == "tune":
+        names = names[:MEMORYBANK_TUNE_USERS]
+    elif split == "held-out":
+        names = names[MEMORYBANK_TUNE_USERS:]
+    sessions: list[Session] = []
+    for c in range(0, len(names), users_per_chat):
+        group = names[c:c + users_per_chat]
+        head = [SystemMessage("You are an AI companion. Be warm, and remember what the user tells you.", id="sys")]
+        steps: list[list[Any]] = []
+        probes: list[Probe] = []
+        shift = 0  # each user's days follow the previous user's (every user's history starts on 2023-04-27)
+        for name in group:
+            u = names.index(name)
+            days = [d for d, _q, _r in per_user[name]]
+            for k, (date, query, response) in enumerate(per_user[name]):
+                stamp = {"date": _shift_day(date, shift)}
+                steps.append([HumanMessage(query, id=f"mb{u}-{k}-q", additional_kwargs=dict(stamp)),
+                              AIMessage(response, id=f"mb{u}-{k}-r", additional_kwargs=dict(stamp))])
+            for question in questions.get(name.strip(), []):
+                date, evidence, keys, kind = probe_keys(question, per_user[name], name.strip())
+                turn = next((k for k, (d, q, r) in enumerate(per_user[name])
+                             if d == date and evidence == f"{q}\n{r}"), None)
+                ids = [f"mb{u}-{turn}-q", f"mb{u}-{turn}-r"] if turn is not None else []
+                if keys:
+                    probes.append(Probe(name.strip(), _shift_mentions(question, shift),
+                                        _shift_day(date, shift) if date else None, evidence, keys, kind, ids))
+            if days:
+                shift += (_day(max(days)) - _day(min(days))).days + 1
+        label = "+".join(n.strip() for n in group)
+        sessions.append(Session(f"memorybank[{label}]", head, steps, probes=probes,
+                                note=f"MemoryBank {split}: {len(group)} users, {len(steps)} turns, "
+                                     f"{len(probes)} probing questions"))
+    return sessions
+
+
+def _day(date: str) -> dt.date:
+    return dt.date.fromisoformat(date[:10])
+
+
+def _shift_day(date: str, days: int) -> str:
+    """``date`` (``YYYY-MM-DD``) ``days`` later."""
+    return (_day(date) + dt.timedelta(days=days)).isoformat() if days else date
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def _shift_mentions(text: str, days: int, year: int = 2023) -> str:
+    """``text`` with each "May 2nd" ``days`` later ("May 12th"), as the question would say it in a chat whose
+    days were shifted."""
+    if not days:
+        return text
+
+    def later(m: re.Match[str]) -> str:
+        try:
+            day = dt.date(year, _MONTHS[m.group(1).lower()], int(m.group(2))) + dt.timedelta(days=days)
+        except ValueError:
+            return m.group(0)
+        return f"{day.strftime('%B')} {_ordinal(day.day)}"
+
+    return _DATE.sub(later, text)
+
+
+def memorybank_session(folder: Path, *, users: int | None = None) -> Session:
+    """MemoryBank's users one after another as one chat, with every user's probing questions.
+
+    Raises:
+        FormatError: ``memory_bank_en.json`` is not of the form ``{user: {history: {date: [{query, response}]}}}``.
+    """
+    from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+
+    per_user, questions = _read_memorybank(folder)
+    names = list(per_user)[:users] if users else list(per_user)
     head = [SystemMessage("You are an AI companion. Be warm, and remember what each user tells you.", id="sys")]
     steps: list[list[Any]] = []
     probes: list[Probe] = []
     for u, name in enumerate(names):
         for k, (_date, query, response) in enumerate(per_user[name]):
             steps.append([HumanMessage(query, id=f"mb{u}-{k}-q"), AIMessage(response, id=f"mb{u}-{k}-r")])
-        for question in questions.get(name, []):
-            date, evidence, keys, kind = probe_keys(question, per_user[name], name)
+        # The questions file names users without the stray spaces some have in the history file (" Jason ").
+        for question in questions.get(name.strip(), []):
+            date, evidence, keys, kind = probe_keys(question, per_user[name], name.strip())
             if keys:
-                probes.append(Probe(name, question, date, evidence, keys, kind))
+                probes.append(Probe(name.strip(), question, date, evidence, keys, kind))
     return Session("memorybank", head, steps, probes=probes,
                    note=f"{len(names)} users, {len(steps)} turns, {len(probes)} probing questions")
 

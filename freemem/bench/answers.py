@@ -1,0 +1,127 @@
+"""A real local model answers questions from each policy's context: ``freemem bench long --answer-model GGUF``.
+
+Whether the facts a question asks about are *in* the context (``freemem bench long``'s gold-present figure) is a
+proxy; what a user cares about is whether a model given that context answers right. :class:`LocalAnswerer` loads
+a GGUF model in process with llama.cpp (``llama-cpp-python``, CPU) and answers each question from a message list
+(the context a policy kept, then the question), greedily, in a few words; :func:`token_f1` scores an answer
+against the gold answer the way SQuAD does (lower-cased, punctuation and articles off, token overlap).
+
+All questions of one context are asked in a row: the prompts share the context as their prefix, and llama.cpp
+reuses the evaluated prefix of the previous prompt, so each question costs its own tokens, not the context's.
+The model is opt-in (never a dependency): ``../shared/models/get-qwen-coder 0.5b`` (or ``1.5b``) assembles one
+and prints its path.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from freemem.core.errors import ConfigError
+from freemem.core.optional import require_extra
+
+__all__ = ["ANSWER_INSTRUCTION", "LocalAnswerer", "normalize_answer", "token_f1"]
+
+#: What the question message adds after the question.
+ANSWER_INSTRUCTION = ("Answer from what was said in this conversation, in a few words (names, titles, places "
+                      "or a short phrase); say \"unknown\" if it was not said.")
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCT = str.maketrans("", "", string.punctuation + "“”‘’…")
+
+
+def normalize_answer(text: str) -> list[str]:
+    """``text``'s tokens as SQuAD compares them: lower-cased, without punctuation and articles."""
+    return _ARTICLES.sub(" ", text.lower().translate(_PUNCT)).split()
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    """SQuAD's token F1 of ``prediction`` against ``gold`` (0 when either has no token)."""
+    pred, ref = normalize_answer(prediction), normalize_answer(gold)
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if not pred or not ref or not common:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def _role(msg: Any) -> str:
+    kind = getattr(msg, "type", None) or (msg.get("role") if isinstance(msg, dict) else None)
+    return {"human": "user", "ai": "assistant", "tool": "user", "developer": "system"}.get(str(kind), str(kind))
+
+
+def _text(msg: Any) -> str:
+    content = getattr(msg, "content", None) if not isinstance(msg, dict) else msg.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(p if isinstance(p, str) else str(p.get("text", "")) for p in content
+                         if isinstance(p, str) or isinstance(p, dict))
+    return ""
+
+
+def chat_prompt(context: Sequence[Any], question: str) -> list[dict[str, str]]:
+    """``context`` (LangChain messages or dicts) as plain chat messages, then the question: tool results read as
+    user text (the chat models this runs need not know tools); consecutive messages of one role stay apart."""
+    out = [{"role": _role(m), "content": _text(m)} for m in context if _text(m)]
+    out.append({"role": "user", "content": f"{question}\n{ANSWER_INSTRUCTION}"})
+    return out
+
+
+class LocalAnswerer:
+    """A GGUF chat model on llama.cpp (CPU) that answers questions from a context, greedily.
+
+    Args:
+        model_path: the ``.gguf`` file.
+        n_ctx: the context window to allocate (the longest context plus a question and its answer).
+        threads: CPU threads.
+        max_tokens: the longest answer.
+
+    Raises:
+        ConfigError: the file does not exist, or ``n_ctx`` / ``threads`` / ``max_tokens`` is not positive.
+        MissingExtraError: llama-cpp-python is not installed (``pip install 'freemem[llamacpp]'``).
+    """
+
+    def __init__(self, model_path: str | Path, *, n_ctx: int = 16_384, threads: int = 2, max_tokens: int = 32) -> None:
+        path = Path(model_path)
+        if not path.is_file():
+            raise ConfigError(f"--answer-model {model_path}: no such file (../shared/models/get-qwen-coder prints one)")
+        if n_ctx < 512 or threads < 1 or max_tokens < 1:
+            raise ConfigError("the answer model needs n_ctx >= 512, threads >= 1 and max_tokens >= 1")
+        require_extra("llamacpp", "llama_cpp", what="--answer-model")
+        import llama_cpp
+        self.path = path
+        self.n_ctx = n_ctx
+        self.max_tokens = max_tokens
+        self.llm = llama_cpp.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_batch=512,
+                                   verbose=False)
+        self.seconds = 0.0
+        self.calls = 0
+
+    def _fit(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+        """Drop the oldest context messages (after a system message) until the prompt fits the window."""
+        room = self.n_ctx - self.max_tokens - 64
+        while len(messages) > 2:
+            size = sum(len(self.llm.tokenize(m["content"].encode("utf-8"), add_bos=False)) + 6 for m in messages)
+            if size <= room:
+                break
+            messages.pop(1 if messages[0]["role"] == "system" else 0)
+        return messages
+
+    def answer(self, context: Sequence[Any], question: str) -> str:
+        """The model's answer to ``question`` given ``context``."""
+        t0 = time.perf_counter()
+        result = self.llm.create_chat_completion(messages=self._fit(chat_prompt(context, question)),
+                                                 temperature=0.0, max_tokens=self.max_tokens)
+        self.seconds += time.perf_counter() - t0
+        self.calls += 1
+        text = result["choices"][0]["message"].get("content") or ""
+        return " ".join(str(text).split())
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.path.name, "n_ctx": self.n_ctx, "max_tokens": self.max_tokens, "calls": self.calls,
+                "seconds": round(self.seconds, 1)}
