@@ -46,6 +46,9 @@ ANSWER_LINE = re.compile(
     r"^[^\n]*(?:\\boxed\{|\bfinal answer\b|^[ \t]*\**answer\**[ \t]*[:：])[^\n]*$", re.IGNORECASE | re.MULTILINE
 )
 
+#: The reason given for the messages of the most recent turn (folding stops there).
+RECENT_TURN = "most recent turn"
+
 _HUMAN_ROLES = frozenset({"user", "human"})
 _SYSTEM_ROLES = frozenset({"system", "developer"})
 
@@ -123,11 +126,12 @@ def _protected_messages(views: list[MessageView], protection: Protection) -> dic
         reasons.setdefault(human[0], "first human message")
     if protection.last_human and human:
         reasons.setdefault(human[-1], "latest human message")
-    if protection.recent_turn:
-        assistants = [v.index for v in views if v.role == "assistant"]
-        if assistants:
-            for i in range(assistants[-1], len(views)):
-                reasons.setdefault(i, "most recent turn")
+    assistants = [v.index for v in views if v.role == "assistant"]
+    # The latest assistant turn stays whole when it carries signed blocks, whatever the protection says:
+    # a provider continuing a tool loop checks that turn's thinking (freemem.core.blocks).
+    if assistants and (protection.recent_turn or views[assistants[-1]].signed):
+        for i in range(assistants[-1], len(views)):
+            reasons.setdefault(i, RECENT_TURN)
     for view in views:
         if protection.system and view.role in _SYSTEM_ROLES:
             reasons.setdefault(view.index, f"{view.role} message")
@@ -316,8 +320,9 @@ class Context:
                 kind: RegionKind = "reasoning" if fname.startswith("reasoning") else "content"
                 if fname.startswith("reasoning"):
                     b.add("<think>\n", editable=False, kind="header", message_index=view.index, reason="header")
-                if reason is not None:
-                    b.add(ftext, editable=False, kind=kind, message_index=view.index, field=fname, reason=reason)
+                kept = reason or view.kept.get(fname)
+                if kept is not None:
+                    b.add(ftext, editable=False, kind=kind, message_index=view.index, field=fname, reason=kept)
                 else:
                     sub = _answer_ranges(ftext) if _answers_count(protection, view, kind) else []
                     b.add_field_text(ftext, kind=kind, message_index=view.index, field=fname, protected=sub)
@@ -328,7 +333,9 @@ class Context:
                       reason="tool call id and name")
                 # Arguments are JSON a provider must parse: the structure is protected; long string values
                 # of calls outside protected messages are editable as decoded text.
-                shown = _shown_arg_strings(args) if reason is None and not protection.tool_arguments else []
+                signed = k in view.signed_calls  # a provider signed this call (Gemini): arguments whole
+                shown = (_shown_arg_strings(args) if reason is None and not signed and not protection.tool_arguments
+                         else [])
                 editable = any(len(a.value) >= ARG_FIELD_MIN_CHARS for a in shown)
                 # The JSON around an editable value is structure, like a header: kept when a span is cut, and
                 # (with the call header before it) it makes anchors unique.
@@ -346,7 +353,8 @@ class Context:
                               reason="tool-call arguments")
                     at = a.end - 1
                 b.add(args[at:], editable=False, kind=structure if shown else "arguments",
-                      message_index=view.index, reason=reason or "tool-call arguments")
+                      message_index=view.index,
+                      reason=reason or ("signed tool call" if signed else "tool-call arguments"))
         return cls("".join(b.parts), b.regions, kind="messages", messages=messages, views=views,
                    protection=protection)
 

@@ -9,6 +9,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from freemem.core.blocks import block_rule
 from freemem.core.errors import ConfigError
 from freemem.core.json_args import arg_strings, decode_literal, encode_like, parse_arg_field, splice_literal
 
@@ -132,9 +133,13 @@ def _new_content(content: Any, edits: dict[str, str]) -> Any:
         if isinstance(part, str):
             content[i] = value
         else:
+            # Where the block keeps its text: the table's row (freemem.core.blocks). Kept blocks never get here
+            # from a clean (their regions are protected); a restore may put an older archive's text back.
+            rule = block_rule(part)
+            if rule.text_key is None:
+                raise ConfigError(f"content block {i} ({rule.name}) has no text to edit")
             part = dict(part)
-            key = "text" if part.get("type") == "text" else ("reasoning" if "reasoning" in part else "thinking")
-            part[key] = value
+            part[rule.text_key] = value
             content[i] = part
     return content
 

@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from freemem.core.context import Protection, protected_messages
+from freemem.core.context import RECENT_TURN, Protection, protected_messages
 from freemem.core.digest import extractive_digest
 from freemem.core.errors import FreememError
 from freemem.core.views import FOLD_KEY, MessageView, message_views
@@ -149,7 +149,7 @@ def fold_units(views: Sequence[MessageView], protection: Protection, *, keep_uni
             i += 1
             continue
         if i in whole:
-            if whole[i] == "most recent turn":
+            if whole[i] == RECENT_TURN:
                 break  # the rest of the list is the recent turn
             i += 1  # a protected message stays in place; folding goes on after it
             continue

@@ -10,12 +10,16 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["ARG_FIELD_MIN_CHARS", "ArgString", "arg_field_name", "arg_strings", "decode_literal", "encode_like",
-           "encoded_offsets", "parse_arg_field", "splice_literal"]
+__all__ = ["ARG_FIELD_MIN_CHARS", "MAX_ARG_DEPTH", "ArgString", "arg_field_name", "arg_strings", "decode_literal", "encode_like",
+           "encoded_offsets", "json_depth", "parse_arg_field", "splice_literal"]
 
 #: String values of tool-call arguments this long or longer can be edited (see ``Protection.tool_arguments``).
 ARG_FIELD_MIN_CHARS = 200
 
+
+#: Tool-call arguments may nest this deep (objects and arrays). Deeper ones are refused with a FormatError
+#: when a message is read: parsing, copying or archiving them would hit Python's recursion limit.
+MAX_ARG_DEPTH = 128
 
 _ARG_FIELD = re.compile(r"tool_calls\[(\d+)\]\.(.*)", re.DOTALL)
 
@@ -43,6 +47,54 @@ def parse_arg_field(name: str) -> tuple[int, str] | None:
 
 _DECODER = json.JSONDecoder()
 _WS_CHARS = " \t\n\r"
+
+
+_STRUCTURE = re.compile(r'[\[\]{}"]')
+
+
+def json_depth(text: str, stop: int | None = None) -> int:
+    """How deep objects and arrays nest in the JSON ``text`` (0 for a scalar), found without recursion:
+    brackets inside strings do not count. With ``stop``, the scan ends as soon as the depth passes it (the
+    result is then ``stop + 1``), and a text with at most ``stop`` brackets is not scanned at all (its depth
+    cannot pass ``stop``; the result is then its bracket count, an upper bound)."""
+    if stop is not None:
+        brackets = text.count("[") + text.count("{")
+        if brackets <= stop:
+            return brackets
+    return _depth_scan(text, stop)
+
+
+def _depth_scan(text: str, stop: int | None) -> int:
+    depth = deepest = 0
+    pos = 0
+    n = len(text)
+    while pos < n:
+        m = _STRUCTURE.search(text, pos)
+        if m is None:
+            break
+        ch = m.group()
+        pos = m.end()
+        if ch == '"':
+            # skip the string: the next quote not escaped by an odd run of backslashes
+            while True:
+                q = text.find('"', pos)
+                if q < 0:
+                    return deepest
+                k = q - 1
+                while k >= pos and text[k] == "\\":
+                    k -= 1
+                pos = q + 1
+                if (q - 1 - k) % 2 == 0:
+                    break
+        elif ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if stop is not None and deepest > stop:
+                    return stop + 1
+        else:
+            depth = max(0, depth - 1)
+    return deepest
 
 
 def arg_strings(raw: str, min_chars: int = ARG_FIELD_MIN_CHARS) -> list[ArgString]:
@@ -93,7 +145,7 @@ def arg_strings(raw: str, min_chars: int = ARG_FIELD_MIN_CHARS) -> list[ArgStrin
                 break
             else:
                 return []
-    except (ValueError, IndexError):
+    except (ValueError, IndexError, RecursionError):  # nested past the recursion limit: kept whole
         return []
     return out
 

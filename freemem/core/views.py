@@ -6,17 +6,21 @@ every token figure in freemem uses (:func:`count_messages`: texts plus ``MESSAGE
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from freemem.core.blocks import block_rule, block_text, signed_call_ids, signed_reasoning_field
 from freemem.core.errors import FormatError
 from freemem.core.json_args import (
     ARG_FIELD_MIN_CHARS,
+    MAX_ARG_DEPTH,
     ArgString,
     arg_field_name,
     arg_strings,
+    json_depth,
 )
 from freemem.core.media import DEFAULT_IMAGE_RULE, Media, media_of, media_tokens
 
@@ -56,6 +60,13 @@ class MessageView:
     media: list[Media] = field(default_factory=list)
     #: The date the message carries in its own metadata (:data:`DATE_KEYS`), as given; None when it has none.
     date: str | None = None
+    #: Text fields that are never edited, with the reason (a signed thinking block, a text block with
+    #: citations: the rows of :data:`freemem.core.blocks.BLOCK_RULES` whose fate is ``"keep"``).
+    kept: dict[str, str] = field(default_factory=dict)
+    #: Indexes (into :attr:`tool_calls`) of calls a provider signed: their arguments are kept whole.
+    signed_calls: frozenset[int] = frozenset()
+    #: The message carries something a provider signed (a signed block, field or call).
+    signed: bool = False
 
     def arg_strings(self, k: int, min_chars: int = ARG_FIELD_MIN_CHARS) -> list[ArgString]:
         """Top-level string values (``min_chars`` and longer) of the ``k``-th tool call's arguments."""
@@ -93,8 +104,15 @@ def _dict_view(index: int, msg: dict[str, Any]) -> MessageView:
     if isinstance(reasoning, str) and reasoning:
         key = "reasoning_content" if msg.get("reasoning_content") else "reasoning"
         view.fields.append((key, reasoning))
+        if signed_reasoning_field(msg):
+            view.kept[key] = "mirrors signed thinking blocks"
+            view.signed = True
     _content_fields(view, msg.get("content"))
-    for call in msg.get("tool_calls") or []:
+    calls = msg.get("tool_calls") or []
+    if not isinstance(calls, list):
+        raise FormatError(f"message {index}: 'tool_calls' is not a list")
+    signed = signed_call_ids(calls)
+    for call in calls:
         if not isinstance(call, dict):
             raise FormatError(f"message {index}: a tool call is not an object")
         fn = call.get("function") or {}
@@ -102,10 +120,36 @@ def _dict_view(index: int, msg: dict[str, Any]) -> MessageView:
         args = fn.get("arguments") if isinstance(fn, dict) else None
         if name is None:  # LangChain-style dicts: {"name", "args", "id"}
             name, args = call.get("name"), call.get("args")
-        if not isinstance(args, str):
-            args = json.dumps(args, ensure_ascii=False, sort_keys=True) if args is not None else ""
+        args = _args_text(index, args) if not isinstance(args, str) else _checked(index, args)
         view.tool_calls.append((str(call.get("id") or ""), str(name or "?"), args))
+    view.signed_calls = _signed_indexes(view, signed)
+    view.signed = view.signed or bool(view.signed_calls)
     return view
+
+
+def _args_text(index: int, args: Any) -> str:
+    """Tool-call arguments given as a value (LangChain ``args``), as the JSON text that is counted and shown."""
+    if args is None:
+        return ""
+    try:
+        text = json.dumps(args, ensure_ascii=False, sort_keys=True)
+    except RecursionError:
+        raise FormatError(f"message {index}: tool-call arguments nest deeper than {MAX_ARG_DEPTH} levels") from None
+    except (TypeError, ValueError) as exc:
+        raise FormatError(f"message {index}: tool-call arguments are not JSON data ({exc})") from None
+    return _checked(index, text)
+
+
+def _checked(index: int, args: str) -> str:
+    """``args`` (JSON text), refused when it nests deeper than :data:`MAX_ARG_DEPTH`: every later step
+    (parsing for a digest, archiving, copying a message) would hit Python's recursion limit on it."""
+    if args.lstrip()[:1] in ("{", "[") and json_depth(args, MAX_ARG_DEPTH) > MAX_ARG_DEPTH:
+        raise FormatError(f"message {index}: tool-call arguments nest deeper than {MAX_ARG_DEPTH} levels")
+    return args
+
+
+def _signed_indexes(view: MessageView, signed: set[str]) -> frozenset[int]:
+    return frozenset(k for k, (call_id, _n, _a) in enumerate(view.tool_calls) if call_id and call_id in signed)
 
 
 def _meta(msg: dict[str, Any]) -> dict[str, Any]:
@@ -133,10 +177,16 @@ def _lc_view(index: int, msg: Any) -> MessageView:
     reasoning = kwargs.get("reasoning_content")
     if isinstance(reasoning, str) and reasoning:
         view.fields.append(("reasoning_content", reasoning))
+        if signed_reasoning_field(kwargs):
+            view.kept["reasoning_content"] = "mirrors signed thinking blocks"
+            view.signed = True
     _content_fields(view, msg.content)
-    for call in getattr(msg, "tool_calls", None) or []:
-        args = json.dumps(call.get("args"), ensure_ascii=False, sort_keys=True)
+    calls = getattr(msg, "tool_calls", None) or []
+    for call in calls:
+        args = _args_text(index, call.get("args"))
         view.tool_calls.append((str(call.get("id") or ""), str(call.get("name") or "?"), args))
+    view.signed_calls = _signed_indexes(view, signed_call_ids(calls, kwargs))
+    view.signed = view.signed or bool(view.signed_calls)
     return view
 
 
@@ -148,21 +198,21 @@ def _content_fields(view: MessageView, content: Any) -> None:
         return
     if isinstance(content, list):
         for i, part in enumerate(content):
-            if isinstance(part, str):
-                view.fields.append((f"content[{i}]", part))
-            elif isinstance(part, dict) and part.get("type") == "text" and isinstance(part.get("text"), str):
-                view.fields.append((f"content[{i}]", part["text"]))
-            elif isinstance(part, dict) and part.get("type") in ("reasoning", "thinking"):
-                key = "reasoning" if "reasoning" in part else "thinking"
-                if isinstance(part.get(key), str):
-                    view.fields.append((f"content[{i}]", part[key]))
-                else:
-                    view.fields.append(("part", f"[{part.get('type')} part]"))
-            else:
+            # What each block may become is one table (freemem.core.blocks): its text shows as a field
+            # (editable, or kept byte-identical), or the block shows as a placeholder.
+            rule = block_rule(part)
+            view.signed = view.signed or rule.signed
+            text = block_text(part, rule)
+            if text is None:
                 kind = part.get("type", "non-text") if isinstance(part, dict) else type(part).__name__
                 view.fields.append(("part", f"[{kind} part]"))
                 if isinstance(part, dict) and (found := media_of(part)) is not None:
                     view.media.append(found)
+                continue
+            fname = f"content[{i}]"
+            view.fields.append((fname, text))
+            if rule.fate == "keep":
+                view.kept[fname] = rule.name
         return
     raise FormatError(f"message {view.index}: content of type {type(content).__name__} is not supported")
 
@@ -246,18 +296,18 @@ class _LcViewCache:
                 d.get("tool_call_id"))
         hit = self._entries.get(key)
         if hit is not None and hit[0] == rest:
-            c = hit[1]
-            return MessageView(index=index, role=c.role, id=c.id, name=c.name, fields=list(c.fields),
-                               tool_calls=list(c.tool_calls), tool_call_id=c.tool_call_id, pinned=c.pinned,
-                               fold=c.fold, media=list(c.media), date=c.date)
+            return _copy_view(hit[1], index)
         view = _lc_view(index, msg)
         if len(self._entries) >= self.LIMIT:
             self._entries.clear()
-        self._entries[key] = (copy.deepcopy(rest), MessageView(
-            index=index, role=view.role, id=view.id, name=view.name, fields=list(view.fields),
-            tool_calls=list(view.tool_calls), tool_call_id=view.tool_call_id, pinned=view.pinned,
-            fold=view.fold, media=list(view.media), date=view.date))
+        self._entries[key] = (copy.deepcopy(rest), _copy_view(view, index))
         return view
+
+
+def _copy_view(view: MessageView, index: int) -> MessageView:
+    """A copy of ``view`` at ``index`` whose lists and maps can be changed without touching the original."""
+    return dataclasses.replace(view, index=index, fields=list(view.fields), tool_calls=list(view.tool_calls),
+                               media=list(view.media), kept=dict(view.kept))
 
 
 _LC_VIEWS = _LcViewCache()

@@ -21,7 +21,8 @@ A hand-built graph::
     builder.add_conditional_edges("tools", route_to_clean(memory, clean="freemem", otherwise="agent"))
 
 The node needs the ``messages`` channel to use the ``add_messages`` reducer (as ``MessagesState`` does): the
-pruned messages are written back by id.
+pruned messages are written back by id. Any other reducer (``operator.add``, none at all) is refused with a
+``ConfigError`` at the node's first run, before anything is written (:mod:`freemem.langgraph.channels`).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from langgraph.graph.message import REMOVE_ALL_MESSAGES
 
 from freemem.core.errors import ConfigError
 from freemem.langgraph._core import TOKENS_KEY, CleanStep, messages_of, thread_id_of
+from freemem.langgraph.channels import check_messages_channel, check_state_messages, messages_channel
 from freemem.langgraph.request import request_tokens
 from freemem.memory import FreeMemory
 from freemem.messages import newest_text
@@ -53,6 +55,9 @@ class FreeNode(RunnableLambda):
     def __init__(self, step: CleanStep, *, name: str, output: Literal["messages", "llm_input_messages"]) -> None:
         self.step = step
         self.output = output
+        # Reducers already seen to take freemem's updates (by identity; a graph's channels are rebuilt from
+        # each checkpoint, its reducer function is not).
+        self._checked: set[int] = set()
         super().__init__(self._invoke, afunc=self._ainvoke, name=name)
 
     @property
@@ -64,12 +69,31 @@ class FreeNode(RunnableLambda):
         return self.step.stats
 
     def _invoke(self, state: Any, config: RunnableConfig) -> dict[str, Any]:
+        self._check_channel(state, config)
         update = self.step.run(state, thread=thread_id_of(config))
         return self._shape(state, update)
 
     async def _ainvoke(self, state: Any, config: RunnableConfig) -> dict[str, Any]:
+        self._check_channel(state, config)
         update = await self.step.arun(state, thread=thread_id_of(config))
         return self._shape(state, update)
+
+    def _check_channel(self, state: Any, config: RunnableConfig) -> None:
+        """Refuse (ConfigError, not fail-open: the graph is misbuilt) a messages channel whose reducer would
+        append freemem's updates instead of applying them. Only for ``output="messages"``: the other output
+        writes a plain channel of its own."""
+        if self.output != "messages":
+            return
+        key = self.step.messages_key
+        channel = messages_channel(config, key)
+        operator = getattr(channel, "operator", None)
+        if operator is not None and id(operator) in self._checked:
+            return
+        if check_messages_channel(config, key, who=f"free_node({self.name!r})"):
+            if operator is not None:
+                self._checked.add(id(operator))
+            return
+        check_state_messages(messages_of(state, key), key, who=f"free_node({self.name!r})")
 
     def _shape(self, state: Any, update: dict[str, Any] | None) -> dict[str, Any]:
         if self.output == "messages":
@@ -127,6 +151,10 @@ def free_node(memory: MemoryPolicy | None = None, *, name: str = "freemem", stat
     Returns:
         A :class:`FreeNode` (a ``RunnableLambda`` with a sync and an async function): no update when no
         trigger fires, else the edited messages (same ids) plus the ledger fields.
+
+    Raises:
+        ConfigError: at the node's first run, when the graph's ``messages_key`` channel is not reduced by
+            ``add_messages`` or another reducer that applies ``RemoveMessage`` and replaces by id.
     """
     memory = with_request(memory if memory is not None else FreeMemory(), system_prompt, tools)
     return FreeNode(CleanStep(memory, state_fields=state_fields, messages_key=messages_key), name=name,
