@@ -18,6 +18,7 @@ from freemem import FreeMemory
 from freemem.cleaners.free_module import DEFAULT_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, FreeModuleCleaner
 from freemem.cleaners.prompted import PromptedCleaner
 from freemem.cleaners.refusals import refusal_of
+from freemem.config import Triggers
 from freemem.core.errors import CleanerConfigError, CleanerError, CleanerTimeout, ConfigError
 from tests.serving.stub_openai import StubReply
 
@@ -159,7 +160,7 @@ def test_free_memory_skips_the_round_with_one_short_warning(stub_server) -> None
     stub = stub_server()
     stub.default = refusing()
     memory = FreeMemory(make(stub.base_url, structured_output="json_schema"), counter="approx",
-                        every_tokens=None, on_loop=False)
+                        triggers=Triggers(every_tokens=None, on_loop=False))
     text = "Question: q\n" + "filler line\n" * 50
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -10,6 +10,7 @@ from typing import Any
 from freemem.bench._common import (
     load_cleaner,
 )
+from freemem.config import Triggers
 from freemem.core.errors import ConfigError
 from freemem.memory import FreeMemory
 from freemem.tokens import CachedCounter
@@ -151,11 +152,11 @@ def build_policies(names: Sequence[str], *, budget: int, counter: CachedCounter,
                    cleaner: str | Callable[[int | None], Any] | None, every: int | None) -> list[Policy]:
     """The policies named in ``names``, sharing one token counter. ``cleaner`` is a ``--cleaner`` spec or a
     ``budget -> cleaner`` factory (:func:`freemem.bench._common.cleaner_factory`)."""
-    measurer = FreeMemory(counter=counter, every_tokens=None, on_loop=False)
+    measurer = FreeMemory(counter=counter, triggers=Triggers(every_tokens=None, on_loop=False))
     make_cleaner = cleaner if callable(cleaner) else (lambda b: load_cleaner(cleaner, budget=b, counter=counter))
 
     def make_memory() -> FreeMemory:
-        return FreeMemory(make_cleaner(budget), counter=counter, budget=budget, every_tokens=every)
+        return FreeMemory(make_cleaner(budget), counter=counter, budget=budget, triggers=Triggers(every_tokens=every))
 
     out: list[Policy] = []
     for name in names:

@@ -12,6 +12,7 @@ from typing import Any
 
 from freemem.bench.transcripts.policies import FreememPolicy, Policy
 from freemem.bench.transcripts.references import MIN_REFERENCE_CHARS, SEP, PieceCache, ReferenceIndex, reference_strings
+from freemem.config import Triggers
 from freemem.core.context import Context
 from freemem.core.errors import ConfigError, FormatError
 from freemem.core.io import read_document
@@ -128,7 +129,7 @@ def replay(trajectory: Trajectory, policies: Sequence[Policy], *, budget: int, c
     among them) plus the trajectory's tool definitions (:func:`~freemem.langgraph.request.request_tokens`), a
     prefix that leads every request; each policy gives the messages the budget the tools leave, as
     ``FreeMemoryMiddleware`` does. Without, the messages only."""
-    measurer = FreeMemory(counter=counter, every_tokens=None, on_loop=False)
+    measurer = FreeMemory(counter=counter, triggers=Triggers(every_tokens=None, on_loop=False))
     want_lc = any(p.langchain for p in policies)
     fixed = request_tokens(counter, tools=trajectory.tools) if count_tools and trajectory.tools else 0
     for p in policies:
