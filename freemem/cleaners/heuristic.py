@@ -90,7 +90,7 @@ class HeuristicCleaner(Cleaner):
     #: Verified commands, one per span it chose: no cap on how many one round applies (a long transcript
     #: cleaned at once needs hundreds; the cap in ``apply_commands`` is for untrusted model output).
     max_commands = None
-    #: Pure computation over the context: rounds call it directly (no worker thread, no ``round_timeout``).
+    #: Pure computation over the context: rounds call it directly (no worker thread, no ``RoundPolicy.timeout``).
     in_process = True
 
     def __init__(self, *, budget: int | None = None, target: float = 0.8, counter: Any = None,

@@ -51,7 +51,7 @@ class Cleaner(ABC):
     #: no cap (a rule cleaner whose commands are verified, one per span it chose).
     max_commands: int | None = DEFAULT_MAX_COMMANDS  # a bound on untrusted model output
     #: The cleaner computes in the caller's process and returns promptly (no I/O, no model): a round calls
-    #: :meth:`propose` / :meth:`apropose` directly, without a worker thread, and ``round_timeout`` does not
+    #: :meth:`propose` / :meth:`apropose` directly, without a worker thread, and the round's deadline does not
     #: apply (a traceback starts at the caller). False (the default) for cleaners that call a model or a
     #: server: their sync calls run in a worker thread so that a hung call can be abandoned.
     in_process: bool = False
