@@ -40,8 +40,8 @@ from freemem.core.ledger import CleanEvent
 from freemem.core.outcome import AppliedSpan, Outcome, Rejection
 from freemem.core.pairing import pairing_violations
 from freemem.core.rendering import RenderedContext, RenderOptions, render_context
+from freemem.engine.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger
 from freemem.memory import CleanResult, FreeMemory
-from freemem.policies.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger
 from freemem.policy import MemoryPolicy
 from freemem.tokens import ApproxCounter, CachedCounter, Qwen3Counter, TiktokenCounter, TokenCounter, get_counter
 

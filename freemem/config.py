@@ -28,7 +28,7 @@ from freemem.core.apply import Marker
 from freemem.core.errors import ConfigError
 from freemem.core.media import check_image_rule
 from freemem.core.prompt_cache import PriceModel, get_price_model
-from freemem.policies.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger
+from freemem.engine.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger
 
 __all__ = ["Budget", "CachePolicy", "FoldPolicy", "RoundPolicy", "Triggers"]
 
@@ -92,7 +92,7 @@ class Triggers:
         every_tokens: clean after this many new tokens since the last clean (None or 0: off).
         on_loop: clean when the newest output holds a repetition loop.
 
-    ``FreeMemory(triggers=[...])`` takes your own list of :class:`~freemem.policies.triggers.Trigger` objects
+    ``FreeMemory(triggers=[...])`` takes your own list of :class:`~freemem.engine.triggers.Trigger` objects
     instead (then the budget triggers only if the list holds an ``OverBudget``).
     """
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from freemem.core.optional import require_extra
+from freemem.optional import require_extra
 
 require_extra("langgraph", "langchain_core", what="freemem.lc")
 

@@ -42,15 +42,6 @@ from freemem.core.folding import FoldMismatch, FoldRecord, fold_originals, fold_
 from freemem.core.ledger import CleanEvent
 from freemem.core.outcome import AppliedSpan, Outcome
 from freemem.core.prompt_cache import PriceModel, common_prefix, view_keys
-from freemem.core.round_calls import (
-    as_proposal,
-    bound_summarizer,
-    call_within,
-    cleaner_deadline_error,
-    propose_within,
-    summary_deadline_error,
-)
-from freemem.core.scheduling import Option, choose, turn_tokens
 from freemem.core.snapshot import Snapshot
 from freemem.core.views import (
     MESSAGE_OVERHEAD_TOKENS,
@@ -62,8 +53,17 @@ from freemem.core.views import (
     views_media_tokens,
 )
 from freemem.driving import adrive, drive
+from freemem.engine.round_calls import (
+    as_proposal,
+    bound_summarizer,
+    call_within,
+    cleaner_deadline_error,
+    propose_within,
+    summary_deadline_error,
+)
+from freemem.engine.scheduling import Option, choose, turn_tokens
+from freemem.engine.triggers import OverBudget, Trigger, TriggerState
 from freemem.messages import answer_text, model_usage, newest_text
-from freemem.policies.triggers import OverBudget, Trigger, TriggerState
 from freemem.tokens import CachedCounter, TokenCounter, cached_counter
 
 __all__ = ["CHAT_DIGEST_SHARE", "CleanResult", "DIGEST_SHARE", "FreeMemory", "MESSAGE_OVERHEAD_TOKENS", "SummaryRequest"]

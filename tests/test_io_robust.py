@@ -18,7 +18,7 @@ import pytest
 
 from freemem.cli.main import main
 from freemem.core.errors import FormatError, StoreError
-from freemem.core.io import atomic_path, read_document, render_document, write_files, write_text_atomic
+from freemem.io import atomic_path, read_document, render_document, write_files, write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,7 +72,7 @@ def test_out_equal_to_input_survives_a_failing_write(tmp_path: Path) -> None:
 def test_bench_write_json_is_atomic(tmp_path: Path) -> None:
     out = tmp_path / "result.json"
     out.write_text('{"previous": "run"}\n')
-    code = ("from freemem.bench._common import write_json; "
+    code = ("from freemem_bench._common import write_json; "
             f"write_json({str(out)!r}, {{'rows': ['x' * 100] * 2000}})")
     proc = run_limited(["-c", code], 16_000, tmp_path)
     assert proc.returncode != 0 and "StoreError" in proc.stderr

@@ -25,16 +25,20 @@ PACKAGE = ROOT / "freemem"
 
 
 def _modules() -> dict[str, Path]:
+    """Every module of the library and of the benchmarks (``bench/freemem_bench``), by its dotted name."""
     out: dict[str, Path] = {}
-    for path in sorted(PACKAGE.rglob("*.py")):
-        parts = list(path.relative_to(ROOT).with_suffix("").parts)
-        if parts[-1] == "__init__":
-            parts = parts[:-1]
-        out[".".join(parts)] = path
+    for base in (ROOT, ROOT / "bench"):
+        for path in sorted((base / ("freemem" if base == ROOT else "freemem_bench")).rglob("*.py")):
+            parts = list(path.relative_to(base).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            out[".".join(parts)] = path
     return out
 
 
 MODULES = _modules()
+#: The top-level packages whose private names the checks guard.
+OURS = ("freemem", "freemem_bench")
 
 
 def _private(name: str) -> bool:
@@ -49,7 +53,7 @@ def _violations(module: str, path: Path, root: Path = ROOT) -> list[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     here = _package_of(module, path)
     found: list[str] = []
-    bound: dict[str, str] = {}  # local name -> the freemem module it is bound to
+    bound: dict[str, str] = {}  # local name -> the freemem (or freemem_bench) module it is bound to
 
     def private_module(target: str, lineno: int) -> None:
         parts = target.split(".")
@@ -62,7 +66,7 @@ def _violations(module: str, path: Path, root: Path = ROOT) -> list[str]:
 
     for node in ast.walk(tree):
         absolute = isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
-        if absolute and node.module.split(".")[0] == "freemem":  # type: ignore[union-attr]
+        if absolute and node.module.split(".")[0] in OURS:  # type: ignore[union-attr]
             private_module(node.module, node.lineno)
             for alias in node.names:
                 full = f"{node.module}.{alias.name}"
@@ -75,12 +79,13 @@ def _violations(module: str, path: Path, root: Path = ROOT) -> list[str]:
             found.append(f"{path.relative_to(root)}:{node.lineno}: a relative import (use the absolute name)")
         elif isinstance(node, ast.Import):
             for alias in node.names:
-                if alias.name.split(".")[0] == "freemem":
+                top = alias.name.split(".")[0]
+                if top in OURS:
                     private_module(alias.name, node.lineno)
                     if alias.asname:
                         bound[alias.asname] = alias.name
                     else:
-                        bound["freemem"] = "freemem"
+                        bound[top] = top
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and _private(node.attr):
             chain: list[str] = []

@@ -36,7 +36,7 @@ from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from freemem.core.optional import require_extra
+from freemem.optional import require_extra
 
 require_extra("serve", "openai", what="FreeModuleCleaner")
 

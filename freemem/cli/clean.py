@@ -1,7 +1,7 @@
 """``freemem clean FILE``: prune a transcript or trace file, keep its format, report what was freed.
 
 Nothing is written unless everything can be: both destinations (``--out`` and ``--json``) are checked before
-any cleaning, both files are rendered in memory, then written together by :func:`freemem.core.io.write_files`
+any cleaning, both files are rendered in memory, then written together by :func:`freemem.io.write_files`
 (each staged in a temporary file and renamed over its destination), so ``--out`` equal to the input can
 never leave the input damaged, and a ``--json`` that fails never leaves a fresh ``--out`` behind.
 """
@@ -17,8 +17,8 @@ from typing import Any
 from freemem.config import RoundPolicy
 from freemem.core.context import answer_line_ranges
 from freemem.core.errors import ConfigError
-from freemem.core.io import FORMATS, check_destination, dumps_json, read_document, render_document, write_files
 from freemem.core.pairing import pairing_violations
+from freemem.io import FORMATS, check_destination, dumps_json, read_document, render_document, write_files
 
 __all__ = ["add_arguments", "clean_file", "run"]
 

@@ -20,7 +20,7 @@ __all__ = ["main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("freemem.cli.demo", "replay a long tool-use session through a real agent, with and without freemem"),
     "clean": ("freemem.cli.clean", "prune a transcript or reasoning-trace file"),
-    "bench": ("freemem.cli.bench", "run a benchmark: transcripts, reasoning, store, overhead, gated"),
+    "bench": ("freemem.cli.bench", "run a benchmark (freemem bench --help lists them; needs the freemem-bench distribution)"),
     "serve": ("freemem.serving.launch", "start (or print) a Free-Module server: SGLang on GPUs, llama.cpp on CPUs"),
     "ui": ("freemem.cli.ui", "inspect threads in the browser: tokens per call, cleaning events, removed text, restore"),
     "thread": ("freemem.cli.thread", "list, show or restore what freemem freed in a persisted thread (Redis or SQLite)"),

@@ -20,7 +20,7 @@ JSON-plain ledger in state (``freemem_ledger``; see :class:`FreeMemoryFields`), 
 ``FreeMemory.archive`` when one is set, and fails open: a cleaner error costs one skipped round and a warning.
 """
 
-from freemem.core.optional import require_extra
+from freemem.optional import require_extra
 
 require_extra("langgraph", "langgraph", "langchain", "langchain_core", what="freemem.langgraph")
 import importlib

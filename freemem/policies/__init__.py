@@ -1,4 +1,4 @@
-"""Memory policies: when to clean (:mod:`~freemem.policies.triggers`) and the sibling designs of ``free``.
+"""Memory policies: the sibling designs of ``free`` (when to clean is :mod:`freemem.engine.triggers`).
 
 * ``summarize`` for transcripts: :class:`SummarizeMemory` folds older turns into one summary message.
 * ``summarize`` for reasoning (InftyThink, :mod:`~freemem.policies.inftythink`): segments that each end with a

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
 from freemem.config import Triggers
-from freemem.core.optional import require_extra
+from freemem.optional import require_extra
 
 require_extra("serve", "openai", what="freemem.policies.reasoner")
 

@@ -13,7 +13,7 @@ An opt-in per-thread writer lease (``RedisSaver(lease=True)``) keeps two process
 each other's turns; its design is in :mod:`freemem.redis._base`.
 """
 
-from freemem.core.optional import require_extra
+from freemem.optional import require_extra
 
 require_extra("redis", "redis", "langgraph", "langchain_core", what="freemem.redis")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from freemem.core.errors import FreememError, ServeError
-from freemem.core.io import write_text_atomic
+from freemem.io import write_text_atomic
 from freemem.serving.specs import LaunchPlan
 
 __all__ = ["launch", "stop", "wait_for_health"]

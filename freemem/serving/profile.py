@@ -41,7 +41,7 @@ from typing import Any
 
 from freemem.cleaners.free_module import FreeModuleCleaner, commands_schema
 from freemem.core.commands import Command, parse_commands
-from freemem.core.io import write_text_atomic
+from freemem.io import write_text_atomic
 
 __all__ = ["RoundTiming", "build_trace", "main", "profile_round"]
 

@@ -12,17 +12,17 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage, SystemMessage, ToolMessage, trim_messages
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
 
-from freemem.bench import long as L
-from freemem.bench import sessions as S
-from freemem.bench._common import bench_counter
-from freemem.bench.answers import LocalAnswerer, chat_prompt, token_f1
-from freemem.bench.transcripts import ReferenceIndex
 from freemem.cli.main import main
 from freemem.config import Triggers
 from freemem.core.errors import ConfigError
 from freemem.core.pairing import pairing_violations
 from freemem.langgraph import LEDGER_MAX_EVENTS
 from freemem.memory import FreeMemory
+from freemem_bench import long as L
+from freemem_bench import sessions as S
+from freemem_bench._common import bench_counter
+from freemem_bench.answers import LocalAnswerer, chat_prompt, token_f1
+from freemem_bench.transcripts import ReferenceIndex
 
 
 def test_text_index_matches_reference_index_on_prefixes() -> None:

@@ -14,10 +14,10 @@ _ROOT = Path(__file__).resolve().parents[2]
 if str(_ROOT) not in sys.path:
     sys.path.insert(0, str(_ROOT))
 
-from freemem.bench._common import add_cleaner_arguments, cleaner_factory, load_cleaner  # noqa: E402
-from freemem.bench.reasoning import Trace, llama_timings, loop_windows  # noqa: E402
 from freemem.cli.main import main  # noqa: E402
 from freemem.core.errors import ConfigError  # noqa: E402
+from freemem_bench._common import add_cleaner_arguments, cleaner_factory, load_cleaner  # noqa: E402
+from freemem_bench.reasoning import Trace, llama_timings, loop_windows  # noqa: E402
 from tests.serving.stub_openai import StubReply, start_stub  # noqa: E402
 
 WRONG_PATH = "Hmm, a wrong path: assume x = 3, then 9 = 10, contradiction.\n"

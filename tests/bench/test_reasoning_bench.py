@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from freemem.bench import reasoning as R
-from freemem.bench._common import bench_counter
 from freemem.config import Triggers
 from freemem.memory import FreeMemory
+from freemem_bench import reasoning as R
+from freemem_bench._common import bench_counter
 
 
 def _reasoning(steps: int = 120) -> str:

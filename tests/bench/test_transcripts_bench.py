@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from freemem.bench import transcripts as T
-from freemem.bench._common import bench_counter, markdown_table, percentile
 from freemem.core.errors import ConfigError, FormatError
+from freemem_bench import transcripts as T
+from freemem_bench._common import bench_counter, markdown_table, percentile
 
 
 def _trajectory(n_tools: int = 8, lines: int = 60) -> list[dict[str, Any]]:

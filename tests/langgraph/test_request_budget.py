@@ -299,7 +299,7 @@ def test_protected_messages_over_what_is_left_are_reported_once() -> None:
 
 def test_a_given_cleaner_and_trigger_follow_the_messages_budget() -> None:
     from freemem.cleaners.heuristic import HeuristicCleaner
-    from freemem.policies.triggers import OverBudget
+    from freemem.engine.triggers import OverBudget
 
     cleaner = HeuristicCleaner(budget=BUDGET)
     memory = FreeMemory(cleaner, budget=Budget(BUDGET, fixed_tokens=3000), triggers=[OverBudget(BUDGET)],

@@ -14,10 +14,10 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from freemem import FreeMemory, InMemoryArchive, SqliteArchive
-from freemem.bench.store import build_graph
 from freemem.cli.main import main
 from freemem.config import Triggers
 from freemem.langgraph import arestore_thread, ashow_thread, restore_thread, show_thread
+from freemem_bench.store import build_graph
 from tests.redis.helpers import scripted_transcript
 
 TURNS = 10

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from policyfakes import filler
 
-from freemem.bench import gated as bench_gated
+from freemem_bench import gated as bench_gated
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,9 +10,9 @@ from langgraph.checkpoint.base import Checkpoint, CheckpointMetadata
 from langgraph.checkpoint.base.id import uuid6
 from langgraph.checkpoint.conformance.test_utils import generate_checkpoint
 
-from freemem.bench.store import tool_turn
 from freemem.redis._drivers import SyncDriver
 from freemem.redis.protocol import Batch
+from freemem_bench.store import tool_turn
 
 
 def config(thread_id: str, checkpoint_ns: str = "", checkpoint_id: str | None = None) -> RunnableConfig:
@@ -74,7 +74,7 @@ class CountingDriver(SyncDriver):
 
 
 def scripted_transcript(turns: int) -> list[dict[str, Any]]:
-    """The scripted agent's messages after ``turns`` turns, unpruned (see freemem.bench.store)."""
+    """The scripted agent's messages after ``turns`` turns, unpruned (see freemem_bench.store)."""
     msgs: list[dict[str, Any]] = [{"role": "system", "id": "sys", "content": "You are a careful coding agent."},
                                   {"role": "user", "id": "u0", "content": "Read every part and summarise the repository."}]
     for turn in range(turns):

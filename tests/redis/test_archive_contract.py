@@ -13,10 +13,10 @@ import pytest
 
 from freemem import FreeMemory
 from freemem.archives import Archive, AsyncArchive, InMemoryArchive, Restored, SqliteArchive
-from freemem.bench.store import tool_turn
 from freemem.config import Triggers
 from freemem.core.errors import FormatError
 from freemem.redis import AsyncRedisArchive, RedisArchive
+from freemem_bench.store import tool_turn
 from tests.redis.helpers import scripted_transcript
 from tests.support.redis_servers import RedisServerProcess
 

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 from freemem import FreeMemory
-from freemem.bench.store import build_graph, tool_turn
 from freemem.cli.main import main
 from freemem.config import Triggers
 from freemem.core.archive import ArchiveMismatch
 from freemem.core.errors import FormatError, StoreError
 from freemem.langgraph import restore_thread, show_thread
 from freemem.redis import AsyncRedisArchive, RedisArchive, RedisSaver
+from freemem_bench.store import build_graph, tool_turn
 from tests.redis.helpers import scripted_transcript
 from tests.support.redis_servers import RedisServerProcess
 

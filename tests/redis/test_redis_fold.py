@@ -8,12 +8,12 @@ import json
 import pytest
 
 from freemem import FreeMemory
-from freemem.bench.store import build_graph
 from freemem.cli.main import main
 from freemem.core.folding import FOLD_ID_PREFIX
 from freemem.core.pairing import pairing_violations
 from freemem.langgraph import show_thread
 from freemem.redis import RedisArchive, RedisSaver
+from freemem_bench.store import build_graph
 from tests.redis.helpers import scripted_transcript
 from tests.support.redis_servers import RedisServerProcess
 

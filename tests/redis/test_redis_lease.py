@@ -17,9 +17,9 @@ import pytest
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.base import empty_checkpoint
 
-from freemem.bench.race import build_graph, check_head, spawn_writers
 from freemem.core.errors import ConfigError, StoreError
 from freemem.redis import AsyncRedisSaver, KeyLayout, LeaseError, RedisSaver
+from freemem_bench.race import build_graph, check_head, spawn_writers
 from tests.support.redis_servers import RedisClusterProcess, RedisServerProcess
 
 

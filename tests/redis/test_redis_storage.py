@@ -10,10 +10,10 @@ import pytest
 import redis
 
 from freemem import FreeMemory, pairing_violations
-from freemem.bench.store import build_graph
 from freemem.config import Triggers
 from freemem.core.errors import ConfigError, StoreConnectionError
 from freemem.redis import AsyncRedisSaver, RedisSaver
+from freemem_bench.store import build_graph
 from tests.redis.helpers import config, new_thread, put_chain
 from tests.support.redis_servers import RedisServerProcess, make_tls_files, start_server
 

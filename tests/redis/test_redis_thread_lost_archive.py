@@ -10,12 +10,12 @@ import json
 import pytest
 
 from freemem import FreeMemory
-from freemem.bench.store import build_graph
 from freemem.cli.main import main
 from freemem.config import Triggers
 from freemem.langgraph import show_thread
 from freemem.langgraph.threads import freemem_refs
 from freemem.redis import KeyLayout, RedisArchive, RedisSaver
+from freemem_bench.store import build_graph
 from tests.support.redis_servers import RedisServerProcess
 
 

@@ -21,7 +21,7 @@ import json
 import time
 from pathlib import Path
 
-from freemem.core.optional import require_extra
+from freemem.optional import require_extra
 
 require_extra("langgraph", "langgraph", "langchain", "langchain_core", "langgraph.checkpoint.sqlite",
               what="freemem demo")
@@ -29,7 +29,7 @@ require_extra("langgraph", "langgraph", "langchain", "langchain_core", "langgrap
 from freemem.cli.demo.agent import REDIS_PREFIX, DemoResult, run_demo
 from freemem.cli.demo.chart import live_view, plot, summary_table
 from freemem.cli.demo.session import load_session
-from freemem.core.io import check_destination, write_text_atomic
+from freemem.io import check_destination, write_text_atomic
 
 __all__ = ["DemoResult", "add_arguments", "load_session", "run", "run_demo"]
 

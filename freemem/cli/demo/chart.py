@@ -7,7 +7,7 @@ from typing import Any
 
 from freemem.cli.demo.agent import DemoResult
 from freemem.core.errors import ConfigError
-from freemem.core.io import atomic_path
+from freemem.io import atomic_path
 
 __all__ = ["chart", "live_view", "plot", "summary_table"]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from freemem.bench.sessions.model import Session
+from freemem_bench.sessions.model import Session
 
 __all__ = ["chat_session", "tool_session"]
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from freemem.bench._common import (
-    mean,
-)
-from freemem.bench.reasoning.data import AnchorCase, Trace
-from freemem.bench.reasoning.streaming import Streamed, removed_runs, tail_loop
 from freemem.core.context import answer_line_ranges
 from freemem.tokens import CachedCounter
+from freemem_bench._common import (
+    mean,
+)
+from freemem_bench.reasoning.data import AnchorCase, Trace
+from freemem_bench.reasoning.streaming import Streamed, removed_runs, tail_loop
 
 __all__ = ["anchor_figures", "pct", "summarize_anchors", "summarize_traces", "trace_figures"]
 

@@ -9,20 +9,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from freemem.bench._common import (
+from freemem.core.errors import ConfigError
+from freemem.engine.triggers import EveryNTokens
+from freemem.memory import FreeMemory
+from freemem.tokens import CachedCounter
+from freemem_bench._common import (
     markdown_table,
     mean,
     print_table,
     progress_bar,
     time_summary,
 )
-from freemem.bench.reasoning.data import Trace, load_traces
-from freemem.bench.reasoning.figures import pct, trace_figures
-from freemem.bench.reasoning.streaming import Streamed, stream_clean, tail_loop
-from freemem.core.errors import ConfigError
-from freemem.memory import FreeMemory
-from freemem.policies.triggers import EveryNTokens
-from freemem.tokens import CachedCounter
+from freemem_bench.reasoning.data import Trace, load_traces
+from freemem_bench.reasoning.figures import pct, trace_figures
+from freemem_bench.reasoning.streaming import Streamed, stream_clean, tail_loop
 
 __all__ = ["DEFAULT_WINDOW_CHARS", "llama_timings", "loop_windows", "run_windows", "summarize_windows", "window_figures"]
 

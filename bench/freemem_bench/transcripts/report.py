@@ -6,14 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from freemem.bench._common import (
+from freemem.core.errors import ConfigError
+from freemem.core.prompt_cache import PriceModel
+from freemem_bench._common import (
     mean,
     pyplot,
     save_figure,
     time_summary,
 )
-from freemem.core.errors import ConfigError
-from freemem.core.prompt_cache import PriceModel
 
 __all__ = ["TABLE_COLUMNS", "cache_summary", "cumulative_cost", "plot", "summarize", "table_columns", "table_rows"]
 

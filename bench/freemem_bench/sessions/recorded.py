@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from freemem.bench.sessions.model import Probe, Session
-from freemem.bench.transcripts import load_trajectories
 from freemem.core.errors import ConfigError, FormatError
+from freemem_bench.sessions.model import Probe, Session
+from freemem_bench.transcripts import load_trajectories
 
 __all__ = ["MEMORYBANK_TUNE_USERS", "SPLITS", "memorybank_chats", "memorybank_session", "openhands_session", "probe_keys"]
 

@@ -21,14 +21,14 @@ with a tool call plus its result, or a user turn plus the assistant's reply. Eve
 * :func:`openhands_session` — recorded OpenHands trajectories concatenated into one session.
 
 :class:`TextIndex` finds the maximal shared substrings of a message with a long growing text, with exactly the
-semantics of :meth:`freemem.bench.transcripts.ReferenceIndex.maximal_matches` but in memory about the size of
+semantics of :meth:`freemem_bench.transcripts.ReferenceIndex.maximal_matches` but in memory about the size of
 the text (a suffix automaton of a 10,000-call session, one Python dict per state, would take gigabytes).
 """
 
 from __future__ import annotations
 
-from freemem.bench.sessions.model import Probe, Session
-from freemem.bench.sessions.recorded import (
+from freemem_bench.sessions.model import Probe, Session
+from freemem_bench.sessions.recorded import (
     MEMORYBANK_TUNE_USERS,
     SPLITS,
     memorybank_chats,
@@ -36,8 +36,8 @@ from freemem.bench.sessions.recorded import (
     openhands_session,
     probe_keys,
 )
-from freemem.bench.sessions.synthetic import chat_session, tool_session
-from freemem.bench.sessions.text_index import TextIndex
+from freemem_bench.sessions.synthetic import chat_session, tool_session
+from freemem_bench.sessions.text_index import TextIndex
 
 __all__ = [
     "MEMORYBANK_TUNE_USERS",

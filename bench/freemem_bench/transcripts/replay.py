@@ -10,17 +10,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from freemem.bench.transcripts.policies import FreememPolicy, Policy
-from freemem.bench.transcripts.references import MIN_REFERENCE_CHARS, SEP, PieceCache, ReferenceIndex, reference_strings
 from freemem.config import Triggers
 from freemem.core.context import Context
 from freemem.core.errors import ConfigError, FormatError
-from freemem.core.io import read_document
 from freemem.core.pairing import pairing_violations
 from freemem.core.prompt_cache import CacheMeter, PriceModel, message_keys
+from freemem.io import read_document
 from freemem.langgraph.request import request_tokens
 from freemem.memory import MESSAGE_OVERHEAD_TOKENS, FreeMemory
 from freemem.tokens import CachedCounter
+from freemem_bench.transcripts.policies import FreememPolicy, Policy
+from freemem_bench.transcripts.references import MIN_REFERENCE_CHARS, SEP, PieceCache, ReferenceIndex, reference_strings
 
 __all__ = ["PolicyRun", "Trajectory", "load_trajectories", "replay"]
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from freemem.core.errors import ConfigError
-from freemem.core.io import dumps_json, write_text_atomic
+from freemem.io import dumps_json, write_text_atomic
 from freemem.tokens import CachedCounter, cached_counter
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -422,7 +422,7 @@ def pyplot() -> Any:
 
 def save_figure(fig: Any, path: str | os.PathLike[str]) -> None:
     """Save ``fig`` as a PNG (creating the folder) and close it."""
-    from freemem.core.io import atomic_path
+    from freemem.io import atomic_path
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as staged:  # a failed save never leaves half a PNG where the last one was

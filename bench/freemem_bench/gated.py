@@ -29,7 +29,8 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
-from freemem.bench._common import (
+from freemem.core.errors import ConfigError, FormatError
+from freemem_bench._common import (
     add_common_arguments,
     bench_counter,
     finish,
@@ -42,7 +43,6 @@ from freemem.bench._common import (
     resolve_data,
     share,
 )
-from freemem.core.errors import ConfigError, FormatError
 
 __all__ = ["MODES", "OracleMemoryAgent", "Question", "add_arguments", "load_questions", "run"]
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from freemem.core.errors import ConfigError
-from freemem.core.optional import require_extra
+from freemem.optional import require_extra
 
 __all__ = ["ANSWER_INSTRUCTION", "LocalAnswerer", "normalize_answer", "token_f1"]
 

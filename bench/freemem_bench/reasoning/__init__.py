@@ -31,9 +31,9 @@ repeating runs; the trace *ends in a loop* when a run reaches the last unit (a t
 or a :data:`~freemem.core.loops.CHAR_LOOP` match inside one line reaches the end. Its loop tokens are the tokens of
 every copy but the last one — what a perfect cleaner removes while keeping one copy.
 
-Modules: :mod:`~freemem.bench.reasoning.data` (loading), :mod:`~freemem.bench.reasoning.streaming` (cleaning as
-it streams), :mod:`~freemem.bench.reasoning.figures` (per case and summaries),
-:mod:`~freemem.bench.reasoning.windows` (loop windows for the model cleaners); this one is the command.
+Modules: :mod:`~freemem_bench.reasoning.data` (loading), :mod:`~freemem_bench.reasoning.streaming` (cleaning as
+it streams), :mod:`~freemem_bench.reasoning.figures` (per case and summaries),
+:mod:`~freemem_bench.reasoning.windows` (loop windows for the model cleaners); this one is the command.
 """
 
 from __future__ import annotations
@@ -42,7 +42,11 @@ import argparse
 import time
 from typing import Any
 
-from freemem.bench._common import (
+from freemem.config import Triggers
+from freemem.core.errors import ConfigError
+from freemem.memory import FreeMemory
+from freemem.tokens import CachedCounter
+from freemem_bench._common import (
     add_cleaner_arguments,
     add_common_arguments,
     bench_counter,
@@ -59,7 +63,7 @@ from freemem.bench._common import (
     save_figure,
     time_summary,
 )
-from freemem.bench.reasoning.data import (
+from freemem_bench.reasoning.data import (
     DEFAULT_DATA,
     IMPORTANCE_KEY,
     AnchorCase,
@@ -67,20 +71,20 @@ from freemem.bench.reasoning.data import (
     load_anchor_cases,
     load_traces,
 )
-from freemem.bench.reasoning.figures import (
+from freemem_bench.reasoning.figures import (
     anchor_figures,
     pct,
     summarize_anchors,
     summarize_traces,
     trace_figures,
 )
-from freemem.bench.reasoning.streaming import (
+from freemem_bench.reasoning.streaming import (
     Streamed,
     chunk_bounds,
     stream_clean,
     tail_loop,
 )
-from freemem.bench.reasoning.windows import (
+from freemem_bench.reasoning.windows import (
     DEFAULT_WINDOW_CHARS,
     llama_timings,
     loop_windows,
@@ -88,10 +92,6 @@ from freemem.bench.reasoning.windows import (
     summarize_windows,
     window_figures,
 )
-from freemem.config import Triggers
-from freemem.core.errors import ConfigError
-from freemem.memory import FreeMemory
-from freemem.tokens import CachedCounter
 
 __all__ = [
     "AnchorCase",

@@ -3,7 +3,7 @@ strings of ``freemem bench long``)."""
 
 from __future__ import annotations
 
-from freemem.bench.transcripts import MIN_REFERENCE_CHARS
+from freemem_bench.transcripts import MIN_REFERENCE_CHARS
 
 __all__ = ["TextIndex"]
 
@@ -12,7 +12,7 @@ __all__ = ["TextIndex"]
 
 class TextIndex:
     """Maximal shared substrings of a query with a growing prefix of a known text, with the results of
-    :meth:`freemem.bench.transcripts.ReferenceIndex.maximal_matches` on that prefix.
+    :meth:`freemem_bench.transcripts.ReferenceIndex.maximal_matches` on that prefix.
 
     The whole text is given up front (a replay knows its session) and :meth:`reveal` moves the end of the
     indexed prefix, so indexing adds no copy of the text and the memory a replay reports is the engine's.
