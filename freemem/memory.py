@@ -260,21 +260,20 @@ class FreeMemory:
         **deprecated: Any,
     ) -> None:
         plan = _settings(budget, triggers, fold, cache, rounds, deprecated)
-        limits: Budget = plan["budget"]
+        limits = plan.budget
         #: The whole request's budget (system prompt, tool schemas and messages), as given.
         self.request_budget: int | None = limits.tokens
         #: The request's tokens outside the messages (see :meth:`reserved`).
         self.fixed_tokens: int = limits.fixed_tokens
         #: The messages' budget: ``request_budget - fixed_tokens`` (None: no budget).
         self.budget: int | None = limits.messages
-        folding: FoldPolicy = plan["fold"]
         #: Folding's settings; None when folding is off.
-        self.fold: FoldPolicy | None = folding if plan["fold_on"] else None
-        self._fold_settings = folding
+        self.fold: FoldPolicy | None = plan.fold if plan.fold_on else None
+        self._fold_settings = plan.fold
         #: Cost-aware scheduling's settings; None when it is off.
-        self.cache: CachePolicy | None = plan["cache"]
+        self.cache: CachePolicy | None = plan.cache
         #: How a clean's rounds run.
-        self.rounds: RoundPolicy = plan["rounds"]
+        self.rounds: RoundPolicy = plan.rounds
         self._set_digest_bounds()
         self.counter: CachedCounter = cached_counter(counter)
         self.image_rule = image_rule_of(self.counter, limits.image_rule)
@@ -293,7 +292,7 @@ class FreeMemory:
             raise ConfigError(f"cleaner must be a freemem Cleaner (subclass freemem.Cleaner), got "
                               f"{type(cleaner).__name__}")
         self.cleaner: Cleaner = cleaner
-        given = plan["triggers"]
+        given = plan.triggers
         self.triggers: list[Trigger] = given.build(budget_) if isinstance(given, Triggers) else list(given)
         if self.fixed_tokens and budget_ is not None:
             # A cleaner or an OverBudget trigger given with the request's budget bounds the messages' share.
@@ -797,9 +796,22 @@ async def _within(call: Awaitable[Any], seconds: float | None) -> Any:
     return await (call if seconds is None else asyncio.wait_for(call, seconds))
 
 
+@dataclass(frozen=True)
+class _Settings:
+    """FreeMemory's arguments as value objects (folding's settings are kept when folding is off: they say the
+    digest bound)."""
+
+    budget: Budget
+    triggers: Sequence[Trigger] | Triggers
+    fold: FoldPolicy
+    fold_on: bool
+    cache: CachePolicy | None
+    rounds: RoundPolicy
+
+
 def _settings(budget: int | Budget | None, triggers: Sequence[Trigger] | Triggers | None,
               fold: bool | FoldPolicy, cache: CachePolicy | PriceModel | str | None, rounds: RoundPolicy | None,
-              deprecated: dict[str, Any]) -> dict[str, Any]:
+              deprecated: dict[str, Any]) -> _Settings:
     """FreeMemory's value objects from its arguments, the deprecated keyword arguments mapped onto them (a
     ``DeprecationWarning`` each)."""
     unknown = sorted(set(deprecated) - set(_LEGACY))
@@ -853,5 +865,4 @@ def _settings(budget: int | Budget | None, triggers: Sequence[Trigger] | Trigger
         rounds = RoundPolicy(**old.get("rounds", {}))
     elif not isinstance(rounds, RoundPolicy):
         raise ConfigError(f"rounds must be a RoundPolicy, got {type(rounds).__name__}")
-    return {"budget": limits, "triggers": triggers, "fold": folding, "fold_on": fold_on, "cache": caching,
-            "rounds": rounds}
+    return _Settings(limits, triggers, folding, fold_on, caching, rounds)
