@@ -17,7 +17,7 @@ def test_total_timeout_is_bounded_by_default() -> None:
     # One full request (600 s by default: CPU serving), never timeout * (max_retries + 1) plus backoff.
     assert cleaner.total_timeout == max(DEFAULT_TOTAL_TIMEOUT, cleaner.timeout) == 600.0
     assert cleaner.total_timeout < cleaner.timeout * (cleaner.max_retries + 1)
-    assert FreeMemory(cleaner, counter="approx").round_timeout > cleaner.total_timeout
+    assert FreeMemory(cleaner, counter="approx").rounds.timeout > cleaner.total_timeout
     assert FreeModuleCleaner("http://127.0.0.1:9/v1", model="m", timeout=20.0).total_timeout == DEFAULT_TOTAL_TIMEOUT
 
 

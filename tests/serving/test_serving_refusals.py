@@ -153,7 +153,7 @@ def test_defaults_fit_cpu_serving_and_the_round_net_stays_above_them() -> None:
     c = FreeModuleCleaner("http://127.0.0.1:9/v1", model="m", adapter=None)
     assert c.timeout == DEFAULT_TIMEOUT == 600.0
     assert c.total_timeout == max(DEFAULT_TOTAL_TIMEOUT, DEFAULT_TIMEOUT)
-    assert FreeMemory(c, counter="approx").round_timeout > c.total_timeout
+    assert FreeMemory(c, counter="approx").rounds.timeout > c.total_timeout
 
 
 def test_free_memory_skips_the_round_with_one_short_warning(stub_server) -> None:
