@@ -170,9 +170,8 @@ class CachePolicy:
         price: a :class:`~freemem.core.prompt_cache.PriceModel` or its name (``"anthropic"``: reads 0.1x, writes
             1.25x, 5-minute TTL; see :data:`~freemem.core.prompt_cache.PRICE_MODELS`).
         low_water: in rounds scheduled by cost, a fold brings the context down to this share of the budget
-            (instead of :attr:`FoldPolicy.target`). 0.9 by default: on the OpenHands transcripts at 16k, deeper
-            folds cost about the same cache (0.915x of no pruning at 0.9, 0.914x at 0.8, 0.87x at 0.5) and keep
-            less of the conversation (docs/results.md).
+            (instead of :attr:`FoldPolicy.target`). 0.9 by default: deeper folds write the cache less often but
+            keep less of the conversation (the figures are in the manual's Results page).
         clock: seconds since the epoch, for the cache's TTL (``time.time``; inject a fake one in tests).
     """
 
