@@ -6,7 +6,7 @@ no LangGraph, Redis or HTTP code; :mod:`freemem.memory` drives it, :mod:`freemem
 ``freemem.redis``, ``freemem.serving``. Every public name is importable from here.
 """
 
-from freemem.archives import Archive, AsyncArchive, InMemoryArchive, Restored, SqliteArchive
+from freemem.archives import Archive, AsyncArchive, InMemoryArchive, Restored, SearchHit, SqliteArchive
 from freemem.cleaners.heuristic import HeuristicCleaner
 from freemem.config import Budget, CachePolicy, FoldPolicy, RoundPolicy, Triggers
 from freemem.core.anchors import AnchorMaker
@@ -79,6 +79,7 @@ __all__ = [
     "HeuristicCleaner",
     "InMemoryArchive",
     "Restored",
+    "SearchHit",
     "SqliteArchive",
     "LoopDetected",
     "MissingExtraError",

@@ -13,7 +13,10 @@ The rules every implementation keeps (one parametrized suite, ``tests/redis/test
 ``record`` returns the event's id (its ``"id"``, or a new one) and re-recording an id overwrites it; listings
 are oldest first by ``created_at`` and carry ``restored_at`` (``None`` until restored); an unknown event is a
 :class:`KeyError`; ``restore`` undoes one event (or every unrestored one, newest first), marks them only
-when ``mark`` and returns :class:`Restored`; a named event already restored is left alone.
+when ``mark`` and returns :class:`Restored`; a named event already restored is left alone. ``search`` ranks the
+passages of the thread's events (:mod:`freemem.archives.search`) and returns at most ``k``
+:class:`~freemem.archives.search.SearchHit` objects, best first, one per recallable id, never another thread's;
+re-recording an event replaces its passages and deleting the thread drops them.
 
 Writing to an archive from the cleaning surfaces goes through :func:`persist_event` / :func:`apersist_event`:
 fail closed for the edit (an edit whose removed text could not be stored is not kept), open for the caller.

@@ -9,16 +9,16 @@ they were encoded in the arguments JSON (``AppliedSpan.raw_original``). Several 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from freemem.core.apply import span_ref
 from freemem.core.edits import ArgPiece, edit_messages
 from freemem.core.errors import FormatError, FreememError
-from freemem.core.folding import FoldMismatch, unfold
+from freemem.core.folding import FOLD_ID_PREFIX, FoldMismatch, unfold
 from freemem.core.json_args import parse_arg_field
 from freemem.core.outcome import AppliedSpan
+from freemem.core.passages import tool_calls
 from freemem.core.views import message_views
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "event_refs",
     "event_spans",
     "find_refs",
+    "flatten_fold",
     "normalize_ref",
     "render_folded",
     "restore_event",
@@ -33,6 +34,7 @@ __all__ = [
     "restore_rounds",
     "restore_text",
     "summarize_event",
+    "thread_folds",
 ]
 
 
@@ -168,8 +170,13 @@ def event_refs(event: Mapping[str, Any]) -> dict[str, list[str]]:
     return out
 
 
-def render_folded(records: Sequence[Mapping[str, Any]]) -> str:
-    """Folded messages (archived form) as readable text: a ``[role name #id]`` header and the text of each."""
+def render_folded(records: Sequence[Mapping[str, Any]], *,
+                  calls: Mapping[str, tuple[str, str]] | None = None) -> str:
+    """Folded messages (archived form) as readable text: a ``[role name #id]`` header and the text of each, an
+    assistant's tool calls after its text. ``calls`` (tool-call id to ``(name, arguments)``) names the call a
+    tool result answers when that call is not among ``records`` (a single message recalled by its id)."""
+    made = {cid for rec in records if isinstance(rec, Mapping) and isinstance(rec.get("message"), Mapping)
+            for cid, _, _ in tool_calls(rec["message"])}
     parts: list[str] = []
     for rec in records:
         msg = rec.get("message") if isinstance(rec, Mapping) else None
@@ -185,21 +192,78 @@ def render_folded(records: Sequence[Mapping[str, Any]]) -> str:
         ref = msg.get("tool_call_id") or msg.get("id")
         if ref:
             head += f" #{ref}"
-        calls = []
-        for call in msg.get("tool_calls") or []:
-            if isinstance(call, Mapping):
-                fn = call.get("function") if isinstance(call.get("function"), Mapping) else None
-                name = fn.get("name") if fn else call.get("name")
-                args = fn.get("arguments") if fn else json.dumps(call.get("args"), ensure_ascii=False)
-                calls.append(f"\n[call {name} #{call.get('id')}] {args}")
-        parts.append(head + "]\n" + str(content or "") + "".join(calls))
+        answered = calls.get(str(msg.get("tool_call_id"))) if calls and msg.get("tool_call_id") else None
+        if answered and str(msg.get("tool_call_id")) not in made:
+            head += f", answering {answered[0]}({answered[1]})"
+        lines = [f"\n[call {name} #{cid}] {args}" for cid, name, args in tool_calls(msg)]
+        parts.append(head + "]\n" + str(content or "") + "".join(lines))
     return "\n\n".join(parts)
 
 
+def _folded_handle(msg: Mapping[str, Any]) -> str | None:
+    """The handle of the fold an archived message was the fold message of (a fold merged into a later one)."""
+    mid = str(msg.get("id") or "")
+    return mid[len(FOLD_ID_PREFIX):] if mid.startswith(FOLD_ID_PREFIX) else None
+
+
+def flatten_fold(fold: Mapping[str, Any], folds: Mapping[str, Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The archived messages a fold covers, oldest first, with every earlier fold merged into it replaced by the
+    messages that fold covers (``folds``: every fold of the thread by handle), however deep the merging went. A
+    merged fold the archive no longer holds stays as its fold message."""
+    out: list[Mapping[str, Any]] = []
+    seen: set[str] = set()
+    stack: list[tuple[list[Any], int]] = [(list(fold.get("messages") or []), 0)]
+    seen.add(str(fold.get("handle")))
+    while stack:  # iterative: 50 folds deep must not need 50 frames
+        records, at = stack.pop()
+        while at < len(records):
+            rec = records[at]
+            at += 1
+            msg = rec.get("message") if isinstance(rec, Mapping) else None
+            inner = _folded_handle(msg) if isinstance(msg, Mapping) else None
+            if inner is not None and inner in folds and inner not in seen:
+                seen.add(inner)
+                stack.append((records, at))
+                records, at = list(folds[inner].get("messages") or []), 0
+                continue
+            out.append(rec)
+    return out
+
+
+def thread_folds(events: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """Every fold of a thread's events, by handle (a handle folded twice: the later record)."""
+    return {str(f["handle"]): f for event in events for f in event.get("folds") or []
+            if isinstance(f, Mapping) and f.get("handle") is not None}
+
+
 def find_refs(events: Iterable[Mapping[str, Any]], ref: str) -> list[str]:
-    """The archived texts an id names, over ``events`` (newest match last)."""
+    """The archived texts an id names, over ``events`` (a thread's, oldest first; newest match last): a freed
+    span's original text by the 8 hex digits its marker names; by a fold's handle (or its fold message's id),
+    every message the fold covers, earlier folds merged into it included (:func:`flatten_fold`), rendered oldest
+    first; by a folded message's id, that message (a tool result with the call it answers)."""
     ref = normalize_ref(ref)
+    events = list(events)
     out: list[str] = []
     for event in events:
-        out.extend(event_refs(event).get(ref, []))
+        for spans in event_spans(event):
+            for span in spans:
+                original = span.get("original") if isinstance(span, Mapping) else None
+                if isinstance(original, str) and span_ref(original) == ref:
+                    out.append(original)
+    folds = thread_folds(events)
+    handle = ref[len(FOLD_ID_PREFIX):] if ref.startswith(FOLD_ID_PREFIX) else ref
+    if handle in folds:
+        out.append(render_folded(flatten_fold(folds[handle], folds)))
+    elif not out:
+        calls = {cid: (name, args) for fold in folds.values() for rec in fold.get("messages") or []
+                 if isinstance(rec, Mapping) and isinstance(rec.get("message"), Mapping)
+                 for cid, name, args in tool_calls(rec["message"])}
+        for fold in folds.values():
+            for rec in fold.get("messages") or []:
+                msg = rec.get("message") if isinstance(rec, Mapping) else None
+                if isinstance(msg, Mapping) and str(msg.get("id") or "") == ref and _folded_handle(msg) is None:
+                    out.append(render_folded([rec], calls=calls))
+                    break
+            if out:
+                break
     return out

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Generic, TypeVar
 
-__all__ = ["BM25Index", "bm25_scores", "idf", "top"]
+__all__ = ["BM25Index", "bm25_scores", "idf", "length_norm", "top"]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -29,27 +29,33 @@ def idf(n_docs: int, df: int) -> float:
 
 
 def bm25_scores(query: Sequence[str], postings: Mapping[str, Mapping[K, int]], lengths: Mapping[K, int],
-                n_docs: int, avg_len: float) -> dict[K, float]:
+                n_docs: int, avg_len: float, *, norms: Mapping[K, float] | None = None) -> dict[K, float]:
     """BM25 score of every document holding a query term. ``postings[term]`` maps documents to the term's count,
-    ``lengths`` documents to their length in terms; a term repeated in the query counts once per repeat."""
+    ``lengths`` documents to their length in terms; a term repeated in the query counts once per repeat.
+    ``norms`` (optional) holds each document's length normalisation, :func:`length_norm`, precomputed."""
     scores: dict[K, float] = {}
     avg = avg_len or 1.0
+    if norms is None:
+        norms = {doc: length_norm(length, avg) for doc, length in lengths.items()}
+    get = scores.get
     for term, times in Counter(query).items():
         docs = postings.get(term)
         if not docs:
             continue
-        weight = idf(n_docs, len(docs)) * times
+        weight = idf(n_docs, len(docs)) * times * (K1 + 1)
         for doc, tf in docs.items():
-            norm = tf + K1 * (1 - B + B * lengths.get(doc, 0) / avg)
-            scores[doc] = scores.get(doc, 0.0) + weight * tf * (K1 + 1) / norm
+            scores[doc] = get(doc, 0.0) + weight * tf / (tf + norms[doc])
     return scores
 
 
-def top(scores: Mapping[K, float], k: int, order: Mapping[K, int] | None = None) -> list[tuple[K, float]]:
-    """The ``k`` best ``(doc, score)``; ties go to the newer document (higher ``order``) when given."""
-    rank = order or {}
-    return [(d, s) for s, _, d in heapq.nlargest(k, ((s, rank.get(d, 0), d) for d, s in scores.items()),
-                                                 key=lambda x: (x[0], x[1]))]
+def length_norm(length: int, avg_len: float) -> float:
+    """BM25's length normalisation of a document of ``length`` terms: ``K1 * (1 - B + B * length / avg)``."""
+    return K1 * (1 - B + B * length / (avg_len or 1.0))
+
+
+def top(scores: Mapping[K, float], k: int) -> list[tuple[K, float]]:
+    """The ``k`` best ``(doc, score)``, best first (equal scores: the document scored first)."""
+    return [(d, scores[d]) for d in heapq.nlargest(k, scores, key=scores.__getitem__)]
 
 
 class BM25Index(Generic[K]):
@@ -59,9 +65,8 @@ class BM25Index(Generic[K]):
         self._postings: dict[str, dict[K, int]] = {}
         self._lengths: dict[K, int] = {}
         self._terms: dict[K, list[str]] = {}
-        self._order: dict[K, int] = {}
+        self._norms: dict[K, float] | None = None  # each document's length normalisation, until the next change
         self._total = 0
-        self._added = 0
 
     def __len__(self) -> int:
         return len(self._lengths)
@@ -79,16 +84,15 @@ class BM25Index(Generic[K]):
         self._terms[key] = list(counts)
         self._lengths[key] = length
         self._total += length
-        self._added += 1
-        self._order[key] = self._added
+        self._norms = None
 
     def remove(self, key: K) -> None:
         """Forget a document (nothing when it is not indexed)."""
         length = self._lengths.pop(key, None)
         if length is None:
             return
-        self._order.pop(key, None)
         self._total -= length
+        self._norms = None
         for term in self._terms.pop(key, []):
             docs = self._postings[term]
             del docs[key]
@@ -96,9 +100,12 @@ class BM25Index(Generic[K]):
                 del self._postings[term]
 
     def search(self, query: Sequence[str], k: int) -> list[tuple[K, float]]:
-        """The ``k`` best documents for the query terms, best first, with their scores (ties: newest first)."""
+        """The ``k`` best documents for the query terms, best first, with their scores."""
         n = len(self._lengths)
         if not n or not query or k <= 0:
             return []
-        scores = bm25_scores(query, self._postings, self._lengths, n, self._total / n)
-        return top(scores, k, self._order)
+        avg = self._total / n
+        if self._norms is None:
+            self._norms = {doc: length_norm(length, avg) for doc, length in self._lengths.items()}
+        scores = bm25_scores(query, self._postings, self._lengths, n, avg, norms=self._norms)
+        return top(scores, k)

@@ -258,7 +258,8 @@ def make_fold(messages: Sequence[Any], views: Sequence[MessageView], plan: FoldP
     merged = next((v.fold for v in folded_views if v.fold is not None), None)
     previous = sum(_fold_count(messages[v.index]) for v in folded_views if v.fold is not None)
     total = n_folded + previous
-    how = f'recall("{handle}") pages them back in' if recall else f"fold {handle}, kept in freemem's archive"
+    how = (f'recall("{handle}") pages them all back in, recall(query="...") searches them' if recall
+           else f"fold {handle}, kept in freemem's archive")
     header = f"[freemem: {total} earlier messages folded; {how}]"
     if digest is None:
         later = [v for v in views[start:] if v.index not in chosen]

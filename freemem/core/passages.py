@@ -6,7 +6,8 @@ agent asks about, each with the id that recalls it whole (the ``recall`` tool):
 
 * ``message`` -- a folded utterance (user or assistant text, with its speaker and, when the message carries one,
   its date); recalled by the message's id;
-* ``tool`` -- a folded tool result, with the call that made it (``name(args)``); recalled by its message's id;
+* ``tool`` -- a folded tool result, with the call that made it (``name(args)``); recalled by its message's id
+  (an assistant message's calls are searched through their results, so its passage is its text alone);
 * ``digest`` -- the digest a fold message showed in place of the messages; recalled by the fold's handle (which
   gives back every message the fold covers);
 * ``span`` -- text freed inside a message; recalled by the 8 hex digits its marker names.
@@ -32,7 +33,8 @@ from freemem.core.apply import span_ref
 from freemem.core.folding import FOLD_ID_PREFIX
 from freemem.core.views import FOLD_KEY
 
-__all__ = ["PIECE_CHARS", "Passage", "event_passages", "message_role", "message_text", "snippet", "terms"]
+__all__ = ["PIECE_CHARS", "Passage", "event_passages", "message_role", "date_words", "message_text", "snippet", "terms",
+           "tool_calls"]
 
 #: About how many characters one passage holds (a longer text becomes several passages with the same id).
 PIECE_CHARS = 1500
@@ -42,10 +44,17 @@ _DATE_KEYS = ("date", "created_at", "timestamp", "time", "datetime")
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
+#: English function words (the usual list of search engines' English analysers, contractions split as the
+#: tokenizer splits them): they match most passages and rank none, so they are not indexed or searched.
 _STOP = frozenset(
-    "a an and are as at be but by did do does for from had has have he her him his how i if in into is it its "
-    "me my not of on or our she so than that the their them then there these they this to was we were what "
-    "when where which who whom why will with would you your".split()
+    "a about above after again against all am an and any are aren as at be because been before being below "
+    "between both but by can couldn d did didn do does doesn doing don down during each few for from further had "
+    "hadn has hasn have haven having he her here hers herself him himself his how i if in into is isn it its "
+    "itself just ll m ma me mightn more most mustn my myself needn no nor not now o of off on once only or other "
+    "our ours ourselves out over own re s same shan she should shouldn so some such t than that the their theirs "
+    "them themselves then there these they this those through to too under until up ve very was wasn we were "
+    "weren what when where which while who whom why will with won would wouldn y you your yours yourself "
+    "yourselves also could might must shall would".split()
 )
 
 
@@ -80,9 +89,9 @@ class Passage:
     piece: int = 0
 
     def indexed_text(self) -> str:
-        """What the ranking reads: the text with its speaker, date and call, so "what did Evan say in May"
-        and "the output of read_file" find it."""
-        head = " ".join(x for x in (self.role, self.name, self.date, self.call) if x)
+        """What the ranking reads: the text with its speaker, date (an ISO date also as "May 4") and call, so
+        "what did Evan say on May 4th" and "the output of read_file" find it."""
+        head = " ".join(x for x in (self.role, self.name, date_words(self.date), self.call) if x)
         return f"{head}\n{self.text}" if head else self.text
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,6 +101,21 @@ class Passage:
     def from_dict(cls, data: Mapping[str, Any]) -> Passage:
         fields = cls.__dataclass_fields__
         return cls(**{k: v for k, v in data.items() if k in fields})
+
+
+_MONTHS = ("january february march april may june july august september october november december").split()
+_ISO_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+_ORDINAL = re.compile(r"(\d+)(?:st|nd|rd|th)")
+
+
+def date_words(date: str | None) -> str | None:
+    """A message's date as searched: as given, and an ISO date's month name and day ("2023-05-04 may 4")."""
+    if not date:
+        return None
+    found = _ISO_DATE.match(date)
+    if found and 1 <= int(found.group(2)) <= 12:
+        return f"{date} {_MONTHS[int(found.group(2)) - 1]} {int(found.group(3))}"
+    return date
 
 
 def terms(text: str) -> list[str]:
@@ -105,8 +129,12 @@ def terms(text: str) -> list[str]:
 
 
 def _fold_suffix(word: str) -> str:
-    """A light, deterministic English suffix folding: cars/car, stories/story, parking/park, parked/park."""
-    if len(word) <= 3 or not word.isalpha():
+    """A light, deterministic English suffix folding: cars/car, stories/story, parking/park, parked/park; an
+    ordinal is its number (4th/4)."""
+    if not word.isalpha():
+        ordinal = _ORDINAL.fullmatch(word)
+        return str(int(ordinal.group(1))) if ordinal else word
+    if len(word) <= 3:
         return word
     if word.endswith("ies") and len(word) > 4:
         return word[:-3] + "y"
@@ -142,15 +170,15 @@ def message_text(msg: Mapping[str, Any]) -> str:
     return "" if content is None else str(content)
 
 
-def _calls(msg: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """``(id, name, arguments)`` of each tool call an archived assistant message makes."""
+def tool_calls(msg: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """``(id, name, arguments)`` of each tool call of an archived message (OpenAI or LangChain form)."""
     out = []
     for call in msg.get("tool_calls") or []:
         if not isinstance(call, Mapping):
             continue
         fn = call.get("function") if isinstance(call.get("function"), Mapping) else None
         name = str((fn.get("name") if fn else call.get("name")) or "")
-        args = fn.get("arguments") if fn else json.dumps(call.get("args"), ensure_ascii=False, sort_keys=True)
+        args = fn.get("arguments") if fn else json.dumps(call.get("args"), ensure_ascii=False)
         out.append((str(call.get("id") or ""), name, str(args if args is not None else "")))
     return out
 
@@ -210,7 +238,7 @@ def _fold_passages(fold: Mapping[str, Any], event_id: str, created: Any) -> list
     handle = str(fold.get("handle") or "")
     records = [r.get("message") for r in fold.get("messages") or [] if isinstance(r, Mapping)]
     messages: Sequence[Mapping[str, Any]] = [m for m in records if isinstance(m, Mapping)]
-    calls = {cid: (name, args) for m in messages for cid, name, args in _calls(m) if cid}
+    calls = {cid: (name, args) for m in messages for cid, name, args in tool_calls(m) if cid}
     out: list[Passage] = []
     digest = fold.get("digest")
     if isinstance(digest, str) and digest.strip():
@@ -229,8 +257,6 @@ def _fold_passages(fold: Mapping[str, Any], event_id: str, created: Any) -> list
                 call = f"{answered[0]}({answered[1]})"
             elif msg.get("name"):
                 call = str(msg["name"])
-        elif _calls(msg):
-            text = "\n".join([text, *(f"{name}({args})" for _, name, args in _calls(msg))]).strip()
         name = msg.get("name")
         out.extend(_split(Passage(ref=ref, event_id=event_id, kind="tool" if role == "tool" else "message",
                                   text=text, role=role, name=str(name) if name else None, call=call,

@@ -7,6 +7,13 @@ thread's hash tag next to its checkpoints (see :mod:`freemem.redis.keys`), order
 write is one atomic script. Summaries (the event without its spans) are stored apart, so listing a long
 thread's history never moves the removed text.
 
+Search (:meth:`RedisArchive.search`) works on core Redis 7, no module needed: recording an event also indexes
+its passages (:func:`freemem.core.passages.event_passages`) in the same script, under the thread's hash tag
+(postings in one sorted set read by ``ZRANGEBYLEX`` per query word, the passages in a hash; see
+:mod:`freemem.redis.keys`); a query is one script that ranks its words' postings with BM25 on the server (the
+formula of :mod:`freemem.core.bm25`, over the words of :func:`freemem.core.passages.terms` as every archive) and
+returns only the best passages: one round trip. A thread archived before search existed is indexed on its first search.
+
 Restoring is the core's :func:`freemem.core.archive.restore_event` over the archived spans and folds: :meth:`RedisArchive.restore`
 undoes one event or every event not yet restored (newest first) and marks them restored;
 :meth:`RedisArchive.original` rebuilds the unpruned messages without marking anything.
@@ -19,14 +26,17 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
 import freemem.lc  # noqa: F401 - registers the LangChain reviver for folded messages
 from freemem.archives.base import BaseArchive, Restored, dump_event, prepare_event, undo_events
+from freemem.archives.search import SearchHit, check_search, distinct_hits
 from freemem.core.archive import find_refs, summarize_event
 from freemem.core.errors import ConfigError, StoreError
+from freemem.core.passages import Passage, event_passages, terms
 from freemem.lc import revive_message
 from freemem.redis import scripts
 from freemem.redis._drivers import AsyncDriver, SyncDriver
@@ -86,8 +96,34 @@ def _refresh(ctx: ArchiveContext, keys: Sequence[str]) -> list[tuple[Any, ...]]:
 # -- plans -----------------------------------------------------------------------------------------------------
 
 
+_SEP = "\x1f"
+
+
+def _all_keys(ctx: ArchiveContext, thread_id: str) -> tuple[str, ...]:
+    return ctx.layout.archive_keys(str(thread_id)) + ctx.layout.search_keys(str(thread_id))
+
+
+def index_entry(event: Mapping[str, Any]) -> bytes:
+    """The search index entry of a stored event (what ``ARCHIVE_RECORD`` adds): its passages under keys
+    ``"<n>:<event id>"`` and one postings member per (word, passage): ``word \\x1f tf \\x1f length \\x1f key``."""
+    event_id = str(event["id"])
+    passages: list[list[str]] = []
+    members: list[str] = []
+    total = 0
+    for n, passage in enumerate(event_passages(event)):
+        key = f"{n}:{event_id}"
+        words = terms(passage.indexed_text())
+        counts: dict[str, int] = {}
+        for word in words:
+            counts[word] = counts.get(word, 0) + 1
+        members.extend(f"{w}{_SEP}{tf}{_SEP}{len(words)}{_SEP}{key}" for w, tf in counts.items())
+        passages.append([key, _dumps(passage.to_dict()).decode()])
+        total += len(words)
+    return _dumps({"p": passages, "m": members, "l": total})
+
+
 def record_plan(ctx: ArchiveContext, thread_id: str, event: Mapping[str, Any]) -> Plan[str]:
-    """Store one event (atomically, idempotent per id); returns its id."""
+    """Store one event and index its passages (atomically, idempotent per id); returns its id."""
     stored, at = prepare_event(event)
     event_id = stored["id"]
     score = int(round(at * 1000))
@@ -95,11 +131,42 @@ def record_plan(ctx: ArchiveContext, thread_id: str, event: Mapping[str, Any]) -
     yield Batch(
         Eval(
             scripts.ARCHIVE_RECORD,
-            ctx.layout.archive_keys(str(thread_id)),
-            (event_id, score, _dumps(stored), _dumps(summary), ctx.ttl_ms),
+            _all_keys(ctx, thread_id),
+            (event_id, score, _dumps(stored), _dumps(summary), ctx.ttl_ms, index_entry(stored)),
         )
     )
     return event_id
+
+
+def search_plan(ctx: ArchiveContext, thread_id: str, query: str, k: int) -> Plan[list[SearchHit]]:
+    """The ``k`` best passages of the thread for ``query``: one script ranks its words' postings with BM25 on
+    the server and sends back only the best passages (more only when several pieces of one text crowd them)."""
+    query_terms = check_search(query, k)
+    if not query_terms:
+        return []
+    thread = str(thread_id)
+    by_time = ctx.layout.archive_keys(thread)[0]
+    postings, passages, _, stats = ctx.layout.search_keys(thread)
+    words = [x for word, times in Counter(query_terms).items() for x in (word, times)]
+    want = k * 4
+    while True:
+        reply, *_ = yield Batch(Eval(scripts.ARCHIVE_SEARCH, (postings, passages, stats, by_time), (want, *words)),
+                                *_refresh(ctx, _all_keys(ctx, thread)))
+        if int(reply[0]) < 0:
+            if not int(reply[1]):
+                return []
+            # Archived before search existed: index its events once (re-recording is idempotent), then search.
+            for event in (yield from events_plan(ctx, thread, include_restored=True)):
+                event.pop("restored_at", None)
+                yield from record_plan(ctx, thread, event)
+            continue
+        entries = reply[1:]
+        ranked = [(Passage.from_dict(_loads(entries[i + 2])), float(entries[i + 1]))
+                  for i in range(0, len(entries), 3) if entries[i + 2] is not None]
+        hits = distinct_hits(ranked, query_terms, k)
+        if len(hits) == k or len(entries) < 3 * want:
+            return hits
+        want *= 4
 
 
 def list_plan(
@@ -150,7 +217,8 @@ def mark_plan(ctx: ArchiveContext, thread_id: str, event_ids: Sequence[str], res
     keys = ctx.layout.archive_keys(str(thread_id))
     if not event_ids:
         return
-    found = yield Batch(*(Eval(scripts.ARCHIVE_MARK, keys, (eid, mark, ctx.ttl_ms)) for eid in event_ids))
+    found = yield Batch(*(Eval(scripts.ARCHIVE_MARK, keys + ctx.layout.search_keys(str(thread_id)),
+                               (eid, mark, ctx.ttl_ms)) for eid in event_ids))
     missing = [eid for eid, ok in zip(event_ids, found, strict=True) if not ok]
     if missing:
         raise KeyError(f"no archived event {missing[0]!r} in thread {thread_id!r}")
@@ -171,7 +239,7 @@ def restore_plan(
 
 def delete_plan(ctx: ArchiveContext, thread_id: str) -> Plan[bool]:
     """Delete a thread's archive; ``True`` if it had one."""
-    (deleted,) = yield Batch(("DEL", *ctx.layout.archive_keys(str(thread_id))))
+    (deleted,) = yield Batch(("DEL", *_all_keys(ctx, thread_id)))
     return bool(deleted)
 
 
@@ -292,6 +360,11 @@ class RedisArchive(_ArchiveShell, BaseArchive):
         """The archived texts a marker's or fold message's id names (the ``recall`` tool's lookup)."""
         return find_refs(self.events(thread_id, include_restored=True), ref)
 
+    def search(self, thread_id: str, query: str, k: int = 5) -> list[SearchHit]:
+        """The ``k`` archived passages of the thread that best match ``query`` (BM25 over the thread's index
+        in Redis), best first; never another thread's."""
+        return self._driver.run(search_plan(self.context, thread_id, query, k))
+
     def delete_thread(self, thread_id: str) -> bool:
         """Delete the thread's archive; ``True`` if there was one."""
         return self._driver.run(delete_plan(self.context, thread_id))
@@ -362,6 +435,10 @@ class AsyncRedisArchive(_ArchiveShell):
     async def afind(self, thread_id: str, ref: str) -> list[str]:
         """Async twin of :meth:`RedisArchive.find`."""
         return find_refs(await self.aevents(thread_id, include_restored=True), ref)
+
+    async def asearch(self, thread_id: str, query: str, k: int = 5) -> list[SearchHit]:
+        """Async twin of :meth:`RedisArchive.search`."""
+        return await self._driver.run(search_plan(self.context, thread_id, query, k))
 
     async def adelete_thread(self, thread_id: str) -> bool:
         """Delete the thread's archive; ``True`` if there was one."""

@@ -16,6 +16,11 @@ Layout for prefix ``P`` and thread ``T`` (``N`` = checkpoint namespace, ``C`` = 
     P:{T}:a:e          HASH  archive event id -> event JSON (with the freed spans)
     P:{T}:a:s          HASH  archive event id -> summary JSON (the event without its spans)
     P:{T}:a:r          HASH  archive event id -> restore mark JSON
+    P:{T}:a:x:z        ZSET  search postings, all scored 0, members "<term>\\x1f<tf>\\x1f<length>\\x1f<passage>"
+                             (ZRANGEBYLEX reads one term's postings)
+    P:{T}:a:x:p        HASH  passage key "<n>:<event id>" -> passage JSON (what a search hit shows)
+    P:{T}:a:x:e        HASH  archive event id -> JSON of its passage keys and postings (to unindex it)
+    P:{T}:a:x:n        HASH  docs (passages indexed), len (their total length in terms)
     P:{T}:lease        STR   owner token of the thread's writer lease (opt-in, see ``RedisSaver(lease=True)``)
     P:{T}:lease:wake   LIST  pushed when a lease is released, so a waiting writer wakes at once
     P:run:{R}          SET   threads that hold checkpoints of run R (its own slot; for ``delete_for_runs``)
@@ -128,6 +133,11 @@ class KeyLayout:
         """``(events-by-time, event JSON, summary JSON, restore marks)`` of the thread's archive."""
         base = self.thread_base(thread_id)
         return (base + "a:ev", base + "a:e", base + "a:s", base + "a:r")
+
+    def search_keys(self, thread_id: str) -> tuple[str, str, str, str]:
+        """``(postings, passages, event passages, stats)`` of the thread's archive search index."""
+        base = self.thread_base(thread_id)
+        return (base + "a:x:z", base + "a:x:p", base + "a:x:e", base + "a:x:n")
 
     def rebase(self, key: str, source_thread: str, target_thread: str) -> str:
         """The key of ``target_thread`` that plays the role ``key`` plays for ``source_thread``."""

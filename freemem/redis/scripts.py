@@ -19,6 +19,7 @@ from freemem.redis.protocol import Script
 __all__ = [
     "ARCHIVE_MARK",
     "ARCHIVE_RECORD",
+    "ARCHIVE_SEARCH",
     "DELETE_THREAD",
     "DROP",
     "EXPORT",
@@ -43,7 +44,7 @@ local function refresh(reg, marker, ttl, slack, touched)
   for i = 1, #members do redis.call('PEXPIRE', members[i], exp) end
   redis.call('PEXPIRE', reg, exp)
   local base = string.sub(reg, 1, -4)
-  for _, suffix in ipairs({'a:ev', 'a:e', 'a:s', 'a:r'}) do
+  for _, suffix in ipairs({'a:ev', 'a:e', 'a:s', 'a:r', 'a:x:z', 'a:x:p', 'a:x:e', 'a:x:n'}) do
     redis.call('PEXPIRE', base .. suffix, exp, 'GT')
   end
   redis.call('SET', marker, '1', 'PX', slack)
@@ -379,24 +380,110 @@ return redis.call('EXISTS', KEYS[1])
 ARCHIVE_RECORD = Script(
     "archive_record",
     r"""
--- KEYS: events-by-time, events, summaries, restore marks.  ARGV: id, score, event, summary, ttl (ms, 0: none)
+-- KEYS: events-by-time, events, summaries, restore marks, then the search index: postings, passages,
+--       event passages, stats (see freemem.redis.keys).
+-- ARGV: id, score, event, summary, ttl (ms, 0: none),
+--       index JSON {p: [[passage key, passage JSON], ...], m: [postings members], l: total length in terms}
+local function chunked(cmd, key, items)
+  for i = 1, #items, 500 do redis.call(cmd, key, unpack(items, i, math.min(i + 499, #items))) end
+end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
+-- Re-recorded: the event's old passages leave the index first.
+local old = redis.call('HGET', KEYS[7], ARGV[1])
+if old then
+  old = cjson.decode(old)
+  if #old.m > 0 then chunked('ZREM', KEYS[5], old.m) end
+  if #old.p > 0 then chunked('HDEL', KEYS[6], old.p) end
+  redis.call('HINCRBY', KEYS[8], 'docs', -#old.p)
+  redis.call('HINCRBY', KEYS[8], 'len', -old.l)
+end
+local new = cjson.decode(ARGV[6])
+local zargs, hargs, pkeys = {}, {}, {}
+for i = 1, #new.m do zargs[#zargs + 1] = 0; zargs[#zargs + 1] = new.m[i] end
+for i = 1, #new.p do
+  hargs[#hargs + 1] = new.p[i][1]; hargs[#hargs + 1] = new.p[i][2]; pkeys[#pkeys + 1] = new.p[i][1]
+end
+if #zargs > 0 then chunked('ZADD', KEYS[5], zargs) end
+if #hargs > 0 then chunked('HSET', KEYS[6], hargs) end
+redis.call('HINCRBY', KEYS[8], 'docs', #pkeys)
+redis.call('HINCRBY', KEYS[8], 'len', new.l)
+redis.call('HSET', KEYS[7], ARGV[1], cjson.encode({p = pkeys, m = new.m, l = new.l}))
 local ttl = tonumber(ARGV[5])
-if ttl > 0 then for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ttl) end end
+if ttl > 0 then for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end end
 return 1
+""",
+)
+
+ARCHIVE_SEARCH = Script(
+    "archive_search",
+    r"""
+-- BM25 over the thread's search index, on the server: only the best passages travel.
+-- KEYS: postings, passages, stats, events-by-time.  ARGV: how many, then (term, times in the query) pairs.
+-- Returns {-1, events} when the thread has events but no index yet; else {n, key, score, passage, ...} best
+-- first (n: passages indexed). Same formula as freemem.core.bm25 (k1 1.2, b 0.75).
+local raw = redis.call('HGET', KEYS[3], 'docs')
+if not raw then return {-1, redis.call('ZCARD', KEYS[4])} end
+local n = tonumber(raw)
+if n <= 0 then return {0} end
+local avg = tonumber(redis.call('HGET', KEYS[3], 'len') or '0') / n
+if avg <= 0 then avg = 1 end
+local k1, b, want = 1.2, 0.75, tonumber(ARGV[1])
+local scores, seen = {}, {}
+for i = 2, #ARGV, 2 do
+  local term, times = ARGV[i], tonumber(ARGV[i + 1])
+  local members = redis.call('ZRANGEBYLEX', KEYS[1], '[' .. term .. '\31', '(' .. term .. ' ')
+  local df = #members
+  if df > 0 then
+    local w = math.log(1 + (n - df + 0.5) / (df + 0.5)) * times * (k1 + 1)
+    local skip = #term + 2
+    for j = 1, df do
+      local m = members[j]
+      local _, stop, tf, len = string.find(m, '^(%d+)\31(%d+)\31', skip)
+      local key = string.sub(m, stop + 1)
+      tf = tonumber(tf)
+      local s = w * tf / (tf + k1 * (1 - b + b * tonumber(len) / avg))
+      local old = scores[key]
+      if old then scores[key] = old + s else scores[key] = s; seen[#seen + 1] = key end
+    end
+  end
+end
+-- The best `want`, kept sorted in a small list (ties: the key first in order, as sorted() would).
+local best = {}
+for _, key in ipairs(seen) do
+  local s = scores[key]
+  local last = best[#best]
+  if #best < want or s > scores[last] or (s == scores[last] and key < last) then
+    local at = #best + 1
+    while at > 1 and (scores[best[at - 1]] < s or (scores[best[at - 1]] == s and best[at - 1] > key)) do
+      at = at - 1
+    end
+    table.insert(best, at, key)
+    if #best > want then best[#best] = nil end
+  end
+end
+local out = {n}
+if #best == 0 then return out end
+local passages = redis.call('HMGET', KEYS[2], unpack(best))
+for i, key in ipairs(best) do
+  out[#out + 1] = key
+  out[#out + 1] = string.format('%.17g', scores[key])
+  out[#out + 1] = passages[i]
+end
+return out
 """,
 )
 
 ARCHIVE_MARK = Script(
     "archive_mark",
     r"""
--- KEYS: events-by-time, events, summaries, restore marks.  ARGV: id, mark, ttl (ms, 0: none)
+-- KEYS: events-by-time, events, summaries, restore marks (and the search index's keys, for the TTL).
+-- ARGV: id, mark, ttl (ms, 0: none)
 if redis.call('HEXISTS', KEYS[2], ARGV[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
 local ttl = tonumber(ARGV[3])
-if ttl > 0 then for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ttl) end end
+if ttl > 0 then for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end end
 return 1
 """,
 )
