@@ -276,6 +276,7 @@ class FreeMemory:
         self.rounds: RoundPolicy = plan.rounds
         self._set_digest_bounds()
         self.counter: CachedCounter = cached_counter(counter)
+        self._own_cleaner = cleaner is None
         self.image_rule = image_rule_of(self.counter, limits.image_rule)
         budget_ = self.budget
         if cleaner is None:
@@ -295,7 +296,7 @@ class FreeMemory:
         given = plan.triggers
         self.triggers: list[Trigger] = given.build(budget_) if isinstance(given, Triggers) else list(given)
         if self.fixed_tokens and budget_ is not None:
-            # A cleaner or an OverBudget trigger given with the request's budget bounds the messages' share.
+            # An OverBudget trigger given with the request's budget bounds the messages' share.
             self._rebase({self.request_budget}, budget_)
         self.protection = protection or Protection()
         self.archive = archive
@@ -335,9 +336,10 @@ class FreeMemory:
         get ``request_budget - fixed_tokens`` (this memory itself when that is already so).
 
         A shallow copy: cleaner, counter, archive, triggers and statistics are shared, but the budget, the
-        cleaner's and the ``OverBudget`` triggers' bounds (where they hold this memory's budget or the
-        request's; copied, not changed) and the default digest bounds follow the messages' budget. Thread-safe:
-        nothing is changed in place. When ``fixed_tokens`` alone reaches the request's budget no message list
+        default cleaner's and the ``OverBudget`` triggers' bounds (where they hold this memory's budget or the
+        request's; copied, not changed) and the default digest bounds follow the messages' budget. A cleaner
+        you gave keeps its own budget (give it the messages' share yourself). Thread-safe: nothing is changed
+        in place. When ``fixed_tokens`` alone reaches the request's budget no message list
         can fit: the copy has no budget (it cleans on its other triggers only; the surfaces warn once and note
         it in the ledger).
         """
@@ -355,10 +357,11 @@ class FreeMemory:
         return out
 
     def _rebase(self, old: set[int | None], budget: int | None) -> None:
-        """Point the cleaner's budget and the ``OverBudget`` triggers that hold one of ``old`` (the request's
-        budget, or the messages' budget they were given) at the messages' ``budget`` (None: the budget's
-        trigger goes). Works on copies: a cleaner or trigger may be shared with other memories."""
-        if getattr(self.cleaner, "budget", None) in old - {None}:
+        """Point the default cleaner's budget and the ``OverBudget`` triggers that hold one of ``old`` (the
+        request's budget, or the messages' budget they were given) at the messages' ``budget`` (None: the
+        budget's trigger goes). The cleaner is copied (the original serves the other requests); a cleaner you
+        gave is yours, with its own budget and state, and is left as it is."""
+        if self._own_cleaner and getattr(self.cleaner, "budget", None) in old - {None}:
             self.cleaner = copy.copy(self.cleaner)
             self.cleaner.budget = budget  # type: ignore[attr-defined]
         triggers: list[Trigger] = []

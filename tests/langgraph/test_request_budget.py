@@ -297,20 +297,24 @@ def test_protected_messages_over_what_is_left_are_reported_once() -> None:
     assert notes and f"system prompt and tool schemas ({fixed:,} tokens)" in notes[0]
 
 
-def test_a_given_cleaner_and_trigger_follow_the_messages_budget() -> None:
+def test_a_given_trigger_follows_the_messages_budget_and_a_given_cleaner_is_left_alone() -> None:
     from freemem.cleaners.heuristic import HeuristicCleaner
     from freemem.engine.triggers import OverBudget
 
-    cleaner = HeuristicCleaner(budget=BUDGET)
+    cleaner = HeuristicCleaner(budget=BUDGET - 3000)
     memory = FreeMemory(cleaner, budget=Budget(BUDGET, fixed_tokens=3000), triggers=[OverBudget(BUDGET)],
                         counter="approx")
-    assert memory.cleaner.budget == BUDGET - 3000 and cleaner.budget == BUDGET  # a copy, the given one unchanged
+    assert memory.cleaner is cleaner and cleaner.budget == BUDGET - 3000  # yours: its state and stats stay
     assert [t.budget for t in memory.triggers] == [BUDGET - 3000]  # type: ignore[attr-defined]
     other = memory.reserved(5000)
-    assert other.cleaner.budget == BUDGET - 5000 and [t.budget for t in other.triggers] == [BUDGET - 5000]  # type: ignore[attr-defined]
-    off = memory.reserved(BUDGET)
-    assert off.budget is None and off.triggers == [] and off.cleaner.budget is None
-    assert memory.budget == BUDGET - 3000  # reserved() never changes the memory it is called on
+    assert other.cleaner is cleaner and [t.budget for t in other.triggers] == [BUDGET - 5000]  # type: ignore[attr-defined]
+    own = FreeMemory(budget=BUDGET, counter="approx")
+    copy = own.reserved(5000)
+    assert copy.cleaner is not own.cleaner and copy.cleaner.budget == BUDGET - 5000
+    off = own.reserved(BUDGET)
+    assert off.budget is None and off.cleaner.budget is None
+    assert not any(isinstance(t, OverBudget) for t in off.triggers)
+    assert own.budget == BUDGET and own.cleaner.budget == BUDGET  # reserved() never changes the memory it is called on
 
 
 def test_an_image_in_the_thread_is_counted_at_its_pixel_size() -> None:

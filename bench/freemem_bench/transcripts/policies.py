@@ -7,7 +7,7 @@ import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from freemem.config import Triggers
+from freemem.config import Budget, Triggers
 from freemem.core.errors import ConfigError
 from freemem.memory import FreeMemory
 from freemem.tokens import CachedCounter
@@ -55,9 +55,9 @@ class FreememPolicy(Policy):
 
     name = "freemem"
 
-    def __init__(self, make_memory: Callable[[], FreeMemory]) -> None:
+    def __init__(self, make_memory: Callable[[int], FreeMemory]) -> None:
         self.make_memory = make_memory
-        self.memory = make_memory()
+        self.memory = make_memory(0)
         self.state: list[Any] = []
         self.seen = 0
         self.tokens_at_last_clean = 0
@@ -65,7 +65,7 @@ class FreememPolicy(Policy):
         self.last_event: Any = None
 
     def reset(self, fixed: int = 0) -> None:
-        self.memory = self.make_memory().reserved(fixed)
+        self.memory = self.make_memory(fixed)
         self.state = []
         self.seen = 0
         self.tokens_at_last_clean = 0
@@ -155,8 +155,10 @@ def build_policies(names: Sequence[str], *, budget: int, counter: CachedCounter,
     measurer = FreeMemory(counter=counter, triggers=Triggers(every_tokens=None, on_loop=False))
     make_cleaner = cleaner if callable(cleaner) else (lambda b: load_cleaner(cleaner, budget=b, counter=counter))
 
-    def make_memory() -> FreeMemory:
-        return FreeMemory(make_cleaner(budget), counter=counter, budget=budget, triggers=Triggers(every_tokens=every))
+    def make_memory(fixed: int) -> FreeMemory:
+        # The request's budget, ``fixed`` of it tool definitions: the cleaner fits the messages' share.
+        return FreeMemory(make_cleaner(budget - fixed), counter=counter, budget=Budget(budget, fixed_tokens=fixed),
+                          triggers=Triggers(every_tokens=every))
 
     out: list[Policy] = []
     for name in names:
