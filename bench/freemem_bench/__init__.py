@@ -18,7 +18,8 @@ BENCHMARKS: dict[str, str] = {
     "overhead": "per-turn middleware cost at 8k/32k/128k-token contexts",
     "gated": "gated memory (GRU-Mem) calls and peak context on HotpotQA with an oracle agent",
     "core": "the core's own costs: apply 50 commands and count a new message on a 128k-token context",
-    "long": "bounded at any length: 10,000-call tool sessions and 2,000-turn chats, early vs late step time",
+    "long": "bounded at any length: 10,000-call tool sessions and 2,000-turn chats, early vs late step time; "
+            "MemoryBank chats: facts kept, reachable with recall(query), answered by a real model",
     "recall": "archive search latency (p50/p95) at 10,000 archived passages: in memory, SQLite FTS5, core Redis",
     "race": "two writers on one thread: what RedisSaver (with and without the lease), SqliteSaver, InMemorySaver keep",
 }
