@@ -37,7 +37,7 @@ from freemem.core.apply import DEFAULT_MESSAGE_MARKER, apply_commands
 from freemem.core.cleaner import Cleaner, Proposal
 from freemem.core.context import Context, Protection
 from freemem.core.digest import summary_prompt
-from freemem.core.errors import ConfigError
+from freemem.core.errors import ConfigError, FormatError
 from freemem.core.folding import FoldMismatch, FoldRecord, fold_originals, fold_units, make_fold, replace_digest
 from freemem.core.ledger import CleanEvent
 from freemem.core.outcome import AppliedSpan, Outcome
@@ -66,7 +66,8 @@ from freemem.engine.triggers import OverBudget, Trigger, TriggerState
 from freemem.messages import answer_text, model_usage, newest_text
 from freemem.tokens import CachedCounter, TokenCounter, cached_counter
 
-__all__ = ["CHAT_DIGEST_SHARE", "CleanResult", "DIGEST_SHARE", "FreeMemory", "MESSAGE_OVERHEAD_TOKENS", "SummaryRequest"]
+__all__ = ["CHAT_DIGEST_SHARE", "CleanResult", "DIGEST_SHARE", "FreeMemory", "MESSAGE_OVERHEAD_TOKENS", "SummaryRequest",
+           "reject_duplicate_ids"]
 
 logger = logging.getLogger("freemem")
 
@@ -100,6 +101,24 @@ _LEGACY: dict[str, tuple[str, str]] = {
 }
 _GROUP_CLASS = {"triggers": "Triggers", "fold": "FoldPolicy", "cache": "CachePolicy", "rounds": "RoundPolicy",
                 "budget": "Budget"}
+
+
+def reject_duplicate_ids(messages: Sequence[Any], views: Sequence[MessageView] | None = None) -> None:
+    """:class:`~freemem.core.errors.FormatError` when two messages share an id. Removed text is put back by
+    message id (an archived span names its message; a fold its messages), so with shared ids a restore could
+    not tell which message a span came from: such input is refused before anything is edited. ``views``: the
+    messages' views when they are read already."""
+    seen: dict[str, int] = {}
+    for view in views if views is not None else message_views(messages):
+        if view.id is None:
+            continue
+        first = seen.setdefault(view.id, view.index)
+        if first != view.index:
+            raise FormatError(
+                f"messages {first} and {view.index} share the id {view.id!r}: freemem puts removed text back by "
+                "message id, so every message needs its own (LangGraph's add_messages reducer assigns them; "
+                "drop or renew the duplicate). Nothing was cleaned."
+            )
 
 
 @dataclass(frozen=True)
@@ -466,6 +485,8 @@ class FreeMemory:
     def _pipeline(self, request: _Request) -> Generator[Any, Any, CleanResult]:
         t0 = time.perf_counter()
         given = self.snapshot(request.messages) if request.messages is not None else None
+        if given is not None:
+            reject_duplicate_ids(given.messages, given.views)
         if request.tokens is not None:
             before = request.tokens
         else:

@@ -56,3 +56,26 @@ def test_a_bad_session_file_is_one_clear_error(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "freemem.cli.main", "demo", "--session", str(bad)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "Traceback" not in out.stderr and "turns" in out.stderr
+
+
+def test_demo_prints_the_exact_commands_that_inspect_its_thread(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                                                 ) -> None:
+    import shlex
+
+    from freemem.cli.demo import inspect_commands
+    from freemem.cli.main import main
+
+    db = tmp_path / "demo dir" / "t.sqlite"  # a space: the printed commands quote the path
+    db.parent.mkdir()
+    assert main(["demo", "--counter", "approx", "--delay", "0", "--db", str(db)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    thread = out.split("thread id: ")[1].split()[0]
+    lines = inspect_commands({"thread_id": thread, "store": {"sqlite": str(db)}})
+    show = lines[1].split(": ", 1)[1]
+    assert " ".join(show.split()) in out and "freemem ui --sqlite" in out
+    # The printed `thread show` runs as printed, and the archive (same file) names what was freed.
+    assert main(shlex.split(show)[1:] + ["--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["events"] and shown["has_archive"] and not shown["orphaned_refs"]
+    assert inspect_commands({"thread_id": "t", "store": {"redis": "redis://h:1/0", "key_prefix": "freemem-demo"}})[
+        1].endswith("freemem thread show t --redis redis://h:1/0 --key-prefix freemem-demo")

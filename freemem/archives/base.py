@@ -13,10 +13,11 @@ The rules every implementation keeps (one parametrized suite, ``tests/redis/test
 ``record`` returns the event's id (its ``"id"``, or a new one) and re-recording an id overwrites it; listings
 are oldest first by ``created_at`` and carry ``restored_at`` (``None`` until restored); an unknown event is a
 :class:`KeyError`; ``restore`` undoes one event (or every unrestored one, newest first), marks them only
-when ``mark`` and returns :class:`Restored`; a named event already restored is left alone. ``search`` ranks the
-passages of the thread's events (:mod:`freemem.archives.search`) and returns at most ``k``
-:class:`~freemem.archives.search.SearchHit` objects, best first, one per recallable id, never another thread's;
-re-recording an event replaces its passages and deleting the thread drops them.
+when ``mark`` and returns :class:`Restored`; a named event already restored is left alone; undoing every event
+skips (``Restored.skipped``, with the reason) those whose markers the messages do not hold -- another branch's
+events -- instead of failing. ``search`` ranks the passages of the thread's events (:mod:`freemem.archives.search`)
+and returns at most ``k`` :class:`~freemem.archives.search.SearchHit` objects, best first, one per recallable id,
+never another thread's; re-recording an event replaces its passages and deleting the thread drops them.
 
 Writing to an archive from the cleaning surfaces goes through :func:`persist_event` / :func:`apersist_event`:
 fail closed for the edit (an edit whose removed text could not be stored is not kept), open for the caller.
@@ -36,7 +37,16 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from freemem.archives.search import SearchHit, check_search, rank_events
-from freemem.core.archive import ArchiveMismatch, event_spans, find_refs, restore_event
+from freemem.core.archive import (
+    MISMATCH,
+    ArchiveMismatch,
+    EventUndo,
+    Lineage,
+    Skipped,
+    event_spans,
+    find_refs,
+    split_by_lineage,
+)
 from freemem.core.errors import FormatError
 
 __all__ = [
@@ -65,11 +75,14 @@ T = TypeVar("T")
 
 @dataclass
 class Restored:
-    """What a restore produced: the messages with the spans put back, and which events were undone."""
+    """What a restore produced: the messages with the spans put back, which events were undone, and which
+    were left out and why (``skipped``: events of a branch the messages are not on, or whose markers they do
+    not hold; a restore of every event skips them instead of failing)."""
 
     messages: list[Any]
     event_ids: list[str] = field(default_factory=list)
     tokens_restored: int = 0
+    skipped: list[Skipped] = field(default_factory=list)
 
 
 @runtime_checkable
@@ -176,12 +189,14 @@ class BaseArchive:
                 mark: bool = True) -> Restored:
         """Undo one event (or every unrestored one, newest first) on ``messages`` and, when ``mark``, mark them
         restored. A named event already restored is left alone. ``KeyError`` for an unknown event,
-        :class:`~freemem.core.archive.ArchiveMismatch` when the messages no longer hold an event's markers."""
+        :class:`~freemem.core.archive.ArchiveMismatch` when the messages no longer hold a named event's
+        markers; undoing every event skips those whose markers the messages do not hold (another branch's,
+        see :class:`~freemem.core.archive.Lineage`) and says so in :attr:`Restored.skipped`."""
         events = ([self.get_event(thread_id, event_id)] if event_id  # type: ignore[attr-defined]
                   else self.events(thread_id))  # type: ignore[attr-defined]
         if event_id and events[0]["restored_at"] is not None:
             return Restored(messages=list(messages))
-        result = undo_events(messages, events, str(thread_id), revive=self.revive)
+        result = undo_events(messages, events, str(thread_id), revive=self.revive, strict=bool(event_id))
         if mark:
             self.mark_all_restored(thread_id, result.event_ids)  # type: ignore[attr-defined]
         return result
@@ -283,24 +298,39 @@ def dump_event(value: Any) -> bytes:
 
 
 def undo_events(messages: Sequence[Any], events: Sequence[Mapping[str, Any]], thread_id: str, *,
-                revive: Callable[[dict[str, Any]], Any] | None = None) -> Restored:
+                revive: Callable[[dict[str, Any]], Any] | None = None, lineage: Lineage | None = None,
+                strict: bool = False) -> Restored:
     """Undo ``events`` (given oldest first) on ``messages``, newest event first; what every archive's
-    ``restore`` and ``original`` do. A mismatch names the thread and event and says what to do."""
-    current: list[Any] = list(messages)
+    ``restore`` and ``original`` do.
+
+    ``lineage``: where ``messages`` stand in the thread's checkpoint tree; events of another branch are
+    skipped without being tried (:class:`~freemem.core.archive.Lineage`). An event whose markers the messages
+    do not hold is skipped (``Restored.skipped`` says which and why; the messages are left as they were
+    before it), or, when ``strict`` (restoring one named event), an
+    :class:`~freemem.core.archive.ArchiveMismatch` naming the thread and event and saying what to do."""
+    undo = EventUndo(messages, revive=revive)
     done: list[str] = []
     tokens = 0
-    for event in reversed(list(events)):
+    chosen, skipped = split_by_lineage(events, lineage)
+    for event in reversed(chosen):
         try:
-            current = restore_event(current, event, revive=revive)
+            undo.undo(event)
         except ArchiveMismatch as exc:
-            raise ArchiveMismatch(
-                f"thread {thread_id!r}, event {event.get('id')!r}: {exc} (a newer event edited the same text; "
-                "restore the newer events first, or restore all)"
-            ) from exc
+            if strict:
+                raise ArchiveMismatch(
+                    f"thread {thread_id!r}, event {event.get('id')!r}: {exc} (a newer event edited the same "
+                    "text; restore the newer events first, or restore all)"
+                ) from exc
+            skipped.append(Skipped(str(event.get("id")), MISMATCH,
+                                   f"the messages do not hold its markers ({exc}): recorded on another branch "
+                                   "of the thread, or the text was edited since", None))
+            continue
         done.append(str(event["id"]))
         tokens += sum(int(s.get("tokens", 0) or 0) for r in event_spans(event) for s in r)
         tokens += sum(int(f.get("tokens", 0) or 0) for f in event.get("folds") or [] if isinstance(f, Mapping))
-    return Restored(messages=current, event_ids=done, tokens_restored=tokens)
+    order = {str(e.get("id")): i for i, e in enumerate(events)}
+    skipped.sort(key=lambda sk: order.get(sk.event_id, 0))
+    return Restored(messages=undo.messages, event_ids=done, tokens_restored=tokens, skipped=skipped)
 
 
 # ------------------------------------------------------------------------------------- persisting edits
@@ -318,8 +348,15 @@ class ArchiveFailure:
         return f"archive failed ({type(self.error).__name__}: {self.error}); the edit was not persisted"
 
 
-def _payload(event: Any) -> dict[str, Any]:
-    return event.to_dict(spans=True) if hasattr(event, "to_dict") else dict(event)
+def _payload(event: Any, checkpoint: Mapping[str, str] | None = None) -> dict[str, Any]:
+    payload = event.to_dict(spans=True) if hasattr(event, "to_dict") else dict(event)
+    if checkpoint:
+        # The checkpoint the recording step ran on, per namespace (root graph: ""): a restore tells from it
+        # whether the event belongs to the branch it restores (freemem.core.archive.Lineage).
+        payload.setdefault("checkpoint_map", dict(checkpoint))
+        if checkpoint.get(""):
+            payload.setdefault("checkpoint_id", checkpoint[""])
+    return payload
 
 
 def _failed(exc: Exception, thread_id: str) -> ArchiveFailure:
@@ -329,29 +366,32 @@ def _failed(exc: Exception, thread_id: str) -> ArchiveFailure:
     return failure
 
 
-def persist_event(archive: Archive | None, thread_id: str | None, event: Any) -> ArchiveFailure | None:
+def persist_event(archive: Archive | None, thread_id: str | None, event: Any, *,
+                  checkpoint: Mapping[str, str] | None = None) -> ArchiveFailure | None:
     """Record ``event`` (a :class:`~freemem.core.ledger.CleanEvent` or its dict) under ``thread_id`` (default
-    :data:`DEFAULT_THREAD`). Fail closed: ``None`` when it is stored (or there is no archive); otherwise a warning,
-    a log line and the :class:`ArchiveFailure` -- the caller then keeps none of the edit (its removed text
-    would be stored nowhere) and goes on."""
+    :data:`DEFAULT_THREAD`); ``checkpoint``: the ids of the checkpoints the recording step ran on, by
+    namespace (``{"": id}`` for the root graph), stored as ``checkpoint_map`` / ``checkpoint_id`` (a restore
+    tells the event's branch from them). Fail closed: ``None`` when it is stored (or there is no archive);
+    otherwise a warning, a log line and the :class:`ArchiveFailure` -- the caller then keeps none of the edit
+    (its removed text would be stored nowhere) and goes on."""
     if archive is None:
         return None
     thread = thread_id or DEFAULT_THREAD
     try:
-        archive.record(thread, _payload(event))
+        archive.record(thread, _payload(event, checkpoint))
     except Exception as exc:  # noqa: BLE001 - fail closed for the edit, open for the caller
         return _failed(exc, thread)
     return None
 
 
-async def apersist_event(archive: Archive | AsyncArchive | None, thread_id: str | None,
-                         event: Any) -> ArchiveFailure | None:
+async def apersist_event(archive: Archive | AsyncArchive | None, thread_id: str | None, event: Any, *,
+                         checkpoint: Mapping[str, str] | None = None) -> ArchiveFailure | None:
     """Async twin of :func:`persist_event`: the archive's ``arecord`` when it has one, else ``record`` in a
     worker thread."""
     if archive is None:
         return None
     thread = thread_id or DEFAULT_THREAD
-    payload = _payload(event)
+    payload = _payload(event, checkpoint)
     try:
         if hasattr(archive, "arecord"):
             await archive.arecord(thread, payload)

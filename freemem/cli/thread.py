@@ -12,6 +12,12 @@ The actions are written against the :class:`~freemem.archives.Archive` contract 
 * ``restore``: put one event's spans (``--event ID``) or every unrestored event's back into the thread, as a
   new checkpoint the next ``invoke`` continues from (``--dry-run``: compute, write nothing).
 
+``show`` needs only ``--saver`` when no archive was configured: it then says "no archive configured" (not
+"expired") and shows no removed text. ``show`` and ``restore`` undo only the events of the latest checkpoint's
+branch; events of another branch (a concurrent run that lost the race, a fork) are listed as skipped, with the
+reason, on stderr (``--json``: ``"skipped"``). An empty answer names the store and key prefix looked in and the
+prefixes (or, for a SQLite file, the threads) that do hold threads.
+
 When the pruned messages hold freemem markers or fold messages that no archived event names (the archive
 expired or lost them), ``show`` and ``restore`` say so on stderr instead of reporting a clean thread, and
 ``restore`` with nothing restorable exits 1: the removed text is gone and the markers stay.
@@ -137,10 +143,10 @@ class _sqlite_saver(AbstractContextManager[Any]):
         self._closing.__exit__(*exc)
 
 
-def _specs(args: argparse.Namespace) -> tuple[str | None, str]:
+def _specs(args: argparse.Namespace) -> tuple[str | None, str | None]:
     saver = args.saver or args.redis
     archive = args.archive or args.redis
-    if archive is None:
+    if archive is None and not (args.action == "show" and saver is not None and not args.event):
         raise ConfigError("say where the thread lives: --redis URL, or --archive (and --saver for show/restore)")
     if args.redis is not None and not args.redis.startswith(_REDIS_SCHEMES):
         raise ConfigError(f"--redis must be a redis://, rediss:// or unix:// URL, got {args.redis!r}")
@@ -160,12 +166,73 @@ def _id_of(message: Any) -> str | None:
     return message.get("id") if isinstance(message, dict) else getattr(message, "id", None)
 
 
+def _saver_where(args: argparse.Namespace) -> str:
+    spec = args.saver or args.redis or ""
+    if spec.startswith(_REDIS_SCHEMES):
+        return f"Redis {_public(spec)} under key prefix {args.key_prefix!r}"
+    return f"SQLite file {_sqlite_path(spec) or spec}"
+
+
+def _archive_where(args: argparse.Namespace) -> str:
+    spec = args.archive or args.redis or ""
+    if spec.startswith(_REDIS_SCHEMES):
+        return f"Redis {_public(spec)} under key prefix {args.key_prefix!r}"
+    return f"SQLite file {_sqlite_path(spec) or spec}"
+
+
+def _public(url: str) -> str:
+    """A Redis URL without its credentials."""
+    if "@" not in url:
+        return url
+    return url.split("://", 1)[0] + "://" + url.rsplit("@", 1)[1]
+
+
+def _elsewhere(args: argparse.Namespace, command: str, spec: str | None = None) -> str:
+    """Where else the thread may be: other key prefixes holding threads in this Redis, or the threads a SQLite
+    file holds (best effort: a failure to look says nothing more)."""
+    from freemem.cli.where import empty_hint, redis_prefixes, sqlite_threads
+
+    spec = spec or args.saver or args.redis or ""
+    try:
+        if spec.startswith(_REDIS_SCHEMES):
+            import redis as redis_lib
+
+            kwargs: dict[str, Any] = {"ssl_ca_certs": args.ca_cert} if args.ca_cert else {}
+            with closing(redis_lib.Redis.from_url(spec, **kwargs)) as client:
+                hint = empty_hint(prefix=args.key_prefix, prefixes=redis_prefixes(client),
+                                  holding=redis_prefixes(client, thread=args.thread), thread=args.thread,
+                                  command=f"freemem {command} {args.thread}")
+        else:
+            hint = empty_hint(threads=sqlite_threads(_sqlite_path(spec) or spec))
+    except Exception:  # noqa: BLE001 - a hint only
+        return ""
+    return f"; {hint}"
+
+
+def _warn_no_archive(thread: str, refs: list[str]) -> None:
+    print(f"freemem: thread {thread}: no archive configured (--archive or --redis), so the removed text is not "
+          "shown" + (f": {len(refs)} freemem marker(s) or fold(s) name text stored wherever the agent's "
+                     "FreeMemory(archive=...) put it (none given: it was not kept); it did not expire"
+                     if refs else ""), file=sys.stderr)
+
+
 def _warn_orphans(thread: str, orphans: list[str]) -> None:
     if orphans:
         shown = ", ".join(f"#{r}" for r in orphans[:5]) + (", ..." if len(orphans) > 5 else "")
         print(f"freemem: warning: thread {thread}: {len(orphans)} freemem marker(s) or fold(s) in the pruned "
               f"messages name text the archive no longer holds (expired or deleted?): {shown}; that text cannot "
               "be shown or restored", file=sys.stderr)
+
+
+def _warn_skipped(thread: str, skipped: list[Any]) -> None:
+    """Events a restore (or the rebuilt original) left out: another branch's, or not matching the messages."""
+    if not skipped:
+        return
+    print(f"freemem: thread {thread}: {len(skipped)} unrestored event(s) left out:", file=sys.stderr)
+    for sk in skipped[:10]:
+        print(f"  {sk.event_id} ({sk.kind}): {sk.reason}", file=sys.stderr)
+    if len(skipped) > 10:
+        print(f"  ... and {len(skipped) - 10} more (--json lists them all)", file=sys.stderr)
 
 
 # ----------------------------------------------------------------------------------------------- actions
@@ -176,6 +243,10 @@ def list_events(args: argparse.Namespace, archive: Archive, console: Console) ->
     from rich.table import Table
 
     events = archive.list_events(args.thread)
+    if not events:
+        # An empty answer must not read as "nothing was freed" when the thread is simply elsewhere.
+        print(f"freemem: thread {args.thread}: no archived cleaning events in {_archive_where(args)}"
+              + _elsewhere(args, "thread list", args.archive or args.redis), file=sys.stderr)
     if args.json_out:
         print(json.dumps({"thread": args.thread, "events": events}, indent=2, default=str))
         return 0
@@ -216,7 +287,7 @@ def show_event(args: argparse.Namespace, archive: Archive, console: Console) -> 
     return 0
 
 
-def show(args: argparse.Namespace, saver: Any, archive: Archive, console: Console) -> int:
+def show(args: argparse.Namespace, saver: Any, archive: Archive | None, console: Console) -> int:
     """``show``: the pruned context next to the original rebuilt from the archive."""
     from rich.table import Table
 
@@ -225,13 +296,21 @@ def show(args: argparse.Namespace, saver: Any, archive: Archive, console: Consol
 
     view = show_thread(saver, archive, args.thread, channel=args.channel, checkpoint_ns=args.ns)
     if view.checkpoint_id is None:
-        raise StoreError(f"thread {args.thread!r} has no checkpoints under key prefix {args.key_prefix!r}")
-    _warn_orphans(args.thread, view.orphans)
+        raise StoreError(f"thread {args.thread!r} has no checkpoints in {_saver_where(args)}"
+                         + _elsewhere(args, "thread show"))
+    if archive is None:
+        _warn_no_archive(args.thread, view.orphans)
+    else:
+        _warn_orphans(args.thread, view.orphans)
+    _warn_skipped(args.thread, view.skipped)
     if args.json_out:
         out = {"thread": args.thread, "checkpoint_id": view.checkpoint_id, "events": view.events,
                "pruned": [json_message(m) for m in view.pruned],
                "original": [json_message(m) for m in view.original],
-               "orphaned_refs": view.orphans}
+               "orphaned_refs": view.orphans if archive is not None else [],
+               "no_archive_refs": view.orphans if archive is None else [],
+               "has_archive": archive is not None,
+               "skipped": [sk.to_dict() for sk in view.skipped]}
         print(json.dumps(out, indent=2, default=str))
         return 0
     table = Table(title=f"thread {args.thread} @ {view.checkpoint_id}: pruned vs original")
@@ -253,10 +332,22 @@ def show(args: argparse.Namespace, saver: Any, archive: Archive, console: Consol
             changed += 1
             table.add_row(str(i), f"{len(pt):,}", f"{len(ot):,}", pt[:80].replace("\n", " "))
     console.print(table)
+    if archive is None:
+        from freemem.langgraph.threads import freemem_refs
+
+        marked = sum(1 for p in view.pruned if freemem_refs([p]))
+        console.print(f"{marked} of {len(view.pruned)} messages hold freemem markers or folds; no archive "
+                      "configured, so what they removed is not shown (give --archive, or --redis)")
+        return 0
     console.print(f"{changed} of {len(view.pruned)} messages pruned, {folds} fold message(s) standing for "
                   f"{len(view.original) - len(view.pruned) + folds} folded; "
-                  f"{sum(1 for e in view.events if not e.get('restored_at'))} events restorable"
-                  + (f"; {len(view.orphans)} marker(s) whose text the archive lost" if view.orphans else ""))
+                  + (f"{sum(1 for e in view.events if not e.get('restored_at')) - len(view.skipped)} events "
+                     "restorable" if archive is not None else "no archive configured")
+                  + (f" ({len(view.skipped)} of another branch or not matching, skipped)" if view.skipped else "")
+                  + (f"; {len(view.orphans)} marker(s) whose text the archive lost"
+                     if view.orphans and archive is not None else "")
+                  + (f"; {len(view.orphans)} marker(s) whose text was not archived here"
+                     if view.orphans and archive is None else ""))
     return 0
 
 
@@ -269,12 +360,19 @@ def restore(args: argparse.Namespace, saver: Any, archive: Archive, console: Con
                                 checkpoint_ns=args.ns, dry_run=args.dry_run)
     except KeyError as exc:
         raise StoreError(str(exc.args[0])) from None
+    except StoreError as exc:
+        if "has no checkpoints" not in str(exc):
+            raise
+        raise StoreError(f"thread {args.thread!r} has no checkpoints in {_saver_where(args)}"
+                         + _elsewhere(args, "thread restore")) from None
     # Markers left in what the restore produced (or would; the messages as they were when nothing was
     # restorable) name text no archived event could put back.
     orphans = orphaned_refs(archive, args.thread, result.messages)
     out = {"thread": args.thread, "restored_events": result.event_ids, "tokens_restored": result.tokens_restored,
-           "dry_run": bool(args.dry_run), "orphaned_refs": orphans}
+           "dry_run": bool(args.dry_run), "orphaned_refs": orphans,
+           "skipped": [sk.to_dict() for sk in result.skipped]}
     _warn_orphans(args.thread, orphans)
+    _warn_skipped(args.thread, result.skipped)
     if args.json_out:
         print(json.dumps(out, indent=2))
     elif not result.event_ids:
@@ -299,6 +397,9 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     action = "show-event" if args.action == "show" and args.event else args.action
     with ExitStack() as stack:
+        if archive_spec is None:  # show over a checkpointer alone: told apart from text that expired
+            saver = stack.enter_context(open_saver(str(saver_spec), args, "--saver"))
+            return show(args, saver, None, console)
         archive = stack.enter_context(open_archive(archive_spec, args, "--redis" if not args.archive else "--archive"))
         if action == "show-event":
             return show_event(args, archive, console)

@@ -13,9 +13,11 @@ import secrets
 import socket
 import sqlite3
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from freemem.cli.where import empty_hint, redis_prefixes, sqlite_threads
 from freemem.core.errors import ConfigError
 
 __all__ = ["add_arguments", "is_loopback", "run"]
@@ -25,7 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--redis", metavar="URL", help="redis:// or rediss:// URL of freemem's RedisSaver and archive")
     where.add_argument("--sqlite", metavar="PATH", type=Path,
-                       help="a LangGraph SqliteSaver file (the ledger in state; no archive, so no removed text)")
+                       help="a LangGraph SqliteSaver file; freemem's SqliteArchive in the same file is used when "
+                            "present (else the ledger in state only: no removed text)")
     p.add_argument("--key-prefix", default="freemem", help="Redis key prefix of the saver and archive (default freemem)")
     p.add_argument("--cluster", action="store_true", help="the Redis URL names a node of a Redis Cluster")
     p.add_argument("--ca-cert", help="CA bundle for rediss:// URLs")
@@ -48,8 +51,8 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _open(args: argparse.Namespace) -> tuple[Any, Any, str, list[Any]]:
-    """(saver, archive, description, closers)."""
+def _open(args: argparse.Namespace) -> tuple[Any, Any, str, list[Any], Callable[[], str]]:
+    """(saver, archive, description, closers, where else to look when no thread is found)."""
     if args.redis is not None:
         if not args.redis.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"--redis must be a redis://, rediss:// or unix:// URL, got {args.redis!r}")
@@ -61,14 +64,28 @@ def _open(args: argparse.Namespace) -> tuple[Any, Any, str, list[Any]]:
         where = args.redis.split("@")[-1] if "@" in args.redis else args.redis  # no credentials on the page
         if "@" in args.redis:
             where = args.redis.split("://", 1)[0] + "://" + where
-        return saver, archive, f"{where} (prefix {args.key_prefix})", [saver.close, archive.close]
+        def hint() -> str:
+            return empty_hint(prefix=args.key_prefix, prefixes=redis_prefixes(saver.client))
+
+        return saver, archive, f"{where} (prefix {args.key_prefix})", [saver.close, archive.close], hint
     path: Path = args.sqlite
     if not path.is_file():
         raise ConfigError(f"--sqlite {path}: no such file (give the checkpoint database your agent wrote)")
     from langgraph.checkpoint.sqlite import SqliteSaver
 
     conn = sqlite3.connect(str(path), check_same_thread=False)
-    return SqliteSaver(conn), None, f"sqlite {path}", [conn.close]
+    hint = lambda: empty_hint(threads=sqlite_threads(path))  # noqa: E731
+    if not _has_archive(conn):
+        return SqliteSaver(conn), None, f"sqlite {path} (no archive)", [conn.close], hint
+    from freemem.archives import SqliteArchive
+
+    archive = SqliteArchive(path)  # freemem's archive in the same file (`freemem demo` writes one)
+    return SqliteSaver(conn), archive, f"sqlite {path}", [conn.close, archive.close], hint
+
+
+def _has_archive(conn: sqlite3.Connection) -> bool:
+    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'freemem_archive'").fetchone()
+    return row is not None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,15 +99,16 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be 0..65535, got {args.port}")
+    args.host = args.host.strip().strip("[]")  # "[::1]" and "::1" alike
     token = args.token
     loopback = is_loopback(args.host)
     if token is not None and len(token) < 8:
         raise ConfigError("--token must be at least 8 characters")
     if not loopback and token is None:
         token = secrets.token_urlsafe(24)
-    saver, archive, where, closers = _open(args)
+    saver, archive, where, closers, hint = _open(args)
     source = ThreadSource(saver, archive, channel=args.channel, checkpoint_ns=args.ns, counter=args.counter,
-                          describe=where)
+                          describe=where, hint=hint)
     hosts = [args.host, "localhost", "127.0.0.1", "::1"] if loopback else None
     app = create_app(source, token=token, allow_restore=not args.read_only, allowed_hosts=hosts,
                      on_shutdown=closers)

@@ -10,6 +10,7 @@ they were encoded in the arguments JSON (``AppliedSpan.raw_original``). Several 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from freemem.core.apply import span_ref
@@ -23,6 +24,10 @@ from freemem.core.views import message_views
 
 __all__ = [
     "ArchiveMismatch",
+    "EventUndo",
+    "Lineage",
+    "Skipped",
+    "event_checkpoint",
     "event_refs",
     "event_spans",
     "find_refs",
@@ -33,6 +38,7 @@ __all__ = [
     "restore_messages",
     "restore_rounds",
     "restore_text",
+    "split_by_lineage",
     "summarize_event",
     "thread_folds",
 ]
@@ -154,6 +160,95 @@ def restore_event(messages: Sequence[Any], event: Mapping[str, Any], *,
     return restore_rounds(current, event_spans(event))
 
 
+def _message_id(message: Any) -> str | None:
+    found = message.get("id") if isinstance(message, Mapping) else getattr(message, "id", None)
+    return None if found is None else str(found)
+
+
+class EventUndo:
+    """Undo archived events on a message list one at a time (newest first), touching only the messages each
+    names: the same result as :func:`restore_event` in turn, in time linear in what the events removed rather
+    than in events x messages (a long thread's inspector page, a restore of thousands of events).
+
+    An event that does not match (:class:`ArchiveMismatch`) leaves the messages as they were before it.
+    ``on_round(spans)`` and ``on_fold(fold)`` are called as each round and fold of an event is undone (the
+    inspector locates removed text with them); ``messages`` is the current list.
+    """
+
+    def __init__(self, messages: Sequence[Any], *, revive: Callable[[dict[str, Any]], Any] | None = None) -> None:
+        self.messages: list[Any] = list(messages)
+        self.revive = revive
+        self._pos: dict[str, int] | None = None
+
+    def _index(self) -> dict[str, int]:
+        if self._pos is None:
+            self._pos = {}
+            for i, message in enumerate(self.messages):
+                mid = _message_id(message)
+                if mid is not None:
+                    self._pos.setdefault(mid, i)
+        return self._pos
+
+    def undo(self, event: Mapping[str, Any], *,
+             on_round: Callable[[list[AppliedSpan]], None] | None = None,
+             on_fold: Callable[[Mapping[str, Any]], None] | None = None) -> None:
+        """Undo ``event`` (its folds newest first, then its rounds newest first)."""
+        log: list[tuple[int, Any] | list[Any]] = []  # (index, message before) or the whole list before
+        try:
+            for fold in reversed(list(event.get("folds") or [])):
+                log.append(self.messages)
+                try:
+                    self.messages = unfold(self.messages, fold, revive=self.revive)
+                except FoldMismatch as exc:
+                    raise ArchiveMismatch(str(exc)) from exc
+                self._pos = None
+                if on_fold is not None:
+                    on_fold(fold)
+            for raw in reversed(event_spans(event)):
+                spans = _as_spans(raw)
+                self._undo_round(spans, log)
+                if on_round is not None:
+                    on_round(spans)
+        except ArchiveMismatch:
+            for entry in reversed(log):
+                if isinstance(entry, list):
+                    self.messages = entry
+                    self._pos = None
+                else:
+                    self.messages[entry[0]] = entry[1]
+            raise
+
+    def _undo_round(self, spans: list[AppliedSpan], log: list[tuple[int, Any] | list[Any]]) -> None:
+        if not spans:
+            return
+        pos = self._index()
+        groups: dict[str, list[AppliedSpan]] = {}
+        for span in spans:
+            if span.message_id is None or span.message_id not in pos:
+                break  # a span placed by index (or a message that is gone): the whole list, as restore_messages
+            groups.setdefault(span.message_id, []).append(span)
+        else:
+            for mid, group in groups.items():
+                at = pos[mid]
+                (restored,) = _restore_one(self.messages[at], group)
+                log.append((at, self.messages[at]))
+                self.messages[at] = restored
+            return
+        log.append(self.messages)
+        self.messages = restore_messages(self.messages, spans)
+        self._pos = None
+
+
+def _restore_one(message: Any, spans: list[AppliedSpan]) -> list[Any]:
+    """:func:`restore_messages` on one message; a string ``content`` (by far the most common field) is spliced
+    without reading the message's other fields."""
+    if all(span.field == "content" for span in spans):
+        content = message.get("content") if isinstance(message, Mapping) else getattr(message, "content", None)
+        if isinstance(content, str):
+            return edit_messages([message], {(0, "content"): _restore_field(content, spans)})
+    return restore_messages([message], spans)
+
+
 def event_refs(event: Mapping[str, Any]) -> dict[str, list[str]]:
     """What an event can page back in, by the id a marker or fold message names: ``{ref: [texts]}`` (a span's
     original text under its :func:`~freemem.core.apply.span_ref`; a fold's folded messages, rendered, under its
@@ -267,3 +362,95 @@ def find_refs(events: Iterable[Mapping[str, Any]], ref: str) -> list[str]:
             if out:
                 break
     return out
+
+
+# ----------------------------------------------------------------------------------------------- lineage
+# A thread's checkpoints form a tree: two runs started on the same checkpoint (two concurrent ``invoke``s on
+# one thread, a fork from an old checkpoint) each write their own branch, and the thread's latest checkpoint
+# is on one of them. The archive keeps every branch's events; each names the checkpoint its step ran on
+# (``checkpoint_id``, and ``checkpoint_map`` for nested graphs: ``{checkpoint_ns: id}``), so a restore applies
+# only the events whose step result is in the checkpoint it restores.
+
+#: Why an event was left out of a restore (:attr:`Skipped.kind`).
+LOST_BRANCH = "lost_branch"
+PENDING = "pending"
+MISMATCH = "mismatch"
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An event a restore left out, and why: ``kind`` is ``"lost_branch"`` (recorded on a branch of the
+    thread the restored checkpoint does not descend from: a concurrent run that lost the race, or a fork),
+    ``"pending"`` (recorded by a step on the restored checkpoint itself, whose result was never saved: the run
+    stopped or is still running) or ``"mismatch"`` (the messages do not hold its markers where it left them)."""
+
+    event_id: str
+    kind: str
+    reason: str
+    checkpoint_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event_id": self.event_id, "kind": self.kind, "reason": self.reason,
+                "checkpoint_id": self.checkpoint_id}
+
+
+def event_checkpoint(event: Mapping[str, Any], checkpoint_ns: str = "") -> str | None:
+    """The id of the checkpoint (of namespace ``checkpoint_ns``) the step that recorded ``event`` ran on, or
+    None when the event does not say (recorded outside a graph, or by an older freemem)."""
+    mapping = event.get("checkpoint_map")
+    if isinstance(mapping, Mapping) and mapping.get(checkpoint_ns):
+        return str(mapping[checkpoint_ns])
+    found = event.get("checkpoint_id")
+    return str(found) if found and checkpoint_ns == "" else None
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a restore stands in a thread's checkpoint tree.
+
+    Args:
+        head: the checkpoint whose messages are restored.
+        ancestors: its ancestors (parent, grandparent, ...) back to ``floor``.
+        floor: None when ``ancestors`` is complete back to the thread's first checkpoint, or as far back as
+            any event's checkpoint; else the first ancestor the checkpointer no longer holds (pruned by
+            ``keep_last`` or a TTL). Checkpoint ids order by time (LangGraph's uuid6), so an event recorded on
+            a checkpoint newer than the floor that is not an ancestor is on another branch; one older than
+            the floor cannot be placed: it is tried, and skipped if its markers are not in the messages.
+        checkpoint_ns: the namespace of these checkpoints.
+    """
+
+    head: str
+    ancestors: frozenset[str]
+    floor: str | None = None
+    checkpoint_ns: str = ""
+
+    def verdict(self, event: Mapping[str, Any]) -> Skipped | None:
+        """None when ``event`` belongs to the restored branch (or cannot be placed), else why it does not."""
+        checkpoint = event_checkpoint(event, self.checkpoint_ns)
+        if checkpoint is None or checkpoint in self.ancestors:
+            return None
+        eid = str(event.get("id"))
+        if checkpoint == self.head:
+            return Skipped(eid, PENDING, f"recorded by a step on checkpoint {checkpoint}, the one restored: that "
+                           "step's result was never saved (its run stopped or is still running)", checkpoint)
+        if self.floor is None or checkpoint > self.floor:
+            return Skipped(eid, LOST_BRANCH, f"recorded on checkpoint {checkpoint}, which checkpoint {self.head} "
+                           "does not descend from: a branch of the thread that lost the race to a concurrent "
+                           "run, or a fork", checkpoint)
+        return None
+
+
+def split_by_lineage(events: Sequence[Mapping[str, Any]], lineage: Lineage | None
+                     ) -> tuple[list[Mapping[str, Any]], list[Skipped]]:
+    """``events`` (oldest first) split into those of the restored branch (order kept) and those skipped."""
+    if lineage is None:
+        return list(events), []
+    keep: list[Mapping[str, Any]] = []
+    skipped: list[Skipped] = []
+    for event in events:
+        verdict = lineage.verdict(event)
+        if verdict is None:
+            keep.append(event)
+        else:
+            skipped.append(verdict)
+    return keep, skipped

@@ -24,7 +24,7 @@ import time
 import uuid
 import warnings
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, NotRequired
 
@@ -33,7 +33,7 @@ from langgraph.graph.message import REMOVE_ALL_MESSAGES
 from typing_extensions import TypedDict
 
 import freemem.lc  # noqa: F401 - registers the LangChain reviver: folds in graph state restore exactly
-from freemem.archives import ArchiveFailure, apersist_event, persist_event
+from freemem.archives import DEFAULT_THREAD, ArchiveFailure, apersist_event, persist_event
 from freemem.core.ledger import CleanEvent
 from freemem.core.views import read_once
 from freemem.memory import CleanResult
@@ -49,6 +49,7 @@ __all__ = [
     "FreeMemoryFields",
     "StepStats",
     "bounded_ledger",
+    "checkpoints_of",
     "latest_time",
     "thread_id_of",
 ]
@@ -167,6 +168,33 @@ def thread_id_of(config: Any = None, runtime: Any = None) -> str | None:
 
 
 
+def checkpoints_of(config: Any = None) -> dict[str, str] | None:
+    """The ids of the checkpoints the running step executes on, by checkpoint namespace (``""``: the root
+    graph; a subgraph's own namespace besides): LangGraph's ``checkpoint_map`` in the task's config, from the
+    given config or the current task's. None outside a graph or without a checkpointer. The step's result
+    becomes a child of that checkpoint, so an archived event that names it can be placed on its branch."""
+    if config is None:
+        try:
+            from langgraph.config import get_config
+
+            config = get_config()
+        except Exception:  # noqa: BLE001 - outside a runnable context
+            return None
+    mapping = ((config or {}).get("configurable") or {}).get("checkpoint_map")
+    if not isinstance(mapping, Mapping):
+        return None
+    found = {str(ns): str(cid) for ns, cid in mapping.items() if cid}
+    return found or None
+
+
+_THREADLESS_WARNING = (
+    "freemem: this graph runs without a thread_id (config['configurable']['thread_id']) while the memory has an "
+    "archive: every such invocation records into the archive's thread {thread!r}, so `recall` in one "
+    "invocation may return another invocation's private tool output and a restore mixes them. Pass a "
+    "thread_id per conversation."
+)
+
+
 def _with_ids(messages: Sequence[Any]) -> tuple[list[Any], bool]:
     """The messages, each with an id (copies get fresh ones); True when some had none."""
     missing = False
@@ -252,6 +280,7 @@ class CleanStep:
         # A memory that schedules by prompt-cache cost declares its cache's TTL (FreeMemory with a cache): the
         # step then measures the idle gap since the thread's last model call (MemoryPolicy's ``idle_s``).
         self._idle = getattr(memory, "cache_ttl_s", None) is not None
+        self._warned_threadless = False
 
     @property
     def uses_idle(self) -> bool:
@@ -259,7 +288,7 @@ class CleanStep:
         return self._idle
 
     def clock(self) -> float:
-        """Now, by the memory's clock (``CachePolicy(clock=...)``), else ``time.time()``."""
+        """Now, by the memory's clock (``FreeMemory(clock=...)``), else ``time.time()``."""
         clock = getattr(self.memory, "clock", None)
         return float(clock() if callable(clock) else time.time())
 
@@ -384,6 +413,20 @@ class CleanStep:
         if plan is not None:
             self.stats.last_tokens = plan.tokens
 
+    def _check_thread(self, thread: str | None) -> None:
+        """Warn once (per step object) when there is an archive but no thread id: every invocation then
+        records into one archive thread."""
+        if thread is None and not self._warned_threadless and getattr(self.memory, "archive", None) is not None:
+            self._warned_threadless = True
+            message = _THREADLESS_WARNING.format(thread=DEFAULT_THREAD)
+            warnings.warn(message, RuntimeWarning, stacklevel=4)
+            logger.warning("%s", message)
+
+    @staticmethod
+    def _archive_target(checkpoint: Mapping[str, str] | None) -> Mapping[str, str] | None:
+        """The checkpoint ids to record with an event: the given ones, else the running task's."""
+        return checkpoint if checkpoint is not None else checkpoints_of()
+
     def _count_error(self, error: str) -> None:
         self.stats.errors += 1
         self.stats.last_error = error
@@ -395,8 +438,11 @@ class CleanStep:
         logger.warning("cleaning step skipped: %s", message, exc_info=exc)
 
     # -- sync -------------------------------------------------------------------------------------------
-    def run(self, state: Any, *, thread: str | None = None, fixed: int | None = None) -> dict[str, Any] | None:
-        """One step: None when no trigger fires (or on failure), else the state update.
+    def run(self, state: Any, *, thread: str | None = None, checkpoint: Mapping[str, str] | None = None,
+            fixed: int | None = None) -> dict[str, Any] | None:
+        """One step: None when no trigger fires (or on failure), else the state update. ``checkpoint``: the
+        ids of the checkpoints the step runs on, by namespace (default: the running LangGraph task's), stored
+        with the archived event so a restore can tell its branch.
 
         ``fixed``: the tokens of the request outside the messages (system prompt, tool schemas; see
         :mod:`freemem.langgraph.request`), so the messages get what the budget leaves (None: the memory's own
@@ -404,13 +450,16 @@ class CleanStep:
         step's update holds :data:`LAST_CALL_KEY` (only that, when no trigger fires)."""
         t_start = time.perf_counter()
         plan = None
+        self._check_thread(thread)
         with read_once():  # one step reads each message into a view once
             try:
                 plan = self._plan(state, thread, fixed)
                 if plan is None or plan.reason is None:
                     return self._stamp(plan, None, thread)
+                target = self._archive_target(checkpoint)
                 result = self._clean(plan)
-                if result.changed and (failure := persist_event(plan.memory.archive, thread, result.event)):
+                if result.changed and (failure := persist_event(plan.memory.archive, thread, result.event,
+                                                                checkpoint=target)):
                     result = self._unpersisted(plan, result, failure)
                 return self._stamp(plan, self._update(plan, result, thread), thread)
             except Exception as exc:  # noqa: BLE001 - fail open: the agent's turn goes on
@@ -458,7 +507,8 @@ class CleanStep:
                 if plan is None:
                     return None
                 result = self._clean(plan)
-                if result.changed and persist_event(plan.memory.archive, thread, result.event):
+                if result.changed and persist_event(plan.memory.archive, thread, result.event,
+                                                    checkpoint=self._archive_target(None)):
                     return None
                 return self._request_result(plan, result, thread)
             except Exception as exc:  # noqa: BLE001 - fail open: the model call goes on
@@ -479,7 +529,8 @@ class CleanStep:
                 if plan is None:
                     return None
                 result = await self._aclean(plan)
-                if result.changed and await apersist_event(plan.memory.archive, thread, result.event):
+                if result.changed and await apersist_event(plan.memory.archive, thread, result.event,
+                                                           checkpoint=self._archive_target(None)):
                     return None
                 return self._request_result(plan, result, thread)
             except Exception as exc:  # noqa: BLE001
@@ -499,18 +550,21 @@ class CleanStep:
         return CleanResult(messages=None, text=None, event=event, outcome=None)
 
     # -- async ------------------------------------------------------------------------------------------
-    async def arun(self, state: Any, *, thread: str | None = None, fixed: int | None = None
-                   ) -> dict[str, Any] | None:
+    async def arun(self, state: Any, *, thread: str | None = None, checkpoint: Mapping[str, str] | None = None,
+                   fixed: int | None = None) -> dict[str, Any] | None:
         """Async twin of :meth:`run` (the cleaner's ``apropose`` and the archive's ``arecord`` do the I/O)."""
         t_start = time.perf_counter()
         plan = None
+        self._check_thread(thread)
         with read_once():  # one step reads each message into a view once
             try:
                 plan = self._plan(state, thread, fixed)
                 if plan is None or plan.reason is None:
                     return self._stamp(plan, None, thread)
+                target = self._archive_target(checkpoint)
                 result = await self._aclean(plan)
-                if result.changed and (failure := await apersist_event(plan.memory.archive, thread, result.event)):
+                if result.changed and (failure := await apersist_event(plan.memory.archive, thread, result.event,
+                                                                       checkpoint=target)):
                     result = self._unpersisted(plan, result, failure)
                 return self._stamp(plan, self._update(plan, result, thread), thread)
             except Exception as exc:  # noqa: BLE001

@@ -231,7 +231,7 @@ def restore_plan(
     events = yield from events_plan(ctx, thread_id, event_id)
     if event_id is not None and events[0]["restored_at"] is not None:
         return Restored(messages=list(messages))
-    result = undo_events(messages, events, str(thread_id), revive=revive_message)
+    result = undo_events(messages, events, str(thread_id), revive=revive_message, strict=event_id is not None)
     if mark:
         yield from mark_plan(ctx, thread_id, result.event_ids)
     return result

@@ -3,7 +3,8 @@
 Routes (thread and event ids travel in the query string, so any id works, slashes included)::
 
     GET  /                          the thread picker
-    GET  /thread?id=T               the sawtooth, the cleaning events, the context (original / pruned)
+    GET  /thread?id=T[&epage=N][&mpage=M]   the sawtooth, one page of the cleaning events (epage), one page
+                                    of the context, original / pruned (mpage)
     GET  /event?thread=T&id=E       one event: summary, cache cost, removed spans, folds, in place
     GET  /recall?thread=T&ref=R     the archived text a marker or fold handle names
     POST /restore  thread=T [event=E] csrf=...   put text back (the only write), then redirect to the thread
@@ -13,7 +14,8 @@ Safety. Every GET only reads. ``POST /restore`` needs the page's CSRF token (a r
 in the pages it serves), so another site open in the same browser cannot make it restore. ``token``: every
 request but ``/healthz`` needs it (``Authorization: Bearer``, or ``?token=`` once, which sets an HttpOnly,
 SameSite=Strict cookie and redirects to the URL without it). ``allowed_hosts``: requests naming another Host
-are refused (against DNS rebinding on a loopback bind). Pages carry a Content-Security-Policy with no inline
+are refused (against DNS rebinding on a loopback bind); an IPv6 literal's brackets and the port are taken off
+first (``[::1]:8765`` is ``::1``). Pages carry a Content-Security-Policy with no inline
 script and no third-party origin: the page loads nothing from the network but its own two static files.
 """
 
@@ -30,7 +32,6 @@ from urllib.parse import parse_qs, urlencode
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -41,7 +42,7 @@ from freemem import ArchiveMismatch, FreememError, StoreError
 from freemem.ui import render
 from freemem.ui.source import ThreadSource
 
-__all__ = ["TOKEN_COOKIE", "create_app"]
+__all__ = ["TOKEN_COOKIE", "create_app", "host_of"]
 
 TOKEN_COOKIE = "freemem_ui_token"
 STATIC = Path(__file__).parent / "static"
@@ -106,6 +107,37 @@ class _Guard:
         await self.app(scope, receive, send_with_headers)
 
 
+def host_of(header: str) -> str:
+    """The host of a ``Host`` header, without its port: ``[::1]:8765`` -> ``::1``, ``localhost:80`` ->
+    ``localhost`` (an IPv6 literal is bracketed in a Host header, so splitting at the first colon, as
+    Starlette's ``TrustedHostMiddleware`` does, leaves ``[`` and refuses every IPv6 request)."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        end = header.find("]")
+        return header[1:end] if end > 0 else header
+    if header.count(":") == 1:
+        return header.split(":", 1)[0]
+    return header  # a bare name, or an unbracketed IPv6 address (not valid in a Host header, compared whole)
+
+
+class _HostCheck:
+    """ASGI middleware: refuse (400) a request whose Host header names none of ``allowed_hosts`` (against DNS
+    rebinding on a loopback bind); IPv6 literals are compared without brackets."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: Sequence[str]) -> None:
+        self.app = app
+        self.allowed = {h.strip().strip("[]").lower() for h in allowed_hosts}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            headers = dict(scope.get("headers") or [])
+            host = host_of(headers.get(b"host", b"").decode("latin-1"))
+            if "*" not in self.allowed and host not in self.allowed:
+                await PlainTextResponse("Invalid host header", status_code=400)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(source: ThreadSource, *, token: str | None = None, allow_restore: bool = True,
                allowed_hosts: Sequence[str] | None = None,
                on_shutdown: Sequence[Callable[[], Any]] = ()) -> Starlette:
@@ -148,13 +180,22 @@ def create_app(source: ThreadSource, *, token: str | None = None, allow_restore:
     async def threads(request: Request) -> Response:
         async def run() -> Response:
             rows = await run_in_threadpool(source.threads)
-            return page(render.threads_page(rows, where=where))
+            hint = "" if rows else await run_in_threadpool(source.empty_hint)
+            return page(render.threads_page(rows, where=where, hint=hint))
         return await guarded(run)
+
+    def page_number(request: Request, name: str) -> int:
+        raw = request.query_params.get(name) or "1"
+        try:
+            return max(1, int(raw))
+        except ValueError:
+            raise KeyError(f"query parameter {name!r} must be a page number, got {raw!r}") from None
 
     async def thread(request: Request) -> Response:
         async def run() -> Response:
             (tid,) = need(request, "id")
-            data = await run_in_threadpool(source.thread, tid)
+            data = await run_in_threadpool(lambda: source.thread(tid, events_page=page_number(request, "epage"),
+                                                                 messages_page=page_number(request, "mpage")))
             return page(render.thread_page(data, where=where, csrf=csrf, flash=request.query_params.get("flash"),
                                           has_archive=source.archive is not None))
         return await guarded(run)
@@ -196,7 +237,11 @@ def create_app(source: ThreadSource, *, token: str | None = None, allow_restore:
         async def run() -> Response:
             outcome = await run_in_threadpool(source.restore, tid, form.get("event") or None)
             flash = (f"restored {len(outcome.event_ids)} event(s), {outcome.tokens_restored:,} tokens: "
-                     + ", ".join(outcome.event_ids)) if outcome.event_ids else "nothing left to restore"
+                     + ", ".join(outcome.event_ids[:20]) + (" …" if len(outcome.event_ids) > 20 else "")
+                     ) if outcome.event_ids else "nothing left to restore"
+            if outcome.skipped:
+                flash += (f"; skipped {len(outcome.skipped)} event(s) not on this checkpoint's branch or not "
+                          "matching its messages (listed on the page)")
             return RedirectResponse("/thread?" + urlencode({"id": tid, "flash": flash}), status_code=303)
         return await guarded(run)
 
@@ -214,7 +259,7 @@ def create_app(source: ThreadSource, *, token: str | None = None, allow_restore:
     ]
     middleware = [Middleware(_Guard, token=token)]
     if allowed_hosts is not None:
-        middleware.insert(0, Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
+        middleware.insert(0, Middleware(_HostCheck, allowed_hosts=list(allowed_hosts)))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -17,7 +17,10 @@ from urllib.parse import urlencode
 
 from freemem.ui.source import MARKER_RE, Call, EventRow, FieldText, MessageText, ThreadPage, ThreadSummary
 
-__all__ = ["error_page", "event_page", "esc", "recall_page", "thread_page", "threads_page"]
+__all__ = ["MAX_MARKS", "error_page", "event_page", "esc", "recall_page", "thread_page", "threads_page"]
+
+#: The most per-call dots and event marks the chart draws (a long thread's page stays small).
+MAX_MARKS = 300
 
 
 def esc(value: Any) -> str:
@@ -67,10 +70,11 @@ def error_page(status: int, message: str, *, where: str) -> str:
 # ------------------------------------------------------------------------------------------------ threads
 
 
-def threads_page(threads: Sequence[ThreadSummary], *, where: str) -> str:
+def threads_page(threads: Sequence[ThreadSummary], *, where: str, hint: str = "") -> str:
     if not threads:
         body = (f'<h1>Threads</h1><p class="empty" id="no-threads">No threads in {esc(where)}. Run an agent with '
-                "this checkpointer first (see the README).</p>")
+                "this checkpointer first (see the README)"
+                + (f", or look elsewhere: {esc(hint)}" if hint else "") + ".</p>")
         return _layout("threads", body, where=where)
     rows = "".join(
         f'<tr><td><a class="thread-link" href="{_url("/thread", id=t.thread_id)}">{esc(t.thread_id)}</a></td>'
@@ -118,11 +122,19 @@ def sawtooth_svg(calls: Sequence[Call], events: Sequence[EventRow], thread_id: s
                      f"{calls[i].index}</text>")
     dots = []
     by_id = {e.id: e for e in events}
+    # A long thread's chart stays small: past MAX_MARKS calls, no dot per call, and at most MAX_MARKS event
+    # marks, evenly spread (the lines keep every call).
+    marked = [(i, eid) for i, c in enumerate(calls) for eid in c.events]
+    keep = {marked[round(k * len(marked) / MAX_MARKS)] for k in range(MAX_MARKS)} if len(marked) > MAX_MARKS \
+        else set(marked)
     for i, c in enumerate(calls):
-        dots.append(f'<circle class="call" cx="{x(i):.1f}" cy="{y(c.tokens_sent):.1f}" r="2.5">'
-                    f"<title>call {c.index}: {c.tokens_sent:,} tokens sent ({c.tokens_without:,} without freemem)"
-                    "</title></circle>")
+        if n <= MAX_MARKS:
+            dots.append(f'<circle class="call" cx="{x(i):.1f}" cy="{y(c.tokens_sent):.1f}" r="2.5">'
+                        f"<title>call {c.index}: {c.tokens_sent:,} tokens sent ({c.tokens_without:,} without "
+                        "freemem)</title></circle>")
         for eid in c.events:
+            if (i, eid) not in keep:
+                continue
             ev = by_id.get(eid)
             before = ev.data.get("tokens_before") if ev else None
             if isinstance(before, (int, float)) and before > c.tokens_sent:  # the tooth: what the clean cut
@@ -146,7 +158,9 @@ def sawtooth_svg(calls: Sequence[Call], events: Sequence[EventRow], thread_id: s
         '<p class="legend"><span class="k sent"></span> tokens of messages sent, with freemem '
         '<span class="k without"></span> the whole history, without'
         + (f" (off the chart: it reaches {peak_without:,})" if clipped else "")
-        + ' <span class="k clean"></span> a cleaning event (click it)</p>'
+        + ' <span class="k clean"></span> a cleaning event (click it)'
+        + (f"; {len(marked) - len(keep):,} more events not marked" if len(marked) > len(keep) else "")
+        + "</p>"
     )
 
 
@@ -283,43 +297,93 @@ def events_table(events: Sequence[EventRow], thread_id: str, *, csrf: str | None
             f"<th>found in</th><th>status</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
+def _pager(page: ThreadPage, which: str, anchor: str) -> str:
+    """First / previous / "page X of Y" / next / last links for the events (``epage``) or messages (``mpage``)."""
+    current, pages = ((page.events_page, page.events_pages) if which == "epage"
+                      else (page.messages_page, page.messages_pages))
+    if pages <= 1:
+        return ""
+    other = {"mpage": page.messages_page} if which == "epage" else {"epage": page.events_page}
+
+    def link(n: int, label: str, rel: str) -> str:
+        if n == current or not 1 <= n <= pages:
+            return f'<span class="page-link disabled">{esc(label)}</span>'
+        href = _url("/thread", id=page.thread_id, **{which: n}, **other) + "#" + anchor
+        return f'<a class="page-link" rel="{rel}" data-page="{n}" href="{href}">{esc(label)}</a>'
+
+    return (f'<nav class="pager" id="{which}-pager" data-page="{current}" data-pages="{pages}">'
+            + link(1, "« first", "first") + link(current - 1, "‹ previous", "prev")
+            + f'<span class="page-of">page {current:,} of {pages:,}</span>'
+            + link(current + 1, "next ›", "next") + link(pages, "last »", "last") + "</nav>")
+
+
+def _skipped_note(page: ThreadPage) -> str:
+    if not page.skipped:
+        return ""
+    items = "".join(f'<li data-event="{esc(sk.event_id)}" data-kind="{esc(sk.kind)}">'
+                    f'<a href="{_url("/event", thread=page.thread_id, id=sk.event_id)}">{esc(sk.event_id)}</a>: '
+                    f"{esc(sk.reason)}</li>" for sk in page.skipped[:20])
+    more = f"<li>… and {len(page.skipped) - 20:,} more</li>" if len(page.skipped) > 20 else ""
+    return (f'<div class="warn" id="skipped"><p>{len(page.skipped):,} unrestored event(s) are not part of this '
+            "checkpoint's branch or do not match its messages: the original below leaves them out, and restore "
+            f"skips them.</p><ul>{items}{more}</ul></div>")
+
+
 def thread_page(page: ThreadPage, *, where: str, csrf: str | None, flash: str | None = None,
                 has_archive: bool = True) -> str:
     tid = page.thread_id
+    has_archive = has_archive and page.has_archive
     notes = []
     if flash:
         notes.append(f'<p class="flash" id="flash">{esc(flash)}</p>')
     if page.orphans:
         shown = ", ".join(f"#{r}" for r in page.orphans[:8])
-        notes.append(f'<p class="warn">{len(page.orphans)} marker(s) or fold(s) name text the archive no longer '
-                     f"holds (expired or deleted?): {esc(shown)}. That text cannot be shown or restored.</p>")
-    if page.rebuild_error:
+        if has_archive:
+            notes.append(f'<p class="warn" id="orphans">{len(page.orphans)} marker(s) or fold(s) name text the '
+                         f"archive no longer holds (expired or deleted?): {esc(shown)}. That text cannot be shown "
+                         "or restored.</p>")
+        else:
+            notes.append(f'<p class="warn" id="no-archive">No archive configured: this inspector reads only the '
+                         f"checkpoints, so the text behind {len(page.orphans)} marker(s) or fold(s) ({esc(shown)}) "
+                         "is not shown. It did not expire: it is wherever the agent's FreeMemory(archive=...) "
+                         "stored it (none given: it was not kept). Open the inspector with that archive.</p>")
+    elif not has_archive:
+        notes.append('<p class="muted" id="no-archive">No archive configured: events come from the ledger in '
+                     "state; removed text is not shown.</p>")
+    notes.append(_skipped_note(page))
+    if page.rebuild_error and not page.skipped:
         notes.append(f'<p class="warn">The original could be rebuilt only in part: {esc(page.rebuild_error)}</p>')
     if page.history_truncated:
         notes.append('<p class="muted">The chart shows the newest checkpoints only.</p>')
-    restorable = [e for e in page.events if e.restorable]
-    restore_all = (_restore_form(tid, csrf, None, f"restore all {len(restorable)} events")
-                   if csrf and restorable else "")
-    freed_count = sum(len(f.freed) for m in page.original for f in m.fields)
-    folded_count = sum(1 for m in page.original if m.folded_by)
+    restore_all = (_restore_form(tid, csrf, None, f"restore all {page.restorable_total} events")
+                   if csrf and page.restorable_total else "")
     pruned = "".join(message_html(m, thread_id=tid, pruned=True) for m in page.pruned)
     original = "".join(message_html(m, thread_id=tid, pruned=False) for m in page.original)
     sent = sum(c.tokens_sent for c in page.calls)
     without = sum(c.tokens_without for c in page.calls)
     stats = (f"{len(page.calls):,} model calls, {sent:,} tokens of messages sent"
              + (f" ({without:,} without freemem: {1 - sent / without:.0%} saved)" if without else ""))
+    lo = (page.events_page - 1) * page.page_size
+    shown_events = (f'<p class="muted" id="events-count">{page.events_total:,} events; showing '
+                    f"{lo + 1 if page.events else 0:,}–{lo + len(page.events):,}, oldest first.</p>")
+    mlo = (page.messages_page - 1) * page.page_size
     body = (
         f'<h1>Thread <span class="tid">{esc(tid)}</span></h1>'
         f'<p class="muted">checkpoint {esc(page.checkpoint_id)} · {esc(stats)}</p>'
         + "".join(notes)
         + "<section><h2>Tokens sent per model call</h2>" + sawtooth_svg(page.calls, page.events, tid) + "</section>"
-        + f'<section><h2>Cleaning events</h2>{restore_all}{events_table(page.events, tid, csrf=csrf, has_archive=has_archive)}</section>'
-        + '<section><h2>Context</h2><div class="tabs" role="tablist">'
+        + f'<section id="events-section"><h2>Cleaning events</h2>{restore_all}{shown_events}'
+        + _pager(page, "epage", "events-section")
+        + events_table(page.events, tid, csrf=csrf, has_archive=has_archive)
+        + "</section>"
+        + '<section id="context"><h2>Context</h2><div class="tabs" role="tablist">'
         '<button class="tab active" data-tab="original" id="tab-original">original, with what was removed</button>'
         '<button class="tab" data-tab="pruned" id="tab-pruned">what the model sees now</button></div>'
-        f'<p class="muted">{freed_count} removed span(s) and {folded_count} folded message(s) highlighted in '
-        "place.</p>"
-        f'<div class="pane" id="pane-original">{original}</div>'
+        f'<p class="muted" id="context-count">{page.freed_total:,} removed span(s) and {page.folded_total:,} folded '
+        f"message(s) highlighted in place; messages {mlo + 1:,}–{mlo + max(len(page.original), len(page.pruned)):,} of "
+        f"{page.original_total:,} (original) and of {page.pruned_total:,} (what the model sees).</p>"
+        + _pager(page, "mpage", "context")
+        + f'<div class="pane" id="pane-original">{original}</div>'
         f'<div class="pane hidden" id="pane-pruned">{pruned}</div></section>'
         + "<section><h2>Recall</h2>"
         '<form class="recall" method="get" action="/recall">'

@@ -15,10 +15,17 @@ object with the archive protocol, or none) and answers the inspector's questions
 * putting one event's text back, or every unrestored event's, as a new checkpoint the next ``invoke`` continues
   from (:meth:`ThreadSource.restore`: the only method that writes).
 
+Long threads. :meth:`ThreadSource.thread` returns one page of events and one page of messages; the thread's
+archived events are read and the original rebuilt once per thread state (latest checkpoint, newest archived
+event) and kept for the next pages (``cache_threads``), in one pass linear in what the events removed
+(:class:`~freemem.core.archive.EventUndo`); events of another branch of the thread are left out
+(:func:`freemem.langgraph.threads.lineage`) and listed in ``ThreadPage.skipped``.
+
 Locating removed spans in the original: the archive undoes events newest first, round by round; each undo
 replaces markers by the original text at known offsets, so the positions of everything put back so far shift by
-a computable amount. :func:`rebuild` replays exactly that with :func:`freemem.restore_event` (the same code the
-archive and ``freemem thread restore`` use) and carries the intervals along.
+a computable amount. :func:`rebuild` replays exactly that with :class:`~freemem.core.archive.EventUndo` (the same
+code the archive and ``freemem thread restore`` use) and :class:`FreedIntervals` carries the intervals along,
+per field, when a page asks for them.
 """
 
 from __future__ import annotations
@@ -26,13 +33,24 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from freemem import AppliedSpan, ArchiveMismatch, FreeMemory, StoreError, restore_event
+from freemem import AppliedSpan, ArchiveMismatch, FreememError, FreeMemory, StoreError
+from freemem.archives import event_time
+from freemem.core.archive import (
+    MISMATCH,
+    EventUndo,
+    Lineage,
+    Skipped,
+    event_refs,
+    split_by_lineage,
+    summarize_event,
+)
 from freemem.core.views import message_views
-from freemem.langgraph.threads import freemem_refs
+from freemem.langgraph.threads import freemem_refs, lineage
 
 __all__ = [
     "Call",
@@ -128,10 +146,12 @@ class Rebuilt:
     """The original rebuilt from pruned messages and archived events, with what was removed located in it."""
 
     messages: list[Any]
-    freed: dict[tuple[Any, str], list[tuple[int, int, str]]]
+    freed: Mapping[Any, list[tuple[int, int, str]]]
     folded: dict[str, tuple[str, str]]
-    #: Why the rebuild stopped early (an event the messages no longer match), else None.
+    #: The first event the messages no longer match (it and any like it were left out), else None.
     error: str | None = None
+    #: Events left out, and why (another branch's, or not matching the messages).
+    skipped: list[Skipped] = field(default_factory=list)
 
 
 @dataclass
@@ -147,6 +167,23 @@ class ThreadPage:
     orphans: list[str]
     rebuild_error: str | None
     history_truncated: bool
+    #: Paging: ``events`` and ``pruned`` / ``original`` hold one page (``page_size``) of each.
+    events_total: int = 0
+    events_page: int = 1
+    events_pages: int = 1
+    restorable_total: int = 0
+    messages_page: int = 1
+    messages_pages: int = 1
+    pruned_total: int = 0
+    original_total: int = 0
+    page_size: int = 50
+    #: Unrestored events left out of the original, and why (another branch's; not matching the messages).
+    skipped: list[Skipped] = field(default_factory=list)
+    #: Whether the inspector has an archive (``False``: nothing was archived, which is not text that expired).
+    has_archive: bool = True
+    #: Removed spans located in the whole original, and messages folded away (all pages).
+    freed_total: int = 0
+    folded_total: int = 0
 
 
 @dataclass
@@ -156,6 +193,8 @@ class RestoreOutcome:
     event_ids: list[str]
     tokens_restored: int
     checkpoint_id: str | None
+    #: Events left out (another branch's, or not matching the messages), and why.
+    skipped: list[Skipped] = field(default_factory=list)
 
 
 def _msg_key(view: Any) -> Any:
@@ -187,57 +226,117 @@ def _shift(pos: int, spans: Sequence[AppliedSpan]) -> int:
     return pos + delta
 
 
+def _span_key(span: AppliedSpan) -> Any:
+    return span.message_id if span.message_id is not None else ("#", span.message_index)
+
+
+class FreedIntervals(Mapping[Any, list[tuple[int, int, str]]]):
+    """Where removed text sits in the rebuilt original: ``{(message key, field): [(start, end, event_id)]}``,
+    worked out per field when first asked for (a page of a long thread locates only its own messages)."""
+
+    def __init__(self) -> None:
+        #: Per field, the rounds that put text back into it, in the order they were undone.
+        self.rounds: dict[Any, list[tuple[str, list[AppliedSpan]]]] = {}
+        self._done: dict[Any, list[tuple[int, int, str]]] = {}
+
+    def add(self, event_id: str, spans: list[AppliedSpan]) -> None:
+        groups: dict[tuple[Any, str], list[AppliedSpan]] = {}
+        for sp in spans:
+            groups.setdefault((_span_key(sp), sp.field), []).append(sp)
+        for key, group in groups.items():
+            self.rounds.setdefault(key, []).append((event_id, sorted(group, key=lambda sp: sp.pruned_start)))
+            self._done.pop(key, None)
+
+    def drop(self, event_id: str) -> None:
+        """Forget what ``event_id`` put back (an event that did not match, rolled back)."""
+        for key, rounds in self.rounds.items():
+            if rounds and rounds[-1][0] == event_id:
+                while rounds and rounds[-1][0] == event_id:
+                    rounds.pop()
+                self._done.pop(key, None)
+
+    def __getitem__(self, key: Any) -> list[tuple[int, int, str]]:
+        if key not in self.rounds:
+            raise KeyError(key)
+        done = self._done.get(key)
+        if done is None:
+            done = []
+            for eid, group in self.rounds[key]:
+                moved = [(_shift(a, group), _shift(b, group), who) for a, b, who in done]
+                delta = 0
+                for sp in group:
+                    start = sp.pruned_start + delta
+                    moved.append((start, start + len(sp.original), eid))
+                    delta += len(sp.original) - len(sp.marker)
+                done = moved
+            self._done[key] = done
+        return done
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.rounds)
+
+    def __len__(self) -> int:
+        return len(self.rounds)
+
+    def count(self) -> int:
+        """How many removed spans are located, over every field."""
+        return sum(len(group) for rounds in self.rounds.values() for _, group in rounds)
+
+    def keys_of(self, event_id: str) -> set[Any]:
+        """The fields ``event_id`` put text back into."""
+        return {key for key, rounds in self.rounds.items() if any(eid == event_id for eid, _ in rounds)}
+
+
 def rebuild(pruned: Sequence[Any], events: Sequence[Mapping[str, Any]], *,
-            revive: Callable[[dict[str, Any]], Any] | None = None) -> Rebuilt:
+            revive: Callable[[dict[str, Any]], Any] | None = None, lineage: Lineage | None = None) -> Rebuilt:
     """Undo ``events`` (full archived events, oldest first) on ``pruned``, newest first, tracking where each
     removed span and each folded message lands in the result.
 
-    An event the messages no longer match (:class:`~freemem.ArchiveMismatch`) stops the rebuild there: the
-    result is the original as far as it could be rebuilt, and ``error`` says why.
+    Events of another branch (``lineage``: a concurrent run's that lost the race, a fork) are left out, and so
+    is an event the messages no longer match (:class:`~freemem.ArchiveMismatch`): ``skipped`` says which and
+    why, and ``error`` names the first mismatch. Linear in what the events removed
+    (:class:`~freemem.core.archive.EventUndo`; intervals are located per field when asked for), so a thread of
+    thousands of events rebuilds in one pass.
     """
-    current = list(pruned)
-    freed: dict[tuple[Any, str], list[tuple[int, int, str]]] = {}
+    chosen, skipped = split_by_lineage(events, lineage)
+    undo = EventUndo(pruned, revive=revive)
+    freed = FreedIntervals()
     folded: dict[str, tuple[str, str]] = {}
-    for event in reversed(list(events)):
+    error: str | None = None
+    for event in reversed(chosen):
         eid = str(event.get("id"))
+        added_folded: list[str] = []
+
+        def on_fold(fold: Mapping[str, Any], eid: str = eid, added: list[str] = added_folded) -> None:
+            ids = fold.get("message_ids") or [m.get("id") for m in fold.get("messages") or []
+                                               if isinstance(m, Mapping)]
+            for mid in ids:
+                if mid is not None and str(mid) not in folded:
+                    folded[str(mid)] = (eid, str(fold.get("handle")))
+                    added.append(str(mid))
+
+        def on_round(spans: list[AppliedSpan], eid: str = eid) -> None:
+            freed.add(eid, spans)
+
         try:
-            for fold in reversed(list(event.get("folds") or [])):
-                current = restore_event(current, {"id": eid, "folds": [fold]}, revive=revive)
-                ids = fold.get("message_ids") or [m.get("id") for m in fold.get("messages") or []
-                                                   if isinstance(m, Mapping)]
-                for mid in ids:
-                    if mid is not None:
-                        folded.setdefault(str(mid), (eid, str(fold.get("handle"))))
-            for spans in reversed(_event_spans(event)):
-                views = message_views(current)
-                by_id = {v.id: v for v in views if v.id is not None}
-                groups: dict[tuple[Any, str], list[AppliedSpan]] = {}
-                for sp in spans:
-                    view = by_id.get(sp.message_id) if sp.message_id is not None else None
-                    if view is None and sp.message_index is not None and sp.message_index < len(views):
-                        view = views[sp.message_index]
-                    if view is not None:
-                        groups.setdefault((_msg_key(view), sp.field), []).append(sp)
-                current = restore_event(current, {"id": eid, "rounds": [[s.to_dict() for s in spans]]},
-                                        revive=revive)
-                for key, group in groups.items():
-                    group.sort(key=lambda s: s.pruned_start)
-                    moved = [(_shift(s, group), _shift(e, group), who) for s, e, who in freed.get(key, [])]
-                    delta = 0
-                    for sp in group:
-                        start = sp.pruned_start + delta
-                        moved.append((start, start + len(sp.original), eid))
-                        delta += len(sp.original) - len(sp.marker)
-                    freed[key] = moved
+            undo.undo(event, on_round=on_round, on_fold=on_fold)
         except ArchiveMismatch as exc:
-            return Rebuilt(current, freed, folded, error=f"event {eid}: {exc}")
-    return Rebuilt(current, freed, folded)
+            freed.drop(eid)
+            for mid in added_folded:
+                folded.pop(mid, None)
+            skipped.append(Skipped(eid, MISMATCH, f"the messages do not hold its markers ({exc})"))
+            error = error or f"event {eid}: {exc}"
+    return Rebuilt(undo.messages, freed, folded, error=error, skipped=skipped)
 
 
-def _texts(messages: Sequence[Any], freed: Mapping[tuple[Any, str], list[tuple[int, int, str]]] | None = None,
-           folded: Mapping[str, tuple[str, str]] | None = None) -> list[MessageText]:
+def _texts(messages: Sequence[Any], freed: Mapping[Any, list[tuple[int, int, str]]] | None = None,
+           folded: Mapping[str, tuple[str, str]] | None = None, *, start: int = 0,
+           stop: int | None = None) -> list[MessageText]:
+    """``messages[start:stop]`` reduced to what the page shows (only those are read: a page of a long thread
+    costs its own messages)."""
     out = []
-    for view in message_views(messages):
+    for view in message_views(list(messages[start:stop])):
+        view.index += start
         key = _msg_key(view)
         fields = [FieldText(name, text, sorted((freed or {}).get((key, name), []), key=lambda iv: (iv[0], -iv[1])))
                   for name, text in view.all_fields().items()]
@@ -245,6 +344,47 @@ def _texts(messages: Sequence[Any], freed: Mapping[tuple[Any, str], list[tuple[i
                                tool_calls=list(view.tool_calls), tool_call_id=view.tool_call_id, fold=view.fold,
                                folded_by=(folded or {}).get(view.id) if view.id is not None else None))
     return out
+
+
+def _message_id(message: Any) -> str | None:
+    found = message.get("id") if isinstance(message, Mapping) else getattr(message, "id", None)
+    return None if found is None else str(found)
+
+
+def _msg_id_key(message: Any, index: int) -> Any:
+    mid = _message_id(message)
+    return mid if mid is not None else ("#", index)
+
+
+def _time(value: Any) -> float:
+    try:
+        return event_time(value)
+    except FreememError:
+        return 0.0
+
+
+def _pages(total: int, size: int) -> int:
+    return max(1, -(-total // size))
+
+
+def _page_of(page: int, total: int, size: int) -> tuple[int, int]:
+    """``page`` clamped to 1..pages, and the number of pages."""
+    pages = _pages(total, size)
+    return min(max(1, page), pages), pages
+
+
+@dataclass
+class _ThreadState:
+    """What :meth:`ThreadSource.thread` keeps of a thread between pages."""
+
+    tup: Any
+    pruned: list[Any]
+    events: list[EventRow]
+    unrestored: set[str]
+    rebuilt: Rebuilt
+    orphans: list[str]
+    calls: list[Call]
+    truncated: bool
 
 
 class ThreadSource:
@@ -261,11 +401,17 @@ class ThreadSource:
         max_history: the most checkpoints of a thread walked for the chart (newest kept).
         max_threads: the most threads the picker lists.
         describe: how the page names where the data lives (e.g. ``redis://127.0.0.1:6379/0``).
+        page_size: events per page of the event list, and messages per page of the context.
+        hint: where else threads may live, said when none are found here (a string, or a callable called
+            then: the CLI names the key prefix it looked under and the prefixes that hold threads).
+        cache_threads: how many threads' rebuilt originals are kept between page views (each is kept for one
+            latest checkpoint and newest archived event: a new checkpoint or event rebuilds it).
     """
 
     def __init__(self, saver: Any, archive: Any = None, *, channel: str = "messages", checkpoint_ns: str = "",
                  counter: Any = "auto", max_history: int = 5000, max_threads: int = 500,
-                 describe: str = "") -> None:
+                 describe: str = "", page_size: int = 50, hint: str | Callable[[], str] = "",
+                 cache_threads: int = 8) -> None:
         self.saver = saver
         self.archive = archive
         self.channel = channel
@@ -274,9 +420,23 @@ class ThreadSource:
         self.max_history = max_history
         self.max_threads = max_threads
         self.describe = describe or type(saver).__name__
+        if page_size < 1:
+            raise ValueError(f"page_size must be at least 1, got {page_size}")
+        self.page_size = page_size
+        self.hint = hint
+        self.cache_threads = cache_threads
+        self._cache: OrderedDict[Any, _ThreadState] = OrderedDict()
+        self._cache_lock = threading.Lock()
         self._lock = threading.Lock()  # one restore at a time per source (read-modify-write of a thread)
 
     # -- threads -----------------------------------------------------------------------------------------
+    def empty_hint(self) -> str:
+        """Where else to look, when the picker finds no threads (see ``hint``)."""
+        try:
+            return self.hint() if callable(self.hint) else self.hint
+        except Exception as exc:  # noqa: BLE001 - a hint must not turn an empty page into an error
+            return f"(could not look elsewhere: {type(exc).__name__}: {exc})"
+
     def thread_ids(self) -> list[str]:
         """The thread ids the checkpointer holds (at most ``max_threads``), sorted."""
         saver = self.saver
@@ -385,11 +545,16 @@ class ThreadSource:
             prev_msgs = msgs
         return calls, truncated
 
-    def events(self, thread_id: str, state_ledger: Sequence[Mapping[str, Any]] = ()) -> list[EventRow]:
-        """The thread's cleaning events, oldest first: the archive's, and the state ledger's it lacks."""
+    def events(self, thread_id: str, state_ledger: Sequence[Mapping[str, Any]] = (), *,
+               archived: Sequence[Mapping[str, Any]] | None = None) -> list[EventRow]:
+        """The thread's cleaning events, oldest first: the archive's (``archived``: its full events, already
+        read, else its summaries), and the state ledger's it lacks. Rows over full events hold them as they
+        are (:meth:`thread` summarises the rows of the page it shows)."""
         rows: dict[str, EventRow] = {}
-        for ev in self._archive_events(thread_id, full=False):
-            rows[str(ev.get("id"))] = EventRow(dict(ev), in_state=False, in_archive=True)
+        listed = self._archive_events(thread_id, full=False) if archived is None else archived
+        for ev in listed:
+            rows[str(ev.get("id"))] = EventRow(ev if archived is not None else dict(ev), in_state=False,
+                                               in_archive=True)
         for ev in state_ledger:
             if not isinstance(ev, Mapping):
                 continue
@@ -398,45 +563,97 @@ class ThreadSource:
                 rows[str(ev.get("id"))] = EventRow(dict(ev), in_state=True, in_archive=False)
             else:
                 row.in_state = True
-        return sorted(rows.values(), key=lambda r: float(r.data.get("created_at") or 0))
+        out = list(rows.values())
+        if any(not r.in_archive for r in out) or archived is None:
+            out.sort(key=lambda r: _time(r.data.get("created_at")))  # archives list in time order already
+        return out
 
-    def thread(self, thread_id: str) -> ThreadPage:
-        """The whole thread view; ``KeyError`` when the checkpointer has no such thread."""
+    def _fingerprint(self, thread_id: str) -> Any:
+        """What changes when the archive gains an event (the newest one's id and time)."""
+        if self.archive is None:
+            return None
+        newest = self.archive.list_events(thread_id, newest_first=True, limit=1)
+        return tuple((str(e.get("id")), e.get("created_at"), e.get("restored_at")) for e in newest)
+
+    def _state(self, thread_id: str) -> _ThreadState:
+        """The thread's expensive parts (its archived events, the rebuilt original, the chart's calls), kept per
+        (latest checkpoint, newest archived event): a later page of the same thread reads only those two."""
         tup, pruned, values = self._latest(thread_id)
         if tup is None:
             raise KeyError(f"no thread {thread_id!r} in {self.describe}")
+        key = (thread_id, tup.config["configurable"].get("checkpoint_id"), self._fingerprint(thread_id))
+        with self._cache_lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+                return cached
+        full = self._archive_events(thread_id, full=True)
         ledger = values.get(LEDGER_KEY) or []
-        events = self.events(thread_id, ledger if isinstance(ledger, list) else [])
-        full = [e for e in self._archive_events(thread_id, full=True) if not e.get("restored_at")]
-        rebuilt = rebuild(pruned, full, revive=getattr(self.archive, "revive", None))
-        known = self._known_refs(thread_id)
-        orphans = list(dict.fromkeys(r for r in freemem_refs(pruned) if r not in known))
+        unrestored = [e for e in full if not e.get("restored_at")]
+        branch = lineage(self.saver, tup, unrestored, checkpoint_ns=self.checkpoint_ns) if unrestored else None
+        rebuilt = rebuild(pruned, unrestored, revive=getattr(self.archive, "revive", None), lineage=branch)
+        known: set[str] = set()
+        for ev in full:
+            known.update(event_refs(ev))
         calls, truncated = self.calls(thread_id)
-        return ThreadPage(thread_id=thread_id, checkpoint_id=tup.config["configurable"].get("checkpoint_id"),
-                          calls=calls, events=events, pruned=_texts(pruned),
-                          original=_texts(rebuilt.messages, rebuilt.freed, rebuilt.folded), orphans=orphans,
-                          rebuild_error=rebuilt.error, history_truncated=truncated)
+        state = _ThreadState(
+            tup=tup, pruned=pruned, events=self.events(thread_id, ledger if isinstance(ledger, list) else [],
+                                                       archived=full),
+            unrestored={str(e.get("id")) for e in unrestored}, rebuilt=rebuilt,
+            orphans=list(dict.fromkeys(r for r in freemem_refs(pruned) if r not in known)),
+            calls=calls, truncated=truncated)
+        with self._cache_lock:
+            self._cache[key] = state
+            while len(self._cache) > self.cache_threads:
+                self._cache.popitem(last=False)
+        return state
+
+    def forget(self, thread_id: str) -> None:
+        """Drop what is kept of ``thread_id`` (after a write through this source)."""
+        with self._cache_lock:
+            for key in [k for k in self._cache if k[0] == thread_id]:
+                del self._cache[key]
+
+    def thread(self, thread_id: str, *, events_page: int = 1, messages_page: int = 1) -> ThreadPage:
+        """The thread view, one page of events and one page of messages (``page_size`` each; 1 is the
+        oldest; a page past the end shows the last); ``KeyError`` when the checkpointer has no such thread."""
+        state = self._state(thread_id)
+        rebuilt, pruned, events = state.rebuilt, state.pruned, state.events
+        size = self.page_size
+        ev_page, ev_pages = _page_of(events_page, len(events), size)
+        shown = [EventRow(summarize_event(r.data) if r.in_archive else r.data, r.in_state, r.in_archive)
+                 for r in events[(ev_page - 1) * size: ev_page * size]]
+        msg_pages = max(_pages(len(rebuilt.messages), size), _pages(len(pruned), size))
+        msg_page = min(max(1, messages_page), msg_pages)
+        lo, hi = (msg_page - 1) * size, msg_page * size
+        freed = rebuilt.freed
+        return ThreadPage(thread_id=thread_id, checkpoint_id=state.tup.config["configurable"].get("checkpoint_id"),
+                          calls=state.calls, events=shown, pruned=_texts(pruned, start=lo, stop=hi),
+                          original=_texts(rebuilt.messages, freed, rebuilt.folded, start=lo, stop=hi),
+                          orphans=state.orphans, rebuild_error=rebuilt.error, history_truncated=state.truncated,
+                          events_total=len(events), events_page=ev_page, events_pages=ev_pages,
+                          restorable_total=sum(1 for e in events if e.restorable) - len(rebuilt.skipped),
+                          messages_page=msg_page, messages_pages=msg_pages, pruned_total=len(pruned),
+                          original_total=len(rebuilt.messages), page_size=size, skipped=rebuilt.skipped,
+                          has_archive=self.archive is not None,
+                          freed_total=freed.count() if isinstance(freed, FreedIntervals) else len(freed),
+                          folded_total=len(rebuilt.folded))
 
     def event_context(self, thread_id: str, event_id: str) -> tuple[list[MessageText], bool]:
         """The messages of the rebuilt original that ``event_id`` touched (spans it removed, messages it
-        folded), and whether the event can still be restored (archived, not restored yet)."""
-        tup, pruned, _ = self._latest(thread_id)
-        if tup is None:
-            raise KeyError(f"no thread {thread_id!r} in {self.describe}")
-        full = [e for e in self._archive_events(thread_id, full=True) if not e.get("restored_at")]
-        rebuilt = rebuild(pruned, full, revive=getattr(self.archive, "revive", None))
-        touched = [m for m in _texts(rebuilt.messages, rebuilt.freed, rebuilt.folded)
-                   if any(iv[2] == event_id for f in m.fields for iv in f.freed)
-                   or (m.folded_by is not None and m.folded_by[0] == event_id)]
-        return touched, any(str(e.get("id")) == event_id for e in full)
-
-    def _known_refs(self, thread_id: str) -> set[str]:
-        from freemem.core.archive import event_refs
-
-        known: set[str] = set()
-        for ev in self._archive_events(thread_id, full=True):
-            known.update(event_refs(ev))
-        return known
+        folded), and whether the event can still be restored (archived, not restored yet, on the branch)."""
+        state = self._state(thread_id)
+        rebuilt = state.rebuilt
+        freed = rebuilt.freed
+        keys = (freed.keys_of(event_id) if isinstance(freed, FreedIntervals)
+                else {k for k, ivs in freed.items() if any(iv[2] == event_id for iv in ivs)})
+        messages_of = {k for k, _ in keys}
+        wanted = [i for i, m in enumerate(rebuilt.messages)
+                  if _msg_id_key(m, i) in messages_of
+                  or rebuilt.folded.get(str(_message_id(m)), ("",))[0] == event_id]
+        touched = [t for i in wanted for t in _texts(rebuilt.messages, freed, rebuilt.folded, start=i, stop=i + 1)]
+        skipped = {sk.event_id for sk in rebuilt.skipped}
+        return touched, event_id in state.unrestored and event_id not in skipped
 
     def event(self, thread_id: str, event_id: str) -> dict[str, Any]:
         """One archived event in full (spans, folds); ``KeyError`` when absent. Without an archive, the state
@@ -460,46 +677,27 @@ class ThreadSource:
 
     # -- the one write -----------------------------------------------------------------------------------
     def restore(self, thread_id: str, event_id: str | None = None) -> RestoreOutcome:
-        """Put one event's removed text (or every unrestored event's, newest first) back into the thread's
-        latest messages, store them as a new checkpoint (``source: "update"``), then mark the events restored
-        in the archive (after the checkpoint, so a failure in between leaves them restorable).
+        """Put one event's removed text (or every unrestored event's of the thread's branch, newest first) back
+        into the thread's latest messages, store them as a new checkpoint (``source: "update"``), then mark the
+        events restored in the archive (after the checkpoint, so a failure in between leaves them restorable):
+        :func:`freemem.langgraph.restore_thread`. Events of another branch are skipped (``skipped`` says why).
 
         Raises ``KeyError`` (no such thread or event), :class:`~freemem.StoreError` (no archive), and
         :class:`~freemem.ArchiveMismatch` when a newer event edited the same text (restore that one first).
         """
         if self.archive is None:
             raise StoreError("no archive: this inspector was started without one, so there is nothing to restore")
-        from freemem.langgraph.threads import write_messages
+        from freemem.langgraph.threads import restore_thread
 
         with self._lock:
-            tup, pruned, _ = self._latest(thread_id)
+            tup, _, _ = self._latest(thread_id)
             if tup is None:
                 raise KeyError(f"no thread {thread_id!r} in {self.describe}")
-            if event_id is not None:
-                chosen = [dict(self.archive.get_event(thread_id, event_id))]
-            else:
-                chosen = list(self.archive.events(thread_id))
-            chosen = [e for e in chosen if not e.get("restored_at")]
-            if not chosen:
-                return RestoreOutcome([], 0, tup.config["configurable"].get("checkpoint_id"))
-            current = list(pruned)
-            revive = getattr(self.archive, "revive", None)
-            for ev in reversed(chosen):
-                try:
-                    current = restore_event(current, ev, revive=revive)
-                except ArchiveMismatch as exc:
-                    raise ArchiveMismatch(f"event {ev.get('id')}: {exc} (a newer event edited the same text: "
-                                          "restore the newer events first, or restore all)") from exc
-            ids = [str(e["id"]) for e in chosen]
-            config = write_messages(self.saver, tup, current, channel=self.channel,
-                                    note={"freemem_restored": ids})
-            marks = getattr(self.archive, "mark_all_restored", None)
-            if marks is not None:
-                marks(thread_id, ids)
-            else:
-                for eid in ids:
-                    self.archive.mark_restored(thread_id, eid)
-            tokens = sum(int(s.tokens or 0) for e in chosen for r in _event_spans(e) for s in r)
-            tokens += sum(int(f.get("tokens") or 0) for e in chosen for f in e.get("folds") or []
-                          if isinstance(f, Mapping))
-            return RestoreOutcome(ids, tokens, config["configurable"].get("checkpoint_id"))
+            try:
+                result = restore_thread(self.saver, self.archive, thread_id, event_id, channel=self.channel,
+                                        checkpoint_ns=self.checkpoint_ns)
+            finally:
+                self.forget(thread_id)
+            after, _, _ = self._latest(thread_id) if result.event_ids else (tup, None, None)
+            return RestoreOutcome(result.event_ids, result.tokens_restored,
+                                  after.config["configurable"].get("checkpoint_id"), skipped=result.skipped)

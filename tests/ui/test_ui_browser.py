@@ -176,3 +176,79 @@ def test_pick_a_thread_open_an_event_restore(ui_server: str, browser: webdriver.
         _shot(browser, tmp_path, "5-restored-all")
     for name in ("1-threads", "2-thread-top", "2-thread", "3-event", "4-restored-one", "5-restored-all"):
         assert (ARTIFACTS / f"{name}.png").stat().st_size > 10_000, name
+
+
+LONG = "long-10k"
+
+
+@pytest.fixture
+def long_ui_server(redis_server: RedisServerProcess) -> Iterator[str]:
+    """A 10,000-event thread (``freemem bench inspector``'s) in Redis, and ``freemem ui`` serving it."""
+    from freemem_bench.inspector import build_thread
+
+    prefix = "uipaging"
+    with RedisSaver.from_url(redis_server.url, key_prefix=prefix) as saver, \
+            RedisArchive.from_url(redis_server.url, key_prefix=prefix) as archive:
+        saver.delete_thread(LONG)
+        archive.delete_thread(LONG)
+        build_thread(saver, archive, LONG, events=10_000, tool_messages=500)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "freemem.cli.main", "ui", "--redis", redis_server.url,
+                             "--key-prefix", prefix, "--port", str(port), "--counter", "approx"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(base + "/healthz", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError as exc:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"freemem ui did not start: {proc.stdout.read() if proc.stdout else ''}") \
+                        from exc
+                time.sleep(0.25)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _event_ids(driver: webdriver.Chrome) -> list[str]:
+    return [r.get_attribute("data-event") for r in driver.find_elements(By.CSS_SELECTOR, "#events tr.event-row")]
+
+
+def test_page_through_a_10000_event_thread(long_ui_server: str, browser: webdriver.Chrome, tmp_path: Path) -> None:
+    wait = WebDriverWait(browser, 120)
+    browser.get(long_ui_server + "/")
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "a.thread-link"))[0].click()
+    wait.until(ec.presence_of_element_located((By.ID, "epage-pager")))
+    assert _event_ids(browser) == [f"ev{k:06d}" for k in range(50)]
+    assert len(browser.page_source.encode()) < 300_000
+    pager = browser.find_element(By.ID, "epage-pager")
+    assert pager.get_attribute("data-pages") == "200" and "page 1 of 200" in pager.text
+    _shot(browser, tmp_path, "6-long-thread-top", whole=False)
+
+    for page in (2, 3):
+        browser.find_element(By.CSS_SELECTOR, '#epage-pager a[rel="next"]').click()
+        wait.until(lambda d, p=page: d.find_element(By.ID, "epage-pager").get_attribute("data-page") == str(p))
+        assert _event_ids(browser) == [f"ev{k:06d}" for k in range(50 * (page - 1), 50 * page)]
+    browser.find_element(By.CSS_SELECTOR, '#epage-pager a[rel="last"]').click()
+    wait.until(lambda d: d.find_element(By.ID, "epage-pager").get_attribute("data-page") == "200")
+    assert _event_ids(browser)[-1] == "ev009999"
+    browser.find_element(By.CSS_SELECTOR, '#epage-pager a[rel="prev"]').click()
+    wait.until(lambda d: d.find_element(By.ID, "epage-pager").get_attribute("data-page") == "199")
+    assert _event_ids(browser)[0] == f"ev{198 * 50:06d}"
+
+    # The context pages on its own, keeping the event page; each page of the original is rebuilt in place.
+    first_ids = [a.get_attribute("data-id") for a in browser.find_elements(By.CSS_SELECTOR, "#pane-original article")]
+    browser.find_element(By.CSS_SELECTOR, '#mpage-pager a[rel="next"]').click()
+    wait.until(lambda d: d.find_element(By.ID, "mpage-pager").get_attribute("data-page") == "2")
+    assert browser.find_element(By.ID, "epage-pager").get_attribute("data-page") == "199"
+    second_ids = [a.get_attribute("data-id") for a in browser.find_elements(By.CSS_SELECTOR, "#pane-original article")]
+    assert len(first_ids) == len(second_ids) == 50 and not set(first_ids) & set(second_ids)
+    freed = browser.find_elements(By.CSS_SELECTOR, "#pane-original del.freed")
+    assert len(freed) > 100 and "[freemem: #" not in browser.find_element(By.ID, "pane-original").text
+    browser.find_element(By.ID, "tab-pruned").click()
+    assert browser.find_elements(By.CSS_SELECTOR, "#pane-pruned a.marker")
+    _shot(browser, tmp_path, "7-long-thread-page-2", whole=False)

@@ -18,20 +18,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import time
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 from freemem.optional import require_extra
 
 require_extra("langgraph", "langgraph", "langchain", "langchain_core", "langgraph.checkpoint.sqlite",
               what="freemem demo")
 
-from freemem.cli.demo.agent import REDIS_PREFIX, DemoResult, run_demo
+from freemem.cli.demo.agent import DemoResult, run_demo
 from freemem.cli.demo.chart import live_view, plot, summary_table
 from freemem.cli.demo.session import load_session
 from freemem.io import check_destination, write_text_atomic
 
-__all__ = ["DemoResult", "add_arguments", "load_session", "run", "run_demo"]
+__all__ = ["DemoResult", "add_arguments", "inspect_commands", "load_session", "run", "run_demo"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,6 +48,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--delay", type=float, default=None,
                    help="seconds to pause per model call so the chart can be watched (default 0.05 on a terminal)")
     p.add_argument("--json", type=Path, help="write the per-call figures and the summary as JSON")
+
+
+def inspect_commands(summary: dict[str, Any]) -> list[str]:
+    """The lines that tell how to inspect the demo's thread: its id, and the exact ``freemem thread`` and
+    ``freemem ui`` commands for where it was stored (Redis under the demo's key prefix, or the SQLite file)."""
+    thread = summary["thread_id"]
+    store = summary.get("store") or {}
+    if store.get("redis"):
+        where = f"--redis {shlex.quote(store['redis'])} --key-prefix {store['key_prefix']}"
+        ui = f"freemem ui {where}"
+        show = f"freemem thread show {shlex.quote(thread)} {where}"
+    else:
+        db = shlex.quote(store["sqlite"])
+        ui = f"freemem ui --sqlite {db}"
+        show = f"freemem thread show {shlex.quote(thread)} --saver {db} --archive {db}"
+    return [f"thread id: {thread}",
+            f"inspect or undo what was freed: {show}",
+            f"in the browser: {ui}   then open /thread?{urlencode({'id': thread})}"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,9 +104,8 @@ def run(args: argparse.Namespace) -> int:
         f"final answers {'kept' if s['final_answers_kept'] else 'CHANGED'}; freemem cost "
         f"{s['freemem_ms_per_call']} ms per call; thread persisted in {s['checkpointer']} "
         f"(counter {s['counter']}, {s['seconds']} s).")
-    if args.redis:
-        console.print(f"inspect or undo what was freed: freemem thread show {s['thread_id']} --redis {args.redis} "
-                      f"--key-prefix {REDIS_PREFIX}")
+    for line in inspect_commands(s):
+        console.print(line, soft_wrap=True, highlight=False, markup=False)
     if args.plot:
         plot(result, args.budget, args.plot)
         console.print(f"chart written to {args.plot}")

@@ -39,13 +39,15 @@ def checkpointer(args: argparse.Namespace) -> Iterator[tuple[Any, str, Any]]:
         return
     from langgraph.checkpoint.sqlite import SqliteSaver
 
+    from freemem.archives import SqliteArchive
+
+    # The file is kept (a new one in the temp directory unless --db names one), so the `freemem thread` and
+    # `freemem ui` commands the demo prints work on it; the archive of what was freed lives in the same file.
+    path = Path(args.db) if args.db else Path(tempfile.mkdtemp(prefix="freemem-demo-")) / "demo.sqlite"
     with contextlib.ExitStack() as stack:
-        if args.db:
-            path = Path(args.db)
-        else:
-            path = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="freemem-demo-"))) / "demo.sqlite"
         saver = stack.enter_context(SqliteSaver.from_conn_string(str(path)))
-        yield saver, f"SQLite {path if args.db else '(temporary file)'}", None
+        archive = stack.enter_context(contextlib.closing(SqliteArchive(path)))
+        yield saver, f"SQLite {path}", archive
 
 
 # -- the run ----------------------------------------------------------------------------------------------
@@ -93,8 +95,10 @@ def run_demo(args: argparse.Namespace, *, on_call: Any = None) -> DemoResult:
     model = replay_model(replies, on_request)
     middleware = FreeMemoryMiddleware(memory)
     t0 = time.perf_counter()
+    db_path: Path | None = None
     with checkpointer(args) as (saver, where, archive):
-        memory.archive = archive  # with Redis, what was freed is kept: `freemem thread show/restore`
+        db_path = Path(where.split(" ", 1)[1]) if not args.redis else None
+        memory.archive = archive  # what was freed is kept: `freemem thread show/restore`, `freemem ui`
         agent = create_agent(model, tools, system_prompt=system,
                              middleware=[middleware], checkpointer=saver)
         thread = f"demo-{int(time.time() * 1000)}"
@@ -118,6 +122,7 @@ def run_demo(args: argparse.Namespace, *, on_call: Any = None) -> DemoResult:
         "counter": memory.counter.name,
         "checkpointer": where,
         "thread_id": thread,
+        "store": {"redis": args.redis, "key_prefix": REDIS_PREFIX} if args.redis else {"sqlite": str(db_path)},
         "peak_context_without": max(result.without),
         "peak_context_with": max(result.with_freemem),
         "calls_over_budget_without": sum(t > args.budget for t in result.without),
