@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from freemem import FreeMemory, InMemoryArchive
+from freemem import FreeMemory, InMemoryArchive, Triggers
 from freemem.archives import undo_events
 from freemem.core.archive import LOST_BRANCH, MISMATCH, Lineage, event_checkpoint, split_by_lineage
 from freemem.core.errors import FormatError

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
-from freemem import FreeMemory, InMemoryArchive
+from freemem import FreeMemory, InMemoryArchive, Triggers
 from freemem.core.archive import LOST_BRANCH
 from freemem.langgraph import restore_thread
 from freemem.langgraph import threads as threads_module
