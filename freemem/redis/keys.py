@@ -12,6 +12,9 @@ Layout for prefix ``P`` and thread ``T`` (``N`` = checkpoint namespace, ``C`` = 
     P:{T}:b:N          HASH  channel values of namespace N, field "<channel>\\x1f<version>"
     P:{T}:c:N:C        HASH  one checkpoint: cp, md, p (parent id), r (JSON list of blob fields), run,
                              and its pending writes as fields "w:<task_id>\\x1f<idx>"
+    P:{T}:m:N          HASH  element records of namespace N by digest: the elements of the lists stored
+                             element by element (see :mod:`~freemem.redis.codec`), each once
+    P:{T}:mc:N         HASH  digest -> how many records (channel values, pending writes) reference it
     P:{T}:a:ev         ZSET  archive event ids scored by creation time (ms)
     P:{T}:a:e          HASH  archive event id -> event JSON (with the freed spans)
     P:{T}:a:s          HASH  archive event id -> summary JSON (the event without its spans)
@@ -113,6 +116,14 @@ class KeyLayout:
 
     def blobs(self, thread_id: str, checkpoint_ns: str) -> str:
         return f"{self.thread_base(thread_id)}b:{escape(checkpoint_ns)}"
+
+    def elements(self, thread_id: str, checkpoint_ns: str) -> str:
+        """Element records of namespace N by digest (content-addressed; shared by its checkpoints)."""
+        return f"{self.thread_base(thread_id)}m:{escape(checkpoint_ns)}"
+
+    def element_counts(self, thread_id: str, checkpoint_ns: str) -> str:
+        """How many stored records reference each element record of namespace N."""
+        return f"{self.thread_base(thread_id)}mc:{escape(checkpoint_ns)}"
 
     def checkpoint_base(self, thread_id: str, checkpoint_ns: str) -> str:
         """``P:{T}:c:N:`` — append a checkpoint id to get that checkpoint's key (Lua scripts do)."""

@@ -10,6 +10,13 @@ re-armed by a *full refresh* at most once per ``slack`` (a marker key with a ``s
 recently). Every key therefore expires between ``ttl`` and ``ttl + slack`` after the thread's last write
 (or read, with ``refresh_on_read``), and the registry, re-armed on every write, always outlives the keys it
 lists. Archive keys that already have a TTL are extended (``GT``) by a full refresh as well.
+
+Reference counting of element records (``P:{T}:m:N``, see :mod:`~freemem.redis.codec`): ``P:{T}:mc:N`` holds,
+per element digest, how many stored records -- channel values in ``b:N`` and pending writes in ``c:N:C`` --
+reference it. A reference record is written only by a script, with ``HSETNX``, and its digests are counted
+only when that write created it (a retried put counts nothing twice); dropping a checkpoint (``keep_last``,
+``prune``, ``delete_for_runs``) uncounts the records it deletes and deletes the element records no longer
+referenced. ``delete_thread`` and the TTL treat the two hashes like every other key of the thread.
 """
 
 from __future__ import annotations
@@ -59,7 +66,58 @@ local function hmget_all(key, fields)
   return out
 end
 
-local function drop_checkpoints(reg, idx, blobs, prefix, victims, kept)
+-- The element digests a stored record references: none unless its type (the next-to-last of its packed parts,
+-- see codec.pack) is 'freemem.refs', whose data (the last part) is 16-byte digests.
+local REFS = 'freemem.refs'
+local function record_refs(raw)
+  local out = {}
+  if not raw or #raw < 1 then return out end
+  local n = string.byte(raw, 1)
+  if n < 2 or #raw < 1 + 4 * n then return out end
+  local lens, at = {}, 2
+  for i = 1, n do lens[i], at = struct.unpack('>I4', raw, at) end
+  if lens[n - 1] ~= #REFS then return out end
+  local offset = 1 + 4 * n
+  for i = 1, n - 2 do offset = offset + lens[i] end
+  if string.sub(raw, offset + 1, offset + #REFS) ~= REFS then return out end
+  local start = offset + #REFS + 1
+  for i = start, start + lens[n] - 1, 16 do out[#out + 1] = string.sub(raw, i, i + 15) end
+  return out
+end
+
+local function count_refs(counts, raw)
+  for _, d in ipairs(record_refs(raw)) do redis.call('HINCRBY', counts, d, 1) end
+end
+
+-- Uncount what a deleted record referenced; an element no longer referenced is deleted, and when it was a
+-- chunk (a reference record itself) what it referenced is uncounted in turn.
+local function uncount_refs(elements, counts, raw)
+  for _, d in ipairs(record_refs(raw)) do
+    if redis.call('HINCRBY', counts, d, -1) <= 0 then
+      redis.call('HDEL', counts, d)
+      local inner = nil
+      if redis.call('HSTRLEN', elements, d) <= 4096 then inner = redis.call('HGET', elements, d) end
+      redis.call('HDEL', elements, d)
+      if inner then uncount_refs(elements, counts, inner) end
+    end
+  end
+end
+
+-- HSETNX pairs of ARGV from index ``at`` (``n`` pairs of field, record) into ``key``; the digests of each record
+-- this creates are counted. Returns how many it created.
+local function set_counted(key, counts, at, n)
+  local created = 0
+  for i = at, at + 2 * n - 1, 2 do
+    if redis.call('HSETNX', key, ARGV[i], ARGV[i + 1]) == 1 then
+      count_refs(counts, ARGV[i + 1])
+      created = created + 1
+    end
+  end
+  return created
+end
+
+local function drop_checkpoints(reg, idx, blobs, prefix, victims, kept, elements, counts)
+  local counted = redis.call('EXISTS', counts) == 1
   local keep = {}
   for i = 1, #kept do
     local r = redis.call('HGET', prefix .. kept[i], 'r')
@@ -74,9 +132,17 @@ local function drop_checkpoints(reg, idx, blobs, prefix, victims, kept)
         if not keep[f] and not seen[f] then seen[f] = true; drop[#drop + 1] = f end
       end
     end
+    if counted then
+      for _, f in ipairs(redis.call('HKEYS', key)) do
+        if string.sub(f, 1, 2) == 'w:' then uncount_refs(elements, counts, redis.call('HGET', key, f)) end
+      end
+    end
     redis.call('DEL', key)
     redis.call('SREM', reg, key)
     redis.call('ZREM', idx, victims[i])
+  end
+  if counted then
+    for i = 1, #drop do uncount_refs(elements, counts, redis.call('HGET', blobs, drop[i])) end
   end
   for i = 1, #drop, 500 do
     redis.call('HDEL', blobs, unpack(drop, i, math.min(i + 499, #drop)))
@@ -115,6 +181,11 @@ redis.call('HSET', KEYS[5], 'cp', ARGV[7], 'md', ARGV[8], 'p', ARGV[9], 'r', ARG
 redis.call('ZADD', KEYS[3], 0, ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('SADD', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+local nchunks = tonumber(ARGV[refs_at])
+set_counted(KEYS[7], KEYS[8], refs_at + 1, nchunks)
+local nrefs = tonumber(ARGV[refs_at + 1 + 2 * nchunks])
+set_counted(KEYS[4], KEYS[8], refs_at + 2 + 2 * nchunks, nrefs)
+if nchunks + nrefs > 0 then redis.call('SADD', KEYS[1], KEYS[7], KEYS[8]) end
 local keep = tonumber(ARGV[5])
 local dropped = 0
 if keep > 0 then
@@ -122,10 +193,11 @@ if keep > 0 then
   if total > keep then
     local victims = redis.call('ZRANGE', KEYS[3], 0, total - keep - 1)
     local kept = redis.call('ZRANGE', KEYS[3], total - keep, -1)
-    dropped = drop_checkpoints(KEYS[1], KEYS[3], KEYS[4], ARGV[6], victims, kept)
+    dropped = drop_checkpoints(KEYS[1], KEYS[3], KEYS[4], ARGV[6], victims, kept, KEYS[7], KEYS[8])
   end
 end
-refresh(KEYS[1], KEYS[6], tonumber(ARGV[3]), tonumber(ARGV[4]), {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]})
+refresh(KEYS[1], KEYS[6], tonumber(ARGV[3]), tonumber(ARGV[4]),
+        {KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[7], KEYS[8]})
 return dropped
 """
 
@@ -133,10 +205,14 @@ PUT = Script(
     "put",
     _PRELUDE
     + r"""
--- KEYS: reg, namespaces, index, blobs, checkpoint, marker
--- ARGV: ns, id, ttl, slack, keep_last, checkpoint prefix, cp, md, parent, refs, run
--- The channel values themselves are written by a plain HSET queued before this call in the same MULTI/EXEC:
--- a large string that passes through Lua costs the server ~1.3 us per KB (copy + GC), a plain HSET ~0.04.
+-- KEYS: reg, namespaces, index, blobs, checkpoint, marker, elements, element counts
+-- ARGV: ns, id, ttl, slack, keep_last, checkpoint prefix, cp, md, parent, refs, run, then k and k pairs of
+-- (digest, chunk record) for the element hash, then n and n pairs of (blob field, reference record): the
+-- channel values stored element by element. Each record is written if absent, and its references counted.
+-- The other channel values, and the element records, are written by plain HSETs queued before this call in
+-- the same MULTI/EXEC: a large string that passes through Lua costs the server ~1.3 us per KB (copy + GC), a
+-- plain HSET ~0.04.
+local refs_at = 12
 """
     + _PUT_BODY,
 )
@@ -146,11 +222,15 @@ PUT_LEASED = Script(
     _PRELUDE
     + _LEASE_GUARD
     + r"""
--- PUT behind the writer lease. KEYS: as PUT, then lease.  ARGV: as PUT, then owner, lease ttl (ms), thread.
--- A refused write stores nothing of the checkpoint (the channel values HSET before it in the same MULTI/EXEC
--- are then unreferenced: their versions are new, so no checkpoint ever reads them).
-local refused = lease_guard(KEYS[7], ARGV[12], ARGV[13], ARGV[14], KEYS[3], ARGV[9])
+-- PUT behind the writer lease. KEYS: as PUT, then lease.  ARGV: ns ... run as PUT, then owner, lease ttl (ms),
+-- thread, then m and m (digest, element record) pairs, then the chunk and reference pairs as PUT.
+-- A refused write stores nothing of the checkpoint and no element record (the plain channel values HSET before
+-- it in the same MULTI/EXEC are then unreferenced: their versions are new, so no checkpoint ever reads them).
+local leaves = tonumber(ARGV[15])
+local refs_at = 16 + 2 * leaves
+local refused = lease_guard(KEYS[9], ARGV[12], ARGV[13], ARGV[14], KEYS[3], ARGV[9])
 if refused then return redis.error_reply(refused) end
+for i = 16, 15 + 2 * leaves, 2 do redis.call('HSET', KEYS[7], ARGV[i], ARGV[i + 1]) end
 """
     + _PUT_BODY,
 )
@@ -159,14 +239,20 @@ PUT_WRITES = Script(
     "put_writes",
     _PRELUDE
     + r"""
--- KEYS: reg, namespaces, checkpoint, marker
--- ARGV: ns, ttl, slack
--- The writes themselves are plain HSETNX (regular writes keep the first value stored for (task, idx)) and
+-- KEYS: reg, namespaces, checkpoint, marker, elements, element counts
+-- ARGV: ns, ttl, slack, k and k pairs of (digest, chunk record), then n and n pairs of (field, reference
+-- record): the regular writes stored element by element; each written if absent and counted when created.
+-- The other writes are plain HSETNX (regular writes keep the first value stored for (task, idx)) and
 -- HSET (special channels with a negative idx -- ERROR, INTERRUPT, ... -- are overwritten, as InMemorySaver
 -- does), queued with this call in one MULTI/EXEC so that large values never pass through Lua.
 redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('SADD', KEYS[1], KEYS[2], KEYS[3])
-refresh(KEYS[1], KEYS[4], tonumber(ARGV[2]), tonumber(ARGV[3]), {KEYS[1], KEYS[2], KEYS[3]})
+local nchunks = tonumber(ARGV[4])
+set_counted(KEYS[5], KEYS[6], 5, nchunks)
+local nrefs = tonumber(ARGV[5 + 2 * nchunks])
+set_counted(KEYS[3], KEYS[6], 6 + 2 * nchunks, nrefs)
+if nchunks + nrefs > 0 then redis.call('SADD', KEYS[1], KEYS[5], KEYS[6]) end
+refresh(KEYS[1], KEYS[4], tonumber(ARGV[2]), tonumber(ARGV[3]), {KEYS[1], KEYS[2], KEYS[3], KEYS[5], KEYS[6]})
 return 1
 """,
 )
@@ -178,20 +264,26 @@ PUT_WRITES_LEASED = Script(
     + r"""
 -- PUT_WRITES behind the writer lease, with the writes themselves: they must not land when the lease is
 -- refused, and commands queued in a MULTI/EXEC run whatever an earlier one answers.
--- KEYS: reg, namespaces, checkpoint, marker, lease
--- ARGV: ns, ttl, slack, owner, lease ttl (ms), thread, n (pairs kept if present: HSETNX), then field, value
--- pairs: the first n kept-first, the rest overwritten (HSET).
+-- KEYS: reg, namespaces, checkpoint, marker, lease, elements, element counts
+-- ARGV: ns, ttl, slack, owner, lease ttl (ms), thread, m and m (digest, element record) pairs, k and k
+-- (digest, chunk record) pairs as PUT_WRITES, then n (pairs kept if present: HSETNX, their references counted
+-- when created), then field, value pairs: the first n kept-first, the rest overwritten (HSET; never reference
+-- records). A refused write stores nothing.
 local refused = lease_guard(KEYS[5], ARGV[4], ARGV[5], ARGV[6], nil, nil)
 if refused then return redis.error_reply(refused) end
-local n = tonumber(ARGV[7])
-local i, k = 8, 0
-while i < #ARGV do
-  if k < n then redis.call('HSETNX', KEYS[3], ARGV[i], ARGV[i + 1]) else redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
-  i, k = i + 2, k + 1
-end
+local leaves = tonumber(ARGV[7])
+for i = 8, 7 + 2 * leaves, 2 do redis.call('HSET', KEYS[6], ARGV[i], ARGV[i + 1]) end
+local kat = 8 + 2 * leaves
+local nchunks = tonumber(ARGV[kat])
+set_counted(KEYS[6], KEYS[7], kat + 1, nchunks)
+local at = kat + 1 + 2 * nchunks
+local n = tonumber(ARGV[at])
+set_counted(KEYS[3], KEYS[7], at + 1, n)
+for i = at + 1 + 2 * n, #ARGV - 1, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
 redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('SADD', KEYS[1], KEYS[2], KEYS[3])
-refresh(KEYS[1], KEYS[4], tonumber(ARGV[2]), tonumber(ARGV[3]), {KEYS[1], KEYS[2], KEYS[3]})
+if redis.call('EXISTS', KEYS[7]) == 1 then redis.call('SADD', KEYS[1], KEYS[6], KEYS[7]) end
+refresh(KEYS[1], KEYS[4], tonumber(ARGV[2]), tonumber(ARGV[3]), {KEYS[1], KEYS[2], KEYS[3], KEYS[6], KEYS[7]})
 return 1
 """,
 )
@@ -290,6 +382,7 @@ for i = 3, #ARGV do runs[ARGV[i]] = true end
 local dropped = 0
 for _, ns in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   local idx, blobs, prefix = base .. 'i:' .. ns, base .. 'b:' .. ns, base .. 'c:' .. ns .. ':'
+  local elements, counts = base .. 'm:' .. ns, base .. 'mc:' .. ns
   local ids = redis.call('ZRANGE', idx, 0, -1)
   local victims, kept = {}, {}
   if mode == 'keep_latest' then
@@ -301,9 +394,12 @@ for _, ns in ipairs(redis.call('SMEMBERS', KEYS[2])) do
       if run and runs[run] then victims[#victims + 1] = ids[i] else kept[#kept + 1] = ids[i] end
     end
   end
-  if #victims > 0 then dropped = dropped + drop_checkpoints(KEYS[1], idx, blobs, prefix, victims, kept) end
+  if #victims > 0 then
+    dropped = dropped + drop_checkpoints(KEYS[1], idx, blobs, prefix, victims, kept, elements, counts)
+  end
   if #kept == 0 then
-    redis.call('DEL', blobs)
+    redis.call('DEL', blobs, elements, counts)
+    redis.call('SREM', KEYS[1], blobs, elements, counts)
     redis.call('SREM', KEYS[2], ns)
   end
 end
@@ -345,7 +441,8 @@ IMPORT = Script(
     "import",
     _PRELUDE
     + r"""
--- KEYS: reg, marker.  ARGV: ttl, slack, then groups of key, type, n, n items (as EXPORT returns them).
+-- KEYS: reg, marker.  ARGV: ttl, slack, then groups of key, type, n, n items (as EXPORT returns them; the
+-- element counts of a namespace come as type 'counts').
 -- Merges into whatever the target thread holds (HSET, ZADD, SADD), so it is safe to retry.
 local i, touched = 3, {KEYS[1]}
 while i <= #ARGV do
@@ -353,6 +450,10 @@ while i <= #ARGV do
   i = i + 3
   if kind == 'hash' then
     for j = i, i + n - 1, 2 do redis.call('HSET', key, ARGV[j], ARGV[j + 1]) end
+  elseif kind == 'counts' then
+    -- reference counts add up: the target's own records keep theirs (merging can only over-count, which
+    -- keeps an element record longer, never drops one still referenced)
+    for j = i, i + n - 1, 2 do redis.call('HINCRBY', key, ARGV[j], tonumber(ARGV[j + 1])) end
   elseif kind == 'zset' then
     for j = i, i + n - 1, 2 do redis.call('ZADD', key, ARGV[j + 1], ARGV[j]) end
   else

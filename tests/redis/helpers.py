@@ -80,3 +80,41 @@ def scripted_transcript(turns: int) -> list[dict[str, Any]]:
     for turn in range(turns):
         msgs += tool_turn(turn)
     return msgs
+
+
+def message_list(n: int, *, edited: int | None = None) -> list[Any]:
+    """A human message, then ``n`` tool calls with ~600-byte results (result ``edited`` shortened, as pruning
+    would)."""
+    from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+    out: list[Any] = [HumanMessage("Read every part.", id="h0")]
+    for i in range(n):
+        out.append(AIMessage(f"Reading part {i}.", id=f"a{i}",
+                             tool_calls=[{"name": "read", "args": {"part": i}, "id": f"c{i}", "type": "tool_call"}]))
+        text = f"part {i}: " + " ".join(f"w{(i * 7 + j) % 97}" for j in range(150)) if i != edited else f"[part {i} pruned]"
+        out.append(ToolMessage(text, tool_call_id=f"c{i}", id=f"t{i}"))
+    return out
+
+
+def assert_counts_exact(raw: Any, layout: Any, thread_id: str, checkpoint_ns: str = "") -> int:
+    """The element store of a namespace is exactly what its records reference: every count equals the number
+    of references to that digest from the channel values, the pending writes and the stored chunks; every
+    element record is counted and every counted one is stored. Returns how many element records there are."""
+    from collections import Counter
+
+    from freemem.redis import codec
+
+    blobs = raw.hgetall(layout.blobs(thread_id, checkpoint_ns))
+    elements = raw.hgetall(layout.elements(thread_id, checkpoint_ns))
+    counts = {d: int(c) for d, c in raw.hgetall(layout.element_counts(thread_id, checkpoint_ns)).items()}
+    expected: Counter[bytes] = Counter()
+    for record in blobs.values():
+        expected.update(codec.record_refs(record))
+    for cid in raw.zrange(layout.index(thread_id, checkpoint_ns), 0, -1):
+        fields = raw.hgetall(layout.checkpoint(thread_id, checkpoint_ns, cid.decode()))
+        expected.update(codec.write_refs(fields))
+    for record in elements.values():
+        expected.update(codec.record_refs(record))
+    assert counts == dict(expected), "reference counts differ from the references stored"
+    assert set(elements) == set(counts), "element records and counted digests differ"
+    return len(elements)

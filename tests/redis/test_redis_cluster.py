@@ -46,3 +46,32 @@ def test_cross_thread_operations_on_cluster(redis_cluster: RedisClusterProcess, 
         assert all(len(list(saver.list(config(t, "")))) <= 1 for t in threads)
         saver.prune(threads, strategy="delete")
         assert list(saver.list(None)) == []
+
+
+def test_messages_stored_once_on_cluster(redis_cluster: RedisClusterProcess, prefix: str) -> None:
+    """Element records, their counts and retention live in the thread's slot; a copy across slots and deletes
+    keep them exact."""
+    from tests.redis.helpers import checkpoint, message_list, metadata
+
+    with RedisSaver.from_url(redis_cluster.url, key_prefix=prefix, cluster=True, keep_last=3, ttl=60) as saver:
+        for thread in ("thread-a", "thread-b"):
+            parent = config(thread)
+            for step in range(1, 41):
+                messages = message_list(step, edited=step - 2 if step > 2 else None)
+                parent = saver.put(parent, checkpoint({"messages": messages}, {"messages": step}),
+                                   metadata(step=step), {"messages": step})
+                saver.put_writes(parent, [("messages", messages[-2:])], task_id=f"task-{step}")
+            keys = saver.thread_keys(thread)
+            layout = saver.context.layout
+            assert layout.elements(thread, "") in keys and layout.element_counts(thread, "") in keys
+            assert len({saver.client.keyslot(k) for k in keys}) == 1
+            assert len(list(saver.list(config(thread, "")))) == 3
+        want = saver.get_tuple(config("thread-a"))
+        saver.copy_thread("thread-a", "thread-c")
+        saver.delete_thread("thread-a")
+        got = saver.get_tuple(config("thread-c"))
+        assert got is not None and want is not None
+        assert got.checkpoint["channel_values"] == want.checkpoint["channel_values"]
+        assert got.pending_writes == want.pending_writes
+        saver.prune(["thread-b", "thread-c"], strategy="delete")
+        assert list(saver.list(None)) == []

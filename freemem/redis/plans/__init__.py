@@ -7,14 +7,17 @@ Modules: :mod:`~freemem.redis.plans.context` (policies, ref cache, plan context,
 (delete, prune, copy, TTL, size), :mod:`~freemem.redis.plans.leases` (the writer lease).
 
 Round trips: ``get_tuple`` 1 (plain HGETALL + HMGET in MULTI/EXEC when this saver knows the checkpoint's
-blob refs, else a script returns the checkpoint, its writes and its channel values), ``put`` 1 (MULTI/EXEC:
-a plain HSET of the channel values and a script for the rest; the run index joins it on a standalone server),
-``put_writes`` 1 (MULTI/EXEC: HSETNX/HSET and a small script), ``list`` 2 per page of
-checkpoints (+1 per page of metadata when filtering, +1 for the namespaces when none is given).
+blob refs, else a script returns the checkpoint, its writes and its channel values) when this saver holds the
+element records (messages) it references -- it holds those it wrote or read --, else +1 for the chunks and +1
+for the elements; ``put`` 1 (MULTI/EXEC: plain HSETs of the element records and channel values and a script
+for the rest; the run index joins it on a standalone server), ``put_writes`` 1 (MULTI/EXEC: HSETNX/HSET and a
+small script), ``list`` 2 per page of checkpoints (+1 or 2 for element records, +1 per page of metadata when
+filtering, +1 for the namespaces when none is given).
 """
 
 from freemem.redis.plans.checkpoints import get_tuple, list_checkpoints, put, put_writes
 from freemem.redis.plans.context import (
+    ElementCache,
     Fence,
     LeasePolicy,
     PlanContext,
@@ -39,6 +42,7 @@ from freemem.redis.plans.threads import (
 )
 
 __all__ = [
+    "ElementCache",
     "Fence",
     "LeasePolicy",
     "PlanContext",

@@ -56,12 +56,6 @@ def _load_call(ctx: PlanContext, thread_id: str, checkpoint_ns: str, ids: Sequen
     )
 
 
-def _to_tuple(serde: SerializerProtocol, thread_id: str, checkpoint_ns: str, entry: Sequence[Any]) -> CheckpointTuple:
-    """Build a CheckpointTuple from one entry returned by the LOAD script."""
-    raw_id, raw_hash, values = entry
-    return _build_tuple(serde, thread_id, checkpoint_ns, as_text(raw_id), as_hash(raw_hash), values)
-
-
 def _build_tuple(
     serde: SerializerProtocol,
     thread_id: str,
@@ -69,6 +63,7 @@ def _build_tuple(
     checkpoint_id: str,
     fields: Mapping[bytes, bytes],
     values: Sequence[Any] | None,
+    elements: Mapping[bytes, bytes],
 ) -> CheckpointTuple:
     try:
         checkpoint: Checkpoint = codec.decode_typed(serde, fields[b"cp"])
@@ -79,7 +74,7 @@ def _build_tuple(
     channel_values: dict[str, Any] = {}
     for ref, raw in zip(refs, values or (), strict=False):
         if not codec.is_empty_blob(raw):
-            channel_values[ref.rpartition("\x1f")[0]] = codec.decode_typed(serde, raw)
+            channel_values[ref.rpartition("\x1f")[0]] = codec.decode_value(serde, raw, elements)
     checkpoint["channel_values"] = channel_values
     parent = as_text(fields.get(b"p", b""))
     return CheckpointTuple(
@@ -87,8 +82,69 @@ def _build_tuple(
         checkpoint=checkpoint,
         metadata=metadata,
         parent_config=checkpoint_config(thread_id, checkpoint_ns, parent) if parent else None,
-        pending_writes=codec.decode_writes(serde, fields),
+        pending_writes=codec.decode_writes(serde, fields, elements),
     )
+
+
+def _digests_of(fields: Mapping[bytes, bytes], values: Sequence[Any] | None) -> list[bytes]:
+    """The element digests a loaded checkpoint (its channel values and pending writes) references."""
+    digests = [d for raw in values or () if raw is not None for d in codec.record_refs(raw)]
+    digests.extend(codec.write_refs(fields))
+    return digests
+
+
+def _elements(
+    ctx: PlanContext, thread_id: str, wanted: Mapping[str, Sequence[bytes]]
+) -> Plan[tuple[dict[bytes, bytes], set[bytes]]]:
+    """The element records of ``wanted`` digests (by namespace) and of the chunks among them: those this saver
+    holds, the rest fetched (one round trip per level of chunks); and the digests Redis no longer holds (their
+    checkpoint was deleted meanwhile)."""
+    records: dict[bytes, bytes] = {}
+    lost: set[bytes] = set()
+    pending = {ns: list(digests) for ns, digests in wanted.items() if digests}
+    while pending:
+        fetch: list[tuple[str, list[bytes]]] = []
+        found_now: list[tuple[str, bytes]] = []
+        for ns, digests in pending.items():
+            found, missing = ctx.elements.split(d for d in digests if d not in records)
+            records.update(found)
+            found_now.extend((ns, r) for r in found.values())
+            if missing:
+                fetch.append((ns, missing))
+        if fetch:
+            replies = yield Batch(*(("HMGET", ctx.layout.elements(thread_id, ns), *missing) for ns, missing in fetch))
+            got: dict[bytes, bytes] = {}
+            for (ns, missing), reply in zip(fetch, replies, strict=True):
+                for d, record in zip(missing, reply, strict=True):
+                    if record is None:
+                        lost.add(d)
+                    else:
+                        got[d] = record
+                        found_now.append((ns, record))
+            ctx.elements.add(got)
+            records.update(got)
+        pending = {}
+        for ns, record in found_now:  # chunks: their digests are wanted too
+            inner = codec.chunk_data(record)
+            if inner is not None:
+                pending.setdefault(ns, []).extend(d for d in codec.record_refs(record) if d not in records)
+        pending = {ns: ds for ns, ds in pending.items() if ds}
+    return records, lost
+
+
+def _complete(digests: Sequence[bytes], records: Mapping[bytes, bytes]) -> bool:
+    """Whether ``records`` hold every element ``digests`` name, through chunks."""
+    for d in digests:
+        record = records.get(d)
+        if record is None:
+            return False
+        if codec.chunk_data(record) is not None and not _complete(codec.record_refs(record), records):
+            return False
+    return True
+
+
+LOAD_TRIES = 3
+"""Loads of a checkpoint whose element records vanished before they were read (a concurrent delete)."""
 
 
 def _matches(metadata: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
@@ -99,7 +155,8 @@ def _matches(metadata: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
 
 
 def get_tuple(ctx: PlanContext, serde: SerializerProtocol, config: RunnableConfig) -> Plan[CheckpointTuple | None]:
-    """The checkpoint named by ``config`` (its ``checkpoint_id``, else the newest) — one round trip."""
+    """The checkpoint named by ``config`` (its ``checkpoint_id``, else the newest) — one round trip, plus one for
+    the element records (messages) this saver has not written or read before."""
     thread_id, checkpoint_ns = config_thread_id(config), config_namespace(config)
     checkpoint_id = get_checkpoint_id(config)
     known = None if ctx.policy.refresh_on_read else ctx.cache.lookup(thread_id, checkpoint_ns, checkpoint_id)
@@ -118,16 +175,57 @@ def get_tuple(ctx: PlanContext, serde: SerializerProtocol, config: RunnableConfi
         newest_ok = checkpoint_id is not None or [as_text(i) for i in replies[-1]] == [cid]
         if newest_ok and fields.get(b"r") == refs_raw:
             values = replies[1] if fields_wanted else []
-            return _build_tuple(serde, thread_id, checkpoint_ns, cid, fields, values)
-    (entries,) = yield Batch(_load_call(ctx, thread_id, checkpoint_ns, [checkpoint_id] if checkpoint_id else []))
-    if not entries:
-        return None
-    entry = entries[0]
-    fields = as_hash(entry[1])
-    found_id = as_text(entry[0])
-    if b"r" in fields:
-        ctx.cache.remember(thread_id, checkpoint_ns, found_id, fields[b"r"], newest=checkpoint_id is None)
-    return _build_tuple(serde, thread_id, checkpoint_ns, found_id, fields, entry[2])
+            records, lost = yield from _elements(ctx, thread_id, {checkpoint_ns: _digests_of(fields, values)})
+            if not lost:
+                return _build_tuple(serde, thread_id, checkpoint_ns, cid, fields, values, records)
+    found_id, lost = checkpoint_id or "", set()
+    for _ in range(LOAD_TRIES):
+        (entries,) = yield Batch(_load_call(ctx, thread_id, checkpoint_ns, [checkpoint_id] if checkpoint_id else []))
+        if not entries:
+            return None
+        entry = entries[0]
+        fields = as_hash(entry[1])
+        found_id = as_text(entry[0])
+        records, lost = yield from _elements(ctx, thread_id, {checkpoint_ns: _digests_of(fields, entry[2])})
+        if lost:
+            continue
+        if b"r" in fields:
+            ctx.cache.remember(thread_id, checkpoint_ns, found_id, fields[b"r"], newest=checkpoint_id is None)
+        return _build_tuple(serde, thread_id, checkpoint_ns, found_id, fields, entry[2], records)
+    raise StoreError(f"checkpoint {found_id!r} of thread {thread_id!r} references {len(lost)} element record(s) "
+                     f"missing from Redis (e.g. {min(lost).hex()}): its data is incomplete")
+
+
+def _load_many(
+    ctx: PlanContext, thread_id: str, by_ns: Mapping[str, Sequence[str]]
+) -> Plan[tuple[dict[tuple[str, str], Any], dict[bytes, bytes]]]:
+    """Checkpoints by ``(namespace, id)`` (those that exist) and the element records they reference. A checkpoint
+    whose records vanish before they are read (deleted meanwhile) is loaded again, and skipped once it is gone."""
+    namespaces = list(by_ns)
+    replies = yield Batch(*(_load_call(ctx, thread_id, ns, by_ns[ns]) for ns in namespaces))
+    loaded = {(ns, as_text(e[0])): e for ns, entries in zip(namespaces, replies, strict=True) for e in entries}
+    records: dict[bytes, bytes] = {}
+    for _ in range(LOAD_TRIES):
+        wanted: dict[str, list[bytes]] = {}
+        needs: dict[tuple[str, str], list[bytes]] = {}
+        for (ns, cid), entry in loaded.items():
+            digests = _digests_of(as_hash(entry[1]), entry[2])
+            if digests:
+                needs[(ns, cid)] = digests
+                wanted.setdefault(ns, []).extend(d for d in digests if d not in records)
+        got, lost = yield from _elements(ctx, thread_id, wanted)
+        records.update(got)
+        broken = [key for key, digests in needs.items() if lost and not _complete(digests, records)]
+        if not broken:
+            return loaded, records
+        again: dict[str, list[str]] = {}
+        for ns, cid in broken:
+            del loaded[(ns, cid)]
+            again.setdefault(ns, []).append(cid)
+        reloaded = yield Batch(*(_load_call(ctx, thread_id, ns, ids) for ns, ids in again.items()))
+        loaded.update({(ns, as_text(e[0])): e for ns, entries in zip(again, reloaded, strict=True) for e in entries})
+    raise StoreError(f"checkpoints {sorted(cid for _, cid in broken)!r} of thread {thread_id!r} reference element "
+                     "records missing from Redis: their data is incomplete")
 
 
 def _emit_page(
@@ -158,14 +256,12 @@ def _emit_page(
         by_ns: dict[str, list[str]] = {}
         for ns, cid in chunk:
             by_ns.setdefault(ns, []).append(cid)
-        namespaces = list(by_ns)
-        replies = yield Batch(*(_load_call(ctx, thread_id, ns, by_ns[ns]) for ns in namespaces))
-        loaded = {(ns, as_text(e[0])): e for ns, entries in zip(namespaces, replies, strict=True) for e in entries}
+        loaded, records = yield from _load_many(ctx, thread_id, by_ns)
         for ns, cid in chunk:
             entry = loaded.get((ns, cid))
             if entry is None:  # deleted between the index read and the load
                 continue
-            yield Emit(_to_tuple(serde, thread_id, ns, entry))
+            yield Emit(_build_tuple(serde, thread_id, ns, cid, as_hash(entry[1]), entry[2], records))
             if remaining is not None:
                 remaining -= 1
     return remaining
@@ -261,6 +357,25 @@ def list_checkpoints(
 # -- writes ----------------------------------------------------------------------------------------------------
 
 
+def _counted_args(records: codec.Elements) -> tuple[Any, ...]:
+    """``k`` and ``k`` ``(digest, record)`` pairs, as the scripts take them."""
+    return (len(records), *(x for pair in records.items() for x in pair))
+
+
+def _element_commands(ctx: PlanContext, thread_id: str, checkpoint_ns: str, elements: codec.Elements) -> list[Any]:
+    """Plain commands that store element records (each rewritten with the same bytes if present), registered
+    with the thread and given its TTL, before the script that references them (a write without a lease)."""
+    if not elements:
+        return []
+    layout, policy = ctx.layout, ctx.policy
+    key = layout.elements(thread_id, checkpoint_ns)
+    commands: list[Any] = [("HSET", key, *(x for pair in elements.items() for x in pair)),
+                           ("SADD", layout.registry(thread_id), key)]
+    if policy.ttl_ms:
+        commands.append(("PEXPIRE", key, policy.expire_ms))
+    return commands
+
+
 def put(
     ctx: PlanContext,
     serde: SerializerProtocol,
@@ -281,10 +396,15 @@ def put(
     parent_id = config["configurable"].get("checkpoint_id") or ""
     record = dict(checkpoint)
     values: dict[str, Any] = record.pop("channel_values", None) or {}  # type: ignore[assignment]
-    blob_args: list[Any] = []
+    blob_args: list[Any] = []  # plain values: a plain HSET
+    ref_args: list[Any] = []  # lists stored element by element: their reference records, counted by the script
+    leaves: codec.Elements = {}
+    chunks: codec.Elements = {}
     for channel, version in new_versions.items():
-        blob_args.append(codec.blob_field(channel, version))
-        blob_args.append(codec.encode_typed(serde, values[channel]) if channel in values else codec.EMPTY_BLOB)
+        enc = codec.encode_value(serde, values[channel]) if channel in values else codec.Encoded(codec.EMPTY_BLOB, {}, {})
+        (ref_args if enc.leaves else blob_args).extend((codec.blob_field(channel, version), enc.record))
+        leaves.update(enc.leaves)
+        chunks.update(enc.chunks)
     _, refs = codec.blob_refs(checkpoint["channel_versions"])
     refs_raw = codec.refs_json(refs)
     stored_metadata = get_checkpoint_metadata(config, metadata)
@@ -298,6 +418,8 @@ def put(
         layout.blobs(thread_id, checkpoint_ns),
         layout.checkpoint(thread_id, checkpoint_ns, checkpoint_id),
         layout.refresh_marker(thread_id),
+        layout.elements(thread_id, checkpoint_ns),
+        layout.element_counts(thread_id, checkpoint_ns),
     )
     args: tuple[Any, ...] = (
         escape(checkpoint_ns),
@@ -312,13 +434,18 @@ def put(
         refs_raw,
         run,
     )
+    counted = (*_counted_args(chunks), len(ref_args) // 2, *ref_args)
+    commands: list[Any] = []
     if fence is None:
-        call = Eval(scripts.PUT, keys, args)
-    else:
+        call = Eval(scripts.PUT, keys, (*args, *counted))
+        # Element records and plain channel values go in plain HSETs (never through Lua), atomically with the
+        # script: MULTI/EXEC.
+        commands.extend(_element_commands(ctx, thread_id, checkpoint_ns, leaves))
+    else:  # element records through the script, which stores none when it refuses the write
         call = Eval(scripts.PUT_LEASED, (*keys, layout.lease(thread_id)),
-                    (*args, fence.owner, fence.ttl_ms, repr(thread_id)))
-    # Channel values go in a plain HSET (never through Lua), atomically with the script: MULTI/EXEC.
-    commands: list[Any] = [("HSET", layout.blobs(thread_id, checkpoint_ns), *blob_args)] if blob_args else []
+                    (*args, fence.owner, fence.ttl_ms, repr(thread_id), *_counted_args(leaves), *counted))
+    if blob_args:
+        commands.append(("HSET", layout.blobs(thread_id, checkpoint_ns), *blob_args))
     commands.append(call)
     before: list[Any] = []
     if run:
@@ -329,6 +456,8 @@ def put(
         if policy.ttl_ms:
             before.append(("PEXPIRE", run_key, policy.expire_ms))
     yield Batch(*commands, atomic=True, before=tuple(before))
+    ctx.elements.add(leaves)
+    ctx.elements.add(chunks)
     ctx.cache.remember(thread_id, checkpoint_ns, checkpoint_id, refs_raw, newest=True)
     return checkpoint_config(thread_id, checkpoint_ns, checkpoint_id)
 
@@ -356,32 +485,44 @@ def put_writes(
     key = layout.checkpoint(thread_id, checkpoint_ns, checkpoint_id)
     keep_first: list[Any] = []
     overwrite: list[Any] = []
+    counted: list[Any] = []  # regular writes stored element by element: through the script, which counts them
+    leaves: codec.Elements = {}
+    chunks: codec.Elements = {}
     for idx, (channel, value) in enumerate(writes):
         write_idx = WRITES_IDX_MAP.get(channel, idx)
-        pair = (codec.write_field(task_id, write_idx), codec.encode_write(serde, task_id, write_idx, channel, value, task_path))
-        (overwrite if write_idx < 0 else keep_first).append(pair)
-    if fence is not None:
-        pairs = [x for pair in (*keep_first, *overwrite) for x in pair]
-        yield Batch(Eval(
+        enc = codec.encode_write(serde, task_id, write_idx, channel, value, task_path, split=write_idx >= 0)
+        pair = (codec.write_field(task_id, write_idx), enc.record)
+        (overwrite if write_idx < 0 else counted if enc.leaves else keep_first).append(pair)
+        leaves.update(enc.leaves)
+        chunks.update(enc.chunks)
+    element_keys = (layout.elements(thread_id, checkpoint_ns), layout.element_counts(thread_id, checkpoint_ns))
+    commands: list[Any] = []
+    if fence is not None:  # everything through the script, which stores nothing when it refuses the write
+        first = [*counted, *keep_first]
+        pairs = [x for pair in (*first, *overwrite) for x in pair]
+        commands.append(Eval(
             scripts.PUT_WRITES_LEASED,
             (layout.registry(thread_id), layout.namespaces(thread_id), key, layout.refresh_marker(thread_id),
-             layout.lease(thread_id)),
+             layout.lease(thread_id), *element_keys),
             (escape(checkpoint_ns), policy.ttl_ms, policy.slack_ms, fence.owner, fence.ttl_ms, repr(thread_id),
-             len(keep_first), *pairs),
+             *_counted_args(leaves), *_counted_args(chunks), len(first), *pairs),
         ))
-        return
-    # Regular writes keep the first value stored for (task_id, idx) (HSETNX); special channels (negative idx)
-    # are overwritten. Plain commands so values never pass through Lua; MULTI/EXEC with the registration.
-    commands: list[Any] = [("HSETNX", key, f, v) for f, v in keep_first]
-    if overwrite:
-        commands.append(("HSET", key, *(x for pair in overwrite for x in pair)))
-    commands.append(
-        Eval(
-            scripts.PUT_WRITES,
-            (layout.registry(thread_id), layout.namespaces(thread_id), key, layout.refresh_marker(thread_id)),
-            (escape(checkpoint_ns), policy.ttl_ms, policy.slack_ms),
+    else:
+        commands.extend(_element_commands(ctx, thread_id, checkpoint_ns, leaves))
+        # Regular writes keep the first value stored for (task_id, idx) (HSETNX); special channels (negative
+        # idx) are overwritten. Plain commands so values never pass through Lua; MULTI/EXEC with the script.
+        commands.extend(("HSETNX", key, f, v) for f, v in keep_first)
+        if overwrite:
+            commands.append(("HSET", key, *(x for pair in overwrite for x in pair)))
+        commands.append(
+            Eval(
+                scripts.PUT_WRITES,
+                (layout.registry(thread_id), layout.namespaces(thread_id), key, layout.refresh_marker(thread_id),
+                 *element_keys),
+                (escape(checkpoint_ns), policy.ttl_ms, policy.slack_ms, *_counted_args(chunks), len(counted),
+                 *(x for pair in counted for x in pair)),
+            )
         )
-    )
     yield Batch(*commands, atomic=True)
-
-
+    ctx.elements.add(leaves)
+    ctx.elements.add(chunks)

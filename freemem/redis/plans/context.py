@@ -4,6 +4,9 @@ helpers for configs and replies."""
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +17,7 @@ from freemem.redis.keys import KeyLayout
 
 __all__ = [
     "LEASE_BLOCK_S",
+    "ElementCache",
     "Fence",
     "LeasePolicy",
     "PlanContext",
@@ -110,6 +114,55 @@ class RefCache:
         return None if refs is None else (checkpoint_id, refs)
 
 
+class ElementCache:
+    """Element records (see :mod:`~freemem.redis.codec`) this saver wrote or read, by digest, most recent last.
+
+    A record is named by the digest of its bytes, so an entry is never stale, whoever writes or deletes the
+    thread: the cache only saves fetching a checkpoint's messages again (``get_tuple`` is then one round trip
+    when the ref cache knows the checkpoint too). Bounded by the bytes it holds; safe to share between threads.
+    """
+
+    __slots__ = ("_lock", "_records", "max_bytes", "size")
+
+    def __init__(self, max_bytes: int = 64 << 20) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._records: OrderedDict[bytes, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, records: Mapping[bytes, bytes]) -> None:
+        if self.max_bytes <= 0:
+            return
+        with self._lock:
+            for digest, record in records.items():
+                if digest in self._records:
+                    self._records.move_to_end(digest)
+                    continue
+                self._records[digest] = record
+                self.size += len(record)
+            while self.size > self.max_bytes and self._records:
+                _, dropped = self._records.popitem(last=False)
+                self.size -= len(dropped)
+
+    def split(self, digests: Iterable[bytes]) -> tuple[dict[bytes, bytes], list[bytes]]:
+        """``(records found here, digests not here)``; each digest once."""
+        found: dict[bytes, bytes] = {}
+        missing: list[bytes] = []
+        seen: set[bytes] = set()
+        with self._lock:
+            for digest in digests:
+                if digest in seen:
+                    continue
+                seen.add(digest)
+                record = self._records.get(digest)
+                if record is None:
+                    missing.append(digest)
+                else:
+                    self._records.move_to_end(digest)
+                    found[digest] = record
+        return found, missing
+
+
 @dataclass(frozen=True, slots=True)
 class LeasePolicy:
     """The opt-in writer lease of a thread (see :class:`~freemem.redis.RedisSaver`).
@@ -145,12 +198,13 @@ LEASE_BLOCK_S = 1.0
 
 @dataclass(frozen=True, slots=True)
 class PlanContext:
-    """Everything a plan needs besides the serializer: where keys live, the storage policy, and the
-    (verified-on-use) :class:`RefCache` of this saver."""
+    """Everything a plan needs besides the serializer: where keys live, the storage policy, the
+    (verified-on-use) :class:`RefCache` and the (content-addressed) :class:`ElementCache` of this saver."""
 
     layout: KeyLayout = field(default_factory=KeyLayout)
     policy: StoragePolicy = field(default_factory=StoragePolicy)
     cache: RefCache = field(default_factory=RefCache)
+    elements: ElementCache = field(default_factory=ElementCache)
 
 
 

@@ -93,9 +93,11 @@ def copy_thread(ctx: PlanContext, source_thread_id: str, target_thread_id: str) 
     args: list[Any] = [policy.ttl_ms, policy.slack_ms]
     runs: set[str] = set()
     checkpoint_prefix = layout.thread_base(source) + "c:"
+    counts_prefix = layout.thread_base(source) + "mc:"
     for raw_key, raw_kind, items in exported:
         key = as_text(raw_key)
-        args.extend((layout.rebase(key, source, target), raw_kind, len(items), *items))
+        kind = "counts" if key.startswith(counts_prefix) else raw_kind  # reference counts add up on a merge
+        args.extend((layout.rebase(key, source, target), kind, len(items), *items))
         if key.startswith(checkpoint_prefix):
             run = as_hash(items).get(b"run")
             if run:
