@@ -220,6 +220,6 @@ class RoundPolicy:
         _count("max_rounds", self.max_rounds, 1)
         if self.timeout is not None and (isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float))
                                          or not self.timeout > 0 or math.isnan(self.timeout)):
-            raise ConfigError("round_timeout must be a positive number of seconds or None")
+            raise ConfigError(f"RoundPolicy.timeout must be a positive number of seconds or None, got {self.timeout!r}")
         if self.max_freed_share is not None:
             _share("max_freed_share", self.max_freed_share)

@@ -101,6 +101,19 @@ _LEGACY: dict[str, tuple[str, str]] = {
 }
 _GROUP_CLASS = {"triggers": "Triggers", "fold": "FoldPolicy", "cache": "CachePolicy", "rounds": "RoundPolicy",
                 "budget": "Budget"}
+#: The attributes FreeMemory had before its value objects, and where each is now read (deprecated: reading one
+#: works for one release with a DeprecationWarning). ``cache`` was the price model: it is now ``cache.model``.
+_LEGACY_ATTRIBUTES: dict[str, tuple[str, str]] = {
+    "fold_share": ("fold", "share"),
+    "fold_target": ("fold", "target"),
+    "fold_keep_units": ("fold", "keep_units"),
+    "summarizer": ("fold", "summarizer"),
+    "low_water": ("cache", "low_water"),
+    "marker": ("rounds", "marker"),
+    "max_freed_share": ("rounds", "max_freed_share"),
+    "max_rounds": ("rounds", "max_rounds"),
+    "round_timeout": ("rounds", "timeout"),
+}
 
 
 def reject_duplicate_ids(messages: Sequence[Any], views: Sequence[MessageView] | None = None) -> None:
@@ -322,6 +335,21 @@ class FreeMemory:
         #: Fold messages name the ``recall`` tool (set when a surface offers it to the agent).
         self.recall_hint = False
         self.stats = _Stats()
+
+    def __getattr__(self, name: str) -> Any:
+        """The attributes of earlier releases (``round_timeout``, ``low_water``, ``fold_share``, ...), read from
+        the value object that now holds each, with a ``DeprecationWarning``."""
+        if name not in _LEGACY_ATTRIBUTES:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        group, attr = _LEGACY_ATTRIBUTES[name]
+        warnings.warn(f"FreeMemory.{name} is deprecated and will be removed in the next release: read "
+                      f"memory.{group}.{attr}", DeprecationWarning, stacklevel=2)
+        held = self.__dict__
+        # Folding's settings are kept when folding is off (as the old attributes were); without a cache, the
+        # cache's defaults.
+        settings = {"fold": held.get("_fold_settings"), "cache": held.get("cache") or CachePolicy(),
+                    "rounds": held.get("rounds")}[group]
+        return getattr(settings, attr)
 
     def _set_digest_bounds(self) -> None:
         """The digest bounds for the messages' budget: the fold policy's, or ``DIGEST_SHARE`` of the budget

@@ -3,6 +3,7 @@ arguments of earlier releases, which keep working for one release with a Depreca
 
 from __future__ import annotations
 
+import copy
 import inspect
 from typing import Any
 
@@ -84,6 +85,31 @@ def test_each_old_keyword_argument_warns_and_builds_the_same_memory(name: str, v
     assert _settings(old) == _settings(current)
 
 
+#: Each attribute of earlier releases, a memory, and the value it reads.
+OLD_ATTRIBUTES: list[tuple[str, dict[str, Any], Any]] = [
+    ("fold_share", {"fold": FoldPolicy(share=0.2)}, 0.2),
+    ("fold_target", {"fold": FoldPolicy(target=0.8)}, 0.8),
+    ("fold_keep_units", {"fold": False}, FoldPolicy().keep_units),  # read as before when folding is off
+    ("summarizer", {"fold": FoldPolicy(summarizer=SUMMARIZER)}, SUMMARIZER),
+    ("low_water", {"cache": CachePolicy(low_water=0.7)}, 0.7),
+    ("marker", {"rounds": RoundPolicy(marker="[cut]")}, "[cut]"),
+    ("max_freed_share", {"rounds": RoundPolicy(max_freed_share=0.5)}, 0.5),
+    ("max_rounds", {"rounds": RoundPolicy(max_rounds=2)}, 2),
+    ("round_timeout", {"rounds": RoundPolicy(timeout=None)}, None),
+]
+
+
+@pytest.mark.parametrize(("name", "given", "value"), OLD_ATTRIBUTES, ids=[a for a, _g, _v in OLD_ATTRIBUTES])
+def test_each_old_attribute_reads_its_value_object_with_a_warning(name: str, given: dict[str, Any],
+                                                                  value: Any) -> None:
+    memory = FreeMemory(counter="approx", budget=4000, **given)
+    with pytest.deprecated_call(match=rf"FreeMemory\.{name} is deprecated"):
+        assert getattr(memory, name) == value
+    with pytest.raises(AttributeError, match="no attribute 'fold_sharee'"):
+        memory.fold_sharee  # type: ignore[attr-defined]  # noqa: B018
+    assert copy.copy(memory).rounds is memory.rounds  # copies (``reserved``) do not trip on the old names
+
+
 def test_old_and_new_arguments_of_one_feature_do_not_mix() -> None:
     with pytest.deprecated_call(), pytest.raises(ConfigError, match="fold_share inside the FoldPolicy"):
         FreeMemory(fold=FoldPolicy(), fold_share=0.2)
@@ -140,7 +166,7 @@ def test_triggers_and_budget() -> None:
     (lambda: CachePolicy(low_water=0), "low_water"),
     (lambda: CachePolicy(clock=3), "clock"),
     (lambda: RoundPolicy(max_rounds=0), "max_rounds"),
-    (lambda: RoundPolicy(timeout=0), "round_timeout"),
+    (lambda: RoundPolicy(timeout=0), "RoundPolicy.timeout"),
     (lambda: RoundPolicy(max_freed_share=2.0), "max_freed_share"),
     (lambda: FreeMemory(budget="16k"), "budget must be"),  # type: ignore[arg-type]
     (lambda: FreeMemory(triggers=["over budget"]), "triggers must be"),  # type: ignore[list-item]

@@ -1,4 +1,4 @@
-"""FreeMemory(summarizer=...): a chat model writes each fold's digest; any failure keeps the extractive one."""
+"""FreeMemory(fold=FoldPolicy(summarizer=...)): a chat model writes each fold's digest; any failure keeps the extractive one."""
 
 from __future__ import annotations
 

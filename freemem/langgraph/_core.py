@@ -288,7 +288,7 @@ class CleanStep:
         return self._idle
 
     def clock(self) -> float:
-        """Now, by the memory's clock (``FreeMemory(clock=...)``), else ``time.time()``."""
+        """Now, by the memory's clock (``CachePolicy(clock=...)``), else ``time.time()``."""
         clock = getattr(self.memory, "clock", None)
         return float(clock() if callable(clock) else time.time())
 
