@@ -13,6 +13,7 @@ from langchain_core.messages import HumanMessage, convert_to_messages
 
 import freemem.core.views as views_module
 from freemem import CachePolicy, FoldPolicy, FreeMemory, HeuristicCleaner, Triggers
+from freemem.core.cleaner import Cleaner, Proposal
 from freemem.core.snapshot import Snapshot
 from freemem.langgraph import LAST_CALL_KEY, CleanStep
 from tests.test_folding import build_transcript
@@ -108,6 +109,34 @@ def test_the_heuristic_runs_on_the_callers_thread_without_a_deadline() -> None:
     asyncio.run(memory.aclean(messages))
     me = threading.current_thread().name
     assert cleaner.threads and set(cleaner.threads) == {me}
+
+
+class Dropping(Cleaner):
+    """A cleaner of one's own (no apropose of its own): proposes nothing, and notes the thread it runs on."""
+
+    name = "dropping"
+
+    def __init__(self, in_process: bool) -> None:
+        self.in_process = in_process
+        self.threads: list[str] = []
+
+    def propose(self, context: Any) -> Proposal:
+        self.threads.append(threading.current_thread().name)
+        return Proposal(commands=[], cleaner=self.name)
+
+
+@pytest.mark.parametrize("in_process", [True, False])
+def test_a_cleaner_says_whether_it_runs_in_process(in_process: bool) -> None:
+    """An in-process cleaner of one's own runs on the caller's thread, sync and async (the base's apropose
+    follows the flag); any other runs its sync calls in a worker thread, within the round's deadline."""
+    cleaner = Dropping(in_process)
+    memory = FreeMemory(cleaner, counter="approx", budget=2000, fold=False)
+    messages = build_transcript(11, 40)
+    memory.clean(messages)
+    asyncio.run(memory.aclean(messages))
+    me = threading.current_thread().name
+    assert len(cleaner.threads) == 2
+    assert (set(cleaner.threads) == {me}) is in_process
 
 
 class Recording:

@@ -68,7 +68,10 @@ class Cleaner(ABC):
         """Return the commands this cleaner would apply to ``context``."""
 
     async def apropose(self, context: Context) -> Proposal:
-        """Async twin of :meth:`propose`. The default runs :meth:`propose` in a worker thread."""
+        """Async twin of :meth:`propose`. The default runs :meth:`propose` in a worker thread, or in the
+        caller's task for an :attr:`in_process` cleaner."""
+        if self.in_process:
+            return self.propose(context)
         return await asyncio.to_thread(self.propose, context)
 
     def __repr__(self) -> str:  # pragma: no cover - cosmetic
