@@ -253,7 +253,9 @@ class FreeMemory:
     The keyword arguments of earlier releases (``every_tokens``, ``on_loop``, ``fold_share``, ``fold_target``,
     ``fold_keep_units``, ``digest_tokens``, ``summarizer``, ``low_water``, ``clock``, ``marker``,
     ``max_freed_share``, ``max_rounds``, ``round_timeout``, ``fixed_tokens``, ``image_rule``) still work for
-    this release, with a ``DeprecationWarning`` naming the value object that takes each.
+    this release, with a ``DeprecationWarning`` naming the value object that takes each; so do reads of the old
+    attributes (``memory.round_timeout`` is ``memory.rounds.timeout``, ``memory.low_water`` is
+    ``memory.cache.low_water``, ...).
 
     Cost-aware scheduling (``cache`` set, messages only; plain text and ``cache=None`` are cost-blind). An
     edit invalidates the provider's cached prefix from its first changed message on, so a round costs
