@@ -22,5 +22,5 @@ BENCHMARKS: dict[str, str] = {
             "MemoryBank chats: facts kept, reachable with recall(query), answered by a real model",
     "recall": "archive search latency (p50/p95) at 10,000 archived passages: in memory, SQLite FTS5, core Redis",
     "race": "two writers on one thread: what RedisSaver (with and without the lease), SqliteSaver, InMemorySaver keep",
-    "inspector": "the inspector's thread page on a 10,000-event thread: time and bytes of the first page",
+    "inspector": "the inspector's thread page on a 10,000-event thread: cold and warm time and bytes of its pages",
 }

@@ -221,9 +221,15 @@ class BaseArchive:
         return await self._acall(self.record, thread_id, event)  # type: ignore[attr-defined]
 
     async def alist_events(self, thread_id: str, *, newest_first: bool = False,
-                           limit: int | None = None) -> list[dict[str, Any]]:
+                           limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+        paging = {"offset": offset} if offset else {}  # a subclass's list_events may not page
         return await self._acall(self.list_events, thread_id,  # type: ignore[attr-defined]
-                                 newest_first=newest_first, limit=limit)
+                                 newest_first=newest_first, limit=limit, **paging)
+
+    async def acount_events(self, thread_id: str) -> tuple[int, int]:
+        """How many events the thread has archived, and how many are not restored yet (the archives that
+        count: ``count_events``; optional, outside the protocols: the inspector pages with it)."""
+        return await self._acall(self.count_events, thread_id)  # type: ignore[attr-defined]
 
     async def aget_event(self, thread_id: str, event_id: str) -> dict[str, Any]:
         return await self._acall(self.get_event, thread_id, event_id)  # type: ignore[attr-defined]

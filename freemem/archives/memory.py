@@ -103,13 +103,21 @@ class InMemoryArchive(BaseArchive):
         return sorted(events, key=lambda e: event_time(e["created_at"]))
 
     def list_events(self, thread_id: str, *, newest_first: bool = False,
-                    limit: int | None = None) -> list[dict[str, Any]]:
+                    limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
         events = self._ordered(thread_id)
         if newest_first:
             events.reverse()
+        events = events[max(0, offset):]
         if limit is not None:
             events = events[:max(0, limit)]
         return [self._with_mark(thread_id, e, full=False) for e in events]
+
+    def count_events(self, thread_id: str) -> tuple[int, int]:
+        """How many events the thread has archived, and how many are not restored yet."""
+        with self._lock:
+            ids = list(self._threads.get(str(thread_id), {}))
+            restored = sum(1 for eid in ids if (str(thread_id), eid) in self._restored)
+        return len(ids), len(ids) - restored
 
     def get_event(self, thread_id: str, event_id: str) -> dict[str, Any]:
         with self._lock:

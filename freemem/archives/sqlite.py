@@ -212,15 +212,22 @@ class SqliteArchive(BaseArchive):
             want *= 4
 
     def list_events(self, thread_id: str, *, newest_first: bool = False,
-                    limit: int | None = None) -> list[dict[str, Any]]:
-        """Summaries (events without spans, with ``n_spans``, ``span_tokens``, ``restored_at``) in time order."""
+                    limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+        """Summaries (events without spans, with ``n_spans``, ``span_tokens``, ``restored_at``) in time order
+        (``offset``: skip that many first)."""
         if limit is not None and limit <= 0:
             return []
         order = "DESC" if newest_first else "ASC"
         rows = self._rows(f"SELECT summary, restored_at FROM freemem_archive WHERE thread = ? "
-                          f"ORDER BY created_at {order}, rowid {order} LIMIT ?",
-                          (str(thread_id), -1 if limit is None else limit))
+                          f"ORDER BY created_at {order}, rowid {order} LIMIT ? OFFSET ?",
+                          (str(thread_id), -1 if limit is None else limit, max(0, offset)))
         return [self._load(raw, restored) for raw, restored in rows]
+
+    def count_events(self, thread_id: str) -> tuple[int, int]:
+        """How many events the thread has archived, and how many are not restored yet (one indexed count)."""
+        rows = self._rows("SELECT COUNT(*), COUNT(*) - COUNT(restored_at) FROM freemem_archive WHERE thread = ?",
+                          (str(thread_id),))
+        return int(rows[0][0]), int(rows[0][1])
 
     def get_event(self, thread_id: str, event_id: str) -> dict[str, Any]:
         """The full event, spans included; raises ``KeyError`` if absent."""

@@ -187,20 +187,29 @@ def search_plan(ctx: ArchiveContext, thread_id: str, query: str, k: int) -> Plan
 
 
 def list_plan(
-    ctx: ArchiveContext, thread_id: str, *, newest_first: bool = False, limit: int | None = None
+    ctx: ArchiveContext, thread_id: str, *, newest_first: bool = False, limit: int | None = None, offset: int = 0
 ) -> Plan[list[dict[str, Any]]]:
-    """Event summaries in time order, each with ``restored_at`` (``None`` until restored)."""
+    """Event summaries in time order, each with ``restored_at`` (``None`` until restored); ``offset`` skips
+    that many first (in the order asked for)."""
     if limit is not None and limit <= 0:
         return []
     by_time, _, summaries, marks = keys = ctx.layout.archive_keys(str(thread_id))
-    stop = -1 if limit is None else limit - 1
-    order = ("ZRANGE", by_time, 0, stop, "REV") if newest_first else ("ZRANGE", by_time, 0, stop)
+    start = max(0, offset)
+    stop = -1 if limit is None else start + limit - 1
+    order = ("ZRANGE", by_time, start, stop, "REV") if newest_first else ("ZRANGE", by_time, start, stop)
     replies = yield Batch(order, *_refresh(ctx, keys))
     ids = replies[0]
     if not ids:
         return []
     values, restored = yield Batch(("HMGET", summaries, *ids), ("HMGET", marks, *ids))
     return [_with_mark(_loads(v), m) for v, m in zip(values, restored, strict=True) if v is not None]
+
+
+def count_plan(ctx: ArchiveContext, thread_id: str) -> Plan[tuple[int, int]]:
+    """How many events the thread has archived, and how many of them are not restored yet."""
+    by_time, _, _, marks = keys = ctx.layout.archive_keys(str(thread_id))
+    total, restored, *_ = yield Batch(("ZCARD", by_time), ("HLEN", marks), *_refresh(ctx, keys))
+    return int(total), max(0, int(total) - int(restored))
 
 
 def get_plan(ctx: ArchiveContext, thread_id: str, event_id: str) -> Plan[dict[str, Any]]:
@@ -339,9 +348,16 @@ class RedisArchive(_ArchiveShell, BaseArchive):
         """Store an event (its ``"id"``, or a new uuid); returns the id. Re-recording an id overwrites it."""
         return self._driver.run(record_plan(self.context, thread_id, event))
 
-    def list_events(self, thread_id: str, *, newest_first: bool = False, limit: int | None = None) -> list[dict[str, Any]]:
-        """Summaries (events without spans, with ``n_spans``, ``span_tokens``, ``restored_at``) in time order."""
-        return self._driver.run(list_plan(self.context, thread_id, newest_first=newest_first, limit=limit))
+    def list_events(self, thread_id: str, *, newest_first: bool = False, limit: int | None = None,
+                    offset: int = 0) -> list[dict[str, Any]]:
+        """Summaries (events without spans, with ``n_spans``, ``span_tokens``, ``restored_at``) in time order
+        (``offset``: skip that many first)."""
+        return self._driver.run(list_plan(self.context, thread_id, newest_first=newest_first, limit=limit,
+                                          offset=offset))
+
+    def count_events(self, thread_id: str) -> tuple[int, int]:
+        """How many events the thread has archived, and how many are not restored yet (two O(1) reads)."""
+        return self._driver.run(count_plan(self.context, thread_id))
 
     def get_event(self, thread_id: str, event_id: str) -> dict[str, Any]:
         """The full event, spans included; raises ``KeyError`` if absent."""
@@ -418,10 +434,15 @@ class AsyncRedisArchive(_ArchiveShell):
         return await self._driver.run(record_plan(self.context, thread_id, event))
 
     async def alist_events(
-        self, thread_id: str, *, newest_first: bool = False, limit: int | None = None
+        self, thread_id: str, *, newest_first: bool = False, limit: int | None = None, offset: int = 0
     ) -> list[dict[str, Any]]:
         """Summaries in time order (see :meth:`RedisArchive.list_events`)."""
-        return await self._driver.run(list_plan(self.context, thread_id, newest_first=newest_first, limit=limit))
+        return await self._driver.run(list_plan(self.context, thread_id, newest_first=newest_first, limit=limit,
+                                                offset=offset))
+
+    async def acount_events(self, thread_id: str) -> tuple[int, int]:
+        """How many events the thread has archived, and how many are not restored yet."""
+        return await self._driver.run(count_plan(self.context, thread_id))
 
     async def aget_event(self, thread_id: str, event_id: str) -> dict[str, Any]:
         """The full event, spans included; raises ``KeyError`` if absent."""

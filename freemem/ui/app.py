@@ -3,8 +3,10 @@
 Routes (thread and event ids travel in the query string, so any id works, slashes included)::
 
     GET  /                          the thread picker
-    GET  /thread?id=T[&epage=N][&mpage=M]   the sawtooth, one page of the cleaning events (epage), one page
-                                    of the context, original / pruned (mpage)
+    GET  /thread?id=T[&epage=N][&mpage=M][&context=original|pruned]   the sawtooth, one page of the cleaning
+                                    events (epage), one page of the context, original / pruned (mpage); a
+                                    long thread's original is rebuilt only with context=original
+    GET  /chart?id=T[&epage=N]       the sawtooth alone (a long thread's page fetches it once shown)
     GET  /event?thread=T&id=E       one event: summary, cache cost, removed spans, folds, in place
     GET  /recall?thread=T&ref=R     the archived text a marker or fold handle names
     POST /restore  thread=T [event=E] csrf=...   put text back (the only write), then redirect to the thread
@@ -47,7 +49,8 @@ __all__ = ["TOKEN_COOKIE", "create_app", "host_of"]
 TOKEN_COOKIE = "freemem_ui_token"
 STATIC = Path(__file__).parent / "static"
 MAX_FORM_BYTES = 64 * 1024
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; "
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+       "form-action 'self'; "
        "frame-ancestors 'none'; base-uri 'none'")
 SECURITY_HEADERS = {
     "content-security-policy": CSP,
@@ -191,13 +194,29 @@ def create_app(source: ThreadSource, *, token: str | None = None, allow_restore:
         except ValueError:
             raise KeyError(f"query parameter {name!r} must be a page number, got {raw!r}") from None
 
+    def context_choice(request: Request) -> str | None:
+        raw = request.query_params.get("context") or None
+        if raw not in (None, "original", "pruned"):
+            raise KeyError(f"query parameter 'context' must be 'original' or 'pruned', got {raw!r}")
+        return raw
+
     async def thread(request: Request) -> Response:
         async def run() -> Response:
             (tid,) = need(request, "id")
-            data = await run_in_threadpool(lambda: source.thread(tid, events_page=page_number(request, "epage"),
-                                                                 messages_page=page_number(request, "mpage")))
+            ctx = context_choice(request)
+            data = await run_in_threadpool(lambda: source.thread(
+                tid, events_page=page_number(request, "epage"), messages_page=page_number(request, "mpage"),
+                original=None if ctx is None else ctx == "original"))
             return page(render.thread_page(data, where=where, csrf=csrf, flash=request.query_params.get("flash"),
-                                          has_archive=source.archive is not None))
+                                          has_archive=source.archive is not None, context=ctx))
+        return await guarded(run)
+
+    async def chart(request: Request) -> Response:
+        async def run() -> Response:
+            (tid,) = need(request, "id")
+            data = await run_in_threadpool(lambda: source.thread(
+                tid, events_page=page_number(request, "epage"), original=False, chart=True))
+            return page(render.chart_page(data, where=where))
         return await guarded(run)
 
     def _event_view(tid: str, eid: str) -> tuple[dict[str, Any], list[Any], bool]:
@@ -251,6 +270,7 @@ def create_app(source: ThreadSource, *, token: str | None = None, allow_restore:
     routes = [
         Route("/", threads),
         Route("/thread", thread),
+        Route("/chart", chart),
         Route("/event", event),
         Route("/recall", recall),
         Route("/restore", restore, methods=["POST"]),

@@ -297,13 +297,15 @@ def events_table(events: Sequence[EventRow], thread_id: str, *, csrf: str | None
             f"<th>found in</th><th>status</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
 
 
-def _pager(page: ThreadPage, which: str, anchor: str) -> str:
-    """First / previous / "page X of Y" / next / last links for the events (``epage``) or messages (``mpage``)."""
+def _pager(page: ThreadPage, which: str, anchor: str, context: str | None = None) -> str:
+    """First / previous / "page X of Y" / next / last links for the events (``epage``) or messages (``mpage``);
+    ``context`` (the ``context=`` asked for: ``original`` / ``pruned``) is kept."""
     current, pages = ((page.events_page, page.events_pages) if which == "epage"
                       else (page.messages_page, page.messages_pages))
     if pages <= 1:
         return ""
-    other = {"mpage": page.messages_page} if which == "epage" else {"epage": page.events_page}
+    other: dict[str, Any] = ({"mpage": page.messages_page} if which == "epage" else {"epage": page.events_page})
+    other["context"] = context
 
     def link(n: int, label: str, rel: str) -> str:
         if n == current or not 1 <= n <= pages:
@@ -329,8 +331,43 @@ def _skipped_note(page: ThreadPage) -> str:
             f"skips them.</p><ul>{items}{more}</ul></div>")
 
 
+def _chart_stats(page: ThreadPage) -> str:
+    sent = sum(c.tokens_sent for c in page.calls)
+    without = sum(c.tokens_without for c in page.calls)
+    return (f"{len(page.calls):,} model calls, {sent:,} tokens of messages sent"
+            + (f" ({without:,} without freemem: {1 - sent / without:.0%} saved)" if without else ""))
+
+
+def chart_section(page: ThreadPage, *, stats: bool = False) -> str:
+    """The chart of tokens sent per model call (``stats``: with the totals above it, as on its own page)."""
+    return ('<section id="chart-section"><h2>Tokens sent per model call</h2>'
+            + (f'<p class="muted" id="chart-stats">{esc(_chart_stats(page))}</p>' if stats else "")
+            + sawtooth_svg(page.calls, page.events, page.thread_id)
+            + ('<p class="muted" id="chart-truncated">The chart shows the newest checkpoints only.</p>'
+               if page.history_truncated else "")
+            + "</section>")
+
+
+def _chart_deferred(page: ThreadPage) -> str:
+    """A long thread's chart, drawn on its own request (``/chart``: a walk of the checkpoint history, each read
+    in full): the page's script puts it in place once drawn; without script, a link to it."""
+    href = _url("/chart", id=page.thread_id, epage=page.events_page)
+    return (f'<section id="chart-section" data-chart="{href}"><h2>Tokens sent per model call</h2>'
+            '<p class="muted" id="chart-deferred">The chart walks the thread\'s checkpoint history, so it is drawn '
+            f'after the page: <a id="draw-chart" href="{href}">draw the chart</a>.</p></section>')
+
+
+def chart_page(page: ThreadPage, *, where: str) -> str:
+    """The chart of one thread on its own (what :func:`_chart_deferred` fetches, or links to)."""
+    tid = page.thread_id
+    body = (f'<h1>Thread <span class="tid">{esc(tid)}</span></h1>'
+            f'<p><a href="{_url("/thread", id=tid, epage=page.events_page)}">back to the thread</a></p>'
+            + chart_section(page, stats=True))
+    return _layout(f"chart of {tid}", body, where=where)
+
+
 def thread_page(page: ThreadPage, *, where: str, csrf: str | None, flash: str | None = None,
-                has_archive: bool = True) -> str:
+                has_archive: bool = True, context: str | None = None) -> str:
     tid = page.thread_id
     has_archive = has_archive and page.has_archive
     notes = []
@@ -353,38 +390,53 @@ def thread_page(page: ThreadPage, *, where: str, csrf: str | None, flash: str | 
     notes.append(_skipped_note(page))
     if page.rebuild_error and not page.skipped:
         notes.append(f'<p class="warn">The original could be rebuilt only in part: {esc(page.rebuild_error)}</p>')
-    if page.history_truncated:
-        notes.append('<p class="muted">The chart shows the newest checkpoints only.</p>')
     restore_all = (_restore_form(tid, csrf, None, f"restore all {page.restorable_total} events")
                    if csrf and page.restorable_total else "")
     pruned = "".join(message_html(m, thread_id=tid, pruned=True) for m in page.pruned)
-    original = "".join(message_html(m, thread_id=tid, pruned=False) for m in page.original)
-    sent = sum(c.tokens_sent for c in page.calls)
-    without = sum(c.tokens_without for c in page.calls)
-    stats = (f"{len(page.calls):,} model calls, {sent:,} tokens of messages sent"
-             + (f" ({without:,} without freemem: {1 - sent / without:.0%} saved)" if without else ""))
+    mlo = (page.messages_page - 1) * page.page_size
+    shown_msgs = max(len(page.original), len(page.pruned))
+    if page.original_rebuilt:
+        original = "".join(message_html(m, thread_id=tid, pruned=False) for m in page.original)
+        context_count = (f"{page.freed_total:,} removed span(s) and {page.folded_total:,} folded message(s) "
+                         f"highlighted in place; messages {mlo + 1:,}–{mlo + shown_msgs:,} of "
+                         f"{page.original_total:,} (original) and of {page.pruned_total:,} (what the model sees).")
+    else:
+        # A long thread's first view: the original needs every archived event read in full, so it is rebuilt
+        # on request (then kept for the next pages).
+        href = _url("/thread", id=tid, context="original", epage=page.events_page) + "#context"
+        original = (f'<p class="muted" id="original-on-request">The original is rebuilt from all '
+                    f"{page.events_total:,} archived events, on request: "
+                    f'<a id="rebuild-original" href="{href}">rebuild and show the original</a> (kept for the '
+                    "next pages).</p>")
+        context_count = (f"messages {mlo + 1:,}–{mlo + shown_msgs:,} of {page.pruned_total:,} (what the model "
+                         "sees); the original, with what was removed, is rebuilt on request.")
+        if has_archive and not page.orphans_checked:
+            notes.append('<p class="muted" id="orphans-unchecked">Markers whose text the archive no longer holds '
+                         "are checked with the original.</p>")
     lo = (page.events_page - 1) * page.page_size
     shown_events = (f'<p class="muted" id="events-count">{page.events_total:,} events; showing '
                     f"{lo + 1 if page.events else 0:,}–{lo + len(page.events):,}, oldest first.</p>")
-    mlo = (page.messages_page - 1) * page.page_size
+    first = "original" if page.original_rebuilt else "pruned"
+
+    def tab(name: str, label: str) -> str:
+        return f'<button class="tab{" active" if name == first else ""}" data-tab="{name}" id="tab-{name}">{label}</button>'
+
     body = (
         f'<h1>Thread <span class="tid">{esc(tid)}</span></h1>'
-        f'<p class="muted">checkpoint {esc(page.checkpoint_id)} · {esc(stats)}</p>'
+        f'<p class="muted">checkpoint {esc(page.checkpoint_id)}'
+        + (f" · {esc(_chart_stats(page))}" if page.chart_drawn else "") + "</p>"
         + "".join(notes)
-        + "<section><h2>Tokens sent per model call</h2>" + sawtooth_svg(page.calls, page.events, tid) + "</section>"
+        + (chart_section(page) if page.chart_drawn else _chart_deferred(page))
         + f'<section id="events-section"><h2>Cleaning events</h2>{restore_all}{shown_events}'
-        + _pager(page, "epage", "events-section")
+        + _pager(page, "epage", "events-section", context)
         + events_table(page.events, tid, csrf=csrf, has_archive=has_archive)
         + "</section>"
         + '<section id="context"><h2>Context</h2><div class="tabs" role="tablist">'
-        '<button class="tab active" data-tab="original" id="tab-original">original, with what was removed</button>'
-        '<button class="tab" data-tab="pruned" id="tab-pruned">what the model sees now</button></div>'
-        f'<p class="muted" id="context-count">{page.freed_total:,} removed span(s) and {page.folded_total:,} folded '
-        f"message(s) highlighted in place; messages {mlo + 1:,}–{mlo + max(len(page.original), len(page.pruned)):,} of "
-        f"{page.original_total:,} (original) and of {page.pruned_total:,} (what the model sees).</p>"
-        + _pager(page, "mpage", "context")
-        + f'<div class="pane" id="pane-original">{original}</div>'
-        f'<div class="pane hidden" id="pane-pruned">{pruned}</div></section>'
+        + tab("original", "original, with what was removed") + tab("pruned", "what the model sees now")
+        + f'</div><p class="muted" id="context-count">{context_count}</p>'
+        + _pager(page, "mpage", "context", context)
+        + f'<div class="pane{" hidden" if first != "original" else ""}" id="pane-original">{original}</div>'
+        f'<div class="pane{" hidden" if first != "pruned" else ""}" id="pane-pruned">{pruned}</div></section>'
         + "<section><h2>Recall</h2>"
         '<form class="recall" method="get" action="/recall">'
         f'<input type="hidden" name="thread" value="{esc(tid)}">'

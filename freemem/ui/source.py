@@ -30,6 +30,7 @@ per field, when a page asks for them.
 
 from __future__ import annotations
 
+import inspect
 import re
 import sqlite3
 import threading
@@ -184,6 +185,14 @@ class ThreadPage:
     #: Removed spans located in the whole original, and messages folded away (all pages).
     freed_total: int = 0
     folded_total: int = 0
+    #: Whether ``original`` holds the rebuilt original (False: a long thread's cheap page, which shows the
+    #: context as the model sees it; :meth:`ThreadSource.thread` with ``original=True`` rebuilds it).
+    original_rebuilt: bool = True
+    #: Whether ``orphans`` was worked out (it needs every archived event's refs, read with the original).
+    orphans_checked: bool = True
+    #: Whether ``calls`` was walked from the checkpoint history (False: a long thread's cheap page, whose chart
+    #: is drawn on its own request: :meth:`ThreadSource.thread` with ``chart=True``).
+    chart_drawn: bool = True
 
 
 @dataclass
@@ -195,6 +204,16 @@ class RestoreOutcome:
     checkpoint_id: str | None
     #: Events left out (another branch's, or not matching the messages), and why.
     skipped: list[Skipped] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """What the chart needs of one message of a checkpoint (:meth:`ThreadSource._measured`)."""
+
+    role: str
+    id: str | None
+    fold: str | None
+    tokens: int
 
 
 def _msg_key(view: Any) -> Any:
@@ -373,18 +392,43 @@ def _page_of(page: int, total: int, size: int) -> tuple[int, int]:
     return min(max(1, page), pages), pages
 
 
-@dataclass
-class _ThreadState:
-    """What :meth:`ThreadSource.thread` keeps of a thread between pages."""
+def _takes(method: Callable[..., Any], name: str) -> bool:
+    """Whether ``method`` accepts the keyword argument ``name`` (named, or through ``**kwargs``)."""
+    try:
+        params = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == name and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) or p.kind is p.VAR_KEYWORD
+               for p in params)
 
-    tup: Any
-    pruned: list[Any]
+
+@dataclass
+class _Rebuild:
+    """A thread's rebuilt original and what it needed: every archived event read in full."""
+
     events: list[EventRow]
     unrestored: set[str]
     rebuilt: Rebuilt
     orphans: list[str]
-    calls: list[Call]
-    truncated: bool
+
+
+@dataclass
+class _ThreadState:
+    """What :meth:`ThreadSource.thread` keeps of a thread between pages: the cheap parts (the latest checkpoint,
+    the archive's event summaries) at once, the chart's calls and the rebuilt original when first asked for."""
+
+    tup: Any
+    pruned: list[Any]
+    ledger: list[Any]
+    #: The chart's model calls (walked from the checkpoint history); None until a page asks for the chart.
+    calls: list[Call] | None = None
+    truncated: bool = False
+    #: Rows over every archived event's summary (no removed text), when the archive cannot page; else None.
+    listed: list[EventRow] | None = None
+    #: Whether every event of the state ledger is in the archive (then the archive's pages are the list's).
+    ledger_archived: bool | None = None
+    #: The rebuilt original and rows over full events; None until a page or the event view asks for it.
+    full: _Rebuild | None = None
 
 
 class ThreadSource:
@@ -406,12 +450,15 @@ class ThreadSource:
             then: the CLI names the key prefix it looked under and the prefixes that hold threads).
         cache_threads: how many threads' rebuilt originals are kept between page views (each is kept for one
             latest checkpoint and newest archived event: a new checkpoint or event rebuilds it).
+        rebuild_events: a thread of more archived events than this is first shown without its original
+            rebuilt (the context as the model sees it, the events' summaries: no event read in full), the
+            original on request (:meth:`thread` with ``original=True``; the page links to it).
     """
 
     def __init__(self, saver: Any, archive: Any = None, *, channel: str = "messages", checkpoint_ns: str = "",
                  counter: Any = "auto", max_history: int = 5000, max_threads: int = 500,
                  describe: str = "", page_size: int = 50, hint: str | Callable[[], str] = "",
-                 cache_threads: int = 8) -> None:
+                 cache_threads: int = 8, rebuild_events: int = 1000) -> None:
         self.saver = saver
         self.archive = archive
         self.channel = channel
@@ -425,7 +472,11 @@ class ThreadSource:
         self.page_size = page_size
         self.hint = hint
         self.cache_threads = cache_threads
+        if rebuild_events < 0:
+            raise ValueError(f"rebuild_events must be at least 0, got {rebuild_events}")
+        self.rebuild_events = rebuild_events
         self._cache: OrderedDict[Any, _ThreadState] = OrderedDict()
+        self._pages_events: bool | None = None  # whether the archive's list_events takes offset=
         self._cache_lock = threading.Lock()
         self._lock = threading.Lock()  # one restore at a time per source (read-modify-write of a thread)
 
@@ -514,9 +565,10 @@ class ThreadSource:
         calls: list[Call] = []
         largest: dict[Any, int] = {}  # per message id, its largest version seen: the history without freemem
         prev_ids: set[Any] = set()
-        prev_msgs: list[Any] = []
+        prev_sent: int | None = None  # tokens of the previous checkpoint's messages (None: it had none)
         prev_ledger: set[str] = set()
         pending: list[str] = []
+        memo: dict[Any, tuple[Any, _Measured]] = {}  # per message id: the message last measured, and its measure
         for tup in history:
             values = tup.checkpoint.get("channel_values") or {}
             msgs = values.get(self.channel)
@@ -525,25 +577,49 @@ class ThreadSource:
             ledger_ids = {str(e.get("id")) for e in ledger if isinstance(e, Mapping)}
             pending.extend(sorted(ledger_ids - prev_ledger))
             prev_ledger |= ledger_ids
-            views = message_views(msgs)
-            new_ai = [v for v in views if v.role == "assistant" and v.id is not None and v.id not in prev_ids]
-            if new_ai and prev_msgs:
-                sent = self.memory.count(prev_msgs)
+            measured = self._measured(msgs, memo)
+            new_ai = [m for m in measured if m.role == "assistant" and m.id is not None and m.id not in prev_ids]
+            if new_ai and prev_sent is not None:
                 without = sum(largest.values())
-                calls.append(Call(index=len(calls) + 1, tokens_sent=sent, tokens_without=max(without, sent),
+                calls.append(Call(index=len(calls) + 1, tokens_sent=prev_sent,
+                                  tokens_without=max(without, prev_sent),
                                   checkpoint_id=str(tup.config["configurable"].get("checkpoint_id")),
                                   events=pending))
                 pending = []
-            for view, msg in zip(views, msgs):
-                if view.fold is not None:
+            for i, m in enumerate(measured):
+                if m.fold is not None:
                     continue
-                key = _msg_key(view)
-                n = self.memory.count([msg])
-                if n > largest.get(key, 0):
-                    largest[key] = n
-            prev_ids = {v.id for v in views if v.id is not None}
-            prev_msgs = msgs
+                key = m.id if m.id is not None else ("#", i)
+                if m.tokens > largest.get(key, 0):
+                    largest[key] = m.tokens
+            prev_ids = {m.id for m in measured if m.id is not None}
+            # Their sum is the list's count: what the next model call sent.
+            prev_sent = sum(m.tokens for m in measured) if msgs else None
         return calls, truncated
+
+    def _measured(self, msgs: Sequence[Any], memo: dict[Any, tuple[Any, _Measured]]) -> list[_Measured]:
+        """Each message's role, id, fold handle and tokens (as :meth:`FreeMemory.message_tokens` counts them).
+        Consecutive checkpoints hold mostly the same messages: one equal (``==``) to the message last measured
+        under its id is not read again (none of these depends on the messages around it), so a walk of the
+        history costs about its new messages, not every checkpoint's whole list."""
+        out: list[_Measured | None] = []
+        fresh: list[int] = []
+        for i, msg in enumerate(msgs):
+            raw = msg.get("id") if isinstance(msg, Mapping) else getattr(msg, "id", None)
+            hit = memo.get(raw) if isinstance(raw, str) else None
+            if hit is not None and (hit[0] is msg or hit[0] == msg):
+                out.append(hit[1])
+            else:
+                out.append(None)
+                fresh.append(i)
+        if fresh:
+            new = [msgs[i] for i in fresh]
+            for i, view, n in zip(fresh, message_views(new), self.memory.message_tokens(new), strict=True):
+                out[i] = measure = _Measured(role=view.role, id=view.id, fold=view.fold, tokens=n)
+                raw = msgs[i].get("id") if isinstance(msgs[i], Mapping) else getattr(msgs[i], "id", None)
+                if isinstance(raw, str):
+                    memo[raw] = (msgs[i], measure)
+        return out  # type: ignore[return-value]
 
     def events(self, thread_id: str, state_ledger: Sequence[Mapping[str, Any]] = (), *,
                archived: Sequence[Mapping[str, Any]] | None = None) -> list[EventRow]:
@@ -552,8 +628,8 @@ class ThreadSource:
         are (:meth:`thread` summarises the rows of the page it shows)."""
         rows: dict[str, EventRow] = {}
         listed = self._archive_events(thread_id, full=False) if archived is None else archived
-        for ev in listed:
-            rows[str(ev.get("id"))] = EventRow(ev if archived is not None else dict(ev), in_state=False,
+        for ev in listed:  # list_events' summaries are fresh dicts, full events are kept as they are
+            rows[str(ev.get("id"))] = EventRow(ev if isinstance(ev, dict) else dict(ev), in_state=False,
                                                in_archive=True)
         for ev in state_ledger:
             if not isinstance(ev, Mapping):
@@ -564,7 +640,7 @@ class ThreadSource:
             else:
                 row.in_state = True
         out = list(rows.values())
-        if any(not r.in_archive for r in out) or archived is None:
+        if any(not r.in_archive for r in out):
             out.sort(key=lambda r: _time(r.data.get("created_at")))  # archives list in time order already
         return out
 
@@ -575,38 +651,51 @@ class ThreadSource:
         newest = self.archive.list_events(thread_id, newest_first=True, limit=1)
         return tuple((str(e.get("id")), e.get("created_at"), e.get("restored_at")) for e in newest)
 
-    def _state(self, thread_id: str) -> _ThreadState:
-        """The thread's expensive parts (its archived events, the rebuilt original, the chart's calls), kept per
-        (latest checkpoint, newest archived event): a later page of the same thread reads only those two."""
+    def _state(self, thread_id: str, *, full: bool = False, chart: bool = False) -> _ThreadState:
+        """The thread's parts a page needs, kept per (latest checkpoint, newest archived event): a later page of
+        the same thread state reads only those two. The cheap parts (the latest checkpoint, the archive's
+        event summaries) are read at once; the chart's calls (a walk of the checkpoint history) only when
+        ``chart``; every archived event in full, their lineage and the rebuilt original only when ``full``
+        (the original's view, the event view); each kept once read."""
         tup, pruned, values = self._latest(thread_id)
         if tup is None:
             raise KeyError(f"no thread {thread_id!r} in {self.describe}")
         key = (thread_id, tup.config["configurable"].get("checkpoint_id"), self._fingerprint(thread_id))
         with self._cache_lock:
-            cached = self._cache.get(key)
-            if cached is not None:
+            state = self._cache.get(key)
+            if state is not None:
                 self._cache.move_to_end(key)
-                return cached
-        full = self._archive_events(thread_id, full=True)
-        ledger = values.get(LEDGER_KEY) or []
-        unrestored = [e for e in full if not e.get("restored_at")]
-        branch = lineage(self.saver, tup, unrestored, checkpoint_ns=self.checkpoint_ns) if unrestored else None
-        rebuilt = rebuild(pruned, unrestored, revive=getattr(self.archive, "revive", None), lineage=branch)
-        known: set[str] = set()
-        for ev in full:
-            known.update(event_refs(ev))
-        calls, truncated = self.calls(thread_id)
-        state = _ThreadState(
-            tup=tup, pruned=pruned, events=self.events(thread_id, ledger if isinstance(ledger, list) else [],
-                                                       archived=full),
-            unrestored={str(e.get("id")) for e in unrestored}, rebuilt=rebuilt,
-            orphans=list(dict.fromkeys(r for r in freemem_refs(pruned) if r not in known)),
-            calls=calls, truncated=truncated)
+        if state is None:
+            ledger = values.get(LEDGER_KEY) or []
+            state = _ThreadState(tup=tup, pruned=pruned, ledger=ledger if isinstance(ledger, list) else [])
+        if chart and state.calls is None:
+            state.calls, state.truncated = self.calls(thread_id)
+        if full and state.full is None:
+            state.full = self._rebuild(thread_id, state)
         with self._cache_lock:
             self._cache[key] = state
+            self._cache.move_to_end(key)
             while len(self._cache) > self.cache_threads:
                 self._cache.popitem(last=False)
         return state
+
+    def _rebuild(self, thread_id: str, state: _ThreadState) -> _Rebuild:
+        """Every archived event of the thread read in full, its branch found, and the original rebuilt."""
+        full = self._archive_events(thread_id, full=True)
+        unrestored = [e for e in full if not e.get("restored_at")]
+        branch = (lineage(self.saver, state.tup, unrestored, checkpoint_ns=self.checkpoint_ns)
+                  if unrestored else None)
+        rebuilt = rebuild(state.pruned, unrestored, revive=getattr(self.archive, "revive", None), lineage=branch)
+        known: set[str] = set()
+        for ev in full:
+            known.update(event_refs(ev))
+        return _Rebuild(events=self.events(thread_id, state.ledger, archived=full),
+                        unrestored={str(e.get("id")) for e in unrestored}, rebuilt=rebuilt,
+                        orphans=self._orphans(state.pruned, known))
+
+    @staticmethod
+    def _orphans(pruned: Sequence[Any], known: set[str]) -> list[str]:
+        return list(dict.fromkeys(r for r in freemem_refs(pruned) if r not in known))
 
     def forget(self, thread_id: str) -> None:
         """Drop what is kept of ``thread_id`` (after a write through this source)."""
@@ -614,36 +703,109 @@ class ThreadSource:
             for key in [k for k in self._cache if k[0] == thread_id]:
                 del self._cache[key]
 
-    def thread(self, thread_id: str, *, events_page: int = 1, messages_page: int = 1) -> ThreadPage:
+    def _pageable(self, thread_id: str, state: _ThreadState) -> bool:
+        """Whether the event list can be read a page at a time from the archive: it counts and pages
+        (``count_events``, ``list_events(offset=)``) and holds every event of the state ledger (checked once
+        per thread state against the archive's newest events: the ledger keeps the newest)."""
+        if self.archive is None or not callable(getattr(self.archive, "count_events", None)):
+            return False
+        if self._pages_events is None:  # an archive of one's own may count without paging
+            self._pages_events = _takes(self.archive.list_events, "offset")
+        if not self._pages_events:
+            return False
+        if state.ledger_archived is None:
+            ids = {str(e.get("id")) for e in state.ledger if isinstance(e, Mapping)}
+            newest = (self.archive.list_events(thread_id, newest_first=True, limit=len(ids)) if ids else [])
+            state.ledger_archived = ids <= {str(e.get("id")) for e in newest}
+        return state.ledger_archived
+
+    def _listed(self, thread_id: str, state: _ThreadState) -> list[EventRow]:
+        if state.full is not None:
+            return state.full.events
+        if state.listed is None:
+            state.listed = self.events(thread_id, state.ledger)
+        return state.listed
+
+    def thread(self, thread_id: str, *, events_page: int = 1, messages_page: int = 1,
+               original: bool | None = None, chart: bool | None = None) -> ThreadPage:
         """The thread view, one page of events and one page of messages (``page_size`` each; 1 is the
-        oldest; a page past the end shows the last); ``KeyError`` when the checkpointer has no such thread."""
+        oldest; a page past the end shows the last); ``KeyError`` when the checkpointer has no such thread.
+
+        ``original``: whether to rebuild the original (every archived event read in full: the cost of a long
+        thread's first view); ``None`` rebuilds it for threads of at most ``rebuild_events`` archived events.
+        Without it the page shows the context as the model sees it and one page of the events' summaries
+        (read a page at a time when the archive can), ``original_rebuilt`` is False, and ``original=True``
+        rebuilds it (kept for the next pages, like the rest of the thread's state).
+
+        ``chart``: whether to walk the checkpoint history for the chart's ``calls`` (up to ``max_history``
+        checkpoints, each read in full: seconds for a long history); ``None`` walks it with the original.
+        Without it ``calls`` is empty and ``chart_drawn`` False (the inspector draws it on its own request)."""
         state = self._state(thread_id)
-        rebuilt, pruned, events = state.rebuilt, state.pruned, state.events
         size = self.page_size
+        pageable = self._pageable(thread_id, state)
+        counted = self.archive.count_events(thread_id) if pageable else None  # (all, not restored yet)
+        if original is None:
+            count = counted[0] if counted is not None else len(self._listed(thread_id, state))
+            original = count <= self.rebuild_events
+        if chart is None:
+            chart = original
+        if original or chart:
+            state = self._state(thread_id, full=original, chart=chart)
+        pruned = state.pruned
+        common: dict[str, Any] = dict(
+            thread_id=thread_id, checkpoint_id=state.tup.config["configurable"].get("checkpoint_id"),
+            calls=list(state.calls or []) if chart else [], history_truncated=chart and state.truncated,
+            chart_drawn=chart, pruned_total=len(pruned), page_size=size, has_archive=self.archive is not None)
+        if not original or state.full is None:
+            # The cheap page: the context as the model sees it and one page of event summaries, no archived
+            # event read in full. Markers whose text the archive lacks are told only with the original (that
+            # needs every event's refs) -- or at once when there is no archive (then no marker's text is here).
+            if counted is not None:
+                total, restorable = counted
+                ev_page, ev_pages = _page_of(events_page, total, size)
+                in_state = {str(e.get("id")) for e in state.ledger if isinstance(e, Mapping)}
+                shown = [EventRow(ev, in_state=str(ev.get("id")) in in_state, in_archive=True)
+                         for ev in self.archive.list_events(thread_id, offset=(ev_page - 1) * size, limit=size)]
+            else:
+                rows = self._listed(thread_id, state)
+                total, restorable = len(rows), sum(1 for e in rows if e.restorable)
+                ev_page, ev_pages = _page_of(events_page, total, size)
+                shown = [EventRow(summarize_event(r.data) if r.in_archive and state.full is not None else r.data,
+                                  r.in_state, r.in_archive) for r in rows[(ev_page - 1) * size: ev_page * size]]
+            msg_page, msg_pages = _page_of(messages_page, len(pruned), size)
+            lo, hi = (msg_page - 1) * size, msg_page * size
+            return ThreadPage(**common, events=shown, events_total=total, events_page=ev_page,
+                              events_pages=ev_pages, pruned=_texts(pruned, start=lo, stop=hi), original=[],
+                              orphans=self._orphans(pruned, set()) if self.archive is None else [],
+                              rebuild_error=None, restorable_total=restorable,
+                              messages_page=msg_page, messages_pages=msg_pages, original_total=0,
+                              original_rebuilt=False, orphans_checked=self.archive is None)
+        events = state.full.events
         ev_page, ev_pages = _page_of(events_page, len(events), size)
         shown = [EventRow(summarize_event(r.data) if r.in_archive else r.data, r.in_state, r.in_archive)
                  for r in events[(ev_page - 1) * size: ev_page * size]]
+        built = state.full
+        rebuilt = built.rebuilt
         msg_pages = max(_pages(len(rebuilt.messages), size), _pages(len(pruned), size))
         msg_page = min(max(1, messages_page), msg_pages)
         lo, hi = (msg_page - 1) * size, msg_page * size
         freed = rebuilt.freed
-        return ThreadPage(thread_id=thread_id, checkpoint_id=state.tup.config["configurable"].get("checkpoint_id"),
-                          calls=state.calls, events=shown, pruned=_texts(pruned, start=lo, stop=hi),
+        return ThreadPage(**common, events=shown, events_total=len(events), events_page=ev_page,
+                          events_pages=ev_pages, pruned=_texts(pruned, start=lo, stop=hi),
                           original=_texts(rebuilt.messages, freed, rebuilt.folded, start=lo, stop=hi),
-                          orphans=state.orphans, rebuild_error=rebuilt.error, history_truncated=state.truncated,
-                          events_total=len(events), events_page=ev_page, events_pages=ev_pages,
+                          orphans=built.orphans, rebuild_error=rebuilt.error,
                           restorable_total=sum(1 for e in events if e.restorable) - len(rebuilt.skipped),
-                          messages_page=msg_page, messages_pages=msg_pages, pruned_total=len(pruned),
-                          original_total=len(rebuilt.messages), page_size=size, skipped=rebuilt.skipped,
-                          has_archive=self.archive is not None,
+                          messages_page=msg_page, messages_pages=msg_pages,
+                          original_total=len(rebuilt.messages), skipped=rebuilt.skipped,
                           freed_total=freed.count() if isinstance(freed, FreedIntervals) else len(freed),
                           folded_total=len(rebuilt.folded))
 
     def event_context(self, thread_id: str, event_id: str) -> tuple[list[MessageText], bool]:
         """The messages of the rebuilt original that ``event_id`` touched (spans it removed, messages it
         folded), and whether the event can still be restored (archived, not restored yet, on the branch)."""
-        state = self._state(thread_id)
-        rebuilt = state.rebuilt
+        state = self._state(thread_id, full=True)
+        assert state.full is not None
+        rebuilt = state.full.rebuilt
         freed = rebuilt.freed
         keys = (freed.keys_of(event_id) if isinstance(freed, FreedIntervals)
                 else {k for k, ivs in freed.items() if any(iv[2] == event_id for iv in ivs)})
@@ -653,7 +815,7 @@ class ThreadSource:
                   or rebuilt.folded.get(str(_message_id(m)), ("",))[0] == event_id]
         touched = [t for i in wanted for t in _texts(rebuilt.messages, freed, rebuilt.folded, start=i, stop=i + 1)]
         skipped = {sk.event_id for sk in rebuilt.skipped}
-        return touched, event_id in state.unrestored and event_id not in skipped
+        return touched, event_id in state.full.unrestored and event_id not in skipped
 
     def event(self, thread_id: str, event_id: str) -> dict[str, Any]:
         """One archived event in full (spans, folds); ``KeyError`` when absent. Without an archive, the state

@@ -103,6 +103,15 @@ async def test_record_list_get(archive: Calls) -> None:
     await archive.record("t", {**first, "trigger": "rewritten"})
     assert (await archive.get_event("t", first["id"]))["trigger"] == "rewritten"
     assert len(await archive.list_events("t")) == 3
+    # Paging: an offset in the order asked for, and counts (all, not restored yet) without reading events.
+    ordered = [e["id"] for e in await archive.list_events("t")]
+    assert [e["id"] for e in await archive.list_events("t", offset=1, limit=1)] == ordered[1:2]
+    assert [e["id"] for e in await archive.list_events("t", offset=1)] == ordered[1:]
+    assert [e["id"] for e in await archive.list_events("t", newest_first=True, offset=1)] == ordered[::-1][1:]
+    assert await archive.list_events("t", offset=3) == []
+    assert await archive.count_events("t") == (3, 3) and await archive.count_events("other-thread") == (0, 0)
+    await archive.mark_restored("t", ordered[0])
+    assert await archive.count_events("t") == (3, 2)
     with pytest.raises(FormatError):
         await archive.record("t", {"id": "x", "payload": object()})
 

@@ -191,7 +191,7 @@ def long_ui_server(redis_server: RedisServerProcess) -> Iterator[str]:
             RedisArchive.from_url(redis_server.url, key_prefix=prefix) as archive:
         saver.delete_thread(LONG)
         archive.delete_thread(LONG)
-        build_thread(saver, archive, LONG, events=10_000, tool_messages=500)
+        build_thread(saver, archive, LONG, events=10_000, tool_messages=500, history=20)
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "freemem.cli.main", "ui", "--redis", redis_server.url,
                              "--key-prefix", prefix, "--port", str(port), "--counter", "approx"],
@@ -227,6 +227,11 @@ def test_page_through_a_10000_event_thread(long_ui_server: str, browser: webdriv
     assert len(browser.page_source.encode()) < 300_000
     pager = browser.find_element(By.ID, "epage-pager")
     assert pager.get_attribute("data-pages") == "200" and "page 1 of 200" in pager.text
+    # The chart (a walk of the checkpoint history) comes on its own request and is put in place by the script.
+    wait.until(ec.presence_of_element_located((By.ID, "sawtooth")))
+    points = browser.find_element(By.CSS_SELECTOR, "#sawtooth polyline.sent").get_attribute("points").split()
+    assert len(points) == 19 and not browser.find_elements(By.ID, "chart-deferred")
+    assert "19 model calls" in browser.find_element(By.ID, "chart-stats").text
     _shot(browser, tmp_path, "6-long-thread-top", whole=False)
 
     for page in (2, 3):
@@ -240,15 +245,35 @@ def test_page_through_a_10000_event_thread(long_ui_server: str, browser: webdriv
     wait.until(lambda d: d.find_element(By.ID, "epage-pager").get_attribute("data-page") == "199")
     assert _event_ids(browser)[0] == f"ev{198 * 50:06d}"
 
-    # The context pages on its own, keeping the event page; each page of the original is rebuilt in place.
-    first_ids = [a.get_attribute("data-id") for a in browser.find_elements(By.CSS_SELECTOR, "#pane-original article")]
+    # The first view shows the context as the model sees it (no archived event read in full); it pages on its
+    # own, keeping the event page.
+    assert browser.find_element(By.ID, "pane-pruned").is_displayed()
+    first_ids = [a.get_attribute("data-id") for a in browser.find_elements(By.CSS_SELECTOR, "#pane-pruned article")]
     browser.find_element(By.CSS_SELECTOR, '#mpage-pager a[rel="next"]').click()
     wait.until(lambda d: d.find_element(By.ID, "mpage-pager").get_attribute("data-page") == "2")
     assert browser.find_element(By.ID, "epage-pager").get_attribute("data-page") == "199"
-    second_ids = [a.get_attribute("data-id") for a in browser.find_elements(By.CSS_SELECTOR, "#pane-original article")]
+    second_ids = [a.get_attribute("data-id") for a in browser.find_elements(By.CSS_SELECTOR, "#pane-pruned article")]
     assert len(first_ids) == len(second_ids) == 50 and not set(first_ids) & set(second_ids)
+    assert browser.find_elements(By.CSS_SELECTOR, "#pane-pruned a.marker")
+
+    # The original is rebuilt on request (its tab links to it), then pages like the rest, keeping its view and
+    # the event page; each page of the original shows what was removed in place.
+    browser.find_element(By.ID, "tab-original").click()
+    browser.find_element(By.ID, "rebuild-original").click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#pane-original article"))
+    assert browser.find_element(By.ID, "pane-original").is_displayed()
+    assert browser.find_element(By.ID, "epage-pager").get_attribute("data-page") == "199"
+    original_first = [a.get_attribute("data-id")
+                      for a in browser.find_elements(By.CSS_SELECTOR, "#pane-original article")]
+    browser.find_element(By.CSS_SELECTOR, '#mpage-pager a[rel="next"]').click()
+    wait.until(lambda d: d.find_element(By.ID, "mpage-pager").get_attribute("data-page") == "2")
+    assert browser.find_element(By.ID, "pane-original").is_displayed()
+    original_second = [a.get_attribute("data-id")
+                       for a in browser.find_elements(By.CSS_SELECTOR, "#pane-original article")]
+    assert len(original_second) == 50 and not set(original_first) & set(original_second)
     freed = browser.find_elements(By.CSS_SELECTOR, "#pane-original del.freed")
     assert len(freed) > 100 and "[freemem: #" not in browser.find_element(By.ID, "pane-original").text
+    assert len(browser.page_source.encode()) < 300_000
     browser.find_element(By.ID, "tab-pruned").click()
     assert browser.find_elements(By.CSS_SELECTOR, "#pane-pruned a.marker")
     _shot(browser, tmp_path, "7-long-thread-page-2", whole=False)

@@ -1,5 +1,6 @@
 """The inspector at scale (issue 24): a 10,000-event thread's page is served a page at a time -- events and
-context both -- and stays under 300 KB; ``--host ::1`` answers its own URL; an empty listing says where it
+context both -- and stays under 300 KB; its first view reads no archived event in full (the original, which
+needs them all, is rebuilt on request); ``--host ::1`` answers its own URL; an empty listing says where it
 looked and where else threads are; "no archive configured" is not "text expired". Over the same thread the
 ``freemem bench inspector`` benchmark (``freemem_bench.inspector``) builds (its timings are the benchmark's, not asserted here)."""
 
@@ -19,7 +20,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from starlette.testclient import TestClient
 
-from freemem import InMemoryArchive
+from freemem import FreeMemory, InMemoryArchive
 from freemem.cli.main import main
 from freemem.redis import RedisArchive, RedisSaver
 from freemem.ui import ThreadSource, create_app
@@ -31,10 +32,48 @@ from tests.support.ui_agents import run_agent
 MAX_PAGE_BYTES = 300_000
 
 
+class CountingArchive(InMemoryArchive):
+    """An in-memory archive that counts its reads of full events (what a long thread's first view must avoid)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.full_reads = 0
+
+    def events(self, thread_id: str, *, include_restored: bool = False) -> list[dict[str, Any]]:
+        self.full_reads += 1
+        return super().events(thread_id, include_restored=include_restored)
+
+
+class Unpaged:
+    """An archive that can neither count nor page its events (any third-party archive): the inspector reads
+    every summary instead, and shows the same pages."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "count_events":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+class CountsOnly(Unpaged):
+    """An archive that counts its events but lists them without ``offset`` (an older third-party archive):
+    the inspector must not pass it ``offset=``, and reads every summary instead."""
+
+    def count_events(self, thread_id: str) -> tuple[int, int]:
+        return self.inner.count_events(thread_id)
+
+    def list_events(self, thread_id: str, *, newest_first: bool = False,
+                    limit: int | None = None) -> list[dict[str, Any]]:
+        return self.inner.list_events(thread_id, newest_first=newest_first, limit=limit)
+
+
 @pytest.fixture(scope="module")
 def long_thread() -> tuple[TestClient, dict[str, Any]]:
-    saver, archive = InMemorySaver(), InMemoryArchive()
-    built = build_thread(saver, archive, "long", events=10_000, tool_messages=500)
+    saver, archive = InMemorySaver(), CountingArchive()
+    built = build_thread(saver, archive, "long", events=10_000, tool_messages=500, history=10)
+    built["saver"], built["archive"] = saver, archive
     return TestClient(create_app(ThreadSource(saver, archive, counter="approx"))), built
 
 
@@ -42,35 +81,139 @@ def _ids(page: str, pattern: str) -> list[str]:
     return re.findall(pattern, page)
 
 
-def test_a_10000_event_thread_is_paged_and_small(long_thread: tuple[TestClient, dict[str, Any]]) -> None:
+def _pane(page: str, name: str) -> str:
+    other = "pane-pruned" if name == "pane-original" else "</section>"
+    return page.split(f'id="{name}"')[1].split(other)[0]
+
+
+def test_a_10000_event_thread_first_page_reads_no_event_in_full(
+        long_thread: tuple[TestClient, dict[str, Any]]) -> None:
     client, built = long_thread
+    archive = built["archive"]
+    reads = archive.full_reads
     first = client.get("/thread", params={"id": "long"})
     assert first.status_code == 200 and len(first.content) < MAX_PAGE_BYTES
+    assert archive.full_reads == reads  # summaries only: a page of them, counted by the archive
     page = first.text
-    events = _ids(page, r'class="event-row" data-event="(ev\d+)"')
-    assert events == [f"ev{k:06d}" for k in range(50)]
+    assert _ids(page, r'class="event-row" data-event="(ev\d+)"') == [f"ev{k:06d}" for k in range(50)]
     assert 'id="epage-pager" data-page="1" data-pages="200"' in page and "10,000 events" in page
     assert 'id="mpage-pager" data-page="1" data-pages="21"' in page
-    # The original's first page is rebuilt from every event: no marker left, every removed line in place.
-    original = page.split('id="pane-original"')[1].split('id="pane-pruned"')[0]
-    assert "[freemem: #" not in original and original.count('class="freed') > 100
-    pruned = page.split('id="pane-pruned"')[1]
+    assert "restore all 10000 events" in page
+    # The context as the model sees it is shown (its tab active); the original is a link away.
+    assert 'class="tab active" data-tab="pruned"' in page and 'class="pane hidden" id="pane-original"' in page
+    pruned = _pane(page, "pane-pruned")
+    assert _ids(pruned, r'data-id="([^"]*)"') == [m["id"] for m in built["pruned"][:50]]
     assert pruned.count('class="marker"') > 100
+    assert 'id="rebuild-original"' in _pane(page, "pane-original") and "context=original" in page
+    assert 'id="orphans-unchecked"' in page
+    # No removed text is on it: the removed lines live only in the archive.
+    removed = built["original"][3]["content"].split("\n")[0]
+    assert removed not in built["pruned"][3]["content"] and removed not in page
+    # The chart walks the checkpoint history (each checkpoint read in full): drawn on its own request, which
+    # reads no archived event in full either.
+    assert 'data-chart="/chart?id=long&amp;epage=1"' in page and 'id="draw-chart"' in page
+    assert 'id="sawtooth"' not in page and "model calls" not in page
+    chart = client.get("/chart", params={"id": "long"})
+    assert chart.status_code == 200 and 'id="chart-stats">9 model calls' in chart.text
+    assert len(re.search(r'<polyline class="sent" points="([^"]+)"', chart.text).group(1).split()) == 9
+    assert archive.full_reads == reads
+    assert client.get("/chart", params={"id": "nope"}).status_code == 404
+    assert client.get("/chart").status_code == 404 and "Traceback" not in client.get("/chart").text
 
     later = client.get("/thread", params={"id": "long", "epage": 137}).text
     assert _ids(later, r'class="event-row" data-event="(ev\d+)"') == [f"ev{k:06d}" for k in range(6800, 6850)]
     last = client.get("/thread", params={"id": "long", "epage": 10_000}).text  # past the end: the last page
     assert _ids(last, r'class="event-row" data-event="(ev\d+)"')[-1] == "ev009999"
     assert 'data-page="200" data-pages="200"' in last
-
-    msgs = client.get("/thread", params={"id": "long", "mpage": 3, "epage": 2}).text
-    shown = _ids(msgs.split('id="pane-original"')[1].split('id="pane-pruned"')[0], r'data-id="([^"]*)"')
-    want = [m["id"] for m in built["original"][100:150]]
-    assert shown == want and len(msgs.encode()) < MAX_PAGE_BYTES
-    assert 'id="epage-pager" data-page="2"' in msgs  # the other list keeps its page
+    third = client.get("/thread", params={"id": "long", "mpage": 3}).text
+    assert _ids(_pane(third, "pane-pruned"), r'data-id="([^"]*)"') == [m["id"] for m in built["pruned"][100:150]]
+    assert archive.full_reads == reads
     for bad in ("x", "-3"):
         r = client.get("/thread", params={"id": "long", "epage": bad})
         assert r.status_code in (200, 404) and "Traceback" not in r.text
+    assert client.get("/thread", params={"id": "long", "context": "everything"}).status_code == 404
+
+    # An archive that cannot page gives the same page, from every summary.
+    plain = TestClient(create_app(ThreadSource(built["saver"], Unpaged(archive), counter="approx")))
+    again = plain.get("/thread", params={"id": "long", "epage": 137}).text
+    assert _ids(again, r'class="event-row" data-event="(ev\d+)"') == [f"ev{k:06d}" for k in range(6800, 6850)]
+    assert 'id="epage-pager" data-page="137" data-pages="200"' in again and archive.full_reads == reads
+    older = TestClient(create_app(ThreadSource(built["saver"], CountsOnly(archive), counter="approx")))
+    again = older.get("/thread", params={"id": "long", "epage": 137}).text
+    assert _ids(again, r'class="event-row" data-event="(ev\d+)"') == [f"ev{k:06d}" for k in range(6800, 6850)]
+    assert 'id="epage-pager" data-page="137" data-pages="200"' in again and archive.full_reads == reads
+
+
+def test_a_10000_event_thread_original_on_request(long_thread: tuple[TestClient, dict[str, Any]]) -> None:
+    client, built = long_thread
+    archive = built["archive"]
+    page = client.get("/thread", params={"id": "long", "context": "original"})
+    assert page.status_code == 200 and len(page.content) < MAX_PAGE_BYTES
+    text = page.text
+    assert 'class="tab active" data-tab="original"' in text
+    assert 'id="mpage-pager" data-page="1" data-pages="21"' in text and "10,000 events" in text
+    # The original's first page is rebuilt from every event: no marker left, every removed line in place.
+    original = _pane(text, "pane-original")
+    assert "[freemem: #" not in original and original.count('class="freed') > 100
+    assert _pane(text, "pane-pruned").count('class="marker"') > 100
+    assert 'id="orphans-unchecked"' not in text and 'id="orphans"' not in text
+    assert 'id="sawtooth"' in text and "9 model calls" in text and "data-chart" not in text  # drawn in place
+    reads = archive.full_reads
+
+    # Its pages keep context=original, and the rebuilt original is kept: no event is read again.
+    msgs = client.get("/thread", params={"id": "long", "mpage": 3, "epage": 2, "context": "original"}).text
+    shown = _ids(_pane(msgs, "pane-original"), r'data-id="([^"]*)"')
+    assert shown == [m["id"] for m in built["original"][100:150]] and len(msgs.encode()) < MAX_PAGE_BYTES
+    assert 'id="epage-pager" data-page="2"' in msgs  # the other list keeps its page
+    assert "epage=2&amp;context=original" in msgs.split('id="mpage-pager"')[1].split("</nav>")[0]
+    assert archive.full_reads == reads
+
+
+def test_small_threads_show_the_original_at_once() -> None:
+    saver, archive = InMemorySaver(), CountingArchive()
+    build_thread(saver, archive, "short", events=40, tool_messages=20)
+    client = TestClient(create_app(ThreadSource(saver, archive, counter="approx")))
+    page = client.get("/thread", params={"id": "short"}).text
+    assert 'class="tab active" data-tab="original"' in page and archive.full_reads == 1
+    assert _pane(page, "pane-original").count('class="freed') == 40
+    lazy = TestClient(create_app(ThreadSource(saver, archive, counter="approx", rebuild_events=10)))
+    page = lazy.get("/thread", params={"id": "short"}).text
+    assert 'id="rebuild-original"' in page and archive.full_reads == 1
+    with pytest.raises(ValueError, match="rebuild_events"):
+        ThreadSource(saver, archive, rebuild_events=-1)
+
+
+def test_cheap_view_of_a_real_agent_thread_lists_what_the_original_view_lists() -> None:
+    """A thread a real agent wrote (ledger in state, events archived, a fold): the view without the original
+    (rebuild_events=0) lists the same events, in the same order, as the one with it; without an archive, the
+    ledger's events, and every marker is told as text no archive was given."""
+    saver, archive = InMemorySaver(), CountingArchive()
+    run_agent(saver, archive, "agent", calls=24)
+    full = ThreadSource(saver, archive, counter="approx", page_size=500).thread("agent")
+    cheap = ThreadSource(saver, archive, counter="approx", page_size=500, rebuild_events=0).thread("agent")
+    assert full.original_rebuilt and not cheap.original_rebuilt and not cheap.original
+    assert [e.id for e in cheap.events] == [e.id for e in full.events] and cheap.events
+    assert [(e.in_state, e.in_archive) for e in cheap.events] == [(e.in_state, e.in_archive) for e in full.events]
+    assert [e.data.get("n_spans") for e in cheap.events] == [e.data.get("n_spans") for e in full.events]
+    assert [m.id for m in cheap.pruned] == [m.id for m in full.pruned]
+    assert full.chart_drawn and not cheap.chart_drawn and not cheap.calls
+    charted = ThreadSource(saver, archive, counter="approx", rebuild_events=0).thread("agent", chart=True)
+    assert charted.chart_drawn and not charted.original_rebuilt and charted.calls == full.calls
+    # The chart: each call sent the messages of the checkpoint before it (counted whole, independently here).
+    history = list(saver.list({"configurable": {"thread_id": "agent", "checkpoint_ns": ""}}))[::-1]
+    memory, sent, seen = FreeMemory(counter="approx"), [], set()
+    for before, after in zip(history, history[1:]):
+        new_ai = {m.id for m in after.checkpoint["channel_values"].get("messages", []) if m.type == "ai"} - seen
+        msgs = before.checkpoint["channel_values"].get("messages", [])
+        seen |= new_ai
+        if new_ai and msgs:
+            sent.append(memory.count(msgs))
+    assert [c.tokens_sent for c in full.calls] == sent and len(sent) >= 20
+    assert all(c.tokens_without >= c.tokens_sent for c in full.calls)
+    bare = ThreadSource(saver, None, counter="approx", page_size=500, rebuild_events=0).thread("agent")
+    assert {e.id for e in bare.events} <= {e.id for e in full.events} and bare.events
+    assert all(e.in_state and not e.in_archive for e in bare.events)
+    assert bare.orphans and bare.orphans_checked
 
 
 def test_event_page_of_a_long_thread(long_thread: tuple[TestClient, dict[str, Any]]) -> None:

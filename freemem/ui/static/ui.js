@@ -1,4 +1,5 @@
-// freemem ui: tabs between the original and the pruned context; a confirmation before a restore.
+// freemem ui: tabs between the original and the pruned context; a confirmation before a restore; a long
+// thread's chart fetched after the page.
 // No inline handlers anywhere (the page's CSP forbids inline script): everything is wired here.
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
@@ -18,6 +19,16 @@ document.addEventListener("DOMContentLoaded", () => {
         ev.preventDefault();
       }
     });
+  }
+  // A long thread's chart walks its checkpoint history: drawn on its own request, put in place when it comes.
+  for (const section of document.querySelectorAll("section[data-chart]")) {
+    fetch(section.dataset.chart, {credentials: "same-origin"})
+      .then((r) => (r.ok ? r.text() : Promise.reject(new Error("chart: HTTP " + r.status))))
+      .then((text) => {
+        const drawn = new DOMParser().parseFromString(text, "text/html").getElementById("chart-section");
+        if (drawn) section.replaceWith(document.importNode(drawn, true));
+      })
+      .catch((err) => { section.querySelector("#chart-deferred").append(" (" + err.message + ")"); });
   }
   // Clicking a removed span lists the event that removed it in the status line.
   for (const del of document.querySelectorAll("del.freed")) {
