@@ -9,10 +9,12 @@ thread's history never moves the removed text.
 
 Search (:meth:`RedisArchive.search`) works on core Redis 7, no module needed: recording an event also indexes
 its passages (:func:`freemem.core.passages.event_passages`) in the same script, under the thread's hash tag
-(postings in one sorted set read by ``ZRANGEBYLEX`` per query word, the passages in a hash; see
-:mod:`freemem.redis.keys`); a query is one script that ranks its words' postings with BM25 on the server (the
-formula of :mod:`freemem.core.bm25`, over the words of :func:`freemem.core.passages.terms` as every archive) and
-returns only the best passages: one round trip. A thread archived before search existed is indexed on its first search.
+(per term one hash field of packed postings, 7 bytes a passage, see :data:`POSTING` and
+:mod:`freemem.redis.keys`; the passages themselves are not stored again, a hit is cut from its archived event);
+a query is one script that ranks its words' postings with BM25 on the server (the formula of
+:mod:`freemem.core.bm25`, over the words of :func:`freemem.core.passages.terms` as every archive) and returns
+only the events of the best passages: one round trip. A thread archived before search existed, or indexed in
+the earlier format, is indexed on its first search.
 
 Restoring is the core's :func:`freemem.core.archive.restore_event` over the archived spans and folds: :meth:`RedisArchive.restore`
 undoes one event or every event not yet restored (newest first) and marks them restored;
@@ -23,8 +25,10 @@ undoes one event or every event not yet restored (newest first) and marks them r
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import struct
 import time
 import zlib
 from collections import Counter
@@ -37,7 +41,7 @@ from freemem.archives.base import BaseArchive, Restored, dump_event, prepare_eve
 from freemem.archives.search import SearchHit, check_search, distinct_hits
 from freemem.core.archive import find_refs, summarize_event
 from freemem.core.errors import ConfigError, StoreError
-from freemem.core.passages import Passage, event_passages, terms
+from freemem.core.passages import event_passages, terms
 from freemem.lc import revive_message
 from freemem.redis import scripts
 from freemem.redis._drivers import AsyncDriver, SyncDriver
@@ -113,30 +117,34 @@ def _refresh(ctx: ArchiveContext, keys: Sequence[str]) -> list[tuple[Any, ...]]:
 # -- plans -----------------------------------------------------------------------------------------------------
 
 
-_SEP = "\x1f"
 
 
 def _all_keys(ctx: ArchiveContext, thread_id: str) -> tuple[str, ...]:
     return ctx.layout.archive_keys(str(thread_id)) + ctx.layout.search_keys(str(thread_id))
 
 
-def index_entry(event: Mapping[str, Any]) -> bytes:
-    """The search index entry of a stored event (what ``ARCHIVE_RECORD`` adds): its passages under keys
-    ``"<n>:<event id>"`` and one postings member per (word, passage): ``word \\x1f tf \\x1f length \\x1f key``."""
-    event_id = str(event["id"])
-    passages: list[list[str]] = []
-    members: list[str] = []
+POSTING = struct.Struct(">IBH")
+"""One passage in a term's postings (``a:x:t``): its number (per thread; in what the caller sends, per event),
+how often the term occurs in it (at most 255) and its length in terms (at most 65,535): 7 bytes."""
+
+
+def index_entry(event: Mapping[str, Any]) -> tuple[str, int, int, dict[str, bytes]]:
+    """The search index of a stored event (what ``ARCHIVE_RECORD`` adds): a digest of it, its passages' count
+    and total length in terms, and per distinct term the postings of the passages holding it, numbered from 0
+    within the event (the script renumbers them). Passages are not stored: a hit is cut from its event again."""
+    postings: dict[str, list[bytes]] = {}
     total = 0
-    for n, passage in enumerate(event_passages(event)):
-        key = f"{n}:{event_id}"
+    count = 0
+    for count, passage in enumerate(event_passages(event), start=1):
         words = terms(passage.indexed_text())
-        counts: dict[str, int] = {}
-        for word in words:
-            counts[word] = counts.get(word, 0) + 1
-        members.extend(f"{w}{_SEP}{tf}{_SEP}{len(words)}{_SEP}{key}" for w, tf in counts.items())
-        passages.append([key, _dumps(passage.to_dict()).decode()])
+        length = min(len(words), 0xFFFF)
+        for word, tf in Counter(words).items():
+            postings.setdefault(word, []).append(POSTING.pack(count - 1, min(tf, 0xFF), length))
         total += len(words)
-    return _dumps({"p": passages, "m": members, "l": total})
+    packed = {word: b"".join(parts) for word, parts in sorted(postings.items())}
+    digest = hashlib.blake2b(b"".join(w.encode() + b"\x00" + p for w, p in packed.items()),
+                             digest_size=12).hexdigest()
+    return f"{digest}:{count}:{total}", count, total, packed
 
 
 def record_plan(ctx: ArchiveContext, thread_id: str, event: Mapping[str, Any]) -> Plan[str]:
@@ -145,43 +153,63 @@ def record_plan(ctx: ArchiveContext, thread_id: str, event: Mapping[str, Any]) -
     event_id = stored["id"]
     score = int(round(at * 1000))
     summary = summarize(stored)
-    yield Batch(
-        Eval(
-            scripts.ARCHIVE_RECORD,
-            _all_keys(ctx, thread_id),
-            (event_id, score, _dumps_event(stored), _dumps(summary), ctx.ttl_ms, index_entry(stored)),
-        )
-    )
-    return event_id
+    digest, count, total, postings = index_entry(stored)
+    keys = _all_keys(ctx, thread_id)
+    flat = [x for item in postings.items() for x in item]
+    head = (event_id, score, _dumps_event(stored), _dumps(summary), ctx.ttl_ms)
+    seen, old_terms = "", ()
+    while True:
+        (done, *_) = yield Batch(Eval(scripts.ARCHIVE_RECORD, keys,
+                                      (*head, seen, digest, count, total, len(old_terms), *old_terms, *flat)))
+        if int(done):
+            return event_id
+        # Re-recorded with other text: the old event says which terms its postings are under.
+        _, events = ctx.layout.archive_keys(str(thread_id))[:2]
+        _, _, evx, *_ = ctx.layout.search_keys(str(thread_id))
+        entry, raw = yield Batch(("HGET", evx, event_id), ("HGET", events, event_id))
+        if entry is None or raw is None:
+            seen, old_terms = "", ()
+            continue
+        seen = entry.decode().split(" ")[0]
+        old_digest, _, _, old_postings = index_entry(_loads(raw))
+        old_terms = tuple(old_postings) if old_digest == seen else ()
 
 
 def search_plan(ctx: ArchiveContext, thread_id: str, query: str, k: int) -> Plan[list[SearchHit]]:
     """The ``k`` best passages of the thread for ``query``: one script ranks its words' postings with BM25 on
-    the server and sends back only the best passages (more only when several pieces of one text crowd them)."""
+    the server and sends back the events of the best passages (more only when several pieces of one text crowd
+    them); the passages are cut from those events again."""
     query_terms = check_search(query, k)
     if not query_terms:
         return []
     thread = str(thread_id)
-    by_time = ctx.layout.archive_keys(thread)[0]
-    postings, passages, _, stats = ctx.layout.search_keys(thread)
+    by_time, events = ctx.layout.archive_keys(thread)[:2]
+    postings, docs, _, stats, *_ = index_keys = ctx.layout.search_keys(thread)
     words = [x for word, times in Counter(query_terms).items() for x in (word, times)]
     want = k * 4
     while True:
-        reply, *_ = yield Batch(Eval(scripts.ARCHIVE_SEARCH, (postings, passages, stats, by_time), (want, *words)),
+        reply, *_ = yield Batch(Eval(scripts.ARCHIVE_SEARCH, (postings, docs, stats, by_time, events), (want, *words)),
                                 *_refresh(ctx, _all_keys(ctx, thread)))
         if int(reply[0]) < 0:
             if not int(reply[1]):
                 return []
-            # Archived before search existed: index its events once (re-recording is idempotent), then search.
+            # Archived before this index existed: index its events once (re-recording is idempotent), then search.
+            yield Batch(("DEL", *index_keys), ("HSET", stats, "v", "2", "docs", 0, "len", 0, "next", 0))
             for event in (yield from events_plan(ctx, thread, include_restored=True)):
                 event.pop("restored_at", None)
                 yield from record_plan(ctx, thread, event)
             continue
-        entries = reply[1:]
-        ranked = [(Passage.from_dict(_loads(entries[i + 2])), float(entries[i + 1]))
-                  for i in range(0, len(entries), 3) if entries[i + 2] is not None]
+        best = int(reply[1])
+        tail = reply[2 + 3 * best:]
+        cut = {tail[i]: event_passages(_loads(tail[i + 1])) for i in range(0, len(tail), 2) if tail[i + 1] is not None}
+        ranked = []
+        for i in range(2, 2 + 3 * best, 3):
+            pieces = cut.get(reply[i])
+            n = int(reply[i + 1])
+            if pieces is not None and 0 <= n < len(pieces):
+                ranked.append((pieces[n], float(reply[i + 2])))
         hits = distinct_hits(ranked, query_terms, k)
-        if len(hits) == k or len(entries) < 3 * want:
+        if len(hits) == k or best < want:
             return hits
         want *= 4
 
