@@ -117,8 +117,6 @@ def _refresh(ctx: ArchiveContext, keys: Sequence[str]) -> list[tuple[Any, ...]]:
 # -- plans -----------------------------------------------------------------------------------------------------
 
 
-
-
 def _all_keys(ctx: ArchiveContext, thread_id: str) -> tuple[str, ...]:
     return ctx.layout.archive_keys(str(thread_id)) + ctx.layout.search_keys(str(thread_id))
 
@@ -157,22 +155,24 @@ def record_plan(ctx: ArchiveContext, thread_id: str, event: Mapping[str, Any]) -
     keys = _all_keys(ctx, thread_id)
     flat = [x for item in postings.items() for x in item]
     head = (event_id, score, _dumps_event(stored), _dumps(summary), ctx.ttl_ms)
-    seen, old_terms = "", ()
+    seen: str = ""
+    old_terms: tuple[str, ...] | None = ()
     while True:
-        (done, *_) = yield Batch(Eval(scripts.ARCHIVE_RECORD, keys,
-                                      (*head, seen, digest, count, total, len(old_terms), *old_terms, *flat)))
+        told = (-1,) if old_terms is None else (len(old_terms), *old_terms)
+        (done, *_) = yield Batch(Eval(scripts.ARCHIVE_RECORD, keys, (*head, seen, digest, count, total, *told, *flat)))
         if int(done):
             return event_id
-        # Re-recorded with other text: the old event says which terms its postings are under.
+        # Re-recorded with other text: the old event says which terms its postings are under (when this version
+        # indexes it as the index holds it; else the script looks through every term).
         _, events = ctx.layout.archive_keys(str(thread_id))[:2]
         _, _, evx, *_ = ctx.layout.search_keys(str(thread_id))
         entry, raw = yield Batch(("HGET", evx, event_id), ("HGET", events, event_id))
-        if entry is None or raw is None:
+        if entry is None:
             seen, old_terms = "", ()
             continue
         seen = entry.decode().split(" ")[0]
-        old_digest, _, _, old_postings = index_entry(_loads(raw))
-        old_terms = tuple(old_postings) if old_digest == seen else ()
+        old_digest, _, _, old_postings = index_entry(_loads(raw)) if raw is not None else ("", 0, 0, {})
+        old_terms = tuple(old_postings) if old_digest == seen else None
 
 
 def search_plan(ctx: ArchiveContext, thread_id: str, query: str, k: int) -> Plan[list[SearchHit]]:

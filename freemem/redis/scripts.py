@@ -485,8 +485,9 @@ ARCHIVE_RECORD = Script(
 --       indexed, stats, and the keys of the index format before 0.x (postings zset, passages), wiped.
 -- ARGV: id, score, event, summary, ttl (ms, 0: none), the digest of the event's index now held (as the
 --       caller read it; '' when none), the new digest, passages, their total length in terms, how many of the
---       old index's terms follow, those terms, then (term, postings) pairs: 7 bytes a passage holding the term
---       (its number in the event, '>I4', then tf 'B' and the passage's length 'H', see freemem.redis.archive).
+--       old index's terms follow (-1: unknown, every term is looked at), those terms, then (term, postings)
+--       pairs: 7 bytes a passage holding the term (its number in the event, '>I4', then tf 'B' and the passage's
+--       length 'H', see freemem.redis.archive).
 -- Returns 1, or 0 when the event's index is not the one the caller read (it reads the old event and retries).
 local post, docs, evx, stats = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local id = ARGV[1]
@@ -511,8 +512,14 @@ if cur then
     -- Re-recorded with other text: its old postings leave the index first.
     first, count = tonumber(first), tonumber(count)
     local stop = first + count
-    for i = 11, 10 + tonumber(ARGV[10]) do
-      local term = ARGV[i]
+    local terms = {}
+    if tonumber(ARGV[10]) < 0 then
+      -- The caller could not tell the old event's terms (it was indexed by another version): look in every term.
+      terms = redis.call('HKEYS', post)
+    else
+      for i = 11, 10 + tonumber(ARGV[10]) do terms[#terms + 1] = ARGV[i] end
+    end
+    for _, term in ipairs(terms) do
       local old = redis.call('HGET', post, term)
       if old then
         local keep = {}
@@ -535,7 +542,7 @@ redis.call('HSET', KEYS[3], id, ARGV[4])
 if index then
   local count = tonumber(ARGV[8])
   local first = redis.call('HINCRBY', stats, 'next', count) - count
-  for i = 11 + tonumber(ARGV[10]), #ARGV, 2 do
+  for i = 11 + math.max(0, tonumber(ARGV[10])), #ARGV, 2 do
     local term, rel = ARGV[i], ARGV[i + 1]
     local parts = {redis.call('HGET', post, term) or ''}
     for j = 1, #rel, 7 do

@@ -10,8 +10,9 @@ from typing import Any
 import redis
 
 from freemem.core.passages import event_passages, terms
-from freemem.redis import RedisArchive
+from freemem.redis import RedisArchive, RedisSaver
 from freemem.redis.archive import POSTING
+from tests.redis.helpers import put_chain
 from tests.support.redis_servers import RedisServerProcess
 
 
@@ -86,3 +87,35 @@ def test_an_index_of_the_earlier_format_is_replaced(redis_server: RedisServerPro
         assert not raw.exists(base + "a:x:z") and not raw.exists(base + "a:x:p")
         assert _stats(raw, archive, "t")["docs"] == 2
         assert all(raw.hget(base + "a:x:e", e).count(b" ") == 3 for e in ("e1", "e2"))
+
+
+def test_rerecording_an_event_indexed_by_another_version_drops_its_postings(
+        redis_server: RedisServerProcess, raw: redis.Redis, prefix: str) -> None:
+    with RedisArchive.from_url(redis_server.url, key_prefix=prefix) as archive:
+        archive.record("t", _event("e1", "Evan drives a red Toyota Prius."))
+        archive.record("t", _event("e2", "Visitors park in garage B.", created_at=1001.0))
+        # An index entry this version would not have written (another tokenizer, say): the old terms are unknown.
+        evx = archive.context.layout.search_keys("t")[2]
+        digest, *rest = raw.hget(evx, "e1").decode().split(" ")
+        raw.hset(evx, "e1", " ".join(["f" * len(digest), *rest]))
+        archive.record("t", _event("e1", "Evan now drives a green Kia Soul."))
+        postings = _postings(raw, archive, "t")
+        assert "prius" not in postings and "toyota" not in postings and "kia" in postings and "garage" in postings
+        assert _stats(raw, archive, "t")["docs"] == 2
+        assert len({doc for entries in postings.values() for doc, _, _ in entries}) == 2
+        assert archive.search("t", "Toyota", k=3) == []
+        assert archive.search("t", "Kia", k=3)[0].event_id == "e1"
+
+
+def test_the_index_expires_with_the_archive(redis_server: RedisServerProcess, raw: redis.Redis, prefix: str) -> None:
+    with RedisArchive.from_url(redis_server.url, key_prefix=prefix, ttl=60) as archive, \
+            RedisSaver.from_url(redis_server.url, key_prefix=prefix, ttl=600) as saver:
+        archive.record("t", _event("e1", "Evan drives a red Toyota Prius."))
+        assert archive.search("t", "Prius", k=1)
+        layout = archive.context.layout
+        index = [k for k in layout.search_keys("t") if raw.exists(k)]
+        assert len(index) == 4  # postings, docs, events indexed, stats: each with the archive's TTL
+        assert all(0 < raw.pttl(k) <= 60_000 for k in index)
+        # the thread's checkpoints extend its archive, the index included
+        put_chain(saver, "t", 2)
+        assert all(60_000 < raw.pttl(k) <= 660_000 for k in index + list(layout.archive_keys("t")) if raw.exists(k))
