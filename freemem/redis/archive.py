@@ -9,7 +9,7 @@ thread's history never moves the removed text.
 
 Search (:meth:`RedisArchive.search`) works on core Redis 7, no module needed: recording an event also indexes
 its passages (:func:`freemem.core.passages.event_passages`) in the same script, under the thread's hash tag
-(per term one hash field of packed postings, 7 bytes a passage, see :data:`POSTING` and
+(per term one hash field of packed postings, 4 bytes a passage, see :data:`POSTING_BYTES` and
 :mod:`freemem.redis.keys`; the passages themselves are not stored again, a hit is cut from its archived event);
 a query is one script that ranks its words' postings with BM25 on the server (the formula of
 :mod:`freemem.core.bm25`, over the words of :func:`freemem.core.passages.terms` as every archive) and returns
@@ -121,28 +121,53 @@ def _all_keys(ctx: ArchiveContext, thread_id: str) -> tuple[str, ...]:
     return ctx.layout.archive_keys(str(thread_id)) + ctx.layout.search_keys(str(thread_id))
 
 
-POSTING = struct.Struct(">IBH")
-"""One passage in a term's postings (``a:x:t``): its number (per thread; in what the caller sends, per event),
-how often the term occurs in it (at most 255) and its length in terms (at most 65,535): 7 bytes."""
+POSTING_BYTES = 4
+"""One passage in a term's postings (``a:x:t``): its number (3 bytes, big-endian; per thread, or per event in
+what the caller sends) and how often the term occurs in it (1 byte, at most 255)."""
+
+LENGTH = struct.Struct(">H")
+"""A passage's length in terms (at most 65,535), in ``a:x:l`` at twice its number: BM25 needs it once per
+passage, not once per term."""
+
+MAX_PASSAGES = 1 << 24
+"""Passage numbers a thread's index can give (3 bytes); an event re-recorded with other text takes new ones."""
+
+INDEX_VERSION = "3"
+"""The index format (``v`` in ``a:x:n``; the scripts check the same literal): an index of another is rebuilt."""
 
 
-def index_entry(event: Mapping[str, Any]) -> tuple[str, int, int, dict[str, bytes]]:
-    """The search index of a stored event (what ``ARCHIVE_RECORD`` adds): a digest of it, its passages' count
-    and total length in terms, and per distinct term the postings of the passages holding it, numbered from 0
-    within the event (the script renumbers them). Passages are not stored: a hit is cut from its event again."""
+def posting(n: int, tf: int) -> bytes:
+    """A posting: passage ``n`` holds the term ``tf`` times (see :data:`POSTING_BYTES`)."""
+    return n.to_bytes(3, "big") + bytes((min(tf, 0xFF),))
+
+
+def read_postings(packed: bytes) -> list[tuple[int, int]]:
+    """``(passage number, tf)`` of each posting in a term's packed postings."""
+    return [(int.from_bytes(packed[i:i + 3], "big"), packed[i + 3]) for i in range(0, len(packed), POSTING_BYTES)]
+
+
+def index_entry(event: Mapping[str, Any]) -> tuple[str, int, int, bytes, dict[str, bytes]]:
+    """The search index of a stored event (what ``ARCHIVE_RECORD`` adds): a digest of it, its passages' count,
+    their total length in terms, their lengths packed (:data:`LENGTH` each) and per distinct term the postings
+    of the passages holding it, numbered from 0 within the event (the script renumbers them). Passages are not
+    stored: a hit is cut from its event again."""
     postings: dict[str, list[bytes]] = {}
+    lengths: list[bytes] = []
     total = 0
     count = 0
     for count, passage in enumerate(event_passages(event), start=1):
         words = terms(passage.indexed_text())
-        length = min(len(words), 0xFFFF)
+        lengths.append(LENGTH.pack(min(len(words), 0xFFFF)))
         for word, tf in Counter(words).items():
-            postings.setdefault(word, []).append(POSTING.pack(count - 1, min(tf, 0xFF), length))
+            postings.setdefault(word, []).append(posting(count - 1, tf))
         total += len(words)
+    if count > MAX_PASSAGES:
+        raise StoreError(f"an archived event of {count:,} passages is more than the search index numbers")
     packed = {word: b"".join(parts) for word, parts in sorted(postings.items())}
-    digest = hashlib.blake2b(b"".join(w.encode() + b"\x00" + p for w, p in packed.items()),
+    lens = b"".join(lengths)
+    digest = hashlib.blake2b(lens + b"\x00" + b"".join(w.encode() + b"\x00" + p for w, p in packed.items()),
                              digest_size=12).hexdigest()
-    return f"{digest}:{count}:{total}", count, total, packed
+    return f"{digest}:{count}:{total}", count, total, lens, packed
 
 
 def record_plan(ctx: ArchiveContext, thread_id: str, event: Mapping[str, Any]) -> Plan[str]:
@@ -151,7 +176,7 @@ def record_plan(ctx: ArchiveContext, thread_id: str, event: Mapping[str, Any]) -
     event_id = stored["id"]
     score = int(round(at * 1000))
     summary = summarize(stored)
-    digest, count, total, postings = index_entry(stored)
+    digest, count, total, lengths, postings = index_entry(stored)
     keys = _all_keys(ctx, thread_id)
     flat = [x for item in postings.items() for x in item]
     head = (event_id, score, _dumps_event(stored), _dumps(summary), ctx.ttl_ms)
@@ -159,7 +184,7 @@ def record_plan(ctx: ArchiveContext, thread_id: str, event: Mapping[str, Any]) -
     old_terms: tuple[str, ...] | None = ()
     while True:
         told = (-1,) if old_terms is None else (len(old_terms), *old_terms)
-        (done, *_) = yield Batch(Eval(scripts.ARCHIVE_RECORD, keys, (*head, seen, digest, count, total, *told, *flat)))
+        (done, *_) = yield Batch(Eval(scripts.ARCHIVE_RECORD, keys, (*head, seen, digest, count, total, lengths, *told, *flat)))
         if int(done):
             return event_id
         # Re-recorded with other text: the old event says which terms its postings are under (when this version
@@ -171,7 +196,7 @@ def record_plan(ctx: ArchiveContext, thread_id: str, event: Mapping[str, Any]) -
             seen, old_terms = "", ()
             continue
         seen = entry.decode().split(" ")[0]
-        old_digest, _, _, old_postings = index_entry(_loads(raw)) if raw is not None else ("", 0, 0, {})
+        old_digest, _, _, _, old_postings = index_entry(_loads(raw)) if raw is not None else ("", 0, 0, b"", {})
         old_terms = tuple(old_postings) if old_digest == seen else None
 
 
@@ -184,17 +209,17 @@ def search_plan(ctx: ArchiveContext, thread_id: str, query: str, k: int) -> Plan
         return []
     thread = str(thread_id)
     by_time, events = ctx.layout.archive_keys(thread)[:2]
-    postings, docs, _, stats, *_ = index_keys = ctx.layout.search_keys(thread)
+    postings, docs, _, stats, lengths, *_ = index_keys = ctx.layout.search_keys(thread)
     words = [x for word, times in Counter(query_terms).items() for x in (word, times)]
     want = k * 4
     while True:
-        reply, *_ = yield Batch(Eval(scripts.ARCHIVE_SEARCH, (postings, docs, stats, by_time, events), (want, *words)),
+        reply, *_ = yield Batch(Eval(scripts.ARCHIVE_SEARCH, (postings, docs, stats, by_time, events, lengths), (want, *words)),
                                 *_refresh(ctx, _all_keys(ctx, thread)))
         if int(reply[0]) < 0:
             if not int(reply[1]):
                 return []
             # Archived before this index existed: index its events once (re-recording is idempotent), then search.
-            yield Batch(("DEL", *index_keys), ("HSET", stats, "v", "2", "docs", 0, "len", 0, "next", 0))
+            yield Batch(("DEL", *index_keys), ("HSET", stats, "v", INDEX_VERSION, "docs", 0, "len", 0, "next", 0))
             for event in (yield from events_plan(ctx, thread, include_restored=True)):
                 event.pop("restored_at", None)
                 yield from record_plan(ctx, thread, event)

@@ -51,7 +51,7 @@ local function refresh(reg, marker, ttl, slack, touched)
   for i = 1, #members do redis.call('PEXPIRE', members[i], exp) end
   redis.call('PEXPIRE', reg, exp)
   local base = string.sub(reg, 1, -4)
-  for _, suffix in ipairs({'a:ev', 'a:e', 'a:s', 'a:r', 'a:x:t', 'a:x:d', 'a:x:e', 'a:x:n'}) do
+  for _, suffix in ipairs({'a:ev', 'a:e', 'a:s', 'a:r', 'a:x:t', 'a:x:d', 'a:x:e', 'a:x:n', 'a:x:l'}) do
     redis.call('PEXPIRE', base .. suffix, exp, 'GT')
   end
   redis.call('SET', marker, '1', 'PX', slack)
@@ -482,25 +482,32 @@ ARCHIVE_RECORD = Script(
     "archive_record",
     r"""
 -- KEYS: events-by-time, events, summaries, restore marks, then the search index: postings, docs, events
---       indexed, stats, and the keys of the index format before 0.x (postings zset, passages), wiped.
+--       indexed, stats, passage lengths, and the keys of the index format before 0.x (postings zset, passages),
+--       wiped.
 -- ARGV: id, score, event, summary, ttl (ms, 0: none), the digest of the event's index now held (as the
---       caller read it; '' when none), the new digest, passages, their total length in terms, how many of the
---       old index's terms follow (-1: unknown, every term is looked at), those terms, then (term, postings)
---       pairs: 7 bytes a passage holding the term (its number in the event, '>I4', then tf 'B' and the passage's
---       length 'H', see freemem.redis.archive).
+--       caller read it; '' when none), the new digest, passages, their total length in terms, their lengths
+--       ('>I2' each), how many of the old index's terms follow (-1: unknown, every term is looked at), those
+--       terms, then (term, postings) pairs: 4 bytes a passage holding the term (its number in the event, '>I3',
+--       then tf 'B'; see freemem.redis.archive).
 -- Returns 1, or 0 when the event's index is not the one the caller read (it reads the old event and retries).
-local post, docs, evx, stats = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+local post, docs, evx, stats, lens = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 local id = ARGV[1]
+local nold = tonumber(ARGV[11])
 local index = true
 local cur = nil
-if redis.call('HGET', stats, 'v') ~= '2' then
+if redis.call('HGET', stats, 'v') ~= '3' then
   -- No index of this format: a new thread gets one; a thread archived without one is indexed on its first
   -- search (every event at once), so this event is not indexed alone.
   index = redis.call('ZCARD', KEYS[1]) == 0
-  redis.call('DEL', post, docs, evx, stats, KEYS[9], KEYS[10])
-  if index then redis.call('HSET', stats, 'v', '2', 'docs', 0, 'len', 0, 'next', 0) end
+  redis.call('DEL', post, docs, evx, stats, lens, KEYS[10], KEYS[11])
+  if index then redis.call('HSET', stats, 'v', '3', 'docs', 0, 'len', 0, 'next', 0) end
 else
   cur = redis.call('HGET', evx, id)
+  local next = tonumber(redis.call('HGET', stats, 'next') or '0')
+  if next + tonumber(ARGV[8]) > 16777216 then
+    return redis.error_reply('ERR the search index of this thread has numbered its 16,777,216 passages; ' ..
+                             'delete its a:x:* keys to have it renumbered on the next search')
+  end
 end
 if cur then
   local digest, first, count, len = string.match(cur, '^(%S+) (%d+) (%d+) (%d+)$')
@@ -513,19 +520,19 @@ if cur then
     first, count = tonumber(first), tonumber(count)
     local stop = first + count
     local terms = {}
-    if tonumber(ARGV[10]) < 0 then
+    if nold < 0 then
       -- The caller could not tell the old event's terms (it was indexed by another version): look in every term.
       terms = redis.call('HKEYS', post)
     else
-      for i = 11, 10 + tonumber(ARGV[10]) do terms[#terms + 1] = ARGV[i] end
+      for i = 12, 11 + nold do terms[#terms + 1] = ARGV[i] end
     end
     for _, term in ipairs(terms) do
       local old = redis.call('HGET', post, term)
       if old then
         local keep = {}
-        for j = 1, #old, 7 do
-          local doc = struct.unpack('>I4', old, j)
-          if doc < first or doc >= stop then keep[#keep + 1] = string.sub(old, j, j + 6) end
+        for j = 1, #old, 4 do
+          local doc = struct.unpack('>I3', old, j)
+          if doc < first or doc >= stop then keep[#keep + 1] = string.sub(old, j, j + 3) end
         end
         if #keep == 0 then redis.call('HDEL', post, term) else redis.call('HSET', post, term, table.concat(keep)) end
       end
@@ -542,16 +549,18 @@ redis.call('HSET', KEYS[3], id, ARGV[4])
 if index then
   local count = tonumber(ARGV[8])
   local first = redis.call('HINCRBY', stats, 'next', count) - count
-  for i = 11 + math.max(0, tonumber(ARGV[10])), #ARGV, 2 do
+  for i = 12 + math.max(0, nold), #ARGV, 2 do
     local term, rel = ARGV[i], ARGV[i + 1]
     local parts = {redis.call('HGET', post, term) or ''}
-    for j = 1, #rel, 7 do
-      local n, tf, len = struct.unpack('>I4BI2', rel, j)
-      parts[#parts + 1] = struct.pack('>I4BI2', first + n, tf, len)
+    for j = 1, #rel, 4 do
+      parts[#parts + 1] = struct.pack('>I3', first + struct.unpack('>I3', rel, j)) .. string.sub(rel, j + 3, j + 3)
     end
     redis.call('HSET', post, term, table.concat(parts))
   end
-  if count > 0 then redis.call('ZADD', docs, first, id) end
+  if count > 0 then
+    redis.call('SETRANGE', lens, 2 * first, ARGV[10])
+    redis.call('ZADD', docs, first, id)
+  end
   redis.call('HINCRBY', stats, 'docs', count)
   redis.call('HINCRBY', stats, 'len', ARGV[9])
   redis.call('HSET', evx, id, ARGV[7] .. ' ' .. first .. ' ' .. count .. ' ' .. ARGV[9])
@@ -566,24 +575,29 @@ ARCHIVE_SEARCH = Script(
     "archive_search",
     r"""
 -- BM25 over the thread's search index, on the server: only the best passages' events travel.
--- KEYS: postings, docs, stats, events-by-time, events.  ARGV: how many, then (term, times in the query) pairs.
+-- KEYS: postings, docs, stats, events-by-time, events, passage lengths.
+-- ARGV: how many, then (term, times in the query) pairs.
 -- Returns {-1, events} when the thread has events but no index of this format yet; else {n, m, (event id,
 -- passage number in the event, score) * m best first, then (event id, stored event) for each event named}
 -- (n: passages indexed). Same formula as freemem.core.bm25 (k1 1.2, b 0.75).
-if redis.call('HGET', KEYS[3], 'v') ~= '2' then return {-1, redis.call('ZCARD', KEYS[4])} end
+if redis.call('HGET', KEYS[3], 'v') ~= '3' then return {-1, redis.call('ZCARD', KEYS[4])} end
 local n = tonumber(redis.call('HGET', KEYS[3], 'docs') or '0')
 if n <= 0 then return {0, 0} end
 local avg = tonumber(redis.call('HGET', KEYS[3], 'len') or '0') / n
 if avg <= 0 then avg = 1 end
 local k1, b, want = 1.2, 0.75, tonumber(ARGV[1])
 local scores, seen = {}, {}
+local lens = nil
 for i = 2, #ARGV, 2 do
   local postings = redis.call('HGET', KEYS[1], ARGV[i])
   if postings then
-    local df = #postings / 7
+    lens = lens or redis.call('GET', KEYS[6]) or ''
+    local df = #postings / 4
     local w = math.log(1 + (n - df + 0.5) / (df + 0.5)) * tonumber(ARGV[i + 1]) * (k1 + 1)
-    for j = 1, #postings, 7 do
-      local doc, tf, len = struct.unpack('>I4BI2', postings, j)
+    for j = 1, #postings, 4 do
+      local doc, tf = struct.unpack('>I3B', postings, j)
+      local len = avg
+      if 2 * doc + 2 <= #lens then len = struct.unpack('>I2', lens, 2 * doc + 1) end
       local s = w * tf / (tf + k1 * (1 - b + b * len / avg))
       local old = scores[doc]
       if old then scores[doc] = old + s else scores[doc] = s; seen[#seen + 1] = doc end

@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 import redis
 
+from freemem.archives.search import rank_events
 from freemem.core.passages import event_passages, terms
 from freemem.redis import RedisArchive, RedisSaver
-from freemem.redis.archive import POSTING
+from freemem.redis.archive import LENGTH, read_postings
 from tests.redis.helpers import put_chain
 from tests.support.redis_servers import RedisServerProcess
 
@@ -22,10 +24,9 @@ def _event(event_id: str, *texts: str, created_at: float = 1000.0) -> dict[str, 
                          "message_id": f"{event_id}-m{i}"} for i, text in enumerate(texts)]]}
 
 
-def _postings(raw: redis.Redis, archive: RedisArchive, thread: str) -> dict[str, list[tuple[int, int, int]]]:
+def _postings(raw: redis.Redis, archive: RedisArchive, thread: str) -> dict[str, list[tuple[int, int]]]:
     key = archive.context.layout.search_keys(thread)[0]
-    return {term.decode(): [POSTING.unpack_from(value, i) for i in range(0, len(value), POSTING.size)]
-            for term, value in raw.hgetall(key).items()}
+    return {term.decode(): read_postings(value) for term, value in raw.hgetall(key).items()}
 
 
 def _stats(raw: redis.Redis, archive: RedisArchive, thread: str) -> dict[str, int]:
@@ -53,13 +54,17 @@ def test_rerecording_keeps_the_index_exact(redis_server: RedisServerProcess, raw
         assert stats["docs"] == len(passages) == 2
         assert stats["len"] == sum(len(terms(p.indexed_text())) for p in passages)
         # Every posting names a live passage, once per term.
-        docs = {doc for entries in postings.values() for doc, _, _ in entries}
+        docs = {doc for entries in postings.values() for doc, _ in entries}
         assert len(docs) == 2
-        assert all(len({d for d, _, _ in entries}) == len(entries) for entries in postings.values())
+        assert all(len({d for d, _ in entries}) == len(entries) for entries in postings.values())
         assert archive.search("t", "Prius gym", k=5) == []
         (hit,) = archive.search("t", "Evan Kia", k=5)
         assert hit.event_id == "e1" and "Kia Soul" in hit.text
         assert archive.search("t", "garage", k=1)[0].event_id == "e2"
+        # each live passage's length, where BM25 reads it
+        lengths = raw.get(archive.context.layout.search_keys("t")[4])
+        assert sorted(LENGTH.unpack_from(lengths, 2 * d)[0] for d in docs) == sorted(
+            len(terms(p.indexed_text())) for p in passages)
         # No passage text is stored beside the events.
         index_keys = archive.context.layout.search_keys("t")
         assert not any(b"Kia" in raw.dump(k) for k in index_keys if raw.exists(k))
@@ -72,7 +77,7 @@ def test_an_index_of_the_earlier_format_is_replaced(redis_server: RedisServerPro
     with RedisArchive.from_url(redis_server.url, key_prefix=prefix) as archive:
         archive.record("t", _event("e1", "Evan drives a red Toyota Prius."))
         layout = archive.context.layout
-        new_keys = layout.search_keys("t")[:4]
+        new_keys = layout.search_keys("t")[:5]
         raw.delete(*new_keys)
         # What the earlier version wrote: postings in a sorted set, passages, unindex entries, stats.
         base = layout.thread_base("t")
@@ -102,7 +107,7 @@ def test_rerecording_an_event_indexed_by_another_version_drops_its_postings(
         postings = _postings(raw, archive, "t")
         assert "prius" not in postings and "toyota" not in postings and "kia" in postings and "garage" in postings
         assert _stats(raw, archive, "t")["docs"] == 2
-        assert len({doc for entries in postings.values() for doc, _, _ in entries}) == 2
+        assert len({doc for entries in postings.values() for doc, _ in entries}) == 2
         assert archive.search("t", "Toyota", k=3) == []
         assert archive.search("t", "Kia", k=3)[0].event_id == "e1"
 
@@ -114,8 +119,24 @@ def test_the_index_expires_with_the_archive(redis_server: RedisServerProcess, ra
         assert archive.search("t", "Prius", k=1)
         layout = archive.context.layout
         index = [k for k in layout.search_keys("t") if raw.exists(k)]
-        assert len(index) == 4  # postings, docs, events indexed, stats: each with the archive's TTL
+        assert len(index) == 5  # postings, docs, events indexed, stats, lengths: each with the archive's TTL
         assert all(0 < raw.pttl(k) <= 60_000 for k in index)
         # the thread's checkpoints extend its archive, the index included
         put_chain(saver, "t", 2)
         assert all(60_000 < raw.pttl(k) <= 660_000 for k in index + list(layout.archive_keys("t")) if raw.exists(k))
+
+
+@pytest.mark.parametrize("query", ["Evan car", "garage park euros", "Prius Prius red", "blue sedan Soul"])
+def test_scores_are_the_core_bm25(redis_server: RedisServerProcess, prefix: str, query: str) -> None:
+    """The server-side ranking gives what :func:`freemem.archives.search.rank_events` (the core BM25 over the same
+    passages) gives: the same hits, the same scores, whatever the passages' lengths and a re-recorded event."""
+    with RedisArchive.from_url(redis_server.url, key_prefix=prefix) as archive:
+        archive.record("t", _event("e1", "Evan drives a red Toyota Prius.", "The gym membership lapsed in March."))
+        archive.record("t", _event("e2", "Visitors park in garage B for three euros; " * 30, created_at=1001.0))
+        archive.record("t", _event("e3", "Evan's sister parks her blue sedan in the garage " * 3,
+                                   "car " * 200 + "Prius", created_at=1002.0))
+        archive.record("t", _event("e1", "Evan now drives a green Kia Soul, not the red Prius; his car is new."))
+        want = rank_events(archive.events("t", include_restored=True), terms(query), 5)
+        got = archive.search("t", query, k=5)
+        assert [(h.event_id, h.ref) for h in got] == [(h.event_id, h.ref) for h in want] and want
+        assert [h.score for h in got] == pytest.approx([h.score for h in want], rel=1e-9)
