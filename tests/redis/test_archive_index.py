@@ -1,6 +1,7 @@
 """The Redis archive's search index itself (the contract suite checks what search returns): packed postings that
-stay exact when an event is re-recorded, no copy of the passages, and an index of the earlier format (a sorted
-set of postings, passages stored apart) replaced on the thread's next search."""
+stay exact when an event is re-recorded (by this version or another), no copy of the passages, the core's BM25
+scores, the archive's TTL, a clear error when a thread runs out of passage numbers, and an index of the earlier
+format (a sorted set of postings, passages stored apart) replaced on the thread's next search."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import pytest
 import redis
 
 from freemem.archives.search import rank_events
+from freemem.core.errors import StoreError
 from freemem.core.passages import event_passages, terms
 from freemem.redis import RedisArchive, RedisSaver
-from freemem.redis.archive import LENGTH, read_postings
+from freemem.redis.archive import LENGTH, MAX_PASSAGES, read_postings
 from tests.redis.helpers import put_chain
 from tests.support.redis_servers import RedisServerProcess
 
@@ -140,3 +142,20 @@ def test_scores_are_the_core_bm25(redis_server: RedisServerProcess, prefix: str,
         got = archive.search("t", query, k=5)
         assert [(h.event_id, h.ref) for h in got] == [(h.event_id, h.ref) for h in want] and want
         assert [h.score for h in got] == pytest.approx([h.score for h in want], rel=1e-9)
+
+
+def test_a_thread_out_of_passage_numbers_says_so(redis_server: RedisServerProcess, raw: redis.Redis,
+                                                   prefix: str) -> None:
+    with RedisArchive.from_url(redis_server.url, key_prefix=prefix) as archive:
+        archive.record("t", _event("e1", "Evan drives a red Toyota Prius."))
+        stats = archive.context.layout.search_keys("t")[3]
+        raw.hset(stats, "next", MAX_PASSAGES - 1)
+        before = {k: raw.dump(k) for k in raw.keys(f"{prefix}:*")}
+        with pytest.raises(StoreError, match="renumbered"):
+            archive.record("t", _event("e2", "Visitors park in garage B.", "Second passage.", created_at=1001.0))
+        assert {k: raw.dump(k) for k in raw.keys(f"{prefix}:*")} == before  # nothing written
+        # what the message says: without the index keys, the next search numbers the passages again
+        raw.delete(*archive.context.layout.search_keys("t"))
+        assert archive.search("t", "Prius", k=1)[0].event_id == "e1"
+        archive.record("t", _event("e2", "Visitors park in garage B.", "Second passage.", created_at=1001.0))
+        assert archive.search("t", "garage", k=1)[0].event_id == "e2"
