@@ -311,6 +311,15 @@ def _archive_bytes(client: Any, prefix: str, thread: str) -> tuple[int, int]:
     return usage(layout.archive_keys(thread)), usage(layout.search_keys(thread))
 
 
+def _index_keys_bytes(client: Any, prefix: str, thread: str, calls: int) -> dict[str, int]:
+    """``MEMORY USAGE`` per tool call of each key of the archive's search index (``a:x:t`` postings, ...)."""
+    from freemem.redis.keys import KeyLayout
+
+    base = KeyLayout(prefix).thread_base(thread)
+    return {key[len(base):]: round(int(client.memory_usage(key, samples=0) or 0) / max(1, calls))
+            for key in KeyLayout(prefix).search_keys(thread) if client.exists(key)}
+
+
 def _row(name: str, result: SessionResult, checkpoint_bytes: int, archive: tuple[int, int],
          measure: str) -> dict[str, Any]:
     calls = max(1, result.tool_calls)
@@ -359,6 +368,7 @@ async def thread_rows(*, calls: int, keep_last: int, redis_server: str, budget: 
             archived = _archive_bytes(raw, "freemem", THREAD)
             row = _row(label, result, total - sum(archived), archived, "used_memory growth (archive: MEMORY USAGE)")
             row["checkpoint_keys_memory_usage_per_call"] = round(saver.memory_usage(THREAD) / max(1, calls))
+            row["search_index_keys_bytes_per_call"] = _index_keys_bytes(raw, "freemem", THREAD, calls)
             rows.append(row)
             readers.append((session.agent, False))
         if official:

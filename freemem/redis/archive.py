@@ -9,10 +9,12 @@ thread's history never moves the removed text.
 
 Search (:meth:`RedisArchive.search`) works on core Redis 7, no module needed: recording an event also indexes
 its passages (:func:`freemem.core.passages.event_passages`) in the same script, under the thread's hash tag
-(postings in one sorted set read by ``ZRANGEBYLEX`` per query word, the passages in a hash; see
-:mod:`freemem.redis.keys`); a query is one script that ranks its words' postings with BM25 on the server (the
-formula of :mod:`freemem.core.bm25`, over the words of :func:`freemem.core.passages.terms` as every archive) and
-returns only the best passages: one round trip. A thread archived before search existed is indexed on its first search.
+(per term one hash field of packed postings, 4 bytes a passage, see :data:`POSTING_BYTES` and
+:mod:`freemem.redis.keys`; the passages themselves are not stored again, a hit is cut from its archived event);
+a query is one script that ranks its words' postings with BM25 on the server (the formula of
+:mod:`freemem.core.bm25`, over the words of :func:`freemem.core.passages.terms` as every archive) and returns
+only the events of the best passages: one round trip. A thread archived before search existed, or indexed in
+the earlier format, is indexed on its first search.
 
 Restoring is the core's :func:`freemem.core.archive.restore_event` over the archived spans and folds: :meth:`RedisArchive.restore`
 undoes one event or every event not yet restored (newest first) and marks them restored;
@@ -23,8 +25,10 @@ undoes one event or every event not yet restored (newest first) and marks them r
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import struct
 import time
 import zlib
 from collections import Counter
@@ -37,7 +41,7 @@ from freemem.archives.base import BaseArchive, Restored, dump_event, prepare_eve
 from freemem.archives.search import SearchHit, check_search, distinct_hits
 from freemem.core.archive import find_refs, summarize_event
 from freemem.core.errors import ConfigError, StoreError
-from freemem.core.passages import Passage, event_passages, terms
+from freemem.core.passages import event_passages, terms
 from freemem.lc import revive_message
 from freemem.redis import scripts
 from freemem.redis._drivers import AsyncDriver, SyncDriver
@@ -113,30 +117,57 @@ def _refresh(ctx: ArchiveContext, keys: Sequence[str]) -> list[tuple[Any, ...]]:
 # -- plans -----------------------------------------------------------------------------------------------------
 
 
-_SEP = "\x1f"
-
-
 def _all_keys(ctx: ArchiveContext, thread_id: str) -> tuple[str, ...]:
     return ctx.layout.archive_keys(str(thread_id)) + ctx.layout.search_keys(str(thread_id))
 
 
-def index_entry(event: Mapping[str, Any]) -> bytes:
-    """The search index entry of a stored event (what ``ARCHIVE_RECORD`` adds): its passages under keys
-    ``"<n>:<event id>"`` and one postings member per (word, passage): ``word \\x1f tf \\x1f length \\x1f key``."""
-    event_id = str(event["id"])
-    passages: list[list[str]] = []
-    members: list[str] = []
+POSTING_BYTES = 4
+"""One passage in a term's postings (``a:x:t``): its number (3 bytes, big-endian; per thread, or per event in
+what the caller sends) and how often the term occurs in it (1 byte, at most 255)."""
+
+LENGTH = struct.Struct(">H")
+"""A passage's length in terms (at most 65,535), in ``a:x:l`` at twice its number: BM25 needs it once per
+passage, not once per term."""
+
+MAX_PASSAGES = 1 << 24
+"""Passage numbers a thread's index can give (3 bytes); an event re-recorded with other text takes new ones."""
+
+INDEX_VERSION = "3"
+"""The index format (``v`` in ``a:x:n``; the scripts check the same literal): an index of another is rebuilt."""
+
+
+def posting(n: int, tf: int) -> bytes:
+    """A posting: passage ``n`` holds the term ``tf`` times (see :data:`POSTING_BYTES`)."""
+    return n.to_bytes(3, "big") + bytes((min(tf, 0xFF),))
+
+
+def read_postings(packed: bytes) -> list[tuple[int, int]]:
+    """``(passage number, tf)`` of each posting in a term's packed postings."""
+    return [(int.from_bytes(packed[i:i + 3], "big"), packed[i + 3]) for i in range(0, len(packed), POSTING_BYTES)]
+
+
+def index_entry(event: Mapping[str, Any]) -> tuple[str, int, int, bytes, dict[str, bytes]]:
+    """The search index of a stored event (what ``ARCHIVE_RECORD`` adds): a digest of it, its passages' count,
+    their total length in terms, their lengths packed (:data:`LENGTH` each) and per distinct term the postings
+    of the passages holding it, numbered from 0 within the event (the script renumbers them). Passages are not
+    stored: a hit is cut from its event again."""
+    postings: dict[str, list[bytes]] = {}
+    lengths: list[bytes] = []
     total = 0
-    for n, passage in enumerate(event_passages(event)):
-        key = f"{n}:{event_id}"
+    count = 0
+    for count, passage in enumerate(event_passages(event), start=1):
         words = terms(passage.indexed_text())
-        counts: dict[str, int] = {}
-        for word in words:
-            counts[word] = counts.get(word, 0) + 1
-        members.extend(f"{w}{_SEP}{tf}{_SEP}{len(words)}{_SEP}{key}" for w, tf in counts.items())
-        passages.append([key, _dumps(passage.to_dict()).decode()])
+        lengths.append(LENGTH.pack(min(len(words), 0xFFFF)))
+        for word, tf in Counter(words).items():
+            postings.setdefault(word, []).append(posting(count - 1, tf))
         total += len(words)
-    return _dumps({"p": passages, "m": members, "l": total})
+    if count > MAX_PASSAGES:
+        raise StoreError(f"an archived event of {count:,} passages is more than the search index numbers")
+    packed = {word: b"".join(parts) for word, parts in sorted(postings.items())}
+    lens = b"".join(lengths)
+    digest = hashlib.blake2b(lens + b"\x00" + b"".join(w.encode() + b"\x00" + p for w, p in packed.items()),
+                             digest_size=12).hexdigest()
+    return f"{digest}:{count}:{total}", count, total, lens, packed
 
 
 def record_plan(ctx: ArchiveContext, thread_id: str, event: Mapping[str, Any]) -> Plan[str]:
@@ -145,43 +176,65 @@ def record_plan(ctx: ArchiveContext, thread_id: str, event: Mapping[str, Any]) -
     event_id = stored["id"]
     score = int(round(at * 1000))
     summary = summarize(stored)
-    yield Batch(
-        Eval(
-            scripts.ARCHIVE_RECORD,
-            _all_keys(ctx, thread_id),
-            (event_id, score, _dumps_event(stored), _dumps(summary), ctx.ttl_ms, index_entry(stored)),
-        )
-    )
-    return event_id
+    digest, count, total, lengths, postings = index_entry(stored)
+    keys = _all_keys(ctx, thread_id)
+    flat = [x for item in postings.items() for x in item]
+    head = (event_id, score, _dumps_event(stored), _dumps(summary), ctx.ttl_ms)
+    seen: str = ""
+    old_terms: tuple[str, ...] | None = ()
+    while True:
+        told = (-1,) if old_terms is None else (len(old_terms), *old_terms)
+        (done, *_) = yield Batch(Eval(scripts.ARCHIVE_RECORD, keys, (*head, seen, digest, count, total, lengths, *told, *flat)))
+        if int(done):
+            return event_id
+        # Re-recorded with other text: the old event says which terms its postings are under (when this version
+        # indexes it as the index holds it; else the script looks through every term).
+        _, events = ctx.layout.archive_keys(str(thread_id))[:2]
+        _, _, evx, *_ = ctx.layout.search_keys(str(thread_id))
+        entry, raw = yield Batch(("HGET", evx, event_id), ("HGET", events, event_id))
+        if entry is None:
+            seen, old_terms = "", ()
+            continue
+        seen = entry.decode().split(" ")[0]
+        old_digest, _, _, _, old_postings = index_entry(_loads(raw)) if raw is not None else ("", 0, 0, b"", {})
+        old_terms = tuple(old_postings) if old_digest == seen else None
 
 
 def search_plan(ctx: ArchiveContext, thread_id: str, query: str, k: int) -> Plan[list[SearchHit]]:
     """The ``k`` best passages of the thread for ``query``: one script ranks its words' postings with BM25 on
-    the server and sends back only the best passages (more only when several pieces of one text crowd them)."""
+    the server and sends back the events of the best passages (more only when several pieces of one text crowd
+    them); the passages are cut from those events again."""
     query_terms = check_search(query, k)
     if not query_terms:
         return []
     thread = str(thread_id)
-    by_time = ctx.layout.archive_keys(thread)[0]
-    postings, passages, _, stats = ctx.layout.search_keys(thread)
+    by_time, events = ctx.layout.archive_keys(thread)[:2]
+    postings, docs, _, stats, lengths, *_ = index_keys = ctx.layout.search_keys(thread)
     words = [x for word, times in Counter(query_terms).items() for x in (word, times)]
     want = k * 4
     while True:
-        reply, *_ = yield Batch(Eval(scripts.ARCHIVE_SEARCH, (postings, passages, stats, by_time), (want, *words)),
+        reply, *_ = yield Batch(Eval(scripts.ARCHIVE_SEARCH, (postings, docs, stats, by_time, events, lengths), (want, *words)),
                                 *_refresh(ctx, _all_keys(ctx, thread)))
         if int(reply[0]) < 0:
             if not int(reply[1]):
                 return []
-            # Archived before search existed: index its events once (re-recording is idempotent), then search.
+            # Archived before this index existed: index its events once (re-recording is idempotent), then search.
+            yield Batch(("DEL", *index_keys), ("HSET", stats, "v", INDEX_VERSION, "docs", 0, "len", 0, "next", 0))
             for event in (yield from events_plan(ctx, thread, include_restored=True)):
                 event.pop("restored_at", None)
                 yield from record_plan(ctx, thread, event)
             continue
-        entries = reply[1:]
-        ranked = [(Passage.from_dict(_loads(entries[i + 2])), float(entries[i + 1]))
-                  for i in range(0, len(entries), 3) if entries[i + 2] is not None]
+        best = int(reply[1])
+        tail = reply[2 + 3 * best:]
+        cut = {tail[i]: event_passages(_loads(tail[i + 1])) for i in range(0, len(tail), 2) if tail[i + 1] is not None}
+        ranked = []
+        for i in range(2, 2 + 3 * best, 3):
+            pieces = cut.get(reply[i])
+            n = int(reply[i + 1])
+            if pieces is not None and 0 <= n < len(pieces):
+                ranked.append((pieces[n], float(reply[i + 2])))
         hits = distinct_hits(ranked, query_terms, k)
-        if len(hits) == k or len(entries) < 3 * want:
+        if len(hits) == k or best < want:
             return hits
         want *= 4
 

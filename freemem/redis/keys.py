@@ -19,11 +19,14 @@ Layout for prefix ``P`` and thread ``T`` (``N`` = checkpoint namespace, ``C`` = 
     P:{T}:a:e          HASH  archive event id -> event JSON (with the freed spans)
     P:{T}:a:s          HASH  archive event id -> summary JSON (the event without its spans)
     P:{T}:a:r          HASH  archive event id -> restore mark JSON
-    P:{T}:a:x:z        ZSET  search postings, all scored 0, members "<term>\\x1f<tf>\\x1f<length>\\x1f<passage>"
-                             (ZRANGEBYLEX reads one term's postings)
-    P:{T}:a:x:p        HASH  passage key "<n>:<event id>" -> passage JSON (what a search hit shows)
-    P:{T}:a:x:e        HASH  archive event id -> JSON of its passage keys and postings (to unindex it)
-    P:{T}:a:x:n        HASH  docs (passages indexed), len (their total length in terms)
+    P:{T}:a:x:t        HASH  search postings: term -> 4 bytes per passage holding it (passage number, tf;
+                             see :mod:`~freemem.redis.archive`)
+    P:{T}:a:x:d        ZSET  archive event id scored by the number of its first passage (a passage's event)
+    P:{T}:a:x:e        HASH  archive event id -> "<index digest> <first passage> <passages> <length>"
+    P:{T}:a:x:n        HASH  v (index format, 3), docs (passages indexed), len (their total length in
+                             terms), next (the next passage number)
+    P:{T}:a:x:l        STR   each passage's length in terms, 2 bytes at twice its number
+    P:{T}:a:x:z, a:x:p       the index of earlier versions (postings zset, passage JSON), wiped on first use
     P:{T}:lease        STR   owner token of the thread's writer lease (opt-in, see ``RedisSaver(lease=True)``)
     P:{T}:lease:wake   LIST  pushed when a lease is released, so a waiting writer wakes at once
     P:run:{R}          SET   threads that hold checkpoints of run R (its own slot; for ``delete_for_runs``)
@@ -145,10 +148,12 @@ class KeyLayout:
         base = self.thread_base(thread_id)
         return (base + "a:ev", base + "a:e", base + "a:s", base + "a:r")
 
-    def search_keys(self, thread_id: str) -> tuple[str, str, str, str]:
-        """``(postings, passages, event passages, stats)`` of the thread's archive search index."""
+    def search_keys(self, thread_id: str) -> tuple[str, str, str, str, str, str, str]:
+        """``(postings, docs, events indexed, stats, lengths, old postings, old passages)`` of the thread's
+        archive search index (the last two: the format of earlier versions, wiped when the thread is next indexed)."""
         base = self.thread_base(thread_id)
-        return (base + "a:x:z", base + "a:x:p", base + "a:x:e", base + "a:x:n")
+        return (base + "a:x:t", base + "a:x:d", base + "a:x:e", base + "a:x:n", base + "a:x:l", base + "a:x:z",
+                base + "a:x:p")
 
     def rebase(self, key: str, source_thread: str, target_thread: str) -> str:
         """The key of ``target_thread`` that plays the role ``key`` plays for ``source_thread``."""

@@ -51,7 +51,7 @@ local function refresh(reg, marker, ttl, slack, touched)
   for i = 1, #members do redis.call('PEXPIRE', members[i], exp) end
   redis.call('PEXPIRE', reg, exp)
   local base = string.sub(reg, 1, -4)
-  for _, suffix in ipairs({'a:ev', 'a:e', 'a:s', 'a:r', 'a:x:z', 'a:x:p', 'a:x:e', 'a:x:n'}) do
+  for _, suffix in ipairs({'a:ev', 'a:e', 'a:s', 'a:r', 'a:x:t', 'a:x:d', 'a:x:e', 'a:x:n', 'a:x:l'}) do
     redis.call('PEXPIRE', base .. suffix, exp, 'GT')
   end
   redis.call('SET', marker, '1', 'PX', slack)
@@ -481,36 +481,90 @@ return redis.call('EXISTS', KEYS[1])
 ARCHIVE_RECORD = Script(
     "archive_record",
     r"""
--- KEYS: events-by-time, events, summaries, restore marks, then the search index: postings, passages,
---       event passages, stats (see freemem.redis.keys).
--- ARGV: id, score, event, summary, ttl (ms, 0: none),
---       index JSON {p: [[passage key, passage JSON], ...], m: [postings members], l: total length in terms}
-local function chunked(cmd, key, items)
-  for i = 1, #items, 500 do redis.call(cmd, key, unpack(items, i, math.min(i + 499, #items))) end
+-- KEYS: events-by-time, events, summaries, restore marks, then the search index: postings, docs, events
+--       indexed, stats, passage lengths, and the keys of the index format before 0.x (postings zset, passages),
+--       wiped.
+-- ARGV: id, score, event, summary, ttl (ms, 0: none), the digest of the event's index now held (as the
+--       caller read it; '' when none), the new digest, passages, their total length in terms, their lengths
+--       ('>I2' each), how many of the old index's terms follow (-1: unknown, every term is looked at), those
+--       terms, then (term, postings) pairs: 4 bytes a passage holding the term (its number in the event, '>I3',
+--       then tf 'B'; see freemem.redis.archive).
+-- Returns 1, or 0 when the event's index is not the one the caller read (it reads the old event and retries).
+local post, docs, evx, stats, lens = KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+local id = ARGV[1]
+local nold = tonumber(ARGV[11])
+local index = true
+local cur = nil
+if redis.call('HGET', stats, 'v') ~= '3' then
+  -- No index of this format: a new thread gets one; a thread archived without one is indexed on its first
+  -- search (every event at once), so this event is not indexed alone.
+  index = redis.call('ZCARD', KEYS[1]) == 0
+  redis.call('DEL', post, docs, evx, stats, lens, KEYS[10], KEYS[11])
+  if index then redis.call('HSET', stats, 'v', '3', 'docs', 0, 'len', 0, 'next', 0) end
+else
+  cur = redis.call('HGET', evx, id)
+  local next = tonumber(redis.call('HGET', stats, 'next') or '0')
+  if next + tonumber(ARGV[8]) > 16777216 then
+    return redis.error_reply('ERR the search index of this thread has numbered its 16,777,216 passages; ' ..
+                             'delete its a:x:* keys to have it renumbered on the next search')
+  end
 end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
--- Re-recorded: the event's old passages leave the index first.
-local old = redis.call('HGET', KEYS[7], ARGV[1])
-if old then
-  old = cjson.decode(old)
-  if #old.m > 0 then chunked('ZREM', KEYS[5], old.m) end
-  if #old.p > 0 then chunked('HDEL', KEYS[6], old.p) end
-  redis.call('HINCRBY', KEYS[8], 'docs', -#old.p)
-  redis.call('HINCRBY', KEYS[8], 'len', -old.l)
+if cur then
+  local digest, first, count, len = string.match(cur, '^(%S+) (%d+) (%d+) (%d+)$')
+  if digest == ARGV[7] then
+    index = false
+  elseif digest ~= ARGV[6] then
+    return 0
+  else
+    -- Re-recorded with other text: its old postings leave the index first.
+    first, count = tonumber(first), tonumber(count)
+    local stop = first + count
+    local terms = {}
+    if nold < 0 then
+      -- The caller could not tell the old event's terms (it was indexed by another version): look in every term.
+      terms = redis.call('HKEYS', post)
+    else
+      for i = 12, 11 + nold do terms[#terms + 1] = ARGV[i] end
+    end
+    for _, term in ipairs(terms) do
+      local old = redis.call('HGET', post, term)
+      if old then
+        local keep = {}
+        for j = 1, #old, 4 do
+          local doc = struct.unpack('>I3', old, j)
+          if doc < first or doc >= stop then keep[#keep + 1] = string.sub(old, j, j + 3) end
+        end
+        if #keep == 0 then redis.call('HDEL', post, term) else redis.call('HSET', post, term, table.concat(keep)) end
+      end
+    end
+    redis.call('ZREM', docs, id)
+    redis.call('HINCRBY', stats, 'docs', -count)
+    redis.call('HINCRBY', stats, 'len', -tonumber(len))
+    redis.call('HDEL', evx, id)
+  end
 end
-local new = cjson.decode(ARGV[6])
-local zargs, hargs, pkeys = {}, {}, {}
-for i = 1, #new.m do zargs[#zargs + 1] = 0; zargs[#zargs + 1] = new.m[i] end
-for i = 1, #new.p do
-  hargs[#hargs + 1] = new.p[i][1]; hargs[#hargs + 1] = new.p[i][2]; pkeys[#pkeys + 1] = new.p[i][1]
+redis.call('ZADD', KEYS[1], ARGV[2], id)
+redis.call('HSET', KEYS[2], id, ARGV[3])
+redis.call('HSET', KEYS[3], id, ARGV[4])
+if index then
+  local count = tonumber(ARGV[8])
+  local first = redis.call('HINCRBY', stats, 'next', count) - count
+  for i = 12 + math.max(0, nold), #ARGV, 2 do
+    local term, rel = ARGV[i], ARGV[i + 1]
+    local parts = {redis.call('HGET', post, term) or ''}
+    for j = 1, #rel, 4 do
+      parts[#parts + 1] = struct.pack('>I3', first + struct.unpack('>I3', rel, j)) .. string.sub(rel, j + 3, j + 3)
+    end
+    redis.call('HSET', post, term, table.concat(parts))
+  end
+  if count > 0 then
+    redis.call('SETRANGE', lens, 2 * first, ARGV[10])
+    redis.call('ZADD', docs, first, id)
+  end
+  redis.call('HINCRBY', stats, 'docs', count)
+  redis.call('HINCRBY', stats, 'len', ARGV[9])
+  redis.call('HSET', evx, id, ARGV[7] .. ' ' .. first .. ' ' .. count .. ' ' .. ARGV[9])
 end
-if #zargs > 0 then chunked('ZADD', KEYS[5], zargs) end
-if #hargs > 0 then chunked('HSET', KEYS[6], hargs) end
-redis.call('HINCRBY', KEYS[8], 'docs', #pkeys)
-redis.call('HINCRBY', KEYS[8], 'len', new.l)
-redis.call('HSET', KEYS[7], ARGV[1], cjson.encode({p = pkeys, m = new.m, l = new.l}))
 local ttl = tonumber(ARGV[5])
 if ttl > 0 then for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end end
 return 1
@@ -520,57 +574,63 @@ return 1
 ARCHIVE_SEARCH = Script(
     "archive_search",
     r"""
--- BM25 over the thread's search index, on the server: only the best passages travel.
--- KEYS: postings, passages, stats, events-by-time.  ARGV: how many, then (term, times in the query) pairs.
--- Returns {-1, events} when the thread has events but no index yet; else {n, key, score, passage, ...} best
--- first (n: passages indexed). Same formula as freemem.core.bm25 (k1 1.2, b 0.75).
-local raw = redis.call('HGET', KEYS[3], 'docs')
-if not raw then return {-1, redis.call('ZCARD', KEYS[4])} end
-local n = tonumber(raw)
-if n <= 0 then return {0} end
+-- BM25 over the thread's search index, on the server: only the best passages' events travel.
+-- KEYS: postings, docs, stats, events-by-time, events, passage lengths.
+-- ARGV: how many, then (term, times in the query) pairs.
+-- Returns {-1, events} when the thread has events but no index of this format yet; else {n, m, (event id,
+-- passage number in the event, score) * m best first, then (event id, stored event) for each event named}
+-- (n: passages indexed). Same formula as freemem.core.bm25 (k1 1.2, b 0.75).
+if redis.call('HGET', KEYS[3], 'v') ~= '3' then return {-1, redis.call('ZCARD', KEYS[4])} end
+local n = tonumber(redis.call('HGET', KEYS[3], 'docs') or '0')
+if n <= 0 then return {0, 0} end
 local avg = tonumber(redis.call('HGET', KEYS[3], 'len') or '0') / n
 if avg <= 0 then avg = 1 end
 local k1, b, want = 1.2, 0.75, tonumber(ARGV[1])
 local scores, seen = {}, {}
+local lens = nil
 for i = 2, #ARGV, 2 do
-  local term, times = ARGV[i], tonumber(ARGV[i + 1])
-  local members = redis.call('ZRANGEBYLEX', KEYS[1], '[' .. term .. '\31', '(' .. term .. ' ')
-  local df = #members
-  if df > 0 then
-    local w = math.log(1 + (n - df + 0.5) / (df + 0.5)) * times * (k1 + 1)
-    local skip = #term + 2
-    for j = 1, df do
-      local m = members[j]
-      local _, stop, tf, len = string.find(m, '^(%d+)\31(%d+)\31', skip)
-      local key = string.sub(m, stop + 1)
-      tf = tonumber(tf)
-      local s = w * tf / (tf + k1 * (1 - b + b * tonumber(len) / avg))
-      local old = scores[key]
-      if old then scores[key] = old + s else scores[key] = s; seen[#seen + 1] = key end
+  local postings = redis.call('HGET', KEYS[1], ARGV[i])
+  if postings then
+    lens = lens or redis.call('GET', KEYS[6]) or ''
+    local df = #postings / 4
+    local w = math.log(1 + (n - df + 0.5) / (df + 0.5)) * tonumber(ARGV[i + 1]) * (k1 + 1)
+    for j = 1, #postings, 4 do
+      local doc, tf = struct.unpack('>I3B', postings, j)
+      local len = avg
+      if 2 * doc + 2 <= #lens then len = struct.unpack('>I2', lens, 2 * doc + 1) end
+      local s = w * tf / (tf + k1 * (1 - b + b * len / avg))
+      local old = scores[doc]
+      if old then scores[doc] = old + s else scores[doc] = s; seen[#seen + 1] = doc end
     end
   end
 end
--- The best `want`, kept sorted in a small list (ties: the key first in order, as sorted() would).
+-- The best `want`, kept sorted in a small list (ties: the passage indexed first).
 local best = {}
-for _, key in ipairs(seen) do
-  local s = scores[key]
+for _, doc in ipairs(seen) do
+  local s = scores[doc]
   local last = best[#best]
-  if #best < want or s > scores[last] or (s == scores[last] and key < last) then
+  if #best < want or s > scores[last] or (s == scores[last] and doc < last) then
     local at = #best + 1
-    while at > 1 and (scores[best[at - 1]] < s or (scores[best[at - 1]] == s and best[at - 1] > key)) do
+    while at > 1 and (scores[best[at - 1]] < s or (scores[best[at - 1]] == s and best[at - 1] > doc)) do
       at = at - 1
     end
-    table.insert(best, at, key)
+    table.insert(best, at, doc)
     if #best > want then best[#best] = nil end
   end
 end
-local out = {n}
-if #best == 0 then return out end
-local passages = redis.call('HMGET', KEYS[2], unpack(best))
-for i, key in ipairs(best) do
-  out[#out + 1] = key
-  out[#out + 1] = string.format('%.17g', scores[key])
-  out[#out + 1] = passages[i]
+local out = {n, #best}
+local ids, named = {}, {}
+for _, doc in ipairs(best) do
+  local found = redis.call('ZRANGE', KEYS[2], doc, '-inf', 'BYSCORE', 'REV', 'LIMIT', 0, 1, 'WITHSCORES')
+  local id = found[1] or ''
+  out[#out + 1] = id
+  out[#out + 1] = doc - tonumber(found[2] or doc)
+  out[#out + 1] = string.format('%.17g', scores[doc])
+  if id ~= '' and not named[id] then named[id] = true; ids[#ids + 1] = id end
+end
+if #ids > 0 then
+  local events = redis.call('HMGET', KEYS[5], unpack(ids))
+  for i, id in ipairs(ids) do out[#out + 1] = id; out[#out + 1] = events[i] end
 end
 return out
 """,

@@ -22,10 +22,14 @@ def test_every_key_of_a_thread_is_in_one_slot(redis_cluster: RedisClusterProcess
         for thread in threads:
             put_chain(saver, thread, 6, run_id=f"run-{thread}")
             put_chain(saver, thread, 2, checkpoint_ns="child:x", channel="c")
-            archive.record(thread, {"id": "e1", "rounds": [[{"original": "x", "tokens": 1}]]})
-            keys = saver.thread_keys(thread) + list(saver.context.layout.archive_keys(thread))
+            archive.record(thread, {"id": "e1", "rounds": [[{"original": f"The Prius is in {thread}", "tokens": 1}]]})
+            layout = archive.context.layout
+            keys = saver.thread_keys(thread) + list(layout.archive_keys(thread) + layout.search_keys(thread))
             slots = {saver.client.keyslot(k) for k in keys}
             assert len(slots) == 1, keys
+            # the search index is written and read in the thread's slot, by one script each
+            (hit,) = archive.search(thread, f"Prius {thread}", k=3)
+            assert hit.event_id == "e1" and thread in hit.text
             slots_used |= slots
         nodes = {saver.client.get_node_from_key(f"{prefix}:{{{t}}}:reg").name for t in threads}
         assert len(nodes) >= 2  # the threads really are spread over the masters
