@@ -379,3 +379,41 @@ def test_a_real_llama_cpp_model_answers_from_each_policy(tmp_path: Path) -> None
     rows = result["sessions"][0]["probes"]["per_question"]
     assert all(set(r["answers"]) == set(L.ANSWER_POLICIES) for r in rows[:2]) and "answers" not in rows[2]
     assert result["answer_model"]["calls"] == 6 and "F1 freemem" in result["f1_table"]
+
+
+class _Echo:
+    """An answer model that answers with the last words of the context it reads (which policy's context each
+    answer came from is in the answer): the wiring of --answer-policies without a model file."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[int, str]] = []
+
+    def answer(self, context: Any, question: str) -> str:
+        self.asked.append((len(context), question))
+        return chat_prompt(context, question)[-2]["content"][-40:]
+
+
+def test_answer_policies_choose_the_contexts_the_model_reads(tmp_path: Path) -> None:
+    _long_bank(tmp_path)
+    chat = L.memorybank_chats(tmp_path / "memorybank_chat_en", users_per_chat=3, split="all")[0]
+    echo = _Echo()
+    result = L.replay(chat, budget=600, counter="o200k_base", samples=5, max_seconds=None, answerer=echo,
+                      answer_questions=2, answer_policies=("none", "freemem"))
+    answers = result["probes"]["answers"]
+    # In ANSWER_POLICIES order whatever the order given; trim is not asked at all.
+    assert answers["policies"] == ["freemem", "none"] and set(answers["f1"]) == {"freemem", "none"}
+    assert len(echo.asked) == 4 and [q for _n, q in echo.asked] == [p.question for p in chat.probes[:2]] * 2
+    assert echo.asked[0][0] < echo.asked[2][0]  # freemem's context first, shorter than the unpruned one
+    rows = result["probes"]["per_question"]
+    assert set(rows[0]["answers"]) == {"freemem", "none"} and "answers" not in rows[2]
+    table = L.f1_rows([result, result])
+    assert table[0][3] == "–" and table[-1][0].startswith("all 2") and table[-1][3] == "–"
+    assert table[-1][2] == table[0][2] and table[-1][4] == table[0][4]
+
+
+def test_answer_policies_must_be_known() -> None:
+    assert L._answer_policies("trim, freemem") == ["freemem", "trim"]
+    for bad in ("", "freemem,summary", ","):
+        with pytest.raises(ConfigError):
+            L._answer_policies(bad)
+    assert main(["bench", "long", "--quiet", "--sessions", "chat", "--answer-policies", "gist"]) == 1
