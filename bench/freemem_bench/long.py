@@ -494,7 +494,7 @@ def _answer(answerer: Any, session: Session, rows: list[dict[str, Any]], context
     named: dict[str, list[float]] = {name: [] for name in policies}
     for name in policies:
         for probe, row in probes:
-            reply = answerer.answer(contexts[name], probe.question)
+            reply = answerer.answer(contexts[name], probe.question, label=f"{session.name} {name}")
             score = token_f1(reply, " ".join(probe.keys))
             row.setdefault("answers", {})[name] = {"answer": reply, "f1": round(score, 4)}
             f1[name].append(score)
@@ -533,6 +533,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="its context window: the longest chat unpruned, plus the question (default 20480)")
     g.add_argument("--answer-questions", type=int, metavar="N",
                    help="answer only the first N questions of each session (default: all)")
+    g.add_argument("--answer-log", metavar="FILE",
+                   help="append one JSON line per answer to FILE as it comes (a stopped run keeps its answers)")
     g.add_argument("--answer-policies", default=",".join(ANSWER_POLICIES), metavar="LIST",
                    help=f"the contexts the model answers from, comma-separated from {','.join(ANSWER_POLICIES)} "
                         f"(default: all; greedy answers from an unchanged context are the same in every run)")
@@ -738,7 +740,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "answer_model", None):
         from freemem_bench.answers import LocalAnswerer
 
-        answerer = LocalAnswerer(args.answer_model, n_ctx=args.answer_ctx, threads=args.answer_threads)
+        answerer = LocalAnswerer(args.answer_model, n_ctx=args.answer_ctx, threads=args.answer_threads,
+                                 log=args.answer_log)
     for note in notes:
         console.print(f"[yellow]{note}[/yellow]")
     results: list[dict[str, Any]] = []

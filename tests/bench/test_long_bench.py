@@ -372,13 +372,17 @@ def test_a_real_llama_cpp_model_answers_from_each_policy(tmp_path: Path) -> None
     _long_bank(data)
     result = _run(tmp_path, "--sessions", "memorybank-chats", "--data", str(data), "--split", "all",
                   "--users-per-chat", "3", "--chat-budget", "600", "--samples", "5", "--answer-model", str(model),
-                  "--answer-threads", "1", "--answer-ctx", "4096", "--answer-questions", "2")
+                  "--answer-threads", "1", "--answer-ctx", "4096", "--answer-questions", "2",
+                  "--answer-log", str(tmp_path / "answers.jsonl"))
     answers = result["sessions"][0]["probes"]["answers"]
     assert answers["questions"] == 2 and set(answers["f1"]) == set(L.ANSWER_POLICIES)
     assert all(0.0 <= answers["f1"][p] <= 1.0 for p in L.ANSWER_POLICIES)
     rows = result["sessions"][0]["probes"]["per_question"]
     assert all(set(r["answers"]) == set(L.ANSWER_POLICIES) for r in rows[:2]) and "answers" not in rows[2]
     assert result["answer_model"]["calls"] == 6 and "F1 freemem" in result["f1_table"]
+    logged = [json.loads(line) for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
+    assert [e["label"].rsplit(" ", 1)[1] for e in logged] == ["freemem"] * 2 + ["trim"] * 2 + ["none"] * 2
+    assert [e["answer"] for e in logged[:2]] == [r["answers"]["freemem"]["answer"] for r in rows[:2]]
 
 
 class _Echo:
@@ -388,7 +392,8 @@ class _Echo:
     def __init__(self) -> None:
         self.asked: list[tuple[int, str]] = []
 
-    def answer(self, context: Any, question: str) -> str:
+    def answer(self, context: Any, question: str, *, label: str = "") -> str:
+        assert label.endswith((" freemem", " trim", " none"))
         self.asked.append((len(context), question))
         return chat_prompt(context, question)[-2]["content"][-40:]
 
