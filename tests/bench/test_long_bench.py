@@ -20,7 +20,7 @@ from freemem.memory import FreeMemory
 from freemem_bench import long as L
 from freemem_bench import sessions as S
 from freemem_bench._common import bench_counter
-from freemem_bench.answers import LocalAnswerer, chat_prompt, token_f1
+from freemem_bench.answers import ANSWER_INSTRUCTION, LocalAnswerer, chat_prompt, token_f1
 from freemem_bench.transcripts import ReferenceIndex
 
 
@@ -349,7 +349,9 @@ def test_token_f1_and_answer_prompt() -> None:
     assert token_f1("", "x") == token_f1("unknown", "Paris") == 0.0
     prompt = chat_prompt([SystemMessage("be kind"), HumanMessage("I saw Oslo."), AIMessage("Nice!")], "Where?")
     assert [m["role"] for m in prompt] == ["system", "user", "assistant", "user"]
-    assert prompt[-1]["content"].startswith("Where?\n")
+    assert prompt[-1]["content"] == f"Where?\n{ANSWER_INSTRUCTION}"
+    # No way out offered: with 'say "unknown"' a small model refused from every context (docs/chat.md).
+    assert "unknown" not in ANSWER_INSTRUCTION.lower()
 
 
 def test_answer_model_must_exist(tmp_path: Path) -> None:
@@ -379,6 +381,7 @@ def test_a_real_llama_cpp_model_answers_from_each_policy(tmp_path: Path) -> None
     assert all(0.0 <= answers["f1"][p] <= 1.0 for p in L.ANSWER_POLICIES)
     rows = result["sessions"][0]["probes"]["per_question"]
     assert all(set(r["answers"]) == set(L.ANSWER_POLICIES) for r in rows[:2]) and "answers" not in rows[2]
+    assert result["answer_model"]["instruction"] == ANSWER_INSTRUCTION
     assert result["answer_model"]["calls"] == 6 and "F1 freemem" in result["f1_table"]
     logged = [json.loads(line) for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
     assert [e["label"].rsplit(" ", 1)[1] for e in logged] == ["freemem"] * 2 + ["trim"] * 2 + ["none"] * 2
