@@ -8,6 +8,7 @@ no LangGraph, Redis or HTTP code; :mod:`freemem.memory` drives it, :mod:`freemem
 
 from freemem.archives import Archive, AsyncArchive, InMemoryArchive, Restored, SearchHit, SqliteArchive
 from freemem.cleaners.heuristic import HeuristicCleaner
+from freemem.config import Budget, CachePolicy, FoldPolicy, RoundPolicy, Triggers
 from freemem.core.anchors import AnchorMaker
 from freemem.core.apply import apply_commands
 from freemem.core.archive import (
@@ -47,6 +48,11 @@ from freemem.tokens import ApproxCounter, CachedCounter, Qwen3Counter, TiktokenC
 __version__ = "0.1.0"
 
 __all__ = [
+    "Triggers",
+    "RoundPolicy",
+    "FoldPolicy",
+    "CachePolicy",
+    "Budget",
     "AnchorMaker",
     "Archive",
     "AppliedSpan",

@@ -1,9 +1,21 @@
 """FreeMemory: the one engine behind every surface — step → measure → maybe clean → persist.
 
-It holds the configuration (cleaner, token counter, triggers, protections, marker, share cap) and runs one
-cleaning round on a message list or a text: measure, ask the cleaner, apply the commands safely, measure
-again, and describe the round in a :class:`~freemem.core.ledger.CleanEvent`. Persisting is the caller's job (the
-LangGraph middleware writes the pruned messages into graph state; an archive keeps the removed spans).
+:class:`FreeMemory` is a small facade: it holds the configuration (a cleaner, a token counter, and one value
+object per feature from :mod:`freemem.config`: :class:`~freemem.config.Budget`,
+:class:`~freemem.config.Triggers`, :class:`~freemem.config.FoldPolicy`, :class:`~freemem.config.CachePolicy`,
+:class:`~freemem.config.RoundPolicy`) and runs one clean as a pipeline of stages over one
+:class:`~freemem.core.snapshot.Snapshot` of the messages (their views and tokens, read once and updated as
+edits land):
+
+1. **rounds**: ask the cleaner, apply its commands safely (:func:`~freemem.core.apply.apply_commands`), measure
+   again, up to ``RoundPolicy.max_rounds`` while still over budget;
+2. **schedule** (a cache is set and a trigger asked for the clean) or **fold**: decide what of the rounds' edits
+   to keep by their prompt-cache cost, or fold old units when deletions were not enough;
+3. **digest**: with a summariser, a model writes the new fold's digest.
+
+Each stage returns what it decided; the round's :class:`~freemem.core.ledger.CleanEvent` is written once from
+those decisions. Persisting is the caller's job (the LangGraph middleware writes the pruned messages into graph
+state; an archive keeps the removed spans).
 
 A cleaner that fails costs one skipped round, a warning and a counted error — never the caller's turn
 (fail open for the agent, fail closed for the edit).
@@ -16,20 +28,21 @@ import copy
 import logging
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from freemem.core.apply import DEFAULT_MAX_COMMANDS, DEFAULT_MESSAGE_MARKER, Marker, apply_commands
+from freemem.config import Budget, CachePolicy, FoldPolicy, RoundPolicy, Triggers
+from freemem.core.apply import DEFAULT_MESSAGE_MARKER, apply_commands
 from freemem.core.cleaner import Cleaner, Proposal
 from freemem.core.context import Context, Protection
 from freemem.core.digest import summary_prompt
 from freemem.core.errors import ConfigError, FormatError
 from freemem.core.folding import FoldMismatch, FoldRecord, fold_originals, fold_units, make_fold, replace_digest
 from freemem.core.ledger import CleanEvent
-from freemem.core.media import check_image_rule
-from freemem.core.outcome import Outcome
-from freemem.core.prompt_cache import PriceModel, common_prefix, get_price_model, message_keys
+from freemem.core.outcome import AppliedSpan, Outcome
+from freemem.core.prompt_cache import PriceModel, common_prefix, view_keys
+from freemem.core.snapshot import Snapshot
 from freemem.core.views import (
     MESSAGE_OVERHEAD_TOKENS,
     MessageView,
@@ -49,16 +62,16 @@ from freemem.engine.round_calls import (
     summary_deadline_error,
 )
 from freemem.engine.scheduling import Option, choose, turn_tokens
-from freemem.engine.triggers import EveryNTokens, LoopDetected, OverBudget, Trigger, TriggerState
+from freemem.engine.triggers import OverBudget, Trigger, TriggerState
 from freemem.messages import answer_text, model_usage, newest_text
 from freemem.tokens import CachedCounter, TokenCounter, cached_counter
 
-__all__ = ["CHAT_DIGEST_SHARE", "CleanResult", "DIGEST_SHARE", "FreeMemory", "MESSAGE_OVERHEAD_TOKENS",
-           "SummaryRequest", "reject_duplicate_ids"]
+__all__ = ["CHAT_DIGEST_SHARE", "CleanResult", "DIGEST_SHARE", "FreeMemory", "MESSAGE_OVERHEAD_TOKENS", "SummaryRequest",
+           "reject_duplicate_ids"]
 
 logger = logging.getLogger("freemem")
 
-#: A fold digest's default bound, as a share of the budget (``FreeMemory(digest_tokens=None)``).
+#: A fold digest's default bound, as a share of the budget (``FoldPolicy(digest_tokens=None)``).
 DIGEST_SHARE = 0.15
 #: The default bound of the digest of a fold of conversation only (no tool calls, no tool results): in chat the
 #: digest is what remains of every earlier day, so it gets more than twice the room (MemoryBank's probing
@@ -67,13 +80,49 @@ CHAT_DIGEST_SHARE = 0.35
 #: The least room a digest gets while the budget allows it (the header alone is ~25 tokens).
 _MIN_DIGEST = 64
 
+#: The keyword arguments FreeMemory took before its value objects, and where each now lives (deprecated: they
+#: keep working for one release with a DeprecationWarning).
+_LEGACY: dict[str, tuple[str, str]] = {
+    "every_tokens": ("triggers", "every_tokens"),
+    "on_loop": ("triggers", "on_loop"),
+    "fold_share": ("fold", "share"),
+    "fold_target": ("fold", "target"),
+    "fold_keep_units": ("fold", "keep_units"),
+    "digest_tokens": ("fold", "digest_tokens"),
+    "summarizer": ("fold", "summarizer"),
+    "low_water": ("cache", "low_water"),
+    "clock": ("cache", "clock"),
+    "marker": ("rounds", "marker"),
+    "max_freed_share": ("rounds", "max_freed_share"),
+    "max_rounds": ("rounds", "max_rounds"),
+    "round_timeout": ("rounds", "timeout"),
+    "fixed_tokens": ("budget", "fixed_tokens"),
+    "image_rule": ("budget", "image_rule"),
+}
+_GROUP_CLASS = {"triggers": "Triggers", "fold": "FoldPolicy", "cache": "CachePolicy", "rounds": "RoundPolicy",
+                "budget": "Budget"}
+#: The attributes FreeMemory had before its value objects, and where each is now read (deprecated: reading one
+#: works for one release with a DeprecationWarning). ``cache`` was the price model: it is now ``cache.model``.
+_LEGACY_ATTRIBUTES: dict[str, tuple[str, str]] = {
+    "fold_share": ("fold", "share"),
+    "fold_target": ("fold", "target"),
+    "fold_keep_units": ("fold", "keep_units"),
+    "summarizer": ("fold", "summarizer"),
+    "low_water": ("cache", "low_water"),
+    "marker": ("rounds", "marker"),
+    "max_freed_share": ("rounds", "max_freed_share"),
+    "max_rounds": ("rounds", "max_rounds"),
+    "round_timeout": ("rounds", "timeout"),
+}
 
-def reject_duplicate_ids(messages: Sequence[Any]) -> None:
+
+def reject_duplicate_ids(messages: Sequence[Any], views: Sequence[MessageView] | None = None) -> None:
     """:class:`~freemem.core.errors.FormatError` when two messages share an id. Removed text is put back by
     message id (an archived span names its message; a fold its messages), so with shared ids a restore could
-    not tell which message a span came from: such input is refused before anything is edited."""
+    not tell which message a span came from: such input is refused before anything is edited. ``views``: the
+    messages' views when they are read already."""
     seen: dict[str, int] = {}
-    for view in message_views(messages):
+    for view in views if views is not None else message_views(messages):
         if view.id is None:
             continue
         first = seen.setdefault(view.id, view.index)
@@ -123,73 +172,97 @@ class _Stats:
     by_trigger: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Request:
+    """What one clean was asked: messages or a text, why, and how."""
+
+    trigger: str
+    messages: Sequence[Any] | None = None
+    text: str | None = None
+    tokens: int | None = None
+    question: str | None = None
+    idle_s: float | None = None
+    schedule: bool | None = None
+
+
+@dataclass
+class _Rounds:
+    """What the rounds stage did: the messages (or text) after its edits and what each round cost."""
+
+    snapshot: Snapshot | None
+    text: str | None
+    tokens: int
+    context: Context
+    proposals: list[Proposal] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class _Decision:
+    """What the schedule or fold stage kept: the messages, which of the rounds' spans, the fold made, the cache
+    record, notes, and a summariser's usage."""
+
+    snapshot: Snapshot | None
+    text: str | None
+    tokens: int
+    #: The rounds' spans kept are those in messages from this index on (None: every span; past the last
+    #: message: none, the round was deferred).
+    keep_from: int | None = None
+    folds: list[FoldRecord] = field(default_factory=list)
+    cache: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    usage: dict[str, int] = field(default_factory=dict)
+    #: Every edit of the rounds is kept as it was (the last round's outcome describes the result).
+    whole: bool = True
+
+    def kept(self, outcome: Outcome) -> list[AppliedSpan] | None:
+        """The spans of ``outcome`` this decision keeps (None: all)."""
+        if self.keep_from is None:
+            return None
+        return [s for s in outcome.applied if s.message_index is not None and s.message_index >= self.keep_from]
+
+
 class FreeMemory:
     """The user-facing configuration of freemem, and the engine that runs cleaning rounds.
 
     Args:
-        cleaner: who proposes deletions; the deterministic :class:`HeuristicCleaner` by default.
-        counter: a :class:`TokenCounter` or a name for :func:`get_counter` ("auto", "qwen3",
-            "o200k_base", "cl100k_base", "approx"). Counts are cached per text.
-        budget: token budget of the context. Over it a round is triggered, and the default heuristic
-            cleaner prunes until the context fits.
-        every_tokens: clean after this many new tokens since the last clean (None: off). Default 5,000.
-        on_loop: clean when the newest output holds a repetition loop.
-        triggers: replaces the three above with your own list of :class:`Trigger` objects.
+        cleaner: who proposes deletions (a :class:`~freemem.core.cleaner.Cleaner`); the deterministic
+            :class:`HeuristicCleaner` by default.
+        counter: a :class:`TokenCounter` or a name for :func:`get_counter` ("auto", "qwen3", "o200k_base",
+            "cl100k_base", "approx"). Counts are cached per text.
+        budget: the token budget of the whole request: an int, or a :class:`~freemem.config.Budget` that also
+            says what the system prompt and tools take (``fixed_tokens``) and how images count. Over it a round
+            is triggered, and the default heuristic cleaner prunes and folds until the messages fit.
+        triggers: when a round runs: :class:`~freemem.config.Triggers` (default: every 5,000 new tokens, on a
+            repetition loop, and over the budget), or your own list of :class:`Trigger` objects.
         protection: what may never be edited (:class:`Protection`).
-        marker: what replaces a removed span (see :func:`apply_commands`).
-        max_freed_share: cap on the share of editable text one round may remove; None uses the cleaner's
-            own (1.0 for the verified heuristic, 0.9 for model cleaners).
-        max_rounds: rounds per clean while still over budget and still making progress.
+        fold: fold whole units of old messages into one fold message (:mod:`freemem.core.folding`): True
+            (:class:`~freemem.config.FoldPolicy` defaults), False, or a ``FoldPolicy``. Needs a budget.
+        cache: schedule rounds by what they cost under a prompt cache: a
+            :class:`~freemem.config.CachePolicy`, a price model or its name (default ``"anthropic"``: reads
+            0.1x, writes 1.25x, 5-minute TTL), or None (every round applies everything its cleaner proposes).
+            See "Cost-aware scheduling" below.
+        rounds: how a clean's rounds run (:class:`~freemem.config.RoundPolicy`: rounds per clean, the cleaner's
+            deadline, the share one round may free, the marker).
         archive: optional store with ``record(thread_id, event_dict)`` (and ``arecord``) that keeps the
             removed spans and folded messages, e.g. :class:`freemem.core.archive.InMemoryArchive` or
             ``freemem.redis.RedisArchive``. With an archive, an edit is persisted only once its record is
             stored (fail closed for the edit).
-        fold: fold whole units of old messages into one fold message (:mod:`freemem.core.folding`) when
-            deletions cannot meet the budget, or when what deletions left of old messages (headers, markers,
-            excerpts, protected arguments) passes ``fold_share`` of the budget. Needs a ``budget``.
-        fold_share: see ``fold``; a fold then goes on until that residue is under half of it.
-        fold_target: a fold brings the context down to this share of the budget (room for the next steps,
-            so folds are rare). Rounds scheduled by cost fold to ``low_water`` instead.
-        fold_keep_units: the newest units (human messages; assistant messages with their tool results)
-            that never fold.
-        digest_tokens: the bound on a fold message's digest; default ``DIGEST_SHARE`` (15%) of the budget,
-            at least 100 (a digest holds the specifics of what it folded, several times denser than the raw
-            turns it replaces, so a bigger budget gets a proportionally bigger one), and
-            ``CHAT_DIGEST_SHARE`` (35%) in a thread of conversation only (no tool calls or results), where the
-            digest is all that stays of the earlier days. A given value bounds every digest.
-        summarizer: a chat model (LangChain ``invoke`` / ``ainvoke``) that writes each fold's digest, the
-            InftyThink move applied to transcripts (:func:`freemem.core.digest.summary_prompt`, bounded by
-            ``digest_tokens``); None (default): the extractive digest, no call. A summariser that fails, times
-            out (``round_timeout``) or answers nothing leaves the extractive digest in place (the event's note
-            says why): the fold itself never depends on it.
-        round_timeout: seconds one cleaner call may take (None: no bound). A cleaner still busy then is
-            abandoned (a sync ``propose`` runs in a worker thread for this; ``apropose`` is cancelled) and
-            the round fails open: a ``RuntimeWarning``, the event's ``error`` set, the state unchanged.
-        cache: schedule rounds by what they cost under a prompt cache (:mod:`freemem.core.prompt_cache`): a price
-            model or its name (default ``"anthropic"``: reads 0.1x, writes 1.25x, 5-minute TTL); None turns
-            cost-aware scheduling off (every round applies everything its cleaner proposes). See
-            "Cost-aware scheduling" below.
-        low_water: in rounds scheduled by cost, a fold brings the context down to this share of the budget
-            (instead of ``fold_target``). 0.9 by default: on the OpenHands transcripts at 16k, deeper folds
-            cost about the same cache (0.915x of no pruning at 0.9, 0.914x at 0.8, 0.87x at 0.5) and keep
-            less of the conversation (retention 0.9566 at 0.9, 0.9550 at 0.8, 0.9487 at 0.5; below
-            ``trim_messages`` on long chats at 0.5 and 0.7).
-        clock: seconds since the epoch, for the cache's TTL (``time.time``; inject a fake one in tests).
-        fixed_tokens: tokens of the request that are not messages: the system prompt (when it is not a message
-            in the list) and the bound tools' schemas (see ``docs/budget.md``). ``budget`` is the whole request,
-            so the messages get ``budget - fixed_tokens``. ``FreeMemoryMiddleware`` measures this itself from
-            each model request (:meth:`reserved`); give it here for ``wrap``, ``free_node`` and
-            ``pre_model_hook`` (``freemem.langgraph.request_tokens`` measures it).
-        image_rule: how images and documents are billed (:data:`freemem.core.media.IMAGE_RULES`:
-            ``"anthropic"`` or ``"openai"``); None: the counter's own (tiktoken encodings: ``"openai"``,
-            the others: ``"anthropic"``).
+
+    The keyword arguments of earlier releases (``every_tokens``, ``on_loop``, ``fold_share``, ``fold_target``,
+    ``fold_keep_units``, ``digest_tokens``, ``summarizer``, ``low_water``, ``clock``, ``marker``,
+    ``max_freed_share``, ``max_rounds``, ``round_timeout``, ``fixed_tokens``, ``image_rule``) still work for
+    this release, with a ``DeprecationWarning`` naming the value object that takes each; so do reads of the old
+    attributes (``memory.round_timeout`` is ``memory.rounds.timeout``, ``memory.low_water`` is
+    ``memory.cache.low_water``, ...).
 
     Cost-aware scheduling (``cache`` set, messages only; plain text and ``cache=None`` are cost-blind). An
     edit invalidates the provider's cached prefix from its first changed message on, so a round costs
     ``write * (tokens after the first change) - read * (what those positions held)`` more than not cleaning
     (:attr:`CleanEvent.cache <freemem.core.ledger.CleanEvent.cache>` records it). The candidate edit sets are
     the cleaner's edits from message ``m`` on, for each edited message ``m`` (the latest first change for
-    that gain), and those edits plus a fold down to ``low_water``:
+    that gain), and those edits plus a fold down to ``CachePolicy.low_water``:
 
     * **over budget** (the budget is a hard bound) the round takes the candidate that ends within the budget
       at the lowest cost per turn until the next forced round (its cache write spread over the turns until
@@ -203,7 +276,7 @@ class FreeMemory:
 
     Among candidates that cost the same, the one whose first change is latest wins. Turns are measured from
     the messages: the mean size of the newest units (an assistant message with its tool results, a human
-    message) is the growth per turn.
+    message) is the growth per turn. Figures: ``docs/results.md``.
     """
 
     def __init__(
@@ -211,108 +284,100 @@ class FreeMemory:
         cleaner: Cleaner | None = None,
         *,
         counter: TokenCounter | str = "auto",
-        budget: int | None = None,
-        every_tokens: int | None = 5000,
-        on_loop: bool = True,
-        triggers: Sequence[Trigger] | None = None,
+        budget: int | Budget | None = None,
+        triggers: Sequence[Trigger] | Triggers | None = None,
         protection: Protection | None = None,
-        marker: Marker | None = None,
-        max_freed_share: float | None = None,
-        max_rounds: int = 3,
+        fold: bool | FoldPolicy = True,
+        cache: CachePolicy | PriceModel | str | None = "anthropic",
+        rounds: RoundPolicy | None = None,
         archive: Any = None,
-        fold: bool = True,
-        fold_share: float = 0.15,
-        fold_target: float = 0.9,
-        fold_keep_units: int = 4,
-        digest_tokens: int | None = None,
-        round_timeout: float | None = 660.0,
-        cache: PriceModel | str | None = "anthropic",
-        low_water: float = 0.9,
-        clock: Callable[[], float] = time.time,
-        summarizer: Any = None,
-        fixed_tokens: int = 0,
-        image_rule: str | None = None,
+        **deprecated: Any,
     ) -> None:
-        if budget is not None and budget <= 0:
-            raise ConfigError("budget must be a positive number of tokens")
-        if isinstance(fixed_tokens, bool) or not isinstance(fixed_tokens, int) or fixed_tokens < 0:
-            raise ConfigError(f"fixed_tokens must be a non-negative int, got {fixed_tokens!r}")
-        if budget is not None and fixed_tokens >= budget:
-            raise ConfigError(f"fixed_tokens ({fixed_tokens:,}: system prompt and tool schemas) leave no room "
-                              f"for messages in a budget of {budget:,} tokens")
+        plan = _settings(budget, triggers, fold, cache, rounds, deprecated)
+        limits = plan.budget
         #: The whole request's budget (system prompt, tool schemas and messages), as given.
-        self.request_budget = budget
+        self.request_budget: int | None = limits.tokens
         #: The request's tokens outside the messages (see :meth:`reserved`).
-        self.fixed_tokens = fixed_tokens
-        self._default_digest = digest_tokens is None
-        if budget is not None:
-            budget -= fixed_tokens  # from here on, ``budget`` is what the messages get
-        if max_rounds < 1:
-            raise ConfigError("max_rounds must be at least 1")
-        if not 0 < low_water <= 1:
-            raise ConfigError("low_water must be in (0, 1]")
-        self.cache: PriceModel | None = None if cache is None else get_price_model(cache)
-        self.low_water = low_water
-        if not 0 < fold_share <= 1 or not 0 < fold_target <= 1:
-            raise ConfigError("fold_share and fold_target must be in (0, 1]")
-        #: The digest bound of a fold of conversation only (``CHAT_DIGEST_SHARE`` of the budget unless
-        #: ``digest_tokens`` was given).
-        self.chat_digest_tokens = digest_tokens
-        if digest_tokens is None:
-            digest_tokens = max(100, int(DIGEST_SHARE * budget)) if budget is not None else 400
-            self.chat_digest_tokens = max(digest_tokens, int(CHAT_DIGEST_SHARE * budget)) if budget else digest_tokens
-        if not callable(clock):
-            raise ConfigError("clock must be a callable returning seconds")
-        self.clock = clock
-        if summarizer is not None and not (hasattr(summarizer, "invoke") or hasattr(summarizer, "ainvoke")):
-            raise ConfigError("summarizer must be a chat model with invoke() / ainvoke()")
-        self.summarizer = summarizer
-        if fold_keep_units < 0 or digest_tokens < 16:
-            raise ConfigError("fold_keep_units must be >= 0 and digest_tokens >= 16")
+        self.fixed_tokens: int = limits.fixed_tokens
+        #: The messages' budget: ``request_budget - fixed_tokens`` (None: no budget).
+        self.budget: int | None = limits.messages
+        #: Folding's settings; None when folding is off.
+        self.fold: FoldPolicy | None = plan.fold if plan.fold_on else None
+        self._fold_settings = plan.fold
+        #: Cost-aware scheduling's settings; None when it is off.
+        self.cache: CachePolicy | None = plan.cache
+        #: How a clean's rounds run.
+        self.rounds: RoundPolicy = plan.rounds
+        self._set_digest_bounds()
         self.counter: CachedCounter = cached_counter(counter)
         self._own_cleaner = cleaner is None
-        self.image_rule = image_rule_of(self.counter) if image_rule is None else check_image_rule(image_rule)
+        self.image_rule = image_rule_of(self.counter, limits.image_rule)
+        budget_ = self.budget
         if cleaner is None:
             from freemem.cleaners.heuristic import HeuristicCleaner
 
+            folds = self.fold is not None and budget_ is not None
             # With folds, whole old turns go as units: budget fitting then shrinks only tool output and
             # leaves conversation text verbatim (the newest turns matter most; folds take the oldest).
-            roles = ("tool",) if fold and budget is not None else ("tool", "assistant", "user", "human", "text")
+            roles = ("tool",) if folds else ("tool", "assistant", "user", "human", "text")
             # Folds make room for the next steps, so rounds need not cut as deep (0.9 of the budget, not 0.8).
-            target = 0.9 if fold and budget is not None else 0.8
-            cleaner = HeuristicCleaner(budget=budget, counter=self.counter, fit_roles=roles, target=target)
-        self.cleaner = cleaner
-        #: The messages' budget: ``request_budget - fixed_tokens`` (None: no budget).
-        self.budget = budget
-        if triggers is None:
-            built: list[Trigger] = []
-            if every_tokens:
-                built.append(EveryNTokens(every_tokens))
-            if budget is not None:
-                built.append(OverBudget(budget))
-            if on_loop:
-                built.append(LoopDetected())
-            triggers = built
-        self.triggers = list(triggers)
-        if fixed_tokens and budget is not None:
+            cleaner = HeuristicCleaner(budget=budget_, counter=self.counter, fit_roles=roles,
+                                       target=0.9 if folds else 0.8)
+        elif not isinstance(cleaner, Cleaner):
+            raise ConfigError(f"cleaner must be a freemem Cleaner (subclass freemem.Cleaner), got "
+                              f"{type(cleaner).__name__}")
+        self.cleaner: Cleaner = cleaner
+        given = plan.triggers
+        self.triggers: list[Trigger] = given.build(budget_) if isinstance(given, Triggers) else list(given)
+        if self.fixed_tokens and budget_ is not None:
             # An OverBudget trigger given with the request's budget bounds the messages' share.
-            self._rebase({self.request_budget}, budget)
+            self._rebase({self.request_budget}, budget_)
         self.protection = protection or Protection()
-        self.marker = marker
-        self.max_freed_share = max_freed_share
-        self.max_rounds = max_rounds
         self.archive = archive
-        self.fold = fold
-        self.fold_share = fold_share
-        self.fold_target = fold_target
-        self.fold_keep_units = fold_keep_units
-        self.digest_tokens = digest_tokens
         #: Fold messages name the ``recall`` tool (set when a surface offers it to the agent).
         self.recall_hint = False
         self.stats = _Stats()
-        if round_timeout is not None and not round_timeout > 0:
-            raise ConfigError("round_timeout must be a positive number of seconds or None")
-        self.round_timeout = round_timeout
+
+    def __getattr__(self, name: str) -> Any:
+        """The attributes of earlier releases (``round_timeout``, ``low_water``, ``fold_share``, ...), read from
+        the value object that now holds each, with a ``DeprecationWarning``."""
+        if name not in _LEGACY_ATTRIBUTES:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        group, attr = _LEGACY_ATTRIBUTES[name]
+        warnings.warn(f"FreeMemory.{name} is deprecated and will be removed in the next release: read "
+                      f"memory.{group}.{attr}", DeprecationWarning, stacklevel=2)
+        held = self.__dict__
+        # Folding's settings are kept when folding is off (as the old attributes were); without a cache, the
+        # cache's defaults.
+        settings = {"fold": held.get("_fold_settings"), "cache": held.get("cache") or CachePolicy(),
+                    "rounds": held.get("rounds")}[group]
+        return getattr(settings, attr)
+
+    def _set_digest_bounds(self) -> None:
+        """The digest bounds for the messages' budget: the fold policy's, or ``DIGEST_SHARE`` of the budget
+        (at least 100; 400 without a budget) and ``CHAT_DIGEST_SHARE`` of it for a fold of conversation only."""
+        given = self._fold_settings.digest_tokens
+        budget = self.budget
+        if given is not None:
+            #: The bound of a fold message's digest.
+            self.digest_tokens: int = given
+            #: The digest bound of a fold of conversation only.
+            self.chat_digest_tokens: int = given
+            return
+        self.digest_tokens = max(100, int(DIGEST_SHARE * budget)) if budget is not None else 400
+        self.chat_digest_tokens = (max(self.digest_tokens, int(CHAT_DIGEST_SHARE * budget)) if budget
+                                   else self.digest_tokens)
+
+    # -- settings read by the surfaces ------------------------------------------------------------------
+    @property
+    def clock(self) -> Callable[[], float]:
+        """Seconds since the epoch, for the cache's TTL (``CachePolicy.clock``; ``time.time`` without a cache)."""
+        return self.cache.clock if self.cache is not None else time.time
+
+    @property
+    def cache_ttl_s(self) -> float | None:
+        """The prompt cache's TTL under cost-aware scheduling (None: off, or a cache that never expires)."""
+        return None if self.cache is None else self.cache.model.ttl_s
 
     # -- the fixed part of the request ------------------------------------------------------------------
     def reserved(self, fixed_tokens: int) -> FreeMemory:
@@ -321,9 +386,9 @@ class FreeMemory:
 
         A shallow copy: cleaner, counter, archive, triggers and statistics are shared, but the budget, the
         default cleaner's and the ``OverBudget`` triggers' bounds (where they hold this memory's budget or the
-        request's; copied, not changed) and the default digest bound follow the messages' budget. A cleaner
-        you gave keeps its own budget (give it the messages' share yourself). Thread-safe:
-        nothing is changed in place. When ``fixed_tokens`` alone reaches the request's budget no message list
+        request's; copied, not changed) and the default digest bounds follow the messages' budget. A cleaner
+        you gave keeps its own budget (give it the messages' share yourself). Thread-safe: nothing is changed
+        in place. When ``fixed_tokens`` alone reaches the request's budget no message list
         can fit: the copy has no budget (it cleans on its other triggers only; the surfaces warn once and note
         it in the ledger).
         """
@@ -336,8 +401,7 @@ class FreeMemory:
         out = copy.copy(self)
         out.fixed_tokens = fixed_tokens
         out.budget = budget
-        if self._default_digest:
-            out.digest_tokens = max(100, int(DIGEST_SHARE * budget)) if budget is not None else 400
+        out._set_digest_bounds()
         out._rebase({self.budget, total}, budget)
         return out
 
@@ -371,21 +435,20 @@ class FreeMemory:
 
     def message_tokens(self, messages: Sequence[Any]) -> list[int]:
         """Tokens of each message, as :meth:`count_messages` counts them (their sum is its count)."""
-        return self._view_tokens(message_views(messages))
+        return [self._view_tokens(v) for v in message_views(messages)]
 
-    def _view_tokens(self, views: Sequence[MessageView]) -> list[int]:
-        """Tokens of each message, as :meth:`count_messages` counts them (cached per text)."""
-        count, rule = self.counter.count, self.image_rule
-        return [sum(count(t) for t in counted_texts([v])) + views_media_tokens(self.counter, [v], rule)
-                + MESSAGE_OVERHEAD_TOKENS for v in views]
+    def _view_tokens(self, view: MessageView) -> int:
+        """Tokens of one message, as :meth:`count_messages` counts it (cached per text)."""
+        count = self.counter.count
+        return (sum(count(t) for t in counted_texts([view])) + views_media_tokens(self.counter, [view], self.image_rule)
+                + MESSAGE_OVERHEAD_TOKENS)
+
+    def snapshot(self, messages: Sequence[Any]) -> Snapshot:
+        """``messages`` read once, with each message's tokens as :meth:`count_messages` counts them."""
+        return Snapshot.read(messages, self._view_tokens)
 
     def count_text(self, text: str) -> int:
         return self.counter.count(text)
-
-    @property
-    def cache_ttl_s(self) -> float | None:
-        """The prompt cache's TTL under cost-aware scheduling (None: off, or a cache that never expires)."""
-        return None if self.cache is None else self.cache.ttl_s
 
     def cache_cold(self, idle_s: float | None) -> bool:
         """Whether an idle gap of ``idle_s`` seconds since the last model call has let the cache expire."""
@@ -408,9 +471,9 @@ class FreeMemory:
         return None
 
     def _share(self) -> float:
-        if self.max_freed_share is not None:
-            return self.max_freed_share
-        return float(getattr(self.cleaner, "max_freed_share", 0.9))
+        if self.rounds.max_freed_share is not None:
+            return self.rounds.max_freed_share
+        return float(self.cleaner.max_freed_share)
 
     # -- cleaning ---------------------------------------------------------------------------------------
     def clean(self, messages: Sequence[Any], *, trigger: str = "manual", tokens: int | None = None,
@@ -422,19 +485,21 @@ class FreeMemory:
         hand (``trigger="manual"``) applies every edit. Needs ``cache``. ``idle_s``: seconds since the
         conversation's last model call (see :meth:`check`); past the cache's TTL the round is free and keeps
         every edit its cleaner proposes."""
-        return self._run(messages, None, trigger, tokens, None, idle_s, schedule)
+        return self._run(_Request(trigger, messages=messages, tokens=tokens, idle_s=idle_s, schedule=schedule))
 
     async def aclean(self, messages: Sequence[Any], *, trigger: str = "manual", tokens: int | None = None,
                      idle_s: float | None = None, schedule: bool | None = None) -> CleanResult:
         """Async twin of :meth:`clean` (the cleaner's ``apropose`` does the I/O)."""
-        return await self._arun(messages, None, trigger, tokens, None, idle_s, schedule)
+        return await self._arun(_Request(trigger, messages=messages, tokens=tokens, idle_s=idle_s,
+                                         schedule=schedule))
 
     def clean_text(self, text: str, *, question: str | None = None, trigger: str = "manual") -> CleanResult:
         """Run cleaning rounds on plain reasoning text."""
-        return self._run(None, text, trigger, None, question)
+        return self._run(_Request(trigger, text=text, question=question))
 
     async def aclean_text(self, text: str, *, question: str | None = None, trigger: str = "manual") -> CleanResult:
-        return await self._arun(None, text, trigger, None, question)
+        """Async twin of :meth:`clean_text`."""
+        return await self._arun(_Request(trigger, text=text, question=question))
 
     def maybe_clean(self, messages: Sequence[Any], *, tokens_at_last_clean: int = 0,
                     idle_s: float | None = None) -> CleanResult | None:
@@ -444,137 +509,179 @@ class FreeMemory:
         return None if reason is None else self.clean(messages, trigger=reason, tokens=tokens, idle_s=idle_s,
                                                       schedule=True)
 
-    # The round loop is written once as a generator that yields "ask the cleaner" requests, so the sync
-    # and async entry points share every line but the call itself.
-    def _rounds(self, messages: Sequence[Any] | None, text: str | None, trigger: str, tokens: int | None,
-                question: str | None, idle_s: float | None = None,
-                schedule: bool | None = None):
+    # -- the pipeline -----------------------------------------------------------------------------------
+    # Written once as a generator that yields "ask the cleaner" (a Context) and "ask the summariser" (a
+    # SummaryRequest) requests, so the sync and async entry points share every line but the calls themselves.
+    def _pipeline(self, request: _Request) -> Generator[Any, Any, CleanResult]:
         t0 = time.perf_counter()
-        if messages is not None:
-            reject_duplicate_ids(messages)
-        event = CleanEvent(trigger=trigger, cleaner=getattr(self.cleaner, "name", type(self.cleaner).__name__))
-        measure = (lambda m, t: self.count_messages(m)) if messages is not None else (lambda m, t: self.count_text(t))
-        before = tokens if tokens is not None else measure(messages, text)
-        event.tokens_before = before
-        current_messages, current_text = (list(messages) if messages is not None else None), text
-        current = before
-        last_outcome: Outcome | None = None
-        for _ in range(self.max_rounds):
-            context = (Context.from_messages(current_messages, protection=self.protection)
-                       if current_messages is not None
-                       else Context.from_text(current_text or "", question=question, protection=self.protection))
+        given = self.snapshot(request.messages) if request.messages is not None else None
+        if given is not None:
+            reject_duplicate_ids(given.messages, given.views)
+        if request.tokens is not None:
+            before = request.tokens
+        else:
+            before = given.total if given is not None else self.count_text(request.text or "")
+        done = yield from self._edit_rounds(request, given, before)
+        schedule = request.schedule if request.schedule is not None else request.trigger != "manual"
+        if given is not None and done.snapshot is not None and self.cache is not None and schedule:
+            decision = self._schedule(given, before, done, cold=self.cache_cold(request.idle_s))
+        else:
+            decision = self._fold_stage(given, done)
+        if self.fold is not None and self.fold.summarizer is not None and given is not None and decision.folds:
+            yield from self._digest_stage(given, decision)
+        return self._finish(request, before, done, decision, t0)
+
+    def _edit_rounds(self, request: _Request, given: Snapshot | None, before: int
+                     ) -> Generator[Context, Any, _Rounds]:
+        """The rounds stage: ask the cleaner, apply its commands, measure, until under budget, out of rounds,
+        or a round applies nothing."""
+        snapshot, text, tokens = given, request.text, before
+        done: _Rounds | None = None
+        for _ in range(self.rounds.max_rounds):
+            if snapshot is not None:
+                context = Context.from_messages(snapshot.messages, protection=self.protection, views=snapshot.views)
+            else:
+                context = Context.from_text(text or "", question=request.question, protection=self.protection)
+            if done is None:
+                done = _Rounds(snapshot, text, tokens, context)
+            done.context = context
             proposal: Proposal | BaseException = yield context
             if isinstance(proposal, BaseException):
-                event.error = f"{type(proposal).__name__}: {proposal}"
-                self.stats.errors += 1
-                self.stats.last_error = event.error
-                warnings.warn(f"freemem: cleaner {event.cleaner} failed, round skipped ({event.error})",
-                              RuntimeWarning, stacklevel=4)
-                if logger.hasHandlers():  # else logging's last-resort handler would print the warning twice
-                    logger.warning("cleaner %s failed, round skipped: %s", event.cleaner, event.error)
+                done.error = f"{type(proposal).__name__}: {proposal}"
+                self._fail_round(done.error)
                 break
+            done.proposals.append(proposal)
+            outcome = apply_commands(context, proposal.commands, marker=self.rounds.marker,
+                                     max_freed_share=self._share(), counter=self.counter,
+                                     max_commands=self.cleaner.max_commands,
+                                     # the cleaner's reading of repeated anchors, in what its model was shown
+                                     repeated=self.cleaner.repeated, shown=proposal.shown)
+            done.outcomes.append(outcome)
+            if not outcome.applied:
+                break
+            if snapshot is not None:
+                assert outcome.messages is not None
+                snapshot = snapshot.after(outcome.messages)
+                tokens = snapshot.total
+            else:
+                text = outcome.text
+                tokens = self.count_text(text or "")
+            done.snapshot, done.text, done.tokens = snapshot, text, tokens
+            if self.budget is None or tokens <= self.budget:
+                break
+        assert done is not None
+        return done
+
+    def _fail_round(self, error: str) -> None:
+        self.stats.errors += 1
+        self.stats.last_error = error
+        warnings.warn(f"freemem: cleaner {self.cleaner.name} failed, round skipped ({error})",
+                      RuntimeWarning, stacklevel=6)
+        if logger.hasHandlers():  # else logging's last-resort handler would print the warning twice
+            logger.warning("cleaner %s failed, round skipped: %s", self.cleaner.name, error)
+
+    def _fold_stage(self, given: Snapshot | None, done: _Rounds) -> _Decision:
+        """Without cost-aware scheduling: keep every edit of the rounds, and fold when due."""
+        decision = _Decision(done.snapshot, done.text, done.tokens)
+        if done.snapshot is None or given is None or self.fold is None or self.budget is None or done.error:
+            return decision
+        folded = self._fold_pass(done.snapshot, done.tokens, given)
+        if folded is not None:
+            decision.snapshot, record = folded
+            decision.tokens = decision.snapshot.total
+            decision.folds.append(record)
+        return decision
+
+    def _digest_stage(self, given: Snapshot, decision: _Decision) -> Generator[SummaryRequest, Any, None]:
+        """The digest stage: the summariser writes the digest of the fold this clean made; any failure keeps
+        the extractive one (a note says why)."""
+        assert decision.snapshot is not None
+        record = decision.folds[-1]
+        cap = record.digest_cap or self.digest_tokens  # the room the fold gave its digest
+        try:
+            # What the folded messages said before this clean's deletions (as the extractive digest reads).
+            by_id = {v.id: given.messages[v.index] for v in given.views if v.id is not None}
+            originals = fold_originals(record)
+            source = [by_id.get(v.id, m) if v.id is not None else m
+                      for v, m in zip(message_views(originals), originals)]
+            prompt = summary_prompt(source, cap)
+        except FoldMismatch as exc:
+            response: Any = exc
+        else:
+            response = yield SummaryRequest(prompt, cap)
+        why = self._model_digest(decision, record, response, cap)
+        decision.notes.append("model digest" if why is None else f"extractive digest kept: {why}")
+
+    def _model_digest(self, decision: _Decision, record: FoldRecord, response: Any, cap: int) -> str | None:
+        """Put the summariser's answer in the fold message (header kept); None, or why the extractive digest
+        stays."""
+        assert decision.snapshot is not None
+        if isinstance(response, BaseException):
+            return f"summarizer failed ({type(response).__name__}: {response})"
+        body = answer_text(response).strip()
+        if not body:
+            return "the summarizer answered nothing"
+        for key, value in model_usage(response).items():
+            decision.usage[key] = decision.usage.get(key, 0) + int(value)
+        header = record.digest.split("\n", 1)[0]
+        text = header + "\n" + self.counter.truncate(body, max(1, cap - self.counter.count(header) - 1))
+        new = decision.snapshot.after(replace_digest(decision.snapshot.messages, record, text))
+        if self.budget is not None and new.total > max(self.budget, decision.tokens):
+            return f"the summary would put the context over the budget ({new.total} tokens)"
+        record.digest = text
+        record.digest_tokens = self.counter.count(text)
+        decision.snapshot, decision.tokens = new, new.total
+        return None
+
+    def _finish(self, request: _Request, before: int, done: _Rounds, decision: _Decision, t0: float
+                ) -> CleanResult:
+        """Write the round's event once, from what each stage decided, and count it."""
+        event = CleanEvent(trigger=request.trigger, cleaner=self.cleaner.name)
+        event.tokens_before = before
+        notes: list[str] = []
+        for proposal in done.proposals:
             event.cleaner_latency_s += proposal.latency_s
             event.add_proposal(proposal)
             for key, value in proposal.usage.items():
                 event.usage[key] = event.usage.get(key, 0) + int(value)
             if proposal.note:
-                event.note = proposal.note
-            outcome = apply_commands(context, proposal.commands, marker=self.marker,
-                                     max_freed_share=self._share(), counter=self.counter,
-                                     max_commands=getattr(self.cleaner, "max_commands", DEFAULT_MAX_COMMANDS),
-                                     # the cleaner's reading of repeated anchors, in what its model was shown
-                                     repeated=getattr(self.cleaner, "repeated", "reject"),
-                                     shown=getattr(proposal, "shown", None))
-            event.add_outcome(outcome)
-            last_outcome = outcome
-            if not outcome.applied:
-                break
-            if current_messages is not None:
-                current_messages = outcome.messages
-            else:
-                current_text = outcome.text
-            current = measure(current_messages, current_text)
-            if self.budget is None or current <= self.budget:
-                break
-        if schedule is None:
-            schedule = trigger != "manual"
-        if current_text is not None and text is not None and current_text != text:
-            event.cache = self._text_cache_record(text, current_text, before, current)
-        if current_messages is not None and self.cache is not None and messages is not None and schedule:
-            current_messages, current = self._schedule(list(messages), before, current_messages, current, event,
-                                                       cold=self.cache_cold(idle_s))
-            if event.cache.get("decision") != "applied" or event.cache.get("partial"):
-                last_outcome = None  # the schedule kept none or only part of the rounds' edits
-        elif current_messages is not None and self.fold and self.budget is not None and event.error is None:
-            folded = self._fold_pass(current_messages, current, list(messages or []))
-            if folded is not None:
-                current_messages, record, current = folded
-                event.folds.append(record)
-        if self.summarizer is not None and current_messages is not None and event.folds:
-            # The fold made by this clean gets a model digest; any failure keeps the extractive one.
-            record = event.folds[-1]
-            cap = record.digest_cap or self.digest_tokens  # the room the fold gave its digest
-            try:
-                # What the folded messages said before this clean's deletions (as the extractive digest reads).
-                given = {v.id: messages[v.index] for v in message_views(messages or []) if v.id is not None}
-                originals = fold_originals(record)
-                source = [given.get(v.id, m) if v.id is not None else m
-                          for v, m in zip(message_views(originals), originals)]
-                prompt = summary_prompt(source, cap)
-            except FoldMismatch as exc:
-                response: Any = exc
-            else:
-                response = yield SummaryRequest(prompt, cap)
-            current_messages, current = self._model_digest(current_messages, current, record, response, cap, event)
-        if self.budget is not None and current > self.budget and event.error is None:
-            event.note_unreachable_budget(context, self.budget, self.counter, fixed=self.fixed_tokens)
-        event.tokens_after = current
+                notes = [proposal.note]
+        for outcome in done.outcomes:
+            event.add_outcome(outcome, kept=decision.kept(outcome))
+        event.error = done.error
+        event.folds = list(decision.folds)
+        for key, value in decision.usage.items():
+            event.usage[key] = event.usage.get(key, 0) + int(value)
+        if request.text is not None and decision.text is not None and decision.text != request.text:
+            event.cache = self._text_cache_record(request.text, decision.text, before, decision.tokens)
+        else:
+            event.cache = decision.cache
+        notes.extend(decision.notes)
+        event.note = "; ".join(notes) if notes else None
+        if self.budget is not None and decision.tokens > self.budget and event.error is None:
+            event.note_unreachable_budget(done.context, self.budget, self.counter, fixed=self.fixed_tokens)
+        event.tokens_after = decision.tokens
         event.latency_s = time.perf_counter() - t0
         self.stats.rounds += 1
-        self.stats.tokens_freed += max(0, before - current)
-        self.stats.by_trigger[trigger] = self.stats.by_trigger.get(trigger, 0) + 1
-        return CleanResult(messages=current_messages, text=current_text, event=event, outcome=last_outcome)
+        self.stats.tokens_freed += max(0, before - decision.tokens)
+        self.stats.by_trigger[request.trigger] = self.stats.by_trigger.get(request.trigger, 0) + 1
+        outcome = done.outcomes[-1] if done.outcomes and decision.whole else None
+        messages = list(decision.snapshot.messages) if decision.snapshot is not None else None
+        return CleanResult(messages=messages, text=decision.text, event=event, outcome=outcome)
 
-    def _model_digest(self, messages: list[Any], tokens: int, record: FoldRecord, response: Any, cap: int,
-                      event: CleanEvent) -> tuple[list[Any], int]:
-        """Put the summariser's answer in the fold message (header kept), or say why the extractive digest
-        stays."""
+    def _fold_pass(self, snapshot: Snapshot, tokens: int, given: Snapshot, *, force: bool = False,
+                   target: float | None = None) -> tuple[Snapshot, FoldRecord] | None:
+        """Fold the oldest units of ``snapshot`` (``tokens`` in all) when over budget, or when the residue of
+        pruned old messages passes the fold share of the budget (or, with ``force``, whenever units may fold);
+        None when no fold is due or possible.
 
-        def keep(why: str) -> tuple[list[Any], int]:
-            event.note = ((event.note + "; ") if event.note else "") + f"extractive digest kept: {why}"
-            return messages, tokens
-
-        if isinstance(response, BaseException):
-            return keep(f"summarizer failed ({type(response).__name__}: {response})")
-        body = answer_text(response).strip()
-        if not body:
-            return keep("the summarizer answered nothing")
-        for key, value in model_usage(response).items():
-            event.usage[key] = event.usage.get(key, 0) + int(value)
-        header = record.digest.split("\n", 1)[0]
-        text = header + "\n" + self.counter.truncate(body, max(1, cap - self.counter.count(header) - 1))
-        new = replace_digest(messages, record, text)
-        after = self.count_messages(new)
-        if self.budget is not None and after > max(self.budget, tokens):
-            return keep(f"the summary would put the context over the budget ({after} tokens)")
-        record.digest = text
-        record.digest_tokens = self.counter.count(text)
-        event.note = ((event.note + "; ") if event.note else "") + "model digest"
-        return new, after
-
-    def _fold_pass(self, messages: list[Any], tokens: int, given: Sequence[Any] = (), *, force: bool = False,
-                   target: float | None = None) -> tuple[list[Any], FoldRecord, int] | None:
-        """Fold the oldest units when over budget, or when the residue of pruned old messages passes
-        ``fold_share`` of the budget (or, with ``force``, whenever units may fold); None when no fold is due
-        or possible.
-
-        The newest ``fold_keep_units`` units stay unless the budget cannot be met without them (the budget
-        is the hard bound; the kept units are a preference). ``given`` are the messages as the caller gave
-        them, before this clean's deletions: the digest reads those."""
-        assert self.budget is not None
-        views = message_views(messages)
-        plan = fold_units(views, self.protection, keep_units=self.fold_keep_units)
-        sizes = self._view_tokens(views)
+        The newest ``keep_units`` units stay unless the budget cannot be met without them (the budget is the
+        hard bound; the kept units are a preference). ``given`` are the messages as the caller gave them,
+        before this clean's deletions: the digest reads those."""
+        assert self.budget is not None and self.fold is not None
+        policy = self.fold
+        views, sizes = snapshot.views, snapshot.tokens
+        plan = fold_units(views, self.protection, keep_units=policy.keep_units)
         probe = self._marker_probe()
         pruned = [probe is not None and any(probe in t for _n, t in v.fields) for v in views]
 
@@ -582,21 +689,21 @@ class FreeMemory:
             return sum(sizes[i] for u in units for i in range(u.start, u.end) if pruned[i] or u.fold)
 
         residue = residue_of(plan.units)
-        share_limit = self.fold_share * self.budget
+        share_limit = policy.share * self.budget
         if tokens <= self.budget and residue <= share_limit and not force:
             return None
         # A fold of conversation only (chat) keeps a larger digest: it is all that remains of the earlier days.
         chat = not any(v.role == "tool" or v.tool_calls for v in views)
         digest_tokens = self.chat_digest_tokens if chat and self.chat_digest_tokens else self.digest_tokens
         digest_cost = digest_tokens + MESSAGE_OVERHEAD_TOKENS
-        if tokens > self.budget and self.fold_keep_units:
+        if tokens > self.budget and policy.keep_units:
             reachable = tokens - sum(sizes[i] for u in plan.units for i in range(u.start, u.end)) + digest_cost
             if reachable > self.budget:
                 plan = fold_units(views, self.protection, keep_units=0)
                 residue = residue_of(plan.units)
         if not plan.units:
             return None
-        goal, residue_goal = self.budget * (self.fold_target if target is None else target), share_limit / 2
+        goal, residue_goal = self.budget * (policy.target if target is None else target), share_limit / 2
         freed, count = 0, 0
         for unit in plan.units:
             if count and tokens - freed + digest_cost <= goal and residue <= residue_goal:
@@ -613,70 +720,61 @@ class FreeMemory:
         rest = tokens - freed + MESSAGE_OVERHEAD_TOKENS
         cap = min(digest_tokens, max(_MIN_DIGEST, int(goal) - rest))
         cap = max(_MIN_DIGEST // 2, min(cap, self.budget - rest))
-        before = {v.id: v for v in message_views(given) if v.id is not None}
-        new, record = make_fold(messages, views, plan, count, counter=self.counter,
+        before = {v.id: v for v in given.views if v.id is not None}
+        new, record = make_fold(snapshot.messages, views, plan, count, counter=self.counter,
                                 digest_tokens=cap, sizes=sizes, recall=self.recall_hint, before=before)
-        after = self.count_messages(new)
-        if after >= tokens:
+        folded = snapshot.after(new)
+        if folded.total >= tokens:
             return None  # the digest would cost what the fold frees
-        return new, record, after
+        return folded, record
 
     # -- cost-aware scheduling ---------------------------------------------------------------------------
-    def _schedule(self, given: list[Any], before: int, full: list[Any], full_tokens: int, event: CleanEvent,
-                  *, cold: bool) -> tuple[list[Any], int]:
-        """Choose what of this clean's edits to keep, by what each candidate costs under ``self.cache`` (see
-        the class docstring); returns the messages and their tokens, and fills ``event.cache``."""
-        assert self.cache is not None
-        price = self.cache
-        views = message_views(given)
-        sizes = self._view_tokens(views)
-        total = sum(sizes)
-        growth = turn_tokens(views, sizes)
+    def _schedule(self, given: Snapshot, before: int, done: _Rounds, *, cold: bool) -> _Decision:
+        """The schedule stage: choose what of this clean's edits to keep by what each candidate costs under
+        the cache (see the class docstring): the rounds' deletions from an edited message on, or those plus a
+        fold down to ``low_water``."""
+        assert self.cache is not None and done.snapshot is not None
+        price = self.cache.model
+        full = done.snapshot
+        sizes, total = given.tokens, given.total
+        growth = turn_tokens(given.views, sizes)
         forced = self.budget is not None and before > self.budget
         options: list[Option] = []
-        edited = sorted({s.message_index for r in event.rounds for s in r if s.message_index is not None})
-        if edited:
-            gains = dict.fromkeys(edited, 0)
-            full_sizes = self.message_tokens(full)
-            for i in edited:
-                gains[i] = sizes[i] - full_sizes[i]
-            gain = 0
-            for m in reversed(edited):  # the edits from message m on: the latest first change for that gain
-                gain += gains[m]
-                options.append(Option("delete", m, total - gain, start=m))
-        if self.fold and self.budget is not None and event.error is None:
-            folded = self._fold_pass(full, full_tokens, given, force=forced, target=self.low_water)
+        edited = sorted({s.message_index for o in done.outcomes for s in o.applied if s.message_index is not None})
+        gain = 0
+        for m in reversed(edited):  # the edits from message m on: the latest first change for that gain
+            gain += sizes[m] - full.tokens[m]
+            options.append(Option("delete", m, total - gain, start=m))
+        folds: dict[int, Snapshot] = {}
+        if self.fold is not None and self.budget is not None and done.error is None:
+            folded = self._fold_pass(full, done.tokens, given, force=forced, target=self.cache.low_water)
             if folded is not None:
-                new, record, after = folded
-                first = common_prefix(message_keys(given), message_keys(new))
-                options.append(Option("fold", first, after, messages=new, record=record))
+                new, record = folded
+                first = common_prefix(view_keys(given.views), view_keys(new.views))
+                options.append(Option("fold", first, new.total, record=record))
+                folds[id(record)] = new
         plan = choose(options, sizes=sizes, price=price, budget=self.budget, forced=forced, cold=cold,
-                      growth=growth, turns_so_far=sum(1 for v in views if v.role == "assistant"))
+                      growth=growth, turns_so_far=sum(1 for v in given.views if v.role == "assistant"))
         record, chosen = plan.record, plan.chosen
         if chosen is None:
-            if plan.note:
-                event.note = ((event.note + "; ") if event.note else "") + plan.note
-            event.rounds = []
-            event.applied = 0
-            event.cache = record
-            return list(given), total
+            return _Decision(given, None, total, keep_from=len(given) + 1, cache=record,
+                             notes=[plan.note] if plan.note else [], whole=False)
         if chosen.kind == "delete":
-            messages = [given[i] if i < chosen.start else full[i] for i in range(len(given))]
-            event.rounds = [kept for r in event.rounds
-                            if (kept := [s for s in r if s.message_index is not None
-                                         and s.message_index >= chosen.start])]
-            event.applied = sum(len(r) for r in event.rounds)
-            after = self.count_messages(messages) if chosen.start > edited[0] else full_tokens
+            partial = chosen.start > edited[0]
+            kept = given.mixed(full, chosen.start)
+            decision = _Decision(kept, None, kept.total if partial else done.tokens, keep_from=chosen.start,
+                                 whole=not partial)
         else:
-            assert chosen.messages is not None and chosen.record is not None
-            messages, after = chosen.messages, chosen.after
-            event.folds.append(chosen.record)
+            assert chosen.record is not None
+            partial = False
+            decision = _Decision(folds[id(chosen.record)], None, chosen.after, folds=[chosen.record])
         p = plan.prefix_tokens(chosen)
-        record.update(decision="applied", kind=chosen.kind, partial=chosen.kind == "delete" and chosen.start > edited[0],
-                      first_change=chosen.first, prefix_tokens=p,
-                      rewrite_tokens=after - p, cost=round(plan.extra(replace(chosen, after=after)), 1))
-        event.cache = record
-        return messages, after
+        after = decision.tokens
+        record.update(decision="applied", kind=chosen.kind, partial=partial, first_change=chosen.first,
+                      prefix_tokens=p, rewrite_tokens=after - p,
+                      cost=round(plan.extra(replace(chosen, after=after)), 1))
+        decision.cache = record
+        return decision
 
     def _text_cache_record(self, old: str, new: str, before: int, after: int) -> dict[str, Any]:
         """What an edit of plain text costs a server that continues from it (the reasoning loop): the text up
@@ -686,56 +784,139 @@ class FreeMemory:
         while first < limit and old[first] == new[first]:
             first += 1
         kept = self.count_text(old[:first]) if first else 0
-        record: dict[str, Any] = {"price": None if self.cache is None else self.cache.name,
+        price = None if self.cache is None else self.cache.model
+        record: dict[str, Any] = {"price": None if price is None else price.name,
                                   "decision": "applied", "first_change_char": first, "prefix_tokens": kept,
                                   "rewrite_tokens": max(0, after - kept)}
-        if self.cache is not None:
-            record["cost"] = round(self.cache.write * (after - kept) - self.cache.read * (before - kept), 1)
+        if price is not None:
+            record["cost"] = round(price.write * (after - kept) - price.read * (before - kept), 1)
         return record
 
     def _marker_probe(self) -> str | None:
         """A string every marker of this configuration starts with (to tell pruned messages), if any."""
-        marker = self.marker if self.marker is not None else DEFAULT_MESSAGE_MARKER
+        marker = self.rounds.marker if self.rounds.marker is not None else DEFAULT_MESSAGE_MARKER
         if callable(marker):
             return None
         head = marker.split("{", 1)[0]
         return head if len(head) >= 4 else None
 
-    def _run(self, messages: Any, text: str | None, trigger: str, tokens: int | None,
-             question: str | None, idle_s: float | None = None, schedule: bool | None = None) -> CleanResult:
-        def summarize(request: SummaryRequest) -> Any:
-            model = bound_summarizer(self.summarizer, request.max_tokens)
-            return call_within(lambda: model.invoke(request.prompt), self.round_timeout, "freemem-summarizer",
-                                lambda: summary_deadline_error(self.round_timeout))
+    # -- driving the pipeline: the calls themselves ------------------------------------------------------
+    def _deadline(self) -> float | None:
+        """The cleaner's deadline: none for a cleaner that computes in process."""
+        return None if self.cleaner.in_process else self.rounds.timeout
+
+    def _run(self, request: _Request) -> CleanResult:
+        timeout = self.rounds.timeout
+
+        def summarize(ask: SummaryRequest) -> Any:
+            model = bound_summarizer(self._summarizer(), ask.max_tokens)
+            return call_within(lambda: model.invoke(ask.prompt), timeout, "freemem-summarizer",
+                               lambda: summary_deadline_error(timeout))
 
         def propose(context: Context) -> Proposal | BaseException:
-            return as_proposal(self.cleaner, propose_within(self.cleaner, context, self.round_timeout))
+            return as_proposal(self.cleaner, propose_within(self.cleaner, context, self._deadline()))
 
-        return drive(self._rounds(messages, text, trigger, tokens, question, idle_s, schedule),
-                     {SummaryRequest: summarize, Context: propose})
+        return drive(self._pipeline(request), {SummaryRequest: summarize, Context: propose})
 
-    async def _arun(self, messages: Any, text: str | None, trigger: str, tokens: int | None,
-                    question: str | None = None, idle_s: float | None = None,
-                    schedule: bool | None = None) -> CleanResult:
-        # fail_open: any cleaner or summariser failure is sent to the round loop, which skips the round.
-        async def summarize(request: SummaryRequest) -> Any:
-            model = bound_summarizer(self.summarizer, request.max_tokens)
-            call = (model.ainvoke(request.prompt) if hasattr(model, "ainvoke")
-                    else asyncio.to_thread(model.invoke, request.prompt))
+    async def _arun(self, request: _Request) -> CleanResult:
+        # fail_open: any cleaner or summariser failure is sent to the pipeline, which skips the round.
+        timeout = self.rounds.timeout
+
+        async def summarize(ask: SummaryRequest) -> Any:
+            model = bound_summarizer(self._summarizer(), ask.max_tokens)
+            call = (model.ainvoke(ask.prompt) if hasattr(model, "ainvoke")
+                    else asyncio.to_thread(model.invoke, ask.prompt))
             try:
-                return await self._within_round(call)
+                return await _within(call, timeout)
             except TimeoutError:
-                return summary_deadline_error(self.round_timeout)
+                return summary_deadline_error(timeout)
 
         async def propose(context: Context) -> Proposal | BaseException:
             try:
-                answer = await self._within_round(self.cleaner.apropose(context))
+                answer = await _within(self.cleaner.apropose(context), self._deadline())
             except TimeoutError:
-                answer = cleaner_deadline_error(self.cleaner, self.round_timeout)
+                answer = cleaner_deadline_error(self.cleaner, timeout)
             return as_proposal(self.cleaner, answer)
 
-        return await adrive(self._rounds(messages, text, trigger, tokens, question, idle_s, schedule),
-                            {SummaryRequest: summarize, Context: propose}, fail_open=True)
+        return await adrive(self._pipeline(request), {SummaryRequest: summarize, Context: propose},
+                            fail_open=True)
 
-    async def _within_round(self, call: Awaitable[Any]) -> Any:
-        return await (call if self.round_timeout is None else asyncio.wait_for(call, self.round_timeout))
+    def _summarizer(self) -> Any:
+        assert self.fold is not None and self.fold.summarizer is not None
+        return self.fold.summarizer
+
+
+async def _within(call: Awaitable[Any], seconds: float | None) -> Any:
+    return await (call if seconds is None else asyncio.wait_for(call, seconds))
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """FreeMemory's arguments as value objects (folding's settings are kept when folding is off: they say the
+    digest bound)."""
+
+    budget: Budget
+    triggers: Sequence[Trigger] | Triggers
+    fold: FoldPolicy
+    fold_on: bool
+    cache: CachePolicy | None
+    rounds: RoundPolicy
+
+
+def _settings(budget: int | Budget | None, triggers: Sequence[Trigger] | Triggers | None,
+              fold: bool | FoldPolicy, cache: CachePolicy | PriceModel | str | None, rounds: RoundPolicy | None,
+              deprecated: dict[str, Any]) -> _Settings:
+    """FreeMemory's value objects from its arguments, the deprecated keyword arguments mapped onto them (a
+    ``DeprecationWarning`` each)."""
+    unknown = sorted(set(deprecated) - set(_LEGACY))
+    if unknown:
+        raise TypeError(f"FreeMemory() got an unexpected keyword argument {unknown[0]!r}")
+    old: dict[str, dict[str, Any]] = {}
+    for name, value in deprecated.items():
+        group, attr = _LEGACY[name]
+        warnings.warn(f"FreeMemory({name}=...) is deprecated and will be removed in the next release: use "
+                      f"{group}={_GROUP_CLASS[group]}({attr}=...) (freemem.{_GROUP_CLASS[group]})",
+                      DeprecationWarning, stacklevel=3)
+        old.setdefault(group, {})[attr] = value
+
+    def given(group: str, value: Any, kind: type) -> None:
+        if group in old and isinstance(value, kind):
+            names = ", ".join(k for k, (g, _a) in _LEGACY.items() if g == group and k in deprecated)
+            raise ConfigError(f"give {names} inside the {_GROUP_CLASS[group]} passed as {group}=, not beside it")
+
+    given("budget", budget, Budget)
+    if isinstance(budget, Budget):
+        limits = budget
+    elif budget is None or (isinstance(budget, int) and not isinstance(budget, bool)):
+        limits = Budget(budget, **old.get("budget", {}))
+    else:
+        raise ConfigError(f"budget must be an int, a Budget or None, got {type(budget).__name__}")
+    given("triggers", triggers, Triggers)
+    if triggers is None:
+        triggers = Triggers(**old.get("triggers", {}))
+    elif not isinstance(triggers, Triggers):
+        # A list of Trigger objects replaces the defaults (every_tokens and on_loop are then not used).
+        if isinstance(triggers, (str, bytes)) or not all(isinstance(t, Trigger) for t in triggers):
+            raise ConfigError("triggers must be a Triggers or a list of Trigger objects")
+    given("fold", fold, FoldPolicy)
+    if isinstance(fold, FoldPolicy):
+        folding, fold_on = fold, True
+    elif isinstance(fold, bool):
+        folding, fold_on = FoldPolicy(**old.get("fold", {})), fold
+    else:
+        raise ConfigError(f"fold must be True, False or a FoldPolicy, got {type(fold).__name__}")
+    given("cache", cache, CachePolicy)
+    if cache is None:
+        if "cache" in old:  # checked as before, though nothing is scheduled without a cache
+            CachePolicy(**old["cache"])
+        caching = None
+    elif isinstance(cache, CachePolicy):
+        caching = cache
+    else:
+        caching = CachePolicy(cache, **old.get("cache", {}))
+    given("rounds", rounds, RoundPolicy)
+    if rounds is None:
+        rounds = RoundPolicy(**old.get("rounds", {}))
+    elif not isinstance(rounds, RoundPolicy):
+        raise ConfigError(f"rounds must be a RoundPolicy, got {type(rounds).__name__}")
+    return _Settings(limits, triggers, folding, fold_on, caching, rounds)

@@ -25,7 +25,12 @@ __all__ = ["MemoryPolicy"]
 
 @runtime_checkable
 class MemoryPolicy(Protocol):
-    """count / check / clean / aclean, and an optional ``archive`` (None: nothing is recorded)."""
+    """count / check / clean / aclean, and an optional ``archive`` (None: nothing is recorded).
+
+    ``idle_s`` (on :meth:`check`, :meth:`clean` and :meth:`aclean`) is the seconds since the conversation's
+    last model call, None when unknown: the surfaces pass it on every step, and a policy that does not
+    schedule by prompt-cache cost ignores it. A policy that does declares its cache's TTL in ``cache_ttl_s``
+    (an optional attribute; the surfaces then measure the gap)."""
 
     archive: Any
 
@@ -33,15 +38,17 @@ class MemoryPolicy(Protocol):
         """Tokens of a message list as the budget counts them."""
         ...
 
-    def check(self, tokens: int, tokens_at_last_clean: int, newest_text: str = "") -> str | None:
+    def check(self, tokens: int, tokens_at_last_clean: int, newest_text: str = "", *,
+              idle_s: float | None = None) -> str | None:
         """The reason to run a round now, or None."""
         ...
 
-    def clean(self, messages: Sequence[Any], *, trigger: str = "manual", tokens: int | None = None) -> CleanResult:
+    def clean(self, messages: Sequence[Any], *, trigger: str = "manual", tokens: int | None = None,
+              idle_s: float | None = None) -> CleanResult:
         """One round on ``messages``: never raises for a failing cleaner (the event says what happened)."""
         ...
 
-    async def aclean(self, messages: Sequence[Any], *, trigger: str = "manual",
-                     tokens: int | None = None) -> CleanResult:
+    async def aclean(self, messages: Sequence[Any], *, trigger: str = "manual", tokens: int | None = None,
+                     idle_s: float | None = None) -> CleanResult:
         """Async twin of :meth:`clean`."""
         ...

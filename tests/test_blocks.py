@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from freemem import Command, Context, FreeMemory, InMemoryArchive, Protection, apply_commands, pairing_violations
+from freemem.config import FoldPolicy
 from freemem.core.archive import restore_event
 from freemem.core.blocks import BLOCK_RULES, GEMINI_CALL_SIGNATURES_KEY, block_rule, is_signed
 from freemem.core.errors import FormatError
@@ -195,7 +196,7 @@ def test_signed_latest_turn_stays_whole_without_recent_turn_protection() -> None
             assert not r.editable
     older_tool = ctx.regions_in(*_field_span(ctx, 3))
     assert any(r.editable for r in older_tool)  # an older tool result stays editable
-    memory = FreeMemory(counter="approx", budget=3_000, protection=protection, fold_keep_units=0)
+    memory = FreeMemory(counter="approx", budget=3_000, protection=protection, fold=FoldPolicy(keep_units=0))
     result = memory.clean(msgs)
     assert result.messages is not None
     assert result.messages[-2:] == msgs[-2:]

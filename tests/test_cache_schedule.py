@@ -9,6 +9,7 @@ import pytest
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from freemem import Command, FreeMemory
+from freemem.config import CachePolicy, Triggers
 from freemem.core.archive import restore_event
 from freemem.core.cleaner import Cleaner, Proposal
 from freemem.core.errors import ConfigError
@@ -75,7 +76,7 @@ def test_of_equal_gains_the_edit_set_whose_first_change_is_latest_wins() -> None
     total = sum(sizes)
     budget = total - sizes[late] // 2  # freeing either one is enough
 
-    memory = FreeMemory(Both(), counter="approx", budget=budget, every_tokens=None, fold=False)
+    memory = FreeMemory(Both(), counter="approx", budget=budget, fold=False, triggers=Triggers(every_tokens=None))
     result = memory.clean(msgs, trigger=memory.check(total, 0))
     assert result.event.tokens_after <= budget
     out = result.messages
@@ -91,7 +92,8 @@ def test_of_equal_gains_the_edit_set_whose_first_change_is_latest_wins() -> None
     assert CleanEvent.from_dict(result.event.to_dict(spans=True)).cache == cache
 
     # Cost-blind (cache=None) the same round applies both, as before.
-    blind = FreeMemory(Both(), counter="approx", budget=budget, every_tokens=None, fold=False, cache=None)
+    blind = FreeMemory(Both(), counter="approx", budget=budget, fold=False, cache=None,
+                       triggers=Triggers(every_tokens=None))
     both = blind.clean(msgs, trigger="over budget")
     assert both.messages[early] != msgs[early] and both.messages[late] != msgs[late]
     assert not both.event.cache
@@ -99,7 +101,7 @@ def test_of_equal_gains_the_edit_set_whose_first_change_is_latest_wins() -> None
 
 def test_an_under_budget_round_that_does_not_pay_for_its_cache_write_is_deferred() -> None:
     msgs = session()
-    memory = FreeMemory(Early(), counter="approx", budget=100_000, every_tokens=1000, fold=False)
+    memory = FreeMemory(Early(), counter="approx", budget=100_000, fold=False, triggers=Triggers(every_tokens=1000))
     tokens = memory.count_messages(msgs)
     reason = memory.check(tokens, 0)
     assert reason and "new tokens" in reason
@@ -110,7 +112,7 @@ def test_an_under_budget_round_that_does_not_pay_for_its_cache_write_is_deferred
     # Asked for by hand, the same round applies it.
     assert memory.clean(msgs).event.applied == 1
     # A late edit that frees as much rewrites little: it pays at once.
-    late = FreeMemory(Both(), counter="approx", budget=100_000, every_tokens=1000, fold=False)
+    late = FreeMemory(Both(), counter="approx", budget=100_000, fold=False, triggers=Triggers(every_tokens=1000))
     applied = late.clean(msgs, trigger=reason, tokens=tokens)
     assert applied.event.cache["decision"] == "applied" and applied.event.cache["first_change"] == _index(msgs, "t6")
     assert applied.messages[_index(msgs, "t0")] == msgs[_index(msgs, "t0")]
@@ -119,8 +121,9 @@ def test_an_under_budget_round_that_does_not_pay_for_its_cache_write_is_deferred
 def test_an_idle_gap_past_the_ttl_is_a_free_round() -> None:
     msgs = session()
     now = [10_000.0]
-    memory = FreeMemory(Early(), counter="approx", budget=100_000, every_tokens=None, fold=False,
-                        cache=PriceModel("t", read=0.1, write=1.25, ttl_s=300), clock=lambda: now[0])
+    memory = FreeMemory(Early(), counter="approx", budget=100_000, fold=False,
+                        cache=CachePolicy(PriceModel("t", read=0.1, write=1.25, ttl_s=300), clock=lambda: now[0]),
+                        triggers=Triggers(every_tokens=None))
     tokens = memory.count_messages(msgs)
     assert memory.check(tokens, 0, idle_s=120) is None  # warm: no trigger fires
     assert memory.check(tokens, tokens, idle_s=400) is None  # cold, but nothing new since the last clean
@@ -184,7 +187,7 @@ def test_price_models_by_name_table_and_file(tmp_path: Any) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         get_price_model(str(tmp_path / "missing.json"))
     with pytest.raises(ConfigError, match="low_water"):
-        FreeMemory(low_water=0)
+        FreeMemory(cache=CachePolicy(low_water=0))
 
 
 def test_the_meter_caches_the_leading_messages_identical_to_the_previous_request() -> None:

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from freemem import FreeMemory, InMemoryArchive, pairing_violations
+from freemem.config import FoldPolicy
 from freemem.core.archive import find_refs, restore_event
 from freemem.core.context import Protection
 from freemem.core.folding import FOLD_ID_PREFIX, FoldMismatch, fold_units, unfold
@@ -68,7 +69,7 @@ def _protected_ids(messages: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def test_fold_invariants(seed: int, units: int, budget: int, share: float, keep: int, chat: float) -> None:
     msgs = build_transcript(seed, units, chat_share=chat, pinned=5 + seed % 7)
     before = json.dumps(msgs, sort_keys=True)
-    memory = FreeMemory(counter="approx", budget=budget, fold_share=share, fold_keep_units=keep)
+    memory = FreeMemory(counter="approx", budget=budget, fold=FoldPolicy(share=share, keep_units=keep))
     result = memory.clean(msgs)
     assert json.dumps(msgs, sort_keys=True) == before  # the input is never mutated
     out = result.messages
@@ -170,7 +171,7 @@ def test_unfinished_tool_calls_never_fold() -> None:
                   any(c["id"] == moved["tool_call_id"] for c in m["tool_calls"]))
     assert all(not (u.start <= broken < u.end) for u in plan.units)
     assert any(u.start > broken for u in plan.units)  # folding goes on around it
-    result = FreeMemory(counter="approx", budget=1500, fold_keep_units=0).clean(msgs)
+    result = FreeMemory(counter="approx", budget=1500, fold=FoldPolicy(keep_units=0)).clean(msgs)
     assert any(m.get("id") == msgs[broken]["id"] for m in result.messages)
     assert restore_event(result.messages, json.loads(json.dumps(result.event.to_dict(spans=True)))) == msgs
 
@@ -181,7 +182,7 @@ def test_digest_names_tools_user_asks_and_lines_used_later() -> None:
     early = next(m for m in msgs if m["role"] == "tool")
     quoted = early["content"].split("\n")[0].split()[2]
     msgs.insert(len(msgs) - 1, {"role": "assistant", "content": f"The culprit is {quoted}.", "id": "q"})
-    result = FreeMemory(counter="approx", budget=2000, digest_tokens=600).clean(msgs)
+    result = FreeMemory(counter="approx", budget=2000, fold=FoldPolicy(digest_tokens=600)).clean(msgs)
     fold = next(m for m in result.messages if m["id"].startswith(FOLD_ID_PREFIX))
     digest = fold["content"]
     assert digest.startswith("[freemem: ") and result.event.folds[0].handle in digest
@@ -222,7 +223,7 @@ def test_a_chat_digest_gets_chat_digest_share_and_an_agent_digest_digest_share()
 
     chat = FreeMemory(counter="approx", budget=4000)
     assert chat.digest_tokens == int(DIGEST_SHARE * 4000) and chat.chat_digest_tokens == int(CHAT_DIGEST_SHARE * 4000)
-    fixed = FreeMemory(counter="approx", budget=4000, digest_tokens=300)
+    fixed = FreeMemory(counter="approx", budget=4000, fold=FoldPolicy(digest_tokens=300))
     assert fixed.digest_tokens == fixed.chat_digest_tokens == 300
     facts = [f"My friend Person{k} lives in City{k} and works at Company{k}." for k in range(400)]
     messages: list[dict[str, Any]] = [{"role": "system", "content": "Be kind.", "id": "sys"}]

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from freemem import Command, Context, FreeMemory, Protection, apply_commands
+from freemem.config import Triggers
 from freemem.core.cleaner import Cleaner, Proposal
 from freemem.core.ledger import RAW_ANSWER_CHARS, RAW_STATE_CHARS, CleanEvent
 
@@ -76,7 +77,8 @@ def test_the_event_keeps_counts_details_and_the_bounded_raw_answer() -> None:
                 Command(prefix="Let me check", suffix="42.\n"),  # ambiguous
                 Command(prefix="Third try", suffix="x")]  # not found
     raw = '{"commands": [...]}' + " " * 10_000
-    memory = FreeMemory(Scripted(commands, raw), counter="approx", every_tokens=None, on_loop=False)
+    memory = FreeMemory(Scripted(commands, raw), counter="approx",
+                        triggers=Triggers(every_tokens=None, on_loop=False))
     event = memory.clean_text(TEXT, question="Question: what is 6 * 7?").event
     assert (event.proposed, event.applied_commands, event.applied, len(event.rejected)) == (4, 2, 1, 2)
     assert event.applied_share == 0.5
@@ -95,13 +97,14 @@ def test_a_note_when_protected_text_alone_is_over_the_budget() -> None:
     system = "You are a careful agent. Rule: never guess. " * 60  # ~600 approx tokens, all protected
     msgs = [{"role": "system", "content": system}, {"role": "user", "content": "hello"},
             {"role": "assistant", "content": "hi, what do you need?"}]
-    event = FreeMemory(counter="approx", budget=200, every_tokens=None).clean(msgs).event
+    event = FreeMemory(counter="approx", budget=200, triggers=Triggers(every_tokens=None)).clean(msgs).event
     assert event.tokens_after > 200
     assert event.note and "protected text alone is about" in event.note and "budget of 200" in event.note
     assert "system" in event.note
     # Reachable budget: no note.
-    loose = FreeMemory(counter="approx", budget=5000, every_tokens=None).clean(msgs).event
+    loose = FreeMemory(counter="approx", budget=5000, triggers=Triggers(every_tokens=None)).clean(msgs).event
     assert not (loose.note or "").count("protected text alone")
     # Protection loosened: the note goes, since the cleaner could now meet it.
-    free = FreeMemory(counter="approx", budget=200, every_tokens=None, protection=Protection(system=False))
+    free = FreeMemory(counter="approx", budget=200, protection=Protection(system=False),
+                      triggers=Triggers(every_tokens=None))
     assert "protected text alone" not in (free.clean(msgs).event.note or "")

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from freemem import FreeMemory, InMemoryArchive
+from freemem import FreeMemory, InMemoryArchive, Triggers
 from freemem.archives import undo_events
 from freemem.core.archive import LOST_BRANCH, MISMATCH, Lineage, event_checkpoint, split_by_lineage
 from freemem.core.errors import FormatError
@@ -91,7 +91,7 @@ def _lineage(branch: Branch, pruned_below: int) -> Lineage:
 def test_two_writers_never_lose_the_surviving_branchs_text(base_steps: int, order: list[bool], cleans: list[bool],
                                                            survivor: str, size: int, pruned: int,
                                                            data: st.DataObject) -> None:
-    memory = FreeMemory(budget=900, counter="approx", every_tokens=None, on_loop=False)
+    memory = FreeMemory(budget=900, counter="approx", triggers=Triggers(every_tokens=None, on_loop=False))
     archive = InMemoryArchive()
     writers = Writers(memory, archive)
     head = [{"role": "system", "id": "sys", "content": "You are a careful agent."},

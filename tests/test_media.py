@@ -10,6 +10,7 @@ import pytest
 from langchain_core.messages import HumanMessage
 
 from freemem import FreeMemory
+from freemem.config import Budget
 from freemem.core.errors import ConfigError
 from freemem.core.media import (
     PDF_PAGE_TOKENS,
@@ -136,7 +137,7 @@ def test_a_1024_png_counts_by_the_counters_rule(shape: str) -> None:
         image = memory.count_messages([message]) - memory.count_messages([text_only])
         assert abs(image - expected) <= 0.2 * expected, (counter, image)
     # the setting overrides the counter's rule
-    memory = FreeMemory(counter="approx", image_rule="openai")
+    memory = FreeMemory(counter="approx", budget=Budget(None, image_rule="openai"))
     assert abs(memory.count_messages([message]) - memory.count_messages([text_only]) - 765) <= 153
 
 
@@ -200,4 +201,4 @@ def test_media_are_never_edited_by_a_clean() -> None:
 
 def test_an_unknown_rule_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
-        FreeMemory(image_rule="gemini")
+        FreeMemory(budget=Budget(None, image_rule="gemini"))

@@ -16,6 +16,7 @@ from freemem import (
     Proposal,
     restore_rounds,
 )
+from freemem.config import Triggers
 from freemem.core.archive import restore_event
 from freemem.core.ledger import CleanEvent
 
@@ -84,7 +85,7 @@ def test_garbage_commands_are_rejected_not_raised():
 
 
 def test_triggers():
-    mem = FreeMemory(counter="approx", budget=1000, every_tokens=500)
+    mem = FreeMemory(counter="approx", budget=1000, triggers=Triggers(every_tokens=500))
     assert mem.check(400, 0) is None
     assert "new tokens" in mem.check(600, 0)
     assert "budget" in mem.check(1200, 1000)

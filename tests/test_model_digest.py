@@ -1,4 +1,4 @@
-"""FreeMemory(summarizer=...): a chat model writes each fold's digest; any failure keeps the extractive one."""
+"""FreeMemory(fold=FoldPolicy(summarizer=...)): a chat model writes each fold's digest; any failure keeps the extractive one."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from langchain_core.language_models.fake_chat_models import FakeListChatModel
 
 from freemem import FreeMemory
+from freemem.config import FoldPolicy
 from freemem.core.archive import restore_event
 from freemem.core.errors import ConfigError
 
@@ -45,7 +46,7 @@ def _fold_message(messages: list[dict[str, Any]]) -> dict[str, Any]:
 def test_a_model_writes_the_digest_and_the_fold_restores_exactly() -> None:
     msgs = build_transcript(5, 120, chat_share=0.2)
     model = _Recorder(responses=[SUMMARY])
-    memory = FreeMemory(counter="approx", budget=3000, summarizer=model)
+    memory = FreeMemory(counter="approx", budget=3000, fold=FoldPolicy(summarizer=model))
     result = memory.clean(msgs)
     assert result.event.folds
     fold = _fold_message(result.messages)
@@ -64,8 +65,8 @@ def test_a_model_writes_the_digest_and_the_fold_restores_exactly() -> None:
 
 def test_a_long_summary_is_cut_to_the_digest_bound() -> None:
     msgs = build_transcript(5, 120, chat_share=0.2)
-    memory = FreeMemory(counter="approx", budget=3000, digest_tokens=120,
-                        summarizer=FakeListChatModel(responses=["fact " * 5000]))
+    memory = FreeMemory(counter="approx", budget=3000,
+                        fold=FoldPolicy(digest_tokens=120, summarizer=FakeListChatModel(responses=["fact " * 5000])))
     result = memory.clean(msgs)
     record = result.event.folds[-1]
     assert record.digest_tokens <= 120
@@ -77,7 +78,7 @@ def test_a_long_summary_is_cut_to_the_digest_bound() -> None:
 def test_a_failing_or_empty_summarizer_keeps_the_extractive_digest(model: Any) -> None:
     msgs = build_transcript(5, 120, chat_share=0.2)
     plain = FreeMemory(counter="approx", budget=3000).clean(msgs)
-    with_model = FreeMemory(counter="approx", budget=3000, summarizer=model).clean(msgs)
+    with_model = FreeMemory(counter="approx", budget=3000, fold=FoldPolicy(summarizer=model)).clean(msgs)
     assert with_model.event.folds and with_model.event.error is None
     assert "extractive digest kept" in (with_model.event.note or "")
     # The same fold, the same digest text (handles differ, so compare without the header).
@@ -88,14 +89,15 @@ def test_a_failing_or_empty_summarizer_keeps_the_extractive_digest(model: Any) -
 
 def test_async_twin_uses_ainvoke() -> None:
     msgs = build_transcript(6, 120, chat_share=0.2)
-    memory = FreeMemory(counter="approx", budget=3000, summarizer=FakeListChatModel(responses=[SUMMARY]))
+    memory = FreeMemory(counter="approx", budget=3000,
+                        fold=FoldPolicy(summarizer=FakeListChatModel(responses=[SUMMARY])))
     result = asyncio.run(memory.aclean(msgs))
     assert _fold_message(result.messages)["content"].endswith(SUMMARY)
-    broken = FreeMemory(counter="approx", budget=3000, summarizer=_Broken(responses=["x"]))
+    broken = FreeMemory(counter="approx", budget=3000, fold=FoldPolicy(summarizer=_Broken(responses=["x"])))
     result = asyncio.run(broken.aclean(msgs))
     assert "summarizer failed (ConnectionError: summariser down)" in (result.event.note or "")
 
 
 def test_a_summarizer_must_be_a_chat_model() -> None:
     with pytest.raises(ConfigError, match="summarizer"):
-        FreeMemory(budget=1000, summarizer="gpt-4o")
+        FreeMemory(budget=1000, fold=FoldPolicy(summarizer="gpt-4o"))

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from freemem import FreeMemory
+from freemem.config import RoundPolicy
 from freemem.core.cleaner import Cleaner, Proposal
 from freemem.core.commands import Command
 from freemem.core.context import Context
@@ -66,7 +67,7 @@ class Returns(Cleaner):
 
 def test_hung_sync_cleaner_is_abandoned_at_the_deadline() -> None:
     cleaner = Hung()
-    memory = FreeMemory(cleaner, counter="approx", round_timeout=0.5)
+    memory = FreeMemory(cleaner, counter="approx", rounds=RoundPolicy(timeout=0.5))
     msgs = transcript()
     try:
         with pytest.warns(RuntimeWarning, match=r"hung exceeded 0\.5 s"):
@@ -81,7 +82,7 @@ def test_hung_sync_cleaner_is_abandoned_at_the_deadline() -> None:
 
 def test_hung_async_cleaner_is_cancelled_at_the_deadline() -> None:
     cleaner = Hung()
-    memory = FreeMemory(cleaner, counter="approx", round_timeout=0.5)
+    memory = FreeMemory(cleaner, counter="approx", rounds=RoundPolicy(timeout=0.5))
     msgs = transcript()
     with pytest.warns(RuntimeWarning, match=r"exceeded 0\.5 s"):
         result = asyncio.run(memory.aclean(msgs))
@@ -89,10 +90,10 @@ def test_hung_async_cleaner_is_cancelled_at_the_deadline() -> None:
 
 
 def test_default_deadline_and_validation() -> None:
-    assert FreeMemory(counter="approx").round_timeout == 660.0
-    assert FreeMemory(counter="approx", round_timeout=None).round_timeout is None
+    assert FreeMemory(counter="approx").rounds.timeout == 660.0
+    assert FreeMemory(counter="approx", rounds=RoundPolicy(timeout=None)).rounds.timeout is None
     with pytest.raises(ConfigError):
-        FreeMemory(counter="approx", round_timeout=0)
+        FreeMemory(counter="approx", rounds=RoundPolicy(timeout=0))
 
 
 def test_a_quick_cleaner_still_works_with_the_deadline_and_keeps_contextvars() -> None:
@@ -111,7 +112,7 @@ def test_a_quick_cleaner_still_works_with_the_deadline_and_keeps_contextvars() -
     var.set("caller")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        result = FreeMemory(Quick(), counter="approx", round_timeout=30).clean(transcript())
+        result = FreeMemory(Quick(), counter="approx", rounds=RoundPolicy(timeout=30)).clean(transcript())
     assert result.event.applied == 1 and result.event.error is None and seen == ["caller"]
 
 
@@ -141,7 +142,8 @@ def test_a_list_of_commands_is_a_proposal() -> None:
 
 def test_deadline_bounds_the_turn_even_with_several_rounds() -> None:
     cleaner = Hung()
-    memory = FreeMemory(cleaner, counter="approx", budget=50, max_rounds=3, round_timeout=0.5, fold=False)
+    memory = FreeMemory(cleaner, counter="approx", budget=50, fold=False,
+                        rounds=RoundPolicy(max_rounds=3, timeout=0.5))
     t0 = time.monotonic()
     try:
         with pytest.warns(RuntimeWarning):

@@ -30,6 +30,7 @@ from freemem import (
     pairing_violations,
     restore_messages,
 )
+from freemem.config import RoundPolicy, Triggers
 from freemem.core.archive import restore_event
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -375,7 +376,8 @@ def test_the_cap_binds_model_cleaners_not_the_verified_heuristic() -> None:
         msgs.append({"role": "tool", "tool_call_id": f"call_{i}",
                      "content": f"header {i}\n" + f"retrying connection to host-{i} ...\n" * 6 + f"gave up {i}"})
     msgs.append({"role": "user", "content": "and now?"})
-    heuristic = FreeMemory(counter="approx", every_tokens=None, max_rounds=1, fold=False)
+    heuristic = FreeMemory(counter="approx", fold=False, triggers=Triggers(every_tokens=None),
+                           rounds=RoundPolicy(max_rounds=1))
     result = heuristic.clean(msgs)
     assert result.event.applied > 256 and not result.event.rejected
 
@@ -386,6 +388,7 @@ def test_the_cap_binds_model_cleaners_not_the_verified_heuristic() -> None:
             return Proposal(commands=[Command(prefix=f"header {i}\nretrying", suffix="...\n") for i in range(320)],
                             cleaner=self.name)
 
-    flood = FreeMemory(Flood(), counter="approx", every_tokens=None, max_rounds=1, fold=False).clean(msgs)
+    flood = FreeMemory(Flood(), counter="approx", fold=False, triggers=Triggers(every_tokens=None),
+                       rounds=RoundPolicy(max_rounds=1)).clean(msgs)
     reasons = [r["reason"] for r in flood.event.rejected]
     assert flood.event.applied == 256 and reasons == ["over_cap"] * 64

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from freemem.core.cleaner import Cleaner
 from freemem.core.errors import ConfigError
 from freemem.io import dumps_json, write_text_atomic
 from freemem.tokens import CachedCounter, cached_counter
@@ -26,8 +27,6 @@ from freemem.tokens import CachedCounter, cached_counter
 if TYPE_CHECKING:  # pragma: no cover
     from rich.console import Console
     from rich.progress import Progress
-
-    from freemem.core.cleaner import Cleaner
 
 __all__ = [
     "MODEL_CLEANERS",
@@ -144,7 +143,7 @@ def add_cleaner_arguments(p: argparse.ArgumentParser) -> None:
                    help="most tokens of one answer (default: the cleaner's, 1024)")
 
 
-class ReportingCleaner:
+class ReportingCleaner(Cleaner):
     """A model cleaner that prints one line per call (model calls take minutes on CPUs: a run must show it is
     alive). Everything else -- ``name``, ``max_freed_share``, ``max_commands``... -- is the wrapped cleaner's."""
 
@@ -153,6 +152,13 @@ class ReportingCleaner:
         self.console = console
         self.label = label
         self.calls = 0
+
+    # What FreeMemory reads of a cleaner (the Cleaner base declares it): the wrapped cleaner's.
+    name = property(lambda self: self.cleaner.name)  # type: ignore[assignment]
+    max_freed_share = property(lambda self: self.cleaner.max_freed_share)  # type: ignore[assignment]
+    max_commands = property(lambda self: self.cleaner.max_commands)  # type: ignore[assignment]
+    repeated = property(lambda self: self.cleaner.repeated)  # type: ignore[assignment]
+    in_process = property(lambda self: self.cleaner.in_process)  # type: ignore[assignment]
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.cleaner, name)

@@ -50,6 +50,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from freemem.config import Triggers
 from freemem.core.errors import ConfigError
 from freemem.memory import FreeMemory
 from freemem.tokens import get_counter
@@ -237,7 +238,7 @@ def replay(session: Session, *, budget: int, counter: str, samples: int, max_sec
     if archive is not None:
         memory.recall_hint = True  # as when the agent is given the recall tool
     step = CleanStep(memory, state_fields=True)
-    measure = FreeMemory(counter=bench_counter(counter), every_tokens=None, on_loop=False).count_messages
+    measure = FreeMemory(counter=bench_counter(counter), triggers=Triggers(every_tokens=None, on_loop=False)).count_messages
     trim = TrimPolicy(budget, measure)
     pieces = _Pieces(session)
     system_text = _SEP.join(pieces.of(m) for m in session.head if getattr(m, "type", "") == "system")

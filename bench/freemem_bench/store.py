@@ -36,6 +36,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypedDict
 
+from freemem.config import Triggers
+
 __all__ = ["ScriptedState", "add_arguments", "build_graph", "run", "tool_turn"]
 
 _WORDS = ["config", "parser", "value", "return", "error", "module", "path", "index", "token", "cache", "self",
@@ -306,7 +308,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     total = per_run * 6 + args.threads * long_turns
 
     def pruned_memory() -> Any:
-        return FreeMemory(budget=args.budget, counter="approx", every_tokens=None, on_loop=False)
+        return FreeMemory(budget=args.budget, counter="approx", triggers=Triggers(every_tokens=None, on_loop=False))
 
     with tempfile.TemporaryDirectory(prefix="freemem-bench-store-") as tmp, \
             _core_redis(args.redis_server, Path(tmp)) as url, \

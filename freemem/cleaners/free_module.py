@@ -23,7 +23,7 @@ the caller's job (fail open).
 
 Timeouts fit CPU serving by default: a 1.5B model on 2 CPU cores takes minutes per call on a few thousand
 tokens of context, and a client that gives up early leaves the server computing the abandoned request. See
-:data:`DEFAULT_TIMEOUT`; ``FreeMemory(round_timeout=...)`` is the per-round net above the cleaner.
+:data:`DEFAULT_TIMEOUT`; ``RoundPolicy(timeout=...)`` is the per-round net above the cleaner.
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ class FreeModuleCleaner(Cleaner):
         total_timeout: bound on a whole call -- every attempt, failover and backoff included. The default,
             ``"auto"``, is ``max(90 s, timeout)``: one full request, retries in what is left, never less than one
             request (600 s with the default ``timeout``). ``None`` removes it, and then a call may last
-            ``timeout * (max_retries + 1)`` plus backoff. ``FreeMemory(round_timeout=660)`` (its default) is the
+            ``timeout * (max_retries + 1)`` plus backoff. ``RoundPolicy(timeout=660)`` (its default) is the
             net above it for any cleaner: raise both for a model whose answers take longer still.
         max_retries: further attempts after the first (on the next endpoints, then again with backoff). A
             request that timed out is not re-sent to the same endpoint in the same call, and a refused

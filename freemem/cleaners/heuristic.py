@@ -90,6 +90,8 @@ class HeuristicCleaner(Cleaner):
     #: Verified commands, one per span it chose: no cap on how many one round applies (a long transcript
     #: cleaned at once needs hundreds; the cap in ``apply_commands`` is for untrusted model output).
     max_commands = None
+    #: Pure computation over the context: rounds call it directly (no worker thread, no ``RoundPolicy.timeout``).
+    in_process = True
 
     def __init__(self, *, budget: int | None = None, target: float = 0.8, counter: Any = None,
                  min_repeats: int = 3, keep_recent_tools: int = 3, bulky_tokens: int = 2000,
@@ -108,6 +110,10 @@ class HeuristicCleaner(Cleaner):
         self._loop_cache: dict[tuple[str, tuple[tuple[int, int], ...]], list[tuple[int, int, int]]] = {}
 
     # -- public -----------------------------------------------------------------------------------------
+    async def apropose(self, context: Context) -> Proposal:
+        """Async twin of :meth:`propose`: the same computation, in the caller's task (no worker thread)."""
+        return self.propose(context)
+
     def propose(self, context: Context) -> Proposal:
         t0 = time.perf_counter()
         fields = _editable_fields(context)

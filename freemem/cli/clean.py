@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from freemem.config import RoundPolicy
 from freemem.core.context import answer_line_ranges
 from freemem.core.errors import ConfigError
 from freemem.core.pairing import pairing_violations
@@ -65,8 +66,9 @@ def _clean(path: str | Path, *, format: str, field: str | None, budget: int | No
     if budget is not None and budget <= 0:
         raise ConfigError("--budget must be a positive number of tokens")
     doc = read_document(path, format=format, text_field=field)
-    memory = FreeMemory(counter=counter, budget=budget, marker=marker, max_freed_share=max_share,
-                        fold=False)  # no archive here: a fold would drop messages with no way back
+    # No archive here: a fold would drop messages with no way back.
+    memory = FreeMemory(counter=counter, budget=budget, fold=False,
+                        rounds=RoundPolicy(marker=marker, max_freed_share=max_share))
     if isinstance(memory.cleaner, HeuristicCleaner):
         memory.cleaner.counter = memory.counter
     records: list[dict[str, Any]] = []

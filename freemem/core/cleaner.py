@@ -12,6 +12,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from freemem.core.apply import DEFAULT_MAX_COMMANDS
+
 if TYPE_CHECKING:
     from freemem.core.apply import RepeatedMode
     from freemem.core.commands import Command
@@ -38,10 +40,21 @@ class Proposal:
 
 
 class Cleaner(ABC):
-    """Base class of cleaners. Subclasses implement :meth:`propose` and, when they do I/O, :meth:`apropose`."""
+    """Base class of cleaners. Subclasses implement :meth:`propose` and, when they do I/O, :meth:`apropose`.
+
+    The class attributes below are what :class:`freemem.FreeMemory` reads of a cleaner; a subclass overrides
+    the ones it needs."""
 
     #: Short name recorded in ledger events.
     name: str = "cleaner"
+    #: The most distinct commands one call may have applied (``apply_commands(..., max_commands=...)``); None:
+    #: no cap (a rule cleaner whose commands are verified, one per span it chose).
+    max_commands: int | None = DEFAULT_MAX_COMMANDS  # a bound on untrusted model output
+    #: The cleaner computes in the caller's process and returns promptly (no I/O, no model): a round calls
+    #: :meth:`propose` / :meth:`apropose` directly, without a worker thread, and the round's deadline does not
+    #: apply (a traceback starts at the caller). False (the default) for cleaners that call a model or a
+    #: server: their sync calls run in a worker thread so that a hung call can be abandoned.
+    in_process: bool = False
     #: Largest share of editable text one round of this cleaner may remove (see ``apply_commands``).
     max_freed_share: float = 0.9
     #: What a prefix that occurs more than once in editable text means when this cleaner's commands are
@@ -55,7 +68,10 @@ class Cleaner(ABC):
         """Return the commands this cleaner would apply to ``context``."""
 
     async def apropose(self, context: Context) -> Proposal:
-        """Async twin of :meth:`propose`. The default runs :meth:`propose` in a worker thread."""
+        """Async twin of :meth:`propose`. The default runs :meth:`propose` in a worker thread, or in the
+        caller's task for an :attr:`in_process` cleaner."""
+        if self.in_process:
+            return self.propose(context)
         return await asyncio.to_thread(self.propose, context)
 
     def __repr__(self) -> str:  # pragma: no cover - cosmetic

@@ -290,7 +290,8 @@ class Context:
         return cls(text, b.regions, kind="text", protection=protection)
 
     @classmethod
-    def from_messages(cls, messages: Sequence[Any], *, protection: Protection | None = None) -> Context:
+    def from_messages(cls, messages: Sequence[Any], *, protection: Protection | None = None,
+                      views: Sequence[MessageView] | None = None) -> Context:
         """Chat messages (OpenAI-format dicts or LangChain messages), rendered with protected headers::
 
             [assistant #msg_7]
@@ -299,9 +300,12 @@ class Context:
 
             [tool read_file #call_3]
             ...file contents...
+
+        ``views``: the messages' views when the caller has read them already (a clean's
+        :class:`~freemem.core.snapshot.Snapshot`); they are read here otherwise.
         """
         protection = protection or Protection()
-        views = message_views(messages)
+        views = list(views) if views is not None else message_views(messages)
         whole = _protected_messages(views, protection)
         b = _Builder()
         for view in views:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -108,12 +109,15 @@ class CleanEvent:
                     f"cleaner can meet it (mostly: {top}); loosen Protection or raise the budget")
         self.note = f"{self.note}; {note}" if self.note else note
 
-    def add_outcome(self, outcome: Outcome) -> None:
-        """Fold one round's outcome into the event (several rounds may make one event)."""
-        self.applied += len(outcome.applied)
+    def add_outcome(self, outcome: Outcome, *, kept: Sequence[AppliedSpan] | None = None) -> None:
+        """Fold one round's outcome into the event (several rounds may make one event). ``kept``: the spans of
+        the outcome that the clean keeps (a round scheduled by its cache cost may keep only the later edits, or
+        none); None: all of them."""
+        spans = list(outcome.applied if kept is None else kept)
+        self.applied += len(spans)
         self.applied_commands += len({i for span in outcome.applied for i in span.command_indexes})
-        if outcome.applied:
-            self.rounds.append(list(outcome.applied))
+        if spans:
+            self.rounds.append(spans)
         self.refused = outcome.refused or self.refused
         self.rejected.extend(r.to_dict(brief=True) for r in outcome.rejected)
 

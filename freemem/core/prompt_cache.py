@@ -39,6 +39,7 @@ __all__ = [
     "get_price_model",
     "message_key",
     "message_keys",
+    "view_keys",
 ]
 
 
@@ -175,7 +176,12 @@ def message_key(message: Any) -> Hashable:
 
 def message_keys(messages: Sequence[Any]) -> list[Hashable]:
     """:func:`message_key` of every message (one pass: tool results name their tool the same way)."""
-    return [_view_key(v) for v in message_views(messages)]
+    return view_keys(message_views(messages))
+
+
+def view_keys(views: Sequence[MessageView]) -> list[Hashable]:
+    """:func:`message_key` of every message, from views already read (:func:`message_views`)."""
+    return [_view_key(v) for v in views]
 
 
 def common_prefix(previous: Sequence[Hashable], current: Sequence[Hashable]) -> int:

@@ -5,10 +5,12 @@ every token figure in freemem uses (:func:`count_messages`: texts plus ``MESSAGE
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import copy
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +27,8 @@ from freemem.core.json_args import (
 from freemem.core.media import DEFAULT_IMAGE_RULE, Media, media_of, media_tokens
 
 __all__ = ["DATE_KEYS", "FOLD_KEY", "MESSAGE_OVERHEAD_TOKENS", "MessageView", "count_messages", "counted_texts",
-           "image_rule_of", "message_views", "views_media_tokens"]
+           "image_rule_of", "message_view", "message_views", "name_tool_results", "read_message", "read_once",
+           "views_media_tokens"]
 
 #: Tokens a chat template adds around each message (role markers, separators); OpenAI documents ~3-4.
 MESSAGE_OVERHEAD_TOKENS = 4
@@ -307,27 +310,73 @@ class _LcViewCache:
 def _copy_view(view: MessageView, index: int) -> MessageView:
     """A copy of ``view`` at ``index`` whose lists and maps can be changed without touching the original."""
     return dataclasses.replace(view, index=index, fields=list(view.fields), tool_calls=list(view.tool_calls),
-                               kept=dict(view.kept), media=list(view.media))
+                               media=list(view.media), kept=dict(view.kept))
 
 
 _LC_VIEWS = _LcViewCache()
 
 
-def message_views(messages: Sequence[Any]) -> list[MessageView]:
-    """Read OpenAI-format dicts or LangChain messages into :class:`MessageView` objects."""
-    views = []
-    for i, msg in enumerate(messages):
-        if isinstance(msg, dict):
-            views.append(_dict_view(i, msg))
-        elif hasattr(msg, "type") and hasattr(msg, "content"):
-            views.append(_LC_VIEWS.view(i, msg))
-        else:
-            raise FormatError(f"message {i} is a {type(msg).__name__}, expected a dict or a LangChain message")
-    # Tool results name their tool through the call that produced them.
+def message_view(index: int, msg: Any) -> MessageView:
+    """Read one OpenAI-format dict or LangChain message (at position ``index``) into a :class:`MessageView`. A
+    tool result's ``name`` is what the message itself says: :func:`name_tool_results` names it from its call.
+    Inside :func:`read_once` a message object already read hands out a copy of that read."""
+    reads = _READS.get()
+    if reads is not None:
+        hit = reads.get(id(msg))
+        if hit is not None and hit[0] is msg:
+            return _copy_view(hit[1], index)
+    view = read_message(index, msg)
+    if reads is not None:
+        reads[id(msg)] = (msg, _copy_view(view, index))
+    return view
+
+
+def read_message(index: int, msg: Any) -> MessageView:
+    """Read one message into a view, whatever :func:`read_once` block is open (LangChain messages are still
+    reused by value from a process-wide cache): what :func:`message_view` does for a message it has not read
+    in the block."""
+    if isinstance(msg, dict):
+        return _dict_view(index, msg)
+    if hasattr(msg, "type") and hasattr(msg, "content"):
+        return _LC_VIEWS.view(index, msg)
+    raise FormatError(f"message {index} is a {type(msg).__name__}, expected a dict or a LangChain message")
+
+
+#: The reads of the current :func:`read_once` block: message id -> (the message, its view as read).
+_READS: contextvars.ContextVar[dict[int, tuple[Any, MessageView]] | None] = contextvars.ContextVar(
+    "freemem_message_reads", default=None)
+
+
+@contextlib.contextmanager
+def read_once() -> Iterator[None]:
+    """Within this block each message object is read into a view once: a later :func:`message_views` /
+    :func:`message_view` of the same object (by identity, at any position) gets a copy of the first read. A
+    graph step wraps its whole work in it (measuring, the trigger check, the clean, the archive), so the views
+    of one step are built once per message. Messages are taken as unchanged while the block lasts (freemem
+    edits by making new message objects); blocks nest (the outer one's reads are kept)."""
+    if _READS.get() is not None:
+        yield
+        return
+    token = _READS.set({})
+    try:
+        yield
+    finally:
+        _READS.reset(token)
+
+
+def name_tool_results(views: Sequence[MessageView]) -> None:
+    """Name each tool result (whose message gives no name) after the call that produced it, in place."""
     names: dict[str, str] = {}
     for view in views:
         for call_id, name, _ in view.tool_calls:
             names[call_id] = name
         if view.role == "tool" and view.name is None and view.tool_call_id in names:
             view.name = names[view.tool_call_id]
+
+
+def message_views(messages: Sequence[Any]) -> list[MessageView]:
+    """Read OpenAI-format dicts or LangChain messages into :class:`MessageView` objects (tool results named
+    after their calls)."""
+    views = [message_view(i, msg) for i, msg in enumerate(messages)]
+    name_tool_results(views)
     return views

@@ -10,13 +10,13 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from freemem.core.cleaner import Proposal
+from freemem.core.cleaner import Cleaner, Proposal
 from freemem.core.commands import Command
 from freemem.core.context import Context
 from freemem.core.errors import CleanerError, CleanerTimeout
 
-__all__ = ["as_proposal", "bound_summarizer", "call_within", "cleaner_deadline_error", "cleaner_name",
-           "propose_within", "summary_deadline_error"]
+__all__ = ["as_proposal", "bound_summarizer", "call_within", "cleaner_deadline_error", "propose_within",
+           "summary_deadline_error"]
 
 
 def bound_summarizer(model: Any, max_tokens: int) -> Any:
@@ -30,23 +30,20 @@ def bound_summarizer(model: Any, max_tokens: int) -> Any:
         return model
 
 
-def cleaner_name(cleaner: Any) -> str:
-    return str(getattr(cleaner, "name", type(cleaner).__name__))
-
-
-def cleaner_deadline_error(cleaner: Any, seconds: float | None) -> CleanerTimeout:
-    return CleanerTimeout(f"cleaner {cleaner_name(cleaner)} exceeded {seconds:g} s (round_timeout); "
-                          "abandoned")
+def cleaner_deadline_error(cleaner: Cleaner, seconds: float | None) -> CleanerTimeout:
+    return CleanerTimeout(f"cleaner {cleaner.name} exceeded {seconds:g} s (RoundPolicy.timeout, formerly "
+                          "round_timeout); abandoned")
 
 
 def summary_deadline_error(seconds: float | None) -> CleanerTimeout:
-    return CleanerTimeout(f"summarizer exceeded {seconds:g} s (round_timeout); abandoned")
+    return CleanerTimeout(f"summarizer exceeded {seconds:g} s (RoundPolicy.timeout, formerly round_timeout); "
+                          "abandoned")
 
 
-def propose_within(cleaner: Any, context: Context, seconds: float | None) -> Any:
+def propose_within(cleaner: Cleaner, context: Context, seconds: float | None) -> Any:
     """``cleaner.propose(context)``, or the exception it raised, or a :class:`CleanerTimeout` once ``seconds``
     pass (see :func:`call_within`)."""
-    return call_within(lambda: cleaner.propose(context), seconds, f"freemem-cleaner-{cleaner_name(cleaner)}",
+    return call_within(lambda: cleaner.propose(context), seconds, f"freemem-cleaner-{cleaner.name}",
                         lambda: cleaner_deadline_error(cleaner, seconds))
 
 
@@ -82,14 +79,14 @@ def call_within(call: Callable[[], Any], seconds: float | None, name: str,
     return answer
 
 
-def as_proposal(cleaner: Any, answer: Any) -> Proposal | BaseException:
+def as_proposal(cleaner: Cleaner, answer: Any) -> Proposal | BaseException:
     """``answer`` as a :class:`Proposal` the round can use, or an error saying why it is not one.
 
     A cleaner returning garbage fails its round like a cleaner that raises (a warning, the event's error);
     a plain list of :class:`Command` is accepted as a proposal."""
     if isinstance(answer, BaseException):
         return answer
-    name = cleaner_name(cleaner)
+    name = cleaner.name
     if isinstance(answer, list) and all(isinstance(c, Command) for c in answer):
         return Proposal(commands=answer, cleaner=name)
     if not isinstance(answer, Proposal):

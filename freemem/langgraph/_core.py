@@ -18,7 +18,6 @@ unreadable message, a broken archive — is fail-open for the turn: a warning, a
 
 from __future__ import annotations
 
-import inspect
 import logging
 import threading
 import time
@@ -36,6 +35,7 @@ from typing_extensions import TypedDict
 import freemem.lc  # noqa: F401 - registers the LangChain reviver: folds in graph state restore exactly
 from freemem.archives import DEFAULT_THREAD, ArchiveFailure, apersist_event, persist_event
 from freemem.core.ledger import CleanEvent
+from freemem.core.views import read_once
 from freemem.memory import CleanResult
 from freemem.messages import newest_text
 from freemem.policy import MemoryPolicy
@@ -277,10 +277,9 @@ class CleanStep:
         # fixed part alone, or by it with the protected messages.
         self._told_fixed = _ThreadMarks(default=False)
         self._told_over = _ThreadMarks(default=False)
-        # A memory that schedules by prompt-cache cost takes the idle gap (FreeMemory with a cache TTL);
-        # other policies keep the plain protocol.
-        self._idle = (getattr(memory, "cache_ttl_s", None) is not None
-                      and "idle_s" in _parameters(memory.check) and "idle_s" in _parameters(memory.clean))
+        # A memory that schedules by prompt-cache cost declares its cache's TTL (FreeMemory with a cache): the
+        # step then measures the idle gap since the thread's last model call (MemoryPolicy's ``idle_s``).
+        self._idle = getattr(memory, "cache_ttl_s", None) is not None
         self._warned_threadless = False
 
     @property
@@ -289,7 +288,7 @@ class CleanStep:
         return self._idle
 
     def clock(self) -> float:
-        """Now, by the memory's clock (``FreeMemory(clock=...)``), else ``time.time()``."""
+        """Now, by the memory's clock (``CachePolicy(clock=...)``), else ``time.time()``."""
         clock = getattr(self.memory, "clock", None)
         return float(clock() if callable(clock) else time.time())
 
@@ -350,7 +349,7 @@ class CleanStep:
         if called is None:
             called = self._calls.get(thread)
         idle = None if called is None else max(0.0, now - float(called))
-        reason = memory.check(tokens, last, newest_text(msgs), idle_s=idle)  # type: ignore[call-arg]
+        reason = memory.check(tokens, last, newest_text(msgs), idle_s=idle)
         return _Plan(memory, msgs, rewrite, tokens, reason, t0, idle_s=idle, now=now, notice=notice)
 
     def _stamp(self, plan: _Plan | None, update: dict[str, Any] | None, thread: str | None
@@ -372,16 +371,12 @@ class CleanStep:
         return out
 
     def _clean(self, plan: _Plan) -> CleanResult:
-        if plan.now is None:
-            return plan.memory.clean(plan.messages, trigger=plan.reason or "manual", tokens=plan.tokens)
-        return plan.memory.clean(plan.messages, trigger=plan.reason or "manual", tokens=plan.tokens,  # type: ignore[call-arg]
+        return plan.memory.clean(plan.messages, trigger=plan.reason or "manual", tokens=plan.tokens,
                                  idle_s=plan.idle_s)
 
     async def _aclean(self, plan: _Plan) -> CleanResult:
-        if plan.now is None:
-            return await plan.memory.aclean(plan.messages, trigger=plan.reason or "manual", tokens=plan.tokens)
-        return await plan.memory.aclean(plan.messages, trigger=plan.reason or "manual",  # type: ignore[call-arg]
-                                        tokens=plan.tokens, idle_s=plan.idle_s)
+        return await plan.memory.aclean(plan.messages, trigger=plan.reason or "manual", tokens=plan.tokens,
+                                        idle_s=plan.idle_s)
 
     def _update(self, plan: _Plan, result: CleanResult, thread: str | None) -> dict[str, Any]:
         event = result.event
@@ -456,21 +451,22 @@ class CleanStep:
         t_start = time.perf_counter()
         plan = None
         self._check_thread(thread)
-        try:
-            plan = self._plan(state, thread, fixed)
-            if plan is None or plan.reason is None:
-                return self._stamp(plan, None, thread)
-            target = self._archive_target(checkpoint)
-            result = self._clean(plan)
-            if result.changed and (failure := persist_event(plan.memory.archive, thread, result.event,
-                                                            checkpoint=target)):
-                result = self._unpersisted(plan, result, failure)
-            return self._stamp(plan, self._update(plan, result, thread), thread)
-        except Exception as exc:  # noqa: BLE001 - fail open: the agent's turn goes on
-            self._fail(exc)
-            return None
-        finally:
-            self._finish(plan, t_start)
+        with read_once():  # one step reads each message into a view once
+            try:
+                plan = self._plan(state, thread, fixed)
+                if plan is None or plan.reason is None:
+                    return self._stamp(plan, None, thread)
+                target = self._archive_target(checkpoint)
+                result = self._clean(plan)
+                if result.changed and (failure := persist_event(plan.memory.archive, thread, result.event,
+                                                                checkpoint=target)):
+                    result = self._unpersisted(plan, result, failure)
+                return self._stamp(plan, self._update(plan, result, thread), thread)
+            except Exception as exc:  # noqa: BLE001 - fail open: the agent's turn goes on
+                self._fail(exc)
+                return None
+            finally:
+                self._finish(plan, t_start)
 
     # -- one model request ------------------------------------------------------------------------------
     def _request_plan(self, messages: Sequence[Any], fixed: int, thread: str | None) -> _Plan | None:
@@ -505,42 +501,44 @@ class CleanStep:
         round's record to the archive (markers stay recallable), and the state is pruned at the next step."""
         t_start = time.perf_counter()
         plan = None
-        try:
-            plan = self._request_plan(messages, fixed, thread)
-            if plan is None:
+        with read_once():  # one step reads each message into a view once
+            try:
+                plan = self._request_plan(messages, fixed, thread)
+                if plan is None:
+                    return None
+                result = self._clean(plan)
+                if result.changed and persist_event(plan.memory.archive, thread, result.event,
+                                                    checkpoint=self._archive_target(None)):
+                    return None
+                return self._request_result(plan, result, thread)
+            except Exception as exc:  # noqa: BLE001 - fail open: the model call goes on
+                self._fail(exc)
                 return None
-            result = self._clean(plan)
-            if result.changed and persist_event(plan.memory.archive, thread, result.event,
-                                                checkpoint=self._archive_target(None)):
-                return None
-            return self._request_result(plan, result, thread)
-        except Exception as exc:  # noqa: BLE001 - fail open: the model call goes on
-            self._fail(exc)
-            return None
-        finally:
-            if plan is not None:
-                self._finish(plan, t_start)
+            finally:
+                if plan is not None:
+                    self._finish(plan, t_start)
 
     async def afit_request(self, messages: Sequence[Any], *, fixed: int, thread: str | None = None
                            ) -> list[Any] | None:
         """Async twin of :meth:`fit_request`."""
         t_start = time.perf_counter()
         plan = None
-        try:
-            plan = self._request_plan(messages, fixed, thread)
-            if plan is None:
+        with read_once():  # one step reads each message into a view once
+            try:
+                plan = self._request_plan(messages, fixed, thread)
+                if plan is None:
+                    return None
+                result = await self._aclean(plan)
+                if result.changed and await apersist_event(plan.memory.archive, thread, result.event,
+                                                           checkpoint=self._archive_target(None)):
+                    return None
+                return self._request_result(plan, result, thread)
+            except Exception as exc:  # noqa: BLE001
+                self._fail(exc)
                 return None
-            result = await self._aclean(plan)
-            if result.changed and await apersist_event(plan.memory.archive, thread, result.event,
-                                                       checkpoint=self._archive_target(None)):
-                return None
-            return self._request_result(plan, result, thread)
-        except Exception as exc:  # noqa: BLE001
-            self._fail(exc)
-            return None
-        finally:
-            if plan is not None:
-                self._finish(plan, t_start)
+            finally:
+                if plan is not None:
+                    self._finish(plan, t_start)
 
     def _unpersisted(self, plan: _Plan, result: CleanResult, failure: ArchiveFailure) -> CleanResult:
         """The archive could not take the round's record (:func:`~freemem.archives.persist_event` warned):
@@ -558,28 +556,22 @@ class CleanStep:
         t_start = time.perf_counter()
         plan = None
         self._check_thread(thread)
-        try:
-            plan = self._plan(state, thread, fixed)
-            if plan is None or plan.reason is None:
-                return self._stamp(plan, None, thread)
-            target = self._archive_target(checkpoint)
-            result = await self._aclean(plan)
-            if result.changed and (failure := await apersist_event(plan.memory.archive, thread, result.event,
-                                                                   checkpoint=target)):
-                result = self._unpersisted(plan, result, failure)
-            return self._stamp(plan, self._update(plan, result, thread), thread)
-        except Exception as exc:  # noqa: BLE001
-            self._fail(exc)
-            return None
-        finally:
-            self._finish(plan, t_start)
-
-
-def _parameters(fn: Any) -> set[str]:
-    try:
-        return set(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
-        return set()
+        with read_once():  # one step reads each message into a view once
+            try:
+                plan = self._plan(state, thread, fixed)
+                if plan is None or plan.reason is None:
+                    return self._stamp(plan, None, thread)
+                target = self._archive_target(checkpoint)
+                result = await self._aclean(plan)
+                if result.changed and (failure := await apersist_event(plan.memory.archive, thread, result.event,
+                                                                       checkpoint=target)):
+                    result = self._unpersisted(plan, result, failure)
+                return self._stamp(plan, self._update(plan, result, thread), thread)
+            except Exception as exc:  # noqa: BLE001
+                self._fail(exc)
+                return None
+            finally:
+                self._finish(plan, t_start)
 
 
 def _get(state: Any, key: str) -> Any:

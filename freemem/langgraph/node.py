@@ -146,7 +146,7 @@ def free_node(memory: MemoryPolicy | None = None, *, name: str = "freemem", stat
         system_prompt / tools: the system prompt (text or ``SystemMessage``) and the tools your model node
             sends with the messages, when they are not in the message list: the budget is the whole request,
             so the messages get what these leave (see ``docs/budget.md``). Or give
-            ``FreeMemory(fixed_tokens=...)``.
+            ``FreeMemory(budget=Budget(..., fixed_tokens=...))``.
 
     Returns:
         A :class:`FreeNode` (a ``RunnableLambda`` with a sync and an async function): no update when no

@@ -4,7 +4,7 @@ A provider bills the whole request — the system prompt, every tool's name, des
 the messages — and the context window holds all of it. :func:`request_tokens` measures the part outside the
 messages the way the provider receives it: each tool converted with ``langchain_core``'s
 ``convert_to_openai_tool`` (the schema LangChain's chat models send) and counted as its JSON text, plus the
-system prompt's text (and its images, if any) counted like a message. ``FreeMemory(fixed_tokens=...)`` and
+system prompt's text (and its images, if any) counted like a message. ``Budget(fixed_tokens=...)`` and
 :meth:`FreeMemory.reserved <freemem.FreeMemory.reserved>` take the result, so the messages get what the
 budget leaves.
 
@@ -121,5 +121,5 @@ def request_size(counter: TokenCounter | str, *, system_prompt: str | BaseMessag
 
 def request_tokens(counter: TokenCounter | str, *, system_prompt: str | BaseMessage | None = None,
                    tools: Sequence[Any] = (), image_rule: str | None = None) -> int:
-    """:func:`request_size`'s total: the ``fixed_tokens`` for ``FreeMemory(budget=..., fixed_tokens=...)``."""
+    """:func:`request_size`'s total: the ``fixed_tokens`` for ``FreeMemory(budget=Budget(..., fixed_tokens=...))``."""
     return request_size(counter, system_prompt=system_prompt, tools=tools, image_rule=image_rule).fixed

@@ -22,7 +22,7 @@ shorter TTL, were deleted, or were written to another key prefix). The pruned me
 freemem's markers (``[freemem: #<ref> N tokens freed]``) and fold messages whose text no event names.
 :func:`orphaned_refs` finds them, and :class:`ThreadView` carries them (``orphans``), so a caller can say the
 removed text is gone instead of reporting "nothing pruned" or "nothing to restore". Markers of a custom
-``marker=`` template are not recognised (only freemem's default marker and fold messages).
+``RoundPolicy(marker=...)`` template are not recognised (only freemem's default marker and fold messages).
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
 
+from freemem.config import Triggers
 from freemem.optional import require_extra
 
 require_extra("serve", "openai", what="freemem.policies.reasoner")
@@ -200,7 +201,7 @@ class FreeReasonerSteps:
         if memory is None:
             cleaner = FreeModuleCleaner(self.endpoint, model=model, adapter=adapter, **dict(cleaner_options or {}))
             # Rounds come from this loop (every chunk), not from FreeMemory's own triggers.
-            memory = FreeMemory(cleaner, every_tokens=None, on_loop=False)
+            memory = FreeMemory(cleaner, triggers=Triggers(every_tokens=None, on_loop=False))
         elif cleaner_options:
             raise ConfigError("cleaner_options only apply to the default cleaner; configure memory's cleaner instead")
         self.memory = memory

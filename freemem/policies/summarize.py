@@ -230,25 +230,28 @@ class SummarizeMemory:
         return FoldResult(list(messages), [], "", event, result.call)
 
     # -- the memory-policy protocol (count / check / clean / aclean): every LangGraph surface takes it ----------
-    def check(self, tokens: int, tokens_at_last_clean: int = 0, newest_text: str = "") -> str | None:
-        """A reason to fold (over budget), or None; the policy protocol's trigger check."""
+    def check(self, tokens: int, tokens_at_last_clean: int = 0, newest_text: str = "", *,
+              idle_s: float | None = None) -> str | None:
+        """A reason to fold (over budget), or None; the policy protocol's trigger check (``idle_s`` is not
+        used: this policy does not schedule by cache cost)."""
         if self._budget_off:
             return None
-        del tokens_at_last_clean, newest_text
+        del tokens_at_last_clean, newest_text, idle_s
         return f"{tokens} tokens > budget {self.budget}" if tokens > self.budget else None
 
-    def clean(self, messages: Sequence[Any], *, trigger: str = "manual", tokens: int | None = None) -> CleanResult:
+    def clean(self, messages: Sequence[Any], *, trigger: str = "manual", tokens: int | None = None,
+              idle_s: float | None = None) -> CleanResult:
         """Fold as the policy protocol asks: a :class:`~freemem.memory.CleanResult` whose event carries the
         fold (the folded messages whole), so a surface persists it and its archive restores it exactly."""
-        del tokens
+        del tokens, idle_s
         result = drive(self._fold_steps(messages, True), lambda prompt: self._summarizer().invoke(prompt),
                        fail_open=True)
         return self._as_clean_result(messages, result, trigger)
 
-    async def aclean(self, messages: Sequence[Any], *, trigger: str = "manual",
-                     tokens: int | None = None) -> CleanResult:
+    async def aclean(self, messages: Sequence[Any], *, trigger: str = "manual", tokens: int | None = None,
+                     idle_s: float | None = None) -> CleanResult:
         """Async twin of :meth:`clean`."""
-        del tokens
+        del tokens, idle_s
         result = await adrive(self._fold_steps(messages, True),
                               lambda prompt: self._summarizer().ainvoke(prompt), fail_open=True)
         return self._as_clean_result(messages, result, trigger)

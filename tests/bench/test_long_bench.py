@@ -13,6 +13,7 @@ from langchain_core.messages import AIMessage, HumanMessage, RemoveMessage, Syst
 from langgraph.graph.message import REMOVE_ALL_MESSAGES
 
 from freemem.cli.main import main
+from freemem.config import Triggers
 from freemem.core.errors import ConfigError
 from freemem.core.pairing import pairing_violations
 from freemem.langgraph import LEDGER_MAX_EVENTS
@@ -196,7 +197,7 @@ def test_fold_count_reads_folds_or_folded() -> None:
 
 def test_trim_input_gives_trim_messages_the_same_output_as_the_whole_history() -> None:
     session = S.tool_session(120, seed=5)
-    measure = FreeMemory(counter=bench_counter("o200k_base"), every_tokens=None, on_loop=False).count_messages
+    measure = FreeMemory(counter=bench_counter("o200k_base"), triggers=Triggers(every_tokens=None, on_loop=False)).count_messages
     full = [*session.head, *(m for s in session.steps for m in s)]
     prefix, running = [], 0
     for m in full:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from freemem.config import Triggers
 from freemem.memory import FreeMemory
 from freemem_bench import reasoning as R
 from freemem_bench._common import bench_counter
@@ -45,7 +46,7 @@ def test_tail_loop_finds_the_redundant_copies() -> None:
 def test_stream_clean_maps_every_kept_character_and_frees_the_loop() -> None:
     text = _looping_trace() + "\nFinal answer: \\boxed{42}\n"
     counter = bench_counter("approx")
-    memory = FreeMemory(counter=counter, every_tokens=500)
+    memory = FreeMemory(counter=counter, triggers=Triggers(every_tokens=500))
     streamed = R.stream_clean(text, "What is the sum?", memory, chunk_tokens=500)
     assert streamed.cleans >= 1
     assert streamed.tokens_after < streamed.tokens_before / 2

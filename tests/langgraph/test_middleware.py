@@ -23,6 +23,7 @@ from lgfakes import (
 
 from freemem import InMemoryArchive
 from freemem.cleaners.heuristic import HeuristicCleaner
+from freemem.config import CachePolicy, Triggers
 from freemem.core.archive import restore_event
 from freemem.core.folding import FOLD_ID_PREFIX
 from freemem.langgraph import (
@@ -265,13 +266,14 @@ def test_messages_without_ids_are_rewritten_whole() -> None:
 
 
 def test_no_update_when_no_trigger_fires() -> None:
-    step = CleanStep(FreeMemory(counter="approx", every_tokens=5000, cache=None))
+    step = CleanStep(FreeMemory(counter="approx", cache=None, triggers=Triggers(every_tokens=5000)))
     assert step.run({"messages": [HumanMessage("hello")]}) is None
     assert step.run({"messages": []}) is None
     assert step.stats.steps == 2 and step.stats.cleans == 0
     # Scheduling by cache cost, a step records only when the model call it precedes is made.
     clock = iter([1000.0, 1010.0])
-    step = CleanStep(FreeMemory(counter="approx", every_tokens=5000, clock=lambda: next(clock)))
+    step = CleanStep(FreeMemory(counter="approx", triggers=Triggers(every_tokens=5000),
+                                cache=CachePolicy(clock=lambda: next(clock))))
     assert step.run({"messages": [HumanMessage("hello")]}) == {LAST_CALL_KEY: 1000.0}
     assert step.run({"messages": [HumanMessage("hello")], LAST_CALL_KEY: 1000.0}) == {LAST_CALL_KEY: 1010.0}
     assert step.stats.cleans == 0

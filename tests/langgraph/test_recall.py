@@ -15,6 +15,7 @@ from langgraph.checkpoint.memory import InMemorySaver
 from lgfakes import BUDGET, TOOLS, ScriptedModel, tool_call_message
 
 from freemem import FreeMemory, InMemoryArchive
+from freemem.config import CachePolicy, FoldPolicy
 from freemem.core.errors import ConfigError
 from freemem.core.folding import FOLD_ID_PREFIX
 from freemem.core.pairing import pairing_violations
@@ -56,8 +57,8 @@ class RecallingModel(ScriptedModel):
 
 def _memory(archive: Any = None) -> FreeMemory:
     # Scheduled folds go deep (low_water 0.8) so that 60 tool calls reach one.
-    return FreeMemory(counter="approx", budget=BUDGET, archive=archive, fold_keep_units=2,
-                      fold_share=0.1, low_water=0.8)
+    return FreeMemory(counter="approx", budget=BUDGET, archive=archive, fold=FoldPolicy(keep_units=2, share=0.1),
+                      cache=CachePolicy(low_water=0.8))
 
 
 def _check_recall_results(messages: list[Any], archive: InMemoryArchive, thread: str) -> None:

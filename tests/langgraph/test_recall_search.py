@@ -19,7 +19,7 @@ from langchain_core.tools import BaseTool, tool
 from langgraph.checkpoint.memory import InMemorySaver
 from lgfakes import ScriptedModel
 
-from freemem import FreeMemory, InMemoryArchive, SqliteArchive
+from freemem import CachePolicy, FoldPolicy, FreeMemory, InMemoryArchive, SqliteArchive, Triggers
 from freemem.core.cleaner import Cleaner, Proposal
 from freemem.core.folding import FOLD_ID_PREFIX
 from freemem.core.pairing import pairing_violations
@@ -78,8 +78,8 @@ class QueryingModel(ScriptedModel):
 
 
 def _memory(archive: Any, budget: int = 6000) -> FreeMemory:
-    return FreeMemory(counter="approx", budget=budget, archive=archive, fold_keep_units=2, fold_share=0.1,
-                      low_water=0.8)
+    return FreeMemory(counter="approx", budget=budget, archive=archive, fold=FoldPolicy(keep_units=2, share=0.1),
+                      cache=CachePolicy(low_water=0.8))
 
 
 @pytest.fixture(params=["memory", "sqlite", "redis"])
@@ -182,7 +182,8 @@ def test_latest_fold_handle_gives_the_first_folded_message_after_50_folds() -> N
     # Only folds free room (no deletions), each as small as the budget allows: a fold every call or two.
     archive = InMemoryArchive()
     memory = FreeMemory(counter="approx", budget=3000, archive=archive, cleaner=NoDeletions(), cache=None,
-                        every_tokens=None, on_loop=False, fold_keep_units=1)
+                        triggers=Triggers(every_tokens=None, on_loop=False),
+                        fold=FoldPolicy(keep_units=1))
     model = QueryingModel(responses=[AIMessage("unused")], calls=CALLS, recall_args=None)
     agent = create_agent(model, [notes_tool("red Prius with plate KX-4471")],
                          middleware=[FreeMemoryMiddleware(memory, recall=True)], checkpointer=InMemorySaver())

@@ -20,6 +20,7 @@ from langgraph.errors import GraphRecursionError
 from pydantic import BaseModel, Field
 
 from freemem import FreeMemory, InMemoryArchive
+from freemem.config import Budget
 from freemem.core.errors import ConfigError
 from freemem.core.pairing import pairing_violations
 from freemem.core.views import count_messages
@@ -230,16 +231,16 @@ def test_a_prompt_and_tools_over_the_budget_are_reported_once() -> None:
 
 def test_fixed_tokens_for_the_other_surfaces() -> None:
     fixed = request_tokens("approx", system_prompt=SYSTEM_PROMPT, tools=TOOLS)
-    memory = FreeMemory(budget=BUDGET, fixed_tokens=fixed, counter="approx")
+    memory = FreeMemory(budget=Budget(BUDGET, fixed_tokens=fixed), counter="approx")
     assert memory.request_budget == BUDGET and memory.budget == BUDGET - fixed
     assert memory.reserved(fixed) is memory
     other = memory.reserved(1000)
     assert other.budget == BUDGET - 1000 and memory.budget == BUDGET - fixed  # a copy, the original unchanged
     assert other.cleaner is not memory.cleaner and other.cleaner.budget == BUDGET - 1000
     with pytest.raises(ConfigError):
-        FreeMemory(budget=1000, fixed_tokens=1000)
+        FreeMemory(budget=Budget(1000, fixed_tokens=1000))
     with pytest.raises(ConfigError):
-        FreeMemory(budget=1000, fixed_tokens=-1)
+        FreeMemory(budget=Budget(1000, fixed_tokens=-1))
     # free_node / pre_model_hook take the request's system prompt and tools
     node = free_node(FreeMemory(budget=BUDGET, counter="approx"), system_prompt=SYSTEM_PROMPT, tools=TOOLS)
     assert node.memory.budget == BUDGET - fixed
@@ -301,7 +302,7 @@ def test_a_given_trigger_follows_the_messages_budget_and_a_given_cleaner_is_left
     from freemem.engine.triggers import OverBudget
 
     cleaner = HeuristicCleaner(budget=BUDGET - 3000)
-    memory = FreeMemory(cleaner, budget=BUDGET, fixed_tokens=3000, triggers=[OverBudget(BUDGET)],
+    memory = FreeMemory(cleaner, budget=Budget(BUDGET, fixed_tokens=3000), triggers=[OverBudget(BUDGET)],
                         counter="approx")
     assert memory.cleaner is cleaner and cleaner.budget == BUDGET - 3000  # yours: its state and stats stay
     assert [t.budget for t in memory.triggers] == [BUDGET - 3000]  # type: ignore[attr-defined]

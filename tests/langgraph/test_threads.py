@@ -15,6 +15,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 
 from freemem import FreeMemory, InMemoryArchive, SqliteArchive
 from freemem.cli.main import main
+from freemem.config import Triggers
 from freemem.langgraph import arestore_thread, ashow_thread, restore_thread, show_thread
 from freemem_bench.store import build_graph
 from tests.redis.helpers import scripted_transcript
@@ -23,7 +24,8 @@ TURNS = 10
 
 
 def _run(saver: Any, archive: Any, thread: str) -> Any:
-    memory = FreeMemory(budget=3000, counter="approx", every_tokens=None, on_loop=False, archive=archive)
+    memory = FreeMemory(budget=3000, counter="approx", archive=archive,
+                        triggers=Triggers(every_tokens=None, on_loop=False))
     graph = build_graph(saver, memory)
     conf = {"configurable": {"thread_id": thread}}
     for turn in range(TURNS):

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 
-from freemem import FreeMemory, InMemoryArchive
+from freemem import FreeMemory, InMemoryArchive, Triggers
 from freemem.core.archive import LOST_BRANCH
 from freemem.langgraph import restore_thread
 from freemem.langgraph import threads as threads_module
@@ -53,7 +53,8 @@ def test_a_long_thread_reads_a_bounded_number_of_checkpoints(monkeypatch: pytest
     monkeypatch.setattr(threads_module, "LINEAGE_MAX_CHECKPOINTS", 8)
     saver, archive = InMemorySaver(), InMemoryArchive()
     original = _seed(saver)
-    memory = FreeMemory(budget=2500, counter="approx", every_tokens=None, on_loop=False, fold=False)
+    memory = FreeMemory(budget=2500, counter="approx", fold=False,
+                        triggers=Triggers(every_tokens=None, on_loop=False))
     _clean_on_head(saver, archive, memory)  # an event on the oldest checkpoint: beyond what is read later
     for _ in range(20):  # a long history of steps that change nothing freemem archived
         tup, messages = load_messages(saver, THREAD)

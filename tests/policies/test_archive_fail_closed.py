@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from freemem import FreeMemory, InMemoryArchive
+from freemem.config import Triggers
 from freemem.policies.reasoner import FreeReasonerSteps
 from freemem.policies.summarize import SummarizeMemory
 from tests.policies.test_summarize import tool_transcript
@@ -24,7 +25,7 @@ LOOP = ("First I will add the numbers.\n" + "Wait, let me check the sum again: 2
 
 
 def _reasoner(archive: Any) -> FreeReasonerSteps:
-    memory = FreeMemory(counter="approx", every_tokens=None, on_loop=False, archive=archive)
+    memory = FreeMemory(counter="approx", archive=archive, triggers=Triggers(every_tokens=None, on_loop=False))
     return FreeReasonerSteps("http://127.0.0.1:9", model="m", memory=memory)
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from freemem import FreeMemory
 from freemem.archives import Archive, AsyncArchive, InMemoryArchive, Restored, SqliteArchive
+from freemem.config import Triggers
 from freemem.core.errors import FormatError
 from freemem.redis import AsyncRedisArchive, RedisArchive
 from freemem_bench.store import tool_turn
@@ -61,7 +62,7 @@ async def archive(request: pytest.FixtureRequest, tmp_path: Path, prefix: str) -
 
 def _two_events() -> tuple[list[Any], list[Any], list[dict[str, Any]]]:
     """Two real cleaning events on a growing transcript: (original, pruned, [event dicts])."""
-    memory = FreeMemory(budget=3000, counter="approx", every_tokens=None, on_loop=False)
+    memory = FreeMemory(budget=3000, counter="approx", triggers=Triggers(every_tokens=None, on_loop=False))
     first = memory.clean(scripted_transcript(8))
     grown = first.messages + tool_turn(8) + tool_turn(9)
     second = memory.clean(grown)

@@ -10,6 +10,7 @@ import pytest
 
 from freemem import FreeMemory
 from freemem.cli.main import main
+from freemem.config import Triggers
 from freemem.core.archive import ArchiveMismatch
 from freemem.core.errors import FormatError, StoreError
 from freemem.langgraph import restore_thread, show_thread
@@ -21,7 +22,7 @@ from tests.support.redis_servers import RedisServerProcess
 
 def _clean_twice(archive: Any, thread: str) -> tuple[list[Any], list[Any], list[str]]:
     """Two cleaning rounds (two events) on a growing transcript, recorded in the archive."""
-    memory = FreeMemory(budget=3000, counter="approx", every_tokens=None, on_loop=False)
+    memory = FreeMemory(budget=3000, counter="approx", triggers=Triggers(every_tokens=None, on_loop=False))
     original = scripted_transcript(8)
     first = memory.clean(original)
     assert first.changed
@@ -80,7 +81,8 @@ def test_restoring_an_older_event_under_a_newer_one_is_refused(redis_server: Red
 
 async def test_async_archive_and_freememory_arecord(redis_server: RedisServerProcess, prefix: str) -> None:
     async with AsyncRedisArchive.from_url(redis_server.url, key_prefix=prefix) as archive:
-        memory = FreeMemory(budget=3000, counter="approx", every_tokens=None, on_loop=False, archive=archive)
+        memory = FreeMemory(budget=3000, counter="approx", archive=archive,
+                            triggers=Triggers(every_tokens=None, on_loop=False))
         original = scripted_transcript(8)
         result = await memory.aclean(original)
         await memory.archive.arecord("t", result.event.to_dict(spans=True))
@@ -103,7 +105,8 @@ def test_thread_cli_list_show_restore(redis_server: RedisServerProcess, prefix: 
     thread = "cli-thread"
     with RedisSaver.from_url(redis_server.url, key_prefix=prefix) as saver, \
             RedisArchive.from_url(redis_server.url, key_prefix=prefix) as archive:
-        memory = FreeMemory(budget=3000, counter="approx", every_tokens=None, on_loop=False, archive=archive)
+        memory = FreeMemory(budget=3000, counter="approx", archive=archive,
+                            triggers=Triggers(every_tokens=None, on_loop=False))
         graph = build_graph(saver, memory)
         conf = {"configurable": {"thread_id": thread}}
         for turn in range(10):

@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from freemem import FreeMemory, pairing_violations
+from freemem.config import Triggers
 from freemem.core.errors import ConfigError, StoreConnectionError
 from freemem.redis import AsyncRedisSaver, RedisSaver
 from freemem_bench.store import build_graph
@@ -77,7 +78,7 @@ def test_keep_last_bounds_checkpoints_and_values(redis_server: RedisServerProces
 
 
 def _bytes_after(saver: RedisSaver, turns: int) -> int:
-    memory = FreeMemory(budget=24_000, counter="approx", every_tokens=None, on_loop=False)
+    memory = FreeMemory(budget=24_000, counter="approx", triggers=Triggers(every_tokens=None, on_loop=False))
     graph = build_graph(saver, memory)
     thread = new_thread()
     for turn in range(turns):

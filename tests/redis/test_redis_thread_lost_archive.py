@@ -11,6 +11,7 @@ import pytest
 
 from freemem import FreeMemory
 from freemem.cli.main import main
+from freemem.config import Triggers
 from freemem.langgraph import show_thread
 from freemem.langgraph.threads import freemem_refs
 from freemem.redis import KeyLayout, RedisArchive, RedisSaver
@@ -23,8 +24,8 @@ def _pruned_thread(url: str, prefix: str, thread: str) -> list[str]:
     with RedisSaver.from_url(url, key_prefix=prefix) as saver, RedisArchive.from_url(url, key_prefix=prefix) as archive:
         # Cost-blind (cache=None): deletion markers of every event stay in the thread; scheduled by cache cost,
         # a deep fold can take the oldest event's markers into its own archived messages.
-        memory = FreeMemory(budget=3000, counter="approx", every_tokens=None, on_loop=False, archive=archive,
-                            cache=None)
+        memory = FreeMemory(budget=3000, counter="approx", archive=archive, cache=None,
+                            triggers=Triggers(every_tokens=None, on_loop=False))
         graph = build_graph(saver, memory)
         for turn in range(10):
             graph.invoke({"turn": turn}, {"configurable": {"thread_id": thread}})

@@ -7,6 +7,7 @@ import pytest
 
 from freemem import FreeMemory
 from freemem.cleaners.free_module import DEFAULT_TOTAL_TIMEOUT, FreeModuleCleaner
+from freemem.config import RoundPolicy
 from freemem.core.errors import CleanerTimeout
 from tests.serving.stub_openai import StubReply
 
@@ -16,7 +17,7 @@ def test_total_timeout_is_bounded_by_default() -> None:
     # One full request (600 s by default: CPU serving), never timeout * (max_retries + 1) plus backoff.
     assert cleaner.total_timeout == max(DEFAULT_TOTAL_TIMEOUT, cleaner.timeout) == 600.0
     assert cleaner.total_timeout < cleaner.timeout * (cleaner.max_retries + 1)
-    assert FreeMemory(cleaner, counter="approx").round_timeout > cleaner.total_timeout
+    assert FreeMemory(cleaner, counter="approx").rounds.timeout > cleaner.total_timeout
     assert FreeModuleCleaner("http://127.0.0.1:9/v1", model="m", timeout=20.0).total_timeout == DEFAULT_TOTAL_TIMEOUT
 
 
@@ -34,7 +35,7 @@ def test_round_deadline_abandons_a_server_that_never_answers(stub_server) -> Non
     stub = stub_server()
     stub.default = StubReply(delay_s=300.0)  # answers long after the test is over
     cleaner = FreeModuleCleaner(stub.base_url, model="m", timeout=60.0, max_retries=0)
-    memory = FreeMemory(cleaner, counter="approx", round_timeout=1.0)
+    memory = FreeMemory(cleaner, counter="approx", rounds=RoundPolicy(timeout=1.0))
     msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": "u"},
             {"role": "assistant", "content": "a " * 500}]
     with pytest.warns(RuntimeWarning, match=r"free-module exceeded 1 s"):

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from freemem.cleaners.free_module import FreeModuleCleaner, commands_schema
+from freemem.config import Triggers
 from freemem.core.apply import apply_commands
 from freemem.core.commands import parse_commands
 from freemem.core.context import Context
@@ -129,7 +130,7 @@ def test_free_memory_records_usage_then_fails_open_when_the_server_dies(start_se
     server = start_server()
     c = cleaner(server, structured_output="json_object", json_schema=SMALL_SCHEMA, max_tokens=96, max_retries=1,
                 backoff_s=0.0)
-    memory = FreeMemory(c, every_tokens=None, on_loop=False)
+    memory = FreeMemory(c, triggers=Triggers(every_tokens=None, on_loop=False))
     text = CONTEXT.text
     ok = memory.clean_text(text, question="Question: what is 17 * 23?")
     assert ok.event.error is None and ok.event.cleaner == "free-module"
@@ -150,7 +151,7 @@ async def test_free_memory_async_fails_open_on_a_dead_server(dead_url) -> None:
     from freemem.memory import FreeMemory
 
     c = FreeModuleCleaner(dead_url, model="tiny", adapter="free", max_retries=0)
-    memory = FreeMemory(c, every_tokens=None, on_loop=False)
+    memory = FreeMemory(c, triggers=Triggers(every_tokens=None, on_loop=False))
     with pytest.warns(RuntimeWarning, match="round skipped"):
         result = await memory.aclean_text(CONTEXT.text)
     assert result.text == CONTEXT.text and result.event.error.startswith("CleanerUnavailable")

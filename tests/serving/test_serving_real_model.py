@@ -21,6 +21,7 @@ import pytest
 
 from freemem import FreeMemory
 from freemem.cleaners.free_module import FreeModuleCleaner
+from freemem.config import Triggers
 from freemem.core.apply import apply_commands
 from freemem.core.context import Context
 from freemem.core.errors import CleanerConfigError
@@ -58,7 +59,7 @@ def real_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServe
 
 def test_free_module_defaults_work_and_the_round_is_inspectable(real_server: LlamaServer) -> None:
     cleaner = FreeModuleCleaner(real_server.base_url, model=real_server.base_alias, adapter=None)
-    memory = FreeMemory(cleaner, every_tokens=None, on_loop=False)
+    memory = FreeMemory(cleaner, triggers=Triggers(every_tokens=None, on_loop=False))
     result = memory.clean_text(TEXT, question=QUESTION)
     event = result.event
     assert event.error is None, event.error

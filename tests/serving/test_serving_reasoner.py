@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from freemem.cleaners.free_module import FreeModuleCleaner, commands_schema
+from freemem.config import Triggers
 from freemem.core.context import Protection
 from freemem.core.errors import ConfigError, ServeError
 from freemem.langgraph.reasoner import QWEN3_THINKING_PROMPT, FreeReasoner, ReasonerResult
@@ -24,8 +25,8 @@ SMALL_SCHEMA = commands_schema(min_commands=1, max_commands=2, max_anchor_chars=
 
 def heuristic_memory(budget: int = 120) -> FreeMemory:
     """The deterministic heuristic cleaner with a small budget and recency window, so it prunes tiny runs."""
-    return FreeMemory(budget=budget, counter="qwen3", every_tokens=None, on_loop=False,
-                      protection=Protection(recent_chars=120))
+    return FreeMemory(budget=budget, counter="qwen3", protection=Protection(recent_chars=120),
+                      triggers=Triggers(every_tokens=None, on_loop=False))
 
 
 def reasoner(server, **kw) -> FreeReasoner:
@@ -201,7 +202,7 @@ async def test_async_run_matches_sync(llama_server) -> None:
 @pytest.mark.llamacpp
 def test_cleaner_down_costs_rounds_not_the_run(llama_server, dead_url: str) -> None:
     cleaner = FreeModuleCleaner(dead_url, model="tiny", adapter="free", max_retries=0, breaker_threshold=1)
-    memory = FreeMemory(cleaner, every_tokens=None, on_loop=False)
+    memory = FreeMemory(cleaner, triggers=Triggers(every_tokens=None, on_loop=False))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         res = reasoner(llama_server, memory=memory).invoke(QUESTION)

@@ -18,6 +18,7 @@ from freemem import FreeMemory
 from freemem.cleaners.free_module import DEFAULT_TIMEOUT, DEFAULT_TOTAL_TIMEOUT, FreeModuleCleaner
 from freemem.cleaners.prompted import PromptedCleaner
 from freemem.cleaners.refusals import refusal_of
+from freemem.config import Triggers
 from freemem.core.errors import CleanerConfigError, CleanerError, CleanerTimeout, ConfigError
 from tests.serving.stub_openai import StubReply
 
@@ -152,14 +153,14 @@ def test_defaults_fit_cpu_serving_and_the_round_net_stays_above_them() -> None:
     c = FreeModuleCleaner("http://127.0.0.1:9/v1", model="m", adapter=None)
     assert c.timeout == DEFAULT_TIMEOUT == 600.0
     assert c.total_timeout == max(DEFAULT_TOTAL_TIMEOUT, DEFAULT_TIMEOUT)
-    assert FreeMemory(c, counter="approx").round_timeout > c.total_timeout
+    assert FreeMemory(c, counter="approx").rounds.timeout > c.total_timeout
 
 
 def test_free_memory_skips_the_round_with_one_short_warning(stub_server) -> None:
     stub = stub_server()
     stub.default = refusing()
     memory = FreeMemory(make(stub.base_url, structured_output="json_schema"), counter="approx",
-                        every_tokens=None, on_loop=False)
+                        triggers=Triggers(every_tokens=None, on_loop=False))
     text = "Question: q\n" + "filler line\n" * 50
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

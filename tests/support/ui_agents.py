@@ -19,6 +19,7 @@ from langchain_core.tools import tool  # noqa: E402
 from lgfakes import BUDGET, TOOLS, ScriptedModel, tool_call_message  # noqa: E402
 
 from freemem import FreeMemory  # noqa: E402
+from freemem.config import FoldPolicy  # noqa: E402
 from freemem.langgraph import FreeMemoryMiddleware  # noqa: E402
 
 __all__ = ["UI_TOOLS", "XSS", "read_page", "run_agent", "script"]
@@ -55,7 +56,7 @@ def script(calls: int) -> list[BaseMessage]:
 
 def run_agent(saver: Any, archive: Any, thread: str, *, calls: int = 36) -> dict[str, Any]:
     """One turn of a real agent with freemem (deletions and a fold) persisted in ``saver`` / ``archive``."""
-    memory = FreeMemory(counter="approx", budget=BUDGET, archive=archive, fold_keep_units=2, fold_share=0.1)
+    memory = FreeMemory(counter="approx", budget=BUDGET, archive=archive, fold=FoldPolicy(keep_units=2, share=0.1))
     model = ScriptedModel(responses=script(calls))
     agent = create_agent(model, UI_TOOLS, middleware=[FreeMemoryMiddleware(memory, recall=archive is not None)],
                          checkpointer=saver)

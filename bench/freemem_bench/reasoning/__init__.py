@@ -42,6 +42,7 @@ import argparse
 import time
 from typing import Any
 
+from freemem.config import Triggers
 from freemem.core.errors import ConfigError
 from freemem.memory import FreeMemory
 from freemem.tokens import CachedCounter
@@ -139,7 +140,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _memory(args: argparse.Namespace, counter: CachedCounter, budget: int | None) -> FreeMemory:
-    return FreeMemory(args._make_cleaner(budget), counter=counter, budget=budget, every_tokens=args.every)
+    return FreeMemory(args._make_cleaner(budget), counter=counter, budget=budget,
+                      triggers=Triggers(every_tokens=args.every))
 
 
 def _fractions(spec: str) -> list[float]:

@@ -7,6 +7,7 @@ import copy
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from freemem.config import Budget, Triggers
 from freemem.core.errors import ConfigError
 from freemem.memory import FreeMemory
 from freemem.tokens import CachedCounter
@@ -151,13 +152,13 @@ def build_policies(names: Sequence[str], *, budget: int, counter: CachedCounter,
                    cleaner: str | Callable[[int | None], Any] | None, every: int | None) -> list[Policy]:
     """The policies named in ``names``, sharing one token counter. ``cleaner`` is a ``--cleaner`` spec or a
     ``budget -> cleaner`` factory (:func:`freemem_bench._common.cleaner_factory`)."""
-    measurer = FreeMemory(counter=counter, every_tokens=None, on_loop=False)
+    measurer = FreeMemory(counter=counter, triggers=Triggers(every_tokens=None, on_loop=False))
     make_cleaner = cleaner if callable(cleaner) else (lambda b: load_cleaner(cleaner, budget=b, counter=counter))
 
     def make_memory(fixed: int) -> FreeMemory:
         # The request's budget, ``fixed`` of it tool definitions: the cleaner fits the messages' share.
-        return FreeMemory(make_cleaner(budget - fixed), counter=counter, budget=budget, every_tokens=every,
-                          fixed_tokens=fixed)
+        return FreeMemory(make_cleaner(budget - fixed), counter=counter, budget=Budget(budget, fixed_tokens=fixed),
+                          triggers=Triggers(every_tokens=every))
 
     out: list[Policy] = []
     for name in names:

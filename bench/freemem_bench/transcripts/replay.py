@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from freemem.config import Triggers
 from freemem.core.context import Context
 from freemem.core.errors import ConfigError, FormatError
 from freemem.core.pairing import pairing_violations
@@ -128,7 +129,7 @@ def replay(trajectory: Trajectory, policies: Sequence[Policy], *, budget: int, c
     among them) plus the trajectory's tool definitions (:func:`~freemem.langgraph.request.request_tokens`), a
     prefix that leads every request; each policy gives the messages the budget the tools leave, as
     ``FreeMemoryMiddleware`` does. Without, the messages only."""
-    measurer = FreeMemory(counter=counter, every_tokens=None, on_loop=False)
+    measurer = FreeMemory(counter=counter, triggers=Triggers(every_tokens=None, on_loop=False))
     want_lc = any(p.langchain for p in policies)
     fixed = request_tokens(counter, tools=trajectory.tools) if count_tools and trajectory.tools else 0
     for p in policies:
