@@ -14,6 +14,7 @@ and prints its path.
 
 from __future__ import annotations
 
+import json
 import re
 import string
 import time
@@ -27,9 +28,13 @@ from freemem.optional import require_extra
 
 __all__ = ["ANSWER_INSTRUCTION", "LocalAnswerer", "normalize_answer", "token_f1"]
 
-#: What the question message adds after the question.
+#: What the question message adds after the question. It offers no way out ("say unknown if it was not said"):
+#: given one, Qwen2.5-Coder 1.5B answered "unknown" to 23 and 24 of 27 MemoryBank questions from freemem's and
+#: trim's contexts, also where the answer stood verbatim in the recent turns ("Arknights" and "Tekken" for "What
+#: are the games that you shared with me?") or in the digest (the books it recommended), so F1 measured the
+#: refusals, not the contexts (``docs/chat.md``). An answer the context cannot give scores 0 either way.
 ANSWER_INSTRUCTION = ("Answer from what was said in this conversation, in a few words (names, titles, places "
-                      "or a short phrase); say \"unknown\" if it was not said.")
+                      "or a short phrase).")
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation + "“”‘’…")
 
@@ -80,13 +85,16 @@ class LocalAnswerer:
         n_ctx: the context window to allocate (the longest context plus a question and its answer).
         threads: CPU threads.
         max_tokens: the longest answer.
+        log: a file that gets one JSON line per answer as it comes (label, question, answer, seconds), so a long
+            run that is stopped keeps what it answered; appended to.
 
     Raises:
         ConfigError: the file does not exist, or ``n_ctx`` / ``threads`` / ``max_tokens`` is not positive.
         MissingExtraError: llama-cpp-python is not installed (``pip install 'freemem[llamacpp]'``).
     """
 
-    def __init__(self, model_path: str | Path, *, n_ctx: int = 16_384, threads: int = 2, max_tokens: int = 32) -> None:
+    def __init__(self, model_path: str | Path, *, n_ctx: int = 16_384, threads: int = 2, max_tokens: int = 32,
+                 log: str | Path | None = None) -> None:
         path = Path(model_path)
         if not path.is_file():
             raise ConfigError(f"--answer-model {model_path}: no such file (../shared/models/get-qwen-coder prints one)")
@@ -101,6 +109,7 @@ class LocalAnswerer:
                                    verbose=False)
         self.seconds = 0.0
         self.calls = 0
+        self.log = Path(log) if log is not None else None
 
     def _fit(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
         """Drop the oldest context messages (after a system message) until the prompt fits the window."""
@@ -112,16 +121,22 @@ class LocalAnswerer:
             messages.pop(1 if messages[0]["role"] == "system" else 0)
         return messages
 
-    def answer(self, context: Sequence[Any], question: str) -> str:
-        """The model's answer to ``question`` given ``context``."""
+    def answer(self, context: Sequence[Any], question: str, *, label: str = "") -> str:
+        """The model's answer to ``question`` given ``context`` (``label``: what the log line says it is)."""
         t0 = time.perf_counter()
         result = self.llm.create_chat_completion(messages=self._fit(chat_prompt(context, question)),
                                                  temperature=0.0, max_tokens=self.max_tokens)
-        self.seconds += time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
+        self.seconds += seconds
         self.calls += 1
-        text = result["choices"][0]["message"].get("content") or ""
-        return " ".join(str(text).split())
+        text = " ".join(str(result["choices"][0]["message"].get("content") or "").split())
+        if self.log is not None:
+            with self.log.open("a", encoding="utf-8") as f:
+                f.write(json.dumps({"label": label, "question": question, "answer": text,
+                                    "seconds": round(seconds, 2)}, ensure_ascii=False) + "\n")
+        return text
 
     def describe(self) -> dict[str, Any]:
-        return {"model": self.path.name, "n_ctx": self.n_ctx, "max_tokens": self.max_tokens, "calls": self.calls,
+        return {"model": self.path.name, "instruction": ANSWER_INSTRUCTION, "n_ctx": self.n_ctx,
+                "max_tokens": self.max_tokens, "calls": self.calls,
                 "seconds": round(self.seconds, 1)}

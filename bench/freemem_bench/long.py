@@ -198,6 +198,10 @@ class _Pieces:
         return _SEP.join(parts)
 
 
+#: The policies a real model answers from, in the order they are asked (each context's questions in a row).
+ANSWER_POLICIES = ("freemem", "trim", "none")
+
+
 def trim_input(full: list[Any], prefix_tokens: list[int], budget: int) -> list[Any]:
     """The messages to give ``trim_messages``: its ``"last"`` strategy keeps the system message plus the
     newest messages that fit the budget, so anything more than a budget's worth of tokens from the end can
@@ -216,13 +220,14 @@ def trim_input(full: list[Any], prefix_tokens: list[int], budget: int) -> list[A
 def replay(session: Session, *, budget: int, counter: str, samples: int, max_seconds: float | None,
            min_ref_chars: int = MIN_REFERENCE_CHARS, on_step: Callable[[], None] | None = None,
            memory_options: dict[str, Any] | None = None, answerer: Any = None,
-           answer_questions: int | None = None) -> dict[str, Any]:
+           answer_questions: int | None = None, answer_policies: Sequence[str] = ANSWER_POLICIES) -> dict[str, Any]:
     """Replay ``session`` through freemem as the middleware runs it; the figures described in the module
     docstring. A session with probing questions runs with an :class:`~freemem.archives.InMemoryArchive` (what
     freemem removes is archived and searchable, as with the ``recall`` tool); ``memory_options`` go to
     :class:`~freemem.memory.FreeMemory` as they are (for experiments; the bench's figures use none). With an
     ``answerer`` (:class:`~freemem_bench.answers.LocalAnswerer`), a real model answers the first
-    ``answer_questions`` probing questions (all when None) from each policy's final context."""
+    ``answer_questions`` probing questions (all when None) from the final context of each of ``answer_policies``
+    (a subset of :data:`ANSWER_POLICIES`)."""
     from freemem.archives import InMemoryArchive
     from freemem.langgraph import CleanStep
 
@@ -325,7 +330,7 @@ def replay(session: Session, *, budget: int, counter: str, samples: int, max_sec
 
     probes = _probes(session, state["messages"], full, prefix_tokens, budget, trim, pieces,
                      archive=archive, thread=thread, measure=measure, answerer=answerer,
-                     answer_questions=answer_questions)
+                     answer_questions=answer_questions, answer_policies=answer_policies)
     ms = [1000 * x for x in seconds]
     early = ms[EARLY[0]:EARLY[1]]
     # The last LATE steps, never overlapping the early window (shorter sessions get a shorter late window).
@@ -420,7 +425,8 @@ def _fold_tokens(context: Sequence[Any], measure: Callable[[Sequence[Any]], int]
 def _probes(session: Session, context: Sequence[Any], full: list[Any], prefix_tokens: list[int], budget: int,
             trim: TrimPolicy, pieces: _Pieces, *, archive: Any = None, thread: str = "",
             measure: Callable[[Sequence[Any]], int] | None = None, answerer: Any = None,
-            answer_questions: int | None = None) -> dict[str, Any] | None:
+            answer_questions: int | None = None,
+            answer_policies: Sequence[str] = ANSWER_POLICIES) -> dict[str, Any] | None:
     """Per probing question: are its key strings in the final context (freemem, ``trim_messages``, no pruning),
     and, for freemem, are they (or the answering turn) reachable with one ``recall(query=question)``."""
     if not session.probes:
@@ -466,7 +472,8 @@ def _probes(session: Session, context: Sequence[Any], full: list[Any], prefix_to
         "per_question": rows,
     }
     if answerer is not None:
-        out["answers"] = _answer(answerer, session, rows, {"freemem": context, "trim": trimmed, "none": full},
+        contexts = {"freemem": context, "trim": trimmed, "none": full}
+        out["answers"] = _answer(answerer, session, rows, {p: contexts[p] for p in answer_policies},
                                  answer_questions)
     if archive is not None:
         out["freemem_reachable"] = sum(r["freemem_reachable"] for r in rows)
@@ -475,23 +482,20 @@ def _probes(session: Session, context: Sequence[Any], full: list[Any], prefix_to
     return out
 
 
-#: The policies a real model answers from, in the order they are asked (each context's questions in a row).
-ANSWER_POLICIES = ("freemem", "trim", "none")
-
-
 def _answer(answerer: Any, session: Session, rows: list[dict[str, Any]], contexts: dict[str, Sequence[Any]],
             limit: int | None) -> dict[str, Any]:
-    """A real model answers the first ``limit`` probing questions from each policy's context, all questions of one
-    context in a row (llama.cpp reuses the shared prefix); token F1 against the gold answer (MemoryBank: the key
-    strings joined, a heuristic gold)."""
+    """A real model answers the first ``limit`` probing questions from each context of ``contexts`` (policy name ->
+    messages, in :data:`ANSWER_POLICIES` order), all questions of one context in a row (llama.cpp reuses the
+    shared prefix); token F1 against the gold answer (MemoryBank: the key strings joined, a heuristic gold)."""
     from freemem_bench.answers import token_f1
 
     probes = list(zip(session.probes, rows, strict=True))[:limit]
-    f1: dict[str, list[float]] = {name: [] for name in ANSWER_POLICIES}
-    named: dict[str, list[float]] = {name: [] for name in ANSWER_POLICIES}
-    for name in ANSWER_POLICIES:
+    policies = [name for name in ANSWER_POLICIES if name in contexts]
+    f1: dict[str, list[float]] = {name: [] for name in policies}
+    named: dict[str, list[float]] = {name: [] for name in policies}
+    for name in policies:
         for probe, row in probes:
-            reply = answerer.answer(contexts[name], probe.question)
+            reply = answerer.answer(contexts[name], probe.question, label=f"{session.name} {name}")
             score = token_f1(reply, " ".join(probe.keys))
             row.setdefault("answers", {})[name] = {"answer": reply, "f1": round(score, 4)}
             f1[name].append(score)
@@ -500,7 +504,8 @@ def _answer(answerer: Any, session: Session, rows: list[dict[str, Any]], context
     return {"questions": len(probes), "gold": "the key strings joined",
             "f1": {name: mean(v) for name, v in f1.items()},
             "f1_named_keys": {name: mean(v) for name, v in named.items()},
-            "named_questions": len(named["freemem"]), "sums": {name: sum(v) for name, v in f1.items()},
+            "named_questions": sum(1 for probe, _row in probes if probe.key_kind == "names"),
+            "policies": policies, "sums": {name: sum(v) for name, v in f1.items()},
             "named_sums": {name: sum(v) for name, v in named.items()}}
 
 
@@ -529,6 +534,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="its context window: the longest chat unpruned, plus the question (default 20480)")
     g.add_argument("--answer-questions", type=int, metavar="N",
                    help="answer only the first N questions of each session (default: all)")
+    g.add_argument("--answer-log", metavar="FILE",
+                   help="append one JSON line per answer to FILE as it comes (a stopped run keeps its answers)")
+    g.add_argument("--answer-policies", default=",".join(ANSWER_POLICIES), metavar="LIST",
+                   help=f"the contexts the model answers from, comma-separated from {','.join(ANSWER_POLICIES)} "
+                        f"(default: all; greedy answers from an unchanged context are the same in every run)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic sessions")
     p.add_argument("--samples", type=int, default=200, help="retention samples per session (default 200)")
     p.add_argument("--max-seconds", type=float, default=300.0,
@@ -546,6 +556,14 @@ def _budgets(text: Any) -> list[int]:
     if not values or any(v <= 0 for v in values):
         raise ConfigError("--chat-budget must be positive")
     return values
+
+
+def _answer_policies(text: Any) -> list[str]:
+    """``--answer-policies``: a comma-separated subset of :data:`ANSWER_POLICIES`, in their order."""
+    names = {x.strip() for x in str(text).split(",") if x.strip()}
+    if not names or names - set(ANSWER_POLICIES):
+        raise ConfigError(f"--answer-policies {text!r}: choose from {','.join(ANSWER_POLICIES)}")
+    return [p for p in ANSWER_POLICIES if p in names]
 
 
 def _sessions(args: argparse.Namespace) -> tuple[list[tuple[Session, int]], list[str]]:
@@ -596,8 +614,8 @@ def f1_rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
         def f(total: float, k: int) -> str:
             return f"{total / k:.3f}" if k else "–"
 
-        return [label, str(n), *(f(sums[p], n) for p in ANSWER_POLICIES), str(m),
-                *(f(named[p], m) for p in ANSWER_POLICIES)]
+        return [label, str(n), *(f(sums[p], n) if p in sums else "–" for p in ANSWER_POLICIES), str(m),
+                *(f(named[p], m) if p in named else "–" for p in ANSWER_POLICIES)]
 
     for r in results:
         a = (r.get("probes") or {}).get("answers")
@@ -605,14 +623,13 @@ def f1_rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
             continue
         rows.append(line(f"{r['session']} @{r['budget']:,}", a["questions"], a["sums"], a["named_questions"],
                          a["named_sums"]))
-        t = totals.setdefault(r["budget"], [0, dict.fromkeys(ANSWER_POLICIES, 0.0), 0,
-                                            dict.fromkeys(ANSWER_POLICIES, 0.0), 0])
+        t = totals.setdefault(r["budget"], [0, {}, 0, {}, 0])
         t[0] += a["questions"]
         t[2] += a["named_questions"]
         t[4] += 1
-        for p in ANSWER_POLICIES:
-            t[1][p] += a["sums"][p]
-            t[3][p] += a["named_sums"][p]
+        for p in a["sums"]:  # the policies answered (--answer-policies), the same in every session of a run
+            t[1][p] = t[1].get(p, 0.0) + a["sums"][p]
+            t[3][p] = t[3].get(p, 0.0) + a["named_sums"][p]
     if sum(t[4] for t in totals.values()) > len(totals):
         for budget, t in sorted(totals.items()):
             rows.append(line(f"all {t[4]} @{budget:,}", t[0], t[1], t[2], t[3]))
@@ -718,12 +735,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     console = make_console(args.quiet or args.json == "-")
     console.width = max(console.width, 210)  # 15 columns: wide enough that no cell is cut
     t0 = time.perf_counter()
+    policies = _answer_policies(args.answer_policies)
     sessions, notes = _sessions(args)
     answerer = None
     if getattr(args, "answer_model", None):
         from freemem_bench.answers import LocalAnswerer
 
-        answerer = LocalAnswerer(args.answer_model, n_ctx=args.answer_ctx, threads=args.answer_threads)
+        answerer = LocalAnswerer(args.answer_model, n_ctx=args.answer_ctx, threads=args.answer_threads,
+                                 log=args.answer_log)
     for note in notes:
         console.print(f"[yellow]{note}[/yellow]")
     results: list[dict[str, Any]] = []
@@ -733,7 +752,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             advance = (lambda t=task: bar.advance(t)) if bar is not None else None
             results.append(replay(session, budget=budget, counter=args.counter, samples=args.samples,
                                   max_seconds=args.max_seconds or None, on_step=advance, answerer=answerer,
-                                  answer_questions=args.answer_questions))
+                                  answer_questions=args.answer_questions, answer_policies=policies))
     seconds = time.perf_counter() - t0
     rows = [_row(r) for r in results]
     title = f"freemem bench long — {args.counter} counter, time per step in CleanStep.run"

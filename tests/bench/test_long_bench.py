@@ -21,7 +21,7 @@ from freemem.memory import FreeMemory
 from freemem_bench import long as L
 from freemem_bench import sessions as S
 from freemem_bench._common import bench_counter
-from freemem_bench.answers import LocalAnswerer, chat_prompt, token_f1
+from freemem_bench.answers import ANSWER_INSTRUCTION, LocalAnswerer, chat_prompt, token_f1
 from freemem_bench.transcripts import ReferenceIndex
 
 
@@ -350,7 +350,9 @@ def test_token_f1_and_answer_prompt() -> None:
     assert token_f1("", "x") == token_f1("unknown", "Paris") == 0.0
     prompt = chat_prompt([SystemMessage("be kind"), HumanMessage("I saw Oslo."), AIMessage("Nice!")], "Where?")
     assert [m["role"] for m in prompt] == ["system", "user", "assistant", "user"]
-    assert prompt[-1]["content"].startswith("Where?\n")
+    assert prompt[-1]["content"] == f"Where?\n{ANSWER_INSTRUCTION}"
+    # No way out offered: with 'say "unknown"' a small model refused from every context (docs/chat.md).
+    assert "unknown" not in ANSWER_INSTRUCTION.lower()
 
 
 def test_answer_model_must_exist(tmp_path: Path) -> None:
@@ -373,10 +375,54 @@ def test_a_real_llama_cpp_model_answers_from_each_policy(tmp_path: Path) -> None
     _long_bank(data)
     result = _run(tmp_path, "--sessions", "memorybank-chats", "--data", str(data), "--split", "all",
                   "--users-per-chat", "3", "--chat-budget", "600", "--samples", "5", "--answer-model", str(model),
-                  "--answer-threads", "1", "--answer-ctx", "4096", "--answer-questions", "2")
+                  "--answer-threads", "1", "--answer-ctx", "4096", "--answer-questions", "2",
+                  "--answer-log", str(tmp_path / "answers.jsonl"))
     answers = result["sessions"][0]["probes"]["answers"]
     assert answers["questions"] == 2 and set(answers["f1"]) == set(L.ANSWER_POLICIES)
     assert all(0.0 <= answers["f1"][p] <= 1.0 for p in L.ANSWER_POLICIES)
     rows = result["sessions"][0]["probes"]["per_question"]
     assert all(set(r["answers"]) == set(L.ANSWER_POLICIES) for r in rows[:2]) and "answers" not in rows[2]
+    assert result["answer_model"]["instruction"] == ANSWER_INSTRUCTION
     assert result["answer_model"]["calls"] == 6 and "F1 freemem" in result["f1_table"]
+    logged = [json.loads(line) for line in (tmp_path / "answers.jsonl").read_text().splitlines()]
+    assert [e["label"].rsplit(" ", 1)[1] for e in logged] == ["freemem"] * 2 + ["trim"] * 2 + ["none"] * 2
+    assert [e["answer"] for e in logged[:2]] == [r["answers"]["freemem"]["answer"] for r in rows[:2]]
+
+
+class _Echo:
+    """An answer model that answers with the last words of the context it reads (which policy's context each
+    answer came from is in the answer): the wiring of --answer-policies without a model file."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[int, str]] = []
+
+    def answer(self, context: Any, question: str, *, label: str = "") -> str:
+        assert label.endswith((" freemem", " trim", " none"))
+        self.asked.append((len(context), question))
+        return chat_prompt(context, question)[-2]["content"][-40:]
+
+
+def test_answer_policies_choose_the_contexts_the_model_reads(tmp_path: Path) -> None:
+    _long_bank(tmp_path)
+    chat = L.memorybank_chats(tmp_path / "memorybank_chat_en", users_per_chat=3, split="all")[0]
+    echo = _Echo()
+    result = L.replay(chat, budget=600, counter="o200k_base", samples=5, max_seconds=None, answerer=echo,
+                      answer_questions=2, answer_policies=("none", "freemem"))
+    answers = result["probes"]["answers"]
+    # In ANSWER_POLICIES order whatever the order given; trim is not asked at all.
+    assert answers["policies"] == ["freemem", "none"] and set(answers["f1"]) == {"freemem", "none"}
+    assert len(echo.asked) == 4 and [q for _n, q in echo.asked] == [p.question for p in chat.probes[:2]] * 2
+    assert echo.asked[0][0] < echo.asked[2][0]  # freemem's context first, shorter than the unpruned one
+    rows = result["probes"]["per_question"]
+    assert set(rows[0]["answers"]) == {"freemem", "none"} and "answers" not in rows[2]
+    table = L.f1_rows([result, result])
+    assert table[0][3] == "–" and table[-1][0].startswith("all 2") and table[-1][3] == "–"
+    assert table[-1][2] == table[0][2] and table[-1][4] == table[0][4]
+
+
+def test_answer_policies_must_be_known() -> None:
+    assert L._answer_policies("trim, freemem") == ["freemem", "trim"]
+    for bad in ("", "freemem,summary", ","):
+        with pytest.raises(ConfigError):
+            L._answer_policies(bad)
+    assert main(["bench", "long", "--quiet", "--sessions", "chat", "--answer-policies", "gist"]) == 1
