@@ -12,7 +12,8 @@ from freemem_bench.long_thread import arun_session, build_session_agent, output_
 from tests.redis.helpers import assert_counts_exact, new_thread
 from tests.support.redis_servers import RedisServerProcess
 
-CALLS = 300
+CALLS = 1_000
+"""Tool calls in the sync session: the issue's acceptance session (``freemem bench store --thread-only --thread-calls 3000`` runs 3,000)."""
 BOUND = 30_000
 """Bytes of Redis per tool call, the whole thread: checkpoints, archived events and the archive's search index
 (issue 24's bound; the same session stored ~240 KB a call before)."""
