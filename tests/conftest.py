@@ -28,7 +28,7 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 SERVER_FIXTURES = frozenset({"redis_server", "tiny_model", "llama_server", "start_server", "browser", "ui_server",
                              "served"})
 #: Markers of tests that are slow or need a real server or model: not in the fast lane either.
-HEAVY_MARKERS = ("slow", "llamacpp", "real_model", "cluster")
+HEAVY_MARKERS = ("slow", "llamacpp", "real_model", "cluster", "redis")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

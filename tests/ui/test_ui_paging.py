@@ -275,6 +275,7 @@ def test_cli_ui_on_ipv6_loopback_answers_its_printed_url(tmp_path: Path) -> None
         proc.wait(timeout=30)
 
 
+@pytest.mark.redis
 def test_empty_listing_names_the_prefix_and_the_ones_holding_threads(tmp_path: Path) -> None:
     from freemem.cli.where import empty_hint, redis_prefixes
 
