@@ -102,17 +102,12 @@ _LEGACY: dict[str, tuple[str, str]] = {
 _GROUP_CLASS = {"triggers": "Triggers", "fold": "FoldPolicy", "cache": "CachePolicy", "rounds": "RoundPolicy",
                 "budget": "Budget"}
 #: The attributes FreeMemory had before its value objects, and where each is now read (deprecated: reading one
-#: works for one release with a DeprecationWarning). ``cache`` was the price model: it is now ``cache.model``.
+#: works for one release with a DeprecationWarning), each where its keyword argument now lives. ``cache`` was the
+#: price model: it is now ``cache.model``.
 _LEGACY_ATTRIBUTES: dict[str, tuple[str, str]] = {
-    "fold_share": ("fold", "share"),
-    "fold_target": ("fold", "target"),
-    "fold_keep_units": ("fold", "keep_units"),
-    "summarizer": ("fold", "summarizer"),
-    "low_water": ("cache", "low_water"),
-    "marker": ("rounds", "marker"),
-    "max_freed_share": ("rounds", "max_freed_share"),
-    "max_rounds": ("rounds", "max_rounds"),
-    "round_timeout": ("rounds", "timeout"),
+    name: _LEGACY[name]
+    for name in ("fold_share", "fold_target", "fold_keep_units", "summarizer", "low_water", "marker",
+                 "max_freed_share", "max_rounds", "round_timeout")
 }
 
 
