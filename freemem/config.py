@@ -181,9 +181,7 @@ class CachePolicy:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "price", get_price_model(self.price))
-        if isinstance(self.low_water, bool) or not isinstance(self.low_water, (int, float)) \
-                or not 0 < self.low_water <= 1:
-            raise ConfigError("low_water must be in (0, 1]")
+        _share("low_water", self.low_water)
         if not callable(self.clock):
             raise ConfigError("clock must be a callable returning seconds")
 

@@ -740,14 +740,14 @@ class FreeMemory:
         for m in reversed(edited):  # the edits from message m on: the latest first change for that gain
             gain += sizes[m] - full.tokens[m]
             options.append(Option("delete", m, total - gain, start=m))
-        folds: dict[int, Snapshot] = {}
+        folded_to: Snapshot | None = None  # the fold option's messages (a clean has at most one)
         if self.fold is not None and self.budget is not None and done.error is None:
             folded = self._fold_pass(full, done.tokens, given, force=forced, target=self.cache.low_water)
             if folded is not None:
                 new, record = folded
                 first = common_prefix(view_keys(given.views), view_keys(new.views))
                 options.append(Option("fold", first, new.total, record=record))
-                folds[id(record)] = new
+                folded_to = new
         plan = choose(options, sizes=sizes, price=price, budget=self.budget, forced=forced, cold=cold,
                       growth=growth, turns_so_far=sum(1 for v in given.views if v.role == "assistant"))
         record, chosen = plan.record, plan.chosen
@@ -760,9 +760,9 @@ class FreeMemory:
             decision = _Decision(kept, None, kept.total if partial else done.tokens, keep_from=chosen.start,
                                  whole=not partial)
         else:
-            assert chosen.record is not None
+            assert chosen.record is not None and folded_to is not None
             partial = False
-            decision = _Decision(folds[id(chosen.record)], None, chosen.after, folds=[chosen.record])
+            decision = _Decision(folded_to, None, chosen.after, folds=[chosen.record])
         p = plan.prefix_tokens(chosen)
         after = decision.tokens
         record.update(decision="applied", kind=chosen.kind, partial=partial, first_change=chosen.first,

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from freemem.core.views import MessageView, message_view, name_tool_results
+from freemem.core.views import MessageView, message_view, message_views, name_tool_results
 
 __all__ = ["Snapshot"]
 
@@ -31,8 +31,7 @@ class Snapshot:
     @classmethod
     def read(cls, messages: Sequence[Any], measure: Callable[[MessageView], int]) -> Snapshot:
         """Read every message of ``messages`` and count it with ``measure``."""
-        views = [message_view(i, msg) for i, msg in enumerate(messages)]
-        name_tool_results(views)
+        views = message_views(messages)
         return cls(tuple(messages), tuple(views), tuple(measure(v) for v in views), measure)
 
     @property

@@ -40,7 +40,6 @@ class Option:
     first: int
     after: int
     start: int = 0
-    messages: list[Any] | None = None
     record: FoldRecord | None = None
 
 
