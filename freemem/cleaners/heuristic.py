@@ -110,10 +110,6 @@ class HeuristicCleaner(Cleaner):
         self._loop_cache: dict[tuple[str, tuple[tuple[int, int], ...]], list[tuple[int, int, int]]] = {}
 
     # -- public -----------------------------------------------------------------------------------------
-    async def apropose(self, context: Context) -> Proposal:
-        """Async twin of :meth:`propose`: the same computation, in the caller's task (no worker thread)."""
-        return self.propose(context)
-
     def propose(self, context: Context) -> Proposal:
         t0 = time.perf_counter()
         fields = _editable_fields(context)
