@@ -604,8 +604,10 @@ class ThreadSource:
         history costs about its new messages, not every checkpoint's whole list."""
         out: list[_Measured | None] = []
         fresh: list[int] = []
+        raws: list[Any] = []
         for i, msg in enumerate(msgs):
             raw = msg.get("id") if isinstance(msg, Mapping) else getattr(msg, "id", None)
+            raws.append(raw)
             hit = memo.get(raw) if isinstance(raw, str) else None
             if hit is not None and (hit[0] is msg or hit[0] == msg):
                 out.append(hit[1])
@@ -613,12 +615,11 @@ class ThreadSource:
                 out.append(None)
                 fresh.append(i)
         if fresh:
-            new = [msgs[i] for i in fresh]
-            for i, view, n in zip(fresh, message_views(new), self.memory.message_tokens(new), strict=True):
+            snap = self.memory.snapshot([msgs[i] for i in fresh])  # each new message read once
+            for i, view, n in zip(fresh, snap.views, snap.tokens, strict=True):
                 out[i] = measure = _Measured(role=view.role, id=view.id, fold=view.fold, tokens=n)
-                raw = msgs[i].get("id") if isinstance(msgs[i], Mapping) else getattr(msgs[i], "id", None)
-                if isinstance(raw, str):
-                    memo[raw] = (msgs[i], measure)
+                if isinstance(raws[i], str):
+                    memo[raws[i]] = (msgs[i], measure)
         return out  # type: ignore[return-value]
 
     def events(self, thread_id: str, state_ledger: Sequence[Mapping[str, Any]] = (), *,
@@ -668,16 +669,21 @@ class ThreadSource:
         if state is None:
             ledger = values.get(LEDGER_KEY) or []
             state = _ThreadState(tup=tup, pruned=pruned, ledger=ledger if isinstance(ledger, list) else [])
-        if chart and state.calls is None:
-            state.calls, state.truncated = self.calls(thread_id)
-        if full and state.full is None:
-            state.full = self._rebuild(thread_id, state)
+        self._fill(thread_id, state, full=full, chart=chart)
         with self._cache_lock:
             self._cache[key] = state
             self._cache.move_to_end(key)
             while len(self._cache) > self.cache_threads:
                 self._cache.popitem(last=False)
         return state
+
+    def _fill(self, thread_id: str, state: _ThreadState, *, full: bool, chart: bool) -> None:
+        """Read into ``state`` (kept in the cache as it is) the chart's calls when ``chart`` and the rebuilt
+        original when ``full``, unless read already."""
+        if chart and state.calls is None:
+            state.calls, state.truncated = self.calls(thread_id)
+        if full and state.full is None:
+            state.full = self._rebuild(thread_id, state)
 
     def _rebuild(self, thread_id: str, state: _ThreadState) -> _Rebuild:
         """Every archived event of the thread read in full, its branch found, and the original rebuilt."""
@@ -743,14 +749,14 @@ class ThreadSource:
         state = self._state(thread_id)
         size = self.page_size
         pageable = self._pageable(thread_id, state)
-        counted = self.archive.count_events(thread_id) if pageable else None  # (all, not restored yet)
+        counted = self.archive.count_events(thread_id) if pageable and not original else None  # (all, not restored yet)
         if original is None:
             count = counted[0] if counted is not None else len(self._listed(thread_id, state))
             original = count <= self.rebuild_events
         if chart is None:
             chart = original
         if original or chart:
-            state = self._state(thread_id, full=original, chart=chart)
+            self._fill(thread_id, state, full=original, chart=chart)
         pruned = state.pruned
         common: dict[str, Any] = dict(
             thread_id=thread_id, checkpoint_id=state.tup.config["configurable"].get("checkpoint_id"),
