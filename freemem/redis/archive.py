@@ -48,6 +48,7 @@ from freemem.redis._drivers import AsyncDriver, SyncDriver
 from freemem.redis.connection import async_client, describe, describe_url, ensure_binary, sync_client
 from freemem.redis.keys import KeyLayout
 from freemem.redis.protocol import Batch, Eval, Plan
+from freemem.redis.scripts import INDEX_VERSION, MAX_PASSAGES
 
 __all__ = ["ArchiveContext", "AsyncRedisArchive", "RedisArchive", "summarize"]
 
@@ -129,11 +130,9 @@ LENGTH = struct.Struct(">H")
 """A passage's length in terms (at most 65,535), in ``a:x:l`` at twice its number: BM25 needs it once per
 passage, not once per term."""
 
-MAX_PASSAGES = 1 << 24
-"""Passage numbers a thread's index can give (3 bytes); an event re-recorded with other text takes new ones."""
-
-INDEX_VERSION = "3"
-"""The index format (``v`` in ``a:x:n``; the scripts check the same literal): an index of another is rebuilt."""
+# MAX_PASSAGES: the passage numbers a thread's index can give (an event re-recorded with other text takes new
+# ones); INDEX_VERSION: the index format (``v`` in ``a:x:n``), an index of another is rebuilt. Both are defined
+# once, with the scripts that check them.
 
 
 def posting(n: int, tf: int) -> bytes:
@@ -177,7 +176,8 @@ def record_plan(ctx: ArchiveContext, thread_id: str, event: Mapping[str, Any]) -
     score = int(round(at * 1000))
     summary = summarize(stored)
     digest, count, total, lengths, postings = index_entry(stored)
-    keys = _all_keys(ctx, thread_id)
+    archive_keys, index_keys = ctx.layout.archive_keys(str(thread_id)), ctx.layout.search_keys(str(thread_id))
+    keys, events, evx = archive_keys + index_keys, archive_keys[1], index_keys[2]
     flat = [x for item in postings.items() for x in item]
     head = (event_id, score, _dumps_event(stored), _dumps(summary), ctx.ttl_ms)
     seen: str = ""
@@ -189,8 +189,6 @@ def record_plan(ctx: ArchiveContext, thread_id: str, event: Mapping[str, Any]) -
             return event_id
         # Re-recorded with other text: the old event says which terms its postings are under (when this version
         # indexes it as the index holds it; else the script looks through every term).
-        _, events = ctx.layout.archive_keys(str(thread_id))[:2]
-        _, _, evx, *_ = ctx.layout.search_keys(str(thread_id))
         entry, raw = yield Batch(("HGET", evx, event_id), ("HGET", events, event_id))
         if entry is None:
             seen, old_terms = "", ()

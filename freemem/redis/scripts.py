@@ -25,6 +25,8 @@ from freemem.redis.protocol import Script
 
 __all__ = [
     "ARCHIVE_MARK",
+    "INDEX_VERSION",
+    "MAX_PASSAGES",
     "ARCHIVE_RECORD",
     "ARCHIVE_SEARCH",
     "DELETE_THREAD",
@@ -40,6 +42,19 @@ __all__ = [
     "PUT_WRITES_LEASED",
     "REFRESH",
 ]
+
+INDEX_VERSION = "3"
+"""The archive's search index format (``v`` in its stats hash): the scripts rebuild an index of another."""
+
+MAX_PASSAGES = 1 << 24
+"""Passage numbers a thread's search index can give (3 bytes in a posting)."""
+
+
+def _with_index_constants(source: str) -> str:
+    """``source`` with the index format and the passage bound written in (one definition, here)."""
+    return (source.replace("@INDEX_VERSION@", INDEX_VERSION).replace("@MAX_PASSAGES@", str(MAX_PASSAGES))
+            .replace("@MAX_PASSAGES_TEXT@", f"{MAX_PASSAGES:,}"))
+
 
 _PRELUDE = r"""
 local function refresh(reg, marker, ttl, slack, touched)
@@ -480,7 +495,7 @@ return redis.call('EXISTS', KEYS[1])
 
 ARCHIVE_RECORD = Script(
     "archive_record",
-    r"""
+    _with_index_constants(r"""
 -- KEYS: events-by-time, events, summaries, restore marks, then the search index: postings, docs, events
 --       indexed, stats, passage lengths, and the keys of the index format before 0.x (postings zset, passages),
 --       wiped.
@@ -495,17 +510,17 @@ local id = ARGV[1]
 local nold = tonumber(ARGV[11])
 local index = true
 local cur = nil
-if redis.call('HGET', stats, 'v') ~= '3' then
+if redis.call('HGET', stats, 'v') ~= '@INDEX_VERSION@' then
   -- No index of this format: a new thread gets one; a thread archived without one is indexed on its first
   -- search (every event at once), so this event is not indexed alone.
   index = redis.call('ZCARD', KEYS[1]) == 0
   redis.call('DEL', post, docs, evx, stats, lens, KEYS[10], KEYS[11])
-  if index then redis.call('HSET', stats, 'v', '3', 'docs', 0, 'len', 0, 'next', 0) end
+  if index then redis.call('HSET', stats, 'v', '@INDEX_VERSION@', 'docs', 0, 'len', 0, 'next', 0) end
 else
   cur = redis.call('HGET', evx, id)
   local next = tonumber(redis.call('HGET', stats, 'next') or '0')
-  if next + tonumber(ARGV[8]) > 16777216 then
-    return redis.error_reply('ERR the search index of this thread has numbered its 16,777,216 passages; ' ..
+  if next + tonumber(ARGV[8]) > @MAX_PASSAGES@ then
+    return redis.error_reply('ERR the search index of this thread has numbered its @MAX_PASSAGES_TEXT@ passages; ' ..
                              'delete its a:x:* keys to have it renumbered on the next search')
   end
 end
@@ -568,19 +583,19 @@ end
 local ttl = tonumber(ARGV[5])
 if ttl > 0 then for i = 1, #KEYS do redis.call('PEXPIRE', KEYS[i], ttl) end end
 return 1
-""",
+"""),
 )
 
 ARCHIVE_SEARCH = Script(
     "archive_search",
-    r"""
+    _with_index_constants(r"""
 -- BM25 over the thread's search index, on the server: only the best passages' events travel.
 -- KEYS: postings, docs, stats, events-by-time, events, passage lengths.
 -- ARGV: how many, then (term, times in the query) pairs.
 -- Returns {-1, events} when the thread has events but no index of this format yet; else {n, m, (event id,
 -- passage number in the event, score) * m best first, then (event id, stored event) for each event named}
 -- (n: passages indexed). Same formula as freemem.core.bm25 (k1 1.2, b 0.75).
-if redis.call('HGET', KEYS[3], 'v') ~= '3' then return {-1, redis.call('ZCARD', KEYS[4])} end
+if redis.call('HGET', KEYS[3], 'v') ~= '@INDEX_VERSION@' then return {-1, redis.call('ZCARD', KEYS[4])} end
 local n = tonumber(redis.call('HGET', KEYS[3], 'docs') or '0')
 if n <= 0 then return {0, 0} end
 local avg = tonumber(redis.call('HGET', KEYS[3], 'len') or '0') / n
@@ -633,7 +648,7 @@ if #ids > 0 then
   for i, id in ipairs(ids) do out[#out + 1] = id; out[#out + 1] = events[i] end
 end
 return out
-""",
+"""),
 )
 
 ARCHIVE_MARK = Script(
