@@ -299,25 +299,26 @@ def _used_memory(client: Any) -> int:
     return int(client.info("memory")["used_memory"])
 
 
-def _archive_bytes(client: Any, prefix: str, thread: str) -> tuple[int, int]:
-    """``MEMORY USAGE`` of the thread's archived events, and of the archive's search index."""
+def _key_usage(client: Any, prefix: str, thread: str, part: str) -> dict[str, int]:
+    """``MEMORY USAGE`` of each key of the thread's ``part`` (``"archive"``: its archived events; ``"search"``:
+    the archive's search index) that Redis holds, by its name after the thread's base (``a:x:t``, ...)."""
     from freemem.redis.keys import KeyLayout
 
     layout = KeyLayout(prefix)
+    base = layout.thread_base(thread)
+    keys = layout.archive_keys(thread) if part == "archive" else layout.search_keys(thread)
+    return {key[len(base):]: int(used) for key in keys if (used := client.memory_usage(key, samples=0)) is not None}
 
-    def usage(keys: Sequence[str]) -> int:
-        return sum(int(client.memory_usage(k, samples=0) or 0) for k in keys)
 
-    return usage(layout.archive_keys(thread)), usage(layout.search_keys(thread))
+def _archive_bytes(client: Any, prefix: str, thread: str) -> tuple[int, int]:
+    """``MEMORY USAGE`` of the thread's archived events, and of the archive's search index."""
+    return (sum(_key_usage(client, prefix, thread, "archive").values()),
+            sum(_key_usage(client, prefix, thread, "search").values()))
 
 
 def _index_keys_bytes(client: Any, prefix: str, thread: str, calls: int) -> dict[str, int]:
     """``MEMORY USAGE`` per tool call of each key of the archive's search index (``a:x:t`` postings, ...)."""
-    from freemem.redis.keys import KeyLayout
-
-    base = KeyLayout(prefix).thread_base(thread)
-    return {key[len(base):]: round(int(client.memory_usage(key, samples=0) or 0) / max(1, calls))
-            for key in KeyLayout(prefix).search_keys(thread) if client.exists(key)}
+    return {key: round(used / max(1, calls)) for key, used in _key_usage(client, prefix, thread, "search").items()}
 
 
 def _row(name: str, result: SessionResult, checkpoint_bytes: int, archive: tuple[int, int],

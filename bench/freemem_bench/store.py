@@ -36,8 +36,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypedDict
 
-from freemem.config import Triggers
-
 __all__ = ["ScriptedState", "add_arguments", "build_graph", "run", "tool_turn"]
 
 _WORDS = ["config", "parser", "value", "return", "error", "module", "path", "index", "token", "cache", "self",
@@ -295,7 +293,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
-    from freemem import FreeMemory
+    from freemem import FreeMemory, Triggers
     from freemem.redis import AsyncRedisSaver, RedisSaver
 
     console = Console()
