@@ -28,7 +28,7 @@ import copy
 import logging
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -109,6 +109,12 @@ _LEGACY_ATTRIBUTES: dict[str, tuple[str, str]] = {
     for name in ("fold_share", "fold_target", "fold_keep_units", "summarizer", "low_water", "marker",
                  "max_freed_share", "max_rounds", "round_timeout")
 }
+
+
+def _add_usage(into: dict[str, int], usage: Mapping[str, Any]) -> None:
+    """Add a model call's token usage (``input_tokens``, ...) to ``into``."""
+    for key, value in usage.items():
+        into[key] = into.get(key, 0) + int(value)
 
 
 def reject_duplicate_ids(messages: Sequence[Any], views: Sequence[MessageView] | None = None) -> None:
@@ -616,8 +622,7 @@ class FreeMemory:
         body = answer_text(response).strip()
         if not body:
             return "the summarizer answered nothing"
-        for key, value in model_usage(response).items():
-            decision.usage[key] = decision.usage.get(key, 0) + int(value)
+        _add_usage(decision.usage, model_usage(response))
         header = record.digest.split("\n", 1)[0]
         text = header + "\n" + self.counter.truncate(body, max(1, cap - self.counter.count(header) - 1))
         new = decision.snapshot.after(replace_digest(decision.snapshot.messages, record, text))
@@ -637,16 +642,14 @@ class FreeMemory:
         for proposal in done.proposals:
             event.cleaner_latency_s += proposal.latency_s
             event.add_proposal(proposal)
-            for key, value in proposal.usage.items():
-                event.usage[key] = event.usage.get(key, 0) + int(value)
+            _add_usage(event.usage, proposal.usage)
             if proposal.note:
                 notes = [proposal.note]
         for outcome in done.outcomes:
             event.add_outcome(outcome, kept=decision.kept(outcome))
         event.error = done.error
         event.folds = list(decision.folds)
-        for key, value in decision.usage.items():
-            event.usage[key] = event.usage.get(key, 0) + int(value)
+        _add_usage(event.usage, decision.usage)
         if request.text is not None and decision.text is not None and decision.text != request.text:
             event.cache = self._text_cache_record(request.text, decision.text, before, decision.tokens)
         else:
