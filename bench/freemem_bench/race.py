@@ -145,6 +145,13 @@ def _open_saver(kind: str, target: str, *, lease_ttl: float, lease_wait: float) 
         raise ValueError(f"no worker process for saver {kind!r}")
 
 
+def _create_sqlite(target: str) -> None:
+    """Create the database (tables, WAL mode) before the writers start: two processes switching a new file to
+    WAL at once get ``database is locked`` at once, since SQLite does not wait on a journal-mode change."""
+    with _open_saver("sqlite", target, lease_ttl=30.0, lease_wait=60.0) as saver:
+        saver.setup()
+
+
 def _worker(args: argparse.Namespace) -> int:
     with _open_saver(args.saver, args.target, lease_ttl=args.lease_ttl, lease_wait=args.lease_wait) as saver:
         if args.saver == "sqlite":
@@ -163,6 +170,8 @@ def spawn_writers(saver: str, target: str, thread: str, turns: int, *, step_ms: 
                   lease_ttl: float = 30.0, lease_wait: float = 120.0, timeout: float = 600.0,
                   env: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Start writers ``A`` and ``B`` as two processes, let them go at once, return their results."""
+    if saver == "sqlite":
+        _create_sqlite(target)
     procs = []
     for who in ("A", "B"):
         cmd = [sys.executable, "-m", "freemem_bench.race", "--worker", "--saver", saver, "--target", target,
