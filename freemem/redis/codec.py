@@ -49,6 +49,8 @@ __all__ = [
     "WRITE_FIELD_PREFIX",
     "blob_field",
     "Encoded",
+    "Expanded",
+    "Expansions",
     "blob_refs",
     "chunk_bounds",
     "chunk_data",
@@ -147,13 +149,29 @@ Elements = dict[bytes, bytes]
 """Element records by digest: what a reference record needs to be decoded."""
 
 
+class Expanded(NamedTuple):
+    """What an element record stands for, ready for the serde: ``runs`` of ``(type, bytes, items)`` in list
+    order -- a ``msgpack`` run holds ``items`` serialized items back to back (a msgpack array's body), any other
+    type one item. Derived from content-addressed records, so it never goes stale; ``size`` is its bytes."""
+
+    runs: tuple[tuple[bytes, bytes, int], ...]
+    size: int
+
+
+Expansions = dict[bytes, Expanded]
+"""Expanded elements by digest (see :class:`Expanded`)."""
+
+
 class Encoded(NamedTuple):
-    """A value as stored: its ``record``, the ``leaves`` it references (element records, written as they are)
-    and the ``chunks`` (element records that are reference records themselves, counted when created)."""
+    """A value as stored: its ``record``, the ``leaves`` it references (element records, written as they are),
+    the ``chunks`` (element records that are reference records themselves, counted when created) and the
+    ``expanded`` form of the digests the record names directly (so reading back what was written decodes no
+    element record)."""
 
     record: bytes
     leaves: Elements
     chunks: Elements
+    expanded: Expansions
 
 
 def digest(record: bytes) -> bytes:
@@ -220,8 +238,51 @@ def _element(type_: str, data: bytes) -> tuple[bytes, bytes]:
     return _MEMO.element(type_, data)
 
 
-def _split(serde: SerializerProtocol, value: Any) -> tuple[bytes, Elements, Elements] | None:
-    """``(data of the reference record, leaves, chunks)`` of a list worth storing element by element."""
+_MSGPACK = b"msgpack"
+_RUN_OVERHEAD = 64  # bytes counted per run besides its data, for the caches' bounds
+
+
+def _expanded(typed: Sequence[tuple[bytes, bytes]]) -> Expanded:
+    """The :class:`Expanded` form of serialized items, adjacent ``msgpack`` items joined into one run."""
+    runs: list[tuple[bytes, bytes, int]] = []
+    bodies: list[bytes] = []
+    for name, body in typed:
+        if name == _MSGPACK:
+            bodies.append(body)
+            continue
+        if bodies:
+            runs.append((_MSGPACK, b"".join(bodies), len(bodies)))
+            bodies = []
+        runs.append((name, body, 1))
+    if bodies:
+        runs.append((_MSGPACK, b"".join(bodies), len(bodies)))
+    return Expanded(tuple(runs), sum(len(body) + _RUN_OVERHEAD for _, body, _ in runs))
+
+
+def _joined(parts: Sequence[Expanded]) -> Expanded:
+    """``parts`` one after another, as one :class:`Expanded` (adjacent ``msgpack`` runs joined)."""
+    if len(parts) == 1:
+        return parts[0]
+    runs: list[tuple[bytes, bytes, int]] = []
+    bodies: list[bytes] = []
+    items = 0
+    for part in parts:
+        for name, body, n in part.runs:
+            if name == _MSGPACK:
+                bodies.append(body)
+                items += n
+                continue
+            if bodies:
+                runs.append((_MSGPACK, b"".join(bodies), items))
+                bodies, items = [], 0
+            runs.append((name, body, n))
+    if bodies:
+        runs.append((_MSGPACK, b"".join(bodies), items))
+    return Expanded(tuple(runs), sum(len(body) + _RUN_OVERHEAD for _, body, _ in runs))
+
+
+def _split(serde: SerializerProtocol, value: Any) -> tuple[bytes, Elements, Elements, Expansions] | None:
+    """``(data of the reference record, leaves, chunks, expanded)`` of a list worth storing element by element."""
     if type(value) is not list or not value:
         return None
     typed = [serde.dumps_typed(item) for item in value]
@@ -233,7 +294,9 @@ def _split(serde: SerializerProtocol, value: Any) -> tuple[bytes, Elements, Elem
         record, d = _element(type_, data)
         leaves[d] = record
         digests.append(d)
+    names = [(type_.encode(), data) for type_, data in typed]
     chunks: Elements = {}
+    expanded: Expansions = {}
     if len(digests) > CHUNK_OVER:
         top: list[bytes] = []
         start = 0
@@ -241,19 +304,23 @@ def _split(serde: SerializerProtocol, value: Any) -> tuple[bytes, Elements, Elem
             chunk = refs_record(digests[start:cut])
             d = digest(chunk)
             chunks[d] = chunk
+            expanded[d] = _expanded(names[start:cut])
             top.append(d)
             start = cut
         digests = top
-    return b"".join(digests), leaves, chunks
+    else:
+        for d, pair in zip(digests, names, strict=True):
+            expanded[d] = _expanded((pair,))
+    return b"".join(digests), leaves, chunks, expanded
 
 
 def encode_value(serde: SerializerProtocol, value: Any) -> Encoded:
     """A channel value as stored: a plain record, or for a large list a reference record and its elements."""
     split = _split(serde, value)
     if split is None:
-        return Encoded(encode_typed(serde, value), {}, {})
-    data, leaves, chunks = split
-    return Encoded(pack(_REFS, data), leaves, chunks)
+        return Encoded(encode_typed(serde, value), {}, {}, {})
+    data, leaves, chunks, expanded = split
+    return Encoded(pack(_REFS, data), leaves, chunks, expanded)
 
 
 def _digests(data: bytes) -> list[bytes]:
@@ -282,19 +349,20 @@ def chunk_data(record: bytes) -> bytes | None:
     return unpack(record)[1]
 
 
-def _expand(data: bytes, elements: Mapping[bytes, bytes], out: list[bytes], depth: int = 0) -> None:
-    """The leaf records a reference record's data stands for, chunks expanded, appended to ``out``."""
-    if depth > 4:
+def _expand(d: bytes, elements: Mapping[bytes, bytes], depth: int = 0) -> Expanded:
+    """What the element record named ``d`` stands for, chunks expanded."""
+    record = elements.get(d)
+    if record is None:
+        raise StoreError(f"an element record ({d.hex()}) referenced by a checkpoint is missing from Redis")
+    inner = chunk_data(record)
+    if inner is None:
+        name, body = unpack(record)
+        if name.startswith(_ZLIB):
+            name, body = name[len(_ZLIB) :], zlib.decompress(body)
+        return _expanded(((name, body),))
+    if depth >= 4:
         raise StoreError("corrupt reference record in Redis: chunks nested too deep")
-    for d in _digests(data):
-        record = elements.get(d)
-        if record is None:
-            raise StoreError(f"an element record ({d.hex()}) referenced by a checkpoint is missing from Redis")
-        inner = chunk_data(record)
-        if inner is None:
-            out.append(record)
-        else:
-            _expand(inner, elements, out, depth + 1)
+    return _joined([_expand(x, elements, depth + 1) for x in _digests(inner)])
 
 
 _ZLIB = ZLIB_PREFIX.encode()
@@ -308,28 +376,35 @@ def _array_header(n: int) -> bytes:
     return b"\xdd" + n.to_bytes(4, "big")
 
 
-def _decode_parts(serde: SerializerProtocol, type_: bytes, data: bytes, elements: Mapping[bytes, bytes]) -> Any:
+def _decode_parts(serde: SerializerProtocol, type_: bytes, data: bytes, elements: Mapping[bytes, bytes],
+                  expanded: Expansions | None) -> Any:
     if type_ != _REFS:
         return _loads(serde, type_, data)
-    leaves: list[bytes] = []
-    _expand(data, elements, leaves)
-    typed = []
-    for record in leaves:
-        name, body = unpack(record)
-        if name.startswith(_ZLIB):
-            name, body = name[len(_ZLIB) :], zlib.decompress(body)
-        typed.append((name, body))
-    if typed and all(name == b"msgpack" for name, _ in typed):
-        # A msgpack array is its header followed by its items, each encoded as it is alone: one call decodes the
-        # list as fast as a list stored whole (the serde's ext hooks see the same bytes).
-        return serde.loads_typed(("msgpack", _array_header(len(typed)) + b"".join(body for _, body in typed)))
-    return [serde.loads_typed((name.decode(), body)) for name, body in typed]
+    parts: list[Expanded] = []
+    for d in _digests(data):
+        part = expanded.get(d) if expanded is not None else None
+        if part is None:
+            part = _expand(d, elements)
+            if expanded is not None:
+                expanded[d] = part
+        parts.append(part)
+    out: list[Any] = []
+    for name, body, items in _joined(parts).runs:
+        if name == _MSGPACK:
+            # A msgpack array is its header followed by its items, each encoded as it is alone: one call decodes
+            # the run as fast as a list stored whole (the serde's ext hooks see the same bytes).
+            out.extend(serde.loads_typed(("msgpack", _array_header(items) + body)))
+        else:
+            out.append(serde.loads_typed((name.decode(), body)))
+    return out
 
 
-def decode_value(serde: SerializerProtocol, raw: bytes, elements: Mapping[bytes, bytes]) -> Any:
-    """Invert :func:`encode_value` (``elements``: at least the records ``raw`` references, chunks expanded)."""
+def decode_value(serde: SerializerProtocol, raw: bytes, elements: Mapping[bytes, bytes],
+                 expanded: Expansions | None = None) -> Any:
+    """Invert :func:`encode_value`. ``elements``: at least the records ``raw`` references, chunks expanded, but
+    for the digests ``expanded`` holds; what it expands from ``elements`` is added to ``expanded``."""
     type_, data = unpack(raw)
-    return _decode_parts(serde, type_, data, elements)
+    return _decode_parts(serde, type_, data, elements, expanded)
 
 
 def is_empty_blob(raw: bytes | None) -> bool:
@@ -370,18 +445,20 @@ def encode_write(serde: SerializerProtocol, task_id: str, idx: int, channel: str
         type_, data = _compress(*serde.dumps_typed(value))
         leaves: Elements = {}
         chunks: Elements = {}
+        expanded: Expansions = {}
     else:
-        type_, (data, leaves, chunks) = _REFS, parts
+        type_, (data, leaves, chunks, expanded) = _REFS, parts
     head = (task_id.encode(), str(idx).encode(), channel.encode(), task_path.encode(), type_)
-    return Encoded(pack(*head, data), leaves, chunks)
+    return Encoded(pack(*head, data), leaves, chunks, expanded)
 
 
-def decode_write(serde: SerializerProtocol, raw: bytes,
-                 elements: Mapping[bytes, bytes] | None = None) -> tuple[tuple[str, str, int], PendingWrite]:
-    """``(sort key, (task_id, channel, value))`` of one stored write; see ``writes_sort_key``."""
+def decode_write(serde: SerializerProtocol, raw: bytes, elements: Mapping[bytes, bytes] | None = None,
+                 expanded: Expansions | None = None) -> tuple[tuple[str, str, int], PendingWrite]:
+    """``(sort key, (task_id, channel, value))`` of one stored write; see ``writes_sort_key`` (``elements`` and
+    ``expanded`` as in :func:`decode_value`)."""
     task_id, idx, channel, task_path, type_, data = unpack(raw)
     tid = task_id.decode()
-    value = _decode_parts(serde, type_, data, elements or {})
+    value = _decode_parts(serde, type_, data, elements or {}, expanded)
     return (task_path.decode(), tid, int(idx)), (tid, channel.decode(), value)
 
 
@@ -391,8 +468,10 @@ def write_refs(fields: Mapping[bytes, bytes]) -> list[bytes]:
 
 
 def decode_writes(serde: SerializerProtocol, fields: Mapping[bytes, bytes],
-                  elements: Mapping[bytes, bytes] | None = None) -> list[PendingWrite]:
+                  elements: Mapping[bytes, bytes] | None = None,
+                  expanded: Expansions | None = None) -> list[PendingWrite]:
     """The pending writes among a checkpoint hash's fields, in ``writes_sort_key`` order."""
-    decoded = [decode_write(serde, v, elements) for k, v in fields.items() if k.startswith(WRITE_FIELD_PREFIX)]
+    decoded = [decode_write(serde, v, elements, expanded)
+               for k, v in fields.items() if k.startswith(WRITE_FIELD_PREFIX)]
     decoded.sort(key=lambda item: item[0])
     return [w for _, w in decoded]

@@ -10,6 +10,7 @@ import redis
 from langchain_core.messages import HumanMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
+from freemem.core.errors import StoreError
 from freemem.redis import RedisSaver, codec
 from freemem.redis.keys import KeyLayout
 from tests.redis.helpers import assert_counts_exact, checkpoint, config, message_list, metadata, new_thread
@@ -208,3 +209,72 @@ def test_a_list_decodes_as_it_was_whatever_its_elements(extra: list[Any]) -> Non
     enc = codec.encode_value(serde, value)
     assert enc.leaves and enc.record != codec.encode_typed(serde, value)
     assert codec.decode_value(serde, enc.record, {**enc.leaves, **enc.chunks}) == value
+
+
+@pytest.mark.parametrize("n", [2, 31, 33, 65, 300])
+@pytest.mark.parametrize("mixed", [False, True])
+def test_expanded_forms_decode_alone_and_match_what_a_cold_reader_builds(n: int, mixed: bool) -> None:
+    """What a write keeps in expanded form (per chunk, or per element of a short list) is what a reader rebuilds
+    from the element records; the value decodes the same from records alone, from the expanded forms alone, and
+    from a mix -- for lists of msgpack elements and lists that mix other element types in (``null``, ``bytes``)."""
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    serde = JsonPlusSerializer()
+    value: list[Any] = [{"i": i, "text": "z" * 600} for i in range(n)]
+    if mixed:
+        value[1::7] = [None if i % 2 else b"raw " * 200 for i in range(len(value[1::7]))]
+    enc = codec.encode_value(serde, value)
+    records = {**enc.leaves, **enc.chunks}
+    top = codec.record_refs(enc.record)
+    assert set(enc.expanded) == set(top)  # the digests the record names directly
+    rebuilt: codec.Expansions = {}
+    assert codec.decode_value(serde, enc.record, records, rebuilt) == value  # cold: from records, filling
+    assert rebuilt == enc.expanded
+    assert codec.decode_value(serde, enc.record, {}, dict(enc.expanded)) == value  # warm: no record needed
+    half = dict(list(enc.expanded.items())[::2])
+    assert codec.decode_value(serde, enc.record, records, half) == value
+    if mixed:
+        assert any(name != b"msgpack" for part in enc.expanded.values() for name, _, _ in part.runs)
+    else:  # adjacent msgpack elements are one run: one serde call per chunk
+        assert all(len(part.runs) == 1 for part in enc.expanded.values())
+    with pytest.raises(StoreError, match="missing from Redis"):
+        codec.decode_value(serde, enc.record, {}, {})
+
+
+def test_pending_writes_decode_from_expanded_forms() -> None:
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    serde = JsonPlusSerializer()
+    value = message_list(40)
+    enc = codec.encode_write(serde, "task", 0, "messages", value, "", split=True)
+    assert enc.leaves and enc.expanded
+    _, (task, channel, got) = codec.decode_write(serde, enc.record, {}, dict(enc.expanded))
+    assert (task, channel, got) == ("task", "messages", value)
+
+
+def test_reads_after_writes_touch_no_element_record_and_a_cold_cache_reads_the_same(
+        redis_server: RedisServerProcess, prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A saver that wrote (or read) a checkpoint decodes its messages from the expanded forms it kept; one whose
+    caches are empty, or too small to keep anything, reads the same values through the element records."""
+    thread = new_thread()
+    with RedisSaver.from_url(redis_server.url, key_prefix=prefix) as writer:
+        parent = config(thread)
+        for step in range(1, 50):
+            parent = _put_messages(writer, parent, message_list(step), step)
+            writer.put_writes(parent, [("messages", message_list(step)[-2:])], task_id=f"t{step}")
+        want = [(t.checkpoint["channel_values"], t.pending_writes) for t in writer.list(config(thread))]
+        walked = []  # element records looked into
+        real = codec.chunk_data
+        monkeypatch.setattr(codec, "chunk_data", lambda record: walked.append(record) or real(record))
+        latest = writer.get_tuple(config(thread))
+        assert latest is not None and latest.checkpoint["channel_values"]["messages"] == message_list(49)
+        assert walked == []  # every digest the checkpoint names was expanded when it was written
+    with RedisSaver.from_url(redis_server.url, key_prefix=prefix) as cold:
+        got = [(t.checkpoint["channel_values"], t.pending_writes) for t in cold.list(config(thread))]
+        assert got == want and walked
+        assert [(t.checkpoint["channel_values"], t.pending_writes) for t in cold.list(config(thread))] == want
+    with RedisSaver.from_url(redis_server.url, key_prefix=prefix) as tiny:
+        tiny.context.elements.max_bytes = 0
+        tiny.context.expanded.max_bytes = 0
+        assert [(t.checkpoint["channel_values"], t.pending_writes) for t in tiny.list(config(thread))] == want
+        assert tiny.context.expanded.size == 0

@@ -17,7 +17,9 @@ filtering, +1 for the namespaces when none is given).
 
 from freemem.redis.plans.checkpoints import get_tuple, list_checkpoints, put, put_writes
 from freemem.redis.plans.context import (
+    DigestCache,
     ElementCache,
+    ExpansionCache,
     Fence,
     LeasePolicy,
     PlanContext,
@@ -42,7 +44,9 @@ from freemem.redis.plans.threads import (
 )
 
 __all__ = [
+    "DigestCache",
     "ElementCache",
+    "ExpansionCache",
     "Fence",
     "LeasePolicy",
     "PlanContext",

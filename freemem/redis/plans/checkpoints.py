@@ -64,6 +64,7 @@ def _build_tuple(
     fields: Mapping[bytes, bytes],
     values: Sequence[Any] | None,
     elements: Mapping[bytes, bytes],
+    expanded: codec.Expansions,
 ) -> CheckpointTuple:
     try:
         checkpoint: Checkpoint = codec.decode_typed(serde, fields[b"cp"])
@@ -74,7 +75,7 @@ def _build_tuple(
     channel_values: dict[str, Any] = {}
     for ref, raw in zip(refs, values or (), strict=False):
         if not codec.is_empty_blob(raw):
-            channel_values[ref.rpartition("\x1f")[0]] = codec.decode_value(serde, raw, elements)
+            channel_values[ref.rpartition("\x1f")[0]] = codec.decode_value(serde, raw, elements, expanded)
     checkpoint["channel_values"] = channel_values
     parent = as_text(fields.get(b"p", b""))
     return CheckpointTuple(
@@ -82,7 +83,7 @@ def _build_tuple(
         checkpoint=checkpoint,
         metadata=metadata,
         parent_config=checkpoint_config(thread_id, checkpoint_ns, parent) if parent else None,
-        pending_writes=codec.decode_writes(serde, fields, elements),
+        pending_writes=codec.decode_writes(serde, fields, elements, expanded),
     )
 
 
@@ -95,13 +96,20 @@ def _digests_of(fields: Mapping[bytes, bytes], values: Sequence[Any] | None) -> 
 
 def _elements(
     ctx: PlanContext, thread_id: str, wanted: Mapping[str, Sequence[bytes]]
-) -> Plan[tuple[dict[bytes, bytes], set[bytes]]]:
-    """The element records of ``wanted`` digests (by namespace) and of the chunks among them: those this saver
-    holds, the rest fetched (one round trip per level of chunks); and the digests Redis no longer holds (their
-    checkpoint was deleted meanwhile)."""
+) -> Plan[tuple[dict[bytes, bytes], codec.Expansions, set[bytes]]]:
+    """What decoding ``wanted`` digests (by namespace) takes: the expanded form of those this saver holds
+    expanded, and the element records of the others and of the chunks among them (those this saver holds, the
+    rest fetched, one round trip per level of chunks); and the digests Redis no longer holds (their checkpoint
+    was deleted meanwhile)."""
     records: dict[bytes, bytes] = {}
+    expanded: codec.Expansions = {}
     lost: set[bytes] = set()
-    pending = {ns: list(digests) for ns, digests in wanted.items() if digests}
+    pending: dict[str, list[bytes]] = {}
+    for ns, digests in wanted.items():
+        hits, rest = ctx.expanded.split(digests)
+        expanded.update(hits)
+        if rest:
+            pending[ns] = rest
     while pending:
         fetch: list[tuple[str, list[bytes]]] = []
         found_now: list[tuple[str, bytes]] = []
@@ -129,19 +137,24 @@ def _elements(
             if inner is not None:
                 pending.setdefault(ns, []).extend(d for d in codec.record_refs(record) if d not in records)
         pending = {ns: ds for ns, ds in pending.items() if ds}
-    return records, lost
+    return records, expanded, lost
 
 
-def _complete(digests: Sequence[bytes], records: Mapping[bytes, bytes]) -> bool:
-    """Whether ``records`` hold every element ``digests`` name, through chunks."""
+def _complete(digests: Sequence[bytes], records: Mapping[bytes, bytes], expanded: codec.Expansions) -> bool:
+    """Whether ``expanded`` and ``records`` hold every element ``digests`` name, through chunks."""
     for d in digests:
+        if d in expanded:
+            continue
         record = records.get(d)
         if record is None:
             return False
-        if codec.chunk_data(record) is not None and not _complete(codec.record_refs(record), records):
+        if codec.chunk_data(record) is not None and not _complete(codec.record_refs(record), records, {}):
             return False
     return True
 
+
+_EMPTY = codec.Encoded(codec.EMPTY_BLOB, {}, {}, {})
+"""What a channel with a new version but no value stores."""
 
 LOAD_TRIES = 3
 """Loads of a checkpoint whose element records vanished before they were read (a concurrent delete)."""
@@ -175,9 +188,11 @@ def get_tuple(ctx: PlanContext, serde: SerializerProtocol, config: RunnableConfi
         newest_ok = checkpoint_id is not None or [as_text(i) for i in replies[-1]] == [cid]
         if newest_ok and fields.get(b"r") == refs_raw:
             values = replies[1] if fields_wanted else []
-            records, lost = yield from _elements(ctx, thread_id, {checkpoint_ns: _digests_of(fields, values)})
+            records, expanded, lost = yield from _elements(ctx, thread_id, {checkpoint_ns: _digests_of(fields, values)})
             if not lost:
-                return _build_tuple(serde, thread_id, checkpoint_ns, cid, fields, values, records)
+                found = _build_tuple(serde, thread_id, checkpoint_ns, cid, fields, values, records, expanded)
+                ctx.expanded.add(expanded)
+                return found
     found_id, lost = checkpoint_id or "", set()
     for _ in range(LOAD_TRIES):
         (entries,) = yield Batch(_load_call(ctx, thread_id, checkpoint_ns, [checkpoint_id] if checkpoint_id else []))
@@ -186,25 +201,28 @@ def get_tuple(ctx: PlanContext, serde: SerializerProtocol, config: RunnableConfi
         entry = entries[0]
         fields = as_hash(entry[1])
         found_id = as_text(entry[0])
-        records, lost = yield from _elements(ctx, thread_id, {checkpoint_ns: _digests_of(fields, entry[2])})
+        records, expanded, lost = yield from _elements(ctx, thread_id, {checkpoint_ns: _digests_of(fields, entry[2])})
         if lost:
             continue
         if b"r" in fields:
             ctx.cache.remember(thread_id, checkpoint_ns, found_id, fields[b"r"], newest=checkpoint_id is None)
-        return _build_tuple(serde, thread_id, checkpoint_ns, found_id, fields, entry[2], records)
+        found = _build_tuple(serde, thread_id, checkpoint_ns, found_id, fields, entry[2], records, expanded)
+        ctx.expanded.add(expanded)
+        return found
     raise StoreError(f"checkpoint {found_id!r} of thread {thread_id!r} references {len(lost)} element record(s) "
                      f"missing from Redis (e.g. {min(lost).hex()}): its data is incomplete")
 
 
 def _load_many(
     ctx: PlanContext, thread_id: str, by_ns: Mapping[str, Sequence[str]]
-) -> Plan[tuple[dict[tuple[str, str], Any], dict[bytes, bytes]]]:
+) -> Plan[tuple[dict[tuple[str, str], Any], dict[bytes, bytes], codec.Expansions]]:
     """Checkpoints by ``(namespace, id)`` (those that exist) and the element records they reference. A checkpoint
     whose records vanish before they are read (deleted meanwhile) is loaded again, and skipped once it is gone."""
     namespaces = list(by_ns)
     replies = yield Batch(*(_load_call(ctx, thread_id, ns, by_ns[ns]) for ns in namespaces))
     loaded = {(ns, as_text(e[0])): e for ns, entries in zip(namespaces, replies, strict=True) for e in entries}
     records: dict[bytes, bytes] = {}
+    expanded: codec.Expansions = {}
     for _ in range(LOAD_TRIES):
         wanted: dict[str, list[bytes]] = {}
         needs: dict[tuple[str, str], list[bytes]] = {}
@@ -212,12 +230,13 @@ def _load_many(
             digests = _digests_of(as_hash(entry[1]), entry[2])
             if digests:
                 needs[(ns, cid)] = digests
-                wanted.setdefault(ns, []).extend(d for d in digests if d not in records)
-        got, lost = yield from _elements(ctx, thread_id, wanted)
+                wanted.setdefault(ns, []).extend(d for d in digests if d not in records and d not in expanded)
+        got, hits, lost = yield from _elements(ctx, thread_id, wanted)
         records.update(got)
-        broken = [key for key, digests in needs.items() if lost and not _complete(digests, records)]
+        expanded.update(hits)
+        broken = [key for key, digests in needs.items() if lost and not _complete(digests, records, expanded)]
         if not broken:
-            return loaded, records
+            return loaded, records, expanded
         again: dict[str, list[str]] = {}
         for ns, cid in broken:
             del loaded[(ns, cid)]
@@ -256,14 +275,17 @@ def _emit_page(
         by_ns: dict[str, list[str]] = {}
         for ns, cid in chunk:
             by_ns.setdefault(ns, []).append(cid)
-        loaded, records = yield from _load_many(ctx, thread_id, by_ns)
-        for ns, cid in chunk:
-            entry = loaded.get((ns, cid))
-            if entry is None:  # deleted between the index read and the load
-                continue
-            yield Emit(_build_tuple(serde, thread_id, ns, cid, as_hash(entry[1]), entry[2], records))
-            if remaining is not None:
-                remaining -= 1
+        loaded, records, expanded = yield from _load_many(ctx, thread_id, by_ns)
+        try:
+            for ns, cid in chunk:
+                entry = loaded.get((ns, cid))
+                if entry is None:  # deleted between the index read and the load
+                    continue
+                yield Emit(_build_tuple(serde, thread_id, ns, cid, as_hash(entry[1]), entry[2], records, expanded))
+                if remaining is not None:
+                    remaining -= 1
+        finally:  # also when the reader stops early
+            ctx.expanded.add(expanded)
     return remaining
 
 
@@ -400,11 +422,13 @@ def put(
     ref_args: list[Any] = []  # lists stored element by element: their reference records, counted by the script
     leaves: codec.Elements = {}
     chunks: codec.Elements = {}
+    expanded: codec.Expansions = {}
     for channel, version in new_versions.items():
-        enc = codec.encode_value(serde, values[channel]) if channel in values else codec.Encoded(codec.EMPTY_BLOB, {}, {})
+        enc = codec.encode_value(serde, values[channel]) if channel in values else _EMPTY
         (ref_args if enc.leaves else blob_args).extend((codec.blob_field(channel, version), enc.record))
         leaves.update(enc.leaves)
         chunks.update(enc.chunks)
+        expanded.update(enc.expanded)
     _, refs = codec.blob_refs(checkpoint["channel_versions"])
     refs_raw = codec.refs_json(refs)
     stored_metadata = get_checkpoint_metadata(config, metadata)
@@ -458,6 +482,7 @@ def put(
     yield Batch(*commands, atomic=True, before=tuple(before))
     ctx.elements.add(leaves)
     ctx.elements.add(chunks)
+    ctx.expanded.add(expanded)
     ctx.cache.remember(thread_id, checkpoint_ns, checkpoint_id, refs_raw, newest=True)
     return checkpoint_config(thread_id, checkpoint_ns, checkpoint_id)
 
@@ -488,6 +513,7 @@ def put_writes(
     counted: list[Any] = []  # regular writes stored element by element: through the script, which counts them
     leaves: codec.Elements = {}
     chunks: codec.Elements = {}
+    expanded: codec.Expansions = {}
     for idx, (channel, value) in enumerate(writes):
         write_idx = WRITES_IDX_MAP.get(channel, idx)
         enc = codec.encode_write(serde, task_id, write_idx, channel, value, task_path, split=write_idx >= 0)
@@ -495,6 +521,7 @@ def put_writes(
         (overwrite if write_idx < 0 else counted if enc.leaves else keep_first).append(pair)
         leaves.update(enc.leaves)
         chunks.update(enc.chunks)
+        expanded.update(enc.expanded)
     element_keys = (layout.elements(thread_id, checkpoint_ns), layout.element_counts(thread_id, checkpoint_ns))
     commands: list[Any] = []
     if fence is not None:  # everything through the script, which stores nothing when it refuses the write
@@ -526,3 +553,4 @@ def put_writes(
     yield Batch(*commands, atomic=True)
     ctx.elements.add(leaves)
     ctx.elements.add(chunks)
+    ctx.expanded.add(expanded)

@@ -6,18 +6,21 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 
 from freemem.core.errors import ConfigError
+from freemem.redis import codec
 from freemem.redis.keys import KeyLayout
 
 __all__ = [
     "LEASE_BLOCK_S",
+    "DigestCache",
     "ElementCache",
+    "ExpansionCache",
     "Fence",
     "LeasePolicy",
     "PlanContext",
@@ -114,39 +117,41 @@ class RefCache:
         return None if refs is None else (checkpoint_id, refs)
 
 
-class ElementCache:
-    """Element records (see :mod:`~freemem.redis.codec`) this saver wrote or read, by digest, most recent last.
+V = TypeVar("V")
 
-    A record is named by the digest of its bytes, so an entry is never stale, whoever writes or deletes the
-    thread: the cache only saves fetching a checkpoint's messages again (``get_tuple`` is then one round trip
-    when the ref cache knows the checkpoint too). Bounded by the bytes it holds; safe to share between threads.
-    """
 
-    __slots__ = ("_lock", "_records", "max_bytes", "size")
+class DigestCache(Generic[V]):
+    """Values named by a content digest, most recent last, bounded by the bytes they hold (``size_of``).
 
-    def __init__(self, max_bytes: int = 64 << 20) -> None:
+    A digest names the bytes it was computed from, so an entry is never stale, whoever writes or deletes the
+    thread. Safe to share between threads."""
+
+    __slots__ = ("_entries", "_lock", "max_bytes", "size", "size_of")
+
+    def __init__(self, max_bytes: int, size_of: Callable[[V], int]) -> None:
         self.max_bytes = max_bytes
+        self.size_of = size_of
         self.size = 0
-        self._records: OrderedDict[bytes, bytes] = OrderedDict()
+        self._entries: OrderedDict[bytes, V] = OrderedDict()
         self._lock = threading.Lock()
 
-    def add(self, records: Mapping[bytes, bytes]) -> None:
-        if self.max_bytes <= 0:
+    def add(self, entries: Mapping[bytes, V]) -> None:
+        if self.max_bytes <= 0 or not entries:
             return
         with self._lock:
-            for digest, record in records.items():
-                if digest in self._records:
-                    self._records.move_to_end(digest)
+            for digest, value in entries.items():
+                if digest in self._entries:
+                    self._entries.move_to_end(digest)
                     continue
-                self._records[digest] = record
-                self.size += len(record)
-            while self.size > self.max_bytes and self._records:
-                _, dropped = self._records.popitem(last=False)
-                self.size -= len(dropped)
+                self._entries[digest] = value
+                self.size += self.size_of(value)
+            while self.size > self.max_bytes and self._entries:
+                _, dropped = self._entries.popitem(last=False)
+                self.size -= self.size_of(dropped)
 
-    def split(self, digests: Iterable[bytes]) -> tuple[dict[bytes, bytes], list[bytes]]:
-        """``(records found here, digests not here)``; each digest once."""
-        found: dict[bytes, bytes] = {}
+    def split(self, digests: Iterable[bytes]) -> tuple[dict[bytes, V], list[bytes]]:
+        """``(entries found here, digests not here)``; each digest once."""
+        found: dict[bytes, V] = {}
         missing: list[bytes] = []
         seen: set[bytes] = set()
         with self._lock:
@@ -154,13 +159,39 @@ class ElementCache:
                 if digest in seen:
                     continue
                 seen.add(digest)
-                record = self._records.get(digest)
-                if record is None:
+                value = self._entries.get(digest)
+                if value is None:
                     missing.append(digest)
                 else:
-                    self._records.move_to_end(digest)
-                    found[digest] = record
+                    self._entries.move_to_end(digest)
+                    found[digest] = value
         return found, missing
+
+
+class ElementCache(DigestCache[bytes]):
+    """Element records (see :mod:`~freemem.redis.codec`) this saver wrote or read, by digest: saves fetching a
+    checkpoint's messages again (``get_tuple`` is then one round trip when the ref cache knows the checkpoint
+    too)."""
+
+    __slots__ = ()
+
+    def __init__(self, max_bytes: int = 64 << 20) -> None:
+        super().__init__(max_bytes, len)
+
+
+class ExpansionCache(DigestCache[codec.Expanded]):
+    """The :class:`~freemem.redis.codec.Expanded` form of the elements (chunks, mostly) a checkpoint's lists name
+    directly, by digest, for the checkpoints this saver wrote or read: reading a thread's messages again then
+    decompresses, unpacks and walks no element record, and the serde gets each run of messages in one call."""
+
+    __slots__ = ()
+
+    def __init__(self, max_bytes: int = 32 << 20) -> None:
+        super().__init__(max_bytes, _expanded_size)
+
+
+def _expanded_size(value: codec.Expanded) -> int:
+    return value.size
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,12 +230,14 @@ LEASE_BLOCK_S = 1.0
 @dataclass(frozen=True, slots=True)
 class PlanContext:
     """Everything a plan needs besides the serializer: where keys live, the storage policy, the
-    (verified-on-use) :class:`RefCache` and the (content-addressed) :class:`ElementCache` of this saver."""
+    (verified-on-use) :class:`RefCache` and the (content-addressed) :class:`ElementCache` and
+    :class:`ExpansionCache` of this saver."""
 
     layout: KeyLayout = field(default_factory=KeyLayout)
     policy: StoragePolicy = field(default_factory=StoragePolicy)
     cache: RefCache = field(default_factory=RefCache)
     elements: ElementCache = field(default_factory=ElementCache)
+    expanded: ExpansionCache = field(default_factory=ExpansionCache)
 
 
 
