@@ -278,3 +278,61 @@ def test_reads_after_writes_touch_no_element_record_and_a_cold_cache_reads_the_s
         tiny.context.expanded.max_bytes = 0
         assert [(t.checkpoint["channel_values"], t.pending_writes) for t in tiny.list(config(thread))] == want
         assert tiny.context.expanded.size == 0
+
+
+class _XorCipher:
+    """A stand-in for AES with a random nonce (pycryptodome is not a dependency): equal plaintexts encrypt to
+    different bytes, as ``EncryptedSerializer.from_pycryptodome_aes`` does."""
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+
+    def _stream(self, nonce: bytes, n: int) -> bytes:
+        import hashlib
+
+        out = b""
+        counter = 0
+        while len(out) < n:
+            out += hashlib.sha256(self.key + nonce + counter.to_bytes(8, "big")).digest()
+            counter += 1
+        return out[:n]
+
+    def encrypt(self, plaintext: bytes) -> tuple[str, bytes]:
+        import os
+
+        nonce = os.urandom(16)
+        return "xor", nonce + bytes(a ^ b for a, b in zip(plaintext, self._stream(nonce, len(plaintext)), strict=True))
+
+    def decrypt(self, ciphername: str, ciphertext: bytes) -> bytes:
+        assert ciphername == "xor"
+        nonce, body = ciphertext[:16], ciphertext[16:]
+        return bytes(a ^ b for a, b in zip(body, self._stream(nonce, len(body)), strict=True))
+
+
+def test_an_encrypted_serde_reads_back_warm_and_cold_and_stores_no_plaintext(
+        redis_server: RedisServerProcess, raw: redis.Redis, prefix: str) -> None:
+    """With LangGraph's ``EncryptedSerializer`` every element is its own type (``msgpack+<cipher>``): the
+    expanded forms hold ciphertext, one item per run, and decode one by one; Redis holds no plaintext."""
+    from langgraph.checkpoint.serde.encrypted import EncryptedSerializer
+
+    serde = EncryptedSerializer(_XorCipher(b"k" * 32))
+    thread = new_thread()
+    memory = InMemorySaver()
+    secret = "SECRET-MARKER"
+    with RedisSaver.from_url(redis_server.url, key_prefix=prefix, serde=serde) as writer:
+        parents = {"redis": config(thread), "memory": config(thread)}
+        for step in range(1, 40):
+            messages = [*message_list(step), HumanMessage(f"{secret} {step} " + "q" * 600, id=f"s{step}")]
+            cp = checkpoint({"messages": messages}, {"messages": step})
+            for name, target in (("redis", writer), ("memory", memory)):
+                parents[name] = target.put(parents[name], cp, metadata(step=step), {"messages": step})
+        assert writer.context.expanded.size > 0
+        runs = [run for part in codec.encode_value(serde, messages).expanded.values() for run in part.runs]
+        assert runs and all(name == b"msgpack+xor" and n == 1 for name, _, n in runs)
+        want = [t.checkpoint["channel_values"] for t in memory.list(config(thread))]
+        assert [t.checkpoint["channel_values"] for t in writer.list(config(thread))] == want
+    with RedisSaver.from_url(redis_server.url, key_prefix=prefix, serde=serde) as cold:
+        assert [t.checkpoint["channel_values"] for t in cold.list(config(thread))] == want
+    for key in raw.keys(f"{prefix}:*"):
+        if raw.type(key) == b"hash":
+            assert not any(secret.encode() in v for v in raw.hvals(key)), key
