@@ -9,7 +9,7 @@ turn appends an assistant tool call and a ~2 KB tool result to the thread's mess
   those benchmark-only packages are installed; otherwise the row says why it is missing;
 * ``RedisSaver`` again with freemem pruning (``HeuristicCleaner`` under ``--budget`` tokens) and retention
   (``keep_last``), at ``--turns`` and at ``--long-turns`` turns, to show bytes per thread stay bounded;
-* **a long thread** (``--thread-calls``, default 1,000; ``--thread-only`` runs just this): the README's persisted
+* **a long thread** (``--thread-calls``, default 3,000; ``--thread-only`` runs just this): the README's persisted
   session (``create_agent`` + ``FreeMemoryMiddleware(recall=True)`` + ``RedisArchive``, defaults, budget 16k, one
   thread, turns of 100 tool calls with ~10 KB outputs; :mod:`freemem_bench.long_thread`) through freemem's
   ``RedisSaver`` keeping every checkpoint and with ``--thread-keep-last``, the official saver on Redis 8, and
@@ -98,8 +98,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget", type=int, default=24_000, help="freemem token budget of the pruned run (24k)")
     p.add_argument("--keep-last", type=int, default=2, help="checkpoints kept per thread in the pruned run (2)")
     p.add_argument("--long-turns", type=int, default=500, help="turns of the long pruned run (default 500; 0: skip)")
-    p.add_argument("--thread-calls", type=int, default=1000,
-                   help="tool calls of the long-thread run (default 1000; 0: skip)")
+    p.add_argument("--thread-calls", type=int, default=3000,
+                   help="tool calls of the long-thread run (default 3000, ~10 min; 0: skip)")
     p.add_argument("--thread-keep-last", type=int, default=20, help="keep_last of its retention row (default 20)")
     p.add_argument("--thread-only", action="store_true", help="run only the long-thread comparison")
     p.add_argument("--redis-server", default=shutil.which("redis-server"), help="core redis-server binary")
