@@ -114,12 +114,12 @@ def test_killed_server_raises_quickly_and_breaker_opens(start_server) -> None:
     t0 = time.perf_counter()
     with pytest.raises(CleanerUnavailable):
         c.propose(CONTEXT)
-    assert time.perf_counter() - t0 < 3.0
+    assert time.perf_counter() - t0 < 10.0
     assert c.breakers[server.base_url].state == "open"  # two refused connections in a row
     t0 = time.perf_counter()
     with pytest.raises(CleanerUnavailable, match="circuit open"):
         c.propose(CONTEXT)
-    assert time.perf_counter() - t0 < 0.05  # fails at once, no network
+    assert time.perf_counter() - t0 < 1.0  # fails at once, no network (the message says why)
 
 
 def test_free_memory_records_usage_then_fails_open_when_the_server_dies(start_server) -> None:
