@@ -29,7 +29,7 @@ import struct
 import threading
 import zlib
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from langgraph.checkpoint.base import ChannelVersions, PendingWrite
@@ -242,43 +242,35 @@ _MSGPACK = b"msgpack"
 _RUN_OVERHEAD = 64  # bytes counted per run besides its data, for the caches' bounds
 
 
-def _expanded(typed: Sequence[tuple[bytes, bytes]]) -> Expanded:
-    """The :class:`Expanded` form of serialized items, adjacent ``msgpack`` items joined into one run."""
-    runs: list[tuple[bytes, bytes, int]] = []
+def _merged(runs: Iterable[tuple[bytes, bytes, int]]) -> Expanded:
+    """``runs`` in order as one :class:`Expanded`, adjacent ``msgpack`` runs joined into one."""
+    out: list[tuple[bytes, bytes, int]] = []
     bodies: list[bytes] = []
-    for name, body in typed:
+    items = 0
+    for name, body, n in runs:
         if name == _MSGPACK:
             bodies.append(body)
+            items += n
             continue
         if bodies:
-            runs.append((_MSGPACK, b"".join(bodies), len(bodies)))
-            bodies = []
-        runs.append((name, body, 1))
+            out.append((_MSGPACK, b"".join(bodies), items))
+            bodies, items = [], 0
+        out.append((name, body, n))
     if bodies:
-        runs.append((_MSGPACK, b"".join(bodies), len(bodies)))
-    return Expanded(tuple(runs), sum(len(body) + _RUN_OVERHEAD for _, body, _ in runs))
+        out.append((_MSGPACK, b"".join(bodies), items))
+    return Expanded(tuple(out), sum(len(body) + _RUN_OVERHEAD for _, body, _ in out))
+
+
+def _expanded(typed: Sequence[tuple[bytes, bytes]]) -> Expanded:
+    """The :class:`Expanded` form of serialized items ``(type, bytes)``."""
+    return _merged((name, body, 1) for name, body in typed)
 
 
 def _joined(parts: Sequence[Expanded]) -> Expanded:
-    """``parts`` one after another, as one :class:`Expanded` (adjacent ``msgpack`` runs joined)."""
+    """``parts`` one after another, as one :class:`Expanded`."""
     if len(parts) == 1:
         return parts[0]
-    runs: list[tuple[bytes, bytes, int]] = []
-    bodies: list[bytes] = []
-    items = 0
-    for part in parts:
-        for name, body, n in part.runs:
-            if name == _MSGPACK:
-                bodies.append(body)
-                items += n
-                continue
-            if bodies:
-                runs.append((_MSGPACK, b"".join(bodies), items))
-                bodies, items = [], 0
-            runs.append((name, body, n))
-    if bodies:
-        runs.append((_MSGPACK, b"".join(bodies), items))
-    return Expanded(tuple(runs), sum(len(body) + _RUN_OVERHEAD for _, body, _ in runs))
+    return _merged(run for part in parts for run in part.runs)
 
 
 def _split(serde: SerializerProtocol, value: Any) -> tuple[bytes, Elements, Elements, Expansions] | None:
